@@ -1,0 +1,75 @@
+//! Built-in example systems, for the demo, docs and tests.
+
+use crate::library::{artifact_profiles, ArtifactSet, Int8Model};
+use crate::platform::Platform;
+use crate::profile::{DnnProfile, LayerProfile, OutputTransitions};
+use crate::task::{PriorityPolicy, System, Task, TaskSet};
+use crate::time::us_to_time;
+use std::sync::Arc;
+
+/// A profile with the given layers and no transition or output costs.
+pub fn chain_profile(model: &str, layers: &[LayerProfile]) -> DnnProfile {
+    DnnProfile {
+        model: model.into(),
+        source: "built in".into(),
+        wcet_margin: None,
+        model_sha256: None,
+        layers: layers.to_vec(),
+        output: OutputTransitions::default(),
+    }
+}
+
+impl DnnProfile {
+    /// Replaces layers and source (builder for library code).
+    pub fn with_layers(mut self, layers: Vec<LayerProfile>, source: String) -> Self {
+        self.layers = layers;
+        self.source = source;
+        self
+    }
+}
+
+/// The demo: four DNNs from the LaLaRAND artifact (set A, cpu-int8 modelled) on one GPU and one
+/// CPU, with periods that overload the GPU when every layer runs there, and a host<->GPU copy
+/// cost on every layer.
+pub fn demo_system() -> System {
+    let library = artifact_profiles(ArtifactSet::A, Some(Int8Model::default()));
+    let get = |name: &str| {
+        let mut p = library
+            .iter()
+            .find(|p| p.model == name)
+            .expect("artifact model")
+            .clone();
+        for l in &mut p.layers {
+            l.transitions.copy_in = us_to_time(5.0);
+            l.transitions.quantize_in = us_to_time(2.0);
+            l.transitions.dequantize_in = us_to_time(2.0);
+        }
+        p.output.copy_out = us_to_time(5.0);
+        Arc::new(p)
+    };
+    let tasks = vec![
+        Task::new(
+            "detector",
+            us_to_time(DEMO_PERIODS_US[0]),
+            get("yolov3-tiny"),
+        ),
+        Task::new(
+            "classifier",
+            us_to_time(DEMO_PERIODS_US[1]),
+            get("resnet18"),
+        ),
+        Task::new(
+            "features",
+            us_to_time(DEMO_PERIODS_US[2]),
+            get("extraction"),
+        ),
+        Task::new("digits", us_to_time(DEMO_PERIODS_US[3]), get("lenet")),
+    ];
+    System::new(
+        Platform::default_cpu_gpu(),
+        TaskSet::new(tasks, PriorityPolicy::RateMonotonic),
+    )
+}
+
+/// Periods of [`demo_system`]'s tasks, microseconds.
+pub const DEMO_PERIODS_US: [f64; 4] = [4_000.0, 3_000.0, 8_000.0, 10_000.0];

@@ -1,0 +1,232 @@
+//! From (system, allocation) to per-layer costs: the one place transitions are charged.
+//!
+//! Rule (docs/analysis.md, "Transitions"): layer `j`'s input comes from layer `j-1`, or for
+//! the first layer from the host as fp32. Its cost on its own resource, run non-preemptively, is
+//!
+//! `wcet(mode) + dispatch_overhead(resource)`
+//! `+ copy_in`       if the input lives in another memory (host vs. a gpu, or another gpu;
+//!                   all cpu resources share host memory)
+//! `+ quantize_in`   if the input is fp32 and the layer int8
+//! `+ dequantize_in` if the input is int8 and the layer fp32
+//! and, for the last layer, `+ copy_out` if it runs on a gpu and `+ dequantize_out` if int8,
+//! since the output is handed to the application as fp32 in host memory.
+
+use crate::allocation::{Allocation, Placement};
+use crate::error::ModelError;
+use crate::platform::{Platform, ResourceId, ResourceKind};
+use crate::profile::{DnnProfile, Mode};
+use crate::task::System;
+use crate::time::Time;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedLayer {
+    pub resource: ResourceId,
+    pub mode: Mode,
+    /// Worst-case cost including transitions and dispatch overhead.
+    pub wcet: Time,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedTask {
+    pub period: Time,
+    pub deadline: Time,
+    pub offset: Time,
+    /// 0 = highest; distinct.
+    pub priority: u32,
+    pub layers: Vec<PlannedLayer>,
+}
+
+/// What the analysis and the simulator see: chains of (resource, cost) per task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionPlan {
+    pub resources: usize,
+    pub tasks: Vec<PlannedTask>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Memory {
+    Host,
+    Device(ResourceId),
+}
+
+fn memory(platform: &Platform, resource: ResourceId) -> Memory {
+    match platform.resources[resource].kind {
+        ResourceKind::Cpu => Memory::Host,
+        ResourceKind::Gpu => Memory::Device(resource),
+    }
+}
+
+/// Cost of layer `j` of `dnn` placed as `places`, per the rule above. `places` must be valid
+/// for `dnn` (see [`Allocation::validate`]).
+pub fn layer_cost(platform: &Platform, dnn: &DnnProfile, places: &[Placement], j: usize) -> Time {
+    let layer = &dnn.layers[j];
+    let place = places[j];
+    let here = memory(platform, place.resource);
+    let mut cost = layer.wcet(place.mode).expect("validated allocation")
+        + platform.resources[place.resource].dispatch_overhead;
+    let (from, from_int8) = match j.checked_sub(1) {
+        Some(prev) => (
+            memory(platform, places[prev].resource),
+            places[prev].mode.is_int8(),
+        ),
+        None => (Memory::Host, false),
+    };
+    if from != here {
+        cost += layer.transitions.copy_in;
+    }
+    match (from_int8, place.mode.is_int8()) {
+        (false, true) => cost += layer.transitions.quantize_in,
+        (true, false) => cost += layer.transitions.dequantize_in,
+        _ => {}
+    }
+    if j + 1 == places.len() {
+        if here != Memory::Host {
+            cost += dnn.output.copy_out;
+        }
+        if place.mode.is_int8() {
+            cost += dnn.output.dequantize_out;
+        }
+    }
+    cost
+}
+
+impl ExecutionPlan {
+    pub fn new(system: &System, alloc: &Allocation) -> Result<Self, ModelError> {
+        alloc.validate(system)?;
+        Ok(Self::new_unchecked(system, alloc))
+    }
+
+    /// As [`ExecutionPlan::new`] for an allocation known to be valid (allocators' inner loops).
+    pub fn new_unchecked(system: &System, alloc: &Allocation) -> Self {
+        let tasks = system
+            .tasks
+            .iter()
+            .zip(&alloc.tasks)
+            .map(|(t, places)| PlannedTask {
+                period: t.period,
+                deadline: t.deadline,
+                offset: t.offset,
+                priority: t.priority,
+                layers: (0..places.len())
+                    .map(|j| PlannedLayer {
+                        resource: places[j].resource,
+                        mode: places[j].mode,
+                        wcet: layer_cost(&system.platform, &t.dnn, places, j),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Self {
+            resources: system.platform.resources.len(),
+            tasks,
+        }
+    }
+
+    /// Utilization of each resource: sum over tasks of (cost on it / period).
+    pub fn utilization(&self) -> Vec<f64> {
+        let mut u = vec![0.0; self.resources];
+        for t in &self.tasks {
+            for l in &t.layers {
+                u[l.resource] += l.wcet as f64 / t.period as f64;
+            }
+        }
+        u
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::examples::chain_profile;
+    use crate::platform::Resource;
+    use crate::profile::{LayerProfile, ModeTiming, OutputTransitions, Transitions};
+
+    fn layer(name: &str) -> LayerProfile {
+        LayerProfile {
+            name: name.into(),
+            modes: [
+                Some(ModeTiming::from_wcet(100)),
+                Some(ModeTiming::from_wcet(1_000)),
+                Some(ModeTiming::from_wcet(400)),
+            ],
+            int8_accuracy_cost: 0.1,
+            transitions: Transitions {
+                copy_in: 10,
+                quantize_in: 3,
+                dequantize_in: 2,
+            },
+        }
+    }
+
+    fn costs(platform: &Platform, dnn: &DnnProfile, places: &[Placement]) -> Vec<Time> {
+        (0..places.len())
+            .map(|j| layer_cost(platform, dnn, places, j))
+            .collect()
+    }
+
+    #[test]
+    fn charges_transitions_on_the_receiving_layer() {
+        let mut dnn = chain_profile("m", &[layer("a"), layer("b"), layer("c")]);
+        dnn.output = OutputTransitions {
+            copy_out: 7,
+            dequantize_out: 5,
+        };
+        let mut platform = Platform::default_cpu_gpu(); // 0 = gpu, 1 = cpu
+        let gpu = |_| Placement {
+            mode: Mode::Gpu,
+            resource: 0,
+        };
+        let all_gpu: Vec<_> = (0..3).map(gpu).collect();
+        // Host input copied to the gpu for the first layer, output copied back by the last.
+        assert_eq!(costs(&platform, &dnn, &all_gpu), vec![110, 100, 107]);
+        let mixed = [
+            Placement {
+                mode: Mode::CpuInt8,
+                resource: 1,
+            },
+            Placement {
+                mode: Mode::CpuFp32,
+                resource: 1,
+            },
+            Placement {
+                mode: Mode::CpuInt8,
+                resource: 1,
+            },
+        ];
+        // int8 from fp32 host input: quantize; back to fp32: dequantize; int8 output: dequantize_out.
+        assert_eq!(costs(&platform, &dnn, &mixed), vec![403, 1_002, 408]);
+        platform.resources[1].dispatch_overhead = 1;
+        let cpu_then_gpu = [
+            Placement {
+                mode: Mode::CpuInt8,
+                resource: 1,
+            },
+            gpu(0),
+            Placement {
+                mode: Mode::CpuFp32,
+                resource: 1,
+            },
+        ];
+        // cpu int8 -> gpu: copy + dequantize; gpu -> cpu: copy.
+        assert_eq!(costs(&platform, &dnn, &cpu_then_gpu), vec![404, 112, 1_011]);
+        // Two cpu resources share host memory: no copy between them.
+        platform
+            .resources
+            .push(Resource::new("cpu2", ResourceKind::Cpu));
+        let two_cpus = [
+            Placement {
+                mode: Mode::CpuFp32,
+                resource: 1,
+            },
+            Placement {
+                mode: Mode::CpuFp32,
+                resource: 2,
+            },
+            Placement {
+                mode: Mode::CpuFp32,
+                resource: 1,
+            },
+        ];
+        assert_eq!(costs(&platform, &dnn, &two_cpus), vec![1_001, 1_000, 1_001]);
+    }
+}

@@ -1,0 +1,483 @@
+//! DNN profiles: per layer, the worst-case time of every mode it can run in, what its int8 mode
+//! costs in accuracy, and what moving its input between resources or precisions costs.
+//!
+//! JSON, one file per DNN; the engine's profiler writes it, the timing core reads it.
+
+use crate::error::{json_error, read_file, FormatError};
+use crate::platform::ResourceKind;
+use crate::time::{time_to_us, us_to_time, Time};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+pub const PROFILE_FORMAT: &str = "lalarand-profile/1";
+
+/// How a layer runs: on which kind of resource, in which precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Mode {
+    /// fp32 on a gpu resource.
+    #[serde(rename = "gpu")]
+    Gpu,
+    #[serde(rename = "cpu-fp32")]
+    CpuFp32,
+    /// Statically quantized int8 on a cpu resource.
+    #[serde(rename = "cpu-int8")]
+    CpuInt8,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Gpu, Mode::CpuFp32, Mode::CpuInt8];
+
+    pub fn kind(self) -> ResourceKind {
+        match self {
+            Mode::Gpu => ResourceKind::Gpu,
+            Mode::CpuFp32 | Mode::CpuInt8 => ResourceKind::Cpu,
+        }
+    }
+
+    pub fn is_int8(self) -> bool {
+        self == Mode::CpuInt8
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Gpu => "gpu",
+            Mode::CpuFp32 => "cpu-fp32",
+            Mode::CpuInt8 => "cpu-int8",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown mode {s:?} (known: gpu, cpu-fp32, cpu-int8)"))
+    }
+}
+
+/// Measured statistics behind a WCET.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TimingStats {
+    pub max_us: f64,
+    pub p99_us: f64,
+    pub mean_us: f64,
+    pub samples: u64,
+}
+
+/// One mode of one layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModeTiming {
+    pub wcet: Time,
+    /// Absent for published profiles that give only one number.
+    pub stats: Option<TimingStats>,
+}
+
+impl ModeTiming {
+    pub fn from_wcet(wcet: Time) -> Self {
+        Self { wcet, stats: None }
+    }
+}
+
+/// Costs of bringing a layer's input to where and how the layer runs. Charged on the layer's
+/// own resource, before it, as part of its non-preemptive execution (see [`crate::plan`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transitions {
+    /// Input arrives from another memory (host <-> gpu, or another gpu).
+    pub copy_in: Time,
+    /// fp32 input, int8 layer.
+    pub quantize_in: Time,
+    /// int8 input, fp32 layer.
+    pub dequantize_in: Time,
+}
+
+/// Costs of handing the DNN's output back to the host as fp32, charged on the last layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputTransitions {
+    pub copy_out: Time,
+    pub dequantize_out: Time,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerProfile {
+    pub name: String,
+    /// Indexed by [`Mode::index`]; `None` where the layer cannot run in that mode.
+    pub modes: [Option<ModeTiming>; 3],
+    /// Top-1 accuracy drop, in percentage points, when this layer alone runs int8.
+    pub int8_accuracy_cost: f64,
+    pub transitions: Transitions,
+}
+
+impl LayerProfile {
+    /// A layer with only fp32 modes and no transition costs.
+    pub fn gpu_cpu(name: impl Into<String>, gpu: Time, cpu: Time) -> Self {
+        Self {
+            name: name.into(),
+            modes: [
+                Some(ModeTiming::from_wcet(gpu)),
+                Some(ModeTiming::from_wcet(cpu)),
+                None,
+            ],
+            int8_accuracy_cost: 0.0,
+            transitions: Transitions::default(),
+        }
+    }
+
+    pub fn mode(&self, mode: Mode) -> Option<&ModeTiming> {
+        self.modes[mode.index()].as_ref()
+    }
+
+    pub fn wcet(&self, mode: Mode) -> Option<Time> {
+        self.mode(mode).map(|m| m.wcet)
+    }
+
+    pub fn available_modes(&self) -> impl Iterator<Item = Mode> + '_ {
+        Mode::ALL
+            .into_iter()
+            .filter(|m| self.modes[m.index()].is_some())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnnProfile {
+    pub model: String,
+    /// Where the numbers came from (machine, tool, publication).
+    pub source: String,
+    /// WCET = observed max x this margin, when the profile was measured.
+    pub wcet_margin: Option<f64>,
+    /// SHA-256 of the model file that was profiled, so a runtime can refuse a changed model.
+    pub model_sha256: Option<String>,
+    pub layers: Vec<LayerProfile>,
+    pub output: OutputTransitions,
+}
+
+// ---- file format ----------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    format: String,
+    model: String,
+    #[serde(default)]
+    source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    wcet_margin: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model_sha256: Option<String>,
+    layers: Vec<LayerFile>,
+    #[serde(default)]
+    output: OutputFile,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LayerFile {
+    name: String,
+    modes: BTreeMap<String, ModeFile>,
+    #[serde(default)]
+    int8_accuracy_cost: f64,
+    #[serde(default)]
+    copy_in_us: f64,
+    #[serde(default)]
+    quantize_in_us: f64,
+    #[serde(default)]
+    dequantize_in_us: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModeFile {
+    wcet_us: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    p99_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mean_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    samples: Option<u64>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputFile {
+    #[serde(default)]
+    copy_out_us: f64,
+    #[serde(default)]
+    dequantize_out_us: f64,
+}
+
+fn check_time(origin: &Path, field: impl Into<String>, us: f64) -> Result<Time, FormatError> {
+    if us.is_finite() && us >= 0.0 {
+        Ok(us_to_time(us))
+    } else {
+        Err(FormatError::new(
+            origin,
+            field,
+            format!("{us} is not a non-negative time"),
+            "use a finite time in microseconds >= 0",
+        ))
+    }
+}
+
+impl DnnProfile {
+    pub fn load(path: &Path) -> Result<Self, FormatError> {
+        Self::parse(&read_file(path)?, path)
+    }
+
+    /// Parses profile JSON; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, FormatError> {
+        let file: ProfileFile = serde_json::from_str(text).map_err(|e| json_error(origin, e))?;
+        if file.format != PROFILE_FORMAT {
+            return Err(FormatError::new(
+                origin,
+                "format",
+                format!("unknown format {:?}", file.format),
+                format!("set \"format\": \"{PROFILE_FORMAT}\" (or re-run `lalarand profile`)"),
+            ));
+        }
+        if file.model.trim().is_empty() {
+            return Err(FormatError::new(
+                origin,
+                "model",
+                "empty model name",
+                "name the DNN, e.g. \"resnet18\"",
+            ));
+        }
+        if let Some(m) = file.wcet_margin {
+            if !m.is_finite() || m < 1.0 {
+                return Err(FormatError::new(
+                    origin,
+                    "wcet_margin",
+                    format!("{m} is below 1"),
+                    "use a margin >= 1.0",
+                ));
+            }
+        }
+        if file.layers.is_empty() {
+            return Err(FormatError::new(
+                origin,
+                "layers",
+                "no layers",
+                "list the DNN's layers in execution order",
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut layers = Vec::with_capacity(file.layers.len());
+        for (i, l) in file.layers.into_iter().enumerate() {
+            let at = |f: &str| format!("layers[{i}].{f}");
+            if !names.insert(l.name.clone()) {
+                return Err(FormatError::new(
+                    origin,
+                    at("name"),
+                    format!("duplicate layer name {:?}", l.name),
+                    "give every layer a distinct name",
+                ));
+            }
+            if l.modes.is_empty() {
+                return Err(FormatError::new(
+                    origin,
+                    at("modes"),
+                    format!("layer {:?} has no mode", l.name),
+                    "give at least one of \"gpu\", \"cpu-fp32\", \"cpu-int8\" with its wcet_us",
+                ));
+            }
+            let mut modes = [None; 3];
+            for (key, m) in &l.modes {
+                let mode: Mode = key.parse().map_err(|e: String| {
+                    FormatError::new(origin, at("modes"), e, "use gpu, cpu-fp32 or cpu-int8")
+                })?;
+                let field = at(&format!("modes.{key}"));
+                let wcet = check_time(origin, format!("{field}.wcet_us"), m.wcet_us)?;
+                let stats = match (m.max_us, m.p99_us, m.mean_us, m.samples) {
+                    (None, None, None, None) => None,
+                    (Some(max), Some(p99), Some(mean), Some(samples)) => {
+                        for (f, v) in [("max_us", max), ("p99_us", p99), ("mean_us", mean)] {
+                            check_time(origin, format!("{field}.{f}"), v)?;
+                        }
+                        if m.wcet_us < max {
+                            return Err(FormatError::new(
+                                origin,
+                                format!("{field}.wcet_us"),
+                                format!("wcet_us {} is below the observed max_us {max}", m.wcet_us),
+                                "a worst case cannot be below an observation: raise wcet_us to at least max_us",
+                            ));
+                        }
+                        Some(TimingStats {
+                            max_us: max,
+                            p99_us: p99,
+                            mean_us: mean,
+                            samples,
+                        })
+                    }
+                    _ => {
+                        return Err(FormatError::new(
+                            origin,
+                            field,
+                            "partial statistics",
+                            "give all of max_us, p99_us, mean_us, samples, or none of them",
+                        ))
+                    }
+                };
+                modes[mode.index()] = Some(ModeTiming { wcet, stats });
+            }
+            if !l.int8_accuracy_cost.is_finite() {
+                return Err(FormatError::new(
+                    origin,
+                    at("int8_accuracy_cost"),
+                    "not a finite number",
+                    "use the measured drop in percentage points",
+                ));
+            }
+            layers.push(LayerProfile {
+                name: l.name,
+                modes,
+                int8_accuracy_cost: l.int8_accuracy_cost,
+                transitions: Transitions {
+                    copy_in: check_time(origin, at("copy_in_us"), l.copy_in_us)?,
+                    quantize_in: check_time(origin, at("quantize_in_us"), l.quantize_in_us)?,
+                    dequantize_in: check_time(origin, at("dequantize_in_us"), l.dequantize_in_us)?,
+                },
+            });
+        }
+        Ok(Self {
+            model: file.model,
+            source: file.source,
+            wcet_margin: file.wcet_margin,
+            model_sha256: file.model_sha256,
+            layers,
+            output: OutputTransitions {
+                copy_out: check_time(origin, "output.copy_out_us", file.output.copy_out_us)?,
+                dequantize_out: check_time(
+                    origin,
+                    "output.dequantize_out_us",
+                    file.output.dequantize_out_us,
+                )?,
+            },
+        })
+    }
+
+    pub fn to_json(&self) -> String {
+        let file = ProfileFile {
+            format: PROFILE_FORMAT.into(),
+            model: self.model.clone(),
+            source: self.source.clone(),
+            wcet_margin: self.wcet_margin,
+            model_sha256: self.model_sha256.clone(),
+            layers: self
+                .layers
+                .iter()
+                .map(|l| LayerFile {
+                    name: l.name.clone(),
+                    modes: l
+                        .available_modes()
+                        .map(|m| {
+                            let t = l.mode(m).unwrap();
+                            let s = t.stats;
+                            (
+                                m.name().to_string(),
+                                ModeFile {
+                                    wcet_us: time_to_us(t.wcet),
+                                    max_us: s.map(|s| s.max_us),
+                                    p99_us: s.map(|s| s.p99_us),
+                                    mean_us: s.map(|s| s.mean_us),
+                                    samples: s.map(|s| s.samples),
+                                },
+                            )
+                        })
+                        .collect(),
+                    int8_accuracy_cost: l.int8_accuracy_cost,
+                    copy_in_us: time_to_us(l.transitions.copy_in),
+                    quantize_in_us: time_to_us(l.transitions.quantize_in),
+                    dequantize_in_us: time_to_us(l.transitions.dequantize_in),
+                })
+                .collect(),
+            output: OutputFile {
+                copy_out_us: time_to_us(self.output.copy_out),
+                dequantize_out_us: time_to_us(self.output.dequantize_out),
+            },
+        };
+        serde_json::to_string_pretty(&file).expect("profile serializes")
+    }
+
+    /// Total worst-case time of the DNN with every layer in `mode` (falling back to the
+    /// fastest available mode of the layer where `mode` is absent); transitions excluded.
+    pub fn total_wcet(&self, mode: Mode) -> Time {
+        self.layers
+            .iter()
+            .map(|l| {
+                l.wcet(mode).unwrap_or_else(|| {
+                    l.available_modes()
+                        .filter_map(|m| l.wcet(m))
+                        .min()
+                        .unwrap_or(0)
+                })
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"format":"lalarand-profile/1","model":"m","layers":[
+        {"name":"a","modes":{"gpu":{"wcet_us":10},"cpu-fp32":{"wcet_us":100,"max_us":90,"p99_us":80,"mean_us":70,"samples":50},"cpu-int8":{"wcet_us":40}},"int8_accuracy_cost":0.1,"copy_in_us":5},
+        {"name":"b","modes":{"gpu":{"wcet_us":3.5}}}],"output":{"copy_out_us":2}}"#;
+
+    fn parse(s: &str) -> Result<DnnProfile, FormatError> {
+        DnnProfile::parse(s, Path::new("x.json"))
+    }
+
+    #[test]
+    fn parses_and_round_trips() {
+        let p = parse(GOOD).unwrap();
+        assert_eq!(p.layers.len(), 2);
+        assert_eq!(p.layers[0].wcet(Mode::CpuInt8), Some(40_000));
+        assert_eq!(p.layers[1].wcet(Mode::CpuFp32), None);
+        assert_eq!(p.layers[1].wcet(Mode::Gpu), Some(3_500));
+        assert_eq!(p.output.copy_out, 2_000);
+        assert_eq!(parse(&p.to_json()).unwrap(), p);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let cases = [
+            (
+                GOOD.replace("\"wcet_us\":10}", "\"wcet_us\":-1}"),
+                "layers[0].modes.gpu.wcet_us",
+            ),
+            (
+                GOOD.replace("\"wcet_us\":100", "\"wcet_us\":10"),
+                "layers[0].modes.cpu-fp32.wcet_us",
+            ),
+            (
+                GOOD.replace("{\"gpu\":{\"wcet_us\":3.5}}", "{}"),
+                "layers[1].modes",
+            ),
+            (
+                GOOD.replace("\"name\":\"b\"", "\"name\":\"a\""),
+                "layers[1].name",
+            ),
+            (GOOD.replace("lalarand-profile/1", "v0"), "format"),
+            (GOOD.replace("cpu-int8", "npu"), "layers[0].modes"),
+        ];
+        for (text, field) in cases {
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+        assert!(parse("{not json").unwrap_err().field.starts_with("(line"));
+    }
+}

@@ -1,0 +1,39 @@
+//! Time is an integer count of nanoseconds.
+//!
+//! Integers keep the analysis exact and its fixed points terminating; files speak in
+//! microseconds (profiles) or milliseconds (task sets) and are converted by rounding *up*, so a
+//! worst-case time never shrinks on its way in.
+
+/// Nanoseconds.
+pub type Time = u64;
+
+/// Microseconds (as written in profiles) to [`Time`], rounded up.
+pub fn us_to_time(us: f64) -> Time {
+    (us * 1_000.0).ceil() as Time
+}
+
+/// Milliseconds (as written in task sets) to [`Time`], rounded up.
+pub fn ms_to_time(ms: f64) -> Time {
+    (ms * 1_000_000.0).ceil() as Time
+}
+
+pub fn time_to_us(t: Time) -> f64 {
+    t as f64 / 1_000.0
+}
+
+pub fn time_to_ms(t: Time) -> f64 {
+    t as f64 / 1_000_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions_round_up_and_invert() {
+        assert_eq!(us_to_time(1.0001), 1_001);
+        assert_eq!(ms_to_time(2.5), 2_500_000);
+        assert_eq!(time_to_us(us_to_time(12.0)), 12.0);
+        assert_eq!(time_to_ms(ms_to_time(40.0)), 40.0);
+    }
+}
