@@ -42,10 +42,7 @@ impl Allocation {
     pub fn uniform(system: &System, mode: Mode) -> Result<Self, ModelError> {
         let resource = system.platform.of_kind(mode.kind()).next().ok_or_else(|| {
             ModelError::mismatch(
-                format!(
-                    "the platform has no {} resource for mode {mode}",
-                    mode.kind()
-                ),
+                format!("the platform has no {} resource for mode {mode}", mode.kind()),
                 "add one to the platform",
             )
         })?;
@@ -57,17 +54,12 @@ impl Allocation {
                     .layers
                     .iter()
                     .map(|l| {
-                        l.mode(mode)
-                            .map(|_| Placement { mode, resource })
-                            .ok_or_else(|| {
-                                ModelError::mismatch(
-                                    format!(
-                                        "layer {:?} of task {:?} has no {mode} mode",
-                                        l.name, t.name
-                                    ),
-                                    "profile that mode, or choose another policy",
-                                )
-                            })
+                        l.mode(mode).map(|_| Placement { mode, resource }).ok_or_else(|| {
+                            ModelError::mismatch(
+                                format!("layer {:?} of task {:?} has no {mode} mode", l.name, t.name),
+                                "profile that mode, or choose another policy",
+                            )
+                        })
                     })
                     .collect::<Result<Vec<_>, _>>()
             })
@@ -79,11 +71,7 @@ impl Allocation {
     pub fn validate(&self, system: &System) -> Result<(), ModelError> {
         if self.tasks.len() != system.tasks.len() {
             return Err(ModelError::mismatch(
-                format!(
-                    "allocation has {} tasks, the task set {}",
-                    self.tasks.len(),
-                    system.tasks.len()
-                ),
+                format!("allocation has {} tasks, the task set {}", self.tasks.len(), system.tasks.len()),
                 "allocate the same task set (lalarand allocate)",
             ));
         }
@@ -102,10 +90,7 @@ impl Allocation {
             for (l, p) in t.dnn.layers.iter().zip(places) {
                 let r = system.platform.resources.get(p.resource).ok_or_else(|| {
                     ModelError::mismatch(
-                        format!(
-                            "task {:?} layer {:?}: resource #{} does not exist",
-                            t.name, l.name, p.resource
-                        ),
+                        format!("task {:?} layer {:?}: resource #{} does not exist", t.name, l.name, p.resource),
                         "use a platform resource",
                     )
                 })?;
@@ -120,10 +105,7 @@ impl Allocation {
                 }
                 if l.mode(p.mode).is_none() {
                     return Err(ModelError::mismatch(
-                        format!(
-                            "task {:?} layer {:?} has no {} mode in its profile",
-                            t.name, l.name, p.mode
-                        ),
+                        format!("task {:?} layer {:?} has no {} mode in its profile", t.name, l.name, p.mode),
                         "choose a mode the profile lists",
                     ));
                 }
@@ -157,11 +139,7 @@ impl Allocation {
     }
 
     pub fn int8_layers(&self) -> usize {
-        self.tasks
-            .iter()
-            .flatten()
-            .filter(|p| p.mode.is_int8())
-            .count()
+        self.tasks.iter().flatten().filter(|p| p.mode.is_int8()).count()
     }
 
     pub fn load(path: &Path, system: &System) -> Result<Self, FormatError> {
@@ -217,28 +195,17 @@ impl Allocation {
             let mut places = Vec::with_capacity(t.layers.len());
             for (j, (text, layer)) in t.layers.iter().zip(&task.dnn.layers).enumerate() {
                 let field = format!("task[{i}].layers[{j}]");
-                let bad = |problem: String, fix: String| {
-                    FormatError::new(origin, field.clone(), problem, fix)
-                };
+                let bad = |problem: String, fix: String| FormatError::new(origin, field.clone(), problem, fix);
                 let (mode_text, resource_text) = match text.split_once('@') {
                     Some((m, r)) => (m, Some(r)),
                     None => (text.as_str(), None),
                 };
-                let mode: Mode = mode_text
-                    .parse()
-                    .map_err(|e: String| bad(e, "use gpu, cpu-fp32 or cpu-int8".into()))?;
+                let mode: Mode =
+                    mode_text.parse().map_err(|e: String| bad(e, "use gpu, cpu-fp32 or cpu-int8".into()))?;
                 let resource = match resource_text {
                     Some(name) => system.platform.resource_by_name(name).ok_or_else(|| {
-                        let known: Vec<_> = system
-                            .platform
-                            .resources
-                            .iter()
-                            .map(|r| r.name.as_str())
-                            .collect();
-                        bad(
-                            format!("unknown resource {name:?}"),
-                            format!("use one of {known:?}"),
-                        )
+                        let known: Vec<_> = system.platform.resources.iter().map(|r| r.name.as_str()).collect();
+                        bad(format!("unknown resource {name:?}"), format!("use one of {known:?}"))
                     })?,
                     None => {
                         let mut of_kind = system.platform.of_kind(mode.kind());
@@ -255,10 +222,7 @@ impl Allocation {
                 };
                 if system.platform.resources[resource].kind != mode.kind() {
                     return Err(bad(
-                        format!(
-                            "mode {mode} cannot run on resource {:?}",
-                            system.platform.resources[resource].name
-                        ),
+                        format!("mode {mode} cannot run on resource {:?}", system.platform.resources[resource].name),
                         format!("place it on a {} resource", mode.kind()),
                     ));
                 }
@@ -286,9 +250,7 @@ impl Allocation {
                     name: t.name.clone(),
                     layers: ps
                         .iter()
-                        .map(|p| {
-                            format!("{}@{}", p.mode, system.platform.resources[p.resource].name)
-                        })
+                        .map(|p| format!("{}@{}", p.mode, system.platform.resources[p.resource].name))
                         .collect(),
                 })
                 .collect(),
@@ -308,10 +270,7 @@ mod tests {
         let a = Allocation::uniform(&sys, Mode::Gpu).unwrap();
         a.validate(&sys).unwrap();
         let text = a.to_toml(&sys, Some("gpu-only"));
-        assert_eq!(
-            Allocation::parse(&text, Path::new("a.toml"), &sys).unwrap(),
-            a
-        );
+        assert_eq!(Allocation::parse(&text, Path::new("a.toml"), &sys).unwrap(), a);
     }
 
     #[test]
@@ -327,11 +286,7 @@ mod tests {
         assert_eq!(e.field, "task[0].layers[0]");
         let e = p(&text.replacen("\"gpu@gpu\",", "", 1));
         assert_eq!(e.field, "task[0].layers");
-        let e = p(&text.replacen(
-            &format!("name = \"{}\"", sys.tasks[0].name),
-            "name = \"ghost\"",
-            1,
-        ));
+        let e = p(&text.replacen(&format!("name = \"{}\"", sys.tasks[0].name), "name = \"ghost\"", 1));
         assert_eq!(e.field, "task[0].name");
     }
 }

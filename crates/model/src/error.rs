@@ -20,12 +20,7 @@ impl FormatError {
         problem: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        Self {
-            file: file.into(),
-            field: field.into(),
-            problem: problem.into(),
-            fix: fix.into(),
-        }
+        Self { file: file.into(), field: field.into(), problem: problem.into(), fix: fix.into() }
     }
 }
 
@@ -40,37 +35,20 @@ pub enum ModelError {
 
 impl ModelError {
     pub fn mismatch(what: impl Into<String>, fix: impl Into<String>) -> Self {
-        Self::Mismatch {
-            what: what.into(),
-            fix: fix.into(),
-        }
+        Self::Mismatch { what: what.into(), fix: fix.into() }
     }
 }
 
 /// Reads a file, turning I/O failure into a [`FormatError`].
 pub(crate) fn read_file(path: &std::path::Path) -> Result<String, FormatError> {
-    std::fs::read_to_string(path).map_err(|e| {
-        FormatError::new(
-            path,
-            "(file)",
-            format!("cannot read: {e}"),
-            "check the path and permissions",
-        )
-    })
+    std::fs::read_to_string(path)
+        .map_err(|e| FormatError::new(path, "(file)", format!("cannot read: {e}"), "check the path and permissions"))
 }
 
 /// Maps a TOML syntax/shape error to a [`FormatError`], keeping the parser's location text.
 pub(crate) fn toml_error(path: &std::path::Path, err: toml::de::Error) -> FormatError {
-    let field = err
-        .span()
-        .map(|s| format!("(bytes {}..{})", s.start, s.end))
-        .unwrap_or_else(|| "(document)".into());
-    FormatError::new(
-        path,
-        field,
-        err.message().trim().to_string(),
-        "correct the TOML; see docs/formats.md",
-    )
+    let field = err.span().map(|s| format!("(bytes {}..{})", s.start, s.end)).unwrap_or_else(|| "(document)".into());
+    FormatError::new(path, field, err.message().trim().to_string(), "correct the TOML; see docs/formats.md")
 }
 
 /// Maps a JSON syntax/shape error to a [`FormatError`].

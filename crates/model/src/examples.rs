@@ -34,11 +34,7 @@ impl DnnProfile {
 pub fn demo_system() -> System {
     let library = artifact_profiles(ArtifactSet::A, Some(Int8Model::default()));
     let get = |name: &str| {
-        let mut p = library
-            .iter()
-            .find(|p| p.model == name)
-            .expect("artifact model")
-            .clone();
+        let mut p = library.iter().find(|p| p.model == name).expect("artifact model").clone();
         for l in &mut p.layers {
             l.transitions.copy_in = us_to_time(5.0);
             l.transitions.quantize_in = us_to_time(2.0);
@@ -48,27 +44,12 @@ pub fn demo_system() -> System {
         Arc::new(p)
     };
     let tasks = vec![
-        Task::new(
-            "detector",
-            us_to_time(DEMO_PERIODS_US[0]),
-            get("yolov3-tiny"),
-        ),
-        Task::new(
-            "classifier",
-            us_to_time(DEMO_PERIODS_US[1]),
-            get("resnet18"),
-        ),
-        Task::new(
-            "features",
-            us_to_time(DEMO_PERIODS_US[2]),
-            get("extraction"),
-        ),
+        Task::new("detector", us_to_time(DEMO_PERIODS_US[0]), get("yolov3-tiny")),
+        Task::new("classifier", us_to_time(DEMO_PERIODS_US[1]), get("resnet18")),
+        Task::new("features", us_to_time(DEMO_PERIODS_US[2]), get("extraction")),
         Task::new("digits", us_to_time(DEMO_PERIODS_US[3]), get("lenet")),
     ];
-    System::new(
-        Platform::default_cpu_gpu(),
-        TaskSet::new(tasks, PriorityPolicy::RateMonotonic),
-    )
+    System::new(Platform::default_cpu_gpu(), TaskSet::new(tasks, PriorityPolicy::RateMonotonic))
 }
 
 /// Periods of [`demo_system`]'s tasks, microseconds.

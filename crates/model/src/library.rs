@@ -38,10 +38,7 @@ impl Default for Int8Model {
     /// (24.5 ms fp32 vs 9.7 ms int8, shared/models/README.md); 0.5 pp: the whole-model drop the
     /// engine must stay within.
     fn default() -> Self {
-        Self {
-            speedup: 2.5,
-            all_int8_drop: 0.5,
-        }
+        Self { speedup: 2.5, all_int8_drop: 0.5 }
     }
 }
 
@@ -74,8 +71,7 @@ pub struct ArtifactDnn {
 /// Profiles of one artifact set, sorted by model name; with `int8`, each layer also gets a
 /// modelled `cpu-int8` mode.
 pub fn artifact_dnns(set: ArtifactSet, int8: Option<Int8Model>) -> Vec<ArtifactDnn> {
-    let file: ArtifactFile =
-        serde_json::from_str(ARTIFACT_JSON).expect("embedded artifact JSON is valid");
+    let file: ArtifactFile = serde_json::from_str(ARTIFACT_JSON).expect("embedded artifact JSON is valid");
     let (models, scale) = match set {
         ArtifactSet::A => (file.set_a.models, 1.0),
         ArtifactSet::B => (file.set_b.models, 10.0),
@@ -90,14 +86,10 @@ pub fn artifact_dnns(set: ArtifactSet, int8: Option<Int8Model>) -> Vec<ArtifactD
                 .zip(&m.cpu)
                 .enumerate()
                 .map(|(j, (&g, &c))| {
-                    let mut l = LayerProfile::gpu_cpu(
-                        format!("layer{j:02}"),
-                        us_to_time(g * scale),
-                        us_to_time(c * scale),
-                    );
+                    let mut l =
+                        LayerProfile::gpu_cpu(format!("layer{j:02}"), us_to_time(g * scale), us_to_time(c * scale));
                     if let Some(q) = int8 {
-                        l.modes[Mode::CpuInt8.index()] =
-                            Some(ModeTiming::from_wcet(us_to_time(c * scale / q.speedup)));
+                        l.modes[Mode::CpuInt8.index()] = Some(ModeTiming::from_wcet(us_to_time(c * scale / q.speedup)));
                         l.int8_accuracy_cost = q.all_int8_drop / n as f64;
                     }
                     l
@@ -115,9 +107,7 @@ pub fn artifact_dnns(set: ArtifactSet, int8: Option<Int8Model>) -> Vec<ArtifactD
             );
             ArtifactDnn {
                 profile: crate::examples::chain_profile(&name, &[]).with_layers(layers, source),
-                shipped_on_gpu: m
-                    .shipped_placement
-                    .map(|p| p.into_iter().map(|x| x == 1).collect()),
+                shipped_on_gpu: m.shipped_placement.map(|p| p.into_iter().map(|x| x == 1).collect()),
             }
         })
         .collect()
@@ -125,10 +115,7 @@ pub fn artifact_dnns(set: ArtifactSet, int8: Option<Int8Model>) -> Vec<ArtifactD
 
 /// Just the profiles of [`artifact_dnns`].
 pub fn artifact_profiles(set: ArtifactSet, int8: Option<Int8Model>) -> Vec<DnnProfile> {
-    artifact_dnns(set, int8)
-        .into_iter()
-        .map(|d| d.profile)
-        .collect()
+    artifact_dnns(set, int8).into_iter().map(|d| d.profile).collect()
 }
 
 #[cfg(test)]

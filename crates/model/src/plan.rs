@@ -62,13 +62,10 @@ pub fn layer_cost(platform: &Platform, dnn: &DnnProfile, places: &[Placement], j
     let layer = &dnn.layers[j];
     let place = places[j];
     let here = memory(platform, place.resource);
-    let mut cost = layer.wcet(place.mode).expect("validated allocation")
-        + platform.resources[place.resource].dispatch_overhead;
+    let mut cost =
+        layer.wcet(place.mode).expect("validated allocation") + platform.resources[place.resource].dispatch_overhead;
     let (from, from_int8) = match j.checked_sub(1) {
-        Some(prev) => (
-            memory(platform, places[prev].resource),
-            places[prev].mode.is_int8(),
-        ),
+        Some(prev) => (memory(platform, places[prev].resource), places[prev].mode.is_int8()),
         None => (Memory::Host, false),
     };
     if from != here {
@@ -116,10 +113,7 @@ impl ExecutionPlan {
                     .collect(),
             })
             .collect();
-        Self {
-            resources: system.platform.resources.len(),
-            tasks,
-        }
+        Self { resources: system.platform.resources.len(), tasks }
     }
 
     /// Utilization of each resource: sum over tasks of (cost on it / period).
@@ -150,82 +144,41 @@ mod tests {
                 Some(ModeTiming::from_wcet(400)),
             ],
             int8_accuracy_cost: 0.1,
-            transitions: Transitions {
-                copy_in: 10,
-                quantize_in: 3,
-                dequantize_in: 2,
-            },
+            transitions: Transitions { copy_in: 10, quantize_in: 3, dequantize_in: 2 },
         }
     }
 
     fn costs(platform: &Platform, dnn: &DnnProfile, places: &[Placement]) -> Vec<Time> {
-        (0..places.len())
-            .map(|j| layer_cost(platform, dnn, places, j))
-            .collect()
+        (0..places.len()).map(|j| layer_cost(platform, dnn, places, j)).collect()
     }
 
     #[test]
     fn charges_transitions_on_the_receiving_layer() {
         let mut dnn = chain_profile("m", &[layer("a"), layer("b"), layer("c")]);
-        dnn.output = OutputTransitions {
-            copy_out: 7,
-            dequantize_out: 5,
-        };
+        dnn.output = OutputTransitions { copy_out: 7, dequantize_out: 5 };
         let mut platform = Platform::default_cpu_gpu(); // 0 = gpu, 1 = cpu
-        let gpu = |_| Placement {
-            mode: Mode::Gpu,
-            resource: 0,
-        };
+        let gpu = |_| Placement { mode: Mode::Gpu, resource: 0 };
         let all_gpu: Vec<_> = (0..3).map(gpu).collect();
         // Host input copied to the gpu for the first layer, output copied back by the last.
         assert_eq!(costs(&platform, &dnn, &all_gpu), vec![110, 100, 107]);
         let mixed = [
-            Placement {
-                mode: Mode::CpuInt8,
-                resource: 1,
-            },
-            Placement {
-                mode: Mode::CpuFp32,
-                resource: 1,
-            },
-            Placement {
-                mode: Mode::CpuInt8,
-                resource: 1,
-            },
+            Placement { mode: Mode::CpuInt8, resource: 1 },
+            Placement { mode: Mode::CpuFp32, resource: 1 },
+            Placement { mode: Mode::CpuInt8, resource: 1 },
         ];
         // int8 from fp32 host input: quantize; back to fp32: dequantize; int8 output: dequantize_out.
         assert_eq!(costs(&platform, &dnn, &mixed), vec![403, 1_002, 408]);
         platform.resources[1].dispatch_overhead = 1;
-        let cpu_then_gpu = [
-            Placement {
-                mode: Mode::CpuInt8,
-                resource: 1,
-            },
-            gpu(0),
-            Placement {
-                mode: Mode::CpuFp32,
-                resource: 1,
-            },
-        ];
+        let cpu_then_gpu =
+            [Placement { mode: Mode::CpuInt8, resource: 1 }, gpu(0), Placement { mode: Mode::CpuFp32, resource: 1 }];
         // cpu int8 -> gpu: copy + dequantize; gpu -> cpu: copy.
         assert_eq!(costs(&platform, &dnn, &cpu_then_gpu), vec![404, 112, 1_011]);
         // Two cpu resources share host memory: no copy between them.
-        platform
-            .resources
-            .push(Resource::new("cpu2", ResourceKind::Cpu));
+        platform.resources.push(Resource::new("cpu2", ResourceKind::Cpu));
         let two_cpus = [
-            Placement {
-                mode: Mode::CpuFp32,
-                resource: 1,
-            },
-            Placement {
-                mode: Mode::CpuFp32,
-                resource: 2,
-            },
-            Placement {
-                mode: Mode::CpuFp32,
-                resource: 1,
-            },
+            Placement { mode: Mode::CpuFp32, resource: 1 },
+            Placement { mode: Mode::CpuFp32, resource: 2 },
+            Placement { mode: Mode::CpuFp32, resource: 1 },
         ];
         assert_eq!(costs(&platform, &dnn, &two_cpus), vec![1_001, 1_000, 1_001]);
     }

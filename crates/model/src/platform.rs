@@ -74,26 +74,14 @@ fn is_zero(x: &f64) -> bool {
 
 impl Resource {
     pub fn new(name: impl Into<String>, kind: ResourceKind) -> Self {
-        Self {
-            name: name.into(),
-            kind,
-            dispatch_overhead: 0,
-            cores: Vec::new(),
-            threads: 1,
-            device: 0,
-        }
+        Self { name: name.into(), kind, dispatch_overhead: 0, cores: Vec::new(), threads: 1, device: 0 }
     }
 }
 
 impl Platform {
     /// One `gpu` and one `cpu`: the platform of the paper.
     pub fn default_cpu_gpu() -> Self {
-        Self {
-            resources: vec![
-                Resource::new("gpu", ResourceKind::Gpu),
-                Resource::new("cpu", ResourceKind::Cpu),
-            ],
-        }
+        Self { resources: vec![Resource::new("gpu", ResourceKind::Gpu), Resource::new("cpu", ResourceKind::Cpu)] }
     }
 
     pub fn resource_by_name(&self, name: &str) -> Option<ResourceId> {
@@ -102,11 +90,7 @@ impl Platform {
 
     /// Resources of a kind, in platform order.
     pub fn of_kind(&self, kind: ResourceKind) -> impl Iterator<Item = ResourceId> + '_ {
-        self.resources
-            .iter()
-            .enumerate()
-            .filter(move |(_, r)| r.kind == kind)
-            .map(|(i, _)| i)
+        self.resources.iter().enumerate().filter(move |(_, r)| r.kind == kind).map(|(i, _)| i)
     }
 
     pub fn load(path: &Path) -> Result<Self, FormatError> {
@@ -120,23 +104,13 @@ impl Platform {
             FormatError::new(origin, format!("resource[{i}].{field}"), problem, fix)
         };
         if file.resources.is_empty() {
-            return Err(FormatError::new(
-                origin,
-                "resource",
-                "no resources",
-                "add at least one [[resource]] table",
-            ));
+            return Err(FormatError::new(origin, "resource", "no resources", "add at least one [[resource]] table"));
         }
         let mut names = HashSet::new();
         let mut resources = Vec::with_capacity(file.resources.len());
         for (i, r) in file.resources.into_iter().enumerate() {
             if r.name.trim().is_empty() {
-                return Err(err(
-                    i,
-                    "name",
-                    "empty name".into(),
-                    "give the resource a name such as \"gpu\"",
-                ));
+                return Err(err(i, "name", "empty name".into(), "give the resource a name such as \"gpu\""));
             }
             if !names.insert(r.name.clone()) {
                 return Err(err(
@@ -155,12 +129,7 @@ impl Platform {
                 ));
             }
             if r.threads == Some(0) {
-                return Err(err(
-                    i,
-                    "threads",
-                    "0 threads".into(),
-                    "use at least 1 thread",
-                ));
+                return Err(err(i, "threads", "0 threads".into(), "use at least 1 thread"));
             }
             if r.kind == ResourceKind::Gpu && (!r.cores.is_empty() || r.threads.is_some()) {
                 return Err(err(
@@ -180,12 +149,7 @@ impl Platform {
             }
             let mut seen = HashSet::new();
             if let Some(c) = r.cores.iter().find(|c| !seen.insert(**c)) {
-                return Err(err(
-                    i,
-                    "cores",
-                    format!("core {c} listed twice"),
-                    "list each core once",
-                ));
+                return Err(err(i, "cores", format!("core {c} listed twice"), "list each core once"));
             }
             resources.push(Resource {
                 name: r.name,
@@ -239,8 +203,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_input_with_field_and_fix() {
-        let e = parse("[[resource]]\nname='a'\nkind='cpu'\n[[resource]]\nname='a'\nkind='gpu'\n")
-            .unwrap_err();
+        let e = parse("[[resource]]\nname='a'\nkind='cpu'\n[[resource]]\nname='a'\nkind='gpu'\n").unwrap_err();
         assert_eq!(e.field, "resource[1].name");
         assert!(e.to_string().contains("p.toml"));
         let e = parse("[[resource]]\nname='a'\nkind='tpu'\n").unwrap_err();

@@ -125,11 +125,7 @@ impl LayerProfile {
     pub fn gpu_cpu(name: impl Into<String>, gpu: Time, cpu: Time) -> Self {
         Self {
             name: name.into(),
-            modes: [
-                Some(ModeTiming::from_wcet(gpu)),
-                Some(ModeTiming::from_wcet(cpu)),
-                None,
-            ],
+            modes: [Some(ModeTiming::from_wcet(gpu)), Some(ModeTiming::from_wcet(cpu)), None],
             int8_accuracy_cost: 0.0,
             transitions: Transitions::default(),
         }
@@ -144,9 +140,7 @@ impl LayerProfile {
     }
 
     pub fn available_modes(&self) -> impl Iterator<Item = Mode> + '_ {
-        Mode::ALL
-            .into_iter()
-            .filter(|m| self.modes[m.index()].is_some())
+        Mode::ALL.into_iter().filter(|m| self.modes[m.index()].is_some())
     }
 }
 
@@ -249,30 +243,15 @@ impl DnnProfile {
             ));
         }
         if file.model.trim().is_empty() {
-            return Err(FormatError::new(
-                origin,
-                "model",
-                "empty model name",
-                "name the DNN, e.g. \"resnet18\"",
-            ));
+            return Err(FormatError::new(origin, "model", "empty model name", "name the DNN, e.g. \"resnet18\""));
         }
         if let Some(m) = file.wcet_margin {
             if !m.is_finite() || m < 1.0 {
-                return Err(FormatError::new(
-                    origin,
-                    "wcet_margin",
-                    format!("{m} is below 1"),
-                    "use a margin >= 1.0",
-                ));
+                return Err(FormatError::new(origin, "wcet_margin", format!("{m} is below 1"), "use a margin >= 1.0"));
             }
         }
         if file.layers.is_empty() {
-            return Err(FormatError::new(
-                origin,
-                "layers",
-                "no layers",
-                "list the DNN's layers in execution order",
-            ));
+            return Err(FormatError::new(origin, "layers", "no layers", "list the DNN's layers in execution order"));
         }
         let mut names = HashSet::new();
         let mut layers = Vec::with_capacity(file.layers.len());
@@ -296,9 +275,9 @@ impl DnnProfile {
             }
             let mut modes = [None; 3];
             for (key, m) in &l.modes {
-                let mode: Mode = key.parse().map_err(|e: String| {
-                    FormatError::new(origin, at("modes"), e, "use gpu, cpu-fp32 or cpu-int8")
-                })?;
+                let mode: Mode = key
+                    .parse()
+                    .map_err(|e: String| FormatError::new(origin, at("modes"), e, "use gpu, cpu-fp32 or cpu-int8"))?;
                 let field = at(&format!("modes.{key}"));
                 let wcet = check_time(origin, format!("{field}.wcet_us"), m.wcet_us)?;
                 let stats = match (m.max_us, m.p99_us, m.mean_us, m.samples) {
@@ -315,12 +294,7 @@ impl DnnProfile {
                                 "a worst case cannot be below an observation: raise wcet_us to at least max_us",
                             ));
                         }
-                        Some(TimingStats {
-                            max_us: max,
-                            p99_us: p99,
-                            mean_us: mean,
-                            samples,
-                        })
+                        Some(TimingStats { max_us: max, p99_us: p99, mean_us: mean, samples })
                     }
                     _ => {
                         return Err(FormatError::new(
@@ -360,11 +334,7 @@ impl DnnProfile {
             layers,
             output: OutputTransitions {
                 copy_out: check_time(origin, "output.copy_out_us", file.output.copy_out_us)?,
-                dequantize_out: check_time(
-                    origin,
-                    "output.dequantize_out_us",
-                    file.output.dequantize_out_us,
-                )?,
+                dequantize_out: check_time(origin, "output.dequantize_out_us", file.output.dequantize_out_us)?,
             },
         })
     }
@@ -417,14 +387,7 @@ impl DnnProfile {
     pub fn total_wcet(&self, mode: Mode) -> Time {
         self.layers
             .iter()
-            .map(|l| {
-                l.wcet(mode).unwrap_or_else(|| {
-                    l.available_modes()
-                        .filter_map(|m| l.wcet(m))
-                        .min()
-                        .unwrap_or(0)
-                })
-            })
+            .map(|l| l.wcet(mode).unwrap_or_else(|| l.available_modes().filter_map(|m| l.wcet(m)).min().unwrap_or(0)))
             .sum()
     }
 }
@@ -455,22 +418,10 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         let cases = [
-            (
-                GOOD.replace("\"wcet_us\":10}", "\"wcet_us\":-1}"),
-                "layers[0].modes.gpu.wcet_us",
-            ),
-            (
-                GOOD.replace("\"wcet_us\":100", "\"wcet_us\":10"),
-                "layers[0].modes.cpu-fp32.wcet_us",
-            ),
-            (
-                GOOD.replace("{\"gpu\":{\"wcet_us\":3.5}}", "{}"),
-                "layers[1].modes",
-            ),
-            (
-                GOOD.replace("\"name\":\"b\"", "\"name\":\"a\""),
-                "layers[1].name",
-            ),
+            (GOOD.replace("\"wcet_us\":10}", "\"wcet_us\":-1}"), "layers[0].modes.gpu.wcet_us"),
+            (GOOD.replace("\"wcet_us\":100", "\"wcet_us\":10"), "layers[0].modes.cpu-fp32.wcet_us"),
+            (GOOD.replace("{\"gpu\":{\"wcet_us\":3.5}}", "{}"), "layers[1].modes"),
+            (GOOD.replace("\"name\":\"b\"", "\"name\":\"a\""), "layers[1].name"),
             (GOOD.replace("lalarand-profile/1", "v0"), "format"),
             (GOOD.replace("cpu-int8", "npu"), "layers[0].modes"),
         ];

@@ -40,15 +40,7 @@ pub struct Task {
 impl Task {
     /// A task with D = T, no offset, priority to be assigned by [`TaskSet::assign_priorities`].
     pub fn new(name: impl Into<String>, period: Time, dnn: Arc<DnnProfile>) -> Self {
-        Self {
-            name: name.into(),
-            period,
-            deadline: period,
-            offset: 0,
-            priority: 0,
-            dnn,
-            profile_path: None,
-        }
+        Self { name: name.into(), period, deadline: period, offset: 0, priority: 0, dnn, profile_path: None }
     }
 }
 
@@ -67,10 +59,7 @@ pub struct System {
 
 impl System {
     pub fn new(platform: Platform, set: TaskSet) -> Self {
-        Self {
-            platform,
-            tasks: set.tasks,
-        }
+        Self { platform, tasks: set.tasks }
     }
 
     /// Task indices from highest to lowest priority.
@@ -117,9 +106,7 @@ impl TaskSet {
         let mut order: Vec<usize> = (0..self.tasks.len()).collect();
         match self.policy {
             PriorityPolicy::RateMonotonic => order.sort_by_key(|&i| (self.tasks[i].period, i)),
-            PriorityPolicy::DeadlineMonotonic => {
-                order.sort_by_key(|&i| (self.tasks[i].deadline, i))
-            }
+            PriorityPolicy::DeadlineMonotonic => order.sort_by_key(|&i| (self.tasks[i].deadline, i)),
             PriorityPolicy::Explicit => order.sort_by_key(|&i| (self.tasks[i].priority, i)),
         }
         for (rank, i) in order.into_iter().enumerate() {
@@ -159,26 +146,16 @@ impl TaskSet {
     ) -> Result<Self, FormatError> {
         let file: TaskSetFile = toml::from_str(text).map_err(|e| toml_error(origin, e))?;
         if file.tasks.is_empty() {
-            return Err(FormatError::new(
-                origin,
-                "task",
-                "no tasks",
-                "add at least one [[task]] table",
-            ));
+            return Err(FormatError::new(origin, "task", "no tasks", "add at least one [[task]] table"));
         }
         let mut names = HashSet::new();
         let mut given_priorities = HashMap::new();
         let mut tasks = Vec::with_capacity(file.tasks.len());
         for (i, t) in file.tasks.into_iter().enumerate() {
             let at = |f: &str| format!("task[{i}].{f}");
-            let err =
-                |f: &str, problem: String, fix: &str| FormatError::new(origin, at(f), problem, fix);
+            let err = |f: &str, problem: String, fix: &str| FormatError::new(origin, at(f), problem, fix);
             if t.name.trim().is_empty() {
-                return Err(err(
-                    "name",
-                    "empty name".into(),
-                    "name the task, e.g. \"detector\"",
-                ));
+                return Err(err("name", "empty name".into(), "name the task, e.g. \"detector\""));
             }
             if !names.insert(t.name.clone()) {
                 return Err(err(
@@ -191,11 +168,7 @@ impl TaskSet {
                 if v.is_finite() && v > 0.0 {
                     Ok(ms_to_time(v))
                 } else {
-                    Err(err(
-                        f,
-                        format!("{v} is not a positive time"),
-                        "use a time in milliseconds > 0",
-                    ))
+                    Err(err(f, format!("{v} is not a positive time"), "use a time in milliseconds > 0"))
                 }
             };
             let period = positive("period_ms", t.period_ms)?;
@@ -206,11 +179,7 @@ impl TaskSet {
             if deadline > period {
                 return Err(err(
                     "deadline_ms",
-                    format!(
-                        "deadline {} ms exceeds period {} ms",
-                        time_to_ms(deadline),
-                        t.period_ms
-                    ),
+                    format!("deadline {} ms exceeds period {} ms", time_to_ms(deadline), t.period_ms),
                     "use a deadline <= period (constrained deadlines), or omit it for D = T",
                 ));
             }
@@ -228,7 +197,11 @@ impl TaskSet {
             let priority = match (file.priority, t.priority) {
                 (PriorityPolicy::Explicit, Some(p)) => {
                     if p < 0 || p > u32::MAX as i64 {
-                        return Err(err("priority", format!("{p} is out of range"), "use 0 (highest) or a larger whole number"));
+                        return Err(err(
+                            "priority",
+                            format!("{p} is out of range"),
+                            "use 0 (highest) or a larger whole number",
+                        ));
                     }
                     if let Some(other) = given_priorities.insert(p, i) {
                         return Err(err(
@@ -240,7 +213,11 @@ impl TaskSet {
                     p as u32
                 }
                 (PriorityPolicy::Explicit, None) => {
-                    return Err(err("priority", "missing with priority = \"explicit\"".into(), "give each task a priority (0 = highest)"))
+                    return Err(err(
+                        "priority",
+                        "missing with priority = \"explicit\"".into(),
+                        "give each task a priority (0 = highest)",
+                    ))
                 }
                 (_, Some(_)) => {
                     return Err(err(
@@ -252,15 +229,7 @@ impl TaskSet {
                 (_, None) => 0,
             };
             let dnn = resolve(i, &t.profile)?;
-            tasks.push(Task {
-                name: t.name,
-                period,
-                deadline,
-                offset,
-                priority,
-                dnn,
-                profile_path: Some(t.profile),
-            });
+            tasks.push(Task { name: t.name, period, deadline, offset, priority, dnn, profile_path: Some(t.profile) });
         }
         Ok(Self::new(tasks, file.priority))
     }
@@ -281,8 +250,7 @@ impl TaskSet {
                     period_ms: time_to_ms(t.period),
                     deadline_ms: (t.deadline != t.period).then(|| time_to_ms(t.deadline)),
                     offset_ms: (t.offset != 0).then(|| time_to_ms(t.offset)),
-                    priority: (self.policy == PriorityPolicy::Explicit)
-                        .then_some(t.priority as i64),
+                    priority: (self.policy == PriorityPolicy::Explicit).then_some(t.priority as i64),
                 })
                 .collect(),
         };
@@ -296,10 +264,7 @@ mod tests {
     use crate::profile::LayerProfile;
 
     fn dnn() -> Arc<DnnProfile> {
-        Arc::new(crate::examples::chain_profile(
-            "m",
-            &[LayerProfile::gpu_cpu("l0", 1_000, 10_000)],
-        ))
+        Arc::new(crate::examples::chain_profile("m", &[LayerProfile::gpu_cpu("l0", 1_000, 10_000)]))
     }
 
     fn parse(s: &str) -> Result<TaskSet, FormatError> {
@@ -308,7 +273,10 @@ mod tests {
 
     #[test]
     fn assigns_rate_monotonic_priorities() {
-        let s = parse("[[task]]\nname='a'\nprofile='m.json'\nperiod_ms=20\n[[task]]\nname='b'\nprofile='m.json'\nperiod_ms=10\n").unwrap();
+        let s = parse(
+            "[[task]]\nname='a'\nprofile='m.json'\nperiod_ms=20\n[[task]]\nname='b'\nprofile='m.json'\nperiod_ms=10\n",
+        )
+        .unwrap();
         assert_eq!(s.tasks[0].priority, 1);
         assert_eq!(s.tasks[1].priority, 0);
         assert_eq!(s.tasks[0].deadline, 20_000_000);
@@ -346,11 +314,7 @@ mod tests {
     fn missing_profile_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("set.toml");
-        std::fs::write(
-            &path,
-            "[[task]]\nname='a'\nprofile='nope.json'\nperiod_ms=5\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "[[task]]\nname='a'\nprofile='nope.json'\nperiod_ms=5\n").unwrap();
         let e = TaskSet::load(&path).unwrap_err();
         assert_eq!(e.field, "task[0].profile");
     }
