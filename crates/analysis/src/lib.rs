@@ -23,8 +23,8 @@ use lalarand_model::{time::Time, ExecutionPlan};
 use serde::Serialize;
 
 mod summary;
-pub use summary::TaskSummary;
 use summary::summarize;
+pub use summary::TaskSummary;
 
 /// The analysis of one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -111,7 +111,8 @@ pub fn analyze_summaries(plan: &ExecutionPlan, summaries: &[TaskSummary]) -> Ana
         };
 
         // Job-level: w = sum of all but the last layer + blocking per arrival + interference.
-        let job_base: Time = s.total - s.last + s.visited.iter().map(|&(r, arrivals)| arrivals as Time * block[r]).sum::<Time>();
+        let job_base: Time =
+            s.total - s.last + s.visited.iter().map(|&(r, arrivals)| arrivals as Time * block[r]).sum::<Time>();
         let job = fixed_point(job_base, s.last, limit, |w| s.visited.iter().map(|&(r, _)| interference(w, r)).sum());
 
         // Segment-level: each run on one resource separately, summed.
@@ -119,7 +120,9 @@ pub fn analyze_summaries(plan: &ExecutionPlan, summaries: &[TaskSummary]) -> Ana
         let mut seg_ok = true;
         for seg in &s.segments {
             let budget = limit.saturating_sub(seg_total);
-            match fixed_point(block[seg.resource] + seg.before_last, seg.last, budget, |w| interference(w, seg.resource)) {
+            match fixed_point(block[seg.resource] + seg.before_last, seg.last, budget, |w| {
+                interference(w, seg.resource)
+            }) {
                 Ok(r) => seg_total += r,
                 Err(reached) => {
                     seg_total = seg_total.saturating_add(reached);
@@ -130,8 +133,7 @@ pub fn analyze_summaries(plan: &ExecutionPlan, summaries: &[TaskSummary]) -> Ana
         }
         let segment = if seg_ok && seg_total <= limit { Ok(seg_total) } else { Err(seg_total.max(limit + 1)) };
 
-        let (job_level, segment_level) =
-            if all_higher_schedulable { (job.ok(), segment.ok()) } else { (None, None) };
+        let (job_level, segment_level) = if all_higher_schedulable { (job.ok(), segment.ok()) } else { (None, None) };
         let best = match (job_level, segment_level) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

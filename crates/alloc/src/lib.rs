@@ -1,0 +1,140 @@
+//! Layer allocators behind one interface.
+//!
+//! Every allocator returns the allocation it settled on together with its analysis, schedulable
+//! or not, so callers can show *why* a set fails. Sources and search descriptions:
+//! docs/analysis.md, "Allocators".
+
+use lalarand_analysis::{analyze, Analysis};
+use lalarand_model::{Allocation, ExecutionPlan, Mode, ResourceKind, System};
+use serde::Serialize;
+
+mod baselines;
+mod lalarand;
+mod optimal;
+pub mod search;
+
+pub use baselines::{CpuOnly, Dart, GpuOnly, TaskLevel};
+pub use lalarand::Lalarand;
+pub use optimal::Optimal;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AllocError {
+    #[error("the platform has no {kind} resource, which policy {policy} needs; fix: add one to the platform file")]
+    NoResource { policy: &'static str, kind: ResourceKind },
+    #[error("task {task:?} layer {layer:?} has no {mode} mode, which policy {policy} needs; fix: profile that mode or pick another policy")]
+    MissingMode { policy: &'static str, task: String, layer: String, mode: Mode },
+    #[error("task {task:?} layer {layer:?} cannot run on any resource of this platform; fix: profile a mode whose resource kind the platform has")]
+    Unplaceable { task: String, layer: String },
+}
+
+/// What the caller allows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AllocOptions {
+    /// Largest allowed sum of the int8 layers' accuracy costs, percentage points.
+    pub accuracy_budget: f64,
+    /// `false`: fp32 modes only ("lalarand without quantization").
+    pub allow_int8: bool,
+    /// Search-node cap for [`Optimal`]; past it the search reports itself incomplete.
+    pub node_limit: u64,
+}
+
+impl Default for AllocOptions {
+    fn default() -> Self {
+        Self { accuracy_budget: 1.0, allow_int8: true, node_limit: 2_000_000 }
+    }
+}
+
+/// An allocation with its analysis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub allocation: Allocation,
+    pub analysis: Analysis,
+    /// Analyses run while searching.
+    pub evaluations: u64,
+    /// `false` only for a search that stopped at its limit without an answer (exact policies).
+    pub complete: bool,
+}
+
+impl Outcome {
+    pub fn schedulable(&self) -> bool {
+        self.analysis.schedulable()
+    }
+
+    /// Analyzes `allocation` (valid for `system`) into an outcome.
+    pub fn evaluate(system: &System, allocation: Allocation, evaluations: u64) -> Self {
+        let analysis = analyze(&ExecutionPlan::new_unchecked(system, &allocation));
+        Self { allocation, analysis, evaluations: evaluations + 1, complete: true }
+    }
+}
+
+pub trait Allocator: Sync {
+    fn name(&self) -> &'static str;
+    fn allocate(&self, system: &System, options: &AllocOptions) -> Result<Outcome, AllocError>;
+}
+
+/// The policies by name, in the order reports list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    GpuOnly,
+    CpuOnly,
+    TaskLevel,
+    Dart,
+    /// LaLaRAND restricted to fp32 modes.
+    LalarandFp32,
+    Lalarand,
+    Optimal,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 7] = [
+        Policy::GpuOnly,
+        Policy::CpuOnly,
+        Policy::TaskLevel,
+        Policy::Dart,
+        Policy::LalarandFp32,
+        Policy::Lalarand,
+        Policy::Optimal,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::GpuOnly => "gpu-only",
+            Policy::CpuOnly => "cpu-only",
+            Policy::TaskLevel => "task-level",
+            Policy::Dart => "dart",
+            Policy::LalarandFp32 => "lalarand-fp32",
+            Policy::Lalarand => "lalarand",
+            Policy::Optimal => "optimal",
+        }
+    }
+
+    /// Runs the policy; `lalarand-fp32` is `lalarand` with int8 disallowed.
+    pub fn allocate(self, system: &System, options: &AllocOptions) -> Result<Outcome, AllocError> {
+        match self {
+            Policy::GpuOnly => GpuOnly.allocate(system, options),
+            Policy::CpuOnly => CpuOnly.allocate(system, options),
+            Policy::TaskLevel => TaskLevel.allocate(system, options),
+            Policy::Dart => Dart.allocate(system, options),
+            Policy::LalarandFp32 => Lalarand.allocate(system, &AllocOptions { allow_int8: false, ..*options }),
+            Policy::Lalarand => Lalarand.allocate(system, options),
+            Policy::Optimal => Optimal.allocate(system, options),
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Policy::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
+            let names: Vec<_> = Policy::ALL.iter().map(|p| p.name()).collect();
+            format!("unknown policy {s:?}; known: {}", names.join(", "))
+        })
+    }
+}
