@@ -8,7 +8,9 @@
 pub mod builder;
 pub mod error;
 pub mod io;
+pub mod shape;
 pub mod tensor;
+pub mod zoo;
 
 /// Protobuf types generated from ONNX's `onnx.proto` (vendored in `proto/`, Apache-2.0).
 #[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
