@@ -1,0 +1,511 @@
+//! Splitting a model into *stages*, the units lalarand's scheduler places on processors.
+//!
+//! A stage is a short run of nodes that is always worth executing together: a convolution
+//! with its batch norm and activation, a pooling, a residual `Add` with its activation, a
+//! `Flatten` with the `Gemm`/`MatMul` it feeds. Stages exchange named tensors, so skip
+//! connections, branches and concatenations work: a stage's inputs are whatever it consumes
+//! that an earlier stage (or the graph input) produces, and its outputs are whatever a later
+//! stage (or the graph output) consumes.
+//!
+//! Constants (initializers, `Constant` nodes and nodes computed from constants only) belong to
+//! no stage: every stage that uses one gets its own copy.
+//!
+//! [`partition`] finds the stages; [`stage_model`] turns one into a standalone model. The
+//! tensor types of the cut points come from the model's `value_info` where it has them; an
+//! exporter usually writes none, so the caller (which can run the model) supplies them.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use crate::proto::tensor_shape_proto::{dimension, Dimension};
+use crate::proto::type_proto::{self, Tensor};
+use crate::proto::{GraphProto, ModelProto, NodeProto, TensorShapeProto, TypeProto, ValueInfoProto};
+use crate::OnnxError;
+
+/// One stage: which nodes it runs and which tensors it exchanges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    /// Stable, readable name derived from the first node (`conv1`, `layer1.0.add`).
+    pub name: String,
+    /// Indices into the graph's `node` list, in execution order (constant nodes excluded).
+    pub nodes: Vec<usize>,
+    /// Tensors this stage reads that an earlier stage or the graph input produced.
+    pub inputs: Vec<String>,
+    /// Tensors this stage produces that a later stage or the graph output reads.
+    pub outputs: Vec<String>,
+}
+
+/// A model cut into stages, in an order where every stage's inputs exist before it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    pub stages: Vec<Stage>,
+    /// The graph's (non-initializer) inputs and its outputs.
+    pub graph_inputs: Vec<String>,
+    pub graph_outputs: Vec<String>,
+}
+
+impl Partition {
+    /// Every tensor that crosses a stage boundary (stage inputs and outputs), without repeats,
+    /// in the order stages produce them.
+    pub fn cut_tensors(&self) -> Vec<String> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for name in self.graph_inputs.iter().chain(self.stages.iter().flat_map(|s| s.outputs.iter())) {
+            if seen.insert(name.clone()) {
+                out.push(name.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The element type and shape of a tensor at a cut; `None` dims are symbolic (the batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub elem_type: i32,
+    pub dims: Vec<Option<i64>>,
+}
+
+/// Ops that fold into the stage of the node producing their only non-constant input: cheap,
+/// elementwise, and always run right after it (batch norm, activations, bias-like arithmetic).
+const FOLLOWERS: &[&str] = &[
+    "BatchNormalization",
+    "Relu",
+    "LeakyRelu",
+    "PRelu",
+    "Clip",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Elu",
+    "Selu",
+    "Softplus",
+    "Dropout",
+    "Identity",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+];
+
+/// Ops whose output depends on nothing but their inputs' values (so a node of such an op with
+/// constant inputs is itself a constant). Random generators are not.
+fn is_deterministic(op: &str) -> bool {
+    !op.starts_with("Random") && op != "Multinomial" && op != "Bernoulli"
+}
+
+/// Whether `node` continues the stage whose last node produced its input `prev_op`.
+fn joins(prev_op: &str, op: &str, prev_stage_ops: &[&str]) -> bool {
+    if FOLLOWERS.contains(&op) {
+        return true;
+    }
+    // A fully connected layer takes the Flatten/Reshape in front of it.
+    matches!(op, "Gemm" | "MatMul")
+        && matches!(prev_op, "Flatten" | "Reshape")
+        && prev_stage_ops.iter().all(|o| matches!(*o, "Flatten" | "Reshape"))
+}
+
+/// Finds the stages of `model`.
+pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
+    let graph = model.graph.as_ref().ok_or_else(|| OnnxError::graph("(none)", "the model has no graph"))?;
+    let gname = graph.name().to_string();
+    let order = topological_order(graph)?;
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
+    let graph_inputs: Vec<String> =
+        graph.input.iter().map(|i| i.name().to_string()).filter(|n| !initializers.contains(n.as_str())).collect();
+    let graph_outputs: Vec<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
+
+    let constant = constant_values(graph, &order);
+    let is_const = |t: &str| t.is_empty() || constant.contains(t);
+
+    // Consumers of every non-constant tensor (node indices).
+    let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for &i in &order {
+        for t in &graph.node[i].input {
+            if !is_const(t) {
+                consumers.entry(t.as_str()).or_default().push(i);
+            }
+        }
+    }
+    let outputs_set: HashSet<&str> = graph_outputs.iter().map(String::as_str).collect();
+
+    let mut stages: Vec<Vec<usize>> = Vec::new();
+    let mut stage_of_node: HashMap<usize, usize> = HashMap::new();
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for &i in &order {
+        let node = &graph.node[i];
+        if node.output.iter().all(|o| is_const(o)) {
+            continue;
+        }
+        let data_inputs: Vec<&str> = node.input.iter().map(String::as_str).filter(|t| !is_const(t)).collect();
+        let mut target = None;
+        if let [only] = data_inputs.as_slice() {
+            if let Some(&p) = producer.get(only) {
+                let s = stage_of_node[&p];
+                let prev = &graph.node[p];
+                let last = *stages[s].last().expect("stages are never empty");
+                let ops: Vec<&str> = stages[s].iter().map(|&n| graph.node[n].op_type()).collect();
+                // Only fuse when the producer's output goes nowhere else, so the stage stays
+                // one chain and the intermediate tensor never has to leave it.
+                let sole_use = consumers.get(only).is_some_and(|c| c.len() == 1) && !outputs_set.contains(only);
+                if last == p && prev.output.len() == 1 && sole_use && joins(prev.op_type(), node.op_type(), &ops) {
+                    target = Some(s);
+                }
+            }
+        }
+        let s = target.unwrap_or_else(|| {
+            stages.push(Vec::new());
+            stages.len() - 1
+        });
+        stages[s].push(i);
+        stage_of_node.insert(i, s);
+        for o in &node.output {
+            producer.insert(o.as_str(), i);
+        }
+    }
+    if stages.is_empty() {
+        return Err(OnnxError::graph(&gname, "no node computes anything from the graph input"));
+    }
+
+    let mut names = HashMap::<String, usize>::new();
+    let mut result = Vec::with_capacity(stages.len());
+    for (s, nodes) in stages.iter().enumerate() {
+        let produced: HashSet<&str> =
+            nodes.iter().flat_map(|&n| graph.node[n].output.iter().map(String::as_str)).collect();
+        let mut inputs = Vec::new();
+        for &n in nodes {
+            for t in &graph.node[n].input {
+                if !is_const(t) && !produced.contains(t.as_str()) && !inputs.contains(t) {
+                    inputs.push(t.clone());
+                }
+            }
+        }
+        let mut outputs = Vec::new();
+        for &n in nodes {
+            for o in &graph.node[n].output {
+                let used_later =
+                    consumers.get(o.as_str()).is_some_and(|c| c.iter().any(|c| stage_of_node.get(c) != Some(&s)));
+                if (used_later || outputs_set.contains(o.as_str())) && !outputs.contains(o) {
+                    outputs.push(o.clone());
+                }
+            }
+        }
+        let base = stage_name(&graph.node[nodes[0]], s);
+        let count = names.entry(base.clone()).or_insert(0);
+        *count += 1;
+        let name = if *count == 1 { base } else { format!("{base}_{count}") };
+        result.push(Stage { name, nodes: nodes.clone(), inputs, outputs });
+    }
+    for o in &graph_outputs {
+        if !producer.contains_key(o.as_str()) && !graph_inputs.contains(o) {
+            return Err(OnnxError::graph(
+                &gname,
+                format!("graph output `{o}` is a constant; lalarand cannot stage it"),
+            ));
+        }
+    }
+    Ok(Partition { stages: result, graph_inputs, graph_outputs })
+}
+
+/// Node indices in an order where producers precede consumers (the file order when it is one).
+fn topological_order(graph: &GraphProto) -> Result<Vec<usize>, OnnxError> {
+    let mut available: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
+    available.extend(graph.input.iter().map(|i| i.name()));
+    available.insert("");
+    let mut done = vec![false; graph.node.len()];
+    let mut order = Vec::with_capacity(graph.node.len());
+    // Repeated sweeps keep file order where it is already topological (the usual case: one sweep).
+    loop {
+        let before = order.len();
+        for (i, n) in graph.node.iter().enumerate() {
+            if !done[i] && n.input.iter().all(|t| available.contains(t.as_str())) {
+                done[i] = true;
+                order.push(i);
+                available.extend(n.output.iter().map(String::as_str));
+            }
+        }
+        if order.len() == graph.node.len() {
+            return Ok(order);
+        }
+        if order.len() == before {
+            let i = done.iter().position(|d| !d).expect("some node is left");
+            let n = &graph.node[i];
+            let missing: Vec<&str> = n.input.iter().map(String::as_str).filter(|t| !available.contains(t)).collect();
+            return Err(OnnxError::graph(
+                graph.name(),
+                format!("node `{}` ({}) reads {missing:?}, which nothing produces (or a cycle)", n.name(), n.op_type()),
+            ));
+        }
+    }
+}
+
+/// Tensors whose value is fixed: initializers that are not graph inputs, and outputs of
+/// deterministic nodes that read only such tensors.
+fn constant_values(graph: &GraphProto, order: &[usize]) -> HashSet<String> {
+    let inputs: HashSet<&str> = graph.input.iter().map(|i| i.name()).collect();
+    let mut constant: HashSet<String> =
+        graph.initializer.iter().map(|t| t.name().to_string()).filter(|n| !inputs.contains(n.as_str())).collect();
+    for &i in order {
+        let n = &graph.node[i];
+        // Shape-reading ops look at a tensor's shape, not its value, but a batch-agnostic model may
+        // still change the shape, so they stay data.
+        if is_deterministic(n.op_type()) && n.input.iter().all(|t| t.is_empty() || constant.contains(t)) {
+            constant.extend(n.output.iter().cloned());
+        }
+    }
+    constant
+}
+
+/// A readable stage name: torch exporter node names like `/layer1/layer1.0/conv1/Conv` become
+/// the module path `layer1.0.conv1`; functional ops inside a module get the op appended
+/// (`layer1.0.add`). Other names are kept, unnamed nodes are named by op and position.
+fn stage_name(node: &NodeProto, index: usize) -> String {
+    let op = node.op_type();
+    let raw = node.name();
+    let functional =
+        matches!(op, "Add" | "Sub" | "Mul" | "Div" | "Concat" | "Flatten" | "Reshape" | "Transpose" | "Split");
+    if raw.starts_with('/') {
+        let parts: Vec<&str> = raw.split('/').filter(|p| !p.is_empty()).collect();
+        let mut module = String::new();
+        for p in &parts[..parts.len().saturating_sub(1)] {
+            module = if module.is_empty() || p.starts_with(&format!("{module}.")) {
+                p.to_string()
+            } else {
+                format!("{module}.{p}")
+            };
+        }
+        return match (module.is_empty(), functional) {
+            (true, _) => op.to_lowercase(),
+            (false, true) => format!("{module}.{}", op.to_lowercase()),
+            (false, false) => module,
+        };
+    }
+    let clean: String = raw.chars().filter(|c| !c.is_control()).collect();
+    if clean.trim().is_empty() {
+        format!("{}{index}", op.to_lowercase())
+    } else {
+        clean
+    }
+}
+
+/// Builds the standalone model of `stage`: its nodes, the constant nodes and initializers they
+/// read, and typed inputs and outputs. `types` gives the type of every cut tensor the model's
+/// own `value_info` / inputs / outputs do not declare.
+pub fn stage_model(
+    model: &ModelProto,
+    stage: &Stage,
+    types: &HashMap<String, TensorInfo>,
+) -> Result<ModelProto, OnnxError> {
+    let graph = model.graph.as_ref().ok_or_else(|| OnnxError::graph("(none)", "the model has no graph"))?;
+    let order = topological_order(graph)?;
+    let constant = constant_values(graph, &order);
+    let declared = declared_types(graph);
+
+    // The constant nodes this stage needs, found by walking back from its nodes' inputs.
+    let producer: HashMap<&str, usize> =
+        graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i))).collect();
+    let mut needed_consts: BTreeSet<usize> = BTreeSet::new();
+    let mut needed_inits: HashSet<&str> = HashSet::new();
+    let mut stack: Vec<&str> = stage
+        .nodes
+        .iter()
+        .flat_map(|&n| graph.node[n].input.iter().map(String::as_str))
+        .filter(|t| constant.contains(*t))
+        .collect();
+    while let Some(t) = stack.pop() {
+        match producer.get(t) {
+            Some(&p) => {
+                if needed_consts.insert(p) {
+                    stack.extend(graph.node[p].input.iter().map(String::as_str).filter(|t| !t.is_empty()));
+                }
+            }
+            None => {
+                needed_inits.insert(t);
+            }
+        }
+    }
+    let const_nodes: Vec<NodeProto> =
+        order.iter().filter(|i| needed_consts.contains(i)).map(|&i| graph.node[i].clone()).collect();
+    let nodes = const_nodes.into_iter().chain(stage.nodes.iter().map(|&i| graph.node[i].clone())).collect();
+
+    let info = |name: &str| -> Result<ValueInfoProto, OnnxError> {
+        if let Some(t) = types.get(name) {
+            return Ok(value_info(name, t));
+        }
+        declared.get(name).map(|v| (*v).clone()).ok_or_else(|| {
+            OnnxError::tensor(
+                name,
+                format!("type unknown at the boundary of stage `{}`; run the model to infer it", stage.name),
+            )
+        })
+    };
+    let stage_graph = GraphProto {
+        name: Some(stage.name.clone()),
+        node: nodes,
+        initializer: graph.initializer.iter().filter(|t| needed_inits.contains(t.name())).cloned().collect(),
+        input: stage.inputs.iter().map(|n| info(n)).collect::<Result<_, _>>()?,
+        output: stage.outputs.iter().map(|n| info(n)).collect::<Result<_, _>>()?,
+        ..Default::default()
+    };
+    Ok(ModelProto {
+        ir_version: model.ir_version,
+        opset_import: model.opset_import.clone(),
+        producer_name: Some("lalarand-partition".into()),
+        graph: Some(stage_graph),
+        ..Default::default()
+    })
+}
+
+/// The model with extra graph outputs (keeping the original ones), so one run yields the value
+/// of every named tensor; types the graph does not declare are left for the runtime to infer.
+pub fn with_outputs(model: &ModelProto, names: &[String]) -> ModelProto {
+    let mut m = model.clone();
+    let Some(graph) = m.graph.as_mut() else { return m };
+    let declared: HashMap<String, ValueInfoProto> =
+        declared_types(graph).into_iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let existing: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
+    for n in names {
+        if !existing.contains(n) {
+            let vi = declared
+                .get(n)
+                .cloned()
+                .unwrap_or_else(|| ValueInfoProto { name: Some(n.clone()), ..Default::default() });
+            graph.output.push(vi);
+        }
+    }
+    m
+}
+
+fn declared_types(graph: &GraphProto) -> HashMap<&str, &ValueInfoProto> {
+    graph
+        .input
+        .iter()
+        .chain(&graph.output)
+        .chain(&graph.value_info)
+        .filter(|v| matches!(v.r#type.as_ref().and_then(|t| t.value.as_ref()), Some(type_proto::Value::TensorType(_))))
+        .map(|v| (v.name(), v))
+        .collect()
+}
+
+fn value_info(name: &str, t: &TensorInfo) -> ValueInfoProto {
+    let dim = t
+        .dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Some(v) => dimension::Value::DimValue(*v),
+                None => dimension::Value::DimParam("batch".into()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: Some(name.to_string()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(Tensor {
+                elem_type: Some(t.elem_type),
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::GraphBuilder;
+    use crate::proto::tensor_proto::DataType;
+
+    fn f32_info(dims: &[i64]) -> TensorInfo {
+        TensorInfo { elem_type: DataType::Float as i32, dims: dims.iter().map(|&d| Some(d)).collect() }
+    }
+
+    /// conv-bn-relu, a branch that is added back (residual), a concat, flatten + gemm.
+    fn residual() -> ModelProto {
+        let mut b = GraphBuilder::new("res");
+        b.input("x", DataType::Float, &[1, 2, 4, 4]);
+        b.f32_initializer("w", &[2, 2, 1, 1], &[1.0, 0.0, 0.0, 1.0]);
+        b.f32_initializer("one", &[1], &[1.0]);
+        b.node("Conv", "/conv1/Conv", &["x", "w"], &["c1"], vec![]);
+        b.node("Relu", "/relu/Relu", &["c1"], &["r1"], vec![]);
+        b.node("Conv", "/layer1/layer1.0/conv1/Conv", &["r1", "w"], &["c2"], vec![]);
+        b.node("Identity", "/scale/Identity", &["one"], &["one_copy"], vec![]);
+        b.node("Mul", "/layer1/layer1.0/Mul", &["c2", "one_copy"], &["m2"], vec![]);
+        b.node("Add", "/layer1/layer1.0/Add", &["m2", "r1"], &["a"], vec![]);
+        b.node("Relu", "/layer1/layer1.0/relu_1/Relu", &["a"], &["r2"], vec![]);
+        b.node("Concat", "/cat/Concat", &["r2", "r1"], &["cat"], vec![crate::builder::attr::int("axis", 1)]);
+        b.node("Flatten", "/Flatten", &["cat"], &["flat"], vec![]);
+        b.f32_initializer("fc_w", &[64, 3], &[0.5; 192]);
+        b.node("Gemm", "/fc/Gemm", &["flat", "fc_w"], &["y"], vec![]);
+        b.output("y", DataType::Float, &[1, 3]);
+        b.finish()
+    }
+
+    #[test]
+    fn stages_follow_the_layer_structure() {
+        let p = partition(&residual()).unwrap();
+        let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["conv1", "layer1.0.conv1", "layer1.0.add", "cat.concat", "flatten"]);
+        let by = |n: &str| p.stages.iter().find(|s| s.name == n).unwrap();
+        // The residual add reads the skip tensor r1 from the first stage.
+        assert_eq!(by("layer1.0.add").inputs, ["m2", "r1"]);
+        assert_eq!(by("conv1").outputs, ["r1"]);
+        assert_eq!(by("flatten").nodes.len(), 2, "flatten + gemm");
+        assert_eq!(by("flatten").outputs, ["y"]);
+        assert_eq!(p.cut_tensors(), ["x", "r1", "m2", "r2", "cat", "y"]);
+    }
+
+    #[test]
+    fn stage_models_carry_their_constants_and_types() {
+        let model = residual();
+        let p = partition(&model).unwrap();
+        let types: HashMap<String, TensorInfo> = [
+            ("r1", f32_info(&[1, 2, 4, 4])),
+            ("m2", f32_info(&[1, 2, 4, 4])),
+            ("r2", f32_info(&[1, 2, 4, 4])),
+            ("cat", f32_info(&[1, 4, 4, 4])),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let s = p.stages.iter().find(|s| s.name == "layer1.0.conv1").unwrap();
+        let m = stage_model(&model, s, &types).unwrap();
+        let g = m.graph.unwrap();
+        // The Identity of a constant travels with the Mul that reads it.
+        assert_eq!(g.node.iter().map(|n| n.op_type()).collect::<Vec<_>>(), ["Identity", "Conv", "Mul"]);
+        let mut inits: Vec<&str> = g.initializer.iter().map(|t| t.name()).collect();
+        inits.sort();
+        assert_eq!(inits, ["one", "w"]);
+        assert_eq!(g.input.iter().map(|i| i.name()).collect::<Vec<_>>(), ["r1"]);
+        assert_eq!(crate::builder::shape_of(&g.output[0]), Some(vec![1, 2, 4, 4]));
+    }
+
+    #[test]
+    fn missing_types_and_dangling_inputs_are_errors() {
+        let model = residual();
+        let p = partition(&model).unwrap();
+        let err = stage_model(&model, &p.stages[1], &HashMap::new()).unwrap_err().to_string();
+        assert!(err.contains("`r1`") && err.contains("layer1.0.conv1"), "{err}");
+
+        let mut broken = residual();
+        broken.graph.as_mut().unwrap().node[0].input[0] = "nowhere".into();
+        let err = partition(&broken).unwrap_err().to_string();
+        assert!(err.contains("nowhere") && err.contains("/conv1/Conv"), "{err}");
+    }
+
+    #[test]
+    fn names_are_unique_and_readable() {
+        let mut b = GraphBuilder::new("n");
+        b.input("x", DataType::Float, &[1, 4]);
+        b.node("Relu", "", &["x"], &["a"], vec![]);
+        b.node("Sigmoid", "", &["x"], &["b"], vec![]);
+        b.node("Add", "plain", &["a", "b"], &["c"], vec![]);
+        b.node("Add", "plain", &["c", "a"], &["d"], vec![]);
+        b.output("d", DataType::Float, &[1, 4]);
+        let p = partition(&b.finish()).unwrap();
+        let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["relu0", "sigmoid1", "plain", "plain_2"]);
+    }
+}
