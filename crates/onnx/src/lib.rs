@@ -8,6 +8,7 @@
 pub mod builder;
 pub mod error;
 pub mod io;
+pub mod quantize;
 pub mod shape;
 pub mod tensor;
 pub mod zoo;

@@ -1,0 +1,319 @@
+//! The QDQ rewrite itself.
+
+use std::collections::{HashMap, HashSet};
+
+use super::passes::{absorb_activations, fold_batch_norm, prune_initializers};
+use super::{QParams, QuantizeOptions, QuantizedModel};
+use crate::builder::{attr, find_attr, node};
+use crate::proto::tensor_proto::DataType;
+use crate::proto::type_proto;
+use crate::proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use crate::tensor::{f32_tensor, i32_tensor, i8_tensor, to_f32, u8_tensor};
+use crate::OnnxError;
+
+/// How an operator is quantized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Conv, Gemm, MatMul with a constant weight: input 0 is an activation, the weight is
+    /// quantized per channel, the bias to int32.
+    Weighted { axis: usize },
+    /// Every input is an activation with its own parameters (Add, Mul, Concat, MatMul of two
+    /// activations), and so is the output.
+    Elementwise,
+    /// Input 0 and the output each have their own parameters (AveragePool, LeakyRelu, ...).
+    Unary,
+    /// The output reuses input 0's parameters: ORT then drops the Q/DQ pair around the node
+    /// and runs it on uint8 (MaxPool, Flatten, Reshape, Resize, ...).
+    SameAsInput,
+}
+
+fn init<'a>(inits: &HashMap<&str, &'a TensorProto>, name: Option<&String>) -> Option<&'a TensorProto> {
+    name.and_then(|n| inits.get(n.as_str()).copied())
+}
+
+fn is_float(t: &TensorProto) -> bool {
+    t.data_type == Some(DataType::Float as i32)
+}
+
+fn kind(node: &NodeProto, inits: &HashMap<&str, &TensorProto>) -> Option<Kind> {
+    if node.output.len() != 1 || node.input.is_empty() || init(inits, node.input.first()).is_some() {
+        return None;
+    }
+    let weight = init(inits, node.input.get(1)).filter(|w| is_float(w));
+    let bias_ok = |channels: i64| match node.input.get(2).filter(|b| !b.is_empty()) {
+        None => true,
+        Some(b) => inits.get(b.as_str()).is_some_and(|t| is_float(t) && t.dims == [channels]),
+    };
+    let int = |name: &str| find_attr(node, name).and_then(|a| a.i).unwrap_or(0);
+    match node.op_type() {
+        "Conv" => weight.filter(|w| w.dims.len() >= 3 && bias_ok(w.dims[0])).map(|_| Kind::Weighted { axis: 0 }),
+        "Gemm" => {
+            let beta = find_attr(node, "beta").and_then(|a| a.f).unwrap_or(1.0);
+            let axis = if int("transB") == 1 { 0 } else { 1 };
+            weight
+                .filter(|w| w.dims.len() == 2 && int("transA") == 0 && beta == 1.0 && bias_ok(w.dims[axis]))
+                .map(|_| Kind::Weighted { axis })
+        }
+        "MatMul" => match weight {
+            Some(w) if w.dims.len() == 2 => Some(Kind::Weighted { axis: 1 }),
+            Some(_) => None,
+            None => init(inits, node.input.get(1)).is_none().then_some(Kind::Elementwise),
+        },
+        "Add" | "Mul" | "Concat" => {
+            node.input.iter().all(|i| !i.is_empty() && !inits.contains_key(i.as_str())).then_some(Kind::Elementwise)
+        }
+        "AveragePool" | "GlobalAveragePool" | "LeakyRelu" | "Sigmoid" => Some(Kind::Unary),
+        "MaxPool" | "Flatten" | "Reshape" | "Resize" | "Transpose" | "Squeeze" | "Unsqueeze" => Some(Kind::SameAsInput),
+        _ => None,
+    }
+}
+
+/// The activation inputs of a node of kind `k`.
+fn activation_inputs(node: &NodeProto, k: Kind) -> Vec<&String> {
+    match k {
+        Kind::Elementwise => node.input.iter().collect(),
+        _ => node.input.iter().take(1).collect(),
+    }
+}
+
+/// Rewrites `model` into QDQ form with the activation `ranges` from calibration (keyed by the
+/// tensor names of `model`). Every tensor read or written by a quantizable operator needs a
+/// range; a missing one is an error naming it.
+pub fn quantize(
+    model: &ModelProto,
+    ranges: &HashMap<String, (f32, f32)>,
+    options: &QuantizeOptions,
+) -> Result<QuantizedModel, OnnxError> {
+    let fail = |reason: String| OnnxError::Quantize { reason };
+    let opset = model.opset_import.iter().find(|o| o.domain().is_empty()).and_then(|o| o.version).unwrap_or(0);
+    if opset < 13 {
+        return Err(fail(format!(
+            "the model imports opset {opset}; per-channel QuantizeLinear needs 13 or newer; fix: re-export with opset 17"
+        )));
+    }
+    let mut graph = model.graph.clone().ok_or_else(|| fail("the model has no graph".into()))?;
+    let gname = graph.name().to_string();
+    fold_batch_norm(&mut graph)?;
+    absorb_activations(&mut graph, &|g: &GraphProto, producer: &NodeProto, y: &str| {
+        let inits: HashMap<&str, &TensorProto> = g.initializer.iter().map(|t| (t.name(), t)).collect();
+        let absorbing = matches!(producer.op_type(), "Conv" | "Gemm" | "MatMul" | "Add" | "Mul");
+        absorbing && kind(producer, &inits).is_some() && ranges.contains_key(y)
+    });
+
+    let graph_inputs: HashSet<String> = graph.input.iter().map(|i| i.name().to_string()).collect();
+    let graph_outputs: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
+    for name in options.uint8_inputs.keys() {
+        if !graph_inputs.contains(name) {
+            return Err(fail(format!("uint8 input `{name}` is not an input of graph `{gname}`")));
+        }
+    }
+    for name in &options.uint8_outputs {
+        if !graph_outputs.contains(name) || graph_inputs.contains(name) {
+            return Err(fail(format!("uint8 output `{name}` is not an output computed by graph `{gname}`")));
+        }
+    }
+
+    // Parameters of every activation to quantize, assigned in node (topological) order so
+    // that an operator of kind SameAsInput sees its input's parameters.
+    let range_qparams = |t: &str| -> Result<QParams, OnnxError> {
+        let &(lo, hi) = ranges.get(t).ok_or_else(|| {
+            fail(format!("no calibration range for tensor `{t}` of graph `{gname}`; fix: calibrate with this tensor as an output"))
+        })?;
+        QParams::from_range(lo, hi).map_err(|e| fail(format!("tensor `{t}`: {e}")))
+    };
+    let inits: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name(), t)).collect();
+    let mut qp: HashMap<String, QParams> = options.uint8_inputs.clone();
+    let mut kinds: Vec<Option<Kind>> = Vec::with_capacity(graph.node.len());
+    for n in &graph.node {
+        let k = kind(n, &inits);
+        if let Some(k) = k {
+            for a in activation_inputs(n, k) {
+                if !qp.contains_key(a) {
+                    qp.insert(a.clone(), range_qparams(a)?);
+                }
+            }
+            let out = if k == Kind::SameAsInput { qp[&n.input[0]] } else { range_qparams(&n.output[0])? };
+            qp.insert(n.output[0].clone(), out);
+        }
+        kinds.push(k);
+    }
+    for name in &options.uint8_outputs {
+        if !qp.contains_key(name) {
+            qp.insert(name.clone(), range_qparams(name)?);
+        }
+    }
+    let produced: HashSet<&String> = graph.node.iter().flat_map(|n| n.output.iter()).collect();
+    if let Some(orphan) = qp.keys().find(|t| !produced.contains(t) && !graph_inputs.contains(*t)) {
+        return Err(fail(format!("tensor `{orphan}` of graph `{gname}` is neither a graph input nor a node output")));
+    }
+
+    let mut w = Writer { qp: &qp, options, graph_outputs: &graph_outputs, nodes: Vec::new(), inits: Vec::new() };
+    // Where each reader finds a quantized tensor: the output of its DequantizeLinear.
+    let reader_name = |t: &str| -> String {
+        if graph_outputs.contains(t) && !options.uint8_outputs.contains(t) {
+            t.to_string()
+        } else {
+            format!("{t}_DequantizeLinear_Output")
+        }
+    };
+    for input in &graph.input {
+        if qp.contains_key(input.name()) {
+            w.qdq(input.name(), input.name());
+        }
+    }
+    let mut weights_done = HashSet::new();
+    for (n, k) in graph.node.iter().zip(&kinds) {
+        let mut n = n.clone();
+        if let Some(Kind::Weighted { axis }) = *k {
+            let x_scale = qp[&n.input[0]].scale;
+            let w_scales = w.weight(&inits, &n.input[1], axis, &mut weights_done)?;
+            n.input[1] = format!("{}_DequantizeLinear_Output", n.input[1]);
+            if let Some(b) = n.input.get(2).filter(|b| !b.is_empty()).cloned() {
+                n.input[2] = w.bias(&inits, &b, n.name(), x_scale, &w_scales)?;
+            }
+        }
+        for i in n.input.iter_mut().filter(|i| qp.contains_key(i.as_str())) {
+            *i = reader_name(i);
+        }
+        let outputs = n.output.clone();
+        for o in n.output.iter_mut().filter(|o| qp.contains_key(o.as_str()) && graph_outputs.contains(o.as_str())) {
+            *o = format!("{o}_QuantizeLinear_Input");
+        }
+        w.nodes.push(n);
+        for (o, written) in outputs.iter().zip(&w.nodes.last().expect("just pushed").output.clone()) {
+            if qp.contains_key(o) {
+                w.qdq(o, written);
+            }
+        }
+    }
+
+    let (nodes, new_inits) = (w.nodes, w.inits);
+    // A uint8 output that no node reads needs no DequantizeLinear.
+    let read: HashSet<&String> = nodes.iter().flat_map(|n| n.input.iter()).chain(&graph_outputs).collect();
+    let unread: Vec<bool> =
+        nodes.iter().map(|n| n.op_type() == "DequantizeLinear" && !read.contains(&n.output[0])).collect();
+    graph.node = nodes.into_iter().zip(unread).filter(|(_, unread)| !unread).map(|(n, _)| n).collect();
+    prune_initializers(&mut graph);
+    graph.initializer.extend(new_inits);
+    let uint8: HashSet<&String> = options.uint8_inputs.keys().chain(&options.uint8_outputs).collect();
+    for vi in graph.input.iter_mut().chain(graph.output.iter_mut()).filter(|v| uint8.contains(&v.name().to_string())) {
+        set_elem_type(vi, DataType::Uint8);
+    }
+    graph.value_info.retain(|v| !uint8.contains(&v.name().to_string()));
+    let output_qparams =
+        graph.output.iter().filter_map(|o| qp.get(o.name()).map(|&q| (o.name().to_string(), q))).collect();
+    Ok(QuantizedModel { model: ModelProto { graph: Some(graph), ..model.clone() }, output_qparams })
+}
+
+fn set_elem_type(vi: &mut ValueInfoProto, t: DataType) {
+    if let Some(type_proto::Value::TensorType(tt)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        tt.elem_type = Some(t as i32);
+    }
+}
+
+/// Accumulates the nodes and initializers of the rewritten graph.
+struct Writer<'a> {
+    qp: &'a HashMap<String, QParams>,
+    options: &'a QuantizeOptions,
+    graph_outputs: &'a HashSet<String>,
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+}
+
+impl Writer<'_> {
+    /// Emits the QuantizeLinear / DequantizeLinear of tensor `t`, whose value is `written`
+    /// (the name its producer now writes, or the graph input).
+    fn qdq(&mut self, t: &str, written: &str) {
+        let q = self.qp[t];
+        let (scale, zp) = (format!("{t}_scale"), format!("{t}_zero_point"));
+        self.inits.push(f32_tensor(&scale, &[], &[q.scale]));
+        self.inits.push(u8_tensor(&zp, &[], &[q.zero_point]));
+        let dq_out = format!("{t}_DequantizeLinear_Output");
+        if self.options.uint8_inputs.contains_key(t) {
+            self.dq(t, &scale, &zp, &dq_out, None);
+        } else if self.options.uint8_outputs.contains(t) {
+            self.q(written, &scale, &zp, t);
+            self.dq(t, &scale, &zp, &dq_out, None);
+        } else {
+            let q_out = format!("{t}_QuantizeLinear_Output");
+            self.q(written, &scale, &zp, &q_out);
+            let dq_out = if self.graph_outputs.contains(t) { t.to_string() } else { dq_out };
+            self.dq(&q_out, &scale, &zp, &dq_out, None);
+        }
+    }
+
+    fn q(&mut self, x: &str, scale: &str, zp: &str, out: &str) {
+        let name = format!("{out}_QuantizeLinear");
+        self.nodes.push(node("QuantizeLinear", &name, &[x, scale, zp], &[out], vec![]));
+    }
+
+    fn dq(&mut self, x: &str, scale: &str, zp: &str, out: &str, axis: Option<usize>) {
+        let name = format!("{out}_DequantizeLinear");
+        let attrs = axis.map(|a| vec![attr::int("axis", a as i64)]).unwrap_or_default();
+        self.nodes.push(node("DequantizeLinear", &name, &[x, scale, zp], &[out], attrs));
+    }
+
+    /// Quantizes weight `w` per channel along `axis` (once, however many nodes share it) and
+    /// returns the channel scales.
+    fn weight(
+        &mut self,
+        inits: &HashMap<&str, &TensorProto>,
+        w: &str,
+        axis: usize,
+        done: &mut HashSet<String>,
+    ) -> Result<Vec<f32>, OnnxError> {
+        let t = inits[w];
+        let values = to_f32(t)?;
+        let channels = t.dims[axis] as usize;
+        let inner: usize = t.dims[axis + 1..].iter().product::<i64>() as usize;
+        let channel = |i: usize| (i / inner) % channels;
+        let mut absmax = vec![0f32; channels];
+        for (i, v) in values.iter().enumerate() {
+            absmax[channel(i)] = absmax[channel(i)].max(v.abs());
+        }
+        // Symmetric int8 over [-127, 127] so that zero point 0 is exact; ORT does the same.
+        let scales: Vec<f32> =
+            absmax.iter().map(|&m| if m > 0.0 && (m / 127.0).is_normal() { m / 127.0 } else { 1.0 }).collect();
+        if done.insert(w.to_string()) {
+            let q: Vec<i8> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v / scales[channel(i)]).round_ties_even().clamp(-127.0, 127.0) as i8)
+                .collect();
+            let (qn, sn, zn) = (format!("{w}_quantized"), format!("{w}_scale"), format!("{w}_zero_point"));
+            self.inits.push(i8_tensor(&qn, &t.dims, &q));
+            self.inits.push(f32_tensor(&sn, &[channels as i64], &scales));
+            self.inits.push(i8_tensor(&zn, &[channels as i64], &vec![0; channels]));
+            self.dq(&qn, &sn, &zn, &format!("{w}_DequantizeLinear_Output"), Some(axis));
+        }
+        Ok(scales)
+    }
+
+    /// Quantizes bias `b` of node `node` to int32 with scales `x_scale * w_scales[c]` and
+    /// returns the name its readers use.
+    fn bias(
+        &mut self,
+        inits: &HashMap<&str, &TensorProto>,
+        b: &str,
+        node: &str,
+        x_scale: f32,
+        w_scales: &[f32],
+    ) -> Result<String, OnnxError> {
+        let values = to_f32(inits[b])?;
+        let scales: Vec<f32> = w_scales.iter().map(|s| x_scale * s).collect();
+        let q: Vec<i32> = values
+            .iter()
+            .zip(&scales)
+            .map(|(v, s)| (*v as f64 / *s as f64).round_ties_even().clamp(i32::MIN as f64, i32::MAX as f64) as i32)
+            .collect();
+        let prefix = format!("{node}_{b}");
+        let (qn, sn, zn) = (format!("{prefix}_quantized"), format!("{prefix}_scale"), format!("{prefix}_zero_point"));
+        let n = [values.len() as i64];
+        self.inits.push(i32_tensor(&qn, &n, &q));
+        self.inits.push(f32_tensor(&sn, &n, &scales));
+        self.inits.push(i32_tensor(&zn, &n, &vec![0; values.len()]));
+        let out = format!("{prefix}_DequantizeLinear_Output");
+        self.dq(&qn, &sn, &zn, &out, Some(0));
+        Ok(out)
+    }
+}
