@@ -8,6 +8,7 @@
 pub mod builder;
 pub mod error;
 pub mod io;
+pub mod partition;
 pub mod quantize;
 pub mod shape;
 pub mod tensor;
