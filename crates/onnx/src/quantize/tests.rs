@@ -267,3 +267,24 @@ fn batch_norm_params(model: &ModelProto) -> u64 {
         .map(|n| initializer(g, &n.input[1]).dims[0] as u64)
         .sum()
 }
+
+#[test]
+fn activations_stay_where_no_quantized_operator_absorbs_them() {
+    // Relu after Sigmoid: Sigmoid's range would not clamp negatives of a later consumer, and
+    // Relu after a Conv whose output is also read elsewhere must stay for that other reader.
+    let mut b = GraphBuilder::new("keep");
+    b.input("x", DataType::Float, &[1, 2, 2, 2]);
+    let s = b.op("Sigmoid", "sig", &["x"], vec![]);
+    let r1 = b.op("Relu", "relu1", &[&s], vec![]);
+    let w = b.f32_initializer("w", &[2, 2, 1, 1], &[1.0, -1.0, 0.5, 2.0]);
+    let c = b.op("Conv", "conv", &[&r1, &w], vec![]);
+    let r2 = b.op("Relu", "relu2", &[&c], vec![]);
+    let sum = b.op("Add", "add", &[&r2, &c], vec![]);
+    b.output(&sum, DataType::Float, &[1, 2, 2, 2]);
+    let model = b.finish();
+    let q = quantize(&model, &fake_ranges(&model), &QuantizeOptions::default()).unwrap();
+    let g = q.model.graph.unwrap();
+    let relus: Vec<&str> = g.node.iter().filter(|n| n.op_type() == "Relu").map(|n| n.name()).collect();
+    assert_eq!(relus, vec!["relu1", "relu2"]);
+    assert_fusable(&g, g.node.iter().find(|n| n.op_type() == "Conv").unwrap());
+}
