@@ -1,8 +1,15 @@
 //! lalarand's inference engine: runs a DNN stage by stage, each stage in its own ONNX Runtime
 //! session and mode (gpu, cpu-fp32, cpu-int8), profiles every stage in every mode, and measures
 //! what int8 costs in accuracy.
+//!
+//! The ONNX Runtime library is fetched on first use (see [`runtime`]).
 
 pub mod error;
 pub mod runtime;
+pub mod stage;
+pub mod staged;
+pub mod tensor;
 
 pub use error::{EngineError, Result};
+pub use stage::{pin_current_thread, ExecConfig, StageRunner, Tensors};
+pub use staged::{Int8Stages, Pipeline, StagedModel};

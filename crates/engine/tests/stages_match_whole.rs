@@ -1,0 +1,105 @@
+//! Running all stages in sequence reproduces the whole model (fp32), on every zoo model and,
+//! where `../shared/models` exists, on real exporter output.
+
+use lalarand_engine::stage::{ExecConfig, StageRunner};
+use lalarand_engine::tensor::{f32_data, f32_value, max_abs_diff};
+use lalarand_engine::{Pipeline, StagedModel, Tensors};
+use lalarand_model::Mode;
+use lalarand_onnx::zoo::{self, Architecture};
+use std::path::{Path, PathBuf};
+
+fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Returns the number of stages after checking every graph output.
+fn check(staged: &StagedModel) -> usize {
+    let dims = staged.input_shape(1);
+    let input = pseudo_random(dims.iter().product(), 7);
+    let cfg = ExecConfig::default();
+    let mut whole = StageRunner::new("whole", Mode::CpuFp32, &staged.bytes, &cfg).unwrap();
+    let mut expected = Tensors::new();
+    expected.insert(staged.input_name.clone(), f32_value(&dims, input.clone()).unwrap());
+    whole.run(&mut expected).unwrap();
+
+    let modes = vec![Mode::CpuFp32; staged.stage_count()];
+    let mut pipeline = Pipeline::new(staged, &modes, None, &cfg).unwrap();
+    let got = pipeline.run_all(&dims, input).unwrap();
+    for out in &staged.partition.graph_outputs {
+        let (ws, w) = f32_data(&expected[out], out).unwrap();
+        let (gs, g) = f32_data(&got[out], out).unwrap();
+        assert_eq!(ws, gs, "{}: output {out}", staged.name);
+        let (diff, scale) = max_abs_diff(w, g);
+        assert!(scale > 0.0, "{}: output {out} is all zeros; the test would prove nothing", staged.name);
+        assert!(diff <= 1e-4 * scale, "{}: output {out}: max |diff| {diff} > 1e-4 x {scale}", staged.name);
+    }
+    staged.stage_count()
+}
+
+fn zoo_model(arch: Architecture) -> StagedModel {
+    StagedModel::from_model(arch.name(), zoo::build(arch, 1), PathBuf::from(format!("zoo:{}", arch.name()))).unwrap()
+}
+
+#[test]
+fn zoo_resnet18() {
+    let m = zoo_model(Architecture::ResNet18);
+    let names = m.stage_names();
+    assert!(names.len() > 15, "{names:?}");
+    assert_eq!(check(&m), names.len());
+}
+
+#[test]
+fn zoo_resnet50() {
+    check(&zoo_model(Architecture::ResNet50));
+}
+
+#[test]
+fn zoo_mobilenet_v2() {
+    check(&zoo_model(Architecture::MobileNetV2));
+}
+
+#[test]
+fn zoo_squeezenet1_1() {
+    check(&zoo_model(Architecture::SqueezeNet1_1));
+}
+
+#[test]
+fn zoo_yolov3_tiny() {
+    check(&zoo_model(Architecture::YoloV3Tiny));
+}
+
+#[test]
+fn mnist_resnet() {
+    let m =
+        StagedModel::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/mnist_resnet.onnx").as_path()).unwrap();
+    assert_eq!(m.input_dims[0], None, "dynamic batch");
+    let names = m.stage_names();
+    assert!(names.contains(&"f.1.add"), "{names:?}");
+    check(&m);
+}
+
+/// Real torchvision exports; only where the shared models folder exists (extended test).
+#[test]
+fn shared_models_when_present() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!("skipped: {} not found", dir.display());
+        return;
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+        .collect();
+    files.sort();
+    for f in files {
+        let m = StagedModel::load(&f).unwrap();
+        let n = check(&m);
+        eprintln!("{}: {n} stages match the whole model", f.display());
+    }
+}
