@@ -1,0 +1,319 @@
+//! The event loop. Buffers live in a [`Simulator`] so that campaigns running many plans do
+//! not allocate per plan, let alone per event.
+
+use crate::exec::ExecutionTimeModel;
+use crate::record::{JobRecord, SimResult, TaskStats, Trace, TraceSlot};
+use crate::SimError;
+use lalarand_model::{ExecutionPlan, Time};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// When a run stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Horizon {
+    /// `max offset + 2 hyperperiods`, at most `max offset + AUTO_MAX_PERIODS * max period`
+    /// (random periods can have astronomically long hyperperiods).
+    #[default]
+    Auto,
+    /// Release jobs before this time, complete layers up to it, then stop.
+    Until(Time),
+    /// Release this many jobs of every task and run until all of them finish.
+    Jobs(u64),
+}
+
+/// Cap of [`Horizon::Auto`], in multiples of the longest period.
+pub const AUTO_MAX_PERIODS: u64 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimConfig {
+    pub horizon: Horizon,
+    pub execution: ExecutionTimeModel,
+    /// Seeds the execution-time draws (ChaCha8).
+    pub seed: u64,
+    /// Keep a [`JobRecord`] per job.
+    pub record_jobs: bool,
+    /// Keep the per-resource [`Trace`].
+    pub record_trace: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            horizon: Horizon::Auto,
+            execution: ExecutionTimeModel::Wcet,
+            seed: 0,
+            record_jobs: true,
+            record_trace: true,
+        }
+    }
+}
+
+/// Simulates `plan` once (see [`Simulator`] to reuse buffers across many plans).
+pub fn simulate(plan: &ExecutionPlan, config: &SimConfig) -> Result<SimResult, SimError> {
+    Simulator::default().run(plan, config)
+}
+
+/// Ready-queue key: the smallest runs first.
+type ReadyKey = (u32, Time, u32, u32); // (priority, release, task, live-job slot)
+
+#[derive(Debug, Clone, Copy)]
+struct LiveJob {
+    task: u32,
+    layer: u32,
+    job: u64,
+    release: Time,
+    /// Index into the job records, when kept.
+    record: usize,
+}
+
+/// Reusable simulation state.
+#[derive(Debug, Default)]
+pub struct Simulator {
+    /// (time, event): event `< resources` is a completion on that resource, else the release
+    /// of task `event - resources`.
+    events: BinaryHeap<Reverse<(Time, u32)>>,
+    ready: Vec<BinaryHeap<Reverse<ReadyKey>>>,
+    /// Live-job slot of the layer running on each resource.
+    running: Vec<Option<u32>>,
+    live: Vec<LiveJob>,
+    free: Vec<u32>,
+    next_job: Vec<u64>,
+}
+
+pub(crate) fn hyperperiod(plan: &ExecutionPlan) -> Option<Time> {
+    fn gcd(a: Time, b: Time) -> Time {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    plan.tasks.iter().try_fold(1 as Time, |h, t| (h / gcd(h, t.period)).checked_mul(t.period))
+}
+
+fn validate(plan: &ExecutionPlan, config: &SimConfig) -> Result<(), SimError> {
+    for (i, t) in plan.tasks.iter().enumerate() {
+        if t.period == 0 {
+            return Err(SimError::InvalidPlan(format!("task {i} has period 0")));
+        }
+        if let Some((j, l)) = t.layers.iter().enumerate().find(|(_, l)| l.resource >= plan.resources) {
+            return Err(SimError::InvalidPlan(format!(
+                "task {i} layer {j} runs on resource {} but the plan has {}",
+                l.resource, plan.resources
+            )));
+        }
+    }
+    if plan.tasks.len() >= u32::MAX as usize / 2 {
+        return Err(SimError::InvalidPlan("too many tasks".into()));
+    }
+    config.execution.validate().map_err(SimError::InvalidConfig)
+}
+
+impl Simulator {
+    pub fn run(&mut self, plan: &ExecutionPlan, config: &SimConfig) -> Result<SimResult, SimError> {
+        validate(plan, config)?;
+        let n = plan.tasks.len();
+        let m = plan.resources;
+        let hyper = hyperperiod(plan);
+        let (end, job_limit) = match config.horizon {
+            Horizon::Until(t) => (t, u64::MAX),
+            Horizon::Jobs(k) => (Time::MAX, k),
+            Horizon::Auto => {
+                let max_offset = plan.tasks.iter().map(|t| t.offset).max().unwrap_or(0);
+                let max_period = plan.tasks.iter().map(|t| t.period).max().unwrap_or(0);
+                let cap = max_period.saturating_mul(AUTO_MAX_PERIODS);
+                let span = hyper.and_then(|h| h.checked_mul(2)).map_or(cap, |h2| h2.min(cap));
+                (max_offset.saturating_add(span), u64::MAX)
+            }
+        };
+
+        self.events.clear();
+        self.ready.iter_mut().for_each(BinaryHeap::clear);
+        self.ready.resize_with(m, BinaryHeap::new);
+        self.running.clear();
+        self.running.resize(m, None);
+        self.live.clear();
+        self.free.clear();
+        self.next_job.clear();
+        self.next_job.resize(n, 0);
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let mut stats = vec![TaskStats::EMPTY; n];
+        let mut sums = vec![0u128; n];
+        let mut jobs: Vec<JobRecord> = Vec::new();
+        let mut trace = config.record_trace.then(|| Trace { resources: vec![Vec::new(); m] });
+
+        for (i, t) in plan.tasks.iter().enumerate() {
+            if job_limit > 0 && t.offset < end {
+                self.events.push(Reverse((t.offset, (m + i) as u32)));
+            }
+        }
+
+        let mut now: Time = 0;
+        while let Some(&Reverse((t, _))) = self.events.peek() {
+            if t > end {
+                break;
+            }
+            now = t;
+            while let Some(&Reverse((t2, ev))) = self.events.peek() {
+                if t2 != now {
+                    break;
+                }
+                self.events.pop();
+                let ev = ev as usize;
+                if ev < m {
+                    let slot = self.running[ev].take().expect("completion of a running layer");
+                    self.advance(plan, slot, now, &mut stats, &mut sums, &mut jobs);
+                } else {
+                    self.release(plan, ev - m, now, end, job_limit, config, &mut stats, &mut sums, &mut jobs);
+                }
+            }
+            // No layer starts at the end: the run covers completions up to `end` only.
+            if now == end {
+                continue;
+            }
+            for r in 0..m {
+                if self.running[r].is_some() {
+                    continue;
+                }
+                let Some(Reverse((_, _, task, slot))) = self.ready[r].pop() else { continue };
+                let job = self.live[slot as usize];
+                let wcet = plan.tasks[task as usize].layers[job.layer as usize].wcet;
+                let finish = now + config.execution.draw(wcet, &mut rng);
+                self.running[r] = Some(slot);
+                // Zero-length layers complete at `now`: the loop comes back to this instant.
+                self.events.push(Reverse((finish, r as u32)));
+                if let Some(trace) = &mut trace {
+                    trace.resources[r].push(TraceSlot {
+                        task: task as usize,
+                        job: job.job,
+                        layer: job.layer as usize,
+                        start: now,
+                        end: finish.min(end),
+                    });
+                }
+            }
+        }
+        let end = if end == Time::MAX { now } else { end };
+
+        // Jobs still in flight (not on the free list) are unfinished.
+        let mut is_free = vec![false; self.live.len()];
+        self.free.iter().for_each(|&s| is_free[s as usize] = true);
+        for (_, job) in self.live.iter().enumerate().filter(|&(s, _)| !is_free[s]) {
+            let task = &plan.tasks[job.task as usize];
+            let s = &mut stats[job.task as usize];
+            let age = end - job.release;
+            s.oldest_incomplete = Some(s.oldest_incomplete.map_or(age, |a| a.max(age)));
+            let missed = end >= job.release + task.deadline;
+            s.misses += missed as u64;
+            if config.record_jobs {
+                jobs[job.record].missed = missed;
+            }
+        }
+        for (s, sum) in stats.iter_mut().zip(&sums) {
+            if s.completed == 0 {
+                s.min_response = 0;
+            } else {
+                s.mean_response = *sum as f64 / s.completed as f64;
+            }
+        }
+        Ok(SimResult { end, jobs, tasks: stats, trace, hyperperiod: hyper })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn release(
+        &mut self,
+        plan: &ExecutionPlan,
+        i: usize,
+        now: Time,
+        end: Time,
+        job_limit: u64,
+        config: &SimConfig,
+        stats: &mut [TaskStats],
+        sums: &mut [u128],
+        jobs: &mut Vec<JobRecord>,
+    ) {
+        let task = &plan.tasks[i];
+        let k = self.next_job[i];
+        self.next_job[i] += 1;
+        stats[i].jobs += 1;
+        let record = jobs.len();
+        if config.record_jobs {
+            jobs.push(JobRecord {
+                task: i,
+                job: k,
+                release: now,
+                deadline: now + task.deadline,
+                finish: None,
+                missed: false,
+            });
+        }
+        let live = LiveJob { task: i as u32, layer: 0, job: k, release: now, record };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.live[s as usize] = live;
+                s
+            }
+            None => {
+                self.live.push(live);
+                (self.live.len() - 1) as u32
+            }
+        };
+        if task.layers.is_empty() {
+            self.finish(plan, slot, now, stats, sums, jobs);
+        } else {
+            self.ready[task.layers[0].resource].push(Reverse((task.priority, now, i as u32, slot)));
+        }
+        if let Some(next) = now.checked_add(task.period) {
+            if next < end && k + 1 < job_limit {
+                self.events.push(Reverse((next, (plan.resources + i) as u32)));
+            }
+        }
+    }
+
+    /// The job in `slot` completed its current layer at `now`.
+    fn advance(
+        &mut self,
+        plan: &ExecutionPlan,
+        slot: u32,
+        now: Time,
+        stats: &mut [TaskStats],
+        sums: &mut [u128],
+        jobs: &mut [JobRecord],
+    ) {
+        let job = &mut self.live[slot as usize];
+        job.layer += 1;
+        let task = &plan.tasks[job.task as usize];
+        match task.layers.get(job.layer as usize) {
+            Some(next) => self.ready[next.resource].push(Reverse((task.priority, job.release, job.task, slot))),
+            None => self.finish(plan, slot, now, stats, sums, jobs),
+        }
+    }
+
+    fn finish(
+        &mut self,
+        plan: &ExecutionPlan,
+        slot: u32,
+        now: Time,
+        stats: &mut [TaskStats],
+        sums: &mut [u128],
+        jobs: &mut [JobRecord],
+    ) {
+        let job = self.live[slot as usize];
+        let i = job.task as usize;
+        let response = now - job.release;
+        let missed = response > plan.tasks[i].deadline;
+        let s = &mut stats[i];
+        s.completed += 1;
+        s.misses += missed as u64;
+        s.min_response = s.min_response.min(response);
+        s.max_response = s.max_response.max(response);
+        sums[i] += response as u128;
+        if let Some(r) = jobs.get_mut(job.record).filter(|r| r.task == i && r.job == job.job) {
+            r.finish = Some(now);
+            r.missed = missed;
+        }
+        self.free.push(slot);
+    }
+}

@@ -1,0 +1,47 @@
+//! Discrete-event simulator of lalarand's scheduling model, exact for that model.
+//!
+//! Each resource runs one layer at a time, non-preemptively, always picking the ready layer of
+//! highest fixed priority (0 = highest; ties: earlier release, then smaller task index). When a
+//! layer completes, the job's next layer is queued on its resource at that same instant. At
+//! every instant all completions and releases are processed before idle resources dispatch, so
+//! a layer that becomes ready at `t` competes with everything else ready at `t`.
+//!
+//! Besides [`simulate`], the crate draws [Gantt charts](gantt) of a run and runs the
+//! [soundness campaign](campaign): random plans simulated against
+//! [`lalarand_analysis::analyze`]'s bounds.
+//!
+//! ```
+//! use lalarand_model::{examples, Allocation, ExecutionPlan, Mode};
+//! use lalarand_sim::{simulate, SimConfig};
+//! let system = examples::demo_system();
+//! let alloc = Allocation::uniform(&system, Mode::Gpu).unwrap();
+//! let plan = ExecutionPlan::new(&system, &alloc).unwrap();
+//! let run = simulate(&plan, &SimConfig::default()).unwrap();
+//! assert_eq!(run.tasks.len(), plan.tasks.len());
+//! ```
+
+pub mod campaign;
+mod engine;
+mod exec;
+pub mod gantt;
+mod record;
+
+pub use campaign::{soundness_campaign, CampaignReport, Violation};
+pub use engine::{simulate, Horizon, SimConfig, Simulator};
+pub use exec::ExecutionTimeModel;
+pub use gantt::{write_gantt, GanttLabels};
+pub use record::{JobRecord, SimResult, TaskStats, Trace, TraceSlot};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("invalid plan: {0}")]
+    InvalidPlan(String),
+    #[error("invalid simulation settings: {0}")]
+    InvalidConfig(String),
+    #[error("cannot draw the Gantt chart: {0}")]
+    Gantt(String),
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+}
