@@ -1,0 +1,150 @@
+//! The sweep's totals and the paper's headline comparisons.
+
+use crate::result::SweepResult;
+use lalarand_alloc::Policy;
+use serde::Serialize;
+use std::fmt;
+
+/// LaLaRAND (RTSS 2021): schedulable task sets vs DART, percent more.
+pub const PAPER_VS_DART_PERCENT: f64 = 56.0;
+/// LaLaRAND (RTSS 2021): schedulable task sets vs the vanilla all-GPU framework, percent more.
+pub const PAPER_VS_GPU_ONLY_PERCENT: f64 = 80.0;
+
+/// One policy's total over the sweep.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyTotal {
+    pub policy: Policy,
+    /// Sets it was judged on (for optimal: those where it finished).
+    pub sets: u64,
+    pub schedulable: u64,
+    pub ratio: Option<f64>,
+}
+
+/// `ours` against `theirs`, in schedulable sets.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Comparison {
+    pub ours: u64,
+    pub theirs: u64,
+    /// `(ours - theirs) / theirs` in percent; `None` when `theirs` is 0.
+    pub more_percent: Option<f64>,
+    /// `ours / theirs`; `None` when `theirs` is 0.
+    pub ratio: Option<f64>,
+    /// The paper's figure for the same comparison, when it gives one.
+    pub paper_more_percent: Option<f64>,
+}
+
+impl Comparison {
+    pub fn new(ours: u64, theirs: u64, paper_more_percent: Option<f64>) -> Self {
+        let ratio = (theirs > 0).then(|| ours as f64 / theirs as f64);
+        Self { ours, theirs, more_percent: ratio.map(|r| (r - 1.0) * 100.0), ratio, paper_more_percent }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub tasks: usize,
+    pub points: usize,
+    pub sets_per_point: usize,
+    pub totals: Vec<PolicyTotal>,
+    pub lalarand_vs_dart: Option<Comparison>,
+    pub lalarand_vs_gpu_only: Option<Comparison>,
+    /// Over the sets where optimal finished: `ratio` is lalarand's share of optimal's count.
+    pub lalarand_vs_optimal: Option<Comparison>,
+    /// Sets where optimal finished / sets it ran on.
+    pub optimal_finished: Option<(u64, u64)>,
+}
+
+impl SweepResult {
+    pub fn summary(&self) -> Summary {
+        let total = |policy: Policy| -> Option<PolicyTotal> {
+            let mut found = false;
+            let (mut sets, mut schedulable) = (0, 0);
+            for pt in &self.points {
+                if let Some(p) = pt.policy(policy) {
+                    found = true;
+                    sets += if policy == Policy::Optimal { pt.optimal_finished.unwrap_or(0) } else { pt.sets };
+                    schedulable += p.schedulable;
+                }
+            }
+            found.then(|| PolicyTotal {
+                policy,
+                sets,
+                schedulable,
+                ratio: (sets > 0).then(|| schedulable as f64 / sets as f64),
+            })
+        };
+        let totals: Vec<PolicyTotal> = self.policies().iter().filter_map(|&p| total(p)).collect();
+        let count = |p: Policy| totals.iter().find(|t| t.policy == p).map(|t| t.schedulable);
+        let vs =
+            |other: Policy, paper: Option<f64>| Some(Comparison::new(count(Policy::Lalarand)?, count(other)?, paper));
+        let optimal_ran = self.points.iter().any(|pt| pt.optimal_finished.is_some());
+        let optimal_finished = optimal_ran
+            .then(|| self.points.iter().fold((0, 0), |(f, n), pt| (f + pt.optimal_finished.unwrap_or(0), n + pt.sets)));
+        let lalarand_vs_optimal = optimal_ran
+            .then(|| {
+                let lal: Option<u64> = self
+                    .points
+                    .iter()
+                    .map(|pt| pt.policy(Policy::Lalarand).and_then(|p| p.schedulable_where_optimal_finished))
+                    .sum();
+                Some(Comparison::new(lal?, count(Policy::Optimal)?, None))
+            })
+            .flatten();
+        Summary {
+            tasks: self.settings.tasks,
+            points: self.points.len(),
+            sets_per_point: self.settings.sets_per_point,
+            lalarand_vs_dart: vs(Policy::Dart, Some(PAPER_VS_DART_PERCENT)),
+            lalarand_vs_gpu_only: vs(Policy::GpuOnly, Some(PAPER_VS_GPU_ONLY_PERCENT)),
+            lalarand_vs_optimal,
+            optimal_finished,
+            totals,
+        }
+    }
+}
+
+fn percent(v: Option<f64>) -> String {
+    v.map(|v| format!("{:+.1}%", v)).unwrap_or_else(|| "n/a".into())
+}
+
+fn times(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "n/a".into())
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Schedulable task sets, {} tasks per set, {} utilization points x {} sets:",
+            self.tasks, self.points, self.sets_per_point
+        )?;
+        for t in &self.totals {
+            let share = t.ratio.map(|r| format!("{:.1}%", r * 100.0)).unwrap_or_else(|| "n/a".into());
+            let note = if t.policy == Policy::Optimal { "  (over sets where optimal finished)" } else { "" };
+            writeln!(f, "  {:<14} {:>6} / {:<6} {:>6}{note}", t.policy.name(), t.schedulable, t.sets, share)?;
+        }
+        for (label, c) in [("dart", &self.lalarand_vs_dart), ("gpu-only", &self.lalarand_vs_gpu_only)] {
+            if let Some(c) = c {
+                writeln!(
+                    f,
+                    "lalarand vs {label:<8}: {} vs {} sets: {} more ({}); paper: {}",
+                    c.ours,
+                    c.theirs,
+                    percent(c.more_percent),
+                    times(c.ratio),
+                    percent(c.paper_more_percent)
+                )?;
+            }
+        }
+        if let Some(c) = &self.lalarand_vs_optimal {
+            let (finished, ran) = self.optimal_finished.unwrap_or((0, 0));
+            let share = c.ratio.map(|r| format!("{:.1}%", r * 100.0)).unwrap_or_else(|| "n/a".into());
+            writeln!(
+                f,
+                "lalarand vs optimal : {} vs {} sets = {share} of optimal, over the {finished} of {ran} sets where optimal finished",
+                c.ours, c.theirs
+            )?;
+        }
+        Ok(())
+    }
+}
