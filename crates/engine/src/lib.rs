@@ -4,12 +4,16 @@
 //!
 //! The ONNX Runtime library is fetched on first use (see [`runtime`]).
 
+pub mod accuracy;
+pub mod dataset;
 pub mod error;
+pub mod quant;
 pub mod runtime;
 pub mod stage;
 pub mod staged;
 pub mod tensor;
 
 pub use error::{EngineError, Result};
+pub use quant::{calibrate, quantize_stages, Int8Stages};
 pub use stage::{pin_current_thread, ExecConfig, StageRunner, Tensors};
-pub use staged::{Int8Stages, Pipeline, StagedModel};
+pub use staged::{Pipeline, StagedModel};

@@ -145,9 +145,16 @@ impl StageRunner {
 
     /// Runs the stage on the tensors it reads from `tensors` and adds the tensors it produces.
     pub fn run(&mut self, tensors: &mut Tensors) -> Result<()> {
+        let outputs = self.run_with(|n| tensors.get(n))?;
+        tensors.extend(outputs);
+        Ok(())
+    }
+
+    /// Runs the stage on the tensors `get` finds by name; returns what it produces.
+    pub fn run_with<'a>(&mut self, get: impl Fn(&str) -> Option<&'a DynValue>) -> Result<Vec<(String, DynValue)>> {
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(self.inputs.len());
         for n in &self.inputs {
-            let v = tensors.get(n).ok_or_else(|| {
+            let v = get(n).ok_or_else(|| {
                 EngineError::tensor(
                     format!("stage {:?} ({})", self.name, self.mode),
                     n,
@@ -159,9 +166,6 @@ impl StageRunner {
         let name = &self.name;
         let mode = self.mode;
         let outputs = self.session.run(inputs).ctx(|| format!("running stage {name:?} ({mode})"))?;
-        for (k, v) in outputs {
-            tensors.insert(k.to_string(), v);
-        }
-        Ok(())
+        Ok(outputs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
     }
 }

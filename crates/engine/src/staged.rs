@@ -1,10 +1,12 @@
 //! A model cut into stage models, and a pipeline that runs them in sequence.
 
 use crate::error::{EngineError, Result};
+use crate::quant::{conversion_model, Int8Stages, Repr};
 use crate::stage::{ExecConfig, StageRunner, Tensors};
 use crate::tensor::{f32_value, info_of};
 use lalarand_model::Mode;
 use lalarand_onnx::partition::{self, Partition, TensorInfo};
+use lalarand_onnx::quantize::QParams;
 use lalarand_onnx::{encode_model, ModelProto, OnnxError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -174,23 +176,36 @@ fn infer_types(
     Ok(types)
 }
 
-/// Stage models that were quantized to int8 (QDQ), by stage index; `None` where a stage could
-/// not be quantized.
-#[derive(Debug, Clone, Default)]
-pub struct Int8Stages {
-    pub stages: Vec<Option<Vec<u8>>>,
+/// A stage of a pipeline, with the representation its boundary tensors take.
+#[derive(Debug)]
+struct PipelineStage {
+    runner: StageRunner,
+    inputs: Vec<(String, Repr)>,
+    outputs: HashMap<String, Repr>,
 }
 
-/// All stages of a model, each in its own session and mode, run in sequence.
+/// All stages of a model, each in its own session and mode, run in sequence. Tensors crossing
+/// between an fp32 and an int8 stage are (de)quantized on the way.
 #[derive(Debug)]
 pub struct Pipeline {
-    pub runners: Vec<StageRunner>,
+    stages: Vec<PipelineStage>,
     input_name: String,
     output_name: String,
+    model: StagedModel,
+    cfg: ExecConfig,
+    /// (De)quantizer sessions by (tensor, towards uint8).
+    converters: HashMap<(String, bool), (QParams, StageRunner)>,
+}
+
+/// Tensors of a run, by representation.
+#[derive(Default)]
+struct Held {
+    f32: Tensors,
+    u8: Tensors,
 }
 
 impl Pipeline {
-    /// Builds every stage in `modes[i]`; int8 stages come from `int8`.
+    /// Builds stage `i` in `modes[i]`; int8 stages come from `int8`.
     pub fn new(staged: &StagedModel, modes: &[Mode], int8: Option<&Int8Stages>, cfg: &ExecConfig) -> Result<Self> {
         if modes.len() != staged.stage_count() {
             return Err(EngineError::tensor(
@@ -199,31 +214,115 @@ impl Pipeline {
                 format!("{} modes for {} stages", modes.len(), staged.stage_count()),
             ));
         }
-        let mut runners = Vec::with_capacity(modes.len());
+        let mut stages = Vec::with_capacity(modes.len());
         for (i, (stage, &mode)) in staged.partition.stages.iter().zip(modes).enumerate() {
-            let bytes = match mode {
-                Mode::CpuInt8 => int8.and_then(|q| q.stages.get(i)).and_then(|b| b.as_deref()).ok_or_else(|| {
-                    EngineError::Unsupported {
+            let st = match mode {
+                Mode::CpuInt8 => {
+                    let q = int8.and_then(|q| q.stages.get(i)).ok_or_else(|| EngineError::Unsupported {
                         stage: stage.name.clone(),
                         mode: mode.to_string(),
-                        problem: "no int8 model of this stage (quantization failed or was not run)".into(),
+                        problem: "no int8 model of this stage (quantization was not run)".into(),
+                    })?;
+                    let q = q.as_ref().map_err(|e| EngineError::Unsupported {
+                        stage: stage.name.clone(),
+                        mode: mode.to_string(),
+                        problem: format!("quantization failed: {e}"),
+                    })?;
+                    PipelineStage {
+                        runner: StageRunner::new(&stage.name, mode, &q.bytes, cfg)?,
+                        inputs: stage.inputs.iter().map(|t| (t.clone(), q.inputs.get(t).copied().flatten())).collect(),
+                        outputs: q.outputs.clone(),
                     }
-                })?,
-                Mode::CpuFp32 | Mode::Gpu => staged.stage_fp32(i),
+                }
+                Mode::CpuFp32 | Mode::Gpu => PipelineStage {
+                    runner: StageRunner::new(&stage.name, mode, staged.stage_fp32(i), cfg)?,
+                    inputs: stage.inputs.iter().map(|t| (t.clone(), None)).collect(),
+                    outputs: stage.outputs.iter().map(|t| (t.clone(), None)).collect(),
+                },
             };
-            runners.push(StageRunner::new(&stage.name, mode, bytes, cfg)?);
+            stages.push(st);
         }
-        Ok(Self { runners, input_name: staged.input_name.clone(), output_name: staged.output_name.clone() })
+        Ok(Self {
+            stages,
+            input_name: staged.input_name.clone(),
+            output_name: staged.output_name.clone(),
+            model: staged.clone(),
+            cfg: cfg.clone(),
+            converters: HashMap::new(),
+        })
     }
 
-    /// Runs all stages on an fp32 input; returns every tensor, the graph output included.
-    pub fn run_all(&mut self, dims: &[usize], input: Vec<f32>) -> Result<Tensors> {
-        let mut tensors = Tensors::new();
-        tensors.insert(self.input_name.clone(), f32_value(dims, input)?);
-        for r in &mut self.runners {
-            r.run(&mut tensors)?;
+    pub fn stage_names(&self) -> Vec<&str> {
+        self.stages.iter().map(|s| s.runner.name.as_str()).collect()
+    }
+
+    /// Converts `name` to representation `want` if it is held only in the other one.
+    fn ensure(&mut self, held: &mut Held, name: &str, want: Repr) -> Result<()> {
+        let (have_it, to_u8) = match want {
+            None => (held.f32.contains_key(name), false),
+            Some(_) => (held.u8.contains_key(name), true),
+        };
+        if have_it {
+            return Ok(());
         }
-        Ok(tensors)
+        let key = (name.to_string(), to_u8);
+        // fp32 -> uint8 uses the parameters the consumer wants; uint8 -> fp32 those it was written with.
+        let q = match want {
+            Some(q) => q,
+            None => match self.converters.get(&key) {
+                Some((q, _)) => *q,
+                None => self.u8_params(name).ok_or_else(|| {
+                    EngineError::tensor("running the pipeline", name, "held as uint8 with unknown parameters")
+                })?,
+            },
+        };
+        if self.converters.get(&key).is_none_or(|(cq, _)| *cq != q) {
+            let bytes = conversion_model(&self.model, name, q, to_u8)?;
+            let what = if to_u8 { "quantize" } else { "dequantize" };
+            let runner = StageRunner::new(&format!("{what} {name}"), Mode::CpuFp32, &bytes, &self.cfg)?;
+            self.converters.insert(key.clone(), (q, runner));
+        }
+        let (_, runner) = self.converters.get_mut(&key).expect("just made");
+        let (from, to) = if to_u8 { (&held.f32, &mut held.u8) } else { (&held.u8, &mut held.f32) };
+        let src = from
+            .get(name)
+            .ok_or_else(|| EngineError::tensor("running the pipeline", name, "not produced by any earlier stage"))?;
+        let mut out = runner.run_with(|_| Some(src))?;
+        to.insert(name.to_string(), out.pop().expect("one output").1);
+        Ok(())
+    }
+
+    /// Parameters with which an earlier stage wrote `name` as uint8.
+    fn u8_params(&self, name: &str) -> Option<QParams> {
+        self.stages.iter().find_map(|s| s.outputs.get(name).copied().flatten())
+    }
+
+    /// Runs all stages on an fp32 input; returns every tensor in fp32 (graph output included).
+    pub fn run_all(&mut self, dims: &[usize], input: Vec<f32>) -> Result<Tensors> {
+        self.model.check_input(dims, "pipeline input")?;
+        let mut held = Held::default();
+        held.f32.insert(self.input_name.clone(), f32_value(dims, input)?);
+        for i in 0..self.stages.len() {
+            let inputs = self.stages[i].inputs.clone();
+            for (name, repr) in &inputs {
+                self.ensure(&mut held, name, *repr)?;
+            }
+            let st = &mut self.stages[i];
+            let outs = st.runner.run_with(|n| match inputs.iter().find(|(t, _)| t == n).and_then(|(_, r)| *r) {
+                Some(_) => held.u8.get(n),
+                None => held.f32.get(n),
+            })?;
+            for (name, v) in outs {
+                match st.outputs.get(&name).copied().flatten() {
+                    Some(_) => held.u8.insert(name, v),
+                    None => held.f32.insert(name, v),
+                };
+            }
+        }
+        for out in self.model.partition.graph_outputs.clone() {
+            self.ensure(&mut held, &out, None)?;
+        }
+        Ok(held.f32)
     }
 
     /// Runs all stages and returns the graph output's shape and values.

@@ -1,0 +1,36 @@
+//! int8 accuracy on the MNIST model in testdata.
+
+use lalarand_engine::accuracy::{evaluate, Calibration};
+use lalarand_engine::dataset::Dataset;
+use lalarand_engine::{ExecConfig, StagedModel};
+use lalarand_model::Mode;
+use std::path::{Path, PathBuf};
+
+fn testdata(f: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(f)
+}
+
+#[test]
+fn all_int8_is_within_half_a_point_of_fp32() {
+    let staged = StagedModel::load(&testdata("mnist_resnet.onnx")).unwrap();
+    let data = Dataset::load_csv(&testdata("mnist_5k.csv.gz")).unwrap();
+    assert_eq!(data.len(), 5000);
+    let modes = vec![Mode::CpuInt8; staged.stage_count()];
+    let r = evaluate(&staged, &modes, &data, 400, &Calibration::default(), &ExecConfig::default()).unwrap();
+    eprintln!("{r:?}");
+    assert_eq!(r.samples, 1000);
+    assert_eq!(r.int8_stages.len(), staged.stage_count(), "every stage quantized");
+    // The model's published fp32 accuracy on these rows.
+    assert!((r.fp32_top1 - 98.7).abs() < 1e-9, "fp32 {}", r.fp32_top1);
+    assert!((r.fp32_top1 - r.top1).abs() <= 0.5, "int8 {} vs fp32 {}", r.top1, r.fp32_top1);
+}
+
+#[test]
+fn mixed_allocation_runs_and_converts_at_the_boundaries() {
+    let staged = StagedModel::load(&testdata("mnist_resnet.onnx")).unwrap();
+    let data = Dataset::load_csv(&testdata("mnist_5k.csv.gz")).unwrap();
+    let modes: Vec<Mode> =
+        (0..staged.stage_count()).map(|i| if i % 2 == 0 { Mode::CpuInt8 } else { Mode::CpuFp32 }).collect();
+    let r = evaluate(&staged, &modes, &data, 400, &Calibration::default(), &ExecConfig::default()).unwrap();
+    assert!((r.fp32_top1 - r.top1).abs() <= 1.0, "{r:?}");
+}
