@@ -1,0 +1,160 @@
+//! `lalarand demo`: the built-in example end to end.
+
+use crate::files::{example_files, write_all};
+use crate::report::{print_json, Report};
+use crate::Verdict;
+use anyhow::{Context, Result};
+use comfy_table::{presets, CellAlignment, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+use lalarand_alloc::{AllocOptions, Outcome, Policy};
+use lalarand_model::examples::demo_system;
+use lalarand_model::ExecutionPlan;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Allocate the built-in example (four DNN tasks on one GPU and one CPU) with every policy,
+/// show which policies make it schedulable, and write its files.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  lalarand demo --out out/demo\n  lalarand analyze --platform out/demo/platform.toml --tasks out/demo/taskset.toml \\\n      --allocation out/demo/allocation.toml"
+)]
+pub struct Args {
+    /// Folder for the example files (created if missing; its files are replaced).
+    #[arg(long, value_name = "DIR", default_value = "out/demo")]
+    pub out: PathBuf,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct PolicyRow {
+    policy: Policy,
+    /// Set when the policy could not produce an allocation at all.
+    error: Option<String>,
+    schedulable: bool,
+    tasks_proven: usize,
+    /// Largest bound / deadline (estimates for unproven tasks).
+    max_normalized_response: Option<f64>,
+    accuracy_cost_pp: Option<f64>,
+    int8_layers: Option<usize>,
+    evaluations: u64,
+    complete: bool,
+    seconds: f64,
+}
+
+#[derive(Serialize)]
+struct DemoJson {
+    policies: Vec<PolicyRow>,
+    lalarand: Report,
+    files: Vec<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<Verdict> {
+    let system = demo_system();
+    let options = AllocOptions::default();
+    let bar = ProgressBar::new(Policy::ALL.len() as u64)
+        .with_style(ProgressStyle::with_template("{spinner} allocating [{bar:20}] {pos}/{len} {msg}")?);
+    let mut rows = Vec::new();
+    let mut lalarand: Option<Outcome> = None;
+    for policy in Policy::ALL {
+        bar.set_message(policy.name());
+        let start = Instant::now();
+        let result = policy.allocate(&system, &options);
+        let seconds = start.elapsed().as_secs_f64();
+        tracing::info!(%policy, seconds, "allocated");
+        rows.push(match &result {
+            Ok(o) => PolicyRow {
+                policy,
+                error: None,
+                schedulable: o.schedulable(),
+                tasks_proven: o.analysis.tasks.len() - o.analysis.unschedulable_count(),
+                max_normalized_response: Some(o.analysis.max_normalized()),
+                accuracy_cost_pp: Some(o.allocation.accuracy_cost(&system) + 0.0),
+                int8_layers: Some(o.allocation.int8_layers()),
+                evaluations: o.evaluations,
+                complete: o.complete,
+                seconds,
+            },
+            Err(e) => PolicyRow {
+                policy,
+                error: Some(e.to_string()),
+                schedulable: false,
+                tasks_proven: 0,
+                max_normalized_response: None,
+                accuracy_cost_pp: None,
+                int8_layers: None,
+                evaluations: 0,
+                complete: true,
+                seconds,
+            },
+        });
+        if policy == Policy::Lalarand {
+            lalarand = Some(result.context("policy lalarand")?);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let outcome = lalarand.expect("Policy::ALL lists lalarand");
+    let plan = ExecutionPlan::new(&system, &outcome.allocation).context("lalarand produced an invalid allocation")?;
+    let report = Report::new(&system, &outcome.allocation, &plan, &outcome.analysis);
+    let files = write_all(&args.out, &example_files(&system, &outcome.allocation, Policy::Lalarand.name()))?;
+
+    if args.json {
+        print_json(&DemoJson { policies: rows, lalarand: report, files })?;
+        return Ok(Verdict::Done);
+    }
+    println!(
+        "demo: {} DNN tasks on {} resources; every policy, accuracy budget {} pp\n",
+        system.tasks.len(),
+        system.platform.resources.len(),
+        options.accuracy_budget
+    );
+    println!("{}\n", policy_table(&rows, system.tasks.len()));
+    println!("the lalarand allocation, task by task:\n{}", report.render());
+    println!("files (analyze them with `lalarand analyze`, see docs/formats.md):");
+    for f in &files {
+        println!("  {}", f.display());
+    }
+    Ok(Verdict::Done)
+}
+
+fn policy_table(rows: &[PolicyRow], tasks: usize) -> Table {
+    let mut table = Table::new();
+    table.load_preset(presets::ASCII_MARKDOWN).set_header(vec![
+        "policy",
+        "schedulable",
+        "tasks proven",
+        "max bound/D",
+        "acc. cost pp",
+        "int8 layers",
+        "analyses",
+        "time s",
+    ]);
+    for r in rows {
+        let verdict = match (&r.error, r.schedulable) {
+            (Some(e), _) => format!("error: {e}"),
+            (None, true) => "yes".into(),
+            (None, false) if !r.complete => "no (search stopped at its node limit)".into(),
+            (None, false) => "no".into(),
+        };
+        table.add_row(vec![
+            r.policy.to_string(),
+            verdict,
+            format!("{}/{tasks}", r.tasks_proven),
+            r.max_normalized_response.map_or("-".into(), |v| format!("{v:.3}")),
+            r.accuracy_cost_pp.map_or("-".into(), |v| format!("{v:.3}")),
+            r.int8_layers.map_or("-".into(), |v| v.to_string()),
+            r.evaluations.to_string(),
+            format!("{:.3}", r.seconds),
+        ]);
+    }
+    for i in 2..=7 {
+        if let Some(c) = table.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table
+}

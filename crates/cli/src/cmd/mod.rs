@@ -1,0 +1,25 @@
+//! One module per subcommand.
+
+pub mod allocate;
+pub mod analyze;
+pub mod completions;
+pub mod demo;
+pub mod init;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use lalarand_alloc::Policy;
+
+/// `--policy` values, listed in `--help` and shell completions.
+pub fn policy_parser() -> impl TypedValueParser<Value = Policy> {
+    PossibleValuesParser::new(Policy::ALL.map(Policy::name)).map(|s| s.parse::<Policy>().expect("listed policy"))
+}
+
+/// `--budget`: a finite, non-negative number of percentage points.
+pub fn parse_budget(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a finite accuracy budget >= 0 (percentage points)"))
+    }
+}

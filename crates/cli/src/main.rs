@@ -1,0 +1,88 @@
+//! `lalarand`: the command line over the task model, the analysis and the allocators.
+//!
+//! Exit codes (docs/formats.md, "Exit codes"): 0 = done / every deadline proven, 1 = analyzed
+//! but some task is not schedulable, 2 = bad input or any other failure (clap's own usage
+//! errors also exit 2).
+
+mod cmd;
+mod files;
+mod input;
+mod report;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Real-time guarantees for periodic DNN tasks scheduled layer by layer on CPUs and GPUs.
+#[derive(Debug, Parser)]
+#[command(name = "lalarand", version, propagate_version = true)]
+#[command(
+    after_help = "Start with `lalarand demo`; file formats: docs/formats.md.\nLogs: -v (info), -vv (debug), -vvv (trace), or RUST_LOG=lalarand=debug."
+)]
+pub struct Cli {
+    /// More log output on stderr (repeat for more); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Analyze(cmd::analyze::Args),
+    Allocate(cmd::allocate::Args),
+    Demo(cmd::demo::Args),
+    Init(cmd::init::Args),
+    Completions(cmd::completions::Args),
+}
+
+/// What a successful command concluded; decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Finished; nothing to prove (or everything proven).
+    Done,
+    /// The analysis could not prove every deadline.
+    Unschedulable,
+}
+
+impl Verdict {
+    pub fn of(schedulable: bool) -> Self {
+        if schedulable {
+            Verdict::Done
+        } else {
+            Verdict::Unschedulable
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Logs go to stderr so `--json` output on stdout stays parseable.
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Analyze(a) => cmd::analyze::run(a),
+        Command::Allocate(a) => cmd::allocate::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
+        Command::Init(a) => cmd::init::run(a),
+        Command::Completions(a) => cmd::completions::run(a),
+    };
+    match result {
+        Ok(Verdict::Done) => ExitCode::SUCCESS,
+        Ok(Verdict::Unschedulable) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

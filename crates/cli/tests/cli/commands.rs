@@ -1,0 +1,173 @@
+//! Each command's happy path, output and exit code.
+
+use crate::{examples_dir, lalarand, stdout_json};
+use predicates::prelude::*;
+
+#[test]
+fn version_and_help_with_examples() {
+    lalarand().arg("--version").assert().success().stdout(predicate::str::contains(env!("CARGO_PKG_VERSION")));
+    for cmd in ["analyze", "allocate", "demo", "init", "completions"] {
+        lalarand().args([cmd, "--help"]).assert().success().stdout(predicate::str::contains("Example:"));
+    }
+}
+
+#[test]
+fn analyze_prints_a_table_and_exits_0_when_schedulable() {
+    lalarand()
+        .current_dir(examples_dir())
+        .args(["analyze", "--tasks", "taskset-light.toml", "--allocation", "allocation-light.toml"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("| classifier |"))
+        .stdout(predicate::str::contains("SCHEDULABLE: 4/4 tasks"));
+}
+
+#[test]
+fn analyze_json_has_consistent_bounds() {
+    let out = lalarand()
+        .current_dir(examples_dir())
+        .args(["analyze", "--json", "--platform", "platform-two-cpu.toml", "--tasks", "taskset-light.toml"])
+        .args(["--allocation", "allocation-two-cpu.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let report = stdout_json(&out);
+    let tasks = report["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 4);
+    for t in tasks {
+        let bound = t["bound_ns"].as_u64().unwrap();
+        let deadline = t["deadline_ns"].as_u64().unwrap();
+        assert!(bound <= deadline, "{t}");
+        assert_eq!(t["slack_ns"].as_u64().unwrap(), deadline - bound);
+        let levels: Vec<u64> = ["job_level_ns", "segment_level_ns"].iter().filter_map(|k| t[k].as_u64()).collect();
+        assert_eq!(levels.iter().min().copied(), Some(bound), "bound is the smaller of the two: {t}");
+    }
+    assert_eq!(report["resources"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn allocate_writes_an_allocation_that_analyze_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("a.toml");
+    let tasks = examples_dir().join("taskset-light.toml");
+    let run = lalarand()
+        .args(["allocate", "--json", "--policy", "lalarand", "--budget", "0.5", "--tasks"])
+        .arg(&tasks)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let json = stdout_json(&run);
+    assert_eq!(json["policy"], "lalarand");
+    assert_eq!(json["options"]["accuracy_budget"], 0.5);
+    assert!(json["report"]["accuracy_cost_pp"].as_f64().unwrap() <= 0.5);
+    let code = run.status.code().unwrap();
+    assert_eq!(code == 0, json["report"]["schedulable"].as_bool().unwrap());
+    assert!(std::fs::read_to_string(&out).unwrap().starts_with("policy = \"lalarand\""));
+    lalarand().args(["analyze", "--tasks"]).arg(&tasks).arg("--allocation").arg(&out).assert().code(code);
+}
+
+#[test]
+fn allocate_exits_1_for_an_unschedulable_result_but_writes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gpu.toml");
+    // taskset-light.toml documents that the GPU alone cannot meet every deadline.
+    lalarand()
+        .args(["allocate", "--policy", "gpu-only", "--tasks"])
+        .arg(examples_dir().join("taskset-light.toml"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("NOT SCHEDULABLE"));
+    assert!(out.exists());
+}
+
+#[test]
+fn allocate_on_bad_input_leaves_the_old_output_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("a.toml");
+    std::fs::write(&out, "keep me").unwrap();
+    lalarand()
+        .args(["allocate", "--policy", "lalarand", "--tasks"])
+        .arg(dir.path().join("missing.toml"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me");
+    // Only the output file is there: no temporary left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn allocate_rejects_bad_policy_and_budget() {
+    let tasks = examples_dir().join("taskset-light.toml");
+    for (flag, value, message) in [
+        ("--policy", "fastest", "possible values"),
+        ("--budget", "-1", "not a finite accuracy budget"),
+        ("--budget", "NaN", "not a finite accuracy budget"),
+    ] {
+        let mut cmd = lalarand();
+        cmd.args(["allocate", "--out", "/nonexistent/never-written.toml", "--tasks"]).arg(&tasks);
+        if flag != "--policy" {
+            cmd.args(["--policy", "gpu-only"]);
+        }
+        cmd.args([flag, value]).assert().code(2).stderr(predicate::str::contains(message));
+    }
+}
+
+#[test]
+fn demo_compares_policies_and_writes_loadable_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = lalarand().args(["demo", "--json", "--out"]).arg(dir.path()).output().unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let json = stdout_json(&run);
+    let policies: Vec<&str> =
+        json["policies"].as_array().unwrap().iter().map(|p| p["policy"].as_str().unwrap()).collect();
+    assert_eq!(policies, ["gpu-only", "cpu-only", "task-level", "dart", "lalarand-fp32", "lalarand", "optimal"]);
+    assert_eq!(json["lalarand"]["tasks"].as_array().unwrap().len(), 4);
+    for f in ["platform.toml", "taskset.toml", "allocation.toml", "profiles/resnet18.json"] {
+        assert!(dir.path().join(f).exists(), "{f} missing");
+    }
+    let expected = if json["lalarand"]["schedulable"].as_bool().unwrap() { 0 } else { 1 };
+    lalarand()
+        .current_dir(dir.path())
+        .args(["analyze", "--platform", "platform.toml", "--tasks", "taskset.toml", "--allocation", "allocation.toml"])
+        .assert()
+        .code(expected);
+}
+
+#[test]
+fn init_writes_the_example_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mine");
+    lalarand().args(["init", "--out"]).arg(&out).assert().success().stdout(predicate::str::contains("taskset.toml"));
+    // allocation.toml is left out: it follows the allocator, which may change.
+    for f in ["platform.toml", "taskset.toml", "profiles/lenet.json", "profiles/yolov3-tiny.json"] {
+        assert_eq!(
+            std::fs::read_to_string(out.join(f)).unwrap(),
+            std::fs::read_to_string(examples_dir().join(f)).unwrap().replace("\r\n", "\n"),
+            "{f} differs from examples/{f}: regenerate with `cargo run -p lalarand -- init --out examples --force`"
+        );
+    }
+    lalarand()
+        .args(["init", "--out"])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists").and(predicate::str::contains("--force")));
+    lalarand().args(["init", "--force", "--json", "--out"]).arg(&out).assert().success();
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        lalarand()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("lalarand").and(predicate::str::contains("allocate")));
+    }
+    lalarand().args(["completions", "tcsh"]).assert().code(2);
+}
