@@ -106,9 +106,9 @@ impl std::fmt::Display for CampaignReport {
 /// Shapes: 1..=3 resources, 1..=6 tasks of 1..=8 layers; per-resource utilization drawn so
 /// that about half the tasks come out schedulable; chains that hop resources or stay on one
 /// for a while; one long (blocking) layer in some tasks; constrained deadlines; deadline- or
-/// random-monotonic priorities; half the sets with random offsets and half below the WCET.
-/// Half the sets use coarse integer times, so that releases, completions and fixed points
-/// coincide exactly: the boundary cases an analysis gets wrong.
+/// random priorities; half the sets with random offsets and half below the WCET; a fifth with
+/// some zero-cost layers. Half the sets use coarse integer times, so that releases,
+/// completions and fixed points coincide exactly: the boundary cases an analysis gets wrong.
 pub fn campaign_set(seed: u64, index: u64) -> CampaignSet {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(index);
@@ -117,6 +117,8 @@ pub fn campaign_set(seed: u64, index: u64) -> CampaignSet {
     let coarse = rng.gen_bool(0.5);
     let scale: u64 = if coarse { 10 } else { 10_000 };
     let offsets = rng.gen_bool(0.5);
+    // Profiles allow 0 us layers (reshapes, flattens); with no dispatch overhead they cost 0.
+    let zero_layers = rng.gen_bool(0.2);
     // Total utilization over all resources, split among tasks with UUniFast.
     let total_u = resources as f64 * rng.gen_range(0.15..0.75);
     let shares = uunifast(&mut rng, n, total_u);
@@ -125,7 +127,7 @@ pub fn campaign_set(seed: u64, index: u64) -> CampaignSet {
         let period = PERIODS.choose(&mut rng).expect("non-empty") * scale;
         let deadline = if rng.gen_bool(0.4) { period } else { (period as f64 * rng.gen_range(0.5..1.0)) as Time };
         let offset = if offsets { rng.gen_range(0..period) } else { 0 };
-        let layers = chain(&mut rng, resources, ((u * period as f64) as Time).max(1));
+        let layers = chain(&mut rng, resources, ((u * period as f64) as Time).max(1), zero_layers);
         tasks.push(PlannedTask { period, deadline: deadline.max(1), offset, priority: 0, layers });
     }
     let mut order: Vec<usize> = (0..n).collect();
@@ -168,8 +170,8 @@ fn uunifast(rng: &mut ChaCha8Rng, n: usize, total: f64) -> Vec<f64> {
     out
 }
 
-/// A chain of 1..=8 layers costing about `total` in all.
-fn chain(rng: &mut ChaCha8Rng, resources: usize, total: Time) -> Vec<PlannedLayer> {
+/// A chain of 1..=8 layers costing about `total` in all; some free if `zero_layers`.
+fn chain(rng: &mut ChaCha8Rng, resources: usize, total: Time, zero_layers: bool) -> Vec<PlannedLayer> {
     let len = rng.gen_range(1..=8usize);
     let mut weights: Vec<f64> = (0..len).map(|_| rng.gen_range(0.2..1.0)).collect();
     if len > 1 && rng.gen_bool(0.4) {
@@ -186,7 +188,9 @@ fn chain(rng: &mut ChaCha8Rng, resources: usize, total: Time) -> Vec<PlannedLaye
             if !rng.gen_bool(stay) {
                 resource = rng.gen_range(0..resources);
             }
-            PlannedLayer { resource, mode: Mode::Gpu, wcet: ((w / sum * total as f64).round() as Time).max(1) }
+            let wcet =
+                if zero_layers && rng.gen_bool(0.2) { 0 } else { ((w / sum * total as f64).round() as Time).max(1) };
+            PlannedLayer { resource, mode: Mode::Gpu, wcet }
         })
         .collect()
 }
@@ -338,15 +342,18 @@ mod tests {
         assert_eq!(campaign_set(7, 3), campaign_set(7, 3));
         assert_ne!(campaign_set(7, 3), campaign_set(7, 4));
         assert_ne!(campaign_set(7, 3), campaign_set(8, 3));
+        let mut zero = false;
         for i in 0..200 {
             let s = campaign_set(1, i);
+            zero |= s.plan.tasks.iter().flat_map(|t| &t.layers).any(|l| l.wcet == 0);
             assert!((1..=3).contains(&s.plan.resources));
             for t in &s.plan.tasks {
                 assert!(t.deadline <= t.period && t.offset < t.period);
                 assert!((1..=8).contains(&t.layers.len()));
-                assert!(t.layers.iter().all(|l| l.wcet > 0 && l.resource < s.plan.resources));
+                assert!(t.layers.iter().all(|l| l.resource < s.plan.resources));
             }
         }
+        assert!(zero, "some sets have zero-cost layers");
     }
 
     #[test]
