@@ -7,6 +7,7 @@
 pub mod accuracy;
 pub mod dataset;
 pub mod error;
+pub mod profile;
 pub mod quant;
 pub mod runtime;
 pub mod stage;

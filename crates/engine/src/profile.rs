@@ -1,0 +1,479 @@
+//! The profiler: every stage in every available mode, after warm-up, on pinned cores, written
+//! as the `lalarand-profile/1` JSON the timing core reads.
+//!
+//! WCET = observed max x margin (`wcet_margin` in the file). Transitions are measured with
+//! one-node QuantizeLinear / DequantizeLinear models of the tensor's shape. A mode that fails
+//! for a stage is left out with a warning. On an error or a stop request, the stages measured
+//! so far are written to `<out stem>.partial.json` and the error says so.
+
+use crate::accuracy;
+use crate::dataset::Dataset;
+use crate::error::{EngineError, Result};
+use crate::quant::{calibrate, conversion_model, quantize_stages, Int8Stages};
+use crate::stage::{gpu_present, pin_current_thread, ExecConfig, StageRunner, Tensors};
+use crate::staged::{Pipeline, StagedModel};
+use crate::tensor::f32_value;
+use lalarand_model::{
+    us_to_time, DnnProfile, LayerProfile, Mode, ModeTiming, OutputTransitions, Time, TimingStats, Transitions,
+};
+use lalarand_onnx::quantize::{CalibrationMethod, QParams};
+use ort::value::DynValue;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// See [`ProfileOptions::stop`].
+pub type StopFn = Arc<dyn Fn(usize) -> bool + Send + Sync>;
+
+/// A [`StopFn`] that stops once `flag` is set.
+pub fn stop_on_flag(flag: Arc<AtomicBool>) -> StopFn {
+    Arc::new(move |_| flag.load(Ordering::Relaxed))
+}
+
+#[derive(Clone)]
+pub struct ProfileOptions {
+    /// Timed runs per stage and mode (after `warmup` untimed ones).
+    pub runs: usize,
+    pub warmup: usize,
+    /// WCET = observed max x margin; >= 1.
+    pub margin: f64,
+    pub cfg: ExecConfig,
+    /// Modes to measure; a mode that cannot run here (gpu without a GPU) is left out with a warning.
+    pub modes: Vec<Mode>,
+    /// Show an indicatif progress bar.
+    pub progress: bool,
+    /// Asked before every measurement with the number of stages done; `true` stops the run
+    /// (a Ctrl-C handler sets a flag that this reads, see [`stop_on_flag`]).
+    pub stop: Option<StopFn>,
+    /// Labeled data for `int8_accuracy_cost`, with the number of training rows per class that
+    /// precede the test rows of each class.
+    pub accuracy: Option<(Dataset, usize)>,
+}
+
+impl Default for ProfileOptions {
+    fn default() -> Self {
+        Self {
+            runs: 100,
+            warmup: 10,
+            margin: 1.2,
+            cfg: ExecConfig::default(),
+            modes: Mode::ALL.to_vec(),
+            progress: true,
+            stop: None,
+            accuracy: None,
+        }
+    }
+}
+
+/// Statistics of a set of samples, in microseconds.
+pub fn stats(samples_us: &[f64]) -> TimingStats {
+    let mut s = samples_us.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    // Nearest-rank 99th percentile.
+    let p99 = if n == 0 { 0.0 } else { s[((0.99 * n as f64).ceil() as usize).clamp(1, n) - 1] };
+    TimingStats {
+        max_us: s.last().copied().unwrap_or(0.0),
+        p99_us: p99,
+        mean_us: if n == 0 { 0.0 } else { s.iter().sum::<f64>() / n as f64 },
+        samples: n as u64,
+    }
+}
+
+fn wcet(s: &TimingStats, margin: f64) -> Time {
+    // Rounded up, so the WCET is never below max x margin.
+    us_to_time((s.max_us * margin * 1000.0).ceil() / 1000.0)
+}
+
+/// Runs `f` `warmup + runs` times and returns the timed durations in microseconds.
+fn measure(warmup: usize, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        f()?;
+        out.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(out)
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Reads profiling inputs: a raw little-endian fp32 file (`.bin`, `.f32`: whole samples of the
+/// model input, batch 1) or a labeled CSV dataset (`.csv`, `.csv.gz`, label column ignored).
+pub fn load_inputs(path: &Path, staged: &StagedModel) -> Result<Vec<Vec<f32>>> {
+    let dims = staged.input_shape(1);
+    let per: usize = dims.iter().product();
+    let name = path.to_string_lossy();
+    if name.ends_with(".csv") || name.ends_with(".csv.gz") {
+        let d = Dataset::load_csv(path)?;
+        let rows: Vec<usize> = (0..d.len()).collect();
+        let (_, all) = d.batch(&rows, &dims[1..])?;
+        return Ok(all.chunks(per).map(<[f32]>::to_vec).collect());
+    }
+    let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
+    if bytes.is_empty() || bytes.len() % (4 * per) != 0 {
+        return Err(EngineError::tensor(
+            format!("calibration inputs {}", path.display()),
+            &staged.input_name,
+            format!(
+                "{} bytes is not a whole number of fp32 samples of shape {dims:?} ({} bytes each)",
+                bytes.len(),
+                4 * per
+            ),
+        ));
+    }
+    let values: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    Ok(values.chunks(per).map(<[f32]>::to_vec).collect())
+}
+
+/// Inputs drawn uniformly from [0, 1) with a fixed seed, for models without calibration data.
+pub fn synthetic_inputs(staged: &StagedModel, count: usize) -> Vec<Vec<f32>> {
+    let per: usize = staged.input_shape(1).iter().product();
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    (0..count)
+        .map(|_| {
+            (0..per)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    (s >> 40) as f32 / (1u64 << 24) as f32
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// What a profile run produced.
+#[derive(Debug, Clone)]
+pub struct ProfileOutcome {
+    pub profile: DnnProfile,
+    pub path: PathBuf,
+    /// Modes left out, as "stage: mode: why".
+    pub skipped: Vec<String>,
+}
+
+/// Where a partial profile goes: `p.json` -> `p.partial.json`.
+pub fn partial_path(out: &Path) -> PathBuf {
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "profile".into());
+    out.with_file_name(format!("{stem}.partial.json"))
+}
+
+/// Profiles the model at `model_path` with `inputs` (samples of batch 1; the first is timed,
+/// all calibrate int8) and writes the profile to `out`.
+pub fn profile_to_file(
+    model_path: &Path,
+    inputs: &[Vec<f32>],
+    opts: &ProfileOptions,
+    out: &Path,
+) -> Result<ProfileOutcome> {
+    let staged = StagedModel::load(model_path)?;
+    let sha = sha256_file(model_path)?;
+    let mut p = Profiler::new(&staged, opts, sha);
+    match p.run(inputs) {
+        Ok(()) => {
+            let profile = p.profile(None);
+            write(out, &profile)?;
+            Ok(ProfileOutcome { profile, path: out.to_path_buf(), skipped: p.skipped })
+        }
+        Err(e) if p.layers.is_empty() => Err(e),
+        Err(e) => {
+            let partial = partial_path(out);
+            let profile = p.profile(Some(&e.to_string()));
+            write(&partial, &profile)?;
+            Err(EngineError::Interrupted(format!(
+                "{e}; the {} stages measured so far (of {}) are in {}",
+                profile.layers.len(),
+                staged.stage_count(),
+                partial.display()
+            )))
+        }
+    }
+}
+
+fn write(path: &Path, p: &DnnProfile) -> Result<()> {
+    std::fs::write(path, p.to_json() + "\n").map_err(|e| EngineError::io(path, e))
+}
+
+/// Profiling state; `layers` grows stage by stage so that an interrupted run keeps them.
+struct Profiler<'a> {
+    staged: &'a StagedModel,
+    opts: &'a ProfileOptions,
+    sha: String,
+    layers: Vec<LayerProfile>,
+    output: OutputTransitions,
+    skipped: Vec<String>,
+}
+
+impl<'a> Profiler<'a> {
+    fn new(staged: &'a StagedModel, opts: &'a ProfileOptions, sha: String) -> Self {
+        Self { staged, opts, sha, layers: Vec::new(), output: OutputTransitions::default(), skipped: Vec::new() }
+    }
+
+    fn profile(&self, partial: Option<&str>) -> DnnProfile {
+        let (flavor, lib) = crate::runtime::loaded().map_or(("none".into(), String::new()), |(f, p)| {
+            (format!("{f:?}").to_lowercase(), p.display().to_string())
+        });
+        let mut source = format!(
+            "lalarand profile: onnxruntime {} ({flavor}, {lib}), threads={}, cores={:?}, {} runs after {} warm-up, batch 1, cpu: {}",
+            crate::runtime::ORT_VERSION,
+            self.opts.cfg.threads,
+            self.opts.cfg.cores,
+            self.opts.runs,
+            self.opts.warmup,
+            cpu_model()
+        );
+        if let Some(why) = partial {
+            source = format!(
+                "PARTIAL ({} of {} stages; stopped: {why}); {source}",
+                self.layers.len(),
+                self.staged.stage_count()
+            );
+        }
+        DnnProfile {
+            model: self.staged.name.clone(),
+            source,
+            wcet_margin: Some(self.opts.margin),
+            model_sha256: Some(self.sha.clone()),
+            layers: self.layers.clone(),
+            output: self.output,
+        }
+    }
+
+    fn check_stop(&self) -> Result<()> {
+        match &self.opts.stop {
+            Some(f) if f(self.layers.len()) => Err(EngineError::Interrupted("stop requested".into())),
+            _ => Ok(()),
+        }
+    }
+
+    fn run(&mut self, inputs: &[Vec<f32>]) -> Result<()> {
+        let (staged, opts) = (self.staged, self.opts);
+        if !opts.margin.is_finite() || opts.margin < 1.0 {
+            return Err(EngineError::tensor("profile options", "(margin)", format!("{} is below 1", opts.margin)));
+        }
+        if opts.runs == 0 {
+            return Err(EngineError::tensor("profile options", "(runs)", "at least one timed run is needed"));
+        }
+        let dims = staged.input_shape(1);
+        let per: usize = dims.iter().product();
+        let Some(first) = inputs.first() else {
+            return Err(EngineError::tensor("profiling", &staged.input_name, "no inputs given"));
+        };
+        for (k, x) in inputs.iter().enumerate() {
+            if x.len() != per {
+                return Err(EngineError::tensor(
+                    format!("calibration input {k}"),
+                    &staged.input_name,
+                    format!("{} values, but the model input {dims:?} has {per}", x.len()),
+                ));
+            }
+        }
+        pin_current_thread(&opts.cfg.cores)?;
+        let cfg = &opts.cfg;
+
+        let mut modes = opts.modes.clone();
+        if modes.contains(&Mode::Gpu) && !gpu_present() {
+            tracing::warn!("no NVIDIA GPU visible: gpu mode left out of the profile");
+            self.skipped.push("all stages: gpu: no NVIDIA GPU visible".into());
+            modes.retain(|m| *m != Mode::Gpu);
+        }
+
+        // Every boundary tensor of one fp32 run: the inputs each stage is timed with.
+        let fp32_modes = vec![Mode::CpuFp32; staged.stage_count()];
+        let mut reference = Pipeline::new(staged, &fp32_modes, None, cfg)?;
+        let tensors = reference.run_all(&dims, first.clone())?;
+
+        let int8 = if modes.contains(&Mode::CpuInt8) {
+            let batches: Vec<(Vec<usize>, Vec<f32>)> = inputs
+                .chunks(32)
+                .map(|c| {
+                    let mut d = dims.clone();
+                    d[0] = c.len();
+                    (d, c.concat())
+                })
+                .collect();
+            let ranges = calibrate(staged, &batches, CalibrationMethod::Percentile(99.99))?;
+            quantize_stages(staged, &ranges)
+        } else {
+            Int8Stages::default()
+        };
+        let costs = match &opts.accuracy {
+            Some((data, train_per_class)) if modes.contains(&Mode::CpuInt8) => {
+                let (_, test) = data.split_per_class(*train_per_class);
+                accuracy::int8_costs(staged, &int8, data, &test, cfg)?
+            }
+            _ => vec![None; staged.stage_count()],
+        };
+
+        let bar = if opts.progress {
+            indicatif::ProgressBar::new((staged.stage_count() * modes.len()) as u64)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} stage-modes {msg}").expect("valid template"),
+        );
+        for (i, stage) in staged.partition.stages.iter().enumerate() {
+            let mut layer = LayerProfile {
+                name: stage.name.clone(),
+                modes: [None; 3],
+                int8_accuracy_cost: costs[i].unwrap_or(0.0),
+                transitions: Transitions::default(),
+            };
+            for &mode in &modes {
+                self.check_stop()?;
+                bar.set_message(format!("{} {mode}", stage.name));
+                match self.time_stage(i, mode, &int8, &tensors) {
+                    Ok(s) => {
+                        layer.modes[mode.index()] = Some(ModeTiming { wcet: wcet(&s, opts.margin), stats: Some(s) })
+                    }
+                    Err(e @ EngineError::Interrupted(_)) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!("stage {:?}: {mode} left out: {e}", stage.name);
+                        self.skipped.push(format!("{}: {mode}: {e}", stage.name));
+                    }
+                }
+                bar.inc(1);
+            }
+            if layer.available_modes().next().is_none() {
+                return Err(EngineError::Unsupported {
+                    stage: stage.name.clone(),
+                    mode: "every mode".into(),
+                    problem: "no mode could run this stage (see the warnings)".into(),
+                });
+            }
+            layer.transitions = self.transitions(i, &int8, &tensors, layer.modes[Mode::CpuInt8.index()].is_some())?;
+            self.layers.push(layer);
+        }
+        bar.finish_and_clear();
+        self.output.dequantize_out = match int8.stages.last().and_then(|s| s.as_ref().ok()) {
+            Some(q) => match q.outputs.get(&staged.output_name).copied().flatten() {
+                Some(qp) => self.time_conversion(&staged.output_name, qp, false, &tensors)?,
+                None => 0,
+            },
+            None => 0,
+        };
+        Ok(())
+    }
+
+    /// Times stage `i` in `mode` on its inputs from `tensors` (fp32, quantized where the int8
+    /// model reads uint8; the conversion is not part of the stage's time).
+    fn time_stage(&self, i: usize, mode: Mode, int8: &Int8Stages, tensors: &Tensors) -> Result<TimingStats> {
+        let (staged, opts) = (self.staged, self.opts);
+        let stage = &staged.partition.stages[i];
+        let mut runner = match mode {
+            Mode::CpuInt8 => {
+                let q = int8.stages.get(i).ok_or_else(|| EngineError::Unsupported {
+                    stage: stage.name.clone(),
+                    mode: mode.to_string(),
+                    problem: "not quantized".into(),
+                })?;
+                let q = q.as_ref().map_err(|e| EngineError::Unsupported {
+                    stage: stage.name.clone(),
+                    mode: mode.to_string(),
+                    problem: e.clone(),
+                })?;
+                StageRunner::new(&stage.name, mode, &q.bytes, &opts.cfg)?
+            }
+            _ => StageRunner::new(&stage.name, mode, staged.stage_fp32(i), &opts.cfg)?,
+        };
+        let mut inputs = Tensors::new();
+        for t in &stage.inputs {
+            let v = tensors.get(t).ok_or_else(|| EngineError::tensor("profiling", t, "missing from the fp32 run"))?;
+            let q =
+                (mode == Mode::CpuInt8).then(|| int8.get(i).and_then(|s| s.inputs.get(t).copied().flatten())).flatten();
+            let v = match q {
+                Some(q) => convert(staged, t, q, true, v, &opts.cfg)?,
+                None => copy_of(v)?,
+            };
+            inputs.insert(t.clone(), v);
+        }
+        let samples = measure(opts.warmup, opts.runs, || runner.run_with(|n| inputs.get(n)).map(drop))?;
+        Ok(stats(&samples))
+    }
+
+    /// quantize_in: fp32 -> uint8 of the inputs the int8 model reads as uint8; dequantize_in:
+    /// uint8 -> fp32 of inputs an int8 producer writes as uint8 (what an fp32 stage then pays).
+    fn transitions(&self, i: usize, int8: &Int8Stages, tensors: &Tensors, has_int8: bool) -> Result<Transitions> {
+        let staged = self.staged;
+        let stage = &staged.partition.stages[i];
+        let mut tr = Transitions::default();
+        for t in &stage.inputs {
+            if has_int8 {
+                if let Some(q) = int8.get(i).and_then(|s| s.inputs.get(t).copied().flatten()) {
+                    tr.quantize_in += self.time_conversion(t, q, true, tensors)?;
+                }
+            }
+            let written_u8 = (0..i).find_map(|j| int8.get(j).and_then(|s| s.outputs.get(t).copied().flatten()));
+            if let Some(q) = written_u8 {
+                tr.dequantize_in += self.time_conversion(t, q, false, tensors)?;
+            }
+        }
+        Ok(tr)
+    }
+
+    /// WCET of converting tensor `t` (fp32 value in `tensors`) to or from uint8.
+    fn time_conversion(&self, t: &str, q: QParams, to_u8: bool, tensors: &Tensors) -> Result<Time> {
+        let (staged, opts) = (self.staged, self.opts);
+        let v = tensors.get(t).ok_or_else(|| EngineError::tensor("profiling", t, "missing from the fp32 run"))?;
+        let input = if to_u8 { copy_of(v)? } else { convert(staged, t, q, true, v, &opts.cfg)? };
+        let bytes = conversion_model(staged, t, q, to_u8)?;
+        let what = if to_u8 { "quantize" } else { "dequantize" };
+        let mut runner = StageRunner::new(&format!("{what} {t}"), Mode::CpuFp32, &bytes, &opts.cfg)?;
+        let samples = measure(opts.warmup, opts.runs, || runner.run_with(|_| Some(&input)).map(drop))?;
+        Ok(wcet(&stats(&samples), opts.margin))
+    }
+}
+
+/// A private copy of an fp32 value (inputs of timed runs must not alias the reference run).
+fn copy_of(v: &DynValue) -> Result<DynValue> {
+    let (shape, data) = crate::tensor::f32_data(v, "(input)")?;
+    f32_value(&shape, data.to_vec())
+}
+
+/// Converts fp32 `v` (tensor `t`) to uint8 with `q`, untimed.
+fn convert(staged: &StagedModel, t: &str, q: QParams, to_u8: bool, v: &DynValue, cfg: &ExecConfig) -> Result<DynValue> {
+    let bytes = conversion_model(staged, t, q, to_u8)?;
+    let mut r = StageRunner::new("convert", Mode::CpuFp32, &bytes, cfg)?;
+    Ok(r.run_with(|_| Some(v))?.pop().expect("one output").1)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_and_wcet() {
+        let s = stats(&[3.0, 1.0, 2.0, 10.0]);
+        assert_eq!((s.max_us, s.p99_us, s.mean_us, s.samples), (10.0, 10.0, 4.0, 4));
+        assert_eq!(wcet(&s, 1.2), us_to_time(12.0));
+        let many: Vec<f64> = (1..=200).map(f64::from).collect();
+        assert_eq!(stats(&many).p99_us, 198.0);
+    }
+
+    #[test]
+    fn partial_profiles_go_beside_the_output() {
+        assert_eq!(partial_path(Path::new("/x/p.json")), Path::new("/x/p.partial.json"));
+    }
+}

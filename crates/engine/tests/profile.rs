@@ -1,0 +1,91 @@
+//! The profiler on the MNIST model: a complete profile the timing core reads back, and a
+//! partial one when stopped.
+
+use lalarand_engine::dataset::Dataset;
+use lalarand_engine::profile::{load_inputs, profile_to_file, sha256_file, ProfileOptions};
+use lalarand_engine::{EngineError, StagedModel};
+use lalarand_model::{DnnProfile, Mode};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn testdata(f: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(f)
+}
+
+fn opts() -> ProfileOptions {
+    ProfileOptions { runs: 5, warmup: 1, progress: false, ..ProfileOptions::default() }
+}
+
+#[test]
+fn profiles_every_stage_in_every_cpu_mode() {
+    let model = testdata("mnist_resnet.onnx");
+    let staged = StagedModel::load(&model).unwrap();
+    let inputs = load_inputs(&testdata("mnist_5k.csv.gz"), &staged).unwrap();
+    let calibration: Vec<Vec<f32>> = inputs.iter().step_by(25).cloned().collect();
+    let data = Dataset::load_csv(&testdata("mnist_5k.csv.gz")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.json");
+    let o = ProfileOptions { accuracy: Some((data, 400)), ..opts() };
+    let outcome = profile_to_file(&model, &calibration, &o, &out).unwrap();
+
+    let p = DnnProfile::load(&out).unwrap();
+    // The file holds what was returned (statistics up to JSON's float printing).
+    let wcets = |p: &DnnProfile| {
+        p.layers.iter().map(|l| (l.name.clone(), l.modes.map(|m| m.map(|m| m.wcet)))).collect::<Vec<_>>()
+    };
+    assert_eq!(wcets(&p), wcets(&outcome.profile));
+    assert_eq!(p.model, "mnist_resnet");
+    assert_eq!(p.wcet_margin, Some(1.2));
+    assert_eq!(p.model_sha256.as_deref(), Some(sha256_file(&model).unwrap().as_str()));
+    assert_eq!(p.layers.len(), staged.stage_count());
+    for l in &p.layers {
+        for m in [Mode::CpuFp32, Mode::CpuInt8] {
+            let t = l.mode(m).unwrap_or_else(|| panic!("{}: no {m}", l.name));
+            let s = t.stats.unwrap();
+            assert_eq!(s.samples, 5);
+            assert!(s.max_us > 0.0 && s.mean_us <= s.max_us && s.p99_us <= s.max_us);
+            assert!(lalarand_model::time_to_us(t.wcet) >= s.max_us * 1.2 - 1e-3, "{}: {m}", l.name);
+        }
+        assert!(l.mode(Mode::Gpu).is_none(), "no GPU here");
+        assert!(l.int8_accuracy_cost.is_finite());
+    }
+    // The first stage's int8 model reads the quantized image; converting it costs something.
+    assert!(p.layers[0].transitions.quantize_in > 0);
+    // Later stages read uint8 tensors of int8 producers; an fp32 stage pays to dequantize them.
+    assert!(p.layers[1..].iter().all(|l| l.transitions.dequantize_in > 0));
+    assert!(p.output.dequantize_out > 0);
+    assert!(outcome.skipped.iter().any(|s| s.contains("gpu")), "{:?}", outcome.skipped);
+}
+
+#[test]
+fn a_stopped_run_writes_what_it_measured() {
+    let model = testdata("mnist_resnet.onnx");
+    let staged = StagedModel::load(&model).unwrap();
+    let inputs = load_inputs(&testdata("mnist_5k.csv.gz"), &staged).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.json");
+    let o = ProfileOptions { stop: Some(Arc::new(|done| done >= 3)), ..opts() };
+    let err = profile_to_file(&model, &inputs[..20], &o, &out).unwrap_err();
+    assert!(matches!(err, EngineError::Interrupted(_)), "{err}");
+    let partial = dir.path().join("p.partial.json");
+    assert!(err.to_string().contains(&partial.display().to_string()), "{err}");
+    assert!(!out.exists(), "an incomplete profile must not take the real name");
+    let p = DnnProfile::load(&partial).unwrap();
+    assert_eq!(p.layers.len(), 3);
+    assert!(p.source.starts_with("PARTIAL"), "{}", p.source);
+}
+
+#[test]
+fn wrong_calibration_shape_is_named() {
+    let model = testdata("mnist_resnet.onnx");
+    let staged = StagedModel::load(&model).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("cal.bin");
+    std::fs::write(&raw, vec![0u8; 4 * 100]).unwrap();
+    let e = load_inputs(&raw, &staged).unwrap_err().to_string();
+    assert!(e.contains("cal.bin") && e.contains("[1, 1, 28, 28]"), "{e}");
+
+    let e = profile_to_file(&model, &[vec![0.0; 100]], &opts(), &dir.path().join("p.json")).unwrap_err().to_string();
+    assert!(e.contains("100 values") && e.contains("[1, 1, 28, 28]"), "{e}");
+    assert!(!dir.path().join("p.partial.json").exists());
+}
