@@ -155,7 +155,8 @@ fn infer_types(
     const PROBE_BATCH: i64 = 2;
     let cuts = partition.cut_tensors();
     let probe = encode_model(&partition::with_outputs(model, &cuts));
-    let mut runner = StageRunner::new("(whole model)", Mode::CpuFp32, &probe, &ExecConfig::default())?;
+    let whole = format!("{} (whole model)", source.display());
+    let mut runner = StageRunner::new(&whole, Mode::CpuFp32, &probe, &ExecConfig::default())?;
     let dims: Vec<usize> = input_dims.iter().map(|d| d.unwrap_or(PROBE_BATCH) as usize).collect();
     let mut tensors = Tensors::new();
     tensors.insert(input_name.to_string(), f32_value(&dims, vec![0.0; dims.iter().product()])?);

@@ -1,0 +1,72 @@
+//! Bad input gives a clear error naming what and where, never a panic.
+
+use lalarand_engine::stage::{gpu_present, ExecConfig, StageRunner};
+use lalarand_engine::{EngineError, Pipeline, StagedModel};
+use lalarand_model::Mode;
+use lalarand_onnx::builder::GraphBuilder;
+use lalarand_onnx::proto::tensor_proto::DataType;
+use std::path::{Path, PathBuf};
+
+fn mnist() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/mnist_resnet.onnx")
+}
+
+#[test]
+fn a_file_that_is_not_onnx() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("notes.onnx");
+    std::fs::write(&p, "these are not weights").unwrap();
+    let e = StagedModel::load(&p).unwrap_err();
+    assert!(matches!(e, EngineError::NotOnnx { .. }), "{e}");
+    assert!(e.to_string().contains("notes.onnx"), "{e}");
+
+    let e = StagedModel::load(&dir.path().join("missing.onnx")).unwrap_err();
+    assert!(matches!(e, EngineError::Io { .. }) && e.to_string().contains("missing.onnx"), "{e}");
+}
+
+#[test]
+fn an_unsupported_operator() {
+    let mut b = GraphBuilder::new("odd");
+    b.input("x", DataType::Float, &[1, 4]);
+    b.node("Relu", "/relu/Relu", &["x"], &["r"], vec![]);
+    b.node("FrobnicateLayer", "/frob/FrobnicateLayer", &["r"], &["y"], vec![]);
+    b.output("y", DataType::Float, &[1, 4]);
+    let e = StagedModel::from_model("odd", b.finish(), "odd.onnx".into()).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, EngineError::Unsupported { .. }), "{msg}");
+    assert!(msg.contains("FrobnicateLayer") && msg.contains("odd.onnx"), "{msg}");
+}
+
+#[test]
+fn gpu_where_there_is_none() {
+    if gpu_present() {
+        eprintln!("skipped: this machine has a GPU");
+        return;
+    }
+    let staged = StagedModel::load(&mnist()).unwrap();
+    let e = StageRunner::new("f.0.0", Mode::Gpu, staged.stage_fp32(0), &ExecConfig::default()).unwrap_err();
+    assert!(matches!(e, EngineError::NoGpu { .. }), "{e}");
+    assert!(e.to_string().contains("no NVIDIA GPU"), "{e}");
+    let modes = vec![Mode::Gpu; staged.stage_count()];
+    assert!(matches!(Pipeline::new(&staged, &modes, None, &ExecConfig::default()), Err(EngineError::NoGpu { .. })));
+}
+
+#[test]
+fn wrong_input_shape_and_missing_int8() {
+    let staged = StagedModel::load(&mnist()).unwrap();
+    let mut p =
+        Pipeline::new(&staged, &vec![Mode::CpuFp32; staged.stage_count()], None, &ExecConfig::default()).unwrap();
+    let e = p.run(&[1, 3, 28, 28], vec![0.0; 3 * 784]).unwrap_err().to_string();
+    assert!(e.contains("[1, 3, 28, 28]") && e.contains("mnist_resnet.onnx") && e.contains("input"), "{e}");
+
+    let e = Pipeline::new(&staged, &vec![Mode::CpuInt8; staged.stage_count()], None, &ExecConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("f.0.0") && e.contains("cpu-int8"), "{e}");
+}
+
+#[test]
+fn pinning_to_a_core_that_does_not_exist() {
+    let e = lalarand_engine::pin_current_thread(&[4096]).unwrap_err().to_string();
+    assert!(e.contains("core 4096"), "{e}");
+}
