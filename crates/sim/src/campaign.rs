@@ -12,6 +12,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+use serde::Serialize;
 use std::time::{Duration, Instant};
 
 /// Period choices (times a per-set scale): their LCM is 120, so hyperperiods stay short and
@@ -30,7 +31,7 @@ pub struct CampaignSet {
 }
 
 /// A task deemed schedulable whose observed response exceeded its bound.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Violation {
     /// Replay with [`campaign_set`]`(seed, index)`.
     pub seed: u64,
@@ -39,10 +40,11 @@ pub struct Violation {
     pub bound: Time,
     /// Largest response observed (an unfinished job counts by its age at the end).
     pub observed: Time,
+    #[serde(skip)]
     pub set: CampaignSet,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct CampaignReport {
     pub seed: u64,
     pub sets: u64,
@@ -50,13 +52,21 @@ pub struct CampaignReport {
     pub schedulable_tasks: u64,
     /// Jobs of schedulable tasks whose response was compared with the bound.
     pub jobs_checked: u64,
+    /// Schedulable tasks whose largest observed response equals the bound (the bound is exact).
+    pub tight_tasks: u64,
     pub violation_count: u64,
     /// The first [`KEPT_VIOLATIONS`] by set index.
     pub violations: Vec<Violation>,
-    /// Largest observed response / bound over schedulable tasks, and the set it came from.
+    /// Largest observed response / bound over schedulable tasks with a positive bound, and the
+    /// set it came from.
     pub max_ratio: f64,
     pub max_ratio_set: Option<u64>,
+    #[serde(serialize_with = "seconds")]
     pub wall: Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 impl CampaignReport {
@@ -65,6 +75,7 @@ impl CampaignReport {
         self.tasks += other.tasks;
         self.schedulable_tasks += other.schedulable_tasks;
         self.jobs_checked += other.jobs_checked;
+        self.tight_tasks += other.tight_tasks;
         self.violation_count += other.violation_count;
         self.violations.extend(other.violations);
         self.violations.sort_by_key(|v| (v.index, v.task));
@@ -87,6 +98,7 @@ impl std::fmt::Display for CampaignReport {
         let share = 100.0 * self.schedulable_tasks as f64 / self.tasks.max(1) as f64;
         writeln!(f, "  deemed schedulable: {} tasks ({share:.1}%)", self.schedulable_tasks)?;
         writeln!(f, "  jobs checked against their bound: {}", self.jobs_checked)?;
+        writeln!(f, "  tasks whose bound was reached exactly: {}", self.tight_tasks)?;
         let at = self.max_ratio_set.map_or(String::new(), |i| format!(" (set {i})"));
         writeln!(f, "  max observed response / bound: {:.4}{at}", self.max_ratio)?;
         writeln!(f, "  violations: {}", self.violation_count)?;
@@ -200,6 +212,7 @@ struct Check {
     tasks: u64,
     schedulable: u64,
     jobs: u64,
+    tight: u64,
     /// (task, bound, observed) of each violation.
     violations: Vec<(usize, Time, Time)>,
     max_ratio: f64,
@@ -207,8 +220,14 @@ struct Check {
 
 fn check(sim: &mut Simulator, set: &CampaignSet) -> Check {
     let analysis = analyze(&set.plan);
-    let mut out =
-        Check { tasks: set.plan.tasks.len() as u64, schedulable: 0, jobs: 0, violations: vec![], max_ratio: 0.0 };
+    let mut out = Check {
+        tasks: set.plan.tasks.len() as u64,
+        schedulable: 0,
+        jobs: 0,
+        tight: 0,
+        violations: vec![],
+        max_ratio: 0.0,
+    };
     if !analysis.tasks.iter().any(|t| t.schedulable()) {
         return out;
     }
@@ -217,7 +236,10 @@ fn check(sim: &mut Simulator, set: &CampaignSet) -> Check {
         let Some(b) = bound.bound else { continue };
         out.schedulable += 1;
         out.jobs += stats.jobs;
-        out.max_ratio = out.max_ratio.max(stats.observed_max() as f64 / b as f64);
+        if b > 0 {
+            out.max_ratio = out.max_ratio.max(stats.observed_max() as f64 / b as f64);
+        }
+        out.tight += (stats.observed_max() == b) as u64;
         if stats.exceeds(b) {
             out.violations.push((i, b, stats.observed_max()));
         }
@@ -255,6 +277,7 @@ pub fn soundness_campaign(sets: u64, seed: u64, progress: bool) -> CampaignRepor
                 tasks: c.tasks,
                 schedulable_tasks: c.schedulable,
                 jobs_checked: c.jobs,
+                tight_tasks: c.tight,
                 violation_count: c.violations.len() as u64,
                 violations: c
                     .violations

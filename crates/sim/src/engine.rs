@@ -173,6 +173,34 @@ impl Simulator {
             if now == end {
                 continue;
             }
+            // Zero-cost layers at the head of idle resources' queues complete on the spot; their
+            // successors are then ready at `now` and compete with everything else.
+            let mut progressed = true;
+            while progressed {
+                progressed = false;
+                for r in 0..m {
+                    while self.running[r].is_none() {
+                        let Some(&Reverse((_, _, task, slot))) = self.ready[r].peek() else { break };
+                        let job = self.live[slot as usize];
+                        if plan.tasks[task as usize].layers[job.layer as usize].wcet > 0 {
+                            break;
+                        }
+                        self.ready[r].pop();
+                        if let Some(trace) = &mut trace {
+                            let slot = TraceSlot {
+                                task: task as usize,
+                                job: job.job,
+                                layer: job.layer as usize,
+                                start: now,
+                                end: now,
+                            };
+                            trace.resources[r].push(slot);
+                        }
+                        self.advance(plan, slot, now, &mut stats, &mut sums, &mut jobs);
+                        progressed = true;
+                    }
+                }
+            }
             for r in 0..m {
                 if self.running[r].is_some() {
                     continue;
@@ -180,9 +208,9 @@ impl Simulator {
                 let Some(Reverse((_, _, task, slot))) = self.ready[r].pop() else { continue };
                 let job = self.live[slot as usize];
                 let wcet = plan.tasks[task as usize].layers[job.layer as usize].wcet;
+                // Positive costs draw at least 1 ns, so every completion lies in the future.
                 let finish = now + config.execution.draw(wcet, &mut rng);
                 self.running[r] = Some(slot);
-                // Zero-length layers complete at `now`: the loop comes back to this instant.
                 self.events.push(Reverse((finish, r as u32)));
                 if let Some(trace) = &mut trace {
                     trace.resources[r].push(TraceSlot {

@@ -9,7 +9,7 @@ pub enum ExecutionTimeModel {
     /// Every layer instance takes exactly its WCET.
     #[default]
     Wcet,
-    /// Uniform in `[ceil(min_fraction * wcet), wcet]`.
+    /// Uniform in `[ceil(min_fraction * wcet), wcet]` (at least 1 ns when `wcet > 0`).
     Uniform { min_fraction: f64 },
     /// The WCET with probability `wcet_probability`, else `ceil(min_fraction * wcet)`: the
     /// extremes, which provoke non-preemptive scheduling anomalies more often than a uniform
@@ -35,7 +35,8 @@ impl ExecutionTimeModel {
     /// One layer instance's execution time.
     #[inline]
     pub(crate) fn draw(&self, wcet: Time, rng: &mut ChaCha8Rng) -> Time {
-        let low = |f: f64| ((f * wcet as f64).ceil() as Time).min(wcet);
+        // At least 1 ns for a positive WCET: zero-cost layers are the simulator's special case.
+        let low = |f: f64| ((f * wcet as f64).ceil() as Time).clamp(wcet.min(1), wcet);
         match *self {
             Self::Wcet => wcet,
             Self::Uniform { min_fraction } => rng.gen_range(low(min_fraction)..=wcet),
@@ -71,6 +72,8 @@ mod tests {
         assert!(seen_low);
         assert_eq!(ExecutionTimeModel::Wcet.draw(7, &mut rng), 7);
         assert_eq!(uniform.draw(0, &mut rng), 0);
+        let zero = ExecutionTimeModel::TwoPoint { min_fraction: 0.0, wcet_probability: 0.0 };
+        assert_eq!(zero.draw(5, &mut rng), 1);
         assert!(ExecutionTimeModel::Uniform { min_fraction: 1.5 }.validate().is_err());
     }
 }

@@ -4,7 +4,9 @@
 //! highest fixed priority (0 = highest; ties: earlier release, then smaller task index). When a
 //! layer completes, the job's next layer is queued on its resource at that same instant. At
 //! every instant all completions and releases are processed before idle resources dispatch, so
-//! a layer that becomes ready at `t` competes with everything else ready at `t`.
+//! a layer that becomes ready at `t` competes with everything else ready at `t`. A zero-cost
+//! layer (profiles allow 0 us) that is picked completes at the instant it starts, so its
+//! successor competes at that instant too.
 //!
 //! Besides [`simulate`], the crate draws [Gantt charts](gantt) of a run and runs the
 //! [soundness campaign](campaign): random plans simulated against

@@ -182,6 +182,19 @@ fn zero_cost_layers_still_wait_for_higher_priority_work() {
     assert_eq!(r.tasks[1].max_response, 1);
 }
 
+#[test]
+fn zero_cost_layers_pass_through_within_the_instant() {
+    // A's free first layer (resource 1) completes at 0, so its second layer is ready on
+    // resource 0 at 0 and beats B there, whatever order resources are looked at in.
+    let a = task(0, 50, 0, &[(1, 0), (0, 5)]);
+    let r = run(2, vec![a, task(1, 50, 0, &[(0, 3)])], Horizon::Jobs(1));
+    assert_eq!(slots(&r, 0), vec![(0, 0, 1, 0, 5), (1, 0, 0, 5, 8)]);
+    assert_eq!(slots(&r, 1), vec![(0, 0, 0, 0, 0)]);
+    let b = task(1, 50, 0, &[(1, 0), (0, 5)]);
+    let r = run(2, vec![task(0, 50, 0, &[(0, 3)]), b], Horizon::Jobs(1));
+    assert_eq!(slots(&r, 0), vec![(0, 0, 0, 0, 3), (1, 0, 1, 3, 8)]);
+}
+
 /// The analysis counts higher-priority arrivals in a half-open window, `ceil((w + J) / T)`,
 /// so at `w = 0` with `J = 0` it misses a job released at the very instant the layer arrives,
 /// which wins the resource. With positive costs `J >= 1` hides this. Fix (analysis): count
