@@ -47,14 +47,16 @@ impl SweepResult {
         } else {
             (lo, hi)
         };
-        let root = SVGBackend::new(path, (800, 520)).into_drawing_area();
+        let root = SVGBackend::new(path, (920, 520)).into_drawing_area();
         root.fill(&WHITE)?;
+        // The legend gets its own column: inside the plot it would hide some line.
+        let (plot, legend) = root.split_horizontally(720);
         let s = &self.settings;
         let caption = format!(
             "{} tasks per set, {} sets per point, accuracy budget {} pp",
             s.tasks, s.sets_per_point, s.accuracy_budget
         );
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(&plot)
             .caption(caption, ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(45)
@@ -68,44 +70,38 @@ impl SweepResult {
             .label_style(("sans-serif", 13))
             .light_line_style(WHITE.mix(0.0))
             .draw()?;
-        for &policy in self.policies() {
+        for (i, &policy) in self.policies().iter().enumerate() {
             let line: Vec<(f64, f64)> =
                 self.points.iter().filter_map(|pt| Some((pt.utilization, pt.ratio(policy)?))).collect();
             let c = colour(policy);
+            chart.draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))?;
+            let y = 60 + 26 * i as i32;
+            legend.draw(&PathElement::new(vec![(4, y), (32, y)], c.stroke_width(2)))?;
             let label = if policy == Policy::Optimal { "optimal (where finished)" } else { policy.name() };
+            legend.draw(&Text::new(label, (40, y - 8), ("sans-serif", 15)))?;
+            // Each shape is its own element type, hence one arm per shape.
             let style = c.filled();
-            let anno = chart.draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))?.label(label);
-            // Each shape is its own element type, hence one arm per shape for points and legend.
-            let seg = move |x: i32, y: i32| {
-                EmptyElement::at((x, y)) + PathElement::new(vec![(0, 0), (20, 0)], c.stroke_width(2))
-            };
+            let at = (18, y);
             match shape(policy) {
                 0 => {
-                    anno.legend(move |(x, y)| seg(x, y) + Circle::new((10, 0), 4, style));
+                    legend.draw(&Circle::new(at, 4, style))?;
                     chart.draw_series(line.iter().map(|&p| Circle::new(p, 4, style)))?;
                 }
                 1 => {
-                    anno.legend(move |(x, y)| seg(x, y) + TriangleMarker::new((10, 0), 5, style));
+                    legend.draw(&TriangleMarker::new(at, 5, style))?;
                     chart.draw_series(line.iter().map(|&p| TriangleMarker::new(p, 5, style)))?;
                 }
                 2 => {
-                    anno.legend(move |(x, y)| seg(x, y) + Cross::new((10, 0), 4, c.stroke_width(2)));
+                    legend.draw(&Cross::new(at, 4, c.stroke_width(2)))?;
                     chart.draw_series(line.iter().map(|&p| Cross::new(p, 4, c.stroke_width(2))))?;
                 }
                 _ => {
-                    anno.legend(move |(x, y)| seg(x, y) + Rectangle::new([(7, -3), (13, 3)], style));
-                    let square = |p| EmptyElement::at(p) + Rectangle::new([(-3, -3), (3, 3)], style);
-                    chart.draw_series(line.iter().map(|&p| square(p)))?;
+                    let square = [(-3, -3), (3, 3)];
+                    legend.draw(&(EmptyElement::at(at) + Rectangle::new(square, style)))?;
+                    chart.draw_series(line.iter().map(|&p| EmptyElement::at(p) + Rectangle::new(square, style)))?;
                 }
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()?;
         root.present()?;
         Ok(())
     }
