@@ -55,3 +55,22 @@ pub fn write_all(dir: &Path, files: &[(PathBuf, String)]) -> Result<Vec<PathBuf>
     }
     Ok(written)
 }
+
+/// Draws the run's Gantt chart into a temporary file next to `path`, then renames it.
+pub fn write_gantt_atomic(
+    result: &lalarand_sim::SimResult,
+    labels: &lalarand_sim::GanttLabels,
+    path: &Path,
+) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .suffix(".svg")
+        .tempfile_in(dir)
+        .with_context(|| format!("{}: cannot write here (does the directory exist?)", path.display()))?;
+    lalarand_sim::write_gantt(result, labels, tmp.path(), None)?;
+    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("{}: cannot replace", path.display()))?;
+    Ok(())
+}

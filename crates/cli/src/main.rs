@@ -30,6 +30,8 @@ pub struct Cli {
 enum Command {
     Analyze(cmd::analyze::Args),
     Allocate(cmd::allocate::Args),
+    Simulate(cmd::simulate::Args),
+    Experiment(cmd::experiment::Args),
     Demo(cmd::demo::Args),
     Init(cmd::init::Args),
     Completions(cmd::completions::Args),
@@ -73,6 +75,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Analyze(a) => cmd::analyze::run(a),
         Command::Allocate(a) => cmd::allocate::run(a),
+        Command::Simulate(a) => cmd::simulate::run(a),
+        Command::Experiment(a) => cmd::experiment::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Init(a) => cmd::init::run(a),
         Command::Completions(a) => cmd::completions::run(a),

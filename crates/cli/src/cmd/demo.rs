@@ -1,5 +1,6 @@
 //! `lalarand demo`: the built-in example end to end.
 
+use super::simulate::{run_simulation, SimJson};
 use crate::files::{example_files, write_all};
 use crate::report::{print_json, Report};
 use crate::Verdict;
@@ -9,12 +10,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lalarand_alloc::{AllocOptions, Outcome, Policy};
 use lalarand_model::examples::demo_system;
 use lalarand_model::ExecutionPlan;
+use lalarand_sim::SimConfig;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// Allocate the built-in example (four DNN tasks on one GPU and one CPU) with every policy,
-/// show which policies make it schedulable, and write its files.
+/// show which policies make it schedulable, simulate the `lalarand` allocation, and write its
+/// files and Gantt chart.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Example:\n  lalarand demo --out out/demo\n  lalarand analyze --platform out/demo/platform.toml --tasks out/demo/taskset.toml \\\n      --allocation out/demo/allocation.toml"
@@ -48,6 +51,7 @@ struct PolicyRow {
 struct DemoJson {
     policies: Vec<PolicyRow>,
     lalarand: Report,
+    simulation: SimJson,
     files: Vec<PathBuf>,
 }
 
@@ -100,10 +104,18 @@ pub fn run(args: Args) -> Result<Verdict> {
     let outcome = lalarand.expect("Policy::ALL lists lalarand");
     let plan = ExecutionPlan::new(&system, &outcome.allocation).context("lalarand produced an invalid allocation")?;
     let report = Report::new(&system, &outcome.allocation, &plan, &outcome.analysis);
-    let files = write_all(&args.out, &example_files(&system, &outcome.allocation, Policy::Lalarand.name()))?;
+    let mut files = write_all(&args.out, &example_files(&system, &outcome.allocation, Policy::Lalarand.name()))?;
+
+    let spinner = ProgressBar::new_spinner().with_message("simulating the lalarand allocation");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    let gantt = args.out.join("gantt.svg");
+    let config = SimConfig { record_jobs: false, ..SimConfig::default() };
+    let simulation = run_simulation(&system, &plan, &config, Some(&gantt))?;
+    spinner.finish_and_clear();
+    files.push(gantt);
 
     if args.json {
-        print_json(&DemoJson { policies: rows, lalarand: report, files })?;
+        print_json(&DemoJson { policies: rows, lalarand: report, simulation, files })?;
         return Ok(Verdict::Done);
     }
     println!(
@@ -114,6 +126,7 @@ pub fn run(args: Args) -> Result<Verdict> {
     );
     println!("{}\n", policy_table(&rows, system.tasks.len()));
     println!("the lalarand allocation, task by task:\n{}", report.render());
+    println!("simulated at worst-case execution times, next to the bounds:\n{}", simulation.render());
     println!("files (analyze them with `lalarand analyze`, see docs/formats.md):");
     for f in &files {
         println!("  {}", f.display());

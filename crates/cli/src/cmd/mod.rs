@@ -4,7 +4,9 @@ pub mod allocate;
 pub mod analyze;
 pub mod completions;
 pub mod demo;
+pub mod experiment;
 pub mod init;
+pub mod simulate;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use lalarand_alloc::Policy;

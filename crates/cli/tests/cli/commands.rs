@@ -6,8 +6,11 @@ use predicates::prelude::*;
 #[test]
 fn version_and_help_with_examples() {
     lalarand().arg("--version").assert().success().stdout(predicate::str::contains(env!("CARGO_PKG_VERSION")));
-    for cmd in ["analyze", "allocate", "demo", "init", "completions"] {
+    for cmd in ["analyze", "allocate", "simulate", "experiment", "demo", "init", "completions"] {
         lalarand().args([cmd, "--help"]).assert().success().stdout(predicate::str::contains("Example:"));
+    }
+    for sub in ["schedulability", "soundness"] {
+        lalarand().args(["experiment", sub, "--help"]).assert().success().stdout(predicate::str::contains("Example:"));
     }
 }
 
@@ -127,7 +130,7 @@ fn demo_compares_policies_and_writes_loadable_files() {
         json["policies"].as_array().unwrap().iter().map(|p| p["policy"].as_str().unwrap()).collect();
     assert_eq!(policies, ["gpu-only", "cpu-only", "task-level", "dart", "lalarand-fp32", "lalarand", "optimal"]);
     assert_eq!(json["lalarand"]["tasks"].as_array().unwrap().len(), 4);
-    for f in ["platform.toml", "taskset.toml", "allocation.toml", "profiles/resnet18.json"] {
+    for f in ["platform.toml", "taskset.toml", "allocation.toml", "profiles/resnet18.json", "gantt.svg"] {
         assert!(dir.path().join(f).exists(), "{f} missing");
     }
     let expected = if json["lalarand"]["schedulable"].as_bool().unwrap() { 0 } else { 1 };
@@ -170,4 +173,86 @@ fn completions_for_each_shell() {
             .stdout(predicate::str::contains("lalarand").and(predicate::str::contains("allocate")));
     }
     lalarand().args(["completions", "tcsh"]).assert().code(2);
+}
+
+#[test]
+fn simulate_stays_within_the_bounds_of_a_schedulable_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let gantt = dir.path().join("run.svg");
+    for exec in ["wcet", "uniform:0.5", "two-point:0.3:0.5"] {
+        let run = lalarand()
+            .current_dir(examples_dir())
+            .args(["simulate", "--json", "--tasks", "taskset-light.toml", "--allocation", "allocation-light.toml"])
+            .args(["--horizon-ms", "500", "--seed", "7", "--exec", exec, "--gantt"])
+            .arg(&gantt)
+            .output()
+            .unwrap();
+        assert_eq!(run.status.code(), Some(0), "{exec}: {}", String::from_utf8_lossy(&run.stderr));
+        let json = stdout_json(&run);
+        assert_eq!(json["misses"], 0);
+        assert_eq!(json["end_ns"], 500_000_000u64);
+        for t in json["tasks"].as_array().unwrap() {
+            assert!(t["jobs"].as_u64().unwrap() >= 41, "500 ms / 12 ms period: {t}");
+            assert!(t["max_response_ns"].as_u64().unwrap() <= t["bound_ns"].as_u64().unwrap(), "{exec}: {t}");
+        }
+        assert!(std::fs::read_to_string(&gantt).unwrap().contains("<svg"));
+    }
+}
+
+#[test]
+fn simulate_exit_code_follows_misses() {
+    let run = lalarand()
+        .current_dir(examples_dir())
+        .args(["simulate", "--json", "--tasks", "taskset.toml", "--allocation", "allocation.toml"])
+        .output()
+        .unwrap();
+    let json = stdout_json(&run);
+    let bad = json["misses"].as_u64().unwrap() > 0
+        || json["tasks"].as_array().unwrap().iter().any(|t| t["exceeds_bound"].as_bool().unwrap());
+    assert_eq!(run.status.code(), Some(if bad { 1 } else { 0 }));
+}
+
+#[test]
+fn simulate_rejects_bad_settings() {
+    for (flag, value) in [("--exec", "uniform:1.5"), ("--exec", "fast"), ("--horizon-ms", "0"), ("--horizon-ms", "nan")]
+    {
+        lalarand()
+            .current_dir(examples_dir())
+            .args(["simulate", "--tasks", "taskset-light.toml", "--allocation", "allocation-light.toml", flag, value])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(flag));
+    }
+}
+
+#[test]
+fn experiment_schedulability_writes_its_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = lalarand()
+        .args(["experiment", "schedulability", "--json", "--sets", "2", "--utilizations", "0.5,1.0"])
+        .args(["--policies", "gpu-only,lalarand", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let json = stdout_json(&run);
+    assert_eq!(json["rows"].as_array().unwrap().len(), 4);
+    for f in ["schedulability.csv", "schedulability.svg", "schedulability.json", "summary.txt"] {
+        assert!(dir.path().join(f).exists(), "{f}");
+    }
+    lalarand()
+        .args(["experiment", "schedulability", "--utilizations", "0.5:0.1:0.1", "--out"])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("utilizations"));
+}
+
+#[test]
+fn experiment_soundness_exit_code_follows_violations() {
+    let run = lalarand().args(["experiment", "soundness", "--json", "--sets", "50", "--seed", "3"]).output().unwrap();
+    let json = stdout_json(&run);
+    assert_eq!(json["sets"], 50);
+    let violations = json["violation_count"].as_u64().unwrap();
+    assert_eq!(run.status.code(), Some(if violations == 0 { 0 } else { 1 }));
 }

@@ -1,0 +1,29 @@
+//! `lalarand experiment`: the paper's evaluation, and the check that the analysis is sound.
+
+pub mod schedulability;
+pub mod soundness;
+
+use crate::Verdict;
+
+/// Run an experiment: a schedulability sweep over random task sets, or the soundness campaign.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  lalarand experiment schedulability --sets 50 --out out/schedulability\n  lalarand experiment soundness --sets 2000"
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub experiment: Experiment,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Experiment {
+    Schedulability(schedulability::Args),
+    Soundness(soundness::Args),
+}
+
+pub fn run(args: Args) -> anyhow::Result<Verdict> {
+    match args.experiment {
+        Experiment::Schedulability(a) => schedulability::run(a),
+        Experiment::Soundness(a) => soundness::run(a),
+    }
+}
