@@ -9,6 +9,7 @@ use lalarand_model::{Allocation, ExecutionPlan, Mode, ResourceKind, System};
 use serde::Serialize;
 
 mod baselines;
+mod evaluator;
 mod lalarand;
 mod optimal;
 pub mod search;

@@ -82,10 +82,48 @@ pub fn analyze(plan: &ExecutionPlan) -> Analysis {
 /// The same analysis over precomputed summaries (allocators that edit one task at a time
 /// re-summarize only that task).
 pub fn analyze_summaries(plan: &ExecutionPlan, summaries: &[TaskSummary]) -> Analysis {
-    let n = plan.tasks.len();
-    let mut order: Vec<usize> = (0..n).collect();
+    let order = priority_order(plan);
+    let blocking = summary::blocking_per_resource(plan, |i| &summaries[i].longest_layer, &order);
+    analyze_core(plan, summaries, &order, &blocking, |_, _| None)
+}
+
+/// The analysis after only task `changed` changed (its summary was `before`, `previous` the
+/// analysis then): a higher-priority task depends on lower ones only through blocking, so
+/// where its blocking is unchanged its bound is reused. Same result as [`analyze_summaries`].
+pub fn analyze_after_change(
+    plan: &ExecutionPlan,
+    summaries: &[TaskSummary],
+    changed: usize,
+    before: &TaskSummary,
+    previous: &Analysis,
+) -> Analysis {
+    let order = priority_order(plan);
+    let blocking = summary::blocking_per_resource(plan, |i| &summaries[i].longest_layer, &order);
+    let old_blocking = summary::blocking_per_resource(
+        plan,
+        |i| if i == changed { &before.longest_layer } else { &summaries[i].longest_layer },
+        &order,
+    );
+    let changed_priority = plan.tasks[changed].priority;
+    analyze_core(plan, summaries, &order, &blocking, |rank, i| {
+        (plan.tasks[i].priority < changed_priority && blocking[rank] == old_blocking[rank]).then(|| previous.tasks[i])
+    })
+}
+
+fn priority_order(plan: &ExecutionPlan) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..plan.tasks.len()).collect();
     order.sort_by_key(|&i| plan.tasks[i].priority);
-    let blocking = summary::blocking_per_resource(plan, summaries, &order);
+    order
+}
+
+fn analyze_core(
+    plan: &ExecutionPlan,
+    summaries: &[TaskSummary],
+    order: &[usize],
+    blocking: &[Vec<Time>],
+    reuse: impl Fn(usize, usize) -> Option<TaskBound>,
+) -> Analysis {
+    let n = plan.tasks.len();
 
     let mut results: Vec<Option<TaskBound>> = vec![None; n];
     // Higher-priority tasks analyzed so far: (index, response used for jitter).
@@ -93,6 +131,12 @@ pub fn analyze_summaries(plan: &ExecutionPlan, summaries: &[TaskSummary]) -> Ana
     let mut all_higher_schedulable = true;
     for (rank, &i) in order.iter().enumerate() {
         let task = &plan.tasks[i];
+        if let Some(known) = reuse(rank, i) {
+            all_higher_schedulable &= known.bound.is_some();
+            higher.push((i, known.bound.unwrap_or(task.deadline)));
+            results[i] = Some(known);
+            continue;
+        }
         let s = &summaries[i];
         let block = &blocking[rank];
         let limit = task.deadline;

@@ -63,12 +63,16 @@ pub fn summarize(plan: &ExecutionPlan) -> Vec<TaskSummary> {
 }
 
 /// For each priority rank, the longest lower-priority layer on each resource.
-pub fn blocking_per_resource(plan: &ExecutionPlan, summaries: &[TaskSummary], order: &[usize]) -> Vec<Vec<Time>> {
+pub fn blocking_per_resource<'a>(
+    plan: &ExecutionPlan,
+    longest_layer: impl Fn(usize) -> &'a Vec<Time>,
+    order: &[usize],
+) -> Vec<Vec<Time>> {
     let mut out = vec![vec![0; plan.resources]; order.len()];
     let mut running = vec![0; plan.resources];
     for (rank, &i) in order.iter().enumerate().rev() {
         out[rank].clone_from(&running);
-        for (m, &l) in running.iter_mut().zip(&summaries[i].longest_layer) {
+        for (m, &l) in running.iter_mut().zip(longest_layer(i)) {
             *m = (*m).max(l);
         }
     }

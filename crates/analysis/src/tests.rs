@@ -126,3 +126,19 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn incremental_analysis_equals_full(p in arb_plan(), which in 0usize..5, layer in 0usize..6, resource in 0usize..3, wcet in 1u64..40) {
+        let summaries: Vec<TaskSummary> = p.tasks.iter().map(|t| TaskSummary::new(t, p.resources)).collect();
+        let previous = analyze_summaries(&p, &summaries);
+        let mut q = p.clone();
+        let k = which % q.tasks.len();
+        let j = layer % q.tasks[k].layers.len();
+        q.tasks[k].layers[j].resource = resource;
+        q.tasks[k].layers[j].wcet = wcet;
+        let mut after = summaries.clone();
+        after[k] = TaskSummary::new(&q.tasks[k], q.resources);
+        prop_assert_eq!(analyze_after_change(&q, &after, k, &summaries[k], &previous), analyze(&q));
+    }
+}

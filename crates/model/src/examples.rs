@@ -53,4 +53,4 @@ pub fn demo_system() -> System {
 }
 
 /// Periods of [`demo_system`]'s tasks, microseconds.
-pub const DEMO_PERIODS_US: [f64; 4] = [4_000.0, 3_000.0, 8_000.0, 10_000.0];
+pub const DEMO_PERIODS_US: [f64; 4] = [3_000.0, 4_000.0, 12_000.0, 5_000.0];

@@ -59,6 +59,12 @@ fn memory(platform: &Platform, resource: ResourceId) -> Memory {
 /// Cost of layer `j` of `dnn` placed as `places`, per the rule above. `places` must be valid
 /// for `dnn` (see [`Allocation::validate`]).
 pub fn layer_cost(platform: &Platform, dnn: &DnnProfile, places: &[Placement], j: usize) -> Time {
+    layer_cost_with(platform, dnn, places, j, j + 1 == dnn.layers.len())
+}
+
+/// [`layer_cost`] over a prefix of the chain (`places` may be shorter than the DNN), with the
+/// output charges applied only if `is_last`. Exact searches cost partial allocations with it.
+pub fn layer_cost_with(platform: &Platform, dnn: &DnnProfile, places: &[Placement], j: usize, is_last: bool) -> Time {
     let layer = &dnn.layers[j];
     let place = places[j];
     let here = memory(platform, place.resource);
@@ -76,7 +82,7 @@ pub fn layer_cost(platform: &Platform, dnn: &DnnProfile, places: &[Placement], j
         (true, false) => cost += layer.transitions.dequantize_in,
         _ => {}
     }
-    if j + 1 == places.len() {
+    if is_last {
         if here != Memory::Host {
             cost += dnn.output.copy_out;
         }
