@@ -3,7 +3,7 @@
 //! Keeps an allocation, its execution plan and per-task analysis summaries in step, so that a
 //! move of one layer re-costs two layers and re-summarizes one task before the analysis runs.
 
-use lalarand_analysis::{analyze_after_change, analyze_summaries, Analysis, TaskSummary};
+use lalarand_analysis::{analyze_after_change_if_better, analyze_summaries, Analysis, Score, TaskSummary};
 use lalarand_model::plan::layer_cost;
 use lalarand_model::{Allocation, ExecutionPlan, Placement, System};
 
@@ -24,29 +24,6 @@ pub struct Move {
     pub first: usize,
     pub last: usize,
     pub place: Placement,
-}
-
-/// Lexicographic search objective: fewer unschedulable tasks, then less total overshoot of
-/// deadlines (bound / deadline - 1, estimates for unschedulable tasks).
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
-pub struct Score {
-    pub unschedulable: usize,
-    pub overshoot: f64,
-}
-
-impl Score {
-    pub fn of(analysis: &Analysis) -> Self {
-        Self {
-            unschedulable: analysis.unschedulable_count(),
-            overshoot: analysis.tasks.iter().map(|t| (t.normalized() - 1.0).max(0.0)).sum(),
-        }
-    }
-
-    /// Strictly better, ignoring floating-point noise in the overshoot.
-    pub fn better_than(&self, other: &Score) -> bool {
-        self.unschedulable < other.unschedulable
-            || (self.unschedulable == other.unschedulable && self.overshoot < other.overshoot - 1e-12)
-    }
 }
 
 impl<'a> Evaluator<'a> {
@@ -93,11 +70,17 @@ impl<'a> Evaluator<'a> {
 
     /// The analysis after move `m`, leaving the state as it was.
     pub fn try_block(&mut self, m: &Move) -> Analysis {
+        self.try_block_if_better(m, None).expect("no cutoff")
+    }
+
+    /// [`Evaluator::try_block`], or `None` as soon as the move cannot score better than `cutoff`.
+    pub fn try_block_if_better(&mut self, m: &Move, cutoff: Option<Score>) -> Option<Analysis> {
         let saved: Vec<Placement> = self.allocation.tasks[m.task][m.first..=m.last].to_vec();
         let before = self.summaries[m.task].clone();
         self.set_block(m);
         self.evaluations += 1;
-        let analysis = analyze_after_change(&self.plan, &self.summaries, m.task, &before, &self.current);
+        let analysis =
+            analyze_after_change_if_better(&self.plan, &self.summaries, m.task, &before, &self.current, cutoff);
         self.restore(m.task, m.first, &saved);
         analysis
     }

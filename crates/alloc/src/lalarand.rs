@@ -21,10 +21,11 @@
 //! Cost: each step analyzes at most every candidate move once (O(layers x placements)
 //! analyses, each O(n^2 x resources x iterations)); in practice the first batch improves.
 
-use crate::evaluator::{Evaluator, Move, Score};
+use crate::evaluator::{Evaluator, Move};
 use crate::search::all_placements;
 use crate::{AllocError, AllocOptions, Allocator, Dart, Outcome, TaskLevel};
-use lalarand_model::plan::layer_cost;
+use lalarand_analysis::Score;
+use lalarand_model::plan::placed_cost;
 use lalarand_model::{Allocation, Mode, Placement, System, Time};
 
 pub struct Lalarand;
@@ -104,7 +105,7 @@ fn fastest_fp32(system: &System, choices: &[Vec<Vec<Placement>>]) -> Allocation 
 /// Phase 1: greedy best-improvement over layer-block moves, guided by the first failing task.
 fn make_schedulable(ev: &mut Evaluator, choices: &[Vec<Vec<Placement>>], options: &AllocOptions) -> Score {
     let total_layers: usize = choices.iter().map(Vec::len).sum();
-    let mut score = Score::of(&ev.current);
+    let mut score = ev.current.score();
     for _ in 0..4 * total_layers {
         let by_priority = ev.system.by_priority();
         let Some(&focus) = by_priority.iter().find(|&&i| !ev.current.tasks[i].schedulable()) else {
@@ -116,10 +117,9 @@ fn make_schedulable(ev: &mut Evaluator, choices: &[Vec<Vec<Placement>>], options
         let mut improved: Option<(Score, Move, lalarand_analysis::Analysis)> = None;
         for batch in candidates.chunks(BATCH).take(max_batches()) {
             for &(_, m) in batch {
-                let a = ev.try_block(&m);
-                let s = Score::of(&a);
-                if s.better_than(improved.as_ref().map_or(&score, |(s, ..)| s)) {
-                    improved = Some((s, m, a));
+                let bar = improved.as_ref().map_or(score, |(s, ..)| *s);
+                if let Some(a) = ev.try_block_if_better(&m, Some(bar)) {
+                    improved = Some((a.score(), m, a));
                 }
             }
             if improved.is_some() {
@@ -137,7 +137,8 @@ fn make_schedulable(ev: &mut Evaluator, choices: &[Vec<Vec<Placement>>], options
 
 /// Moves that may shorten `focus`'s bound, with an estimate of the time each saves: for every
 /// task and placement, each single layer, each prefix and each suffix of its chain (a prefix
-/// or suffix covering the chain moves the whole task).
+/// or suffix covering the chain moves the whole task). Costs come from running sums, so a
+/// candidate is estimated in O(resources).
 fn candidate_moves(
     ev: &Evaluator,
     choices: &[Vec<Vec<Placement>>],
@@ -145,93 +146,210 @@ fn candidate_moves(
     budget_left: f64,
 ) -> Vec<(f64, Move)> {
     let system = ev.system;
-    let focus_summary = &ev.summaries[focus];
     let focus_priority = system.tasks[focus].priority;
     let focus_deadline = system.tasks[focus].deadline;
     let resources = ev.plan.resources;
-    let visits = |r: usize| focus_summary.on_resource[r] > 0;
+    let visited: Vec<bool> = ev.summaries[focus].on_resource.iter().map(|&c| c > 0).collect();
     let mut out = Vec::new();
     for (k, layers) in choices.iter().enumerate() {
         let task = &system.tasks[k];
-        let n = layers.len();
-        let jobs_in_window = focus_deadline.div_ceil(task.period) as f64;
-        // Longest lower-priority layer per resource from tasks other than `k`.
-        let others_longest: Vec<Time> = (0..resources)
-            .map(|r| {
-                (0..system.tasks.len())
-                    .filter(|&o| o != k && system.tasks[o].priority > focus_priority)
-                    .map(|o| ev.summaries[o].longest_layer[r])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
+        let relation = if k == focus {
+            Relation::Focus
+        } else if task.priority < focus_priority {
+            Relation::Higher { jobs_in_window: focus_deadline.div_ceil(task.period) as f64 }
+        } else {
+            // Longest lower-priority layer per resource from tasks other than `k`.
+            let others = (0..resources)
+                .map(|r| {
+                    (0..system.tasks.len())
+                        .filter(|&o| o != k && system.tasks[o].priority > focus_priority)
+                        .map(|o| ev.summaries[o].longest_layer[r])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            Relation::Lower { others }
+        };
+        let chain = ChainCosts::new(ev, k);
         let mut distinct: Vec<Placement> = layers.iter().flatten().copied().collect();
         distinct.sort_by_key(|p| (p.mode, p.resource));
         distinct.dedup();
         for place in distinct {
-            let mut blocks: Vec<(usize, usize)> = (0..n).map(|j| (j, j)).collect();
-            blocks.extend((1..n).map(|j| (0, j)));
-            blocks.extend((1..n).map(|j| (j, n - 1)));
-            for (first, last) in blocks {
-                let current = &ev.allocation.tasks[k][first..=last];
-                if current.iter().all(|p| *p == place) || !(first..=last).all(|j| layers[j].contains(&place)) {
-                    continue;
+            chain.for_each_block(ev, layers, place, |first, last, effect| {
+                if place.mode.is_int8() && chain.int8_cost_added(first, last) > budget_left + 1e-12 {
+                    return;
                 }
-                if place.mode.is_int8() {
-                    let added: f64 = (first..=last)
-                        .filter(|&j| !ev.allocation.tasks[k][j].mode.is_int8())
-                        .map(|j| task.dnn.layers[j].int8_accuracy_cost.max(0.0))
-                        .sum();
-                    if added > budget_left + 1e-12 {
-                        continue;
-                    }
-                }
-                let m = Move { task: k, first, last, place };
-                let (delta, longest) = effect(ev, &m);
-                let saving = if k == focus {
-                    -delta.iter().sum::<i64>() as f64
-                } else if task.priority < focus_priority {
-                    -(0..resources).filter(|&r| visits(r)).map(|r| delta[r]).sum::<i64>() as f64 * jobs_in_window
-                } else {
-                    (0..resources)
-                        .filter(|&r| visits(r))
-                        .map(|r| {
-                            let before = others_longest[r].max(ev.summaries[k].longest_layer[r]);
-                            before as f64 - others_longest[r].max(longest[r]) as f64
-                        })
-                        .sum::<f64>()
-                };
+                let saving = relation.saving(&effect, &chain, &visited);
                 if saving > 0.0 || k == focus {
-                    out.push((saving, m));
+                    out.push((saving, Move { task: k, first, last, place }));
                 }
-            }
+            });
         }
     }
     out
 }
 
-/// Per-resource change of the moved task's total cost, and its new longest layer per resource.
-fn effect(ev: &Evaluator, m: &Move) -> (Vec<i64>, Vec<Time>) {
-    let resources = ev.plan.resources;
-    let dnn = &ev.system.tasks[m.task].dnn;
-    let mut places = ev.allocation.tasks[m.task].clone();
-    places[m.first..=m.last].fill(m.place);
-    let planned = &ev.plan.tasks[m.task].layers;
-    let mut delta = vec![0i64; resources];
-    let mut longest = vec![0; resources];
-    let recosted = m.first..=(m.last + 1).min(places.len() - 1);
-    for (j, layer) in planned.iter().enumerate() {
-        let (resource, cost) = if recosted.contains(&j) {
-            delta[layer.resource] -= layer.wcet as i64;
-            let c = layer_cost(&ev.system.platform, dnn, &places, j);
-            delta[places[j].resource] += c as i64;
-            (places[j].resource, c)
-        } else {
-            (layer.resource, layer.wcet)
-        };
-        longest[resource] = longest[resource].max(cost);
+/// How a moved task relates to the task being helped.
+enum Relation {
+    Focus,
+    Higher { jobs_in_window: f64 },
+    Lower { others: Vec<Time> },
+}
+
+impl Relation {
+    /// Estimated time the move saves the focus task.
+    fn saving(&self, effect: &Effect, chain: &ChainCosts, visited: &[bool]) -> f64 {
+        match self {
+            Relation::Focus => -effect.delta.iter().sum::<i64>() as f64,
+            Relation::Higher { jobs_in_window } => {
+                -(0..visited.len()).filter(|&r| visited[r]).map(|r| effect.delta[r]).sum::<i64>() as f64
+                    * jobs_in_window
+            }
+            Relation::Lower { others } => (0..visited.len())
+                .filter(|&r| visited[r])
+                .map(|r| others[r].max(chain.longest[r]) as f64 - others[r].max(effect.longest[r]) as f64)
+                .sum(),
+        }
     }
-    (delta, longest)
+}
+
+/// What a block move does to its task: per-resource cost change and longest layer after.
+struct Effect {
+    delta: Vec<i64>,
+    longest: Vec<Time>,
+}
+
+/// One task's current costs with prefix sums and maxima, for O(resources) move estimates.
+struct ChainCosts {
+    task: usize,
+    n: usize,
+    /// `sum_before[r][j]`: current cost on `r` of layers `< j`.
+    sum_before: Vec<Vec<i64>>,
+    /// `max_before[r][j]` / `max_after[r][j]`: longest current layer on `r` among layers `< j` / `> j`.
+    max_before: Vec<Vec<Time>>,
+    max_after: Vec<Vec<Time>>,
+    /// Current longest layer per resource.
+    longest: Vec<Time>,
+    /// `int8_before[j]`: accuracy cost of making layers `< j` int8 (zero where already int8).
+    int8_before: Vec<f64>,
+}
+
+impl ChainCosts {
+    fn new(ev: &Evaluator, task: usize) -> Self {
+        let planned = &ev.plan.tasks[task].layers;
+        let dnn = &ev.system.tasks[task].dnn;
+        let (n, resources) = (planned.len(), ev.plan.resources);
+        let mut sum_before = vec![vec![0i64; n + 1]; resources];
+        let mut max_before = vec![vec![0; n + 1]; resources];
+        let mut max_after = vec![vec![0; n + 1]; resources];
+        let mut int8_before = vec![0.0; n + 1];
+        for (j, layer) in planned.iter().enumerate() {
+            for r in 0..resources {
+                let here = if layer.resource == r { layer.wcet } else { 0 };
+                sum_before[r][j + 1] = sum_before[r][j] + here as i64;
+                max_before[r][j + 1] = max_before[r][j].max(here);
+            }
+            let added = if layer.mode.is_int8() { 0.0 } else { dnn.layers[j].int8_accuracy_cost.max(0.0) };
+            int8_before[j + 1] = int8_before[j] + added;
+        }
+        for j in (0..n).rev() {
+            for (r, after) in max_after.iter_mut().enumerate() {
+                let next = if j + 1 < n && planned[j + 1].resource == r { planned[j + 1].wcet } else { 0 };
+                after[j] = after[j + 1].max(next);
+            }
+        }
+        let longest = (0..resources).map(|r| max_before[r][n]).collect();
+        Self { task, n, sum_before, max_before, max_after, longest, int8_before }
+    }
+
+    fn int8_cost_added(&self, first: usize, last: usize) -> f64 {
+        self.int8_before[last + 1] - self.int8_before[first]
+    }
+
+    /// Calls `f(first, last, effect)` for every single-layer, prefix and suffix block that
+    /// `place` can take and that changes something.
+    fn for_each_block(
+        &self,
+        ev: &Evaluator,
+        choices: &[Vec<Placement>],
+        place: Placement,
+        mut f: impl FnMut(usize, usize, Effect),
+    ) {
+        let n = self.n;
+        let places = &ev.allocation.tasks[self.task];
+        let dnn = &ev.system.tasks[self.task].dnn;
+        let platform = &ev.system.platform;
+        let cost =
+            |j: usize, prev: Option<Placement>, at: Placement| placed_cost(platform, dnn, j, prev, at, j + 1 == n);
+        let allowed: Vec<bool> = choices.iter().map(|ps| ps.contains(&place)).collect();
+        let prev = |j: usize| j.checked_sub(1).map(|p| places[p]);
+        // Cost of layer j at `place` when its predecessor is also at `place`.
+        let inner: Vec<Time> =
+            (0..n).map(|j| if allowed[j] && j > 0 { cost(j, Some(place), place) } else { 0 }).collect();
+        let mut emit = |first: usize, last: usize, block_sum: Time, block_max: Time| {
+            if places[first..=last].iter().all(|p| *p == place) {
+                return;
+            }
+            f(first, last, self.effect(ev, first, last, place, block_sum, block_max, &cost));
+        };
+        for j in (0..n).filter(|&j| allowed[j]) {
+            let c = cost(j, prev(j), place);
+            emit(j, j, c, c);
+        }
+        if allowed[0] {
+            let first = cost(0, None, place);
+            let (mut sum, mut max) = (first, first);
+            for j in 1..n {
+                if !allowed[j] {
+                    break;
+                }
+                sum += inner[j];
+                max = max.max(inner[j]);
+                emit(0, j, sum, max);
+            }
+        }
+        let (mut tail_sum, mut tail_max) = (0, 0);
+        for j in (1..n).rev() {
+            if !allowed[j] {
+                break;
+            }
+            let first = cost(j, prev(j), place);
+            if j < n - 1 {
+                emit(j, n - 1, first + tail_sum, first.max(tail_max));
+            }
+            tail_sum += inner[j];
+            tail_max = tail_max.max(inner[j]);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn effect(
+        &self,
+        ev: &Evaluator,
+        first: usize,
+        last: usize,
+        place: Placement,
+        block_sum: Time,
+        block_max: Time,
+        cost: &impl Fn(usize, Option<Placement>, Placement) -> Time,
+    ) -> Effect {
+        let places = &ev.allocation.tasks[self.task];
+        let resources = self.sum_before.len();
+        let end = (last + 1).min(self.n - 1); // last re-costed layer (the follower, if any)
+        let mut delta: Vec<i64> =
+            (0..resources).map(|r| -(self.sum_before[r][end + 1] - self.sum_before[r][first])).collect();
+        delta[place.resource] += block_sum as i64;
+        let mut longest: Vec<Time> =
+            (0..resources).map(|r| self.max_before[r][first].max(self.max_after[r][end])).collect();
+        longest[place.resource] = longest[place.resource].max(block_max);
+        if last + 1 < self.n {
+            let follower = cost(last + 1, Some(place), places[last + 1]);
+            let r = places[last + 1].resource;
+            delta[r] += follower as i64;
+            longest[r] = longest[r].max(follower);
+        }
+        Effect { delta, longest }
+    }
 }
 
 /// Phase 2: int8 layers back to fp32 while the set stays schedulable, costliest first.

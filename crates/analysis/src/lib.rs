@@ -73,6 +73,38 @@ impl Analysis {
     }
 }
 
+/// How far a task set is from schedulable, lexicographically: unschedulable tasks, then the
+/// total overshoot `sum of max(0, bound / deadline - 1)` (estimates for unschedulable tasks).
+/// Both parts only grow as tasks are added, which lets a search abandon an analysis early.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+pub struct Score {
+    pub unschedulable: usize,
+    pub overshoot: f64,
+}
+
+impl Score {
+    pub const ZERO: Score = Score { unschedulable: 0, overshoot: 0.0 };
+
+    /// Strictly better, ignoring floating-point noise in the overshoot.
+    pub fn better_than(&self, other: &Score) -> bool {
+        self.unschedulable < other.unschedulable
+            || (self.unschedulable == other.unschedulable && self.overshoot < other.overshoot - 1e-12)
+    }
+
+    fn add(&mut self, task: &TaskBound) {
+        self.unschedulable += usize::from(!task.schedulable());
+        self.overshoot += (task.normalized() - 1.0).max(0.0);
+    }
+}
+
+impl Analysis {
+    pub fn score(&self) -> Score {
+        let mut s = Score::ZERO;
+        self.tasks.iter().for_each(|t| s.add(t));
+        s
+    }
+}
+
 /// Analyzes a plan. Cost: O(n^2 * resources * iterations) after an O(layers) summary.
 pub fn analyze(plan: &ExecutionPlan) -> Analysis {
     let summaries = summarize(plan);
@@ -84,7 +116,7 @@ pub fn analyze(plan: &ExecutionPlan) -> Analysis {
 pub fn analyze_summaries(plan: &ExecutionPlan, summaries: &[TaskSummary]) -> Analysis {
     let order = priority_order(plan);
     let blocking = summary::blocking_per_resource(plan, |i| &summaries[i].longest_layer, &order);
-    analyze_core(plan, summaries, &order, &blocking, |_, _| None)
+    analyze_core(plan, summaries, &order, &blocking, |_, _| None, None).expect("no cutoff")
 }
 
 /// The analysis after only task `changed` changed (its summary was `before`, `previous` the
@@ -97,6 +129,19 @@ pub fn analyze_after_change(
     before: &TaskSummary,
     previous: &Analysis,
 ) -> Analysis {
+    analyze_after_change_if_better(plan, summaries, changed, before, previous, None).expect("no cutoff")
+}
+
+/// [`analyze_after_change`], abandoned (`None`) as soon as the result provably cannot score
+/// strictly better than `cutoff`.
+pub fn analyze_after_change_if_better(
+    plan: &ExecutionPlan,
+    summaries: &[TaskSummary],
+    changed: usize,
+    before: &TaskSummary,
+    previous: &Analysis,
+    cutoff: Option<Score>,
+) -> Option<Analysis> {
     let order = priority_order(plan);
     let blocking = summary::blocking_per_resource(plan, |i| &summaries[i].longest_layer, &order);
     let old_blocking = summary::blocking_per_resource(
@@ -105,9 +150,17 @@ pub fn analyze_after_change(
         &order,
     );
     let changed_priority = plan.tasks[changed].priority;
-    analyze_core(plan, summaries, &order, &blocking, |rank, i| {
-        (plan.tasks[i].priority < changed_priority && blocking[rank] == old_blocking[rank]).then(|| previous.tasks[i])
-    })
+    analyze_core(
+        plan,
+        summaries,
+        &order,
+        &blocking,
+        |rank, i| {
+            (plan.tasks[i].priority < changed_priority && blocking[rank] == old_blocking[rank])
+                .then(|| previous.tasks[i])
+        },
+        cutoff,
+    )
 }
 
 fn priority_order(plan: &ExecutionPlan) -> Vec<usize> {
@@ -122,8 +175,17 @@ fn analyze_core(
     order: &[usize],
     blocking: &[Vec<Time>],
     reuse: impl Fn(usize, usize) -> Option<TaskBound>,
-) -> Analysis {
+    cutoff: Option<Score>,
+) -> Option<Analysis> {
     let n = plan.tasks.len();
+    let mut score = Score::ZERO;
+    // Partial scores only grow: once one cannot beat the cutoff, the full one cannot either.
+    let hopeless = |s: &Score| {
+        cutoff.is_some_and(|c| {
+            s.unschedulable > c.unschedulable
+                || (s.unschedulable == c.unschedulable && s.overshoot >= c.overshoot - 1e-12)
+        })
+    };
 
     let mut results: Vec<Option<TaskBound>> = vec![None; n];
     // Higher-priority tasks analyzed so far: (index, response used for jitter).
@@ -135,6 +197,10 @@ fn analyze_core(
             all_higher_schedulable &= known.bound.is_some();
             higher.push((i, known.bound.unwrap_or(task.deadline)));
             results[i] = Some(known);
+            score.add(&known);
+            if hopeless(&score) {
+                return None;
+            }
             continue;
         }
         let s = &summaries[i];
@@ -185,11 +251,16 @@ fn analyze_core(
         let estimate = job.unwrap_or_else(|e| e).min(segment.unwrap_or_else(|e| e));
         let bound = best;
         all_higher_schedulable &= bound.is_some();
-        results[i] = Some(TaskBound { bound, job_level, segment_level, estimate, deadline: task.deadline });
+        let result = TaskBound { bound, job_level, segment_level, estimate, deadline: task.deadline };
+        results[i] = Some(result);
+        score.add(&result);
+        if hopeless(&score) {
+            return None;
+        }
         // Jitter for lower-priority tasks: the bound, or the deadline as a stand-in for guidance.
         higher.push((i, bound.unwrap_or(task.deadline)));
     }
-    Analysis { tasks: results.into_iter().map(|r| r.expect("every task analyzed")).collect() }
+    Some(Analysis { tasks: results.into_iter().map(|r| r.expect("every task analyzed")).collect() })
 }
 
 /// Least fixed point of `w = base + f(w)` (f non-decreasing), plus `last`; `Err(value)` once

@@ -65,13 +65,26 @@ pub fn layer_cost(platform: &Platform, dnn: &DnnProfile, places: &[Placement], j
 /// [`layer_cost`] over a prefix of the chain (`places` may be shorter than the DNN), with the
 /// output charges applied only if `is_last`. Exact searches cost partial allocations with it.
 pub fn layer_cost_with(platform: &Platform, dnn: &DnnProfile, places: &[Placement], j: usize, is_last: bool) -> Time {
+    let previous = j.checked_sub(1).map(|p| places[p]);
+    placed_cost(platform, dnn, j, previous, places[j], is_last)
+}
+
+/// The cost of layer `j` at `place` when its predecessor sits at `previous` (`None`: the
+/// input comes from the host): the rule in the module documentation.
+pub fn placed_cost(
+    platform: &Platform,
+    dnn: &DnnProfile,
+    j: usize,
+    previous: Option<Placement>,
+    place: Placement,
+    is_last: bool,
+) -> Time {
     let layer = &dnn.layers[j];
-    let place = places[j];
     let here = memory(platform, place.resource);
     let mut cost =
         layer.wcet(place.mode).expect("validated allocation") + platform.resources[place.resource].dispatch_overhead;
-    let (from, from_int8) = match j.checked_sub(1) {
-        Some(prev) => (memory(platform, places[prev].resource), places[prev].mode.is_int8()),
+    let (from, from_int8) = match previous {
+        Some(prev) => (memory(platform, prev.resource), prev.mode.is_int8()),
         None => (Memory::Host, false),
     };
     if from != here {
