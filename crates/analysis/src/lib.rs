@@ -215,22 +215,25 @@ fn analyze_core(
                         return 0;
                     }
                     let jitter = rk.saturating_sub(c);
-                    (w + jitter).div_ceil(plan.tasks[k].period) * c
+                    // Saturating: absurd inputs (a 10-day layer every nanosecond) must not wrap.
+                    w.saturating_add(jitter).div_ceil(plan.tasks[k].period).saturating_mul(c)
                 })
-                .sum()
+                .fold(0, Time::saturating_add)
         };
 
         // Job-level: w = sum of all but the last layer + blocking per arrival + interference.
         let job_base: Time =
             s.total - s.last + s.visited.iter().map(|&(r, arrivals)| arrivals as Time * block[r]).sum::<Time>();
-        let job = fixed_point(job_base, s.last, limit, |w| s.visited.iter().map(|&(r, _)| interference(w, r)).sum());
+        let job = fixed_point(job_base, s.last, limit, |w| {
+            s.visited.iter().map(|&(r, _)| interference(w, r)).fold(0, Time::saturating_add)
+        });
 
         // Segment-level: each run on one resource separately, summed.
         let mut seg_total: Time = 0;
         let mut seg_ok = true;
         for seg in &s.segments {
             let budget = limit.saturating_sub(seg_total);
-            match fixed_point(block[seg.resource] + seg.before_last, seg.last, budget, |w| {
+            match fixed_point(block[seg.resource].saturating_add(seg.before_last), seg.last, budget, |w| {
                 interference(w, seg.resource)
             }) {
                 Ok(r) => seg_total += r,
@@ -268,12 +271,12 @@ fn analyze_core(
 fn fixed_point(base: Time, last: Time, limit: Time, f: impl Fn(Time) -> Time) -> Result<Time, Time> {
     let mut w = base;
     loop {
-        if w + last > limit {
-            return Err(w + last);
+        if w.saturating_add(last) > limit {
+            return Err(w.saturating_add(last));
         }
-        let next = base + f(w);
+        let next = base.saturating_add(f(w));
         if next == w {
-            return Ok(w + last);
+            return Ok(w.saturating_add(last));
         }
         w = next;
     }

@@ -120,7 +120,7 @@ impl Platform {
                     "give every resource a distinct name",
                 ));
             }
-            if !r.dispatch_overhead_us.is_finite() || r.dispatch_overhead_us < 0.0 {
+            if !crate::time::in_range(r.dispatch_overhead_us, 1e3) {
                 return Err(err(
                     i,
                     "dispatch_overhead_us",

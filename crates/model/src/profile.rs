@@ -214,13 +214,13 @@ struct OutputFile {
 }
 
 fn check_time(origin: &Path, field: impl Into<String>, us: f64) -> Result<Time, FormatError> {
-    if us.is_finite() && us >= 0.0 {
+    if crate::time::in_range(us, 1e3) {
         Ok(us_to_time(us))
     } else {
         Err(FormatError::new(
             origin,
             field,
-            format!("{us} is not a non-negative time"),
+            format!("{us} is not a time between 0 and {} us", crate::time::MAX_TIME / 1_000),
             "use a finite time in microseconds >= 0",
         ))
     }

@@ -165,10 +165,14 @@ impl TaskSet {
                 ));
             }
             let positive = |f: &str, v: f64| -> Result<Time, FormatError> {
-                if v.is_finite() && v > 0.0 {
+                if crate::time::in_range(v, 1e6) && v > 0.0 {
                     Ok(ms_to_time(v))
                 } else {
-                    Err(err(f, format!("{v} is not a positive time"), "use a time in milliseconds > 0"))
+                    Err(err(
+                        f,
+                        format!("{v} is not a positive time of at most 13 days"),
+                        "use a time in milliseconds > 0",
+                    ))
                 }
             };
             let period = positive("period_ms", t.period_ms)?;
@@ -184,7 +188,7 @@ impl TaskSet {
                 ));
             }
             let offset = match t.offset_ms {
-                Some(o) if o.is_finite() && o >= 0.0 => ms_to_time(o),
+                Some(o) if crate::time::in_range(o, 1e6) => ms_to_time(o),
                 Some(o) => {
                     return Err(err(
                         "offset_ms",

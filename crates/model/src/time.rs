@@ -7,6 +7,16 @@
 /// Nanoseconds.
 pub type Time = u64;
 
+/// Largest time a file may give (2^50 ns, about 13 days): sums over thousands of layers and
+/// the analysis's products then stay far from `u64` overflow.
+pub const MAX_TIME: Time = 1 << 50;
+
+/// Whether a time read from a file (in `unit_ns` nanoseconds) is finite, non-negative and at
+/// most [`MAX_TIME`].
+pub fn in_range(value: f64, unit_ns: f64) -> bool {
+    value.is_finite() && value >= 0.0 && value * unit_ns <= MAX_TIME as f64
+}
+
 /// Microseconds (as written in profiles) to [`Time`], rounded up.
 pub fn us_to_time(us: f64) -> Time {
     (us * 1_000.0).ceil() as Time
