@@ -4,6 +4,21 @@
 //! but some task is not schedulable, 2 = bad input or any other failure (clap's own usage
 //! errors also exit 2).
 
+/// `print!`/`println!` to stdout that return the I/O error instead of panicking, so that
+/// `lalarand ... | head` ends quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod cmd;
 mod files;
 mod input;
@@ -84,6 +99,11 @@ fn main() -> ExitCode {
     match result {
         Ok(Verdict::Done) => ExitCode::SUCCESS,
         Ok(Verdict::Unschedulable) => ExitCode::from(1),
+        // The reader went away (`| head`): what it did not read no longer matters. 141 is what
+        // a shell reports for a process killed by SIGPIPE.
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) => {
+            ExitCode::from(141)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

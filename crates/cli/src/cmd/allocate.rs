@@ -65,15 +65,15 @@ pub fn run(args: Args) -> Result<Verdict> {
             report: &report,
         })?;
     } else {
-        println!(
+        outln!(
             "policy {} (accuracy budget {} pp): {} analyses{}",
             args.policy,
             args.budget,
             outcome.evaluations,
             if outcome.complete { "" } else { ", search stopped at its node limit" }
-        );
-        print!("{}", report.render());
-        println!("wrote {}", args.out.display());
+        )?;
+        out!("{}", report.render())?;
+        outln!("wrote {}", args.out.display())?;
     }
     Ok(Verdict::of(report.schedulable))
 }

@@ -35,7 +35,7 @@ pub fn run(args: Args) -> Result<Verdict> {
     if args.json {
         print_json(&report)?;
     } else {
-        print!("{}", report.render());
+        out!("{}", report.render())?;
     }
     Ok(Verdict::of(report.schedulable))
 }

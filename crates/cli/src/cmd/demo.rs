@@ -109,8 +109,7 @@ pub fn run(args: Args) -> Result<Verdict> {
     let spinner = ProgressBar::new_spinner().with_message("simulating the lalarand allocation");
     spinner.enable_steady_tick(std::time::Duration::from_millis(100));
     let gantt = args.out.join("gantt.svg");
-    let config = SimConfig { record_jobs: false, ..SimConfig::default() };
-    let simulation = run_simulation(&system, &plan, &config, Some(&gantt))?;
+    let simulation = run_simulation(&system, &plan, &SimConfig::default(), Some(&gantt))?;
     spinner.finish_and_clear();
     files.push(gantt);
 
@@ -118,18 +117,18 @@ pub fn run(args: Args) -> Result<Verdict> {
         print_json(&DemoJson { policies: rows, lalarand: report, simulation, files })?;
         return Ok(Verdict::Done);
     }
-    println!(
+    outln!(
         "demo: {} DNN tasks on {} resources; every policy, accuracy budget {} pp\n",
         system.tasks.len(),
         system.platform.resources.len(),
         options.accuracy_budget
-    );
-    println!("{}\n", policy_table(&rows, system.tasks.len()));
-    println!("the lalarand allocation, task by task:\n{}", report.render());
-    println!("simulated at worst-case execution times, next to the bounds:\n{}", simulation.render());
-    println!("files (analyze them with `lalarand analyze`, see docs/formats.md):");
+    )?;
+    outln!("{}\n", policy_table(&rows, system.tasks.len()))?;
+    outln!("the lalarand allocation, task by task:\n{}", report.render())?;
+    outln!("simulated at worst-case execution times, next to the bounds:\n{}", simulation.render())?;
+    outln!("files (analyze them with `lalarand analyze`, see docs/formats.md):")?;
     for f in &files {
-        println!("  {}", f.display());
+        outln!("  {}", f.display())?;
     }
     Ok(Verdict::Done)
 }

@@ -49,7 +49,7 @@ pub fn run(args: Args) -> Result<Verdict> {
         print_json(&serde_json::json!({ "files": written }))?;
     } else {
         for p in &written {
-            println!("wrote {}", p.display());
+            outln!("wrote {}", p.display())?;
         }
     }
     Ok(Verdict::Done)

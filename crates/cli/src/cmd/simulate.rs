@@ -199,15 +199,15 @@ pub fn run(args: Args) -> Result<Verdict> {
         horizon: args.horizon_ms.map_or(Horizon::Auto, |h| Horizon::Until(ms_to_time(h))),
         execution: args.exec,
         seed: args.seed,
-        // Only the per-task statistics are reported; the trace only feeds the chart.
-        record_jobs: false,
+        // The table needs only per-task statistics; jobs and trace feed the chart.
+        record_jobs: args.gantt.is_some(),
         record_trace: args.gantt.is_some(),
     };
     let sim = run_simulation(&system, &plan, &config, args.gantt.as_deref())?;
     if args.json {
         print_json(&sim)?;
     } else {
-        print!("{}", sim.render());
+        out!("{}", sim.render())?;
     }
     Ok(if sim.clean() { Verdict::Done } else { Verdict::Unschedulable })
 }

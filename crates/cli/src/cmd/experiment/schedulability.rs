@@ -75,10 +75,10 @@ pub fn run(args: Args) -> Result<Verdict> {
     if args.json {
         print_json(&serde_json::from_str::<serde_json::Value>(&result.to_json())?)?;
     } else {
-        print!("{}", result.summary());
-        println!("\nwall time {:.1} s; wrote:", result.wall_seconds);
+        out!("{}", result.summary())?;
+        outln!("\nwall time {:.1} s; wrote:", result.wall_seconds)?;
         for p in &written {
-            println!("  {}", p.display());
+            outln!("  {}", p.display())?;
         }
     }
     Ok(Verdict::Done)

@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<Verdict> {
             wall_seconds: report.wall.as_secs_f64(),
         })?;
     } else {
-        println!("{report}");
+        outln!("{report}")?;
     }
     Ok(if report.violation_count == 0 { Verdict::Done } else { Verdict::Unschedulable })
 }
