@@ -169,10 +169,6 @@ impl Simulator {
                     self.release(plan, ev - m, now, end, job_limit, config, &mut stats, &mut sums, &mut jobs);
                 }
             }
-            // No layer starts at the end: the run covers completions up to `end` only.
-            if now == end {
-                continue;
-            }
             // Zero-cost layers at the head of idle resources' queues complete on the spot; their
             // successors are then ready at `now` and compete with everything else.
             let mut progressed = true;
@@ -200,6 +196,11 @@ impl Simulator {
                         progressed = true;
                     }
                 }
+            }
+            // No positive-cost layer starts at the end: the run covers completions up to `end`
+            // only, so a job unfinished then finishes strictly later.
+            if now == end {
+                continue;
             }
             for r in 0..m {
                 if self.running[r].is_some() {

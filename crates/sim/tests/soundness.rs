@@ -195,6 +195,14 @@ fn zero_cost_layers_pass_through_within_the_instant() {
     assert_eq!(slots(&r, 0), vec![(0, 0, 0, 0, 3), (1, 0, 1, 3, 8)]);
 }
 
+#[test]
+fn zero_cost_layers_complete_at_the_end_of_the_run() {
+    // The job's free last layer becomes ready at 30, the end: the job finishes at 30, not later.
+    let r = run(2, vec![task(0, 30, 0, &[(0, 30), (1, 0)])], Horizon::Until(30));
+    assert_eq!(r.jobs[0].finish, Some(30));
+    assert!(!r.jobs[0].missed && r.tasks[0].oldest_incomplete.is_none());
+}
+
 /// The analysis counts higher-priority arrivals in a half-open window, `ceil((w + J) / T)`,
 /// so at `w = 0` with `J = 0` it misses a job released at the very instant the layer arrives,
 /// which wins the resource. With positive costs `J >= 1` hides this. Fix (analysis): count
