@@ -5,6 +5,7 @@ use crate::input::SystemArgs;
 use crate::report::{print_json, Report};
 use crate::Verdict;
 use anyhow::{Context, Result};
+use indicatif::ProgressBar;
 use lalarand_alloc::{AllocOptions, Policy};
 use lalarand_model::ExecutionPlan;
 use serde::Serialize;
@@ -27,6 +28,10 @@ pub struct Args {
     /// Accuracy budget: largest allowed sum of int8 layers' accuracy costs, percentage points.
     #[arg(long, default_value_t = AllocOptions::default().accuracy_budget, value_parser = super::parse_budget, allow_negative_numbers = true)]
     pub budget: f64,
+    /// Search-node cap of the exact policy (`optimal`); past it the search reports itself
+    /// incomplete.
+    #[arg(long, default_value_t = AllocOptions::default().node_limit)]
+    pub node_limit: u64,
     /// Where to write the allocation TOML (replaced atomically).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -49,8 +54,13 @@ struct AllocateJson<'a> {
 
 pub fn run(args: Args) -> Result<Verdict> {
     let system = args.system.load()?;
-    let options = AllocOptions { accuracy_budget: args.budget, ..AllocOptions::default() };
-    let outcome = args.policy.allocate(&system, &options).with_context(|| format!("policy {}", args.policy))?;
+    let options = AllocOptions { accuracy_budget: args.budget, node_limit: args.node_limit, ..AllocOptions::default() };
+    // The exact search can take seconds; a spinner shows it is alive (hidden off a terminal).
+    let spinner = ProgressBar::new_spinner().with_message(format!("allocating with {}", args.policy));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    let outcome = args.policy.allocate(&system, &options).with_context(|| format!("policy {}", args.policy));
+    spinner.finish_and_clear();
+    let outcome = outcome?;
     write_atomic(&args.out, &outcome.allocation.to_toml(&system, Some(args.policy.name())))?;
     let plan = ExecutionPlan::new(&system, &outcome.allocation)
         .with_context(|| format!("policy {} produced an invalid allocation (a bug)", args.policy))?;
