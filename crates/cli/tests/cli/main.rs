@@ -3,6 +3,7 @@
 mod bad_input;
 mod commands;
 mod examples;
+mod readme;
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,7 @@ pub fn scratch_examples() -> tempfile::TempDir {
     dir
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

@@ -1,0 +1,46 @@
+//! The README's command-line tour runs as written (from a folder holding a copy of examples/).
+
+use crate::{copy_dir, examples_dir, lalarand};
+
+/// The `lalarand ...` commands of README.md's "The command line" block, continuation lines
+/// joined; redirections (`>`) are left out since they write outside the scratch folder.
+fn readme_commands() -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(examples_dir().join("../README.md")).unwrap();
+    let section = readme.split("## The command line").nth(1).expect("README has the section");
+    let block = section.split("```sh\n").nth(1).unwrap().split("```").next().unwrap();
+    let joined = block.replace("\\\n", " ");
+    joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("lalarand ") && !l.contains('>'))
+        .map(|l| l.split_whitespace().skip(1).map(String::from).collect())
+        .collect()
+}
+
+#[test]
+fn readme_tour_runs() {
+    let commands = readme_commands();
+    assert!(commands.len() >= 6, "README tour not found: {commands:?}");
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&examples_dir(), &dir.path().join("examples"));
+    for mut args in commands {
+        // Experiments at the README's sizes take seconds in a debug build; the flags are what
+        // is checked here.
+        if args[0] == "experiment" {
+            if let Some(i) = args.iter().position(|a| a == "--sets") {
+                args[i + 1] = "3".into();
+            }
+        }
+        let out = lalarand().current_dir(dir.path()).args(&args).output().unwrap();
+        let code = out.status.code();
+        // `experiment soundness` exits 1 when it finds a violation: that is the analysis', not
+        // the README's, problem (its own tests cover it).
+        let allowed: &[i32] = if args[..2] == ["experiment", "soundness"] { &[0, 1] } else { &[0] };
+        assert!(
+            code.is_some_and(|c| allowed.contains(&c)),
+            "`lalarand {}` exited {code:?}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
