@@ -154,7 +154,10 @@ fn infer_types(
 ) -> Result<HashMap<String, TensorInfo>> {
     const PROBE_BATCH: i64 = 2;
     let cuts = partition.cut_tensors();
-    let probe = encode_model(&partition::with_outputs(model, &cuts));
+    // Graph inputs are not requested back (ONNX Runtime does not return them reliably); the
+    // input value inserted below stays in the map.
+    let produced: Vec<String> = cuts.iter().filter(|c| !partition.graph_inputs.contains(c)).cloned().collect();
+    let probe = encode_model(&partition::with_outputs(model, &produced));
     let whole = format!("{} (whole model)", source.display());
     let mut runner = StageRunner::new(&whole, Mode::CpuFp32, &probe, &ExecConfig::default())?;
     let dims: Vec<usize> = input_dims.iter().map(|d| d.unwrap_or(PROBE_BATCH) as usize).collect();
@@ -196,6 +199,7 @@ pub struct Pipeline {
     cfg: ExecConfig,
     /// (De)quantizer sessions by (tensor, towards uint8).
     converters: HashMap<(String, bool), (QParams, StageRunner)>,
+    last_times: Vec<std::time::Duration>,
 }
 
 /// Tensors of a run, by representation.
@@ -250,6 +254,7 @@ impl Pipeline {
             model: staged.clone(),
             cfg: cfg.clone(),
             converters: HashMap::new(),
+            last_times: vec![std::time::Duration::ZERO; modes.len()],
         })
     }
 
@@ -293,6 +298,11 @@ impl Pipeline {
         Ok(())
     }
 
+    /// How long each stage's session ran in the last run (conversions excluded).
+    pub fn last_stage_times(&self) -> &[std::time::Duration] {
+        &self.last_times
+    }
+
     /// Parameters with which an earlier stage wrote `name` as uint8.
     fn u8_params(&self, name: &str) -> Option<QParams> {
         self.stages.iter().find_map(|s| s.outputs.get(name).copied().flatten())
@@ -309,10 +319,12 @@ impl Pipeline {
                 self.ensure(&mut held, name, *repr)?;
             }
             let st = &mut self.stages[i];
+            let started = std::time::Instant::now();
             let outs = st.runner.run_with(|n| match inputs.iter().find(|(t, _)| t == n).and_then(|(_, r)| *r) {
                 Some(_) => held.u8.get(n),
                 None => held.f32.get(n),
             })?;
+            self.last_times[i] = started.elapsed();
             for (name, v) in outs {
                 match st.outputs.get(&name).copied().flatten() {
                     Some(_) => held.u8.insert(name, v),

@@ -34,3 +34,19 @@ fn mixed_allocation_runs_and_converts_at_the_boundaries() {
     let r = evaluate(&staged, &modes, &data, 400, &Calibration::default(), &ExecConfig::default()).unwrap();
     assert!((r.fp32_top1 - r.top1).abs() <= 1.0, "{r:?}");
 }
+
+/// The input's range comes from the data itself (a runtime echo of a graph input once gave an
+/// uninitialized buffer and a scale of 1e19).
+#[test]
+fn calibration_ranges_match_the_data() {
+    use lalarand_engine::calibrate;
+    use lalarand_onnx::quantize::CalibrationMethod;
+    let staged = StagedModel::load(&testdata("mnist_resnet.onnx")).unwrap();
+    let data = Dataset::load_csv(&testdata("mnist_5k.csv.gz")).unwrap();
+    let rows: Vec<usize> = (0..50).collect();
+    let (dims, x) = data.batch(&rows, &[1, 28, 28]).unwrap();
+    let max = x.iter().copied().fold(0.0f32, f32::max);
+    let r = calibrate(&staged, &[(dims, x)], CalibrationMethod::MinMax).unwrap();
+    assert_eq!(r["input"], (0.0, max));
+    assert!(r.len() > staged.stage_count(), "every intermediate tensor is observed");
+}
