@@ -2,7 +2,9 @@
 //! as the `lalarand-profile/1` JSON the timing core reads.
 //!
 //! WCET = observed max x margin (`wcet_margin` in the file). Transitions are measured with
-//! one-node QuantizeLinear / DequantizeLinear models of the tensor's shape. A mode that fails
+//! one-node QuantizeLinear / DequantizeLinear models of the tensor's shape (with the NHWC
+//! layout change of int8 feature maps), and `copy_in`/`copy_out` (gpu stages only) as a
+//! host -> GPU -> host round trip of the stage's inputs. A mode that fails
 //! for a stage is left out with a warning. On an error or a stop request, the stages measured
 //! so far are written to `<out stem>.partial.json` and the error says so.
 
@@ -353,9 +355,15 @@ impl<'a> Profiler<'a> {
                 });
             }
             layer.transitions = self.transitions(i, &int8, &tensors, layer.modes[Mode::CpuInt8.index()].is_some())?;
+            if layer.modes[Mode::Gpu.index()].is_some() {
+                layer.transitions.copy_in = self.time_gpu_copy(&stage.inputs, &tensors)?;
+            }
             self.layers.push(layer);
         }
         bar.finish_and_clear();
+        if self.layers.last().is_some_and(|l| l.modes[Mode::Gpu.index()].is_some()) {
+            self.output.copy_out = self.time_gpu_copy(std::slice::from_ref(&staged.output_name), &tensors)?;
+        }
         self.output.dequantize_out = match int8.stages.last().and_then(|s| s.as_ref().ok()) {
             Some(q) => match q.outputs.get(&staged.output_name).copied().flatten() {
                 Some(qp) => self.time_conversion(&staged.output_name, qp, false, &tensors)?,
@@ -431,6 +439,35 @@ impl<'a> Profiler<'a> {
         let what = if to_u8 { "quantize" } else { "dequantize" };
         let mut runner = StageRunner::new(&format!("{what} {t}"), Mode::CpuFp32, &bytes, &opts.cfg)?;
         let samples = measure(opts.warmup, opts.runs, || runner.run_with(|_| Some(&input)).map(drop))?;
+        Ok(wcet(&stats(&samples), opts.margin))
+    }
+}
+
+impl Profiler<'_> {
+    /// WCET of moving `names` to the GPU and back: a CUDA session of Identity nodes, host
+    /// tensors in and out. A round trip, so an upper bound on the one-way copy it stands for.
+    fn time_gpu_copy(&self, names: &[String], tensors: &Tensors) -> Result<Time> {
+        use lalarand_onnx::builder::GraphBuilder;
+        use lalarand_onnx::proto::tensor_proto::DataType;
+        let (staged, opts) = (self.staged, self.opts);
+        let mut b = GraphBuilder::new("copy");
+        let mut inputs = Vec::new();
+        for (k, n) in names.iter().enumerate() {
+            let info =
+                staged.types.get(n).ok_or_else(|| EngineError::tensor("profiling", n, "not a stage boundary"))?;
+            let dims: Vec<i64> = info.dims.iter().map(|d| d.unwrap_or(1)).collect();
+            let (x, y) = (format!("x{k}"), format!("y{k}"));
+            b.input(&x, DataType::Float, &dims);
+            b.node("Identity", &format!("copy{k}"), &[&x], &[&y], vec![]);
+            b.output(&y, DataType::Float, &dims);
+            let v = tensors.get(n).ok_or_else(|| EngineError::tensor("profiling", n, "missing from the fp32 run"))?;
+            inputs.push((x, copy_of(v)?));
+        }
+        let bytes = lalarand_onnx::encode_model(&b.finish());
+        let mut runner = StageRunner::new("(gpu copy)", Mode::Gpu, &bytes, &opts.cfg)?;
+        let samples = measure(opts.warmup, opts.runs, || {
+            runner.run_with(|n| inputs.iter().find(|(x, _)| x == n).map(|(_, v)| v)).map(drop)
+        })?;
         Ok(wcet(&stats(&samples), opts.margin))
     }
 }

@@ -308,4 +308,48 @@ mod tests {
         a.python = "/nonexistent/python3".into();
         assert_eq!(resolve_library(Flavor::Cpu, &a).unwrap(), lib);
     }
+
+    /// A stand-in for `python3 -m pip download` that copies a fake wheel after a short delay,
+    /// so that concurrent fetches overlap.
+    fn fake_pip(dir: &Path) -> PathBuf {
+        let wheel = dir.join("onnxruntime-fake.whl");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        for name in [Flavor::library_name(), "libonnxruntime_providers_shared.so".into(), "other.py".into()] {
+            zip.start_file(format!("onnxruntime/capi/{name}"), opts).unwrap();
+            std::io::Write::write_all(&mut zip, name.as_bytes()).unwrap();
+        }
+        zip.finish().unwrap();
+        let script = dir.join("fake-python");
+        // Arguments: -m pip download ... <spec> -d <dir>; the destination is the last one.
+        let body = format!("#!/bin/sh\nsleep 0.2\nfor a; do last=$a; done\ncp {} \"$last\"/\n", wheel.display());
+        std::fs::write(&script, body).unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        script
+    }
+
+    #[test]
+    fn concurrent_fetches_agree_and_leave_one_complete_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = how(&dir.path().join("cache"));
+        a.python = fake_pip(dir.path()).into();
+        let paths: Vec<PathBuf> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4).map(|_| s.spawn(|| resolve_library(Flavor::Cpu, &a).unwrap())).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(paths.windows(2).all(|w| w[0] == w[1]), "{paths:?}");
+        assert_eq!(std::fs::read(&paths[0]).unwrap(), Flavor::library_name().as_bytes());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path().join("cache"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [Flavor::Cpu.cache_dir_name()], "staging directories are cleaned up");
+        let mut libs: Vec<String> = std::fs::read_dir(paths[0].parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        libs.sort();
+        assert_eq!(libs, [Flavor::library_name(), "libonnxruntime_providers_shared.so".to_string()]);
+    }
 }
