@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-#[path = "setup.rs"]
+#[path = "common/mod.rs"]
 mod setup;
 use setup::Setup;
 
@@ -12,7 +12,9 @@ fn resnet18(c: &mut Criterion) {
     let (dims, input, name) = (s.dims.clone(), s.input.clone(), s.input_name.clone());
     eprintln!("ResNet-18 (zoo): {} stages, 1 thread, core 0", s.stages);
     let mut g = c.benchmark_group("resnet18");
-    g.sample_size(20);
+    g.sample_size(20)
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(4));
     g.bench_function("stages_fp32", |b| b.iter(|| Setup::run_staged(&mut s.staged_fp32, &dims, &input)));
     g.bench_function("stages_int8", |b| b.iter(|| Setup::run_staged(&mut s.staged_int8, &dims, &input)));
     g.bench_function("whole_fp32", |b| b.iter(|| Setup::run_whole(&mut s.whole_fp32, &name, &dims, &input)));

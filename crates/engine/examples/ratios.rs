@@ -5,7 +5,7 @@
 //!
 //! `cargo run --release -p lalarand-engine --example ratios [rounds]`
 
-#[path = "../benches/setup.rs"]
+#[path = "../benches/common/mod.rs"]
 mod setup;
 use setup::Setup;
 use std::time::Instant;
