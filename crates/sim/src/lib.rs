@@ -29,7 +29,7 @@ pub mod gantt;
 mod record;
 
 pub use campaign::{soundness_campaign, CampaignReport, Violation};
-pub use engine::{simulate, Horizon, SimConfig, Simulator};
+pub use engine::{simulate, Horizon, SimConfig, Simulator, AUTO_MAX_PERIODS};
 pub use exec::ExecutionTimeModel;
 pub use gantt::{write_gantt, GanttLabels};
 pub use record::{JobRecord, SimResult, TaskStats, Trace, TraceSlot};
