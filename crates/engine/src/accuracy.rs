@@ -145,3 +145,17 @@ pub fn int8_costs(
         })
         .collect()
 }
+
+/// One mode per stage: `cpu-int8` for the stages named in `int8`, `cpu-fp32` for the rest.
+/// An unknown name is an error listing the model's stages.
+pub fn modes_with_int8(staged: &StagedModel, int8: &[String]) -> Result<Vec<Mode>> {
+    let names = staged.stage_names();
+    if let Some(bad) = int8.iter().find(|n| !names.contains(&n.as_str())) {
+        return Err(EngineError::Unsupported {
+            stage: bad.clone(),
+            mode: Mode::CpuInt8.to_string(),
+            problem: format!("{} has no such stage; its stages are {}", staged.source.display(), names.join(", ")),
+        });
+    }
+    Ok(names.iter().map(|n| if int8.iter().any(|i| i == n) { Mode::CpuInt8 } else { Mode::CpuFp32 }).collect())
+}

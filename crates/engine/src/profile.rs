@@ -296,8 +296,11 @@ impl<'a> Profiler<'a> {
         let tensors = reference.run_all(&dims, first.clone())?;
 
         let int8 = if modes.contains(&Mode::CpuInt8) {
+            // Calibration batches: up to 32 samples where the batch is symbolic, else the fixed batch.
+            let per_batch = staged.input_dims.first().copied().flatten().map_or(32, |b| b as usize);
             let batches: Vec<(Vec<usize>, Vec<f32>)> = inputs
-                .chunks(32)
+                .chunks(per_batch)
+                .filter(|c| staged.input_dims.first().copied().flatten().is_none() || c.len() == per_batch)
                 .map(|c| {
                     let mut d = dims.clone();
                     d[0] = c.len();

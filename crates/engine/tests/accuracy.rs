@@ -29,8 +29,11 @@ fn all_int8_is_within_half_a_point_of_fp32() {
 fn mixed_allocation_runs_and_converts_at_the_boundaries() {
     let staged = StagedModel::load(&testdata("mnist_resnet.onnx")).unwrap();
     let data = Dataset::load_csv(&testdata("mnist_5k.csv.gz")).unwrap();
-    let modes: Vec<Mode> =
-        (0..staged.stage_count()).map(|i| if i % 2 == 0 { Mode::CpuInt8 } else { Mode::CpuFp32 }).collect();
+    let int8: Vec<String> = staged.stage_names().iter().step_by(2).map(|s| s.to_string()).collect();
+    let modes = lalarand_engine::accuracy::modes_with_int8(&staged, &int8).unwrap();
+    assert_eq!(modes.iter().filter(|m| **m == Mode::CpuInt8).count(), int8.len());
+    let e = lalarand_engine::accuracy::modes_with_int8(&staged, &["conv9".to_string()]).unwrap_err().to_string();
+    assert!(e.contains("conv9") && e.contains("f.1.add"), "{e}");
     let r = evaluate(&staged, &modes, &data, 400, &Calibration::default(), &ExecConfig::default()).unwrap();
     assert!((r.fp32_top1 - r.top1).abs() <= 1.0, "{r:?}");
 }

@@ -89,3 +89,19 @@ fn wrong_calibration_shape_is_named() {
     assert!(e.contains("100 values") && e.contains("[1, 1, 28, 28]"), "{e}");
     assert!(!dir.path().join("p.partial.json").exists());
 }
+
+/// A model with a fixed batch of 1 (as torchvision exports are) calibrates one sample at a time.
+#[test]
+fn fixed_batch_model_with_several_inputs() {
+    use lalarand_onnx::zoo::{self, Architecture};
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("squeezenet1_1.onnx");
+    lalarand_onnx::save_model(&zoo::build(Architecture::SqueezeNet1_1, 3), &model).unwrap();
+    let staged = StagedModel::load(&model).unwrap();
+    assert_eq!(staged.input_dims[0], Some(1));
+    let inputs = lalarand_engine::profile::synthetic_inputs(&staged, 3);
+    let o = ProfileOptions { runs: 2, warmup: 0, ..opts() };
+    let p = profile_to_file(&model, &inputs, &o, &dir.path().join("p.json")).unwrap().profile;
+    assert_eq!(p.layers.len(), staged.stage_count());
+    assert!(p.layers.iter().all(|l| l.mode(Mode::CpuInt8).is_some() && l.mode(Mode::CpuFp32).is_some()));
+}
