@@ -257,7 +257,8 @@ fn constant_values(graph: &GraphProto, order: &[usize]) -> HashSet<String> {
 }
 
 /// A readable stage name: torch exporter node names like `/layer1/layer1.0/conv1/Conv` become
-/// the module path `layer1.0.conv1`; functional ops inside a module get the op appended
+/// the module path `layer1.0.conv1` (`/layer2/layer2.0/downsample/downsample.0/Conv` becomes
+/// `layer2.0.downsample.0`); functional ops inside a module get the op appended
 /// (`layer1.0.add`). Other names are kept, unnamed nodes are named by op and position.
 fn stage_name(node: &NodeProto, index: usize) -> String {
     let op = node.op_type();
@@ -266,14 +267,16 @@ fn stage_name(node: &NodeProto, index: usize) -> String {
         matches!(op, "Add" | "Sub" | "Mul" | "Div" | "Concat" | "Flatten" | "Reshape" | "Transpose" | "Split");
     if raw.starts_with('/') {
         let parts: Vec<&str> = raw.split('/').filter(|p| !p.is_empty()).collect();
-        let mut module = String::new();
+        // Each scope is either a child's local name (`downsample`) or its parent's scope plus
+        // the child (`downsample.0` inside `downsample`): keep only what is new.
+        let mut module: Vec<&str> = Vec::new();
+        let mut prev = "";
         for p in &parts[..parts.len().saturating_sub(1)] {
-            module = if module.is_empty() || p.starts_with(&format!("{module}.")) {
-                p.to_string()
-            } else {
-                format!("{module}.{p}")
-            };
+            let new = p.strip_prefix(prev).and_then(|r| r.strip_prefix('.')).filter(|_| !prev.is_empty()).unwrap_or(p);
+            module.push(new);
+            prev = p;
         }
+        let module = module.join(".");
         return match (module.is_empty(), functional) {
             (true, _) => op.to_lowercase(),
             (false, true) => format!("{module}.{}", op.to_lowercase()),
@@ -493,6 +496,16 @@ mod tests {
         broken.graph.as_mut().unwrap().node[0].input[0] = "nowhere".into();
         let err = partition(&broken).unwrap_err().to_string();
         assert!(err.contains("nowhere") && err.contains("/conv1/Conv"), "{err}");
+    }
+
+    #[test]
+    fn torch_scopes_become_module_paths() {
+        let n = |name: &str, op: &str| stage_name(&crate::builder::node(op, name, &[], &[], vec![]), 0);
+        assert_eq!(n("/layer2/layer2.0/downsample/downsample.0/Conv", "Conv"), "layer2.0.downsample.0");
+        assert_eq!(n("/features/features.1/conv/conv.0/conv.0.0/Conv", "Conv"), "features.1.conv.0.0");
+        assert_eq!(n("/layer1/layer1.0/Add", "Add"), "layer1.0.add");
+        assert_eq!(n("/Flatten", "Flatten"), "flatten");
+        assert_eq!(n("conv_7", "Conv"), "conv_7");
     }
 
     #[test]
