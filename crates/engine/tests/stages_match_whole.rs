@@ -109,3 +109,24 @@ fn shared_models_when_present() {
         eprintln!("{}: {n} stages match the whole model", f.display());
     }
 }
+
+/// Two intra-op threads pinned to two cores compute the same as one.
+#[test]
+fn two_threads_on_two_cores_agree_with_one() {
+    let m =
+        StagedModel::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/mnist_resnet.onnx").as_path()).unwrap();
+    let dims = m.input_shape(4);
+    let input = pseudo_random(dims.iter().product(), 3);
+    let modes = vec![Mode::CpuFp32; m.stage_count()];
+    let one = Pipeline::new(&m, &modes, None, &ExecConfig::default()).unwrap().run(&dims, input.clone()).unwrap();
+    let cores: Vec<usize> = (0..2).filter(|c| core_ids().contains(c)).collect();
+    let cfg = ExecConfig { threads: 2, cores, gpu_device: 0 };
+    let two = Pipeline::new(&m, &modes, None, &cfg).unwrap().run(&dims, input).unwrap();
+    assert_eq!(one.0, two.0);
+    let (diff, scale) = max_abs_diff(&one.1, &two.1);
+    assert!(diff <= 1e-4 * scale, "{diff} vs {scale}");
+}
+
+fn core_ids() -> Vec<usize> {
+    (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+}
