@@ -155,6 +155,17 @@ pub fn synthetic_inputs(staged: &StagedModel, count: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Loads the GPU runtime when gpu mode is asked for; why it cannot run, if it cannot.
+fn gpu_runtime(opts: &ProfileOptions) -> Option<String> {
+    if !opts.modes.contains(&Mode::Gpu) {
+        return None;
+    }
+    if !gpu_present() {
+        return Some("no NVIDIA GPU visible".into());
+    }
+    crate::runtime::environment(crate::runtime::Flavor::Gpu).err().map(|e| e.to_string())
+}
+
 /// What a profile run produced.
 #[derive(Debug, Clone)]
 pub struct ProfileOutcome {
@@ -178,9 +189,16 @@ pub fn profile_to_file(
     opts: &ProfileOptions,
     out: &Path,
 ) -> Result<ProfileOutcome> {
+    // The GPU runtime (which also runs the CPU modes) must be the first one this process loads.
+    let gpu_problem = gpu_runtime(opts);
     let staged = StagedModel::load(model_path)?;
     let sha = sha256_file(model_path)?;
     let mut p = Profiler::new(&staged, opts, sha);
+    if let Some(why) = gpu_problem {
+        tracing::warn!("gpu mode left out of the profile: {why}");
+        p.skipped.push(format!("all stages: gpu: {why}"));
+        p.no_gpu = true;
+    }
     match p.run(inputs) {
         Ok(()) => {
             let profile = p.profile(None);
@@ -214,11 +232,21 @@ struct Profiler<'a> {
     layers: Vec<LayerProfile>,
     output: OutputTransitions,
     skipped: Vec<String>,
+    /// gpu was asked for but cannot run (see `skipped`).
+    no_gpu: bool,
 }
 
 impl<'a> Profiler<'a> {
     fn new(staged: &'a StagedModel, opts: &'a ProfileOptions, sha: String) -> Self {
-        Self { staged, opts, sha, layers: Vec::new(), output: OutputTransitions::default(), skipped: Vec::new() }
+        Self {
+            staged,
+            opts,
+            sha,
+            layers: Vec::new(),
+            output: OutputTransitions::default(),
+            skipped: Vec::new(),
+            no_gpu: false,
+        }
     }
 
     fn profile(&self, partial: Option<&str>) -> DnnProfile {
@@ -284,9 +312,7 @@ impl<'a> Profiler<'a> {
         let cfg = &opts.cfg;
 
         let mut modes = opts.modes.clone();
-        if modes.contains(&Mode::Gpu) && !gpu_present() {
-            tracing::warn!("no NVIDIA GPU visible: gpu mode left out of the profile");
-            self.skipped.push("all stages: gpu: no NVIDIA GPU visible".into());
+        if self.no_gpu {
             modes.retain(|m| *m != Mode::Gpu);
         }
 
