@@ -13,7 +13,7 @@
 //!
 //! Higher-priority work on a resource is bounded with the carry-in workload of a task whose
 //! every job executes `C_k^r` on that resource somewhere inside `[release, release + R_k]`:
-//! `ceil((w + R_k - C_k^r) / T_k) * C_k^r` in any window of length `w` (jitter `R_k - C_k^r`;
+//! `(floor((w + R_k - C_k^r) / T_k) + 1) * C_k^r` in any closed window of length `w` (jitter `R_k - C_k^r`;
 //! the sound way to model dynamic self-suspension, Chen et al. 2019). A task is deemed
 //! schedulable only if its bound is at most its deadline and every higher-priority task is
 //! schedulable (otherwise no `R_k` is known); deadlines are constrained (`D <= T`), so a job
@@ -205,7 +205,9 @@ fn analyze_core(
         }
         let s = &summaries[i];
         let block = &blocking[rank];
-        let limit = task.deadline;
+        // A bound beyond the period would let jobs of one task overlap, which the analysis
+        // does not model; task sets guarantee D <= T, hand-built plans may not.
+        let limit = task.deadline.min(task.period);
         let interference = |w: Time, r: usize| -> Time {
             higher
                 .iter()
@@ -215,8 +217,10 @@ fn analyze_core(
                         return 0;
                     }
                     let jitter = rk.saturating_sub(c);
-                    // Saturating: absurd inputs (a 10-day layer every nanosecond) must not wrap.
-                    w.saturating_add(jitter).div_ceil(plan.tasks[k].period).saturating_mul(c)
+                    // Releases in the *closed* window [t - J, t + w] count: a higher-priority
+                    // layer ready at the very instant the waiting layer could start wins the
+                    // resource. Saturating: absurd inputs must not wrap.
+                    (w.saturating_add(jitter) / plan.tasks[k].period + 1).saturating_mul(c)
                 })
                 .fold(0, Time::saturating_add)
         };
