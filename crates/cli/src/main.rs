@@ -57,7 +57,8 @@ enum Command {
 pub enum Verdict {
     /// Finished; nothing to prove (or everything proven).
     Done,
-    /// The analysis could not prove every deadline.
+    /// Exit 1: a deadline not proven (analyze, allocate), missed in simulation, or a proven
+    /// bound exceeded (simulate, soundness campaign).
     Unschedulable,
 }
 
