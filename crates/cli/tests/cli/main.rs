@@ -2,8 +2,8 @@
 
 mod bad_input;
 mod commands;
+mod docs;
 mod examples;
-mod readme;
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};

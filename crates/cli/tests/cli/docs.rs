@@ -1,6 +1,7 @@
-//! The README's command-line tour runs as written (from a folder holding a copy of examples/).
+//! The documentation stays true: the README's command-line tour runs as written, and the
+//! sample output in docs/formats.md is what the command it names prints.
 
-use crate::{copy_dir, examples_dir, lalarand};
+use crate::{copy_dir, examples_dir, lalarand, stdout_json};
 
 /// The `lalarand ...` commands of README.md's "The command line" block, continuation lines
 /// joined; redirections (`>`) are left out since they write outside the scratch folder.
@@ -42,5 +43,28 @@ fn readme_tour_runs() {
             args.join(" "),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+#[test]
+fn formats_md_analyze_sample_matches_the_real_output() {
+    let doc = std::fs::read_to_string(examples_dir().join("../docs/formats.md")).unwrap();
+    let section = doc.split("### `lalarand analyze --json`").nth(1).unwrap();
+    let sample: serde_json::Value =
+        serde_json::from_str(section.split("```json\n").nth(1).unwrap().split("```").next().unwrap()).unwrap();
+    let out = lalarand()
+        .current_dir(examples_dir())
+        .args(["analyze", "--json", "--tasks", "taskset-light.toml", "--allocation", "allocation-light.toml"])
+        .output()
+        .unwrap();
+    let real = stdout_json(&out);
+    // The sample is abridged: every value it shows must be the real one.
+    for key in ["schedulable", "accuracy_cost_pp", "int8_layers"] {
+        assert_eq!(sample[key], real[key], "{key}");
+    }
+    assert_eq!(sample["resources"][0], real["resources"][0]);
+    for task in sample["tasks"].as_array().unwrap() {
+        let found = real["tasks"].as_array().unwrap().iter().find(|t| t["name"] == task["name"]).unwrap();
+        assert_eq!(task, found, "docs/formats.md's sample for {} is stale", task["name"]);
     }
 }
