@@ -261,3 +261,21 @@ fn experiment_soundness_exit_code_follows_violations() {
     let violations = json["violation_count"].as_u64().unwrap();
     assert_eq!(run.status.code(), Some(if violations == 0 { 0 } else { 1 }));
 }
+
+#[test]
+fn verbose_logs_go_to_stderr_and_keep_json_clean() {
+    let run = lalarand()
+        .current_dir(examples_dir())
+        .args(["-v", "analyze", "--json", "--tasks", "taskset-light.toml", "--allocation", "allocation-light.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("loaded taskset-light.toml"));
+    assert_eq!(stdout_json(&run)["schedulable"], true);
+    // Without -v, warnings only: nothing on stderr.
+    lalarand()
+        .current_dir(examples_dir())
+        .args(["analyze", "--tasks", "taskset-light.toml", "--allocation", "allocation-light.toml"])
+        .assert()
+        .stderr(predicate::str::is_empty());
+}
