@@ -1,0 +1,125 @@
+//! What a stage does: the [`StageExecutor`] trait, and [`BusyWait`], which spins for a given
+//! time so that runs can be checked against the simulator and the analysis.
+
+use lalarand_model::{ExecutionPlan, Platform, Time};
+
+/// A stage's failure: it fails its job, which is reported with task and stage; other jobs and
+/// tasks go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[error("{0}")]
+pub struct StageError(pub String);
+
+/// Runs the stages of jobs. One executor serves every worker thread at once (`Sync`); the
+/// per-job state (`Job`, e.g. the tensors in flight) moves between workers with the job,
+/// without copies.
+pub trait StageExecutor: Sync {
+    type Job: Send;
+
+    /// State of a new job of `task` (its input), made on the release thread.
+    fn start_job(&self, task: usize, job: u64) -> Self::Job;
+
+    /// Runs stage `stage` of `task` on the calling worker (already pinned to the stage's
+    /// resource).
+    fn run_stage(&self, task: usize, stage: usize, job_index: u64, job: &mut Self::Job) -> Result<(), StageError>;
+}
+
+/// How long a [`BusyWait`] stage spins.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum BusyTime {
+    /// The stage's planned cost (less the dispatch overhead the runtime itself spends).
+    #[default]
+    Wcet,
+    /// Uniform in `[min_fraction, 1] * wcet`, drawn from `(seed, task, job, stage)` so runs
+    /// replay.
+    Uniform { min_fraction: f64, seed: u64 },
+}
+
+/// Stages that busy-wait: a stand-in for inference with known execution times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusyWait {
+    /// `[task][stage]`, nanoseconds.
+    wcet: Vec<Vec<Time>>,
+    time: BusyTime,
+}
+
+impl BusyWait {
+    /// Spins for each stage's cost in `plan` minus its resource's `dispatch_overhead`, which
+    /// the plan charges for the runtime's own work.
+    pub fn from_plan(plan: &ExecutionPlan, platform: &Platform, time: BusyTime) -> Self {
+        let wcet = plan
+            .tasks
+            .iter()
+            .map(|t| {
+                t.layers
+                    .iter()
+                    .map(|l| l.wcet.saturating_sub(platform.resources[l.resource].dispatch_overhead))
+                    .collect()
+            })
+            .collect();
+        Self { wcet, time }
+    }
+
+    /// Explicit times, `[task][stage]` in nanoseconds.
+    pub fn new(wcet: Vec<Vec<Time>>, time: BusyTime) -> Self {
+        Self { wcet, time }
+    }
+
+    /// The time stage `stage` of job `job` of `task` spins.
+    pub fn duration(&self, task: usize, stage: usize, job: u64) -> Time {
+        let w = self.wcet.get(task).and_then(|t| t.get(stage)).copied().unwrap_or(0);
+        match self.time {
+            BusyTime::Wcet => w,
+            BusyTime::Uniform { min_fraction, seed } => {
+                let low = ((min_fraction.clamp(0.0, 1.0) * w as f64).ceil() as Time).min(w);
+                let h = splitmix(seed ^ splitmix(task as u64 ^ splitmix(job ^ splitmix(stage as u64))));
+                low + h % (w - low + 1)
+            }
+        }
+    }
+}
+
+/// SplitMix64: a stateless, well-mixed hash, so draws need no shared generator.
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+impl StageExecutor for BusyWait {
+    type Job = ();
+
+    fn start_job(&self, _task: usize, _job: u64) {}
+
+    fn run_stage(&self, task: usize, stage: usize, job_index: u64, _job: &mut ()) -> Result<(), StageError> {
+        let end = crate::os::monotonic_ns() + self.duration(task, stage, job_index);
+        while crate::os::monotonic_ns() < end {
+            std::hint::spin_loop();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniform_draws_stay_within_bounds_and_replay() {
+        let b = BusyWait::new(vec![vec![1_000, 0]], BusyTime::Uniform { min_fraction: 0.5, seed: 7 });
+        let draws: Vec<Time> = (0..200).map(|j| b.duration(0, 0, j)).collect();
+        assert!(draws.iter().all(|d| (500..=1_000).contains(d)));
+        assert!(draws.iter().any(|&d| d < 900), "draws spread below the WCET");
+        assert_eq!(draws, (0..200).map(|j| b.duration(0, 0, j)).collect::<Vec<_>>());
+        assert_eq!(b.duration(0, 1, 3), 0);
+        assert_eq!(BusyWait::new(vec![vec![42]], BusyTime::Wcet).duration(0, 0, 9), 42);
+    }
+
+    #[test]
+    fn spins_at_least_its_time() {
+        let b = BusyWait::new(vec![vec![2_000_000]], BusyTime::Wcet);
+        let t0 = crate::os::monotonic_ns();
+        b.run_stage(0, 0, 0, &mut ()).unwrap();
+        assert!(crate::os::monotonic_ns() - t0 >= 2_000_000);
+    }
+}

@@ -1,0 +1,356 @@
+//! The run: one worker thread per resource, one release thread, all in this process.
+//!
+//! Workers park on their resource's queue, pop the highest-priority ready stage, run it to
+//! completion (non-preemptive), and queue the job's next stage on its resource at once. The
+//! release thread releases jobs on absolute times (origin + offset + k * period), so lateness
+//! never accumulates.
+
+use crate::config::{LatePolicy, OverrunPolicy, RunConfig, RunHorizon, StopHandle};
+use crate::executor::{StageError, StageExecutor};
+use crate::os;
+use crate::queue::{InFlight, ResourceQueue};
+use crate::record::{JobOutcome, JobRecord, ReleaseLog, StageSlot, WorkerLog};
+use lalarand_model::{ExecutionPlan, Platform, Time};
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// SCHED_FIFO priority of the release thread: above every worker, so releases are on time.
+const RELEASE_FIFO: i32 = 90;
+/// Workers run at `WORKER_FIFO - rank` of the task whose stage they run (at least 2): where
+/// resources share a core, the OS then favours the stage the task set favours.
+const WORKER_FIFO: i32 = 80;
+/// The release thread wakes at least this often to notice a stop.
+const POLL_NS: Time = 10_000_000;
+/// Time between starting the clock and time 0, so every worker is parked before the first
+/// release.
+const LEAD_NS: Time = 5_000_000;
+
+#[derive(Debug, Default)]
+struct TaskSlot {
+    /// A job of the task is in flight.
+    active: bool,
+    /// Releases waiting for it: (job index, release).
+    backlog: VecDeque<(u64, Time)>,
+}
+
+pub(crate) struct Shared<'a, E: StageExecutor> {
+    exec: &'a E,
+    plan: &'a ExecutionPlan,
+    config: &'a RunConfig,
+    origin: Time,
+    queues: Vec<ResourceQueue<E::Job>>,
+    tasks: Vec<Mutex<TaskSlot>>,
+    /// Jobs released and not yet ended, backlog included.
+    outstanding: AtomicUsize,
+    slots_kept: AtomicUsize,
+    exit: AtomicBool,
+    stop: StopHandle,
+}
+
+/// What the threads wrote down, and what was still in flight at the end.
+pub(crate) struct RawRun {
+    pub workers: Vec<WorkerLog>,
+    pub release: ReleaseLog,
+    pub unfinished: Vec<JobRecord>,
+}
+
+impl<E: StageExecutor> Shared<'_, E> {
+    fn now(&self) -> Time {
+        os::monotonic_ns().saturating_sub(self.origin)
+    }
+
+    fn task(&self, i: usize) -> MutexGuard<'_, TaskSlot> {
+        self.tasks[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn queue(&self, job: Box<InFlight<E::Job>>) {
+        let task = &self.plan.tasks[job.task];
+        let r = task.layers[job.stage].resource;
+        self.queues[r].push(job, task.priority, self.now());
+    }
+
+    /// Starts job `k` of task `i` released at `release` (the task's slot is already active).
+    fn start(&self, i: usize, k: u64, release: Time, jobs: &mut Vec<JobRecord>) {
+        let deadline = release + self.plan.tasks[i].deadline;
+        let state = match catch_unwind(AssertUnwindSafe(|| self.exec.start_job(i, k))) {
+            Ok(s) => s,
+            Err(p) => {
+                let error = format!("starting the job panicked: {}", panic_text(&p));
+                tracing::error!(task = i, job = k, "{error}");
+                let outcome = JobOutcome::Failed { stage: 0, error };
+                let rec = JobRecord { task: i, job: k, release, deadline, finish: Some(self.now()), outcome };
+                return self.end_job(rec, jobs);
+            }
+        };
+        let job = Box::new(InFlight { task: i, job: k, release, deadline, stage: 0, state });
+        if self.plan.tasks[i].layers.is_empty() {
+            let rec = JobRecord {
+                task: i,
+                job: k,
+                release,
+                deadline,
+                finish: Some(self.now()),
+                outcome: JobOutcome::Completed,
+            };
+            return self.end_job(rec, jobs);
+        }
+        self.queue(job);
+    }
+
+    /// Records a job's end and starts the task's next waiting release, if any.
+    fn end_job(&self, rec: JobRecord, jobs: &mut Vec<JobRecord>) {
+        let i = rec.task;
+        jobs.push(rec);
+        let next = {
+            let mut slot = self.task(i);
+            let next = slot.backlog.pop_front();
+            slot.active = next.is_some();
+            next
+        };
+        self.outstanding.fetch_sub(1, Ordering::SeqCst);
+        if let Some((k, release)) = next {
+            self.start(i, k, release, jobs);
+        }
+    }
+
+    fn finish_run(&self) {
+        self.exit.store(true, Ordering::SeqCst);
+        for q in &self.queues {
+            // Under the lock, so a worker between its exit check and parking cannot miss it.
+            let _guard = q.lock();
+            q.cv.notify_all();
+        }
+    }
+}
+
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
+}
+
+fn worker<E: StageExecutor>(shared: &Shared<'_, E>, r: usize, cores: &[usize]) -> WorkerLog {
+    let mut log = WorkerLog::default();
+    if let Err(e) = os::pin_current_thread(cores) {
+        tracing::warn!("resource {r}: cannot pin its worker to cores {cores:?} ({e}); it runs unpinned");
+    }
+    log.fifo = shared.config.realtime && os::set_fifo(WORKER_FIFO);
+    let mut fifo_priority = WORKER_FIFO;
+    let queue = &shared.queues[r];
+    loop {
+        let entry = {
+            let mut q = queue.lock();
+            loop {
+                if shared.exit.load(Ordering::SeqCst) {
+                    return log;
+                }
+                if let Some(e) = q.heap.pop() {
+                    break e;
+                }
+                q.parked = true;
+                q = queue.cv.wait(q).unwrap_or_else(|e| e.into_inner());
+                q.parked = false;
+            }
+        };
+        let start = shared.now();
+        if entry.woke_idle {
+            log.dispatch.push(start.saturating_sub(entry.ready));
+        }
+        let mut job = entry.job;
+        let (i, stage) = (job.task, job.stage);
+        let end_job = |job: &InFlight<E::Job>, finish: Time, outcome, log: &mut WorkerLog| {
+            let rec = JobRecord {
+                task: job.task,
+                job: job.job,
+                release: job.release,
+                deadline: job.deadline,
+                finish: Some(finish),
+                outcome,
+            };
+            shared.end_job(rec, &mut log.jobs);
+        };
+        if shared.config.late == LatePolicy::Abort && start > job.deadline {
+            end_job(&job, start, JobOutcome::Aborted { stage }, &mut log);
+            continue;
+        }
+        if log.fifo {
+            let p = (WORKER_FIFO - shared.plan.tasks[i].priority.min(78) as i32).max(2);
+            if p != fifo_priority {
+                os::set_fifo(p);
+                fifo_priority = p;
+            }
+        }
+        let result = catch_unwind(AssertUnwindSafe(|| shared.exec.run_stage(i, stage, job.job, &mut job.state)))
+            .unwrap_or_else(|p| Err(StageError(format!("panicked: {}", panic_text(&p)))));
+        let end = shared.now();
+        if shared.slots_kept.fetch_add(1, Ordering::Relaxed) < shared.config.max_trace_slots {
+            log.slots.push(StageSlot { task: i, job: job.job, stage, start, end });
+        } else {
+            log.slots_dropped += 1;
+        }
+        match result {
+            Err(e) => {
+                tracing::error!(task = i, stage, job = job.job, "stage failed: {e}");
+                end_job(&job, end, JobOutcome::Failed { stage, error: e.0 }, &mut log);
+            }
+            Ok(()) => {
+                job.stage += 1;
+                if job.stage == shared.plan.tasks[i].layers.len() {
+                    end_job(&job, end, JobOutcome::Completed, &mut log);
+                } else if shared.config.late == LatePolicy::Abort && end > job.deadline {
+                    end_job(&job, end, JobOutcome::Aborted { stage: job.stage }, &mut log);
+                } else {
+                    shared.queue(job);
+                }
+            }
+        }
+        log.handoff.push(shared.now().saturating_sub(end));
+    }
+}
+
+/// Sleeps until run time `t`; false if the run was stopped meanwhile.
+fn wait_until<E: StageExecutor>(shared: &Shared<'_, E>, t: Time) -> bool {
+    loop {
+        if shared.stop.is_stopped() {
+            return false;
+        }
+        let now = shared.now();
+        if now >= t {
+            return true;
+        }
+        os::sleep_until(shared.origin + t.min(now + POLL_NS));
+    }
+}
+
+fn release_loop<E: StageExecutor>(shared: &Shared<'_, E>) -> ReleaseLog {
+    let plan = shared.plan;
+    let n = plan.tasks.len();
+    let mut log =
+        ReleaseLog { released: vec![0; n], skipped: vec![0; n], dropped: vec![0; n], ..ReleaseLog::default() };
+    log.fifo = shared.config.realtime && os::set_fifo(RELEASE_FIFO);
+    let mut next: Vec<Time> = plan.tasks.iter().map(|t| t.offset).collect();
+    let mut count = vec![0u64; n];
+    let more = |i: usize, next: &[Time], count: &[u64]| match shared.config.horizon {
+        RunHorizon::Duration(d) => next[i] < d,
+        RunHorizon::Jobs(k) => count[i] < k,
+    };
+    let mut last_release = 0;
+    // Releases in time order; simultaneous ones by task index, as the simulator does.
+    while let Some(i) = (0..n).filter(|&i| more(i, &next, &count)).min_by_key(|&i| (next[i], i)) {
+        let t = next[i];
+        if !wait_until(shared, t) {
+            break;
+        }
+        log.jitter.push(shared.now() - t);
+        release(shared, &mut log, i, count[i], t);
+        count[i] += 1;
+        next[i] = t.saturating_add(plan.tasks[i].period);
+        last_release = t;
+    }
+    // Let the jobs in flight finish; any still running a longest period after the last
+    // release have missed their deadlines (D <= T) and are reported unfinished.
+    let max_period = plan.tasks.iter().map(|t| t.period).max().unwrap_or(0);
+    let drain_end = match shared.config.horizon {
+        RunHorizon::Duration(d) => d.max(last_release) + max_period,
+        RunHorizon::Jobs(_) => last_release + max_period,
+    };
+    while !shared.stop.is_stopped() && shared.outstanding.load(Ordering::SeqCst) > 0 && shared.now() < drain_end {
+        os::sleep_until(shared.origin + (shared.now() + 1_000_000).min(drain_end));
+    }
+    log.end = shared.now();
+    shared.finish_run();
+    log
+}
+
+fn release<E: StageExecutor>(shared: &Shared<'_, E>, log: &mut ReleaseLog, i: usize, k: u64, t: Time) {
+    log.released[i] += 1;
+    let mut slot = shared.task(i);
+    if !slot.active {
+        slot.active = true;
+        drop(slot);
+        shared.outstanding.fetch_add(1, Ordering::SeqCst);
+        shared.start(i, k, t, &mut log.jobs);
+        return;
+    }
+    match shared.config.overrun {
+        OverrunPolicy::Skip => log.skipped[i] += 1,
+        OverrunPolicy::Queue if slot.backlog.len() < shared.config.max_backlog => {
+            slot.backlog.push_back((k, t));
+            log.max_backlog_seen = log.max_backlog_seen.max(slot.backlog.len());
+            shared.outstanding.fetch_add(1, Ordering::SeqCst);
+        }
+        OverrunPolicy::Queue => log.dropped[i] += 1,
+    }
+}
+
+/// Runs `plan` (validated) with `exec` until the horizon or a stop.
+pub(crate) fn execute<E: StageExecutor>(
+    plan: &ExecutionPlan,
+    platform: &Platform,
+    config: &RunConfig,
+    exec: &E,
+    stop: &StopHandle,
+) -> Result<RawRun, crate::RuntimeError> {
+    let n = plan.tasks.len();
+    let capacity = n * (config.max_backlog + 1);
+    let shared = Shared {
+        exec,
+        plan,
+        config,
+        origin: os::monotonic_ns() + LEAD_NS,
+        queues: (0..plan.resources).map(|_| ResourceQueue::new(capacity)).collect(),
+        tasks: (0..n).map(|_| Mutex::new(TaskSlot::default())).collect(),
+        outstanding: AtomicUsize::new(0),
+        slots_kept: AtomicUsize::new(0),
+        exit: AtomicBool::new(false),
+        stop: stop.clone(),
+    };
+    let (workers, release) = std::thread::scope(|s| {
+        let mut handles = Vec::with_capacity(plan.resources);
+        for r in 0..plan.resources {
+            let shared = &shared;
+            let cores = platform.resources[r].cores.as_slice();
+            let spawned = std::thread::Builder::new()
+                .name(format!("lalarand-{}", platform.resources[r].name))
+                .spawn_scoped(s, move || worker(shared, r, cores));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    shared.finish_run();
+                    return Err(crate::RuntimeError::Os(format!("cannot start the worker of resource {r}: {e}")));
+                }
+            }
+        }
+        let release = std::thread::Builder::new()
+            .name("lalarand-release".into())
+            .spawn_scoped(s, || release_loop(&shared))
+            .map_err(|e| {
+                shared.finish_run();
+                crate::RuntimeError::Os(format!("cannot start the release thread: {e}"))
+            })?;
+        let release = release.join().map_err(|_| crate::RuntimeError::Os("the release thread panicked".into()))?;
+        let workers = handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| crate::RuntimeError::Os("a worker panicked".into())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((workers, release))
+    })?;
+
+    // Whatever is still queued or waiting did not finish.
+    let mut unfinished = Vec::new();
+    let mut push = |task: usize, job: u64, release: Time| {
+        let deadline = release + plan.tasks[task].deadline;
+        unfinished.push(JobRecord { task, job, release, deadline, finish: None, outcome: JobOutcome::Unfinished });
+    };
+    for q in &shared.queues {
+        for e in q.lock().heap.drain() {
+            push(e.job.task, e.job.job, e.job.release);
+        }
+    }
+    for (i, slot) in shared.tasks.iter().enumerate() {
+        for &(k, release) in &slot.lock().unwrap_or_else(|e| e.into_inner()).backlog {
+            push(i, k, release);
+        }
+    }
+    Ok(RawRun { workers, release, unfinished })
+}
