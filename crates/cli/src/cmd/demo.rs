@@ -15,9 +15,11 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Allocate the built-in example (four DNN tasks on one GPU and one CPU) with every policy,
-/// show which policies make it schedulable, simulate the `lalarand` allocation, and write its
-/// files and Gantt chart.
+/// Run the built-in example end to end: allocate, analyze, simulate.
+///
+/// Allocates the built-in example (four DNN tasks on one GPU and one CPU) with every policy,
+/// shows which policies make it schedulable, simulates the `lalarand` allocation, and writes
+/// its files and Gantt chart.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Example:\n  lalarand demo --out out/demo\n  lalarand analyze --platform out/demo/platform.toml --tasks out/demo/taskset.toml \\\n      --allocation out/demo/allocation.toml"

@@ -12,8 +12,10 @@ use lalarand_sim::{simulate, ExecutionTimeModel, GanttLabels, Horizon, SimConfig
 use serde::Serialize;
 use std::path::PathBuf;
 
-/// Simulate an allocation: per task jobs, deadline misses and observed response times next to
-/// the analysis bound; optionally draw a Gantt chart.
+/// Simulate an allocation and compare observed response times with the bounds.
+///
+/// Per task: jobs, deadline misses and observed response times next to the analysis bound;
+/// optionally a Gantt chart.
 ///
 /// Exit code 0 if no job missed its deadline or exceeded its proven bound, 1 otherwise, 2 on
 /// bad input.

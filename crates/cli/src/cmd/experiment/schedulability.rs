@@ -8,9 +8,11 @@ use lalarand_experiments::{parse_utilizations, run_schedulability, SweepConfig};
 use lalarand_model::Platform;
 use std::path::PathBuf;
 
-/// Schedulability sweep: random task sets from the artifact's DNN profiles at each total
-/// (all-GPU) utilization, allocated by every policy; writes schedulability.{csv,svg,json} and
-/// summary.txt, and prints the summary next to the paper's headline numbers.
+/// Share of random task sets each policy makes schedulable, per utilization.
+///
+/// Random task sets from the artifact's DNN profiles at each total (all-GPU) utilization,
+/// allocated by every policy; writes schedulability.{csv,svg,json} and summary.txt, and prints
+/// the summary next to the paper's headline numbers.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Example:\n  lalarand experiment schedulability --tasks 4 --sets 100 --utilizations 0.1:2.0:0.1 \\\n      --out out/schedulability\n\nExit codes: 0 done, 2 bad settings."

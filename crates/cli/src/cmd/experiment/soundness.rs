@@ -7,8 +7,10 @@ use lalarand_model::Time;
 use lalarand_sim::soundness_campaign;
 use serde::Serialize;
 
-/// Soundness campaign: simulate random plans built to stress the analysis and check that no
-/// task deemed schedulable ever responds later than its bound.
+/// Check the analysis against the simulator on random plans.
+///
+/// Simulates random plans built to stress the analysis and checks that no task deemed
+/// schedulable ever responds later than its bound.
 ///
 /// Exit code 0 if no bound was exceeded, 1 if one was (an analysis bug: the report names the
 /// seed and set index to replay), 2 on bad input.
