@@ -6,9 +6,10 @@
 //! allocator"):
 //!
 //! 1. **Schedulability.** From a start allocation, repeat: take the highest-priority task the
-//!    analysis cannot schedule (its fate decides the lower ones'); list the single-layer moves
-//!    that can shorten its bound — its own layers, higher-priority layers on the resources it
-//!    visits (interference), lower-priority layers that block it there — rank them by a cheap
+//!    analysis cannot schedule (its fate decides the lower ones'); list the moves (a single
+//!    layer, a prefix or a suffix of a chain, to one placement) that can shorten its bound — its
+//!    own layers, higher-priority layers on the resources it visits (interference),
+//!    lower-priority layers that block it there — rank them by a cheap
 //!    estimate of the bound they save, analyze them best-first in batches, and apply the best
 //!    move that improves the lexicographic score (unschedulable tasks, total deadline
 //!    overshoot). int8 modes are offered only while the accuracy budget allows. Stops when
@@ -32,12 +33,6 @@ pub struct Lalarand;
 
 /// Analyses per batch of best-first candidates.
 const BATCH: usize = 12;
-
-/// Batches tried per step before giving up on the step: the estimate ranks well enough that
-/// improving moves sit near the top, and a full scan of a 10-task set's moves costs ~40 ms.
-fn max_batches() -> usize {
-    std::env::var("LALARAND_MAX_BATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(usize::MAX)
-}
 
 impl Allocator for Lalarand {
     fn name(&self) -> &'static str {
@@ -68,9 +63,10 @@ impl Allocator for Lalarand {
         }
         let (score, mut ev) = best.expect("at least one start");
         if score.unschedulable == 0 {
+            let before = ev.evaluations;
             recover_accuracy(&mut ev, &choices);
+            evaluations += ev.evaluations - before;
         }
-        evaluations += ev.evaluations;
         Ok(Outcome::evaluate(system, ev.allocation, evaluations))
     }
 }
@@ -90,11 +86,13 @@ fn fastest_fp32(system: &System, choices: &[Vec<Vec<Placement>>]) -> Allocation 
                 .enumerate()
                 .map(|(j, ps)| {
                     let layer = &system.tasks[i].dnn.layers[j];
-                    let fp32 = ps.iter().filter(|p| !p.mode.is_int8());
-                    let any = ps.iter();
-                    let pick =
-                        |it: &mut dyn Iterator<Item = &Placement>| it.min_by_key(|p| layer.wcet(p.mode)).copied();
-                    pick(&mut fp32.into_iter()).or_else(|| pick(&mut any.into_iter())).expect("non-empty placements")
+                    let fastest = |fp32_only: bool| {
+                        ps.iter()
+                            .filter(|p| !fp32_only || !p.mode.is_int8())
+                            .min_by_key(|p| layer.wcet(p.mode))
+                            .copied()
+                    };
+                    fastest(true).or_else(|| fastest(false)).expect("non-empty placements")
                 })
                 .collect()
         })
@@ -115,7 +113,7 @@ fn make_schedulable(ev: &mut Evaluator, choices: &[Vec<Vec<Placement>>], options
         let mut candidates = candidate_moves(ev, choices, focus, budget_left);
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut improved: Option<(Score, Move, lalarand_analysis::Analysis)> = None;
-        for batch in candidates.chunks(BATCH).take(max_batches()) {
+        for batch in candidates.chunks(BATCH) {
             for &(_, m) in batch {
                 let bar = improved.as_ref().map_or(score, |(s, ..)| *s);
                 if let Some(a) = ev.try_block_if_better(&m, Some(bar)) {
