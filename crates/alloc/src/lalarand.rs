@@ -34,6 +34,12 @@ pub struct Lalarand;
 /// Analyses per batch of best-first candidates.
 const BATCH: usize = 12;
 
+/// Batches a restart (from the DART or task-level allocation) may scan per step. The first
+/// start scans every move before giving up; restarts exist to keep `lalarand` at least as good
+/// as those baselines, and an exhaustive scan from each would triple the cost of proving
+/// that a set is out of reach.
+const RESTART_BATCHES: usize = 8;
+
 impl Allocator for Lalarand {
     fn name(&self) -> &'static str {
         "lalarand"
@@ -49,9 +55,11 @@ impl Allocator for Lalarand {
             start_from(Dart, system, &fp32),
             start_from(TaskLevel, system, options),
         ];
-        for start in starts.into_iter().flatten() {
+        for (n, start) in starts.into_iter().enumerate() {
+            let Some(start) = start else { continue };
             let mut ev = Evaluator::new(system, start);
-            let score = make_schedulable(&mut ev, &choices, options);
+            let batches = if n == 0 { usize::MAX } else { RESTART_BATCHES };
+            let score = make_schedulable(&mut ev, &choices, options, batches);
             evaluations += ev.evaluations;
             let done = score.unschedulable == 0;
             if best.as_ref().is_none_or(|(s, _)| score.better_than(s)) {
@@ -101,7 +109,12 @@ fn fastest_fp32(system: &System, choices: &[Vec<Vec<Placement>>]) -> Allocation 
 }
 
 /// Phase 1: greedy best-improvement over layer-block moves, guided by the first failing task.
-fn make_schedulable(ev: &mut Evaluator, choices: &[Vec<Vec<Placement>>], options: &AllocOptions) -> Score {
+fn make_schedulable(
+    ev: &mut Evaluator,
+    choices: &[Vec<Vec<Placement>>],
+    options: &AllocOptions,
+    max_batches: usize,
+) -> Score {
     let total_layers: usize = choices.iter().map(Vec::len).sum();
     let mut score = ev.current.score();
     for _ in 0..4 * total_layers {
@@ -113,7 +126,7 @@ fn make_schedulable(ev: &mut Evaluator, choices: &[Vec<Vec<Placement>>], options
         let mut candidates = candidate_moves(ev, choices, focus, budget_left);
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut improved: Option<(Score, Move, lalarand_analysis::Analysis)> = None;
-        for batch in candidates.chunks(BATCH) {
+        for batch in candidates.chunks(BATCH).take(max_batches) {
             for &(_, m) in batch {
                 let bar = improved.as_ref().map_or(score, |(s, ..)| *s);
                 if let Some(a) = ev.try_block_if_better(&m, Some(bar)) {
