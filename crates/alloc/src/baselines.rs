@@ -14,7 +14,7 @@ use crate::{AllocError, AllocOptions, Allocator, Outcome};
 use lalarand_analysis::{analyze, Analysis};
 use lalarand_model::plan::layer_cost;
 use lalarand_model::{
-    Allocation, ExecutionPlan, Mode, Placement, PlannedLayer, PlannedTask, ResourceId, ResourceKind, System, Time,
+    Allocation, ExecutionPlan, Mode, Placement, PlannedTask, ResourceId, ResourceKind, System, Time,
 };
 use std::cmp::Ordering;
 
@@ -60,20 +60,7 @@ fn missing(policy: &'static str, system: &System, task: usize, mode: Mode) -> Op
 /// The planned form of task `task` placed as `places` (costs with transitions, as the analysis
 /// sees them).
 fn planned(system: &System, task: usize, places: &[Placement]) -> PlannedTask {
-    let t = &system.tasks[task];
-    PlannedTask {
-        period: t.period,
-        deadline: t.deadline,
-        offset: t.offset,
-        priority: t.priority,
-        layers: (0..places.len())
-            .map(|j| PlannedLayer {
-                resource: places[j].resource,
-                mode: places[j].mode,
-                wcet: layer_cost(&system.platform, &t.dnn, places, j),
-            })
-            .collect(),
-    }
+    PlannedTask::new(&system.platform, &system.tasks[task], places)
 }
 
 /// Int8 accuracy cost of a task if all its layers ran int8 (negative costs count as zero, as in

@@ -103,17 +103,7 @@ impl<'a> Search<'a> {
         let n = system.tasks.len();
         let plan = ExecutionPlan {
             resources: system.platform.resources.len(),
-            tasks: system
-                .tasks
-                .iter()
-                .map(|t| PlannedTask {
-                    period: t.period,
-                    deadline: t.deadline,
-                    offset: t.offset,
-                    priority: t.priority,
-                    layers: Vec::new(),
-                })
-                .collect(),
+            tasks: system.tasks.iter().map(|t| PlannedTask::new(&system.platform, t, &[])).collect(),
         };
         let summaries = plan.tasks.iter().map(|t| TaskSummary::new(t, plan.resources)).collect();
         Self {

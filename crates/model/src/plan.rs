@@ -15,7 +15,7 @@ use crate::allocation::{Allocation, Placement};
 use crate::error::ModelError;
 use crate::platform::{Platform, ResourceId, ResourceKind};
 use crate::profile::{DnnProfile, Mode};
-use crate::task::System;
+use crate::task::{System, Task};
 use crate::time::Time;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +106,27 @@ pub fn placed_cost(
     cost
 }
 
+impl PlannedTask {
+    /// Task `task` with its layers placed as `places` (a prefix of its chain is allowed: the
+    /// output charges then wait for the real last layer).
+    pub fn new(platform: &Platform, task: &Task, places: &[Placement]) -> Self {
+        let n = task.dnn.layers.len();
+        PlannedTask {
+            period: task.period,
+            deadline: task.deadline,
+            offset: task.offset,
+            priority: task.priority,
+            layers: (0..places.len())
+                .map(|j| PlannedLayer {
+                    resource: places[j].resource,
+                    mode: places[j].mode,
+                    wcet: layer_cost_with(platform, &task.dnn, places, j, j + 1 == n),
+                })
+                .collect(),
+        }
+    }
+}
+
 impl ExecutionPlan {
     pub fn new(system: &System, alloc: &Allocation) -> Result<Self, ModelError> {
         alloc.validate(system)?;
@@ -118,19 +139,7 @@ impl ExecutionPlan {
             .tasks
             .iter()
             .zip(&alloc.tasks)
-            .map(|(t, places)| PlannedTask {
-                period: t.period,
-                deadline: t.deadline,
-                offset: t.offset,
-                priority: t.priority,
-                layers: (0..places.len())
-                    .map(|j| PlannedLayer {
-                        resource: places[j].resource,
-                        mode: places[j].mode,
-                        wcet: layer_cost(&system.platform, &t.dnn, places, j),
-                    })
-                    .collect(),
-            })
+            .map(|(t, places)| PlannedTask::new(&system.platform, t, places))
             .collect();
         Self { resources: system.platform.resources.len(), tasks }
     }
