@@ -49,6 +49,9 @@ enum Command {
     Experiment(cmd::experiment::Args),
     Demo(cmd::demo::Args),
     Init(cmd::init::Args),
+    Zoo(cmd::zoo::Args),
+    Profile(cmd::profile::Args),
+    Accuracy(cmd::accuracy::Args),
     Completions(cmd::completions::Args),
 }
 
@@ -102,6 +105,9 @@ fn main() -> ExitCode {
         Command::Experiment(a) => cmd::experiment::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Init(a) => cmd::init::run(a),
+        Command::Zoo(a) => cmd::zoo::run(a),
+        Command::Profile(a) => cmd::profile::run(a),
+        Command::Accuracy(a) => cmd::accuracy::run(a),
         Command::Completions(a) => cmd::completions::run(a),
     };
     match result {

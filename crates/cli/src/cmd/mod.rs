@@ -1,12 +1,15 @@
 //! One module per subcommand.
 
+pub mod accuracy;
 pub mod allocate;
 pub mod analyze;
 pub mod completions;
 pub mod demo;
 pub mod experiment;
 pub mod init;
+pub mod profile;
 pub mod simulate;
+pub mod zoo;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use lalarand_alloc::Policy;

@@ -9,6 +9,10 @@ const CASES: &[(&str, &str, &str)] = &[
     ("platform.toml", "taskset.toml", "allocation.toml"),
     ("platform.toml", "taskset-light.toml", "allocation-light.toml"),
     ("platform-two-cpu.toml", "taskset-light.toml", "allocation-two-cpu.toml"),
+    // docs/evaluation.md, "Accuracy": what `lalarand allocate` chose under each budget.
+    ("mnist/platform.toml", "mnist/taskset.toml", "mnist/allocation-budget-0.1.toml"),
+    ("mnist/platform.toml", "mnist/taskset.toml", "mnist/allocation-budget-0.5.toml"),
+    ("mnist/platform.toml", "mnist/taskset.toml", "mnist/allocation-budget-1.toml"),
 ];
 
 #[test]
@@ -27,8 +31,9 @@ fn every_example_file_is_analyzed() {
         covered.extend([platform.to_string(), tasks.to_string(), allocation.to_string()]);
         // Each task set names its profiles; the analysis loaded them.
         let text = std::fs::read_to_string(dir.join(tasks)).unwrap();
+        let folder = std::path::Path::new(tasks).parent().unwrap();
         for line in text.lines().filter_map(|l| l.strip_prefix("profile = ")) {
-            covered.insert(line.trim_matches('"').to_string());
+            covered.insert(folder.join(line.trim_matches('"')).to_str().unwrap().to_string());
         }
     }
     let mut on_disk = BTreeSet::new();

@@ -3,6 +3,7 @@
 mod bad_input;
 mod commands;
 mod docs;
+mod engine;
 mod examples;
 
 use assert_cmd::Command;

@@ -1,0 +1,186 @@
+//! `lalarand accuracy`: top-1 of a model with some stages int8, next to fp32, on a labeled
+//! dataset.
+
+use crate::input::{load_allocation, SystemArgs};
+use crate::report::print_json;
+use crate::Verdict;
+use anyhow::{bail, Context, Result};
+use lalarand_engine::accuracy::{evaluate, modes_with_int8, Calibration};
+use lalarand_engine::dataset::Dataset;
+use lalarand_engine::{ExecConfig, StagedModel};
+use lalarand_model::Mode;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Top-1 accuracy with the chosen stages int8, next to all-fp32, on a dataset's test rows.
+///
+/// The stages that run int8 come from `--int8` (all, none, or stage names) or from an
+/// allocation: the `cpu-int8` layers of `--task` (profile layer names are the model's stage
+/// names, as `lalarand profile` writes them). gpu stages count as fp32. int8 stages are
+/// calibrated on 20 training rows of every class (percentile 99.99).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  lalarand accuracy crates/engine/testdata/mnist_resnet.onnx \\\n      --dataset crates/engine/testdata/mnist_5k.csv.gz --int8 all\n  lalarand accuracy crates/engine/testdata/mnist_resnet.onnx \\\n      --dataset crates/engine/testdata/mnist_5k.csv.gz --platform examples/mnist/platform.toml \\\n      --tasks examples/mnist/taskset.toml --allocation examples/mnist/allocation-budget-0.5.toml --task digits\n\nExit codes: 0 measured, 2 bad input."
+)]
+pub struct Args {
+    /// ONNX model.
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+    /// Labeled CSV dataset (`.csv` or `.csv.gz`): features, then an integer label; values / 255.
+    #[arg(long, value_name = "FILE")]
+    pub dataset: PathBuf,
+    /// Rows of every class at the start of the dataset that are training rows (calibration);
+    /// the rest are the test rows measured.
+    #[arg(long, default_value_t = 400)]
+    pub train_per_class: usize,
+    /// Stages that run int8: `all`, `none`, or stage names, comma-separated.
+    #[arg(long, value_name = "all|none|STAGE,...", conflicts_with = "allocation", default_value = "all")]
+    pub int8: String,
+    /// Allocation TOML: the `cpu-int8` layers of `--task` run int8 (needs `--tasks`).
+    #[arg(long, value_name = "FILE", requires_all = ["task", "tasks"])]
+    pub allocation: Option<PathBuf>,
+    /// Platform TOML of the allocation; default: one `gpu` and one `cpu`.
+    #[arg(long, value_name = "FILE", requires = "allocation")]
+    pub platform: Option<PathBuf>,
+    /// Task set TOML of the allocation.
+    #[arg(long, value_name = "FILE", requires = "allocation")]
+    pub tasks: Option<PathBuf>,
+    /// The task of the allocation that runs this model.
+    #[arg(long, value_name = "NAME", requires = "allocation")]
+    pub task: Option<String>,
+    /// Intra-op threads.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: u64,
+    /// Print the result as JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct AccuracyJson<'a> {
+    model: &'a Path,
+    dataset: &'a Path,
+    /// Test rows measured.
+    samples: usize,
+    train_per_class: usize,
+    stages: usize,
+    fp32_top1: f64,
+    /// Top-1 with `int8_stages` int8.
+    top1: f64,
+    /// `fp32_top1 - top1`, percentage points.
+    drop_pp: f64,
+    int8_stages: &'a [String],
+    /// With an allocation: the sum of its int8 layers' `int8_accuracy_cost` (what the
+    /// allocator budgeted), percentage points.
+    predicted_drop_pp: Option<f64>,
+}
+
+pub fn run(args: Args) -> Result<Verdict> {
+    if !args.model.is_file() {
+        bail!("{}: no such model file", args.model.display());
+    }
+    let data = Dataset::load_csv(&args.dataset)?;
+    let (int8_names, predicted) = match &args.allocation {
+        Some(path) => {
+            let (names, cost, layers) = allocation_int8(&args, path)?;
+            (Some((names, layers)), Some(cost))
+        }
+        None => (None, None),
+    };
+    let staged = StagedModel::load(&args.model)?;
+    let names: Vec<String> = match int8_names {
+        Some((n, layers)) => {
+            if layers != staged.stage_count() {
+                bail!(
+                    "task {:?}'s profile has {layers} layers but {} has {} stages ({}); fix: re-run `lalarand profile` on this model",
+                    args.task.as_deref().unwrap_or_default(),
+                    args.model.display(),
+                    staged.stage_count(),
+                    staged.stage_names().join(", ")
+                );
+            }
+            n
+        }
+        None => match args.int8.trim() {
+            "all" => staged.stage_names().iter().map(|s| s.to_string()).collect(),
+            "none" | "" => Vec::new(),
+            list => list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        },
+    };
+    let modes = modes_with_int8(&staged, &names).context("--int8 / --allocation")?;
+    let (train, test) = data.split_per_class(args.train_per_class);
+    if test.is_empty() {
+        bail!(
+            "{}: no test rows: every class has at most {} rows, all of them training rows (--train-per-class)",
+            args.dataset.display(),
+            args.train_per_class
+        );
+    }
+    if modes.contains(&Mode::CpuInt8) && train.is_empty() {
+        bail!("{}: no training rows to calibrate int8 on (--train-per-class 0)", args.dataset.display());
+    }
+    let cfg = ExecConfig { threads: args.threads as usize, ..ExecConfig::default() };
+    let r = evaluate(&staged, &modes, &data, args.train_per_class, &Calibration::default(), &cfg)?;
+    let drop = r.fp32_top1 - r.top1 + 0.0;
+    if args.json {
+        print_json(&AccuracyJson {
+            model: &args.model,
+            dataset: &args.dataset,
+            samples: r.samples,
+            train_per_class: args.train_per_class,
+            stages: staged.stage_count(),
+            fp32_top1: r.fp32_top1,
+            top1: r.top1,
+            drop_pp: drop,
+            int8_stages: &r.int8_stages,
+            predicted_drop_pp: predicted,
+        })?;
+    } else {
+        outln!("{} on {} test rows of {}", staged.name, r.samples, args.dataset.display())?;
+        outln!("fp32 top-1: {:.2} %", r.fp32_top1)?;
+        outln!(
+            "top-1 with {}/{} stages int8: {:.2} % (drop {:.2} pp{})",
+            r.int8_stages.len(),
+            staged.stage_count(),
+            r.top1,
+            drop,
+            predicted.map_or(String::new(), |p| format!(", allocation's budgeted cost {p:.2} pp"))
+        )?;
+        if !r.int8_stages.is_empty() {
+            outln!("int8 stages: {}", r.int8_stages.join(", "))?;
+        }
+    }
+    Ok(Verdict::Done)
+}
+
+/// The `cpu-int8` layer names of `--task` in `--allocation`, and the sum of their profile
+/// costs, and the profile's layer count.
+fn allocation_int8(args: &Args, path: &Path) -> Result<(Vec<String>, f64, usize)> {
+    let (Some(tasks), Some(task)) = (&args.tasks, &args.task) else {
+        bail!("--allocation needs --tasks and --task");
+    };
+    let system = SystemArgs { platform: args.platform.clone(), tasks: tasks.clone() }.load()?;
+    let alloc = load_allocation(path, &system)?;
+    let Some(i) = system.tasks.iter().position(|t| &t.name == task) else {
+        let known: Vec<&str> = system.tasks.iter().map(|t| t.name.as_str()).collect();
+        bail!("{}: no task named {task:?}; its tasks are {}", tasks.display(), known.join(", "));
+    };
+    let dnn = &system.tasks[i].dnn;
+    if let (Some(sha), Ok(actual)) = (&dnn.model_sha256, lalarand_engine::profile::sha256_file(&args.model)) {
+        if *sha != actual {
+            tracing::warn!(
+                "task {task:?}'s profile was measured on another file than {} (model_sha256 differs)",
+                args.model.display()
+            );
+        }
+    }
+    let mut names = Vec::new();
+    let mut cost = 0.0;
+    for (layer, place) in dnn.layers.iter().zip(&alloc.tasks[i]) {
+        if place.mode.is_int8() {
+            names.push(layer.name.clone());
+            cost += layer.int8_accuracy_cost;
+        }
+    }
+    Ok((names, cost + 0.0, dnn.layers.len()))
+}

@@ -1,0 +1,233 @@
+//! `lalarand profile`: measure every stage of an ONNX model in every mode and write the
+//! profile JSON the analysis reads.
+
+use crate::report::print_json;
+use crate::Verdict;
+use anyhow::{bail, Context, Result};
+use lalarand_engine::dataset::Dataset;
+use lalarand_engine::profile::{load_inputs, partial_path, profile_to_file, synthetic_inputs, ProfileOptions};
+use lalarand_engine::{ExecConfig, StagedModel};
+use lalarand_model::{time_to_us, DnnProfile, Mode};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Samples drawn when neither `--calibration` nor `--dataset` gives real inputs.
+const SYNTHETIC_SAMPLES: usize = 16;
+/// Training rows of every class that calibrate int8 when only `--dataset` is given (as
+/// `lalarand accuracy`).
+const CALIBRATION_PER_CLASS: usize = 20;
+
+/// Profile an ONNX model stage by stage: per mode max, p99, mean and WCET (max x margin).
+///
+/// Every stage runs in every mode asked for (a mode that cannot run, e.g. gpu on a machine
+/// without one, is left out with a warning), `--warmup` untimed then `--runs` timed times, on
+/// the pinned cores. With `--dataset` (labeled CSV) every stage's `int8_accuracy_cost` is the
+/// top-1 drop when it alone runs int8. Ctrl-C stops cleanly: the stages measured so far go to
+/// `<out stem>.partial.json`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  lalarand profile crates/engine/testdata/mnist_resnet.onnx \\\n      --dataset crates/engine/testdata/mnist_5k.csv.gz --train-per-class 400 \\\n      --runs 200 --warmup 20 --cores 0 --threads 1 --margin 1.2 --modes cpu-fp32,cpu-int8 \\\n      --out mnist_resnet.json\n\nExit codes: 0 written, 2 bad input, failure or interrupted (Ctrl-C; see the .partial.json)."
+)]
+pub struct Args {
+    /// ONNX model (batch 1 or a symbolic batch).
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+    /// Calibration inputs: raw little-endian fp32 (`.bin`, `.f32`, whole batch-1 samples) or a
+    /// labeled CSV (`.csv`, `.csv.gz`, label ignored). Default: the training rows of
+    /// `--dataset` (20 per class), else 16 seeded uniform [0,1) samples (fine for timing only).
+    #[arg(long, value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
+    /// Labeled CSV dataset (features, then an integer label; values / 255): measures each
+    /// stage's int8 accuracy cost on its test rows.
+    #[arg(long, value_name = "FILE")]
+    pub dataset: Option<PathBuf>,
+    /// Rows of every class at the start of `--dataset` that are training rows; the rest test.
+    #[arg(long, default_value_t = 400, requires = "dataset")]
+    pub train_per_class: usize,
+    /// Timed runs per stage and mode.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub runs: u64,
+    /// Untimed runs before them.
+    #[arg(long, default_value_t = 10)]
+    pub warmup: usize,
+    /// Cores to pin to, comma-separated (the first runs the stages; further ones get ONNX
+    /// Runtime's extra threads). Default: not pinned.
+    #[arg(long, value_delimiter = ',', value_name = "CORE,...")]
+    pub cores: Vec<usize>,
+    /// Intra-op threads of every CPU session.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: u64,
+    /// WCET = observed max x margin (>= 1).
+    #[arg(long, default_value_t = 1.2, value_parser = parse_margin)]
+    pub margin: f64,
+    /// Modes to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "gpu,cpu-fp32,cpu-int8", value_parser = mode_parser())]
+    pub modes: Vec<Mode>,
+    /// Where to write the profile JSON.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Print the result as JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn mode_parser() -> impl clap::builder::TypedValueParser<Value = Mode> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Mode::ALL.map(Mode::name)).map(|s| s.parse::<Mode>().expect("listed mode"))
+}
+
+fn parse_margin(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && v >= 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a WCET margin >= 1 (WCET = observed max x margin)"))
+    }
+}
+
+#[derive(Serialize)]
+struct ProfileJson<'a> {
+    model: &'a str,
+    path: &'a Path,
+    stages: usize,
+    runs: u64,
+    warmup: usize,
+    margin: f64,
+    /// Modes left out, as "stage: mode: why".
+    skipped: &'a [String],
+    /// The profile as written (`lalarand-profile/1`).
+    profile: serde_json::Value,
+}
+
+pub fn run(args: Args) -> Result<Verdict> {
+    // Registered first, so a Ctrl-C at any point stops cleanly rather than killing the process.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("cannot install the Ctrl-C handler")?;
+    }
+    if args.modes.is_empty() {
+        bail!("--modes: give at least one of gpu, cpu-fp32, cpu-int8");
+    }
+    let mut modes = args.modes.clone();
+    modes.sort();
+    modes.dedup();
+    if !args.model.is_file() {
+        bail!("{}: no such model file", args.model.display());
+    }
+    let dataset = match &args.dataset {
+        Some(p) => Some(Dataset::load_csv(p)?),
+        None => None,
+    };
+    if let Some(out_dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !out_dir.is_dir() {
+            bail!("{}: the folder {} does not exist", args.out.display(), out_dir.display());
+        }
+    }
+    // The GPU runtime (which also runs the CPU modes) must be the first one this process loads.
+    if modes.contains(&Mode::Gpu) && lalarand_engine::stage::gpu_present() {
+        if let Err(e) = lalarand_engine::runtime::environment(lalarand_engine::runtime::Flavor::Gpu) {
+            tracing::warn!("gpu runtime unavailable: {e}");
+        }
+    }
+    let staged = StagedModel::load(&args.model)?;
+    let inputs = match (&args.calibration, &dataset) {
+        (Some(p), _) => load_inputs(p, &staged)?,
+        (None, Some(d)) => {
+            let (train, _) = d.split_per_class(args.train_per_class);
+            let rows = d.take_per_class(&train, CALIBRATION_PER_CLASS);
+            let dims = staged.input_shape(1);
+            let (_, all) = d.batch(&rows, &dims[1..])?;
+            all.chunks(dims.iter().product()).map(<[f32]>::to_vec).collect()
+        }
+        (None, None) => {
+            if modes.contains(&Mode::CpuInt8) {
+                tracing::warn!(
+                    "no --calibration or --dataset: int8 is calibrated on {SYNTHETIC_SAMPLES} synthetic inputs (good for timing only)"
+                );
+            }
+            synthetic_inputs(&staged, SYNTHETIC_SAMPLES)
+        }
+    };
+    let stages = staged.stage_count();
+    drop(staged);
+    let flag = stop.clone();
+    let opts = ProfileOptions {
+        runs: args.runs as usize,
+        warmup: args.warmup,
+        margin: args.margin,
+        cfg: ExecConfig { threads: args.threads as usize, cores: args.cores.clone(), ..ExecConfig::default() },
+        modes,
+        progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        // `profile::stop_on_flag`, plus a debug line per check (the Ctrl-C test waits for it).
+        stop: Some(Arc::new(move |done: usize| {
+            tracing::debug!("{done} of {stages} stages measured");
+            flag.load(Ordering::Relaxed)
+        })),
+        accuracy: dataset.map(|d| (d, args.train_per_class)),
+    };
+    let outcome = profile_to_file(&args.model, &inputs, &opts, &args.out).map_err(|e| {
+        let partial = partial_path(&args.out);
+        if stop.load(Ordering::Relaxed) && !partial.exists() {
+            anyhow::anyhow!("interrupted before the first stage was measured; nothing written ({e})")
+        } else {
+            anyhow::Error::new(e)
+        }
+    })?;
+    let profile = DnnProfile::load(&outcome.path)
+        .with_context(|| format!("the profile just written to {} does not load (a bug)", outcome.path.display()))?;
+    if args.json {
+        print_json(&ProfileJson {
+            model: &profile.model,
+            path: &outcome.path,
+            stages: profile.layers.len(),
+            runs: args.runs,
+            warmup: args.warmup,
+            margin: args.margin,
+            skipped: &outcome.skipped,
+            profile: serde_json::from_str(&profile.to_json())?,
+        })?;
+    } else {
+        out!("{}", render(&profile))?;
+        for s in &outcome.skipped {
+            outln!("left out: {s}")?;
+        }
+        outln!("wrote {}", outcome.path.display())?;
+    }
+    Ok(Verdict::Done)
+}
+
+/// Per stage and mode: mean / max / WCET in µs, and the int8 accuracy cost.
+fn render(p: &DnnProfile) -> String {
+    use comfy_table::{presets, CellAlignment, Table};
+    let modes: Vec<Mode> = Mode::ALL.into_iter().filter(|m| p.layers.iter().any(|l| l.mode(*m).is_some())).collect();
+    let mut header = vec!["stage".to_string()];
+    for m in &modes {
+        header.push(format!("{m} mean/max/wcet µs"));
+    }
+    header.push("int8 cost pp".into());
+    let mut table = Table::new();
+    table.load_preset(presets::ASCII_MARKDOWN).set_header(header);
+    for l in &p.layers {
+        let mut row = vec![l.name.clone()];
+        for &m in &modes {
+            row.push(match l.mode(m) {
+                Some(t) => match t.stats {
+                    Some(s) => format!("{:.1} / {:.1} / {:.1}", s.mean_us, s.max_us, time_to_us(t.wcet)),
+                    None => format!("- / - / {:.1}", time_to_us(t.wcet)),
+                },
+                None => "-".into(),
+            });
+        }
+        row.push(format!("{:.2}", l.int8_accuracy_cost));
+        table.add_row(row);
+    }
+    for i in 1..=modes.len() + 1 {
+        if let Some(c) = table.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let totals: Vec<String> = modes.iter().map(|&m| format!("{m} {:.1} µs", time_to_us(p.total_wcet(m)))).collect();
+    format!("{table}\n{} stages of {}; total WCET: {}\n", p.layers.len(), p.model, totals.join(", "))
+}
