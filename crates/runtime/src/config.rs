@@ -16,7 +16,8 @@ pub enum RunHorizon {
     /// Release jobs during this long (nanoseconds after the run's time 0), then let the jobs
     /// in flight finish (at most one longest period more).
     Duration(Time),
-    /// Release this many jobs of every task, then let them finish.
+    /// Release this many jobs of every task, then let them finish (waiting at most 2 s or ten
+    /// longest periods after the last release).
     Jobs(u64),
 }
 

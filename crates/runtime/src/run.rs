@@ -26,6 +26,9 @@ const POLL_NS: Time = 10_000_000;
 /// Time between starting the clock and time 0, so every worker is parked before the first
 /// release.
 const LEAD_NS: Time = 5_000_000;
+/// Most a [`RunHorizon::Jobs`] run waits after its last release for the jobs to finish
+/// (or ten longest periods, if more).
+const JOBS_DRAIN_NS: Time = 2_000_000_000;
 
 #[derive(Debug, Default)]
 struct TaskSlot {
@@ -247,12 +250,13 @@ fn release_loop<E: StageExecutor>(shared: &Shared<'_, E>) -> ReleaseLog {
         next[i] = t.saturating_add(plan.tasks[i].period);
         last_release = t;
     }
-    // Let the jobs in flight finish; any still running a longest period after the last
-    // release have missed their deadlines (D <= T) and are reported unfinished.
+    // Let the jobs in flight finish. A timed run gives them a longest period after its end
+    // (any job still running then has missed its deadline, D <= T); a run of so many jobs
+    // waits for all of them, within reason.
     let max_period = plan.tasks.iter().map(|t| t.period).max().unwrap_or(0);
     let drain_end = match shared.config.horizon {
         RunHorizon::Duration(d) => d.max(last_release) + max_period,
-        RunHorizon::Jobs(_) => last_release + max_period,
+        RunHorizon::Jobs(_) => last_release + JOBS_DRAIN_NS.max(10 * max_period),
     };
     while !shared.stop.is_stopped() && shared.outstanding.load(Ordering::SeqCst) > 0 && shared.now() < drain_end {
         os::sleep_until(shared.origin + (shared.now() + 1_000_000).min(drain_end));
@@ -305,11 +309,17 @@ pub(crate) fn execute<E: StageExecutor>(
         exit: AtomicBool::new(false),
         stop: stop.clone(),
     };
+    // Workers without cores (gpu resources drive their device from the host) and the release
+    // thread keep off the cpu resources' cores, where they would delay stages; on a machine
+    // with no core to spare they float.
+    let owned: Vec<usize> = platform.resources.iter().flat_map(|r| r.cores.iter().copied()).collect();
+    let spare: Vec<usize> = os::available_cores().into_iter().filter(|c| !owned.contains(c)).collect();
     let (workers, release) = std::thread::scope(|s| {
         let mut handles = Vec::with_capacity(plan.resources);
         for r in 0..plan.resources {
             let shared = &shared;
-            let cores = platform.resources[r].cores.as_slice();
+            let own = platform.resources[r].cores.as_slice();
+            let cores = if own.is_empty() { spare.as_slice() } else { own };
             let spawned = std::thread::Builder::new()
                 .name(format!("lalarand-{}", platform.resources[r].name))
                 .spawn_scoped(s, move || worker(shared, r, cores));
@@ -323,7 +333,12 @@ pub(crate) fn execute<E: StageExecutor>(
         }
         let release = std::thread::Builder::new()
             .name("lalarand-release".into())
-            .spawn_scoped(s, || release_loop(&shared))
+            .spawn_scoped(s, || {
+                if let Err(e) = os::pin_current_thread(&spare) {
+                    tracing::warn!("cannot keep the release thread on cores {spare:?} ({e})");
+                }
+                release_loop(&shared)
+            })
             .map_err(|e| {
                 shared.finish_run();
                 crate::RuntimeError::Os(format!("cannot start the release thread: {e}"))

@@ -3,7 +3,7 @@
 //! observed response time stays under the analysis' bound.
 
 mod common;
-use common::{config, serial, system, Spec, MS};
+use common::{serial, system, timed, Spec, MS};
 use lalarand_model::{ExecutionPlan, Time};
 use lalarand_runtime::{BusyTime, RunHorizon, Runtime, Verdict};
 use lalarand_sim::{simulate, Horizon, SimConfig, TraceSlot};
@@ -57,7 +57,7 @@ fn decision_margin(plan: &ExecutionPlan, sim: &lalarand_sim::SimResult) -> Time 
 fn stage_order_matches_the_simulator_and_responses_stay_under_the_bounds() {
     let _turn = serial();
     let (sys, alloc) = system(2, OVERHEAD, &specs());
-    let config = config(RunHorizon::Jobs(4));
+    let config = timed(RunHorizon::Jobs(4));
     let rt = Runtime::new(&sys, &alloc, config).expect("schedulable set");
     let sim_plan = spun(rt.plan());
     let sim = simulate(&sim_plan, &SimConfig { horizon: Horizon::Jobs(4), ..SimConfig::default() }).unwrap();
@@ -89,7 +89,7 @@ fn stage_order_matches_the_simulator_and_responses_stay_under_the_bounds() {
 fn seeded_shorter_stages_keep_responses_under_the_bounds() {
     let _turn = serial();
     let (sys, alloc) = system(2, OVERHEAD, &specs());
-    let config = config(RunHorizon::Jobs(3));
+    let config = timed(RunHorizon::Jobs(3));
     let rt = Runtime::new(&sys, &alloc, config).unwrap();
     let out = rt.run(&rt.busy_wait(BusyTime::Uniform { min_fraction: 0.3, seed: 11 })).unwrap();
     for t in &out.report.tasks {

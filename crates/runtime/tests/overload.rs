@@ -1,7 +1,7 @@
 //! Overload, failing stages and stops: the run goes on, ends, and reports everything.
 
 mod common;
-use common::{config, serial, system, Spec, MS};
+use common::{serial, system, timed, untimed, Spec, MS};
 use lalarand_runtime::{
     BusyTime, BusyWait, JobOutcome, LatePolicy, OverrunPolicy, RunConfig, RunHorizon, RunReport, Runtime, StageError,
     StageExecutor, Verdict,
@@ -43,7 +43,8 @@ fn overload_is_refused_unless_forced_then_runs_to_the_end_under_every_policy() {
         (LatePolicy::Abort, OverrunPolicy::Queue),
         (LatePolicy::Abort, OverrunPolicy::Skip),
     ] {
-        let config = RunConfig { late, overrun, max_backlog: 2, force: true, ..config(RunHorizon::Duration(300 * MS)) };
+        let config =
+            RunConfig { late, overrun, max_backlog: 2, force: true, ..untimed(RunHorizon::Duration(300 * MS)) };
         let rt = Runtime::new(&sys, &alloc, config).unwrap();
         let started = Instant::now();
         let report = rt.run(&rt.busy_wait(BusyTime::Wcet)).unwrap().report;
@@ -90,7 +91,7 @@ fn a_failing_stage_fails_its_job_only() {
         Spec { name: "y", period: 30 * MS, offset: 5 * MS, stages: &[(1, 3 * MS), (0, 2 * MS)] },
     ];
     let (sys, alloc) = system(2, 0, &specs);
-    let rt = Runtime::new(&sys, &alloc, config(RunHorizon::Jobs(5))).unwrap();
+    let rt = Runtime::new(&sys, &alloc, untimed(RunHorizon::Jobs(5))).unwrap();
     // The default hook symbolizes a backtrace (RUST_BACKTRACE), which takes longer than the
     // run; the panic is expected, so keep it quiet and quick.
     let hook = std::panic::take_hook();
@@ -116,7 +117,7 @@ fn a_stop_ends_a_long_run_promptly_with_what_was_measured() {
     let _turn = serial();
     let specs = [Spec { name: "s", period: 5 * MS, offset: 0, stages: &[(0, MS)] }];
     let (sys, alloc) = system(1, 0, &specs);
-    let config = config(RunHorizon::Duration(600_000 * MS));
+    let config = untimed(RunHorizon::Duration(600_000 * MS));
     let rt = Runtime::new(&sys, &alloc, config).unwrap();
     let stop = rt.stop_handle();
     let stopper = std::thread::spawn(move || {
@@ -138,7 +139,7 @@ fn releases_follow_the_absolute_schedule() {
     let _turn = serial();
     let specs = [Spec { name: "p", period: 2 * MS, offset: 3 * MS, stages: &[(0, 200_000)] }];
     let (sys, alloc) = system(1, 0, &specs);
-    let rt = Runtime::new(&sys, &alloc, config(RunHorizon::Jobs(100))).unwrap();
+    let rt = Runtime::new(&sys, &alloc, timed(RunHorizon::Jobs(100))).unwrap();
     let out = rt.run(&rt.busy_wait(BusyTime::Wcet)).unwrap();
     for (k, j) in out.trace.jobs.iter().enumerate() {
         assert_eq!((j.job, j.release), (k as u64, 3 * MS + k as u64 * 2 * MS), "{:?}", out.trace.jobs);

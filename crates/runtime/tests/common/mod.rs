@@ -49,15 +49,35 @@ pub fn system(resources: usize, overhead: Time, tasks: &[Spec]) -> (System, Allo
     (System::new(platform, TaskSet::new(tasks_v, PriorityPolicy::RateMonotonic)), alloc)
 }
 
-/// Test settings: no SCHED_FIFO (as root it would be granted, and a spinning FIFO stage
-/// starves every other thread on its core, other tests' workers included).
-pub fn config(horizon: lalarand_runtime::RunHorizon) -> lalarand_runtime::RunConfig {
+/// Settings for tests that check timing: SCHED_FIFO is asked for, since under the normal
+/// scheduler a loaded 2-core machine deschedules a worker for tens of milliseconds, past any
+/// margin a quick test can afford (where it is refused the run goes on with a warning).
+pub fn timed(horizon: lalarand_runtime::RunHorizon) -> lalarand_runtime::RunConfig {
+    lalarand_runtime::RunConfig { horizon, ..lalarand_runtime::RunConfig::default() }
+}
+
+/// Settings for tests that check no timing: no SCHED_FIFO, whose bandwidth (95% of each
+/// second by default) an overloaded run would use up and so throttle the next timed test.
+pub fn untimed(horizon: lalarand_runtime::RunHorizon) -> lalarand_runtime::RunConfig {
     lalarand_runtime::RunConfig { horizon, realtime: false, ..lalarand_runtime::RunConfig::default() }
 }
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Runs of one test binary take turns: their workers pin to the same cores.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// Runs take turns, across test threads and test processes (nextest): their workers pin to
+/// the same cores, and a spinning SCHED_FIFO stage starves anything else on its core.
+pub struct Turn {
+    _file: std::fs::File,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+pub fn serial() -> Turn {
+    use std::os::fd::AsRawFd;
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let path = std::env::temp_dir().join("lalarand-runtime-tests.lock");
+    let file = std::fs::File::options().create(true).truncate(false).write(true).open(&path).expect("lock file");
+    // SAFETY: flock on an open descriptor; released when the file is closed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {}", path.display());
+    Turn { _file: file, _guard: guard }
 }
