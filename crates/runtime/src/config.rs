@@ -94,8 +94,11 @@ impl StopHandle {
     }
 
     /// Also stops on SIGINT and SIGTERM (the flag is set from the signal handler; the run polls
-    /// it at least every few milliseconds).
+    /// it at least every 10 ms). A second Ctrl-C exits the process (status 130): the way out
+    /// of a stage that never returns.
     pub fn on_ctrl_c(&self) -> std::io::Result<()> {
+        // Registered first, so it sees the flag as the previous Ctrl-C left it.
+        signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 130, self.0.clone())?;
         signal_hook::flag::register(signal_hook::consts::SIGINT, self.0.clone())?;
         signal_hook::flag::register(signal_hook::consts::SIGTERM, self.0.clone())?;
         Ok(())
