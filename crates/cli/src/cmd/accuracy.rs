@@ -76,8 +76,10 @@ struct AccuracyJson<'a> {
 }
 
 pub fn run(args: Args) -> Result<Verdict> {
-    if !args.model.is_file() {
-        bail!("{}: no such model file", args.model.display());
+    for (flag, path) in [("MODEL", &args.model), ("--dataset", &args.dataset)] {
+        if !path.is_file() {
+            bail!("{flag} {}: no such file", path.display());
+        }
     }
     let data = Dataset::load_csv(&args.dataset)?;
     let (int8_names, predicted) = match &args.allocation {

@@ -113,8 +113,17 @@ pub fn run(args: Args) -> Result<Verdict> {
     let mut modes = args.modes.clone();
     modes.sort();
     modes.dedup();
-    if !args.model.is_file() {
-        bail!("{}: no such model file", args.model.display());
+    for (flag, path) in [
+        ("MODEL", Some(&args.model)),
+        ("--calibration", args.calibration.as_ref()),
+        ("--dataset", args.dataset.as_ref()),
+    ] {
+        if let Some(p) = path.filter(|p| !p.is_file()) {
+            bail!("{flag} {}: no such file", p.display());
+        }
+    }
+    if modes == [Mode::Gpu] && !lalarand_engine::stage::gpu_present() {
+        bail!("--modes gpu: no NVIDIA GPU visible here; fix: add cpu-fp32 / cpu-int8, or profile on the board");
     }
     let dataset = match &args.dataset {
         Some(p) => Some(Dataset::load_csv(p)?),

@@ -68,3 +68,46 @@ fn formats_md_analyze_sample_matches_the_real_output() {
         assert_eq!(task, found, "docs/formats.md's sample for {} is stale", task["name"]);
     }
 }
+
+/// README.md's "From an ONNX model to a proof" block runs as written (fewer timed runs), in a
+/// scratch folder holding copies of examples/ and the engine's test data.
+#[test]
+fn readme_onnx_tour_runs() {
+    let readme = std::fs::read_to_string(examples_dir().join("../README.md")).unwrap();
+    let section = readme.split("### From an ONNX model to a proof").nth(1).expect("README has the section");
+    let block = section.split("```sh\n").nth(1).unwrap().split("```").next().unwrap();
+    let commands: Vec<Vec<String>> = block
+        .replace("\\\n", " ")
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("lalarand "))
+        .map(|l| l.split_whitespace().skip(1).map(String::from).collect())
+        .collect();
+    let names: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
+    assert_eq!(names, ["zoo", "profile", "profile", "allocate", "analyze", "accuracy"], "README tour changed");
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&examples_dir(), &dir.path().join("examples"));
+    copy_dir(&examples_dir().join("../crates/engine/testdata"), &dir.path().join("crates/engine/testdata"));
+    for mut args in commands {
+        // The timing is not what is checked here.
+        for (flag, value) in [("--runs", "2"), ("--warmup", "0")] {
+            if let Some(i) = args.iter().position(|a| a == flag) {
+                args[i + 1] = value.into();
+            }
+        }
+        let out = lalarand().current_dir(dir.path()).args(&args).output().unwrap();
+        let code = out.status.code();
+        // Profiles measured during a test on a busy machine may not prove the deadlines: exit
+        // 1 is the analysis' verdict, not a broken command.
+        let allowed: &[i32] = if ["allocate", "analyze"].contains(&args[0].as_str()) { &[0, 1] } else { &[0] };
+        assert!(
+            code.is_some_and(|c| allowed.contains(&c)),
+            "`lalarand {}` exited {code:?}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if args[0] == "zoo" {
+            assert!(String::from_utf8_lossy(&out.stdout).contains("1,235,496 parameters"), "as the README says");
+        }
+    }
+}
