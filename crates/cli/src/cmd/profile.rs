@@ -178,10 +178,19 @@ pub fn run(args: Args) -> Result<Verdict> {
     };
     let outcome = profile_to_file(&args.model, &inputs, &opts, &args.out).map_err(|e| {
         let partial = partial_path(&args.out);
-        if stop.load(Ordering::Relaxed) && !partial.exists() {
-            anyhow::anyhow!("interrupted before the first stage was measured; nothing written ({e})")
-        } else {
-            anyhow::Error::new(e)
+        if !stop.load(Ordering::Relaxed) {
+            return anyhow::Error::new(e);
+        }
+        // The engine names the partial file when it wrote one (an older file may lie there).
+        let wrote = e.to_string().contains(&partial.display().to_string());
+        match DnnProfile::load(&partial).ok().filter(|_| wrote) {
+            Some(p) => anyhow::anyhow!(
+                "interrupted: the {} stages measured so far (of {stages}) are in {}; nothing written at {}",
+                p.layers.len(),
+                partial.display(),
+                args.out.display()
+            ),
+            None => anyhow::anyhow!("interrupted before the first stage was measured; nothing written ({e})"),
         }
     })?;
     let profile = DnnProfile::load(&outcome.path)
