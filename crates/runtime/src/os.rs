@@ -86,15 +86,14 @@ pub fn set_fifo(priority: i32) -> bool {
              running under the normal scheduler: timing is best effort"
         );
     }
-    // Timer slack (50 us by default) delays every wake-up of a normal thread; ask for 1 ns.
-    // SAFETY: prctl with an integer argument on the calling thread.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
     ok
 }
 
-/// Whether [`set_fifo`] has been refused in this process.
-pub fn fifo_refused() -> bool {
-    FIFO_WARNED.load(Ordering::Relaxed)
+/// Timer slack (50 us by default) delays every timed wake-up of a normal thread; asks for 1 ns
+/// for the calling thread.
+pub fn set_timer_slack() {
+    // SAFETY: prctl with an integer argument on the calling thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
 }
 
 #[cfg(test)]

@@ -137,6 +137,7 @@ fn worker<E: StageExecutor>(shared: &Shared<'_, E>, r: usize, cores: &[usize]) -
     if let Err(e) = os::pin_current_thread(cores) {
         tracing::warn!("resource {r}: cannot pin its worker to cores {cores:?} ({e}); it runs unpinned");
     }
+    os::set_timer_slack();
     log.fifo = shared.config.realtime && os::set_fifo(WORKER_FIFO);
     let mut fifo_priority = WORKER_FIFO;
     let queue = &shared.queues[r];
@@ -155,12 +156,20 @@ fn worker<E: StageExecutor>(shared: &Shared<'_, E>, r: usize, cores: &[usize]) -
                 q.parked = false;
             }
         };
+        let mut job = entry.job;
+        let (i, stage) = (job.task, job.stage);
+        // Before the start is taken: switching priority is the runtime's cost, not the stage's.
+        if log.fifo {
+            let p = (WORKER_FIFO - shared.plan.tasks[i].priority.min(78) as i32).max(2);
+            if p != fifo_priority {
+                os::set_fifo(p);
+                fifo_priority = p;
+            }
+        }
         let start = shared.now();
         if entry.woke_idle {
             log.dispatch.push(start.saturating_sub(entry.ready));
         }
-        let mut job = entry.job;
-        let (i, stage) = (job.task, job.stage);
         let end_job = |job: &InFlight<E::Job>, finish: Time, outcome, log: &mut WorkerLog| {
             let rec = JobRecord {
                 task: job.task,
@@ -175,13 +184,6 @@ fn worker<E: StageExecutor>(shared: &Shared<'_, E>, r: usize, cores: &[usize]) -
         if shared.config.late == LatePolicy::Abort && start > job.deadline {
             end_job(&job, start, JobOutcome::Aborted { stage }, &mut log);
             continue;
-        }
-        if log.fifo {
-            let p = (WORKER_FIFO - shared.plan.tasks[i].priority.min(78) as i32).max(2);
-            if p != fifo_priority {
-                os::set_fifo(p);
-                fifo_priority = p;
-            }
         }
         let result = catch_unwind(AssertUnwindSafe(|| shared.exec.run_stage(i, stage, job.job, &mut job.state)))
             .unwrap_or_else(|p| Err(StageError(format!("panicked: {}", panic_text(&p)))));
@@ -230,6 +232,7 @@ fn release_loop<E: StageExecutor>(shared: &Shared<'_, E>) -> ReleaseLog {
     let n = plan.tasks.len();
     let mut log =
         ReleaseLog { released: vec![0; n], skipped: vec![0; n], dropped: vec![0; n], ..ReleaseLog::default() };
+    os::set_timer_slack();
     log.fifo = shared.config.realtime && os::set_fifo(RELEASE_FIFO);
     let mut next: Vec<Time> = plan.tasks.iter().map(|t| t.offset).collect();
     let mut count = vec![0u64; n];
