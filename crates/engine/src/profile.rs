@@ -220,8 +220,14 @@ pub fn profile_to_file(
     }
 }
 
+/// Writes next to `path` and renames into place, so an existing profile is never left half
+/// overwritten by a run that fails while writing.
 fn write(path: &Path, p: &DnnProfile) -> Result<()> {
-    std::fs::write(path, p.to_json() + "\n").map_err(|e| EngineError::io(path, e))
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(".tmp");
+    let staging = std::path::PathBuf::from(staging);
+    std::fs::write(&staging, p.to_json() + "\n").map_err(|e| EngineError::io(&staging, e))?;
+    std::fs::rename(&staging, path).map_err(|e| EngineError::io(path, e))
 }
 
 /// Profiling state; `layers` grows stage by stage so that an interrupted run keeps them.
