@@ -66,7 +66,7 @@ pub fn top1(
         });
     }
     let modes: Vec<Mode> = modes.iter().map(|&m| if m == Mode::Gpu { Mode::CpuFp32 } else { m }).collect();
-    let mut pipeline = Pipeline::new(staged, &modes, Some(int8), cfg)?;
+    let pipeline = Pipeline::new(staged, &modes, Some(int8), cfg)?;
     let dims = sample_dims(staged);
     let mut correct = 0usize;
     for chunk in rows.chunks(BATCH) {

@@ -17,4 +17,4 @@ pub mod tensor;
 pub use error::{EngineError, Result};
 pub use quant::{calibrate, quantize_stages, Int8Stages};
 pub use stage::{pin_current_thread, ExecConfig, StageRunner, Tensors};
-pub use staged::{Pipeline, StagedModel};
+pub use staged::{Pipeline, StageTensors, StagedModel};

@@ -324,7 +324,7 @@ impl<'a> Profiler<'a> {
 
         // Every boundary tensor of one fp32 run: the inputs each stage is timed with.
         let fp32_modes = vec![Mode::CpuFp32; staged.stage_count()];
-        let mut reference = Pipeline::new(staged, &fp32_modes, None, cfg)?;
+        let reference = Pipeline::new(staged, &fp32_modes, None, cfg)?;
         let tensors = reference.run_all(&dims, first.clone())?;
 
         let int8 = if modes.contains(&Mode::CpuInt8) {

@@ -10,6 +10,8 @@ use lalarand_onnx::quantize::QParams;
 use lalarand_onnx::{encode_model, ModelProto, OnnxError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// A model, its partition, and every stage as a standalone fp32 ONNX model.
 #[derive(Debug, Clone)]
@@ -183,13 +185,23 @@ fn infer_types(
 /// A stage of a pipeline, with the representation its boundary tensors take.
 #[derive(Debug)]
 struct PipelineStage {
-    runner: StageRunner,
+    /// One session per stage; the lock lets any thread run it (one at a time, as a resource does).
+    runner: Mutex<StageRunner>,
+    name: String,
     inputs: Vec<(String, Repr)>,
     outputs: HashMap<String, Repr>,
 }
 
-/// All stages of a model, each in its own session and mode, run in sequence. Tensors crossing
-/// between an fp32 and an int8 stage are (de)quantized on the way.
+/// A (de)quantizer session and the parameters it was built with.
+type Converter = (QParams, Arc<Mutex<StageRunner>>);
+
+/// All stages of a model, each in its own session and mode. Tensors crossing between an fp32
+/// and an int8 stage are (de)quantized on the way.
+///
+/// `Send + Sync`: [`Pipeline::run_stage`] runs one stage on the calling thread, so the stages
+/// of one job can run on different threads (the runtime's workers) while other jobs' stages
+/// run elsewhere. Each stage's session sits behind its own lock; [`Pipeline::run_all`] is the
+/// same steps in sequence.
 #[derive(Debug)]
 pub struct Pipeline {
     stages: Vec<PipelineStage>,
@@ -197,16 +209,50 @@ pub struct Pipeline {
     output_name: String,
     model: StagedModel,
     cfg: ExecConfig,
-    /// (De)quantizer sessions by (tensor, towards uint8).
-    converters: HashMap<(String, bool), (QParams, StageRunner)>,
-    last_times: Vec<std::time::Duration>,
+    /// (De)quantizer sessions by (tensor, towards uint8), built on first use.
+    converters: Mutex<HashMap<(String, bool), Converter>>,
+    last_times: Mutex<Vec<Duration>>,
 }
 
-/// Tensors of a run, by representation.
+/// The tensors of one job in flight, owned, by representation: fp32 values, and the uint8
+/// (NHWC) values int8 stages exchange. Made by [`Pipeline::input`], advanced by
+/// [`Pipeline::run_stage`]; it moves between threads with its job (`Send`), without copies.
 #[derive(Default)]
-struct Held {
+pub struct StageTensors {
     f32: Tensors,
     u8: Tensors,
+}
+
+impl StageTensors {
+    /// The fp32 tensors (after the last stage, the graph output among them).
+    pub fn f32(&self) -> &Tensors {
+        &self.f32
+    }
+
+    /// The uint8 tensors handed between int8 stages.
+    pub fn u8(&self) -> &Tensors {
+        &self.u8
+    }
+
+    pub fn into_f32(self) -> Tensors {
+        self.f32
+    }
+}
+
+impl std::fmt::Debug for StageTensors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut f32: Vec<&String> = self.f32.keys().collect();
+        let mut u8: Vec<&String> = self.u8.keys().collect();
+        f32.sort();
+        u8.sort();
+        f.debug_struct("StageTensors").field("f32", &f32).field("u8", &u8).finish()
+    }
+}
+
+/// Locks a mutex; a panic in another holder (a stage the runtime caught) does not poison it
+/// for the jobs after.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Pipeline {
@@ -221,7 +267,7 @@ impl Pipeline {
         }
         let mut stages = Vec::with_capacity(modes.len());
         for (i, (stage, &mode)) in staged.partition.stages.iter().zip(modes).enumerate() {
-            let st = match mode {
+            let (runner, inputs, outputs) = match mode {
                 Mode::CpuInt8 => {
                     let q = int8.and_then(|q| q.stages.get(i)).ok_or_else(|| EngineError::Unsupported {
                         stage: stage.name.clone(),
@@ -233,19 +279,19 @@ impl Pipeline {
                         mode: mode.to_string(),
                         problem: format!("quantization failed: {e}"),
                     })?;
-                    PipelineStage {
-                        runner: StageRunner::new(&stage.name, mode, &q.bytes, cfg)?,
-                        inputs: stage.inputs.iter().map(|t| (t.clone(), q.inputs.get(t).copied().flatten())).collect(),
-                        outputs: q.outputs.clone(),
-                    }
+                    (
+                        StageRunner::new(&stage.name, mode, &q.bytes, cfg)?,
+                        stage.inputs.iter().map(|t| (t.clone(), q.inputs.get(t).copied().flatten())).collect(),
+                        q.outputs.clone(),
+                    )
                 }
-                Mode::CpuFp32 | Mode::Gpu => PipelineStage {
-                    runner: StageRunner::new(&stage.name, mode, staged.stage_fp32(i), cfg)?,
-                    inputs: stage.inputs.iter().map(|t| (t.clone(), None)).collect(),
-                    outputs: stage.outputs.iter().map(|t| (t.clone(), None)).collect(),
-                },
+                Mode::CpuFp32 | Mode::Gpu => (
+                    StageRunner::new(&stage.name, mode, staged.stage_fp32(i), cfg)?,
+                    stage.inputs.iter().map(|t| (t.clone(), None)).collect(),
+                    stage.outputs.iter().map(|t| (t.clone(), None)).collect(),
+                ),
             };
-            stages.push(st);
+            stages.push(PipelineStage { runner: Mutex::new(runner), name: stage.name.clone(), inputs, outputs });
         }
         Ok(Self {
             stages,
@@ -253,17 +299,26 @@ impl Pipeline {
             output_name: staged.output_name.clone(),
             model: staged.clone(),
             cfg: cfg.clone(),
-            converters: HashMap::new(),
-            last_times: vec![std::time::Duration::ZERO; modes.len()],
+            converters: Mutex::new(HashMap::new()),
+            last_times: Mutex::new(vec![Duration::ZERO; modes.len()]),
         })
     }
 
     pub fn stage_names(&self) -> Vec<&str> {
-        self.stages.iter().map(|s| s.runner.name.as_str()).collect()
+        self.stages.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    pub fn stage_count(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// The staged model this pipeline runs.
+    pub fn model(&self) -> &StagedModel {
+        &self.model
     }
 
     /// Converts `name` to representation `want` if it is held only in the other one.
-    fn ensure(&mut self, held: &mut Held, name: &str, want: Repr) -> Result<()> {
+    fn ensure(&self, held: &mut StageTensors, name: &str, want: Repr) -> Result<()> {
         let (have_it, to_u8) = match want {
             None => (held.f32.contains_key(name), false),
             Some(_) => (held.u8.contains_key(name), true),
@@ -272,35 +327,38 @@ impl Pipeline {
             return Ok(());
         }
         let key = (name.to_string(), to_u8);
-        // fp32 -> uint8 uses the parameters the consumer wants; uint8 -> fp32 those it was written with.
-        let q = match want {
-            Some(q) => q,
-            None => match self.converters.get(&key) {
-                Some((q, _)) => *q,
-                None => self.u8_params(name).ok_or_else(|| {
-                    EngineError::tensor("running the pipeline", name, "held as uint8 with unknown parameters")
-                })?,
-            },
+        let runner = {
+            let mut converters = lock(&self.converters);
+            // fp32 -> uint8 uses the parameters the consumer wants; uint8 -> fp32 those it was written with.
+            let q = match want {
+                Some(q) => q,
+                None => match converters.get(&key) {
+                    Some((q, _)) => *q,
+                    None => self.u8_params(name).ok_or_else(|| {
+                        EngineError::tensor("running the pipeline", name, "held as uint8 with unknown parameters")
+                    })?,
+                },
+            };
+            if converters.get(&key).is_none_or(|(cq, _)| *cq != q) {
+                let bytes = conversion_model(&self.model, name, q, to_u8)?;
+                let what = if to_u8 { "quantize" } else { "dequantize" };
+                let runner = StageRunner::new(&format!("{what} {name}"), Mode::CpuFp32, &bytes, &self.cfg)?;
+                converters.insert(key.clone(), (q, Arc::new(Mutex::new(runner))));
+            }
+            converters.get(&key).expect("just made").1.clone()
         };
-        if self.converters.get(&key).is_none_or(|(cq, _)| *cq != q) {
-            let bytes = conversion_model(&self.model, name, q, to_u8)?;
-            let what = if to_u8 { "quantize" } else { "dequantize" };
-            let runner = StageRunner::new(&format!("{what} {name}"), Mode::CpuFp32, &bytes, &self.cfg)?;
-            self.converters.insert(key.clone(), (q, runner));
-        }
-        let (_, runner) = self.converters.get_mut(&key).expect("just made");
         let (from, to) = if to_u8 { (&held.f32, &mut held.u8) } else { (&held.u8, &mut held.f32) };
         let src = from
             .get(name)
             .ok_or_else(|| EngineError::tensor("running the pipeline", name, "not produced by any earlier stage"))?;
-        let mut out = runner.run_with(|_| Some(src))?;
+        let mut out = lock(&runner).run_with(|_| Some(src))?;
         to.insert(name.to_string(), out.pop().expect("one output").1);
         Ok(())
     }
 
-    /// How long each stage's session ran in the last run (conversions excluded).
-    pub fn last_stage_times(&self) -> &[std::time::Duration] {
-        &self.last_times
+    /// How long each stage's session ran when it last ran (conversions excluded).
+    pub fn last_stage_times(&self) -> Vec<Duration> {
+        lock(&self.last_times).clone()
     }
 
     /// Parameters with which an earlier stage wrote `name` as uint8.
@@ -308,43 +366,91 @@ impl Pipeline {
         self.stages.iter().find_map(|s| s.outputs.get(name).copied().flatten())
     }
 
-    /// Runs all stages on an fp32 input; returns every tensor in fp32 (graph output included).
-    pub fn run_all(&mut self, dims: &[usize], input: Vec<f32>) -> Result<Tensors> {
+    /// The tensors of a job whose input is `input` (fp32, shape `dims`), ready for stage 0.
+    pub fn input(&self, dims: &[usize], input: Vec<f32>) -> Result<StageTensors> {
         self.model.check_input(dims, "pipeline input")?;
-        let mut held = Held::default();
+        let mut held = StageTensors::default();
         held.f32.insert(self.input_name.clone(), f32_value(dims, input)?);
-        for i in 0..self.stages.len() {
-            let inputs = self.stages[i].inputs.clone();
-            for (name, repr) in &inputs {
-                self.ensure(&mut held, name, *repr)?;
-            }
-            let st = &mut self.stages[i];
-            let started = std::time::Instant::now();
-            let outs = st.runner.run_with(|n| match inputs.iter().find(|(t, _)| t == n).and_then(|(_, r)| *r) {
-                Some(_) => held.u8.get(n),
-                None => held.f32.get(n),
-            })?;
-            self.last_times[i] = started.elapsed();
-            for (name, v) in outs {
-                match st.outputs.get(&name).copied().flatten() {
-                    Some(_) => held.u8.insert(name, v),
-                    None => held.f32.insert(name, v),
-                };
+        Ok(held)
+    }
+
+    /// Runs stage `i` on the calling thread: converts the inputs it reads to the representation
+    /// it wants (quantize / dequantize, the profile's `quantize_in` / `dequantize_in`), runs its
+    /// session and adds what it produces to `held`. The last stage also returns the graph
+    /// outputs to fp32 (the profile's `output.dequantize_out`). Stages of one job must run in
+    /// order; different stages may run on different threads at the same time.
+    pub fn run_stage(&self, i: usize, held: &mut StageTensors) -> Result<()> {
+        let st = self.stages.get(i).ok_or_else(|| {
+            EngineError::tensor(
+                "running the pipeline",
+                "(stage)",
+                format!("stage {i} does not exist ({} stages)", self.stages.len()),
+            )
+        })?;
+        for (name, repr) in &st.inputs {
+            self.ensure(held, name, *repr)?;
+        }
+        let mut runner = lock(&st.runner);
+        let started = Instant::now();
+        let outs = runner.run_with(|n| match st.inputs.iter().find(|(t, _)| t == n).and_then(|(_, r)| *r) {
+            Some(_) => held.u8.get(n),
+            None => held.f32.get(n),
+        })?;
+        let took = started.elapsed();
+        drop(runner);
+        lock(&self.last_times)[i] = took;
+        for (name, v) in outs {
+            match st.outputs.get(&name).copied().flatten() {
+                Some(_) => held.u8.insert(name, v),
+                None => held.f32.insert(name, v),
+            };
+        }
+        if i + 1 == self.stages.len() {
+            for out in &self.model.partition.graph_outputs {
+                self.ensure(held, out, None)?;
             }
         }
-        for out in self.model.partition.graph_outputs.clone() {
-            self.ensure(&mut held, &out, None)?;
+        Ok(())
+    }
+
+    /// Runs all stages on an fp32 input; returns every tensor in fp32 (graph output included).
+    /// The same steps as [`Pipeline::input`] and [`Pipeline::run_stage`] for every stage.
+    pub fn run_all(&self, dims: &[usize], input: Vec<f32>) -> Result<Tensors> {
+        let mut held = self.input(dims, input)?;
+        for i in 0..self.stages.len() {
+            self.run_stage(i, &mut held)?;
         }
         Ok(held.f32)
     }
 
-    /// Runs all stages and returns the graph output's shape and values.
-    pub fn run(&mut self, dims: &[usize], input: Vec<f32>) -> Result<(Vec<usize>, Vec<f32>)> {
-        let tensors = self.run_all(dims, input)?;
-        let v = tensors.get(&self.output_name).ok_or_else(|| {
+    /// The graph output's shape and values after the last stage.
+    pub fn output(&self, held: &StageTensors) -> Result<(Vec<usize>, Vec<f32>)> {
+        let v = held.f32.get(&self.output_name).ok_or_else(|| {
             EngineError::tensor("running the pipeline", &self.output_name, "the last stage did not produce it")
         })?;
         let (shape, data) = crate::tensor::f32_data(v, &self.output_name)?;
         Ok((shape, data.to_vec()))
+    }
+
+    /// Runs all stages and returns the graph output's shape and values.
+    pub fn run(&self, dims: &[usize], input: Vec<f32>) -> Result<(Vec<usize>, Vec<f32>)> {
+        let mut held = self.input(dims, input)?;
+        for i in 0..self.stages.len() {
+            self.run_stage(i, &mut held)?;
+        }
+        self.output(&held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_and_tensors_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Pipeline>();
+        send::<StageTensors>();
     }
 }

@@ -54,8 +54,7 @@ fn gpu_where_there_is_none() {
 #[test]
 fn wrong_input_shape_and_missing_int8() {
     let staged = StagedModel::load(&mnist()).unwrap();
-    let mut p =
-        Pipeline::new(&staged, &vec![Mode::CpuFp32; staged.stage_count()], None, &ExecConfig::default()).unwrap();
+    let p = Pipeline::new(&staged, &vec![Mode::CpuFp32; staged.stage_count()], None, &ExecConfig::default()).unwrap();
     let e = p.run(&[1, 3, 28, 28], vec![0.0; 3 * 784]).unwrap_err().to_string();
     assert!(e.contains("[1, 3, 28, 28]") && e.contains("mnist_resnet.onnx") && e.contains("input"), "{e}");
 

@@ -29,7 +29,7 @@ fn check(staged: &StagedModel) -> usize {
     whole.run(&mut expected).unwrap();
 
     let modes = vec![Mode::CpuFp32; staged.stage_count()];
-    let mut pipeline = Pipeline::new(staged, &modes, None, &cfg).unwrap();
+    let pipeline = Pipeline::new(staged, &modes, None, &cfg).unwrap();
     let got = pipeline.run_all(&dims, input).unwrap();
     for out in &staged.partition.graph_outputs {
         let (ws, w) = f32_data(&expected[out], out).unwrap();
