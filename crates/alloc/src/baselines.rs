@@ -13,9 +13,7 @@
 use crate::{AllocError, AllocOptions, Allocator, Outcome};
 use lalarand_analysis::{analyze, Analysis};
 use lalarand_model::plan::layer_cost;
-use lalarand_model::{
-    Allocation, ExecutionPlan, Mode, Placement, PlannedTask, ResourceId, ResourceKind, System, Time,
-};
+use lalarand_model::{Allocation, ExecutionPlan, Mode, Placement, PlannedTask, ResourceId, ResourceKind, System, Time};
 use std::cmp::Ordering;
 
 /// Accuracy sums are compared with this slack so that a budget equal to a sum computed in
