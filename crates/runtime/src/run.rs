@@ -219,11 +219,13 @@ fn wait_until<E: StageExecutor>(shared: &Shared<'_, E>, t: Time) -> bool {
         if shared.stop.is_stopped() {
             return false;
         }
-        let now = shared.now();
-        if now >= t {
+        // Absolute time: before time 0, `shared.now()` saturates at 0, which would release the
+        // jobs due at 0 up to `LEAD_NS` early.
+        let now = os::monotonic_ns();
+        if now >= shared.origin + t {
             return true;
         }
-        os::sleep_until(shared.origin + t.min(now + POLL_NS));
+        os::sleep_until(shared.origin + t.min(now.saturating_sub(shared.origin) + POLL_NS));
     }
 }
 

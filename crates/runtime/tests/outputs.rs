@@ -34,6 +34,9 @@ fn report_trace_and_gantt_describe_every_stage() {
     let lidar: Vec<_> = stages.iter().filter(|e| e["args"]["task"] == "lidar").collect();
     assert_eq!(lidar.len(), 4);
     assert!(lidar.iter().all(|e| e["tid"] == 1 && e["args"]["stage"] == 0 && e["dur"].as_f64().unwrap() >= 2_000.0));
+    // Every stage lasts at least what it spins, the first job's too: nothing is released
+    // before time 0 (the first job used to run in the lead-in, traced as 0-length at 0).
+    assert!(stages.iter().all(|e| e["dur"].as_f64().unwrap() >= 1_000.0), "{stages:?}");
     let tracks: Vec<_> = events.iter().filter(|e| e["ph"] == "M").map(|e| e["args"]["name"].clone()).collect();
     assert_eq!(tracks, vec!["r0 (cpu)", "r1 (cpu)"]);
 
