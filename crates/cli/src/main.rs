@@ -20,6 +20,7 @@ macro_rules! outln {
 }
 
 mod cmd;
+mod engine_exec;
 mod files;
 mod input;
 mod report;
@@ -52,6 +53,7 @@ enum Command {
     Zoo(cmd::zoo::Args),
     Profile(cmd::profile::Args),
     Accuracy(cmd::accuracy::Args),
+    Run(cmd::run::Args),
     Completions(cmd::completions::Args),
 }
 
@@ -108,6 +110,7 @@ fn main() -> ExitCode {
         Command::Zoo(a) => cmd::zoo::run(a),
         Command::Profile(a) => cmd::profile::run(a),
         Command::Accuracy(a) => cmd::accuracy::run(a),
+        Command::Run(a) => cmd::run::run(a),
         Command::Completions(a) => cmd::completions::run(a),
     };
     match result {

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod experiment;
 pub mod init;
 pub mod profile;
+pub mod run;
 pub mod simulate;
 pub mod zoo;
 

@@ -5,6 +5,7 @@ mod commands;
 mod docs;
 mod engine;
 mod examples;
+mod run;
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
