@@ -141,16 +141,25 @@ fn releases_follow_the_absolute_schedule() {
     let (sys, alloc) = system(1, 0, &specs);
     let rt = Runtime::new(&sys, &alloc, timed(RunHorizon::Jobs(100))).unwrap();
     let out = rt.run(&rt.busy_wait(BusyTime::Wcet)).unwrap();
-    for (k, j) in out.trace.jobs.iter().enumerate() {
-        assert_eq!((j.job, j.release), (k as u64, 3 * MS + k as u64 * 2 * MS), "{:?}", out.trace.jobs);
+    // Every job keeps its nominal release: a stall of the machine (a loaded CI host can stop
+    // the process for tens of ms) may make the overrun policy skip releases, but never shifts
+    // the ones that follow.
+    let jobs = &out.trace.jobs;
+    assert!(jobs.len() >= 50, "{jobs:?}");
+    for (j, next) in jobs.iter().zip(jobs.iter().skip(1)) {
+        assert!(next.job > j.job, "{jobs:?}");
+    }
+    for j in jobs {
+        assert_eq!(j.release, 3 * MS + j.job * 2 * MS, "{jobs:?}");
     }
     // No stage starts before its release, and the last is not behind by a drift of periods.
     let slots = &out.trace.resources[0];
-    assert_eq!(slots.len(), 100);
+    assert_eq!(slots.len(), jobs.len());
+    let release_of = |job: u64| jobs.iter().find(|j| j.job == job).expect("recorded job").release;
     for s in slots {
-        assert!(s.start >= out.trace.jobs[s.job as usize].release, "{s:?} started before its release");
+        assert!(s.start >= release_of(s.job), "{s:?} started before its release");
     }
     let last = slots.last().unwrap();
-    assert!(last.start - out.trace.jobs[99].release < 20 * MS, "{last:?}");
-    assert!(out.report.release_jitter.samples == 100);
+    assert!(last.start - release_of(last.job) < 20 * MS, "{last:?}");
+    assert_eq!(out.report.release_jitter.samples, 100, "every release is timed, kept or dropped");
 }
