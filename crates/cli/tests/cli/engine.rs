@@ -294,7 +294,14 @@ fn timing_core_does_not_depend_on_the_engine() {
         entry.extend(d.iter().map(|s| s.as_str().unwrap().split(' ').next().unwrap().to_string()));
     }
     assert!(deps["lalarand"].contains(&"lalarand-engine".to_string()), "the lock is read right");
-    for root in ["lalarand-model", "lalarand-analysis", "lalarand-alloc", "lalarand-sim", "lalarand-experiments"] {
+    for root in [
+        "lalarand-model",
+        "lalarand-analysis",
+        "lalarand-alloc",
+        "lalarand-sim",
+        "lalarand-experiments",
+        "lalarand-runtime",
+    ] {
         let mut seen = std::collections::BTreeSet::new();
         let mut stack = vec![root.to_string()];
         while let Some(n) = stack.pop() {
