@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 /// One worker thread per platform resource (a cpu resource's worker is pinned to its `cores`),
 /// fixed-priority non-preemptive dispatch of stages, jobs released on absolute times
 /// (docs/runtime.md). Stages run the tasks' ONNX models with the modes of the allocation
-/// (profile layer = model stage), or with `--busy` spin for their planned cost. The models are
+/// (profile layer = model stage), or with `--busy` spin for their planned cost less the
+/// resource's `dispatch_overhead_us`. The models are
 /// found by `--models`, else beside each profile as `<profile model>.onnx`; a model whose
 /// sha256 differs from the profile's `model_sha256` is refused. An allocation the analysis
 /// cannot bound is refused unless `--force`. Ctrl-C stops the run and reports what was measured.
@@ -40,17 +41,18 @@ pub struct Args {
     /// Allocation TOML to run.
     #[arg(long, value_name = "FILE")]
     pub allocation: PathBuf,
-    /// ONNX models by task name or profile `model` name, comma-separated NAME=PATH [default:
-    /// `<profile folder>/<profile model>.onnx`].
+    /// ONNX models by task name or profile `model` name, comma-separated NAME=PATH (default:
+    /// `<profile folder>/<profile model>.onnx`).
     #[arg(long, value_delimiter = ',', value_name = "NAME=MODEL", value_parser = parse_model, conflicts_with = "busy")]
     pub models: Vec<(String, PathBuf)>,
-    /// Busy-wait each stage for its planned cost instead of running the models.
+    /// Busy-wait each stage for its planned cost (less `dispatch_overhead_us`) instead of running
+    /// the models.
     #[arg(long)]
     pub busy: bool,
     /// Release jobs for this many seconds.
     #[arg(long, value_name = "S", value_parser = parse_seconds, conflicts_with = "jobs")]
     pub seconds: Option<f64>,
-    /// Release this many jobs of every task [default: --seconds 10].
+    /// Release this many jobs of every task (default: --seconds 10).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub jobs: Option<u64>,
     /// A job past its deadline: `continue` to completion, or `abort` at its next stage boundary.
