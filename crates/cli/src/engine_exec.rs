@@ -70,6 +70,13 @@ impl EngineExecutor {
                 );
             }
         }
+        // One process loads one ONNX Runtime library, and the GPU build also runs the CPU modes:
+        // it must be loaded before any CPU session (docs/engine.md). Without a GPU the gpu
+        // stages fail with the engine's NoGpu error when their sessions are built.
+        if alloc.tasks.iter().flatten().any(|p| p.mode == Mode::Gpu) && lalarand_engine::stage::gpu_present() {
+            lalarand_engine::runtime::environment(lalarand_engine::runtime::Flavor::Gpu)
+                .context("the allocation has gpu stages")?;
+        }
         let mut tasks = Vec::with_capacity(system.tasks.len());
         for ((task, places), path) in system.tasks.iter().zip(&alloc.tasks).zip(models) {
             let what = || format!("task {:?}: model {}", task.name, path.display());
