@@ -170,7 +170,7 @@ impl TaskLevelSearch<'_> {
 ///    ignored at this step).
 /// 3. The better of 1 and 2 is improved by passes over the tasks in priority order, each task
 ///    moved to the placement that scores best for the whole set, until a pass changes nothing.
-/// 4. If the number of assignments is at most [`TASK_LEVEL_EXHAUSTIVE_LIMIT`], all are
+/// 4. If the number of assignments is at most `TASK_LEVEL_EXHAUSTIVE_LIMIT`, all are
 ///    analyzed and the best kept (so on small sets the result is optimal for this structure).
 pub struct TaskLevel;
 

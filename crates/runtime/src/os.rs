@@ -18,7 +18,7 @@ pub fn monotonic_ns() -> Time {
 }
 
 /// Sleeps until the absolute monotonic time `target_ns` (no drift: the target is absolute),
-/// spinning the last [`SPIN_NS`].
+/// spinning the last `SPIN_NS`.
 pub fn sleep_until(target_ns: Time) {
     let coarse = target_ns.saturating_sub(SPIN_NS);
     if monotonic_ns() < coarse {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// Write a zoo model (torchvision's layer structure, seeded random weights) as ONNX.
 ///
 /// The weights are random: the model is for timing (`lalarand profile`), not for accuracy.
-/// Inputs are float32 [1,3,224,224] ([1,3,416,416] for yolov3_tiny).
+/// Inputs are float32 `[1,3,224,224]` (`[1,3,416,416]` for yolov3_tiny).
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Example:\n  lalarand zoo squeezenet1_1 --out squeezenet1_1.onnx --seed 1\n  lalarand profile squeezenet1_1.onnx --runs 50 --cores 0 --out squeezenet1_1.json\n\nExit codes: 0 written, 2 bad input."

@@ -52,7 +52,7 @@ pub struct CampaignReport {
     /// Schedulable tasks whose largest observed response equals the bound (the bound is exact).
     pub tight_tasks: u64,
     pub violation_count: u64,
-    /// The first [`KEPT_VIOLATIONS`] by set index.
+    /// The first `KEPT_VIOLATIONS` by set index.
     pub violations: Vec<Violation>,
     /// Largest observed response / bound over schedulable tasks with a positive bound, and the
     /// set it came from.
