@@ -25,23 +25,14 @@ pub const TASK_LEVEL_EXHAUSTIVE_LIMIT: u64 = 4_096;
 
 /// Every layer in `mode` on the first resource of the mode's kind.
 fn uniform(policy: &'static str, system: &System, mode: Mode) -> Result<Outcome, AllocError> {
-    let resource =
-        system.platform.of_kind(mode.kind()).next().ok_or(AllocError::NoResource { policy, kind: mode.kind() })?;
-    let tasks = system
-        .tasks
-        .iter()
-        .map(|t| {
-            t.dnn
-                .layers
-                .iter()
-                .map(|l| match l.mode(mode) {
-                    Some(_) => Ok(Placement { mode, resource }),
-                    None => Err(AllocError::MissingMode { policy, task: t.name.clone(), layer: l.name.clone(), mode }),
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Outcome::evaluate(system, Allocation { tasks }, 0))
+    if system.platform.of_kind(mode.kind()).next().is_none() {
+        return Err(AllocError::NoResource { policy, kind: mode.kind() });
+    }
+    if let Some(e) = (0..system.tasks.len()).find_map(|i| missing(policy, system, i, mode)) {
+        return Err(e);
+    }
+    let alloc = Allocation::uniform(system, mode).expect("resource and modes checked above");
+    Ok(Outcome::evaluate(system, alloc, 0))
 }
 
 /// The first layer of task `task` without `mode`, as the policy's error.
