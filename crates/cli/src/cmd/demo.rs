@@ -9,7 +9,7 @@ use comfy_table::{presets, CellAlignment, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use lalarand_alloc::{AllocOptions, Outcome, Policy};
 use lalarand_model::examples::demo_system;
-use lalarand_model::ExecutionPlan;
+use lalarand_model::{ExecutionPlan, System};
 use lalarand_sim::SimConfig;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -29,12 +29,29 @@ pub struct Args {
     #[arg(long, value_name = "DIR", default_value = "out/demo")]
     pub out: PathBuf,
     /// Print the result as JSON on stdout.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "full")]
     pub json: bool,
+    /// The full demo, on this machine: write three zoo models (squeezenet1_1, mobilenet_v2,
+    /// yolov3_tiny), profile them, pick periods the vanilla allocation cannot be proven to meet,
+    /// compare every policy, run the lalarand allocation with ONNX inference and write its
+    /// Gantt chart and Perfetto trace (a few minutes; needs ONNX Runtime, and a GPU or two
+    /// cores).
+    #[arg(long)]
+    pub full: bool,
+    /// With --full: how long the run lasts, seconds.
+    #[arg(long, default_value_t = 20.0, requires = "full", value_parser = parse_seconds)]
+    pub seconds: f64,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (1.0..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: give 1 to 3600 seconds")),
+    }
 }
 
 #[derive(Serialize)]
-struct PolicyRow {
+pub(super) struct PolicyRow {
     policy: Policy,
     /// Set when the policy could not produce an allocation at all.
     error: Option<String>,
@@ -58,52 +75,12 @@ struct DemoJson {
 }
 
 pub fn run(args: Args) -> Result<Verdict> {
+    if args.full {
+        return super::demo_full::run(&args);
+    }
     let system = demo_system();
     let options = AllocOptions::default();
-    let bar = ProgressBar::new(Policy::ALL.len() as u64)
-        .with_style(ProgressStyle::with_template("{spinner} allocating [{bar:20}] {pos}/{len} {msg}")?);
-    let mut rows = Vec::new();
-    let mut lalarand: Option<Outcome> = None;
-    for policy in Policy::ALL {
-        bar.set_message(policy.name());
-        let start = Instant::now();
-        let result = policy.allocate(&system, &options);
-        let seconds = start.elapsed().as_secs_f64();
-        tracing::info!(%policy, seconds, "allocated");
-        rows.push(match &result {
-            Ok(o) => PolicyRow {
-                policy,
-                error: None,
-                schedulable: o.schedulable(),
-                tasks_proven: o.analysis.tasks.len() - o.analysis.unschedulable_count(),
-                max_normalized_response: Some(o.analysis.max_normalized()),
-                accuracy_cost_pp: Some(o.allocation.accuracy_cost(&system) + 0.0),
-                int8_layers: Some(o.allocation.int8_layers()),
-                evaluations: o.evaluations,
-                complete: o.complete,
-                seconds,
-            },
-            Err(e) => PolicyRow {
-                policy,
-                error: Some(e.to_string()),
-                schedulable: false,
-                tasks_proven: 0,
-                max_normalized_response: None,
-                accuracy_cost_pp: None,
-                int8_layers: None,
-                evaluations: 0,
-                complete: true,
-                seconds,
-            },
-        });
-        if policy == Policy::Lalarand {
-            lalarand = Some(result.context("policy lalarand")?);
-        }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-
-    let outcome = lalarand.expect("Policy::ALL lists lalarand");
+    let (rows, outcome) = allocate_all(&system, &options)?;
     let plan = ExecutionPlan::new(&system, &outcome.allocation).context("lalarand produced an invalid allocation")?;
     let report = Report::new(&system, &outcome.allocation, &plan, &outcome.analysis);
     let mut files = write_all(&args.out, &example_files(&system, &outcome.allocation, Policy::Lalarand.name()))?;
@@ -135,7 +112,56 @@ pub fn run(args: Args) -> Result<Verdict> {
     Ok(Verdict::Done)
 }
 
-fn policy_table(rows: &[PolicyRow], tasks: usize) -> Table {
+/// Allocates `system` with every policy, with a progress bar: one row per policy, and the
+/// `lalarand` outcome.
+pub(super) fn allocate_all(system: &System, options: &AllocOptions) -> Result<(Vec<PolicyRow>, Outcome)> {
+    let bar = ProgressBar::new(Policy::ALL.len() as u64)
+        .with_style(ProgressStyle::with_template("{spinner} allocating [{bar:20}] {pos}/{len} {msg}")?);
+    let mut rows = Vec::new();
+    let mut lalarand: Option<Outcome> = None;
+    for policy in Policy::ALL {
+        bar.set_message(policy.name());
+        let start = Instant::now();
+        let result = policy.allocate(system, options);
+        let seconds = start.elapsed().as_secs_f64();
+        tracing::info!(%policy, seconds, "allocated");
+        rows.push(match &result {
+            Ok(o) => PolicyRow {
+                policy,
+                error: None,
+                schedulable: o.schedulable(),
+                tasks_proven: o.analysis.tasks.len() - o.analysis.unschedulable_count(),
+                max_normalized_response: Some(o.analysis.max_normalized()),
+                accuracy_cost_pp: Some(o.allocation.accuracy_cost(system) + 0.0),
+                int8_layers: Some(o.allocation.int8_layers()),
+                evaluations: o.evaluations,
+                complete: o.complete,
+                seconds,
+            },
+            Err(e) => PolicyRow {
+                policy,
+                error: Some(e.to_string()),
+                schedulable: false,
+                tasks_proven: 0,
+                max_normalized_response: None,
+                accuracy_cost_pp: None,
+                int8_layers: None,
+                evaluations: 0,
+                complete: true,
+                seconds,
+            },
+        });
+        if policy == Policy::Lalarand {
+            lalarand = Some(result.context("policy lalarand")?);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    Ok((rows, lalarand.expect("Policy::ALL lists lalarand")))
+}
+
+pub(super) fn policy_table(rows: &[PolicyRow], tasks: usize) -> Table {
     let mut table = Table::new();
     table.load_preset(presets::ASCII_MARKDOWN).set_header(vec![
         "policy",

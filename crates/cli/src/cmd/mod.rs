@@ -5,6 +5,7 @@ pub mod allocate;
 pub mod analyze;
 pub mod completions;
 pub mod demo;
+pub mod demo_full;
 pub mod experiment;
 pub mod init;
 pub mod profile;

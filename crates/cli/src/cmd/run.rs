@@ -187,7 +187,7 @@ fn task_names(system: &System) -> String {
 
 /// Lets the runtime write `path` through a temporary file in the same folder and a rename, so
 /// a failed write never leaves half a file where a good one was.
-fn write_via_temp(path: &Path, write: impl FnOnce(&Path) -> Result<(), RuntimeError>) -> Result<()> {
+pub(crate) fn write_via_temp(path: &Path, write: impl FnOnce(&Path) -> Result<(), RuntimeError>) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -206,7 +206,7 @@ fn us(t: Time) -> String {
     format!("{:.1}", t as f64 / 1e3)
 }
 
-fn render(r: &RunReport, executor: &str) -> String {
+pub(crate) fn render(r: &RunReport, executor: &str) -> String {
     let mut table = Table::new();
     table
         .load_preset(presets::ASCII_MARKDOWN)

@@ -203,3 +203,21 @@ fn ctrl_c_stops_the_run_and_reports_what_was_measured() {
     assert!(released > 10 && released < 1000, "{released}");
     assert!(d.join("trace.json").is_file());
 }
+
+#[test]
+fn demo_full_profiles_proves_and_runs_three_zoo_models() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return; // the stand-in platform needs two cores
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("full");
+    let _turn = turn();
+    let out = lalarand().args(["demo", "--full", "--seconds", "2", "--out"]).arg(&out_dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("vanilla (every layer") && stdout.contains(": not proven"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("| lalarand ") && l.contains("| yes")), "{stdout}");
+    for f in ["models/yolov3_tiny.onnx", "profiles/yolov3_tiny.json", "allocation.toml", "trace.json", "gantt.svg"] {
+        assert!(out_dir.join(f).is_file(), "{f} missing:\n{stdout}");
+    }
+}
