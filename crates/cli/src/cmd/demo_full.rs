@@ -44,7 +44,16 @@ const DISPATCH_OVERHEAD_US: f64 = 120.0;
 pub fn run(args: &Args) -> Result<Verdict> {
     let wall = Instant::now();
     let cores = os::available_cores();
-    let gpu = lalarand_engine::stage::gpu_present();
+    // The GPU runtime (which also runs the CPU modes) must be the first one this process loads
+    // (docs/engine.md); where it does not load, the demo runs on the stand-in platform.
+    let gpu = lalarand_engine::stage::gpu_present()
+        && match lalarand_engine::runtime::environment(lalarand_engine::runtime::Flavor::Gpu) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!("a GPU is present but its runtime does not load ({e}); using two cpu resources");
+                false
+            }
+        };
     if !gpu && cores.len() < 2 {
         bail!("demo --full needs a GPU or two usable cores (this process may use {cores:?})");
     }
@@ -126,6 +135,10 @@ pub fn run(args: &Args) -> Result<Verdict> {
                 .join(", "),
             path.display()
         )?;
+    }
+
+    if let Some(p) = profiles.iter().find(|p| p.layers.iter().any(|l| l.wcet(vanilla_mode).is_none())) {
+        bail!("{}: some stages have no {} timing, so there is no vanilla allocation to compare with (see the warnings above)", p.model, vanilla_mode.name());
     }
 
     // 2. Periods from the profiles: the largest scale at which the vanilla allocation is not
