@@ -7,6 +7,7 @@
 
 use super::demo::{allocate_all, policy_table, Args};
 use super::run::{render, write_via_temp};
+use super::simulate::run_simulation;
 use crate::engine_exec::EngineExecutor;
 use crate::files::{example_files, write_all, write_atomic_bytes};
 use crate::Verdict;
@@ -22,6 +23,7 @@ use lalarand_model::{
 };
 use lalarand_onnx::zoo::{self, Architecture};
 use lalarand_runtime::{os, RunConfig, RunHorizon, Runtime, TaskReport};
+use lalarand_sim::{Horizon, SimConfig};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -208,7 +210,20 @@ pub fn run(args: &Args) -> Result<Verdict> {
         policy_table(&rows, system.tasks.len())
     )?;
     let alloc = lalarand.allocation;
-    let files = write_all(&args.out, &example_files(&system, &alloc, Policy::Lalarand.name()))?;
+    let mut files = write_all(&args.out, &example_files(&system, &alloc, Policy::Lalarand.name()))?;
+    // The worst case the bounds cover, for comparison with the run's Gantt chart: the
+    // simulator at WCETs over the same window.
+    let window = 2 * system.tasks.iter().map(|t| t.period).max().unwrap_or(0);
+    let plan = ExecutionPlan::new(&system, &alloc)?;
+    let sim_gantt = args.out.join("gantt-simulated.svg");
+    let sim_config = SimConfig { horizon: Horizon::Until(window), ..SimConfig::default() };
+    let simulation = run_simulation(&system, &plan, &sim_config, Some(&sim_gantt))?;
+    files.push(sim_gantt);
+    outln!(
+        "simulated at worst-case execution times for {:.0} ms, next to the bounds:\n{}",
+        time_to_ms(window),
+        simulation.render()
+    )?;
 
     // 4. Run the lalarand allocation with inference. Profiling pinned this thread to the cpu
     // core; the runtime's threads inherit its mask, so it gets every core back first.
@@ -245,7 +260,6 @@ pub fn run(args: &Args) -> Result<Verdict> {
     let trace = args.out.join("trace.json");
     write_via_temp(&trace, |tmp| outcome.write_chrome_trace(&runtime, tmp))?;
     written.push(trace);
-    let window = 2 * system.tasks.iter().map(|t| t.period).max().unwrap_or(0);
     let gantt = args.out.join("gantt.svg");
     write_via_temp(&gantt, |tmp| outcome.write_gantt(&runtime, tmp, Some((0, window))))?;
     written.push(gantt);

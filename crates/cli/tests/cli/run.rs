@@ -217,7 +217,14 @@ fn demo_full_profiles_proves_and_runs_three_zoo_models() {
     assert!(matches!(out.status.code(), Some(0 | 1)), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("vanilla (every layer") && stdout.contains(": not proven"), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("| lalarand ") && l.contains("| yes")), "{stdout}");
-    for f in ["models/yolov3_tiny.onnx", "profiles/yolov3_tiny.json", "allocation.toml", "trace.json", "gantt.svg"] {
+    for f in [
+        "models/yolov3_tiny.onnx",
+        "profiles/yolov3_tiny.json",
+        "allocation.toml",
+        "trace.json",
+        "gantt.svg",
+        "gantt-simulated.svg",
+    ] {
         assert!(out_dir.join(f).is_file(), "{f} missing:\n{stdout}");
     }
 }
