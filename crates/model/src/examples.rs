@@ -19,15 +19,6 @@ pub fn chain_profile(model: &str, layers: &[LayerProfile]) -> DnnProfile {
     }
 }
 
-impl DnnProfile {
-    /// Replaces layers and source (builder for library code).
-    pub fn with_layers(mut self, layers: Vec<LayerProfile>, source: String) -> Self {
-        self.layers = layers;
-        self.source = source;
-        self
-    }
-}
-
 /// The demo: four DNNs from the LaLaRAND artifact (set A, cpu-int8 modelled) on one GPU and one
 /// CPU, with periods that overload the GPU when every layer runs there, and a host<->GPU copy
 /// cost on every layer.

@@ -7,7 +7,7 @@
 //! microseconds. The artifact publishes GPU and CPU fp32 times only: the `cpu-int8` mode and its
 //! accuracy cost are *modelled* here by [`Int8Model`], which docs/evaluation.md states.
 
-use crate::profile::{DnnProfile, LayerProfile, Mode, ModeTiming};
+use crate::profile::{DnnProfile, LayerProfile, Mode, ModeTiming, OutputTransitions};
 use crate::time::us_to_time;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -106,7 +106,14 @@ pub fn artifact_dnns(set: ArtifactSet, int8: Option<Int8Model>) -> Vec<ArtifactD
                 }
             );
             ArtifactDnn {
-                profile: crate::examples::chain_profile(&name, &[]).with_layers(layers, source),
+                profile: DnnProfile {
+                    model: name,
+                    source,
+                    wcet_margin: None,
+                    model_sha256: None,
+                    layers,
+                    output: OutputTransitions::default(),
+                },
                 shipped_on_gpu: m.shipped_placement.map(|p| p.into_iter().map(|x| x == 1).collect()),
             }
         })
