@@ -155,6 +155,22 @@ pub fn synthetic_inputs(staged: &StagedModel, count: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// `count` inputs of `per` values in [0, 1) from a linear congruential stream seeded with
+/// `seed`: reproducible inputs for tests and benches whose only need is "some image".
+pub fn seeded_inputs(count: usize, per: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut s = seed;
+    (0..count)
+        .map(|_| {
+            (0..per)
+                .map(|_| {
+                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (s >> 40) as f32 / (1u64 << 24) as f32
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Loads the GPU runtime when gpu mode is asked for; why it cannot run, if it cannot.
 fn gpu_runtime(opts: &ProfileOptions) -> Option<String> {
     if !opts.modes.contains(&Mode::Gpu) {

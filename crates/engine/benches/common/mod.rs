@@ -21,17 +21,7 @@ pub struct Setup {
 }
 
 fn inputs(n: usize, per: usize) -> Vec<Vec<f32>> {
-    let mut s = 12345u64;
-    (0..n)
-        .map(|_| {
-            (0..per)
-                .map(|_| {
-                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    (s >> 40) as f32 / (1u64 << 24) as f32
-                })
-                .collect()
-        })
-        .collect()
+    lalarand_engine::profile::seeded_inputs(n, per, 12345)
 }
 
 impl Setup {
