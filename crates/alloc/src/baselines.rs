@@ -23,15 +23,12 @@ const ACCURACY_EPS: f64 = 1e-9;
 /// [`TaskLevel`] enumerates every assignment when there are at most this many.
 pub const TASK_LEVEL_EXHAUSTIVE_LIMIT: u64 = 4_096;
 
-/// Every layer in `mode` on the first resource of the mode's kind.
-fn uniform(policy: &'static str, system: &System, mode: Mode) -> Result<Outcome, AllocError> {
-    if system.platform.of_kind(mode.kind()).next().is_none() {
-        return Err(AllocError::NoResource { policy, kind: mode.kind() });
-    }
-    if let Some(e) = (0..system.tasks.len()).find_map(|i| missing(policy, system, i, mode)) {
+/// Every layer of every task at `place`.
+fn uniform_on(policy: &'static str, system: &System, place: Placement) -> Result<Outcome, AllocError> {
+    if let Some(e) = (0..system.tasks.len()).find_map(|i| missing(policy, system, i, place.mode)) {
         return Err(e);
     }
-    let alloc = Allocation::uniform(system, mode).expect("resource and modes checked above");
+    let alloc = Allocation { tasks: system.tasks.iter().map(|t| vec![place; t.dnn.layers.len()]).collect() };
     Ok(Outcome::evaluate(system, alloc, 0))
 }
 
@@ -64,7 +61,9 @@ impl Allocator for GpuOnly {
         "gpu-only"
     }
     fn allocate(&self, system: &System, _options: &AllocOptions) -> Result<Outcome, AllocError> {
-        uniform(self.name(), system, Mode::Gpu)
+        let policy = self.name();
+        let (resource, mode) = system.platform.accelerator().ok_or(AllocError::NoAccelerator { policy })?;
+        uniform_on(policy, system, Placement { mode, resource })
     }
 }
 
@@ -74,7 +73,10 @@ impl Allocator for CpuOnly {
         "cpu-only"
     }
     fn allocate(&self, system: &System, _options: &AllocOptions) -> Result<Outcome, AllocError> {
-        uniform(self.name(), system, Mode::CpuFp32)
+        let policy = self.name();
+        let resource =
+            system.platform.host_cpus().next().ok_or(AllocError::NoResource { policy, kind: ResourceKind::Cpu })?;
+        uniform_on(policy, system, Placement { mode: Mode::CpuFp32, resource })
     }
 }
 
@@ -339,12 +341,15 @@ impl Allocator for TaskLevel {
 
 // ---- DART -----------------------------------------------------------------------------------
 
-/// A DART cut of one task: layers `..gpu_layers` in `gpu` on `gpu`, the rest in `cpu-fp32` on
-/// `cpu`, with the utilization each part puts on its resource.
+/// A DART cut of one task: layers `..gpu_layers` in `gpu_mode` on `gpu`, the rest in `cpu-fp32`
+/// on `cpu`, with the utilization each part puts on its resource. `gpu` is the platform's
+/// [accelerator](lalarand_model::Platform::accelerator): a gpu in `gpu` mode, or the cpu
+/// standing in for one in `cpu-fp32`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DartCut {
     pub gpu_layers: usize,
     pub gpu: ResourceId,
+    pub gpu_mode: Mode,
     pub cpu: ResourceId,
     pub gpu_util: f64,
     pub cpu_util: f64,
@@ -355,7 +360,7 @@ impl DartCut {
         (0..layers)
             .map(|j| {
                 if j < self.gpu_layers {
-                    Placement { mode: Mode::Gpu, resource: self.gpu }
+                    Placement { mode: self.gpu_mode, resource: self.gpu }
                 } else {
                     Placement { mode: Mode::CpuFp32, resource: self.cpu }
                 }
@@ -385,11 +390,15 @@ impl Dart {
     /// Every valid cut of task `task` on every (gpu, cpu) pair.
     pub fn cuts(system: &System, task: usize) -> Result<Vec<DartCut>, AllocError> {
         let policy = "dart";
-        let gpus: Vec<_> = system.platform.of_kind(ResourceKind::Gpu).collect();
-        let cpus: Vec<_> = system.platform.of_kind(ResourceKind::Cpu).collect();
-        if gpus.is_empty() {
-            return Err(AllocError::NoResource { policy, kind: ResourceKind::Gpu });
-        }
+        let Some((_, gpu_mode)) = system.platform.accelerator() else {
+            return Err(AllocError::NoAccelerator { policy });
+        };
+        // Every gpu, or the one stand-in; the cpus that are not the stand-in.
+        let gpus: Vec<_> = match gpu_mode {
+            Mode::Gpu => system.platform.of_kind(ResourceKind::Gpu).collect(),
+            _ => system.platform.accelerator().map(|(r, _)| r).into_iter().collect(),
+        };
+        let cpus: Vec<_> = system.platform.host_cpus().collect();
         if cpus.is_empty() {
             return Err(AllocError::NoResource { policy, kind: ResourceKind::Cpu });
         }
@@ -397,7 +406,7 @@ impl Dart {
         let layers = &t.dnn.layers;
         let n = layers.len();
         // Valid prefix lengths: [last layer without cpu-fp32 + 1, first layer without gpu].
-        let max_gpu = layers.iter().position(|l| l.mode(Mode::Gpu).is_none()).unwrap_or(n);
+        let max_gpu = layers.iter().position(|l| l.mode(gpu_mode).is_none()).unwrap_or(n);
         let min_gpu = layers.iter().rposition(|l| l.mode(Mode::CpuFp32).is_none()).map_or(0, |j| j + 1);
         if min_gpu > max_gpu {
             // This layer comes at or after one without `gpu`, so it would have to run on the cpu.
@@ -414,7 +423,7 @@ impl Dart {
         for &gpu in &gpus {
             for &cpu in &cpus {
                 for gpu_layers in (min_gpu..=max_gpu).rev() {
-                    let mut cut = DartCut { gpu_layers, gpu, cpu, gpu_util: 0.0, cpu_util: 0.0 };
+                    let mut cut = DartCut { gpu_layers, gpu, gpu_mode, cpu, gpu_util: 0.0, cpu_util: 0.0 };
                     let places = cut.placements(n);
                     let costs: Vec<Time> = (0..n).map(|j| layer_cost(&system.platform, &t.dnn, &places, j)).collect();
                     cut.gpu_util = costs[..gpu_layers].iter().sum::<Time>() as f64 / period;

@@ -22,6 +22,8 @@ pub use optimal::Optimal;
 pub enum AllocError {
     #[error("the platform has no {kind} resource, which policy {policy} needs; fix: add one to the platform file")]
     NoResource { policy: &'static str, kind: ResourceKind },
+    #[error("the platform has no gpu resource, which policy {policy} needs; fix: add one to the platform file, or mark the cpu resource standing in for it `accelerator = true`")]
+    NoAccelerator { policy: &'static str },
     #[error("task {task:?} layer {layer:?} has no {mode} mode, which policy {policy} needs; fix: profile that mode or pick another policy")]
     MissingMode { policy: &'static str, task: String, layer: String, mode: Mode },
     #[error("task {task:?} layer {layer:?} cannot run on any resource of this platform; fix: profile a mode whose resource kind the platform has")]

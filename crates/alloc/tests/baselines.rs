@@ -113,15 +113,36 @@ fn uniform_baselines_report_the_missing_mode_or_resource() {
     );
     assert_eq!(
         GpuOnly.allocate(&cpu_only_platform, &opts).unwrap_err(),
-        AllocError::NoResource { policy: "gpu-only", kind: ResourceKind::Gpu }
+        AllocError::NoAccelerator { policy: "gpu-only" }
     );
-    assert_eq!(
-        Dart.allocate(&cpu_only_platform, &opts).unwrap_err(),
-        AllocError::NoResource { policy: "dart", kind: ResourceKind::Gpu }
-    );
+    assert_eq!(Dart.allocate(&cpu_only_platform, &opts).unwrap_err(), AllocError::NoAccelerator { policy: "dart" });
     // Task-level needs no gpu: the only task goes whole to the cpu.
     let o = run(&TaskLevel, &cpu_only_platform, &opts);
     assert_eq!(places(&o, 0), vec![(Mode::CpuFp32, 0)]);
+}
+
+#[test]
+fn a_cpu_standing_in_for_the_accelerator_takes_the_gpu_role() {
+    // cpu, accel (a cpu marked `accelerator`): the gpu baselines use accel in cpu-fp32.
+    let mut p = platform(&[("cpu", ResourceKind::Cpu), ("accel", ResourceKind::Cpu)]);
+    p.resources[1].accelerator = true;
+    let tasks = vec![
+        task("a", 10.0, vec![layer("a0", None, Some(2.0), None), layer("a1", None, Some(2.0), None)]),
+        task("b", 20.0, vec![layer("b0", None, Some(4.0), None), layer("b1", None, Some(4.0), None)]),
+    ];
+    let sys = system(p, tasks);
+    let opts = AllocOptions::default();
+    let vanilla = run(&GpuOnly, &sys, &opts);
+    assert!((0..2).all(|i| places(&vanilla, i).iter().all(|&p| p == (Mode::CpuFp32, 1))));
+    let host = run(&CpuOnly, &sys, &opts);
+    assert!((0..2).all(|i| places(&host, i).iter().all(|&p| p == (Mode::CpuFp32, 0))));
+    // DART cuts each chain between the stand-in (prefix) and the host cpu (suffix).
+    let dart = run(&Dart, &sys, &opts);
+    for i in 0..2 {
+        let p = places(&dart, i);
+        let cut = p.iter().take_while(|&&(_, r)| r == 1).count();
+        assert!(p[cut..].iter().all(|&(m, r)| (m, r) == (Mode::CpuFp32, 0)), "{p:?}");
+    }
 }
 
 #[test]
@@ -436,7 +457,9 @@ proptest! {
                     prop_assert!(!ok, "{} failed on a feasible system: {}", policy.name(), e);
                     let named = matches!(
                         &e,
-                        AllocError::MissingMode { policy: p, .. } | AllocError::NoResource { policy: p, .. }
+                        AllocError::MissingMode { policy: p, .. }
+                            | AllocError::NoResource { policy: p, .. }
+                            | AllocError::NoAccelerator { policy: p }
                             if *p == policy.name()
                     );
                     prop_assert!(named, "{}: unexpected error {:?}", policy.name(), e);

@@ -2,6 +2,7 @@
 
 use crate::error::{read_file, toml_error, FormatError};
 use crate::time::{us_to_time, Time};
+use crate::Mode;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::Path;
@@ -39,6 +40,10 @@ pub struct Resource {
     pub threads: usize,
     /// CUDA device index (gpu resources).
     pub device: u32,
+    /// A `cpu` resource standing in for the accelerator on a platform without a `gpu`: the
+    /// baselines built around a gpu (`gpu-only`, `dart`) use it, in `cpu-fp32`, where they
+    /// would use the gpu. Placement is otherwise unaffected.
+    pub accelerator: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +71,12 @@ struct ResourceFile {
     threads: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     device: Option<u32>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    accelerator: bool,
+}
+
+fn is_false(x: &bool) -> bool {
+    !*x
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -74,7 +85,15 @@ fn is_zero(x: &f64) -> bool {
 
 impl Resource {
     pub fn new(name: impl Into<String>, kind: ResourceKind) -> Self {
-        Self { name: name.into(), kind, dispatch_overhead: 0, cores: Vec::new(), threads: 1, device: 0 }
+        Self {
+            name: name.into(),
+            kind,
+            dispatch_overhead: 0,
+            cores: Vec::new(),
+            threads: 1,
+            device: 0,
+            accelerator: false,
+        }
     }
 }
 
@@ -91,6 +110,20 @@ impl Platform {
     /// Resources of a kind, in platform order.
     pub fn of_kind(&self, kind: ResourceKind) -> impl Iterator<Item = ResourceId> + '_ {
         self.resources.iter().enumerate().filter(move |(_, r)| r.kind == kind).map(|(i, _)| i)
+    }
+
+    /// The resource the gpu-based baselines use, with the mode they run there: the first `gpu`
+    /// in `gpu` mode, else the `cpu` marked `accelerator` in `cpu-fp32`.
+    pub fn accelerator(&self) -> Option<(ResourceId, Mode)> {
+        self.of_kind(ResourceKind::Gpu)
+            .next()
+            .map(|r| (r, Mode::Gpu))
+            .or_else(|| self.resources.iter().position(|r| r.accelerator).map(|r| (r, Mode::CpuFp32)))
+    }
+
+    /// The `cpu` resources that do not stand in for the accelerator, in platform order.
+    pub fn host_cpus(&self) -> impl Iterator<Item = ResourceId> + '_ {
+        self.of_kind(ResourceKind::Cpu).filter(|&r| !self.resources[r].accelerator)
     }
 
     pub fn load(path: &Path) -> Result<Self, FormatError> {
@@ -147,6 +180,14 @@ impl Platform {
                     "remove it, or set kind = \"gpu\"",
                 ));
             }
+            if r.accelerator && r.kind == ResourceKind::Gpu {
+                return Err(err(
+                    i,
+                    "accelerator",
+                    "a gpu resource marked as standing in for the accelerator".into(),
+                    "remove `accelerator`: only a cpu resource can stand in for a gpu",
+                ));
+            }
             let mut seen = HashSet::new();
             if let Some(c) = r.cores.iter().find(|c| !seen.insert(**c)) {
                 return Err(err(i, "cores", format!("core {c} listed twice"), "list each core once"));
@@ -158,7 +199,25 @@ impl Platform {
                 cores: r.cores,
                 threads: r.threads.unwrap_or(1),
                 device: r.device.unwrap_or(0),
+                accelerator: r.accelerator,
             });
+        }
+        let stand_ins: Vec<usize> = (0..resources.len()).filter(|&i| resources[i].accelerator).collect();
+        if let Some(&i) = stand_ins.get(1) {
+            return Err(err(
+                i,
+                "accelerator",
+                format!("{} resources are marked `accelerator = true`", stand_ins.len()),
+                "mark one cpu resource at most",
+            ));
+        }
+        if let (Some(&i), true) = (stand_ins.first(), resources.iter().any(|r| r.kind == ResourceKind::Gpu)) {
+            return Err(err(
+                i,
+                "accelerator",
+                "the platform has a gpu resource, which the baselines use".into(),
+                "remove `accelerator = true`: it is for platforms without a gpu",
+            ));
         }
         Ok(Self { resources })
     }
@@ -175,6 +234,7 @@ impl Platform {
                     cores: r.cores.clone(),
                     threads: (r.kind == ResourceKind::Cpu).then_some(r.threads),
                     device: (r.kind == ResourceKind::Gpu).then_some(r.device),
+                    accelerator: r.accelerator,
                 })
                 .collect(),
         };
@@ -211,5 +271,25 @@ mod tests {
         assert!(parse("resource = []").is_err());
         assert!(parse("[[resource]]\nname='a'\nkind='cpu'\nthreads=0\n").is_err());
         assert!(parse("[[resource]]\nname='a'\nkind='cpu'\ndispatch_overhead_us=-1\n").is_err());
+    }
+
+    #[test]
+    fn a_cpu_resource_can_stand_in_for_the_accelerator() {
+        let two_cpus =
+            "[[resource]]\nname='cpu'\nkind='cpu'\n[[resource]]\nname='accel'\nkind='cpu'\naccelerator=true\n";
+        let p = parse(two_cpus).unwrap();
+        assert_eq!(p.accelerator(), Some((1, Mode::CpuFp32)));
+        assert_eq!(p.host_cpus().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(parse(&p.to_toml()).unwrap(), p);
+        assert_eq!(Platform::default_cpu_gpu().accelerator(), Some((0, Mode::Gpu)));
+        assert_eq!(parse("[[resource]]\nname='cpu'\nkind='cpu'\n").unwrap().accelerator(), None);
+
+        let e = parse("[[resource]]\nname='g'\nkind='gpu'\naccelerator=true\n").unwrap_err();
+        assert_eq!(e.field, "resource[0].accelerator");
+        let e = parse(&format!("{two_cpus}[[resource]]\nname='g'\nkind='gpu'\n")).unwrap_err();
+        assert_eq!(e.field, "resource[1].accelerator");
+        assert!(e.fix.contains("without a gpu"), "{e}");
+        let e = parse(&format!("{two_cpus}[[resource]]\nname='c2'\nkind='cpu'\naccelerator=true\n")).unwrap_err();
+        assert_eq!(e.field, "resource[2].accelerator");
     }
 }
