@@ -1,4 +1,9 @@
 //! Every failure the engine reports: what went wrong, where, and (where there is one) the fix.
+//!
+//! As `lalarand_model::FormatError`, the `Display` of an error is the whole message, the cause's
+//! text included, and `source()` is `None`: the CLI prints anyhow's chain (`{:#}`), and a cause
+//! that were both interpolated and a source would be printed twice. So the wrapped `io::Error`
+//! and `ort::Error` are in fields named `error`, which thiserror does not take for a source.
 
 use std::path::PathBuf;
 
@@ -16,8 +21,9 @@ pub enum EngineError {
     #[error("gpu mode unavailable: {reason}; fix: {fix}")]
     NoGpu { reason: String, fix: String },
 
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    /// A file could not be read or written.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
 
     /// The model file is not a readable ONNX model.
     #[error("{}: not an ONNX model: {reason}", path.display())]
@@ -36,8 +42,8 @@ pub enum EngineError {
     Dataset { file: PathBuf, row: usize, column: usize, problem: String },
 
     /// An ONNX Runtime call failed.
-    #[error("{context}: {source}")]
-    Ort { context: String, source: ort::Error },
+    #[error("{context}: {error}")]
+    Ort { context: String, error: ort::Error },
 
     /// Partitioning or quantizing the graph failed.
     #[error("{context}: {message}")]
@@ -51,8 +57,8 @@ pub enum EngineError {
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 impl EngineError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        Self::Io { path: path.into(), error }
     }
 
     pub(crate) fn unavailable(what: impl Into<String>, fix: impl Into<String>) -> Self {
@@ -78,6 +84,26 @@ where
     ort::Error: From<ort::Error<R>>,
 {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| EngineError::Ort { context: context(), source: e.into() })
+        self.map_err(|e| EngineError::Ort { context: context(), error: e.into() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the CLI prints: anyhow's chain with context, `{:#}`.
+    fn rendered(e: EngineError) -> String {
+        format!("{:#}", anyhow::Error::from(e).context("profiling m.onnx"))
+    }
+
+    #[test]
+    fn the_cause_is_printed_once() {
+        let os = std::fs::read("/nonexistent/lalarand/m.onnx").unwrap_err();
+        let os_text = os.to_string();
+        let text = rendered(EngineError::io("/nonexistent/lalarand/m.onnx", os));
+        assert_eq!(text.matches(&os_text).count(), 1, "{text}");
+        assert!(text.contains("/nonexistent/lalarand/m.onnx"), "{text}");
+        // `Ort` is built the same way (its `ort::Error` needs the runtime library to exist).
     }
 }

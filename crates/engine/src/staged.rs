@@ -34,7 +34,7 @@ pub struct StagedModel {
 
 fn onnx_err(source: &Path, e: OnnxError) -> EngineError {
     match e {
-        OnnxError::Read { path, source } => EngineError::Io { path, source },
+        OnnxError::Read { path, source } => EngineError::Io { path, error: source },
         OnnxError::NotAModel { path, reason } => EngineError::NotOnnx { path, reason },
         other => EngineError::graph(source.display().to_string(), other),
     }

@@ -22,6 +22,10 @@ fn a_file_that_is_not_onnx() {
 
     let e = StagedModel::load(&dir.path().join("missing.onnx")).unwrap_err();
     assert!(matches!(e, EngineError::Io { .. }) && e.to_string().contains("missing.onnx"), "{e}");
+    // The CLI prints anyhow's chain: the OS error once, not once per level.
+    let os = std::io::Error::from_raw_os_error(2).to_string(); // ENOENT
+    let chain = format!("{:#}", anyhow::Error::from(e));
+    assert_eq!(chain.matches(&os).count(), 1, "{chain}");
 }
 
 #[test]
