@@ -142,6 +142,25 @@ impl Allocation {
         self.tasks.iter().flatten().filter(|p| p.mode.is_int8()).count()
     }
 
+    /// int8 layers whose accuracy cost is not known (the profile has `null` there, e.g. one
+    /// made without a labeled dataset): they count as `0` in [`Self::accuracy_cost`], so that
+    /// sum is a lower bound whenever this is above zero.
+    pub fn unknown_accuracy_layers(&self, system: &System) -> usize {
+        self.task_unknown_accuracy_layers(system).into_iter().sum()
+    }
+
+    /// Per task: its int8 layers whose accuracy cost is not known.
+    pub fn task_unknown_accuracy_layers(&self, system: &System) -> Vec<usize> {
+        system
+            .tasks
+            .iter()
+            .zip(&self.tasks)
+            .map(|(t, ps)| {
+                ps.iter().enumerate().filter(|(j, p)| p.mode.is_int8() && !t.dnn.int8_accuracy_known(*j)).count()
+            })
+            .collect()
+    }
+
     pub fn load(path: &Path, system: &System) -> Result<Self, FormatError> {
         Self::parse(&read_file(path)?, path, system)
     }
@@ -288,5 +307,26 @@ mod tests {
         assert_eq!(e.field, "task[0].layers");
         let e = p(&text.replacen(&format!("name = \"{}\"", sys.tasks[0].name), "name = \"ghost\"", 1));
         assert_eq!(e.field, "task[0].name");
+    }
+
+    #[test]
+    fn counts_int8_layers_of_unknown_accuracy_cost() {
+        let mut sys = demo_system();
+        let int8 = Allocation::uniform(&sys, Mode::CpuInt8).unwrap();
+        assert_eq!(int8.unknown_accuracy_layers(&sys), 0, "the library's costs are known");
+        let mut dnn = (*sys.tasks[0].dnn).clone();
+        dnn.int8_accuracy_unknown = [0, 2].into();
+        dnn.layers[0].int8_accuracy_cost = 0.0;
+        dnn.layers[2].int8_accuracy_cost = 0.0;
+        sys.tasks[0].dnn = std::sync::Arc::new(dnn);
+        assert_eq!(int8.unknown_accuracy_layers(&sys), 2);
+        let mut per_task = vec![0; sys.tasks.len()];
+        per_task[0] = 2;
+        assert_eq!(int8.task_unknown_accuracy_layers(&sys), per_task);
+        // Only int8 layers count: layer 0 on the gpu does not.
+        let mut mixed = int8.clone();
+        mixed.tasks[0][0] = Allocation::uniform(&sys, Mode::Gpu).unwrap().tasks[0][0];
+        assert_eq!(mixed.unknown_accuracy_layers(&sys), 1);
+        assert_eq!(Allocation::uniform(&sys, Mode::Gpu).unwrap().unknown_accuracy_layers(&sys), 0);
     }
 }

@@ -16,6 +16,7 @@ pub fn chain_profile(model: &str, layers: &[LayerProfile]) -> DnnProfile {
         model_sha256: None,
         layers: layers.to_vec(),
         output: OutputTransitions::default(),
+        int8_accuracy_unknown: Default::default(),
     }
 }
 

@@ -7,7 +7,7 @@ use crate::error::{json_error, read_file, FormatError};
 use crate::platform::ResourceKind;
 use crate::time::{time_to_us, us_to_time, Time};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 pub const PROFILE_FORMAT: &str = "lalarand-profile/1";
@@ -115,7 +115,8 @@ pub struct LayerProfile {
     pub name: String,
     /// Indexed by [`Mode::index`]; `None` where the layer cannot run in that mode.
     pub modes: [Option<ModeTiming>; 3],
-    /// Top-1 accuracy drop, in percentage points, when this layer alone runs int8.
+    /// Top-1 accuracy drop, in percentage points, when this layer alone runs int8. `0.0` where
+    /// it is not known (see [`DnnProfile::int8_accuracy_known`]).
     pub int8_accuracy_cost: f64,
     pub transitions: Transitions,
 }
@@ -155,6 +156,15 @@ pub struct DnnProfile {
     pub model_sha256: Option<String>,
     pub layers: Vec<LayerProfile>,
     pub output: OutputTransitions,
+    /// Indices into `layers` of the layers whose `int8_accuracy_cost` is not known: the file
+    /// has `null` or no number there (`lalarand profile` without a labeled dataset). Their
+    /// cost reads as `0.0`, which is not "free": ask [`Self::int8_accuracy_known`]. Empty
+    /// (every cost known) for profiles built in code, whose costs are the numbers given, and
+    /// for the artifact library, whose costs are modelled (its `source` says so).
+    ///
+    /// Kept here rather than as a field of [`LayerProfile`], so that code building layers
+    /// field by field does not have to change; an index past `layers` means nothing.
+    pub int8_accuracy_unknown: BTreeSet<usize>,
 }
 
 // ---- file format ----------------------------------------------------------------------------
@@ -180,8 +190,9 @@ struct ProfileFile {
 struct LayerFile {
     name: String,
     modes: BTreeMap<String, ModeFile>,
+    /// `null` (or absent): not known; written as `null`.
     #[serde(default)]
-    int8_accuracy_cost: f64,
+    int8_accuracy_cost: Option<f64>,
     #[serde(default)]
     copy_in_us: f64,
     #[serde(default)]
@@ -255,6 +266,7 @@ impl DnnProfile {
         }
         let mut names = HashSet::new();
         let mut layers = Vec::with_capacity(file.layers.len());
+        let mut unknown = BTreeSet::new();
         for (i, l) in file.layers.into_iter().enumerate() {
             let at = |f: &str| format!("layers[{i}].{f}");
             if !names.insert(l.name.clone()) {
@@ -307,18 +319,21 @@ impl DnnProfile {
                 };
                 modes[mode.index()] = Some(ModeTiming { wcet, stats });
             }
-            if !l.int8_accuracy_cost.is_finite() {
+            if l.int8_accuracy_cost.is_some_and(|c| !c.is_finite()) {
                 return Err(FormatError::new(
                     origin,
                     at("int8_accuracy_cost"),
                     "not a finite number",
-                    "use the measured drop in percentage points",
+                    "use the measured drop in percentage points, or null where it was not measured",
                 ));
+            }
+            if l.int8_accuracy_cost.is_none() {
+                unknown.insert(i);
             }
             layers.push(LayerProfile {
                 name: l.name,
                 modes,
-                int8_accuracy_cost: l.int8_accuracy_cost,
+                int8_accuracy_cost: l.int8_accuracy_cost.unwrap_or(0.0),
                 transitions: Transitions {
                     copy_in: check_time(origin, at("copy_in_us"), l.copy_in_us)?,
                     quantize_in: check_time(origin, at("quantize_in_us"), l.quantize_in_us)?,
@@ -336,6 +351,7 @@ impl DnnProfile {
                 copy_out: check_time(origin, "output.copy_out_us", file.output.copy_out_us)?,
                 dequantize_out: check_time(origin, "output.dequantize_out_us", file.output.dequantize_out_us)?,
             },
+            int8_accuracy_unknown: unknown,
         })
     }
 
@@ -349,7 +365,8 @@ impl DnnProfile {
             layers: self
                 .layers
                 .iter()
-                .map(|l| LayerFile {
+                .enumerate()
+                .map(|(j, l)| LayerFile {
                     name: l.name.clone(),
                     modes: l
                         .available_modes()
@@ -368,7 +385,7 @@ impl DnnProfile {
                             )
                         })
                         .collect(),
-                    int8_accuracy_cost: l.int8_accuracy_cost,
+                    int8_accuracy_cost: self.int8_accuracy_known(j).then_some(l.int8_accuracy_cost),
                     copy_in_us: time_to_us(l.transitions.copy_in),
                     quantize_in_us: time_to_us(l.transitions.quantize_in),
                     dequantize_in_us: time_to_us(l.transitions.dequantize_in),
@@ -380,6 +397,12 @@ impl DnnProfile {
             },
         };
         serde_json::to_string_pretty(&file).expect("profile serializes")
+    }
+
+    /// Whether layer `j`'s `int8_accuracy_cost` is a known number (measured, modelled or given
+    /// in code) rather than the `0.0` that stands for "not measured".
+    pub fn int8_accuracy_known(&self, j: usize) -> bool {
+        !self.int8_accuracy_unknown.contains(&j)
     }
 
     /// Total worst-case time of the DNN with every layer in `mode` (falling back to the
@@ -413,6 +436,28 @@ mod tests {
         assert_eq!(p.layers[1].wcet(Mode::Gpu), Some(3_500));
         assert_eq!(p.output.copy_out, 2_000);
         assert_eq!(parse(&p.to_json()).unwrap(), p);
+    }
+
+    #[test]
+    fn accuracy_cost_null_or_absent_is_unknown() {
+        // Layer a gives a number (known, also when it is 0), b none; c gives null.
+        let text = GOOD.replace("\"int8_accuracy_cost\":0.1", "\"int8_accuracy_cost\":0").replace(
+            "3.5}}}],",
+            "3.5}}},{\"name\":\"c\",\"modes\":{\"gpu\":{\"wcet_us\":1}},\"int8_accuracy_cost\":null}],",
+        );
+        let p = parse(&text).unwrap();
+        assert_eq!(p.layers.len(), 3);
+        assert_eq!(p.int8_accuracy_unknown, BTreeSet::from([1, 2]));
+        assert!(p.int8_accuracy_known(0) && !p.int8_accuracy_known(1) && !p.int8_accuracy_known(2));
+        assert!(p.layers.iter().all(|l| l.int8_accuracy_cost == 0.0));
+        // Unknown is written as null, a known 0 as 0; both read back as they were.
+        let json = p.to_json();
+        assert_eq!(json.matches("\"int8_accuracy_cost\": null").count(), 2, "{json}");
+        assert_eq!(json.matches("\"int8_accuracy_cost\": 0.0").count(), 1, "{json}");
+        assert_eq!(parse(&json).unwrap(), p);
+        // A number stays known (files written before `null` existed mean what they said).
+        assert!(parse(GOOD).unwrap().int8_accuracy_known(0));
+        assert!(parse(&GOOD.replace("0.1", "\"x\"")).is_err());
     }
 
     #[test]

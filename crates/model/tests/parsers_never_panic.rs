@@ -16,6 +16,7 @@ fn arb_value() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("-1".to_string()),
         Just("0".to_string()),
+        Just("null".to_string()),
         Just("nan".to_string()),
         Just("inf".to_string()),
         Just("1e400".to_string()),
@@ -89,6 +90,11 @@ proptest! {
         if let Ok(p) = DnnProfile::parse(&mutate(&profile, nth, &value), origin()) {
             // Whatever parses is usable: every layer has a mode and finite times.
             prop_assert!(p.layers.iter().all(|l| l.available_modes().count() > 0));
+            // A cost that is not known (`null`) reads as 0 and survives a round trip as unknown.
+            let zero = |j: usize| j < p.layers.len() && p.layers[j].int8_accuracy_cost == 0.0;
+            prop_assert!(p.int8_accuracy_unknown.iter().all(|&j| zero(j)));
+            let again = DnnProfile::parse(&p.to_json(), origin()).map(|q| q.int8_accuracy_unknown);
+            prop_assert_eq!(again.ok(), Some(p.int8_accuracy_unknown));
         }
         let dnn = system.tasks[0].dnn.clone();
         if let Ok(s) = TaskSet::parse_with(&mutate(&set, nth, &value), origin(), |_, _| Ok(Arc::clone(&dnn))) {
