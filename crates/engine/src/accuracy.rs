@@ -57,6 +57,19 @@ pub fn top1(
     rows: &[usize],
     cfg: &ExecConfig,
 ) -> Result<f64> {
+    top1_until(staged, int8, modes, data, rows, cfg, &mut || false)
+}
+
+/// [`top1`], asking `stop` before every batch.
+fn top1_until(
+    staged: &StagedModel,
+    int8: &Int8Stages,
+    modes: &[Mode],
+    data: &Dataset,
+    rows: &[usize],
+    cfg: &ExecConfig,
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<f64> {
     if rows.is_empty() {
         return Err(EngineError::Dataset {
             file: data.file.clone(),
@@ -70,6 +83,9 @@ pub fn top1(
     let dims = sample_dims(staged);
     let mut correct = 0usize;
     for chunk in rows.chunks(BATCH) {
+        if stop() {
+            return Err(EngineError::Interrupted("stop requested while measuring int8 accuracy costs".into()));
+        }
         let (bdims, input) = data.batch(chunk, &dims)?;
         let (shape, out) = pipeline.run(&bdims, input)?;
         let classes = *shape.last().unwrap_or(&1);
@@ -132,8 +148,21 @@ pub fn int8_costs(
     rows: &[usize],
     cfg: &ExecConfig,
 ) -> Result<Vec<Option<f64>>> {
+    int8_costs_until(staged, int8, data, rows, cfg, &mut || false)
+}
+
+/// [`int8_costs`], asking `stop` before every batch of every stage's evaluation: `true` ends
+/// it with [`EngineError::Interrupted`].
+pub fn int8_costs_until(
+    staged: &StagedModel,
+    int8: &Int8Stages,
+    data: &Dataset,
+    rows: &[usize],
+    cfg: &ExecConfig,
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Vec<Option<f64>>> {
     let n = staged.stage_count();
-    let fp32 = top1(staged, int8, &vec![Mode::CpuFp32; n], data, rows, cfg)?;
+    let fp32 = top1_until(staged, int8, &vec![Mode::CpuFp32; n], data, rows, cfg, stop)?;
     (0..n)
         .map(|i| {
             if int8.get(i).is_none() {
@@ -141,7 +170,7 @@ pub fn int8_costs(
             }
             let mut modes = vec![Mode::CpuFp32; n];
             modes[i] = Mode::CpuInt8;
-            Ok(Some(fp32 - top1(staged, int8, &modes, data, rows, cfg)?))
+            Ok(Some(fp32 - top1_until(staged, int8, &modes, data, rows, cfg, stop)?))
         })
         .collect()
 }

@@ -11,7 +11,7 @@
 use crate::accuracy;
 use crate::dataset::Dataset;
 use crate::error::{EngineError, Result};
-use crate::quant::{calibrate, conversion_model, quantize_stages, Int8Stages};
+use crate::quant::{calibrate_until, conversion_model, quantize_stages_until, Int8Stages};
 use crate::stage::{gpu_present, pin_current_thread, ExecConfig, StageRunner, Tensors};
 use crate::staged::{Pipeline, StagedModel};
 use crate::tensor::f32_value;
@@ -21,6 +21,7 @@ use lalarand_model::{
 use lalarand_onnx::quantize::{CalibrationMethod, QParams};
 use ort::value::DynValue;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -46,11 +47,15 @@ pub struct ProfileOptions {
     pub modes: Vec<Mode>,
     /// Show an indicatif progress bar.
     pub progress: bool,
-    /// Asked before every measurement with the number of stages done; `true` stops the run
-    /// (a Ctrl-C handler sets a flag that this reads, see [`stop_on_flag`]).
+    /// Asked before every measurement with the number of stages done, and with 0 during the
+    /// set-up (before loading the model, before the fp32 reference run, before every int8
+    /// calibration batch, every stage's quantization and every batch of the accuracy
+    /// measurement); `true` stops the run (a Ctrl-C handler sets a flag that this reads, see
+    /// [`stop_on_flag`]).
     pub stop: Option<StopFn>,
     /// Labeled data for `int8_accuracy_cost`, with the number of training rows per class that
-    /// precede the test rows of each class.
+    /// precede the test rows of each class. Without it every layer's cost is written as `null`
+    /// (not known).
     pub accuracy: Option<(Dataset, usize)>,
 }
 
@@ -205,6 +210,13 @@ pub fn profile_to_file(
     opts: &ProfileOptions,
     out: &Path,
 ) -> Result<ProfileOutcome> {
+    let before = |what: &str| match &opts.stop {
+        Some(f) if f(0) => Err(EngineError::Interrupted(format!(
+            "stop requested before {what}; no stage was measured, nothing written"
+        ))),
+        _ => Ok(()),
+    };
+    before("loading the model")?;
     // The GPU runtime (which also runs the CPU modes) must be the first one this process loads.
     let gpu_problem = gpu_runtime(opts);
     let staged = StagedModel::load(model_path)?;
@@ -256,6 +268,8 @@ struct Profiler<'a> {
     skipped: Vec<String>,
     /// gpu was asked for but cannot run (see `skipped`).
     no_gpu: bool,
+    /// Indices of `layers` without a measured int8 accuracy cost (no dataset, or no int8 model).
+    accuracy_unknown: BTreeSet<usize>,
 }
 
 impl<'a> Profiler<'a> {
@@ -268,6 +282,7 @@ impl<'a> Profiler<'a> {
             output: OutputTransitions::default(),
             skipped: Vec::new(),
             no_gpu: false,
+            accuracy_unknown: BTreeSet::new(),
         }
     }
 
@@ -298,6 +313,7 @@ impl<'a> Profiler<'a> {
             model_sha256: Some(self.sha.clone()),
             layers: self.layers.clone(),
             output: self.output,
+            int8_accuracy_unknown: self.accuracy_unknown.clone(),
         }
     }
 
@@ -306,6 +322,19 @@ impl<'a> Profiler<'a> {
             Some(f) if f(self.layers.len()) => Err(EngineError::Interrupted("stop requested".into())),
             _ => Ok(()),
         }
+    }
+
+    /// The set-up's stop check: nothing is measured yet, so the answer is just `true`/`false`.
+    fn stop_requested(&self) -> bool {
+        self.opts.stop.as_ref().is_some_and(|f| f(self.layers.len()))
+    }
+
+    /// [`Self::check_stop`] in the set-up, naming the step it stopped before.
+    fn check_stop_before(&self, what: &str) -> Result<()> {
+        if self.stop_requested() {
+            return Err(EngineError::Interrupted(format!("stop requested before {what}; no stage was measured")));
+        }
+        Ok(())
     }
 
     fn run(&mut self, inputs: &[Vec<f32>]) -> Result<()> {
@@ -339,6 +368,7 @@ impl<'a> Profiler<'a> {
         }
 
         // Every boundary tensor of one fp32 run: the inputs each stage is timed with.
+        self.check_stop_before("the fp32 reference run")?;
         let fp32_modes = vec![Mode::CpuFp32; staged.stage_count()];
         let reference = Pipeline::new(staged, &fp32_modes, None, cfg)?;
         let tensors = reference.run_all(&dims, first.clone())?;
@@ -355,15 +385,16 @@ impl<'a> Profiler<'a> {
                     (d, c.concat())
                 })
                 .collect();
-            let ranges = calibrate(staged, &batches, CalibrationMethod::Percentile(99.99))?;
-            quantize_stages(staged, &ranges)
+            let mut stop = || self.stop_requested();
+            let ranges = calibrate_until(staged, &batches, CalibrationMethod::Percentile(99.99), &mut stop)?;
+            quantize_stages_until(staged, &ranges, &mut stop)?
         } else {
             Int8Stages::default()
         };
         let costs = match &opts.accuracy {
             Some((data, train_per_class)) if modes.contains(&Mode::CpuInt8) => {
                 let (_, test) = data.split_per_class(*train_per_class);
-                accuracy::int8_costs(staged, &int8, data, &test, cfg)?
+                accuracy::int8_costs_until(staged, &int8, data, &test, cfg, &mut || self.stop_requested())?
             }
             _ => vec![None; staged.stage_count()],
         };
@@ -380,9 +411,13 @@ impl<'a> Profiler<'a> {
             let mut layer = LayerProfile {
                 name: stage.name.clone(),
                 modes: [None; 3],
+                // Not known (written as null) without a dataset: 0 here is not "free".
                 int8_accuracy_cost: costs[i].unwrap_or(0.0),
                 transitions: Transitions::default(),
             };
+            if costs[i].is_none() {
+                self.accuracy_unknown.insert(i);
+            }
             for &mode in &modes {
                 self.check_stop()?;
                 bar.set_message(format!("{} {mode}", stage.name));

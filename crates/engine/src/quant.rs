@@ -26,6 +26,17 @@ pub type Ranges = HashMap<String, (f32, f32)>;
 /// Runs the fp32 model on `inputs` (each `(dims, values)`) with every intermediate tensor as an
 /// output and returns the calibrated range of each.
 pub fn calibrate(staged: &StagedModel, inputs: &[(Vec<usize>, Vec<f32>)], method: CalibrationMethod) -> Result<Ranges> {
+    calibrate_until(staged, inputs, method, &mut || false)
+}
+
+/// [`calibrate`], asking `stop` before every batch: `true` ends it with
+/// [`EngineError::Interrupted`] saying how far it got.
+pub fn calibrate_until(
+    staged: &StagedModel,
+    inputs: &[(Vec<usize>, Vec<f32>)],
+    method: CalibrationMethod,
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Ranges> {
     if inputs.is_empty() {
         return Err(EngineError::tensor("calibration", &staged.input_name, "no calibration inputs given"));
     }
@@ -38,6 +49,12 @@ pub fn calibrate(staged: &StagedModel, inputs: &[(Vec<usize>, Vec<f32>)], method
     let mut runner = StageRunner::new("(calibration)", Mode::CpuFp32, &probe, &ExecConfig::default())?;
     let mut cal = Calibrator::new(method).map_err(|e| EngineError::graph("calibration", e))?;
     for (k, (dims, data)) in inputs.iter().enumerate() {
+        if stop() {
+            return Err(EngineError::Interrupted(format!(
+                "stop requested during int8 calibration ({k} of {} batches done)",
+                inputs.len()
+            )));
+        }
         staged.check_input(dims, &format!("calibration input {k}"))?;
         cal.observe(&staged.input_name, data);
         let mut t = Tensors::new();
@@ -80,10 +97,29 @@ impl Int8Stages {
 /// (cheap handover between int8 stages), then with fp32 boundaries; a stage where both fail
 /// has no int8 mode, with a warning.
 pub fn quantize_stages(staged: &StagedModel, ranges: &Ranges) -> Int8Stages {
+    match quantize_stages_until(staged, ranges, &mut || false) {
+        Ok(q) => q,
+        Err(e) => unreachable!("only a stop request fails quantize_stages_until: {e}"),
+    }
+}
+
+/// [`quantize_stages`], asking `stop` before every stage: `true` ends it with
+/// [`EngineError::Interrupted`].
+pub fn quantize_stages_until(
+    staged: &StagedModel,
+    ranges: &Ranges,
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Int8Stages> {
     // The uint8 parameters of each cut tensor as its producer writes it, so consumers agree.
     let mut canonical: HashMap<String, QParams> = HashMap::new();
     let mut stages = Vec::with_capacity(staged.stage_count());
     for (i, stage) in staged.partition.stages.iter().enumerate() {
+        if stop() {
+            return Err(EngineError::Interrupted(format!(
+                "stop requested while quantizing the stages ({i} of {} done)",
+                staged.stage_count()
+            )));
+        }
         let fp32: ModelProto = lalarand_onnx::decode_model(staged.stage_fp32(i)).expect("stage models decode");
         let param = |t: &str, canonical: &HashMap<String, QParams>| -> Option<QParams> {
             canonical.get(t).copied().or_else(|| ranges.get(t).and_then(|&(lo, hi)| QParams::from_range(lo, hi).ok()))
@@ -139,7 +175,7 @@ pub fn quantize_stages(staged: &StagedModel, ranges: &Ranges) -> Int8Stages {
         }
         stages.push(result);
     }
-    Int8Stages { stages }
+    Ok(Int8Stages { stages })
 }
 
 const TO_NHWC: [i64; 4] = [0, 2, 3, 1];

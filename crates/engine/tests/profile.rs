@@ -6,6 +6,7 @@ use lalarand_engine::profile::{load_inputs, profile_to_file, sha256_file, Profil
 use lalarand_engine::{EngineError, StagedModel};
 use lalarand_model::{DnnProfile, Mode};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 fn testdata(f: &str) -> PathBuf {
@@ -49,6 +50,7 @@ fn profiles_every_stage_in_every_cpu_mode() {
         assert!(l.mode(Mode::Gpu).is_none(), "no GPU here");
         assert!(l.int8_accuracy_cost.is_finite());
     }
+    assert!(p.int8_accuracy_unknown.is_empty(), "measured with a dataset: {:?}", p.int8_accuracy_unknown);
     // The first stage's int8 model reads the quantized image; converting it costs something.
     assert!(p.layers[0].transitions.quantize_in > 0);
     // Later stages read uint8 tensors of int8 producers; an fp32 stage pays to dequantize them.
@@ -104,4 +106,68 @@ fn fixed_batch_model_with_several_inputs() {
     let p = profile_to_file(&model, &inputs, &o, &dir.path().join("p.json")).unwrap().profile;
     assert_eq!(p.layers.len(), staged.stage_count());
     assert!(p.layers.iter().all(|l| l.mode(Mode::CpuInt8).is_some() && l.mode(Mode::CpuFp32).is_some()));
+}
+
+/// Without a labeled dataset the int8 accuracy costs are not known: written as `null`, read
+/// back as unknown, never as a free 0.
+#[test]
+fn without_a_dataset_accuracy_costs_are_unknown() {
+    let model = testdata("mnist_resnet.onnx");
+    let staged = StagedModel::load(&model).unwrap();
+    let inputs = lalarand_engine::profile::synthetic_inputs(&staged, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.json");
+    let o = ProfileOptions { runs: 1, warmup: 0, modes: vec![Mode::CpuFp32, Mode::CpuInt8], ..opts() };
+    profile_to_file(&model, &inputs, &o, &out).unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.matches("\"int8_accuracy_cost\": null").count(), staged.stage_count(), "{text}");
+    let p = DnnProfile::load(&out).unwrap();
+    assert_eq!(p.int8_accuracy_unknown.len(), p.layers.len());
+    assert!((0..p.layers.len()).all(|j| !p.int8_accuracy_known(j) && p.layers[j].int8_accuracy_cost == 0.0));
+}
+
+/// A stop function that answers `true` from its `n`th call on (counting from 0), and counts.
+fn stop_after(n: usize) -> (lalarand_engine::profile::StopFn, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    (Arc::new(move |_| c.fetch_add(1, Ordering::Relaxed) >= n), calls)
+}
+
+/// Stopped in the set-up (Ctrl-C while loading, calibrating or measuring accuracy): it ends
+/// there, says so, and writes nothing (no stage was measured).
+#[test]
+fn a_stop_during_the_set_up_ends_it_there() {
+    let model = testdata("mnist_resnet.onnx");
+    let staged = StagedModel::load(&model).unwrap();
+    let n = staged.stage_count();
+    let inputs = load_inputs(&testdata("mnist_5k.csv.gz"), &staged).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.json");
+    let stopped = |stop: lalarand_engine::profile::StopFn, accuracy: bool| {
+        let data = accuracy.then(|| (Dataset::load_csv(&testdata("mnist_5k.csv.gz")).unwrap(), 400));
+        let o = ProfileOptions { stop: Some(stop), accuracy: data, ..opts() };
+        // 100 inputs: 4 calibration batches of up to 32.
+        let e = profile_to_file(&model, &inputs[..100], &o, &out).unwrap_err();
+        assert!(matches!(e, EngineError::Interrupted(_)), "{e}");
+        assert!(!out.exists() && !dir.path().join("p.partial.json").exists(), "nothing measured, nothing written");
+        e.to_string()
+    };
+    // From the start: before the model is even loaded.
+    let (stop, calls) = stop_after(0);
+    let e = stopped(stop, false);
+    assert!(e.contains("before loading the model") && e.contains("nothing written"), "{e}");
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+    // Calls: 0 before loading, 1 before the fp32 reference run, 2.. before each calibration batch.
+    let (stop, calls) = stop_after(4);
+    let e = stopped(stop, false);
+    assert!(e.contains("int8 calibration (2 of 4 batches done)"), "{e}");
+    assert_eq!(calls.load(Ordering::Relaxed), 5);
+    // Then one call before quantizing each stage, then before every batch of the accuracy runs.
+    let (stop, _) = stop_after(2 + 4 + 3);
+    let e = stopped(stop, false);
+    assert!(e.contains("quantizing the stages (3 of"), "{e}");
+    let (stop, calls) = stop_after(2 + 4 + n + 5);
+    let e = stopped(stop, true);
+    assert!(e.contains("int8 accuracy"), "{e}");
+    assert_eq!(calls.load(Ordering::Relaxed), 2 + 4 + n + 6);
 }
