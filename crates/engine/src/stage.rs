@@ -122,10 +122,18 @@ impl StageRunner {
                 .ctx(|| format!("stage {name:?}: thread affinities"))?;
         }
         if mode == Mode::Gpu {
-            let cuda = ort::ep::CUDA::default().with_device_id(cfg.gpu_device).build().error_on_failure();
+            // fp32 as profiled and as the CPU computes it (no TF32), and cuDNN's heuristic
+            // algorithm choice: the same kernels in the profiling and the run process, where an
+            // exhaustive search may time its way to other ones.
+            let cuda = ort::ep::CUDA::default()
+                .with_device_id(cfg.gpu_device)
+                .with_tf32(false)
+                .with_conv_algorithm_search(ort::ep::cuda::ConvAlgorithmSearch::Heuristic)
+                .build()
+                .error_on_failure();
             builder = builder.with_execution_providers([cuda]).map_err(|e| EngineError::NoGpu {
                 reason: format!("the CUDA execution provider did not start: {e}"),
-                fix: "install the CUDA 12 and cuDNN 9 runtime libraries where the loader finds them (LD_LIBRARY_PATH)"
+                fix: "install the CUDA 13 and cuDNN 9 runtime libraries where the loader finds them (LD_LIBRARY_PATH)"
                     .into(),
             })?;
         }

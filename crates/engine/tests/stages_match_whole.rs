@@ -20,6 +20,12 @@ fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
 
 /// Returns the number of stages after checking every graph output.
 fn check(staged: &StagedModel) -> usize {
+    check_in(staged, Mode::CpuFp32, 1e-4)
+}
+
+/// Every stage in `mode` against the whole model on the CPU in fp32: each graph output within
+/// `tolerance` x its largest magnitude.
+fn check_in(staged: &StagedModel, mode: Mode, tolerance: f32) -> usize {
     let dims = staged.input_shape(1);
     let input = pseudo_random(dims.iter().product(), 7);
     let cfg = ExecConfig::default();
@@ -28,7 +34,7 @@ fn check(staged: &StagedModel) -> usize {
     expected.insert(staged.input_name.clone(), f32_value(&dims, input.clone()).unwrap());
     whole.run(&mut expected).unwrap();
 
-    let modes = vec![Mode::CpuFp32; staged.stage_count()];
+    let modes = vec![mode; staged.stage_count()];
     let pipeline = Pipeline::new(staged, &modes, None, &cfg).unwrap();
     let got = pipeline.run_all(&dims, input).unwrap();
     for out in &staged.partition.graph_outputs {
@@ -37,7 +43,8 @@ fn check(staged: &StagedModel) -> usize {
         assert_eq!(ws, gs, "{}: output {out}", staged.name);
         let (diff, scale) = max_abs_diff(w, g);
         assert!(scale > 0.0, "{}: output {out} is all zeros; the test would prove nothing", staged.name);
-        assert!(diff <= 1e-4 * scale, "{}: output {out}: max |diff| {diff} > 1e-4 x {scale}", staged.name);
+        assert!(diff <= tolerance * scale, "{}: output {out}: max |diff| {diff} > {tolerance} x {scale}", staged.name);
+        eprintln!("{} in {mode}: output {out}: max |diff| {diff:.3e} = {:.3e} x its scale", staged.name, diff / scale);
     }
     staged.stage_count()
 }
@@ -129,4 +136,22 @@ fn two_threads_on_two_cores_agree_with_one() {
 
 fn core_ids() -> Vec<usize> {
     (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+}
+
+/// Every zoo model with every stage on the CUDA provider, against the whole model on the CPU;
+/// where an NVIDIA GPU is visible (scripts/device/check.sh runs it), skipped elsewhere. The GPU
+/// computes in fp32 (TF32 off, docs/engine.md); the tolerance allows cuDNN's other summation
+/// orders.
+#[test]
+fn gpu_stages_match_the_whole_model_when_a_gpu_is_present() {
+    if !lalarand_engine::stage::gpu_present() {
+        eprintln!("skipped: no NVIDIA GPU visible");
+        return;
+    }
+    // The GPU build must be the process' first runtime: it then also runs the CPU reference.
+    lalarand_engine::runtime::environment(lalarand_engine::runtime::Flavor::Gpu).unwrap();
+    for arch in Architecture::ALL {
+        let n = check_in(&zoo_model(arch), Mode::Gpu, 1e-3);
+        eprintln!("{}: {n} gpu stages match the whole model", arch.name());
+    }
 }
