@@ -29,6 +29,9 @@ pub struct TaskReport {
     pub int8_layers: usize,
     /// Sum of the int8 layers' accuracy costs, percentage points.
     pub accuracy_cost_pp: f64,
+    /// int8 layers whose profile has no accuracy cost (`null`: profiled without a dataset);
+    /// they count as 0 in `accuracy_cost_pp`, which is then a lower bound.
+    pub int8_layers_unknown_cost: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,6 +48,8 @@ pub struct Report {
     /// The allocation's accuracy cost: sum over int8 layers, percentage points.
     pub accuracy_cost_pp: f64,
     pub int8_layers: usize,
+    /// int8 layers whose accuracy cost is not known (counted as 0 above).
+    pub int8_layers_unknown_cost: usize,
     pub resources: Vec<ResourceReport>,
     pub tasks: Vec<TaskReport>,
 }
@@ -52,13 +57,14 @@ pub struct Report {
 impl Report {
     pub fn new(system: &System, alloc: &Allocation, plan: &ExecutionPlan, analysis: &Analysis) -> Self {
         let costs = alloc.task_accuracy_costs(system);
+        let unknown = alloc.task_unknown_accuracy_layers(system);
         let tasks = system
             .tasks
             .iter()
             .zip(&analysis.tasks)
             .zip(&alloc.tasks)
-            .zip(costs)
-            .map(|(((t, b), places), cost)| TaskReport {
+            .zip(costs.into_iter().zip(unknown))
+            .map(|(((t, b), places), (cost, unknown))| TaskReport {
                 name: t.name.clone(),
                 model: t.dnn.model.clone(),
                 priority: t.priority,
@@ -73,6 +79,7 @@ impl Report {
                 layers: places.len(),
                 int8_layers: places.iter().filter(|p| p.mode.is_int8()).count(),
                 accuracy_cost_pp: cost + 0.0,
+                int8_layers_unknown_cost: unknown,
             })
             .collect();
         let resources = system
@@ -87,6 +94,7 @@ impl Report {
             // `+ 0.0`: an empty f64 sum is -0.0, which would print as "-0.000".
             accuracy_cost_pp: alloc.accuracy_cost(system) + 0.0,
             int8_layers: alloc.int8_layers(),
+            int8_layers_unknown_cost: alloc.unknown_accuracy_layers(system),
             resources,
             tasks,
         }
@@ -125,7 +133,12 @@ impl Report {
                 opt_ms(t.segment_level_ns),
                 opt_ms(t.slack_ns),
                 format!("{}/{}", t.int8_layers, t.layers),
-                format!("{:.3}", t.accuracy_cost_pp),
+                // ">=": some int8 layer's cost is not known and counts as 0.
+                if t.int8_layers_unknown_cost > 0 {
+                    format!(">= {:.3}", t.accuracy_cost_pp)
+                } else {
+                    format!("{:.3}", t.accuracy_cost_pp)
+                },
                 if t.schedulable { "schedulable" } else { "NOT PROVEN" }.into(),
             ]);
         }
@@ -137,8 +150,14 @@ impl Report {
         let util: Vec<String> =
             self.resources.iter().map(|r| format!("{} ({}) {:.1}%", r.name, r.kind, r.utilization * 100.0)).collect();
         let proven = self.tasks.iter().filter(|t| t.schedulable).count();
+        let unknown = match self.int8_layers_unknown_cost {
+            0 => String::new(),
+            k => format!(
+                " ({k} of them not measured, counted as 0: the cost is at least this; profile with --dataset to measure it)"
+            ),
+        };
         format!(
-            "{table}\nutilization: {}\naccuracy cost: {:.3} pp over {} int8 layers\n{}: {proven}/{} tasks proven to meet their deadlines\n",
+            "{table}\nutilization: {}\naccuracy cost: {:.3} pp over {} int8 layers{unknown}\n{}: {proven}/{} tasks proven to meet their deadlines\n",
             util.join(", "),
             self.accuracy_cost_pp,
             self.int8_layers,

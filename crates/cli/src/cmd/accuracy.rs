@@ -73,6 +73,9 @@ struct AccuracyJson<'a> {
     /// With an allocation: the sum of its int8 layers' `int8_accuracy_cost` (what the
     /// allocator budgeted), percentage points.
     predicted_drop_pp: Option<f64>,
+    /// With an allocation: its int8 layers whose profile has no accuracy cost (`null`,
+    /// profiled without a dataset); they count as 0 in `predicted_drop_pp`.
+    int8_layers_unknown_cost: Option<usize>,
 }
 
 pub fn run(args: Args) -> Result<Verdict> {
@@ -82,12 +85,12 @@ pub fn run(args: Args) -> Result<Verdict> {
         }
     }
     let data = Dataset::load_csv(&args.dataset)?;
-    let (int8_names, predicted) = match &args.allocation {
+    let (int8_names, predicted, unknown) = match &args.allocation {
         Some(path) => {
-            let (names, cost, layers) = allocation_int8(&args, path)?;
-            (Some((names, layers)), Some(cost))
+            let (names, cost, unknown, layers) = allocation_int8(&args, path)?;
+            (Some((names, layers)), Some(cost), Some(unknown))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let staged = StagedModel::load(&args.model)?;
     let names: Vec<String> = match int8_names {
@@ -136,6 +139,7 @@ pub fn run(args: Args) -> Result<Verdict> {
             drop_pp: drop,
             int8_stages: &r.int8_stages,
             predicted_drop_pp: predicted,
+            int8_layers_unknown_cost: unknown,
         })?;
     } else {
         outln!("{} on {} test rows of {}", staged.name, r.samples, args.dataset.display())?;
@@ -146,7 +150,13 @@ pub fn run(args: Args) -> Result<Verdict> {
             staged.stage_count(),
             r.top1,
             drop,
-            predicted.map_or(String::new(), |p| format!(", allocation's budgeted cost {p:.2} pp"))
+            match (predicted, unknown) {
+                (Some(p), Some(k)) if k > 0 => {
+                    format!(", allocation's budgeted cost {p:.2} pp with {k} int8 layers not measured, counted as 0")
+                }
+                (Some(p), _) => format!(", allocation's budgeted cost {p:.2} pp"),
+                _ => String::new(),
+            }
         )?;
         if !r.int8_stages.is_empty() {
             outln!("int8 stages: {}", r.int8_stages.join(", "))?;
@@ -155,9 +165,9 @@ pub fn run(args: Args) -> Result<Verdict> {
     Ok(Verdict::Done)
 }
 
-/// The `cpu-int8` layer names of `--task` in `--allocation`, and the sum of their profile
-/// costs, and the profile's layer count.
-fn allocation_int8(args: &Args, path: &Path) -> Result<(Vec<String>, f64, usize)> {
+/// The `cpu-int8` layer names of `--task` in `--allocation`, the sum of their profile costs,
+/// how many of them have no known cost (counted as 0), and the profile's layer count.
+fn allocation_int8(args: &Args, path: &Path) -> Result<(Vec<String>, f64, usize, usize)> {
     let (Some(tasks), Some(task)) = (&args.tasks, &args.task) else {
         bail!("--allocation needs --tasks and --task");
     };
@@ -184,5 +194,6 @@ fn allocation_int8(args: &Args, path: &Path) -> Result<(Vec<String>, f64, usize)
             cost += layer.int8_accuracy_cost;
         }
     }
-    Ok((names, cost + 0.0, dnn.layers.len()))
+    let unknown = alloc.task_unknown_accuracy_layers(&system)[i];
+    Ok((names, cost + 0.0, unknown, dnn.layers.len()))
 }

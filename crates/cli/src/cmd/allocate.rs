@@ -83,6 +83,13 @@ pub fn run(args: Args) -> Result<Verdict> {
             if outcome.complete { "" } else { ", search stopped at its node limit" }
         )?;
         out!("{}", report.render())?;
+        if report.int8_layers_unknown_cost > 0 {
+            outln!(
+                "note: {} int8 layers have no measured accuracy cost; the {} pp budget counted them as 0",
+                report.int8_layers_unknown_cost,
+                args.budget
+            )?;
+        }
         outln!("wrote {}", args.out.display())?;
     }
     Ok(Verdict::of(report.schedulable))

@@ -125,10 +125,19 @@ pub fn run(args: Args) -> Result<Verdict> {
     if modes == [Mode::Gpu] && !lalarand_engine::stage::gpu_present() {
         bail!("--modes gpu: no NVIDIA GPU visible here; fix: add cpu-fp32 / cpu-int8, or profile on the board");
     }
+    // A Ctrl-C during the set-up below (loading, reading the inputs) ends the run before the
+    // engine starts; the engine checks the flag through its own set-up (calibration, accuracy).
+    let stopped = || -> Result<()> {
+        if stop.load(Ordering::Relaxed) {
+            bail!("interrupted before the first stage was measured; nothing written");
+        }
+        Ok(())
+    };
     let dataset = match &args.dataset {
         Some(p) => Some(Dataset::load_csv(p)?),
         None => None,
     };
+    stopped()?;
     if let Some(out_dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !out_dir.is_dir() {
             bail!("{}: the folder {} does not exist", args.out.display(), out_dir.display());
@@ -140,7 +149,9 @@ pub fn run(args: Args) -> Result<Verdict> {
             tracing::warn!("gpu runtime unavailable: {e}");
         }
     }
+    stopped()?;
     let staged = StagedModel::load(&args.model)?;
+    stopped()?;
     let inputs = match (&args.calibration, &dataset) {
         (Some(p), _) => load_inputs(p, &staged)?,
         (None, Some(d)) => {
@@ -159,6 +170,7 @@ pub fn run(args: Args) -> Result<Verdict> {
             synthetic_inputs(&staged, SYNTHETIC_SAMPLES)
         }
     };
+    stopped()?;
     let stages = staged.stage_count();
     drop(staged);
     let flag = stop.clone();
@@ -227,7 +239,7 @@ fn render(p: &DnnProfile) -> String {
     header.push("int8 cost pp".into());
     let mut table = Table::new();
     table.load_preset(presets::ASCII_MARKDOWN).set_header(header);
-    for l in &p.layers {
+    for (j, l) in p.layers.iter().enumerate() {
         let mut row = vec![l.name.clone()];
         for &m in &modes {
             row.push(match l.mode(m) {
@@ -238,7 +250,8 @@ fn render(p: &DnnProfile) -> String {
                 None => "-".into(),
             });
         }
-        row.push(format!("{:.2}", l.int8_accuracy_cost));
+        // "n/m": not measured (no --dataset), written as null; not a free 0.
+        row.push(if p.int8_accuracy_known(j) { format!("{:.2}", l.int8_accuracy_cost) } else { "n/m".into() });
         table.add_row(row);
     }
     for i in 1..=modes.len() + 1 {
@@ -247,5 +260,10 @@ fn render(p: &DnnProfile) -> String {
         }
     }
     let totals: Vec<String> = modes.iter().map(|&m| format!("{m} {:.1} µs", time_to_us(p.total_wcet(m)))).collect();
-    format!("{table}\n{} stages of {}; total WCET: {}\n", p.layers.len(), p.model, totals.join(", "))
+    let unknown = if p.int8_accuracy_unknown.is_empty() {
+        ""
+    } else {
+        "int8 cost n/m: not measured (give --dataset to measure it)\n"
+    };
+    format!("{table}\n{unknown}{} stages of {}; total WCET: {}\n", p.layers.len(), p.model, totals.join(", "))
 }

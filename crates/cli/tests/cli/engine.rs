@@ -116,7 +116,108 @@ fn profile_is_read_by_the_analysis() {
         .assert()
         .code(0)
         .stdout(predicates::str::contains("| f.1.add"))
+        .stdout(predicates::str::contains("n/m"))
         .stdout(predicates::str::contains(format!("wrote {}", out2.display())));
+}
+
+/// Without --dataset the int8 accuracy costs are not measured: `null` in the file, "n/m" in
+/// the table, and counted (not taken as free) where an allocation's accuracy cost is reported.
+#[test]
+fn unmeasured_accuracy_costs_are_reported_as_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mnist.json");
+    let run = lalarand()
+        .arg("profile")
+        .arg(testdata("mnist_resnet.onnx"))
+        .args(["--runs", "1", "--warmup", "0", "--modes", "cpu-fp32,cpu-int8", "--json", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let j = stdout_json(&run);
+    assert!(j["profile"]["layers"].as_array().unwrap().iter().all(|l| l["int8_accuracy_cost"].is_null()));
+    assert_eq!(DnnProfile::load(&out).unwrap().int8_accuracy_unknown.len(), 14);
+
+    std::fs::write(
+        dir.path().join("tasks.toml"),
+        "[[task]]\nname = \"digits\"\nprofile = \"mnist.json\"\nperiod_ms = 1000.0\n",
+    )
+    .unwrap();
+    let mut layers = vec!["\"cpu-int8@cpu\""; 14];
+    layers[0] = "\"cpu-fp32@cpu\"";
+    std::fs::write(
+        dir.path().join("a.toml"),
+        format!("[[task]]\nname = \"digits\"\nlayers = [{}]\n", layers.join(", ")),
+    )
+    .unwrap();
+    let analyze = |json: bool| {
+        let mut c = lalarand();
+        c.current_dir(dir.path()).args(["analyze", "--tasks", "tasks.toml", "--allocation", "a.toml"]);
+        if json {
+            c.arg("--json");
+        }
+        c.output().unwrap()
+    };
+    let report = stdout_json(&analyze(true));
+    assert_eq!(report["int8_layers"], 13);
+    assert_eq!(report["int8_layers_unknown_cost"], 13);
+    assert_eq!(report["tasks"][0]["int8_layers_unknown_cost"], 13);
+    assert_eq!(report["accuracy_cost_pp"], 0.0);
+    let table = String::from_utf8(analyze(false).stdout).unwrap();
+    assert!(table.contains("13 of them not measured") && table.contains(">= 0.000"), "{table}");
+
+    // `accuracy --allocation`: what the allocator budgeted leaves those 13 layers out.
+    let r = accuracy_json(&[
+        "--tasks",
+        dir.path().join("tasks.toml").to_str().unwrap(),
+        "--allocation",
+        dir.path().join("a.toml").to_str().unwrap(),
+        "--task",
+        "digits",
+    ]);
+    assert_eq!(r["int8_layers_unknown_cost"], 13, "{r}");
+    assert_eq!(r["predicted_drop_pp"], 0.0, "{r}");
+}
+
+/// SIGINT while the profiler is still setting up (loading, calibrating): exit 2, no panic,
+/// a message that nothing was measured, and no file at all.
+#[test]
+fn ctrl_c_during_the_set_up_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.json");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lalarand"))
+        .env("RUST_LOG", "lalarand=debug")
+        .arg("profile")
+        .arg(testdata("mnist_resnet.onnx"))
+        // The first stage alone takes far longer than the set-up, so the signal lands before it.
+        .args(["--runs", "100000", "--warmup", "0", "--modes", "cpu-fp32,cpu-int8", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("exited before the set-up: {seen}");
+        }
+        seen.push_str(&line);
+        // The first stop check: before the engine loads the model.
+        if line.contains("0 of 14 stages measured") {
+            break;
+        }
+    }
+    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2), "{rest}");
+    assert!(!rest.contains("panicked"), "{rest}");
+    assert!(rest.contains("interrupted before the first stage was measured; nothing written"), "{rest}");
+    assert!(!out.exists() && !dir.path().join("p.partial.json").exists());
 }
 
 /// SIGINT (Ctrl-C) after the first stage: exit 2, no panic, the stages measured so far in
@@ -204,6 +305,7 @@ fn accuracy_of_int8_stages_and_of_an_allocation() {
     let digits = text.split("name = \"digits\"").nth(1).unwrap().split("[[task]]").next().unwrap();
     assert_eq!(r["int8_stages"].as_array().unwrap().len(), digits.matches("cpu-int8").count(), "{r}");
     assert!(r["predicted_drop_pp"].as_f64().unwrap() <= 0.5, "{r}");
+    assert_eq!(r["int8_layers_unknown_cost"], 0, "examples/mnist's profile was measured with a dataset");
 
     let none = accuracy_json(&["--int8", "none"]);
     assert_eq!(none["top1"], none["fp32_top1"]);
