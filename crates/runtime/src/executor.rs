@@ -21,6 +21,21 @@ pub trait StageExecutor: Sync {
     /// Runs stage `stage` of `task` on the calling worker (already pinned to the stage's
     /// resource).
     fn run_stage(&self, task: usize, stage: usize, job_index: u64, job: &mut Self::Job) -> Result<(), StageError>;
+
+    /// Runs stage `stage` of `task` before the run's time 0, untimed and unrecorded, on the
+    /// stage's worker (pinned, under the run's scheduling policy), once in each warm-up job (two
+    /// per task, one round after the other). Each round starts a job of every task
+    /// (`start_job(task, 0)` on the release thread, all before any stage runs, as at a
+    /// simultaneous release) and hands it from stage to stage through the resources' queues as
+    /// a run does, so `job` has been through the warm-ups of stages `0..stage`. What a stage
+    /// costs only the first times (allocations and page faults in the thread that runs it,
+    /// lazily built state) is then paid before the run is measured. An error or a panic ends
+    /// that job's warm-up (the run reports its own failures). Default: nothing ([`BusyWait`]
+    /// has no first-run costs).
+    fn warm_up(&self, task: usize, stage: usize, job_index: u64, job: &mut Self::Job) -> Result<(), StageError> {
+        let _ = (task, stage, job_index, job);
+        Ok(())
+    }
 }
 
 /// How long a [`BusyWait`] stage spins.

@@ -89,6 +89,22 @@ pub fn set_fifo(priority: i32) -> bool {
     ok
 }
 
+/// Keeps freed heap memory in the process (glibc's malloc): allocations below 32 MiB come from
+/// the heap rather than fresh `mmap`s, and the heap is never trimmed. Memory the warm-up
+/// touched is then reused by the run instead of being faulted in again: by default glibc maps a
+/// large block (a 2 MB input tensor) afresh and returns it on free, and its first reuse from the
+/// heap faults in every page (measured: 507 page faults, 1.2 ms, on the release thread at the
+/// first release). Process-wide, and irreversible for the process. Other C libraries: nothing.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes malloc's tunables; 32 MiB is glibc's largest mmap threshold
+    // on 64-bit, and -1 disables trimming.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
+    }
+}
+
 /// Timer slack (50 us by default) delays every timed wake-up of a normal thread; asks for 1 ns
 /// for the calling thread.
 pub fn set_timer_slack() {

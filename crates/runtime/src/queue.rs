@@ -17,6 +17,8 @@ pub(crate) struct InFlight<J> {
     /// The next stage to run.
     pub stage: usize,
     pub state: J,
+    /// A warm-up job, run before time 0 ([`crate::StageExecutor::warm_up`]), never recorded.
+    pub warm_up: bool,
 }
 
 #[derive(Debug)]
@@ -89,7 +91,7 @@ mod tests {
     use super::*;
 
     fn job(task: usize, release: Time) -> Box<InFlight<()>> {
-        Box::new(InFlight { task, job: 0, release, deadline: 0, stage: 0, state: () })
+        Box::new(InFlight { task, job: 0, release, deadline: 0, stage: 0, state: (), warm_up: false })
     }
 
     #[test]
