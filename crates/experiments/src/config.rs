@@ -3,7 +3,7 @@
 use crate::error::ExperimentError;
 use lalarand_alloc::{AllocOptions, Policy};
 use lalarand_model::library::{artifact_profiles, ArtifactSet, Int8Model};
-use lalarand_model::{DnnProfile, Platform};
+use lalarand_model::{DnnProfile, Mode, Platform};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -31,17 +31,31 @@ impl ProfileLibrary {
     }
 
     pub fn describe(&self) -> LibraryInfo {
-        let models = self.profiles().iter().map(|p| p.model.clone()).collect();
+        let profiles = self.profiles();
+        let models = profiles.iter().map(|p| p.model.clone()).collect();
+        let int8_accuracy_unknown_layers = profiles
+            .iter()
+            .map(|p| {
+                (0..p.layers.len())
+                    .filter(|&j| p.layers[j].wcet(Mode::CpuInt8).is_some() && !p.int8_accuracy_known(j))
+                    .count()
+            })
+            .sum();
         match self {
             Self::Artifact { set, int8 } => LibraryInfo {
                 name: format!("lalarand-artifact-{}", format!("{set:?}").to_lowercase()),
                 int8_speedup: int8.map(|q| q.speedup),
                 int8_all_layers_drop: int8.map(|q| q.all_int8_drop),
+                int8_accuracy_unknown_layers,
                 models,
             },
-            Self::Custom { name, .. } => {
-                LibraryInfo { name: name.clone(), int8_speedup: None, int8_all_layers_drop: None, models }
-            }
+            Self::Custom { name, .. } => LibraryInfo {
+                name: name.clone(),
+                int8_speedup: None,
+                int8_all_layers_drop: None,
+                int8_accuracy_unknown_layers,
+                models,
+            },
         }
     }
 }
@@ -55,6 +69,10 @@ pub struct LibraryInfo {
     pub int8_speedup: Option<f64>,
     /// Modelled whole-model int8 accuracy drop, percentage points.
     pub int8_all_layers_drop: Option<f64>,
+    /// Layers with a `cpu-int8` mode whose int8 accuracy cost is not known (`null` in the
+    /// profile: measured without a labeled dataset). They count as 0 against the accuracy
+    /// budget, so where this is not 0 the budget does not bind on them.
+    pub int8_accuracy_unknown_layers: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -9,9 +9,14 @@
 //!    exact arithmetic that would otherwise give a near-infinite period).
 //! 2. **DNNs**: each task's DNN is drawn uniformly, with replacement, from the profile library.
 //! 3. **Periods**: `T_i = C_i^ref / u_i`, rounded up to the nanosecond, where `C_i^ref` is the
-//!    DNN's all-GPU WCET ([`DnnProfile::total_wcet`] with [`Mode::Gpu`]). `U` is therefore the
-//!    GPU utilization of the vanilla all-GPU framework, the x axis of the paper's plots; an
-//!    allocator that moves layers to the CPU changes the real load on each resource.
+//!    DNN's cost in the vanilla all-accelerator framework ([`reference_wcet`]): every layer on
+//!    the platform's [accelerator](Platform::accelerator) — the first gpu in `gpu` mode, or the
+//!    cpu marked `accelerator = true` in `cpu-fp32` — costed by [`lalarand_model::plan`], so
+//!    the accelerator's dispatch overhead and any copies are included (the artifact's profiles
+//!    on the default platform have neither: there `C_i^ref` is the all-GPU WCET). `U` is
+//!    therefore the accelerator utilization of the vanilla framework (`gpu-only`), the x axis
+//!    of the paper's plots; an allocator that moves layers elsewhere changes the real load on
+//!    each resource.
 //! 4. **Deadlines** `D_i = T_i`; **priorities** rate-monotonic (ties by task index);
 //!    **offsets** 0, or uniform in `[0, T_i)` when asked.
 //!
@@ -20,7 +25,8 @@
 //! many sets are drawn, or on the order threads draw them in.
 
 use crate::error::ExperimentError;
-use lalarand_model::{DnnProfile, Mode, Platform, PriorityPolicy, System, Task, TaskSet, Time};
+use lalarand_model::plan::layer_cost;
+use lalarand_model::{DnnProfile, Placement, Platform, PriorityPolicy, System, Task, TaskSet, Time};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
@@ -81,16 +87,73 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Where the vanilla framework runs every layer, which the utilization axis refers to: the
+/// platform's [accelerator](Platform::accelerator) in its mode.
+pub fn reference_placement(platform: &Platform) -> Result<Placement, ExperimentError> {
+    let (resource, mode) = platform.accelerator().ok_or_else(|| {
+        ExperimentError::config(
+            "platform",
+            "the platform has neither a gpu nor a cpu marked `accelerator = true`, so there is no \
+             all-accelerator framework to measure utilization against",
+            "add a gpu resource, or mark the cpu resource standing in for it `accelerator = true` (docs/formats.md)",
+        )
+    })?;
+    Ok(Placement { mode, resource })
+}
+
+/// `C^ref`: the cost of `dnn` with every layer at `place`, charged by [`lalarand_model::plan`]
+/// (WCET, dispatch overhead, copies). `None` if some layer lacks `place.mode`.
+pub fn reference_wcet(platform: &Platform, dnn: &DnnProfile, place: Placement) -> Option<Time> {
+    if dnn.layers.iter().any(|l| l.wcet(place.mode).is_none()) {
+        return None;
+    }
+    let places = vec![place; dnn.layers.len()];
+    Some((0..places.len()).map(|j| layer_cost(platform, dnn, &places, j)).sum())
+}
+
+/// Checks that `dnn` can be drawn onto `platform`: every layer has the accelerator's mode (the
+/// vanilla framework runs it there) and the all-accelerator cost is not 0. Returns `C^ref`.
+pub fn check_profile(platform: &Platform, dnn: &DnnProfile) -> Result<Time, ExperimentError> {
+    let place = reference_placement(platform)?;
+    let accel = &platform.resources[place.resource].name;
+    if let Some(l) = dnn.layers.iter().find(|l| l.wcet(place.mode).is_none()) {
+        return Err(ExperimentError::config(
+            "profiles",
+            format!(
+                "profile {:?} layer {:?} has no {} mode, which the platform's accelerator {accel:?} runs every layer in \
+                 (gpu-only, and the utilization axis)",
+                dnn.model, l.name, place.mode
+            ),
+            format!(
+                "profile the {} mode, or pass a --platform whose accelerator runs a mode the profiles have \
+                 (for cpu-only profiles: a cpu resource marked `accelerator = true`)",
+                place.mode
+            ),
+        ));
+    }
+    match reference_wcet(platform, dnn, place) {
+        Some(c) if c > 0 => Ok(c),
+        _ => Err(ExperimentError::config(
+            "profiles",
+            format!("profile {:?} costs 0 on the accelerator {accel:?}, so its period would be 0", dnn.model),
+            "remove it or give its layers non-zero times",
+        )),
+    }
+}
+
 /// Draws task sets of a fixed size from a profile library onto a platform.
 #[derive(Debug, Clone)]
 pub struct Generator {
     profiles: Vec<Arc<DnnProfile>>,
+    /// [`reference_wcet`] of each profile.
+    c_ref: Vec<Time>,
     platform: Platform,
     tasks: usize,
     random_offsets: bool,
 }
 
 impl Generator {
+    /// Fails if a profile cannot be drawn onto `platform` ([`check_profile`]).
     pub fn new(
         profiles: Vec<Arc<DnnProfile>>,
         platform: Platform,
@@ -103,29 +166,24 @@ impl Generator {
         if profiles.is_empty() {
             return Err(ExperimentError::config("library", "no DNN profiles", "give at least one profile"));
         }
-        if let Some(p) = profiles.iter().find(|p| p.total_wcet(Mode::Gpu) == 0) {
-            return Err(ExperimentError::config(
-                "library",
-                format!("profile {:?} has an all-GPU WCET of 0, so its period would be 0", p.model),
-                "remove it or give its layers non-zero times",
-            ));
-        }
-        Ok(Self { profiles, platform, tasks, random_offsets })
+        let c_ref = profiles.iter().map(|p| check_profile(&platform, p)).collect::<Result<_, _>>()?;
+        Ok(Self { profiles, c_ref, platform, tasks, random_offsets })
     }
 
     pub fn tasks(&self) -> usize {
         self.tasks
     }
 
-    /// One task set at total (all-GPU) utilization `utilization`, drawn from `rng`.
+    /// One task set at total (all-accelerator) utilization `utilization`, drawn from `rng`.
     pub fn generate(&self, utilization: f64, rng: &mut impl Rng) -> Result<System, ExperimentError> {
         let utils = uunifast_discard(self.tasks, utilization, rng)?;
         let tasks = utils
             .iter()
             .enumerate()
             .map(|(i, &u)| {
-                let dnn = self.profiles[rng.gen_range(0..self.profiles.len())].clone();
-                let period = period_for(dnn.total_wcet(Mode::Gpu), u);
+                let k = rng.gen_range(0..self.profiles.len());
+                let dnn = self.profiles[k].clone();
+                let period = period_for(self.c_ref[k], u);
                 let mut task = Task::new(format!("t{i}-{}", dnn.model), period, dnn);
                 if self.random_offsets {
                     task.offset = rng.gen_range(0..period);
@@ -146,6 +204,7 @@ pub fn period_for(c_ref: Time, u: f64) -> Time {
 mod tests {
     use super::*;
     use lalarand_model::library::{artifact_profiles, ArtifactSet, Int8Model};
+    use lalarand_model::{LayerProfile, Mode, ModeTiming, Resource, ResourceKind};
     use proptest::prelude::{prop_assert, prop_assert_eq, proptest};
 
     fn generator(tasks: usize, offsets: bool) -> Generator {
@@ -211,6 +270,60 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("\"empty\""), "{e}");
+    }
+
+    /// Two cpus, the second standing in for the accelerator, 120 us dispatch overhead on each.
+    fn stand_in_platform() -> Platform {
+        let mut cpu = Resource::new("cpu", ResourceKind::Cpu);
+        let mut accel = Resource::new("accel", ResourceKind::Cpu);
+        cpu.dispatch_overhead = 120_000;
+        accel.dispatch_overhead = 120_000;
+        accel.accelerator = true;
+        Platform { resources: vec![cpu, accel] }
+    }
+
+    /// A layer measured on the cpu only, in fp32 and int8.
+    fn cpu_layer(name: &str, fp32: Time, int8: Time) -> LayerProfile {
+        LayerProfile {
+            modes: [None, Some(ModeTiming::from_wcet(fp32)), Some(ModeTiming::from_wcet(int8))],
+            ..LayerProfile::gpu_cpu(name, 0, 0)
+        }
+    }
+
+    #[test]
+    fn the_reference_is_the_all_accelerator_cost_with_overheads() {
+        // Artifact profiles on one gpu + one cpu: no overheads, no copies, the all-GPU WCET.
+        let platform = Platform::default_cpu_gpu();
+        let place = reference_placement(&platform).unwrap();
+        assert_eq!(place, Placement { mode: Mode::Gpu, resource: 0 });
+        for p in artifact_profiles(ArtifactSet::A, Some(Int8Model::default())) {
+            assert_eq!(check_profile(&platform, &p).unwrap(), p.total_wcet(Mode::Gpu), "{}", p.model);
+        }
+        // cpu-only profiles on the stand-in: cpu-fp32 on `accel`, plus 120 us per layer.
+        let platform = stand_in_platform();
+        let dnn = lalarand_model::examples::chain_profile(
+            "m",
+            &[cpu_layer("a", 1_000_000, 400_000), cpu_layer("b", 2_000_000, 800_000)],
+        );
+        assert_eq!(reference_placement(&platform).unwrap(), Placement { mode: Mode::CpuFp32, resource: 1 });
+        assert_eq!(check_profile(&platform, &dnn).unwrap(), 3_000_000 + 2 * 120_000);
+        let g = Generator::new(vec![Arc::new(dnn)], platform, 2, false).unwrap();
+        let sys = g.generate(0.5, &mut set_rng(1, 0.5, 0)).unwrap();
+        let realised: f64 = sys.tasks.iter().map(|t| 3_240_000.0 / t.period as f64).sum();
+        assert!((realised - 0.5).abs() < 1e-6, "{realised}");
+    }
+
+    #[test]
+    fn profiles_the_platform_cannot_draw_are_named() {
+        let cpu_only = lalarand_model::examples::chain_profile("cpu-only-net", &[cpu_layer("conv1", 10, 5)]);
+        // The default platform's accelerator is a gpu; this profile has no gpu mode.
+        let e = check_profile(&Platform::default_cpu_gpu(), &cpu_only).unwrap_err().to_string();
+        assert!(e.starts_with("profiles: ") && e.contains("\"cpu-only-net\"") && e.contains("\"conv1\""), "{e}");
+        assert!(e.contains("no gpu mode") && e.contains("--platform") && e.contains("accelerator = true"), "{e}");
+        // A platform without an accelerator has no utilization axis.
+        let plain = Platform { resources: vec![Resource::new("cpu", ResourceKind::Cpu)] };
+        let e = Generator::new(vec![Arc::new(cpu_only)], plain, 2, false).unwrap_err().to_string();
+        assert!(e.starts_with("platform: ") && e.contains("accelerator = true"), "{e}");
     }
 
     proptest! {

@@ -1,10 +1,11 @@
 //! Schedulability experiments for lalarand, after the LaLaRAND paper (Kang et al., RTSS 2021).
 //!
 //! [`generate`] draws seeded random DNN task sets (UUniFast-discard utilizations, periods from
-//! the all-GPU WCET); [`run_schedulability`] sweeps total utilization and counts, per
-//! [`lalarand_alloc::Policy`], the sets it makes schedulable; [`SweepResult`] writes CSV, SVG
-//! and JSON, and [`Summary`] puts the totals next to the paper's headline (+56% task sets over
-//! DART, +80% over the all-GPU framework).
+//! the all-accelerator cost: all-GPU, or all on the cpu standing in for the accelerator) from
+//! the artifact's profiles or any others ([`ProfileLibrary`]); [`run_schedulability`] sweeps
+//! total utilization and counts, per [`lalarand_alloc::Policy`], the sets it makes
+//! schedulable; [`SweepResult`] writes CSV, SVG and JSON, and [`Summary`] puts the totals next
+//! to the paper's headline (+56% task sets over DART, +80% over the all-GPU framework).
 //!
 //! ```no_run
 //! use lalarand_experiments::{run_schedulability, SweepConfig};
@@ -25,7 +26,7 @@ mod sweep;
 
 pub use config::{parse_utilizations, LibraryInfo, ProfileLibrary, SweepConfig};
 pub use error::ExperimentError;
-pub use generate::{set_rng, uunifast_discard, Generator};
+pub use generate::{check_profile, reference_placement, reference_wcet, set_rng, uunifast_discard, Generator};
 pub use result::{PointResult, PolicyPoint, Row, SweepResult, SweepSettings};
 pub use summary::{Comparison, PolicyTotal, Summary, PAPER_VS_DART_PERCENT, PAPER_VS_GPU_ONLY_PERCENT};
 pub use sweep::run_schedulability;

@@ -64,7 +64,7 @@ impl SweepResult {
             .build_cartesian_2d(lo..hi, 0.0..1.02)?;
         chart
             .configure_mesh()
-            .x_desc("Total utilization (all-GPU WCET / period)")
+            .x_desc(format!("Total utilization ({})", s.utilization_axis))
             .y_desc("Schedulable task sets (ratio)")
             .axis_desc_style(("sans-serif", 16))
             .label_style(("sans-serif", 13))

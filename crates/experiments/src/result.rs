@@ -20,7 +20,11 @@ pub struct SweepSettings {
     pub node_limit: u64,
     pub random_offsets: bool,
     pub library: LibraryInfo,
+    /// `name (kind)` per resource, `name (cpu, accelerator)` for a cpu standing in for a gpu.
     pub platform: Vec<String>,
+    /// What the total utilization is of: the vanilla framework's cost on the accelerator per
+    /// period (see [`crate::generate`]).
+    pub utilization_axis: String,
 }
 
 /// One policy at one utilization point.

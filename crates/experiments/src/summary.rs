@@ -42,6 +42,12 @@ impl Comparison {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
+    /// The profile library's name ([`crate::LibraryInfo::name`]).
+    pub library: String,
+    /// The platform's resources, as in [`crate::SweepSettings::platform`].
+    pub platform: Vec<String>,
+    /// [`crate::LibraryInfo::int8_accuracy_unknown_layers`].
+    pub int8_accuracy_unknown_layers: usize,
     pub tasks: usize,
     pub points: usize,
     pub sets_per_point: usize,
@@ -91,6 +97,9 @@ impl SweepResult {
             })
             .flatten();
         Summary {
+            library: self.settings.library.name.clone(),
+            platform: self.settings.platform.clone(),
+            int8_accuracy_unknown_layers: self.settings.library.int8_accuracy_unknown_layers,
             tasks: self.settings.tasks,
             points: self.points.len(),
             sets_per_point: self.settings.sets_per_point,
@@ -113,6 +122,14 @@ fn times(v: Option<f64>) -> String {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Profiles: {}; platform: {}", self.library, self.platform.join(", "))?;
+        if self.int8_accuracy_unknown_layers > 0 {
+            writeln!(
+                f,
+                "int8 accuracy cost not known for {} layers (counted as 0: the accuracy budget does not bind on them)",
+                self.int8_accuracy_unknown_layers
+            )?;
+        }
         writeln!(
             f,
             "Schedulable task sets, {} tasks per set, {} utilization points x {} sets:",

@@ -2,11 +2,11 @@
 
 use crate::config::SweepConfig;
 use crate::error::ExperimentError;
-use crate::generate::{set_rng, Generator};
+use crate::generate::{reference_placement, set_rng, Generator};
 use crate::result::{PointResult, PolicyPoint, SweepResult, SweepSettings};
 use indicatif::{ParallelProgressIterator, ProgressBar, ProgressStyle};
 use lalarand_alloc::{AllocOptions, Policy};
-use lalarand_model::System;
+use lalarand_model::{Mode, Platform, System};
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -128,6 +128,26 @@ fn settings(cfg: &SweepConfig, policies: Vec<Policy>) -> SweepSettings {
         node_limit: cfg.options.node_limit,
         random_offsets: cfg.random_offsets,
         library: cfg.library.describe(),
-        platform: cfg.platform.resources.iter().map(|r| format!("{} ({})", r.name, r.kind)).collect(),
+        platform: cfg
+            .platform
+            .resources
+            .iter()
+            .map(|r| {
+                let role = if r.accelerator { ", accelerator" } else { "" };
+                format!("{} ({}{role})", r.name, r.kind)
+            })
+            .collect(),
+        utilization_axis: utilization_axis(&cfg.platform),
+    }
+}
+
+/// What the x axis measures, for the plot and the reports.
+fn utilization_axis(platform: &Platform) -> String {
+    match reference_placement(platform) {
+        Ok(p) if p.mode == Mode::Gpu => "all-GPU WCET / period".into(),
+        Ok(p) => {
+            format!("all-{} {} cost / period, dispatch overhead included", platform.resources[p.resource].name, p.mode)
+        }
+        Err(_) => "no accelerator".into(),
     }
 }

@@ -5,6 +5,7 @@ mod commands;
 mod docs;
 mod engine;
 mod examples;
+mod experiment;
 mod run;
 
 use assert_cmd::Command;

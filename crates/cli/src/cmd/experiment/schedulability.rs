@@ -2,20 +2,22 @@
 
 use crate::report::print_json;
 use crate::Verdict;
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use lalarand_alloc::{AllocOptions, Policy};
-use lalarand_experiments::{parse_utilizations, run_schedulability, SweepConfig};
-use lalarand_model::Platform;
-use std::path::PathBuf;
+use lalarand_experiments::{check_profile, parse_utilizations, run_schedulability, ProfileLibrary, SweepConfig};
+use lalarand_model::{DnnProfile, Platform};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Share of random task sets each policy makes schedulable, per utilization.
 ///
-/// Random task sets from the artifact's DNN profiles at each total (all-GPU) utilization,
-/// allocated by every policy; writes schedulability.{csv,svg,json} and summary.txt, and prints
-/// the summary next to the paper's headline numbers.
+/// Random task sets at each total utilization of the vanilla all-accelerator framework, drawn
+/// from the LaLaRAND artifact's DNN profiles or from --profiles, allocated by every policy;
+/// writes schedulability.{csv,svg,json} and summary.txt, and prints the summary next to the
+/// paper's headline numbers.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  lalarand experiment schedulability --tasks 4 --sets 100 --utilizations 0.1:2.0:0.1 \\\n      --out out/schedulability\n\nExit codes: 0 done, 2 bad settings."
+    after_help = "Examples:\n  lalarand experiment schedulability --tasks 4 --sets 100 --utilizations 0.1:2.0:0.1 \\\n      --out out/schedulability\n  lalarand experiment schedulability --profiles measured/*.json --platform platform.toml \\\n      --out out/measured\n\nExit codes: 0 done, 2 bad settings or input."
 )]
 pub struct Args {
     /// Tasks per generated set.
@@ -42,9 +44,16 @@ pub struct Args {
     /// Random release offsets instead of synchronous releases.
     #[arg(long)]
     pub offsets: bool,
-    /// Platform TOML [default: one gpu and one cpu].
+    /// Platform TOML [default: one gpu and one cpu]. Its accelerator (the gpu, or the cpu marked
+    /// `accelerator = true`) is where the vanilla framework runs every layer: the x axis.
     #[arg(long, value_name = "FILE")]
     pub platform: Option<PathBuf>,
+    /// Draw the DNNs from these profile JSON files (`lalarand profile` output; a folder means
+    /// its *.json) instead of the LaLaRAND artifact's published profiles. Every layer needs the
+    /// mode of the platform's accelerator: for cpu-only profiles, pass a --platform with a cpu
+    /// marked `accelerator = true`.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub profiles: Vec<PathBuf>,
     #[arg(long, default_value_t = SweepConfig::default().seed)]
     pub seed: u64,
     /// Folder for the CSV, SVG, JSON and summary (created if missing).
@@ -57,20 +66,26 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<Verdict> {
     let defaults = SweepConfig::default();
+    let platform = match &args.platform {
+        Some(p) => Platform::load(p)?,
+        None => Platform::default_cpu_gpu(),
+    };
+    let library = if args.profiles.is_empty() {
+        defaults.library
+    } else {
+        load_library(&args.profiles, &platform, args.platform.as_deref())?
+    };
     let cfg = SweepConfig {
         tasks: args.tasks,
         sets_per_point: args.sets,
         utilizations: parse_utilizations(&args.utilizations)?,
-        policies: if args.policies.is_empty() { defaults.policies.clone() } else { args.policies.clone() },
+        policies: if args.policies.is_empty() { defaults.policies } else { args.policies.clone() },
         optimal: args.optimal,
         options: AllocOptions { accuracy_budget: args.budget, node_limit: args.node_limit, ..AllocOptions::default() },
-        platform: match &args.platform {
-            Some(p) => Platform::load(p)?,
-            None => Platform::default_cpu_gpu(),
-        },
+        platform,
+        library,
         random_offsets: args.offsets,
         seed: args.seed,
-        ..defaults
     };
     let result = run_schedulability(&cfg, true)?;
     let written = result.write_all(&args.out)?;
@@ -84,4 +99,52 @@ pub fn run(args: Args) -> Result<Verdict> {
         }
     }
     Ok(Verdict::Done)
+}
+
+/// `--profiles`: folders expanded to their `*.json`, every file loaded and checked against the
+/// platform, each model once. The library is named after the files' folder.
+fn load_library(paths: &[PathBuf], platform: &Platform, platform_file: Option<&Path>) -> Result<ProfileLibrary> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("--profiles {}: cannot read the folder", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            if found.is_empty() {
+                bail!("--profiles {}: the folder holds no *.json profile; fix: run `lalarand profile` into it, or name the files", path.display());
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let which_platform = match platform_file {
+        Some(p) => format!("--platform {}", p.display()),
+        None => "the default platform (one gpu, one cpu; no --platform given)".into(),
+    };
+    let mut profiles: Vec<(PathBuf, Arc<DnnProfile>)> = Vec::with_capacity(files.len());
+    for file in files {
+        let profile = DnnProfile::load(&file).context("--profiles: cannot load a profile")?;
+        check_profile(platform, &profile)
+            .with_context(|| format!("--profiles {} does not fit {which_platform}", file.display()))?;
+        if let Some((first, _)) = profiles.iter().find(|(_, p)| p.model == profile.model) {
+            bail!(
+                "--profiles: {} and {} both profile model {:?}; fix: pass each model once (it would be drawn twice as often)",
+                first.display(),
+                file.display(),
+                profile.model
+            );
+        }
+        profiles.push((file, Arc::new(profile)));
+    }
+    let folders: Vec<&Path> = profiles.iter().map(|(f, _)| f.parent().unwrap_or(Path::new(""))).collect();
+    let name = if folders.iter().all(|d| *d == folders[0]) && !folders[0].as_os_str().is_empty() {
+        format!("{} ({} profiles)", folders[0].display(), profiles.len())
+    } else {
+        profiles.iter().map(|(f, _)| f.display().to_string()).collect::<Vec<_>>().join(", ")
+    };
+    Ok(ProfileLibrary::Custom { name, profiles: profiles.into_iter().map(|(_, p)| p).collect() })
 }
