@@ -32,7 +32,7 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "lalarand", version, propagate_version = true)]
 #[command(
-    after_help = "Start with `lalarand demo`; file formats: docs/formats.md.\nLogs: -v (info), -vv (debug), -vvv (trace), or RUST_LOG=lalarand=debug."
+    after_help = "Start with `lalarand demo` (real models profiled, proven and run here, about a minute; needs ONNX Runtime)\nor `lalarand demo --quick` (offline, a second); file formats: docs/formats.md.\nLogs: -v (info), -vv (debug), -vvv (trace), or RUST_LOG=lalarand=debug."
 )]
 pub struct Cli {
     /// More log output on stderr (repeat for more); RUST_LOG overrides.

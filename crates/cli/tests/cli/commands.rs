@@ -127,7 +127,7 @@ fn allocate_rejects_bad_policy_and_budget() {
 #[test]
 fn demo_compares_policies_and_writes_loadable_files() {
     let dir = tempfile::tempdir().unwrap();
-    let run = lalarand().args(["demo", "--json", "--out"]).arg(dir.path()).output().unwrap();
+    let run = lalarand().args(["demo", "--quick", "--json", "--out"]).arg(dir.path()).output().unwrap();
     assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
     let json = stdout_json(&run);
     let policies: Vec<&str> =
@@ -143,6 +143,24 @@ fn demo_compares_policies_and_writes_loadable_files() {
         .args(["analyze", "--platform", "platform.toml", "--tasks", "taskset.toml", "--allocation", "allocation.toml"])
         .assert()
         .code(expected);
+}
+
+#[test]
+fn demo_flags_belong_to_their_flavour() {
+    // --json is the quick demo's, --seconds the full one's.
+    lalarand().args(["demo", "--json"]).assert().code(2).stderr(predicate::str::contains("--quick"));
+    lalarand()
+        .args(["demo", "--quick", "--seconds", "5"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--seconds"));
+    lalarand().args(["demo", "--seconds", "0"]).assert().code(2).stderr(predicate::str::contains("1 to 3600 seconds"));
+    lalarand()
+        .args(["demo", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--quick"))
+        .stdout(predicate::str::contains("--full").not());
 }
 
 #[test]

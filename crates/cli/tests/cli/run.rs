@@ -205,26 +205,57 @@ fn ctrl_c_stops_the_run_and_reports_what_was_measured() {
 }
 
 #[test]
-fn demo_full_profiles_proves_and_runs_three_zoo_models() {
+fn demo_profiles_proves_and_runs_the_zoo_models_and_the_digit_classifier() {
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
         return; // the stand-in platform needs two cores
     }
     let dir = tempfile::tempdir().unwrap();
-    let out_dir = dir.path().join("full");
+    let out_dir = dir.path().join("demo");
     let _turn = turn();
-    let out = lalarand().args(["demo", "--full", "--seconds", "2", "--out"]).arg(&out_dir).output().unwrap();
+    // Run from an empty folder: the demo needs nothing from the source tree.
+    let out = lalarand().current_dir(dir.path()).args(["demo", "--seconds", "2", "--out", "demo"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(matches!(out.status.code(), Some(0 | 1)), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("vanilla (every layer") && stdout.contains(": not proven"), "{stdout}");
+    assert!(stdout.contains("vanilla (gpu-only, every layer") && stdout.contains(": not proven"), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("| lalarand ") && l.contains("| yes")), "{stdout}");
+    // With the stand-in accelerator every policy has an allocation.
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ") && l.contains("/4 ")).collect();
+    assert_eq!(rows.len(), 7, "{stdout}");
+    assert!(rows.iter().all(|l| !l.contains("error")), "{stdout}");
+    assert!(stdout.contains("measured on 1000 test rows") && stdout.contains("not measured (random weights)"));
+    assert!(stdout.contains(&format!("everything is in {}", std::path::Path::new("demo").display())), "{stdout}");
     for f in [
         "models/yolov3_tiny.onnx",
+        "models/mnist_resnet.onnx",
+        "models/mnist_5k.csv.gz",
         "profiles/yolov3_tiny.json",
+        "profiles/mnist_resnet.json",
         "allocation.toml",
         "trace.json",
         "gantt.svg",
         "gantt-simulated.svg",
+        "bounds.svg",
+        "responses.svg",
     ] {
         assert!(out_dir.join(f).is_file(), "{f} missing:\n{stdout}");
     }
+    let platform = std::fs::read_to_string(out_dir.join("platform.toml")).unwrap();
+    assert!(platform.contains("accelerator = true") || platform.contains("kind = \"gpu\""), "{platform}");
+    let svg = |f: &str| {
+        let text = std::fs::read_to_string(out_dir.join(f)).unwrap();
+        assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"), "{f}");
+        text
+    };
+    let bounds = svg("bounds.svg");
+    for label in ["gpu-only", "dart", "lalarand", "optimal", "digits", "detector", "bound / deadline", "deadline (1.0)"]
+    {
+        assert!(bounds.contains(label), "bounds.svg lacks {label:?}");
+    }
+    let responses = svg("responses.svg");
+    for label in ["digits (", "classifier (", "features (", "detector (", "analytical bound", "p99", "2 s run"] {
+        assert!(responses.contains(label), "responses.svg lacks {label:?}");
+    }
+    // The digit classifier's int8 accuracy costs were measured: its profile has them.
+    let digits = std::fs::read_to_string(out_dir.join("profiles/mnist_resnet.json")).unwrap();
+    assert!(digits.contains("int8_accuracy_cost"), "{digits}");
 }
