@@ -91,7 +91,7 @@ pub fn write_gantt(
         draw(&root, result, labels, (start, end), height - legend_px).map_err(|e| SimError::Gantt(e.to_string()))?;
         root.present().map_err(|e| SimError::Gantt(e.to_string()))?;
     }
-    std::fs::write(path, svg).map_err(|source| SimError::Write { path: path.to_path_buf(), source })
+    std::fs::write(path, svg).map_err(|error| SimError::Write { path: path.to_path_buf(), error })
 }
 
 type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;

@@ -44,6 +44,7 @@ pub enum SimError {
     InvalidConfig(String),
     #[error("cannot draw the Gantt chart: {0}")]
     Gantt(String),
-    #[error("cannot write {}: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    /// The I/O error is in the message and not a `source()`, so an error chain prints it once.
+    #[error("cannot write {}: {error}", path.display())]
+    Write { path: PathBuf, error: std::io::Error },
 }

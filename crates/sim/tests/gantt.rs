@@ -38,6 +38,7 @@ fn reports_bad_requests_as_errors() {
     let e = write_gantt(&run, &labels, &unwritable, None).unwrap_err();
     assert!(matches!(e, SimError::Write { .. }), "{e}");
     assert!(e.to_string().contains("no such dir"));
+    assert!(std::error::Error::source(&e).is_none(), "the I/O error is printed once, in the message");
     let e = write_gantt(&run, &GanttLabels::numbered(&plan), &dir.path().join("a.svg"), Some((5, 5))).unwrap_err();
     assert!(matches!(e, SimError::Gantt(_)));
     let untraced = simulate(&plan, &SimConfig { record_trace: false, ..SimConfig::default() }).unwrap();

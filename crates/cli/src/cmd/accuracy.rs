@@ -191,7 +191,8 @@ fn allocation_int8(args: &Args, path: &Path) -> Result<(Vec<String>, f64, usize,
     for (layer, place) in dnn.layers.iter().zip(&alloc.tasks[i]) {
         if place.mode.is_int8() {
             names.push(layer.name.clone());
-            cost += layer.int8_accuracy_cost;
+            // Negative costs count as zero, as in `Allocation::accuracy_cost`.
+            cost += layer.int8_accuracy_cost.max(0.0);
         }
     }
     let unknown = alloc.task_unknown_accuracy_layers(&system)[i];
