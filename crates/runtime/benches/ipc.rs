@@ -15,7 +15,8 @@
 //! daemon reads it. Each variant runs with the two sides on two cores (the runtime's case: the
 //! worker of another resource) and on one core, pinned, under SCHED_FIFO where granted (the
 //! runtime asks for it; the other side one priority lower, as a worker is below the release
-//! thread).
+//! thread). The bench holds SCHED_FIFO at most half of the time, pausing as long as it measured,
+//! so that it never exhausts the real-time bandwidth of a core.
 //!
 //! After criterion's figures (mean per round trip), 20,000 round trips per variant, each timed on
 //! its own and interleaved in blocks of 1,000 so that machine load hits both alike, give the median
@@ -232,18 +233,24 @@ fn peer_setup(core: usize) {
 }
 
 /// Runs `f` on the calling thread pinned to `core` under SCHED_FIFO, then restores the thread's
-/// affinity and policy (criterion's analysis must not run under SCHED_FIFO).
+/// affinity and policy (criterion's analysis must not run under SCHED_FIFO) and sleeps as long
+/// as `f` ran: on one core the ping-pong keeps the core busy under SCHED_FIFO, and without the
+/// pause it would use up the core's real-time bandwidth (950 ms of each second) and get every
+/// SCHED_FIFO thread on it throttled, other processes' included (it did, once).
 fn as_scheduler<T>(core: usize, f: impl FnOnce() -> T) -> (T, bool) {
     let cores = os::available_cores();
     os::pin_current_thread(&[core]).unwrap();
     let fifo = os::set_fifo(SCHED_FIFO_PRIO);
+    let t0 = Instant::now();
     let out = f();
+    let ran = t0.elapsed();
     // SAFETY: plain syscalls on the calling thread.
     unsafe {
         let param = libc::sched_param { sched_priority: 0 };
         libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_OTHER, &param);
     }
     os::pin_current_thread(&cores).unwrap();
+    std::thread::sleep(ran);
     (out, fifo)
 }
 
@@ -310,9 +317,10 @@ fn summary() {
     for p in placements() {
         let mut inproc = InProcess::start(p.peer);
         let mut pipes = Pipes::start(p.peer);
-        let ((mut a, mut b), fifo) = as_scheduler(p.sched, || {
-            let (mut a, mut b) = (Vec::with_capacity(SAMPLES), Vec::with_capacity(SAMPLES));
-            for k in 0..(SAMPLES / BLOCK) as u64 {
+        let (mut a, mut b) = (Vec::with_capacity(SAMPLES), Vec::with_capacity(SAMPLES));
+        let mut fifo = true;
+        for k in 0..(SAMPLES / BLOCK) as u64 {
+            fifo &= as_scheduler(p.sched, || {
                 for s in 0..BLOCK as u64 {
                     let t0 = os::monotonic_ns();
                     inproc.round_trip(k * BLOCK as u64 + s);
@@ -323,9 +331,9 @@ fn summary() {
                     pipes.round_trip(k * BLOCK as u64 + s);
                     b.push(os::monotonic_ns() - t0);
                 }
-            }
-            (a, b)
-        });
+            })
+            .1;
+        }
         drop((inproc, pipes));
         a.sort_unstable();
         b.sort_unstable();
