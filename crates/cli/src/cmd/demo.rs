@@ -229,12 +229,15 @@ pub fn run(args: Args) -> Result<Verdict> {
         models.push(path);
     }
     for ((p, path), &(_, source, _)) in profiles.iter().zip(&models).zip(&TASKS) {
-        let cost = match source {
-            Source::Zoo(_) => "int8 cost not measured (random weights)".to_string(),
-            Source::Digits => format!(
+        // The profile says which costs are known; the source says why.
+        let unknown = p.int8_accuracy_unknown.iter().filter(|&&j| j < p.layers.len()).count();
+        let cost = match (unknown, source) {
+            (0, _) => format!(
                 "int8 cost per stage measured on {test_rows} test rows: max {:.2} pp",
                 p.layers.iter().map(|l| l.int8_accuracy_cost).fold(0.0, f64::max)
             ),
+            (n, Source::Zoo(_)) => format!("int8 cost of {n} stages not measured (random weights)"),
+            (n, Source::Digits) => format!("int8 cost of {n} stages not measured"),
         };
         outln!(
             "  {:<14} {:>3} stages, total WCET {}; {cost}  ({})",
@@ -302,7 +305,7 @@ pub fn run(args: Args) -> Result<Verdict> {
 
     // 3. Every policy.
     let (rows, lalarand) = allocate_all(&system, &options)?;
-    outln!("\nevery policy, accuracy budget {} pp; {}:", options.accuracy_budget, accuracy_note(&system, &profiles))?;
+    outln!("\nevery policy, accuracy budget {} pp; {}:", options.accuracy_budget, accuracy_note(&system))?;
     outln!("{}\n", policy_table(&rows, system.tasks.len()))?;
     let alloc = lalarand.allocation;
     let mut files = write_all(&args.out, &example_files(&system, &alloc, Policy::Lalarand.name()))?;
@@ -398,20 +401,24 @@ fn system_at(platform: &Platform, profiles: &[Arc<DnnProfile>], unit: f64) -> Sy
 }
 
 /// Which tasks' int8 accuracy costs are measured, for the policy table's header.
-fn accuracy_note(system: &System, profiles: &[Arc<DnnProfile>]) -> String {
-    let mut measured = Vec::new();
-    let mut unknown = Vec::new();
-    for ((t, &(_, source, _)), p) in system.tasks.iter().zip(&TASKS).zip(profiles) {
-        match source {
-            Source::Digits => measured.push(format!("{} ({})", t.name, p.model)),
-            Source::Zoo(_) => unknown.push(format!("{} ({})", t.name, p.model)),
-        }
+fn accuracy_note(system: &System) -> String {
+    let (mut measured, mut unknown) = (Vec::new(), Vec::new());
+    for t in &system.tasks {
+        let list = if t.dnn.int8_accuracy_unknown.is_empty() { &mut measured } else { &mut unknown };
+        list.push(format!("{} ({})", t.name, t.dnn.model));
     }
-    format!(
-        "acc. cost sums the measured int8 costs of {}; those of {} are not measured (random weights) and count as 0",
-        measured.join(", "),
-        unknown.join(", ")
-    )
+    let mut note = String::from("int8 accuracy costs");
+    if !measured.is_empty() {
+        note += &format!(" measured for {}", measured.join(", "));
+    }
+    if !unknown.is_empty() {
+        note += &format!(
+            "{}not measured for {} (random weights): their int8 layers count 0 pp and show as \"unknown cost\", and a cost that includes any reads \">=\"",
+            if measured.is_empty() { " " } else { "; " },
+            unknown.join(", ")
+        );
+    }
+    note
 }
 
 fn names(modes: &[Mode]) -> String {
@@ -479,6 +486,8 @@ pub(super) struct PolicyRow {
     max_normalized_response: Option<f64>,
     accuracy_cost_pp: Option<f64>,
     int8_layers: Option<usize>,
+    /// Of those, the layers whose accuracy cost is not known (counted as 0 in the cost).
+    int8_layers_unknown_cost: Option<usize>,
     evaluations: u64,
     complete: bool,
     seconds: f64,
@@ -510,6 +519,7 @@ pub(super) fn allocate_all(system: &System, options: &AllocOptions) -> Result<(V
                 max_normalized_response: Some(o.analysis.max_normalized()),
                 accuracy_cost_pp: Some(o.allocation.accuracy_cost(system) + 0.0),
                 int8_layers: Some(o.allocation.int8_layers()),
+                int8_layers_unknown_cost: Some(o.allocation.unknown_accuracy_layers(system)),
                 evaluations: o.evaluations,
                 complete: o.complete,
                 seconds,
@@ -523,6 +533,7 @@ pub(super) fn allocate_all(system: &System, options: &AllocOptions) -> Result<(V
                 max_normalized_response: None,
                 accuracy_cost_pp: None,
                 int8_layers: None,
+                int8_layers_unknown_cost: None,
                 evaluations: 0,
                 complete: true,
                 seconds,
@@ -563,8 +574,17 @@ pub(super) fn policy_table(rows: &[PolicyRow], tasks: usize) -> Table {
             verdict,
             format!("{}/{tasks}", r.tasks_proven),
             r.max_normalized_response.map_or("-".into(), |v| format!("{v:.3}")),
-            r.accuracy_cost_pp.map_or("-".into(), |v| format!("{v:.3}")),
-            r.int8_layers.map_or("-".into(), |v| v.to_string()),
+            // ">=": some int8 layer's cost is not known and counts as 0 (as `analyze`).
+            match (r.accuracy_cost_pp, r.int8_layers_unknown_cost) {
+                (Some(v), Some(u)) if u > 0 => format!(">= {v:.3}"),
+                (Some(v), _) => format!("{v:.3}"),
+                (None, _) => "-".into(),
+            },
+            match (r.int8_layers, r.int8_layers_unknown_cost) {
+                (Some(n), Some(u)) if u > 0 => format!("{n} ({u} unknown cost)"),
+                (Some(n), _) => n.to_string(),
+                (None, _) => "-".into(),
+            },
             r.evaluations.to_string(),
             format!("{:.3}", r.seconds),
         ]);
