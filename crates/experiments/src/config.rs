@@ -80,7 +80,8 @@ pub struct SweepConfig {
     pub tasks: usize,
     /// Task sets generated per utilization point; every policy sees the same sets.
     pub sets_per_point: usize,
-    /// Total (all-GPU) utilizations, each in `(0, tasks)`.
+    /// Total utilizations of the all-accelerator framework (see [`crate::generate`]), each in
+    /// `(0, tasks)`.
     pub utilizations: Vec<f64>,
     /// Policies to compare. [`Policy::Optimal`] here is ignored: `optimal` decides.
     pub policies: Vec<Policy>,

@@ -26,7 +26,8 @@ pub struct Args {
     /// Task sets per utilization point (every policy sees the same sets).
     #[arg(long, default_value_t = SweepConfig::default().sets_per_point)]
     pub sets: usize,
-    /// Total all-GPU utilizations: start:end:step (inclusive) or a comma list.
+    /// Total utilizations of the all-accelerator (all-GPU) framework: start:end:step (inclusive)
+    /// or a comma list.
     #[arg(long, default_value = "0.1:2.0:0.1")]
     pub utilizations: String,
     /// Policies to compare (comma-separated) [default: every policy but optimal].
