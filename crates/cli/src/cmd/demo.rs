@@ -175,13 +175,13 @@ pub fn run(args: Args) -> Result<Verdict> {
             .with_style(ProgressStyle::with_template("{spinner} model {prefix} [{bar:20}] {pos}/{len} stages {msg}")?);
         bar.set_prefix(format!("{}/{}", k + 1, TASKS.len()));
         bar.enable_steady_tick(Duration::from_millis(100));
-        let (path, inputs, accuracy) = match source {
+        let (path, inputs, accuracy, stages) = match source {
             Source::Zoo(arch) => {
                 bar.set_message(format!("writing zoo {}", arch.name()));
                 let path = models_dir.join(format!("{}.onnx", arch.name()));
                 write_atomic_bytes(&path, &lalarand_onnx::encode_model(&zoo::build(arch, 1)))?;
-                let inputs = synthetic_inputs(&StagedModel::load(&path)?, 4);
-                (path, inputs, None)
+                let staged = StagedModel::load(&path)?;
+                (path, synthetic_inputs(&staged, 4), None, staged.stage_count())
             }
             Source::Digits => {
                 bar.set_message("writing the digit classifier and its dataset");
@@ -196,14 +196,16 @@ pub fn run(args: Args) -> Result<Verdict> {
                 let dims = staged.input_shape(1);
                 let (_, all) = data.batch(&data.take_per_class(&train, CALIBRATION_PER_CLASS), &dims[1..])?;
                 let inputs = all.chunks(dims.iter().product()).map(<[f32]>::to_vec).collect();
-                (path, inputs, Some((data, TRAIN_PER_CLASS)))
+                (path, inputs, Some((data, TRAIN_PER_CLASS)), staged.stage_count())
             }
         };
         let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-        bar.set_length(StagedModel::load(&path)?.stage_count() as u64);
+        bar.set_length(stages as u64);
         bar.set_message(match &accuracy {
-            Some(_) => format!("{name}: calibrating int8, int8 accuracy cost of every stage on {test_rows} test rows"),
-            None => format!("{name}: calibrating int8"),
+            Some(_) => format!(
+                "{name}: calibrating int8, each stage's int8 accuracy cost on {test_rows} test rows, then timing"
+            ),
+            None => format!("{name}: calibrating int8, then timing"),
         });
         let (stage_bar, timing) = (bar.clone(), format!("{name}: timing {}", names(&modes)));
         let opts = ProfileOptions {
@@ -213,10 +215,12 @@ pub fn run(args: Args) -> Result<Verdict> {
             cfg: ExecConfig { threads: 1, cores: vec![cores[0]], ..ExecConfig::default() },
             modes: modes.clone(),
             progress: false,
-            // Asked before every measurement: the stage progress.
+            // Asked between the set-up steps and before every measurement: the stage progress.
             stop: Some(Arc::new(move |done: usize| {
-                stage_bar.set_position(done as u64);
-                stage_bar.set_message(timing.clone());
+                if done > 0 {
+                    stage_bar.set_position(done as u64);
+                    stage_bar.set_message(timing.clone());
+                }
                 false
             })),
             accuracy,
