@@ -27,6 +27,8 @@ const WORKER_FIFO: i32 = 80;
 /// faulting its pages in again (measured: a 2 MB input, 507 page faults, 1.2 ms at the first
 /// release); from the second job on the layout repeats.
 const WARM_UP_JOBS: usize = 2;
+/// Most memory of one log allocated and faulted in before the run; a longer run grows it.
+const PREALLOC_BYTES: usize = 8 << 20;
 /// The release thread wakes at least this often to notice a stop.
 const POLL_NS: Time = 10_000_000;
 /// Time between the end of the warm-up and time 0, so every worker is parked before the first
@@ -153,6 +155,15 @@ fn worker<E: StageExecutor>(shared: &Shared<'_, E>, r: usize, cores: &[usize]) -
     }
     os::set_timer_slack();
     log.fifo = shared.config.realtime && os::set_fifo(WORKER_FIFO);
+    // Before the warm-up jobs can reach this worker: the logs' memory, so that no push in the run
+    // reallocates (a copy of megabytes, in the hand-off) or faults in a page.
+    let (stages, jobs) = expected_work(shared.plan, &shared.config.horizon, Some(r));
+    let none = JobRecord { task: 0, job: 0, release: 0, deadline: 0, finish: None, outcome: JobOutcome::Completed };
+    let blank = StageSlot { task: 0, job: 0, stage: 0, start: 0, end: 0 };
+    prefault(&mut log.slots, stages.min(shared.config.max_trace_slots), blank);
+    prefault(&mut log.dispatch, stages, 0);
+    prefault(&mut log.handoff, stages, 0);
+    prefault(&mut log.jobs, jobs, none);
     let mut fifo_priority = WORKER_FIFO;
     let queue = &shared.queues[r];
     loop {
@@ -262,6 +273,7 @@ fn release_loop<E: StageExecutor>(shared: &Shared<'_, E>) -> ReleaseLog {
         ReleaseLog { released: vec![0; n], skipped: vec![0; n], dropped: vec![0; n], ..ReleaseLog::default() };
     os::set_timer_slack();
     log.fifo = shared.config.realtime && os::set_fifo(RELEASE_FIFO);
+    prefault(&mut log.jitter, expected_work(plan, &shared.config.horizon, None).1, 0);
     warm_up(shared);
     shared.origin.store(os::monotonic_ns() + LEAD_NS, Ordering::Release);
     let mut next: Vec<Time> = plan.tasks.iter().map(|t| t.offset).collect();
@@ -297,6 +309,31 @@ fn release_loop<E: StageExecutor>(shared: &Shared<'_, E>) -> ReleaseLog {
     log.end = shared.now();
     shared.finish_run();
     log
+}
+
+/// Stage executions on resource `r` (all resources: `None`) and jobs of the tasks with a stage
+/// there, if the run goes to its horizon.
+fn expected_work(plan: &ExecutionPlan, horizon: &RunHorizon, r: Option<usize>) -> (usize, usize) {
+    let (mut stages, mut jobs) = (0u64, 0u64);
+    for t in &plan.tasks {
+        let k = match *horizon {
+            RunHorizon::Jobs(k) => k,
+            RunHorizon::Duration(d) => d.saturating_sub(t.offset).div_ceil(t.period.max(1)),
+        };
+        let here = t.layers.iter().filter(|l| r.is_none_or(|r| l.resource == r)).count() as u64;
+        stages = stages.saturating_add(k.saturating_mul(here));
+        if here > 0 {
+            jobs = jobs.saturating_add(k);
+        }
+    }
+    (usize::try_from(stages).unwrap_or(usize::MAX), usize::try_from(jobs).unwrap_or(usize::MAX))
+}
+
+/// Allocates room for `n` entries in `v` (at most [`PREALLOC_BYTES`]) and writes them once, so
+/// their pages are in memory.
+fn prefault<T: Clone>(v: &mut Vec<T>, n: usize, blank: T) {
+    v.resize(n.min(PREALLOC_BYTES / std::mem::size_of::<T>().max(1)), blank);
+    v.clear();
 }
 
 /// [`WARM_UP_JOBS`] rounds of one job per task through every stage ([`StageExecutor::warm_up`]):
