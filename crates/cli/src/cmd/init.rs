@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// Write the built-in example (platform, task set, profiles, allocation) into a folder.
 ///
-/// The files are what `lalarand demo` analyzes; edit them to describe your own system.
+/// The files are what `lalarand demo --quick` analyzes; edit them to describe your own system.
 /// `lalarand init --out examples --force` regenerates the repository's examples/.
 #[derive(Debug, clap::Args)]
 #[command(
