@@ -15,7 +15,8 @@ pub struct StageError(pub String);
 pub trait StageExecutor: Sync {
     type Job: Send;
 
-    /// State of a new job of `task` (its input), made on the release thread.
+    /// State of a new job of `task` (its input), made on the worker of the job's first stage just
+    /// before that stage runs, and timed as part of it (the release thread only enqueues).
     fn start_job(&self, task: usize, job: u64) -> Self::Job;
 
     /// Runs stage `stage` of `task` on the calling worker (already pinned to the stage's
@@ -24,10 +25,10 @@ pub trait StageExecutor: Sync {
 
     /// Runs stage `stage` of `task` before the run's time 0, untimed and unrecorded, on the
     /// stage's worker (pinned, under the run's scheduling policy), once in each warm-up job (two
-    /// per task, one round after the other). Each round starts a job of every task
-    /// (`start_job(task, 0)` on the release thread, all before any stage runs, as at a
-    /// simultaneous release) and hands it from stage to stage through the resources' queues as
-    /// a run does, so `job` has been through the warm-ups of stages `0..stage`. What a stage
+    /// per task, one round after the other). Each round queues a job of every task before any
+    /// runs (as at a simultaneous release; `start_job(task, 0)` on the first stage's worker, as
+    /// in the run) and hands it from stage to stage through the resources' queues as a run
+    /// does, so `job` has been through the warm-ups of stages `0..stage`. What a stage
     /// costs only the first times (allocations and page faults in the thread that runs it,
     /// lazily built state) is then paid before the run is measured. An error or a panic ends
     /// that job's warm-up (the run reports its own failures). Default: nothing ([`BusyWait`]

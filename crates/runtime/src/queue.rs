@@ -16,7 +16,9 @@ pub(crate) struct InFlight<J> {
     pub deadline: Time,
     /// The next stage to run.
     pub stage: usize,
-    pub state: J,
+    /// Made by [`crate::StageExecutor::start_job`] on the worker of the first stage, just before
+    /// it runs; `None` until then.
+    pub state: Option<J>,
     /// A warm-up job, run before time 0 ([`crate::StageExecutor::warm_up`]), never recorded.
     pub warm_up: bool,
 }
@@ -91,7 +93,7 @@ mod tests {
     use super::*;
 
     fn job(task: usize, release: Time) -> Box<InFlight<()>> {
-        Box::new(InFlight { task, job: 0, release, deadline: 0, stage: 0, state: (), warm_up: false })
+        Box::new(InFlight { task, job: 0, release, deadline: 0, stage: 0, state: None, warm_up: false })
     }
 
     #[test]

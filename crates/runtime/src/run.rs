@@ -93,17 +93,10 @@ impl<E: StageExecutor> Shared<'_, E> {
     /// Starts job `k` of task `i` released at `release` (the task's slot is already active).
     fn start(&self, i: usize, k: u64, release: Time, jobs: &mut Vec<JobRecord>) {
         let deadline = release + self.plan.tasks[i].deadline;
-        let state = match catch_unwind(AssertUnwindSafe(|| self.exec.start_job(i, k))) {
-            Ok(s) => s,
-            Err(p) => {
-                let error = format!("starting the job panicked: {}", panic_text(&p));
-                tracing::error!(task = i, job = k, "{error}");
-                let outcome = JobOutcome::Failed { stage: 0, error };
-                let rec = JobRecord { task: i, job: k, release, deadline, finish: Some(self.now()), outcome };
-                return self.end_job(rec, jobs);
-            }
-        };
-        let job = Box::new(InFlight { task: i, job: k, release, deadline, stage: 0, state, warm_up: false });
+        // The job's state is made by the worker of its first stage (`start_job`), not here: the
+        // release thread outranks every worker and shares their cores, so work done here would
+        // delay whichever stage runs on its core, unaccounted.
+        let job = Box::new(InFlight { task: i, job: k, release, deadline, stage: 0, state: None, warm_up: false });
         if self.plan.tasks[i].layers.is_empty() {
             let rec = JobRecord {
                 task: i,
@@ -192,8 +185,11 @@ fn worker<E: StageExecutor>(shared: &Shared<'_, E>, r: usize, cores: &[usize]) -
             }
         }
         if job.warm_up {
-            let ok = catch_unwind(AssertUnwindSafe(|| shared.exec.warm_up(i, stage, job.job, &mut job.state)))
-                .is_ok_and(|r| r.is_ok());
+            let ok = catch_unwind(AssertUnwindSafe(|| {
+                let state = job.state.get_or_insert_with(|| shared.exec.start_job(i, job.job));
+                shared.exec.warm_up(i, stage, job.job, state)
+            }))
+            .is_ok_and(|r| r.is_ok());
             job.stage += 1;
             if ok && job.stage < shared.plan.tasks[i].layers.len() {
                 shared.queue(job);
@@ -221,8 +217,17 @@ fn worker<E: StageExecutor>(shared: &Shared<'_, E>, r: usize, cores: &[usize]) -
             end_job(&job, start, JobOutcome::Aborted { stage }, &mut log);
             continue;
         }
-        let result = catch_unwind(AssertUnwindSafe(|| shared.exec.run_stage(i, stage, job.job, &mut job.state)))
-            .unwrap_or_else(|p| Err(StageError(format!("panicked: {}", panic_text(&p)))));
+        // A new job's state is made here, on the first stage's worker, as part of that stage.
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            if job.state.is_none() {
+                let made = catch_unwind(AssertUnwindSafe(|| shared.exec.start_job(i, job.job)))
+                    .map_err(|p| StageError(format!("starting the job panicked: {}", panic_text(&p))))?;
+                job.state = Some(made);
+            }
+            let state = job.state.as_mut().expect("made above");
+            shared.exec.run_stage(i, stage, job.job, state)
+        }))
+        .unwrap_or_else(|p| Err(StageError(format!("panicked: {}", panic_text(&p)))));
         let end = shared.now();
         if shared.slots_kept.fetch_add(1, Ordering::Relaxed) < shared.config.max_trace_slots {
             log.slots.push(StageSlot { task: i, job: job.job, stage, start, end });
@@ -347,11 +352,18 @@ fn warm_up<E: StageExecutor>(shared: &Shared<'_, E>) {
             if task.layers.is_empty() {
                 continue;
             }
-            // A panic here is the run's to report, at the task's first release.
-            if let Ok(state) = catch_unwind(AssertUnwindSafe(|| shared.exec.start_job(i, 0))) {
-                let deadline = Time::MAX;
-                jobs.push(Box::new(InFlight { task: i, job: 0, release: 0, deadline, stage: 0, state, warm_up: true }));
-            }
+            // Started lazily on the first stage's worker, as in the run; a panic there is the
+            // run's to report, at the task's first release.
+            let deadline = Time::MAX;
+            jobs.push(Box::new(InFlight {
+                task: i,
+                job: 0,
+                release: 0,
+                deadline,
+                stage: 0,
+                state: None,
+                warm_up: true,
+            }));
         }
         shared.warming.store(jobs.len(), Ordering::SeqCst);
         for job in jobs {

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Call {
-    Start { task: usize },
+    Start { task: usize, thread: String },
     WarmUp { task: usize, stage: usize, thread: String, warmed_before: usize },
     Run { task: usize, stage: usize },
 }
@@ -26,11 +26,15 @@ impl Recorder {
     }
 }
 
+fn thread_name() -> String {
+    std::thread::current().name().unwrap_or_default().to_string()
+}
+
 impl StageExecutor for Recorder {
     type Job = usize;
 
     fn start_job(&self, task: usize, _job: u64) -> usize {
-        self.push(Call::Start { task });
+        self.push(Call::Start { task, thread: thread_name() });
         0
     }
 
@@ -40,7 +44,7 @@ impl StageExecutor for Recorder {
     }
 
     fn warm_up(&self, task: usize, stage: usize, _job: u64, state: &mut usize) -> Result<(), StageError> {
-        let thread = std::thread::current().name().unwrap_or_default().to_string();
+        let thread = thread_name();
         self.push(Call::WarmUp { task, stage, thread, warmed_before: *state });
         *state += 1;
         Ok(())
@@ -62,8 +66,20 @@ fn every_stage_warms_up_on_its_worker_before_the_first_release() {
 
     let first_run = calls.iter().position(|c| matches!(c, Call::Run { .. })).expect("stages ran");
     let (before, after) = calls.split_at(first_run);
-    // Both warm-up jobs start before any warm-up stage runs (a simultaneous release's footprint).
-    assert!(matches!(before[..2], [Call::Start { task: 0 }, Call::Start { task: 1 }]), "{before:?}");
+    // Every job, warm-up or not, is started on the worker of its first stage, never on the
+    // release thread (which outranks the workers on their cores).
+    let starts: Vec<_> = calls
+        .iter()
+        .filter_map(|c| if let Call::Start { task, thread } = c { Some((*task, thread)) } else { None })
+        .collect();
+    assert_eq!(starts.len(), 2 * 2 + 2 * 3, "two warm-up jobs and three run jobs per task: {starts:?}");
+    for (task, thread) in starts {
+        assert_eq!(
+            thread,
+            &format!("lalarand-r{}", specs[task].stages[0].0),
+            "task {task} started off its first worker"
+        );
+    }
     let mut warmed: Vec<(usize, usize)> = before
         .iter()
         .filter_map(|c| match c {

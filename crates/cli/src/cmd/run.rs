@@ -8,7 +8,7 @@ use crate::report::print_json;
 use crate::Verdict;
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets, CellAlignment, Table};
-use lalarand_model::{Platform, System, TaskSet, Time};
+use lalarand_model::{time_to_us, Platform, System, TaskSet, Time};
 use lalarand_runtime::{
     BusyTime, LatePolicy, LatencyStats, OverrunPolicy, RunConfig, RunHorizon, RunReport, Runtime, RuntimeError,
     Verdict as TaskVerdict,
@@ -157,7 +157,7 @@ pub fn run(args: Args) -> Result<Verdict> {
     if args.json {
         print_json(&RunJson { executor, models, report, trace: args.trace.as_deref(), gantt: args.gantt.as_deref() })?;
     } else {
-        out!("{}", render(report, executor))?;
+        out!("{}", render(report, executor, &system.platform))?;
         for (what, p) in [("trace", &args.trace), ("gantt chart", &args.gantt)] {
             if let Some(p) = p {
                 outln!("{what}: {}", p.display())?;
@@ -198,6 +198,19 @@ pub(crate) fn write_via_temp(path: &Path, write: impl FnOnce(&Path) -> Result<()
     Ok(())
 }
 
+/// The measured per-stage overhead next to the smallest one the platform charges, with a
+/// warning when the charge is below it: the bounds then rest on too small a parameter.
+fn overhead_check(suggested_us: f64, platform: &Platform) -> String {
+    let charged_us = platform.resources.iter().map(|r| time_to_us(r.dispatch_overhead)).fold(f64::INFINITY, f64::min);
+    if !charged_us.is_finite() || suggested_us <= charged_us {
+        return format!("suggested dispatch_overhead_us: {suggested_us:.1} (charged: {charged_us:.1})\n");
+    }
+    format!(
+        "suggested dispatch_overhead_us: {suggested_us:.1}, ABOVE the {charged_us:.1} charged: the bounds assume less \
+         overhead than this run measured; raise dispatch_overhead_us in the platform file and re-allocate\n"
+    )
+}
+
 fn ms(t: Time) -> String {
     format!("{:.3}", t as f64 / 1e6)
 }
@@ -206,7 +219,9 @@ fn us(t: Time) -> String {
     format!("{:.1}", t as f64 / 1e3)
 }
 
-pub(crate) fn render(r: &RunReport, executor: &str) -> String {
+/// The run's table and statistics; `platform` is what the bounds charged, compared with what
+/// the run measured.
+pub(crate) fn render(r: &RunReport, executor: &str, platform: &Platform) -> String {
     let mut table = Table::new();
     table
         .load_preset(presets::ASCII_MARKDOWN)
@@ -246,9 +261,9 @@ pub(crate) fn render(r: &RunReport, executor: &str) -> String {
     out.push_str(&stat("dispatch latency", &r.dispatch_latency));
     out.push_str(&stat("hand-off", &r.handoff));
     out.push_str(&stat("release jitter", &r.release_jitter));
+    out.push_str(&overhead_check(r.suggested_dispatch_overhead_us, platform));
     out.push_str(&format!(
-        "suggested dispatch_overhead_us: {:.1}\n{} stages, {:.3} s, SCHED_FIFO: {}{}\n",
-        r.suggested_dispatch_overhead_us,
+        "{} stages, {:.3} s, SCHED_FIFO: {}{}\n",
         executor,
         r.end as f64 / 1e9,
         if r.realtime { "yes" } else { "no (the bounds assume it)" },
