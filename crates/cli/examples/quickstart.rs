@@ -77,10 +77,12 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "runtime dispatch latency: median {:.1} us, max {:.1} us (charge it as dispatch_overhead_us; suggested {:.0} us)",
+        "runtime dispatch latency: median {:.1} us, max {:.1} us (charged 100 us per stage; suggested {:.0} us per stage \
+         plus {:.0} us per wake-up, docs/runtime.md)",
         time_to_us(run.report.dispatch_latency.median),
         time_to_us(run.report.dispatch_latency.max),
-        run.report.suggested_dispatch_overhead_us
+        run.report.suggested_dispatch_overhead_us,
+        run.report.suggested_wakeup_overhead_us
     );
     Ok(())
 }

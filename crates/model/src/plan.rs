@@ -4,6 +4,8 @@
 //! the first layer from the host as fp32. Its cost on its own resource, run non-preemptively, is
 //!
 //! `wcet(mode) + dispatch_overhead(resource)`
+//! `+ wakeup_overhead(resource)` if the layer is the first or its predecessor ran on another
+//!                   resource (the worker may be asleep; after its own predecessor it is not)
 //! `+ copy_in`       if the input lives in another memory (host vs. a gpu, or another gpu;
 //!                   all cpu resources share host memory)
 //! `+ quantize_in`   if the input is fp32 and the layer int8
@@ -83,6 +85,9 @@ pub fn placed_cost(
     let here = memory(platform, place.resource);
     let mut cost =
         layer.wcet(place.mode).expect("validated allocation") + platform.resources[place.resource].dispatch_overhead;
+    if previous.is_none_or(|p| p.resource != place.resource) {
+        cost += platform.resources[place.resource].wakeup_overhead;
+    }
     let (from, from_int8) = match previous {
         Some(prev) => (memory(platform, prev.resource), prev.mode.is_int8()),
         None => (Memory::Host, false),
@@ -209,5 +214,12 @@ mod tests {
             Placement { mode: Mode::CpuFp32, resource: 1 },
         ];
         assert_eq!(costs(&platform, &dnn, &two_cpus), vec![1_001, 1_000, 1_001]);
+        // The wake-up overhead: the first layer and every layer after another resource's, not a
+        // layer after its predecessor on the same resource.
+        platform.resources[1].wakeup_overhead = 20;
+        platform.resources[2].wakeup_overhead = 30;
+        assert_eq!(costs(&platform, &dnn, &two_cpus), vec![1_021, 1_030, 1_021]);
+        let stay = [two_cpus[0], two_cpus[0], two_cpus[1]];
+        assert_eq!(costs(&platform, &dnn, &stay), vec![1_021, 1_001, 1_030]);
     }
 }

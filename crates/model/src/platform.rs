@@ -34,6 +34,11 @@ pub struct Resource {
     /// Scheduling overhead charged to every layer dispatched on this resource (the runtime's
     /// measured dispatch cost); part of each layer's worst-case time in the analysis.
     pub dispatch_overhead: Time,
+    /// Charged, on top, to a layer that may find this resource's worker asleep: the first layer
+    /// of a job and any layer whose predecessor ran on another resource (the runtime's wake-up
+    /// latency). A layer following its predecessor on the same resource is queued by the
+    /// worker itself, which does not sleep in between.
+    pub wakeup_overhead: Time,
     /// CPU cores the resource's worker may use (cpu resources; empty = unpinned).
     pub cores: Vec<usize>,
     /// Intra-op threads for layers on this resource (cpu resources).
@@ -65,6 +70,8 @@ struct ResourceFile {
     kind: ResourceKind,
     #[serde(default, skip_serializing_if = "is_zero")]
     dispatch_overhead_us: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    wakeup_overhead_us: f64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     cores: Vec<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,6 +96,7 @@ impl Resource {
             name: name.into(),
             kind,
             dispatch_overhead: 0,
+            wakeup_overhead: 0,
             cores: Vec::new(),
             threads: 1,
             device: 0,
@@ -161,6 +169,14 @@ impl Platform {
                     "use a time in microseconds >= 0",
                 ));
             }
+            if !crate::time::in_range(r.wakeup_overhead_us, 1e3) {
+                return Err(err(
+                    i,
+                    "wakeup_overhead_us",
+                    format!("{} is not a non-negative number", r.wakeup_overhead_us),
+                    "use a time in microseconds >= 0",
+                ));
+            }
             if r.threads == Some(0) {
                 return Err(err(i, "threads", "0 threads".into(), "use at least 1 thread"));
             }
@@ -196,6 +212,7 @@ impl Platform {
                 name: r.name,
                 kind: r.kind,
                 dispatch_overhead: us_to_time(r.dispatch_overhead_us),
+                wakeup_overhead: us_to_time(r.wakeup_overhead_us),
                 cores: r.cores,
                 threads: r.threads.unwrap_or(1),
                 device: r.device.unwrap_or(0),
@@ -231,6 +248,7 @@ impl Platform {
                     name: r.name.clone(),
                     kind: r.kind,
                     dispatch_overhead_us: crate::time::time_to_us(r.dispatch_overhead),
+                    wakeup_overhead_us: crate::time::time_to_us(r.wakeup_overhead),
                     cores: r.cores.clone(),
                     threads: (r.kind == ResourceKind::Cpu).then_some(r.threads),
                     device: (r.kind == ResourceKind::Gpu).then_some(r.device),
@@ -253,11 +271,12 @@ mod tests {
     #[test]
     fn parses_and_round_trips() {
         let p = parse(
-            "[[resource]]\nname='gpu'\nkind='gpu'\n[[resource]]\nname='big'\nkind='cpu'\ncores=[0,1]\nthreads=2\ndispatch_overhead_us=5\n",
+            "[[resource]]\nname='gpu'\nkind='gpu'\n[[resource]]\nname='big'\nkind='cpu'\ncores=[0,1]\nthreads=2\ndispatch_overhead_us=5\nwakeup_overhead_us=50\n",
         )
         .unwrap();
         assert_eq!(p.resources.len(), 2);
         assert_eq!(p.resources[1].dispatch_overhead, 5_000);
+        assert_eq!(p.resources[1].wakeup_overhead, 50_000);
         assert_eq!(parse(&p.to_toml()).unwrap(), p);
     }
 
@@ -271,6 +290,10 @@ mod tests {
         assert!(parse("resource = []").is_err());
         assert!(parse("[[resource]]\nname='a'\nkind='cpu'\nthreads=0\n").is_err());
         assert!(parse("[[resource]]\nname='a'\nkind='cpu'\ndispatch_overhead_us=-1\n").is_err());
+        assert_eq!(
+            parse("[[resource]]\nname='a'\nkind='cpu'\nwakeup_overhead_us=-1\n").unwrap_err().field,
+            "resource[0].wakeup_overhead_us"
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ fn bench(c: &mut Criterion) {
     let (d, h) = (report.dispatch_latency, report.handoff);
     eprintln!(
         "dispatch latency over {} stages: median {:.1} us, p99 {:.1} us, max {:.1} us; hand-off median {:.1} us, p99 {:.1} us; \
-         release jitter p99 {:.1} us; SCHED_FIFO: {}; suggested dispatch_overhead_us = {:.1}",
+         release jitter p99 {:.1} us; SCHED_FIFO: {}; suggested dispatch_overhead_us = {:.1}, wakeup_overhead_us = {:.1}",
         d.samples,
         d.median as f64 / 1e3,
         d.p99 as f64 / 1e3,
@@ -62,7 +62,8 @@ fn bench(c: &mut Criterion) {
         h.p99 as f64 / 1e3,
         report.release_jitter.p99 as f64 / 1e3,
         report.realtime,
-        report.suggested_dispatch_overhead_us
+        report.suggested_dispatch_overhead_us,
+        report.suggested_wakeup_overhead_us
     );
 }
 

@@ -59,8 +59,9 @@ pub struct BusyWait {
 }
 
 impl BusyWait {
-    /// Spins for each stage's cost in `plan` minus its resource's `dispatch_overhead`, which
-    /// the plan charges for the runtime's own work.
+    /// Spins for each stage's cost in `plan` minus the overheads the plan charges for the
+    /// runtime's own work: its resource's `dispatch_overhead`, and its `wakeup_overhead` where
+    /// the plan charges it (first stage, or after another resource's).
     pub fn from_plan(plan: &ExecutionPlan, platform: &Platform, time: BusyTime) -> Self {
         let wcet = plan
             .tasks
@@ -68,7 +69,12 @@ impl BusyWait {
             .map(|t| {
                 t.layers
                     .iter()
-                    .map(|l| l.wcet.saturating_sub(platform.resources[l.resource].dispatch_overhead))
+                    .enumerate()
+                    .map(|(j, l)| {
+                        let r = &platform.resources[l.resource];
+                        let wakes = j == 0 || t.layers[j - 1].resource != l.resource;
+                        l.wcet.saturating_sub(r.dispatch_overhead + if wakes { r.wakeup_overhead } else { 0 })
+                    })
                     .collect()
             })
             .collect();

@@ -198,17 +198,37 @@ pub(crate) fn write_via_temp(path: &Path, write: impl FnOnce(&Path) -> Result<()
     Ok(())
 }
 
-/// The measured per-stage overhead next to the smallest one the platform charges, with a
-/// warning when the charge is below it: the bounds then rest on too small a parameter.
-fn overhead_check(suggested_us: f64, platform: &Platform) -> String {
-    let charged_us = platform.resources.iter().map(|r| time_to_us(r.dispatch_overhead)).fold(f64::INFINITY, f64::min);
-    if !charged_us.is_finite() || suggested_us <= charged_us {
-        return format!("suggested dispatch_overhead_us: {suggested_us:.1} (charged: {charged_us:.1})\n");
+/// The measured overheads next to what the platform charges, with a warning when a resource's
+/// charge is below them: the bounds then rest on too small a parameter. A resource covers them
+/// with `wakeup_overhead_us` >= the wake-up and `dispatch_overhead_us` >= the hand-off, or with
+/// `dispatch_overhead_us` alone >= both (every stage charged as if it woke its worker).
+fn overhead_check(r: &RunReport, platform: &Platform) -> String {
+    let (dispatch, wakeup) = (r.suggested_dispatch_overhead_us, r.suggested_wakeup_overhead_us);
+    let mut out = format!("suggested dispatch_overhead_us: {dispatch:.1}, wakeup_overhead_us: {wakeup:.1}\n");
+    let short: Vec<String> = platform
+        .resources
+        .iter()
+        .filter(|res| {
+            let (d, w) = (time_to_us(res.dispatch_overhead), time_to_us(res.wakeup_overhead));
+            !(d >= dispatch && w >= wakeup || d >= dispatch + wakeup)
+        })
+        .map(|res| {
+            format!(
+                "{} (charges {:.1} + {:.1})",
+                res.name,
+                time_to_us(res.dispatch_overhead),
+                time_to_us(res.wakeup_overhead)
+            )
+        })
+        .collect();
+    if !short.is_empty() {
+        out.push_str(&format!(
+            "WARNING: {} charge less than this run measured, so their bounds may not cover the runtime's overhead; \
+             raise dispatch_overhead_us / wakeup_overhead_us in the platform file and re-allocate\n",
+            short.join(", ")
+        ));
     }
-    format!(
-        "suggested dispatch_overhead_us: {suggested_us:.1}, ABOVE the {charged_us:.1} charged: the bounds assume less \
-         overhead than this run measured; raise dispatch_overhead_us in the platform file and re-allocate\n"
-    )
+    out
 }
 
 fn ms(t: Time) -> String {
@@ -261,7 +281,7 @@ pub(crate) fn render(r: &RunReport, executor: &str, platform: &Platform) -> Stri
     out.push_str(&stat("dispatch latency", &r.dispatch_latency));
     out.push_str(&stat("hand-off", &r.handoff));
     out.push_str(&stat("release jitter", &r.release_jitter));
-    out.push_str(&overhead_check(r.suggested_dispatch_overhead_us, platform));
+    out.push_str(&overhead_check(r, platform));
     out.push_str(&format!(
         "{} stages, {:.3} s, SCHED_FIFO: {}{}\n",
         executor,
