@@ -57,6 +57,12 @@ pub struct ProfileOptions {
     /// precede the test rows of each class. Without it every layer's cost is written as `null`
     /// (not known).
     pub accuracy: Option<(Dataset, usize)>,
+    /// Evict the caches before every timed run (see [`CacheEvictor`]), so the WCET covers a
+    /// stage that finds its input and weights out of cache, as it does in a run where other
+    /// stages ran in between. Without it a stage is timed with what its previous run left in
+    /// cache: a demo run measured yolov3_tiny's memory-bound maxpool stages at 3x their
+    /// warm-cache means, above their WCETs (docs/engine.md, "Profiler").
+    pub cold_cache: bool,
 }
 
 impl Default for ProfileOptions {
@@ -70,6 +76,7 @@ impl Default for ProfileOptions {
             progress: true,
             stop: None,
             accuracy: None,
+            cold_cache: true,
         }
     }
 }
@@ -94,13 +101,96 @@ fn wcet(s: &TimingStats, margin: f64) -> Time {
     us_to_time((s.max_us * margin * 1000.0).ceil() / 1000.0)
 }
 
-/// Runs `f` `warmup + runs` times and returns the timed durations in microseconds.
-fn measure(warmup: usize, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+/// Evicts this core's caches, and the shared last level, by writing a buffer twice the size
+/// of the largest cache the system reports (`/sys/devices/system/cpu/cpu0/cache`; 64 MiB if it
+/// reports none), one byte per cache line.
+pub struct CacheEvictor {
+    buffer: Vec<u8>,
+    round: u8,
+}
+
+impl CacheEvictor {
+    const FALLBACK_BYTES: usize = 64 << 20;
+    const MAX_BYTES: usize = 512 << 20;
+    const LINE: usize = 64;
+
+    pub fn new() -> Self {
+        let bytes = (2 * largest_cache_bytes().unwrap_or(Self::FALLBACK_BYTES / 2)).min(Self::MAX_BYTES);
+        Self { buffer: vec![1; bytes], round: 0 }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.buffer.len()
+    }
+
+    pub fn evict(&mut self) {
+        self.round = self.round.wrapping_add(1);
+        for b in self.buffer.iter_mut().step_by(Self::LINE) {
+            *b = b.wrapping_add(self.round);
+        }
+        std::hint::black_box(&self.buffer);
+    }
+}
+
+impl Default for CacheEvictor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The largest cache size in `/sys/devices/system/cpu/cpu0/cache/index*/size` ("32768K").
+fn largest_cache_bytes() -> Option<usize> {
+    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("size")).ok())
+        .filter_map(|s| {
+            let s = s.trim();
+            let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+            let n: usize = digits.parse().ok()?;
+            Some(match unit {
+                "K" => n << 10,
+                "M" => n << 20,
+                "G" => n << 30,
+                _ => n,
+            })
+        })
+        .max()
+}
+
+/// How often a measurement asks whether to stop: a stage timed many times (or with caches to
+/// evict before each run) can take minutes, and a Ctrl-C must not wait for it.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Runs `f` `warmup + runs` times and returns the timed durations in microseconds; with
+/// `evictor`, the caches are evicted before every timed run. `stop` is asked every
+/// [`STOP_POLL`]; `true` abandons the measurement.
+fn measure(
+    warmup: usize,
+    runs: usize,
+    mut evictor: Option<&mut CacheEvictor>,
+    stop: &dyn Fn() -> bool,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<Vec<f64>> {
+    let mut asked = Instant::now();
+    let mut check = || {
+        if asked.elapsed() < STOP_POLL {
+            return Ok(());
+        }
+        asked = Instant::now();
+        match stop() {
+            true => Err(EngineError::Interrupted("stop requested while a stage was being timed".into())),
+            false => Ok(()),
+        }
+    };
     for _ in 0..warmup {
+        check()?;
         f()?;
     }
     let mut out = Vec::with_capacity(runs);
     for _ in 0..runs {
+        check()?;
+        if let Some(e) = evictor.as_deref_mut() {
+            e.evict();
+        }
         let t = Instant::now();
         f()?;
         out.push(t.elapsed().as_secs_f64() * 1e6);
@@ -270,6 +360,8 @@ struct Profiler<'a> {
     no_gpu: bool,
     /// Indices of `layers` without a measured int8 accuracy cost (no dataset, or no int8 model).
     accuracy_unknown: BTreeSet<usize>,
+    /// With [`ProfileOptions::cold_cache`].
+    evictor: Option<std::cell::RefCell<CacheEvictor>>,
 }
 
 impl<'a> Profiler<'a> {
@@ -283,7 +375,14 @@ impl<'a> Profiler<'a> {
             skipped: Vec::new(),
             no_gpu: false,
             accuracy_unknown: BTreeSet::new(),
+            evictor: opts.cold_cache.then(|| std::cell::RefCell::new(CacheEvictor::new())),
         }
+    }
+
+    /// [`measure`] with this profile's cache eviction.
+    fn measure(&self, f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+        let mut evictor = self.evictor.as_ref().map(|e| e.borrow_mut());
+        measure(self.opts.warmup, self.opts.runs, evictor.as_deref_mut(), &|| self.stop_requested(), f)
     }
 
     fn profile(&self, partial: Option<&str>) -> DnnProfile {
@@ -291,12 +390,16 @@ impl<'a> Profiler<'a> {
             (format!("{f:?}").to_lowercase(), p.display().to_string())
         });
         let mut source = format!(
-            "lalarand profile: onnxruntime {} ({flavor}, {lib}), threads={}, cores={:?}, {} runs after {} warm-up, batch 1, cpu: {}",
+            "lalarand profile: onnxruntime {} ({flavor}, {lib}), threads={}, cores={:?}, {} runs after {} warm-up, {}, batch 1, cpu: {}",
             crate::runtime::ORT_VERSION,
             self.opts.cfg.threads,
             self.opts.cfg.cores,
             self.opts.runs,
             self.opts.warmup,
+            match &self.evictor {
+                Some(e) => format!("caches evicted before every timed run ({} MiB written)", e.borrow().bytes() >> 20),
+                None => "warm caches".into(),
+            },
             cpu_model()
         );
         if let Some(why) = partial {
@@ -492,7 +595,7 @@ impl<'a> Profiler<'a> {
             };
             inputs.insert(t.clone(), v);
         }
-        let samples = measure(opts.warmup, opts.runs, || runner.run_with(|n| inputs.get(n)).map(drop))?;
+        let samples = self.measure(|| runner.run_with(|n| inputs.get(n)).map(drop))?;
         Ok(stats(&samples))
     }
 
@@ -524,7 +627,7 @@ impl<'a> Profiler<'a> {
         let bytes = conversion_model(staged, t, q, to_u8)?;
         let what = if to_u8 { "quantize" } else { "dequantize" };
         let mut runner = StageRunner::new(&format!("{what} {t}"), Mode::CpuFp32, &bytes, &opts.cfg)?;
-        let samples = measure(opts.warmup, opts.runs, || runner.run_with(|_| Some(&input)).map(drop))?;
+        let samples = self.measure(|| runner.run_with(|_| Some(&input)).map(drop))?;
         Ok(wcet(&stats(&samples), opts.margin))
     }
 }
@@ -551,9 +654,8 @@ impl Profiler<'_> {
         }
         let bytes = lalarand_onnx::encode_model(&b.finish());
         let mut runner = StageRunner::new("(gpu copy)", Mode::Gpu, &bytes, &opts.cfg)?;
-        let samples = measure(opts.warmup, opts.runs, || {
-            runner.run_with(|n| inputs.iter().find(|(x, _)| x == n).map(|(_, v)| v)).map(drop)
-        })?;
+        let samples =
+            self.measure(|| runner.run_with(|n| inputs.iter().find(|(x, _)| x == n).map(|(_, v)| v)).map(drop))?;
         Ok(wcet(&stats(&samples), opts.margin))
     }
 }

@@ -77,6 +77,22 @@ fn a_stopped_run_writes_what_it_measured() {
     assert!(p.source.starts_with("PARTIAL"), "{}", p.source);
 }
 
+/// A stop request in the middle of a stage's timing (here a million cold-cache runs, hours)
+/// is honoured within a fraction of a second; the stages done before it are written.
+#[test]
+fn a_stop_during_a_long_stage_is_prompt() {
+    let model = testdata("mnist_resnet.onnx");
+    let staged = StagedModel::load(&model).unwrap();
+    let inputs = lalarand_engine::profile::synthetic_inputs(&staged, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let stop = Arc::new(move |_done: usize| started.elapsed() > std::time::Duration::from_millis(500));
+    let o = ProfileOptions { runs: 1_000_000, warmup: 0, modes: vec![Mode::CpuFp32], stop: Some(stop), ..opts() };
+    let err = profile_to_file(&model, &inputs, &o, &dir.path().join("p.json")).unwrap_err();
+    assert!(matches!(err, EngineError::Interrupted(_)), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
+}
+
 #[test]
 fn wrong_calibration_shape_is_named() {
     let model = testdata("mnist_resnet.onnx");
@@ -170,4 +186,21 @@ fn a_stop_during_the_set_up_ends_it_there() {
     let e = stopped(stop, true);
     assert!(e.contains("int8 accuracy"), "{e}");
     assert_eq!(calls.load(Ordering::Relaxed), 2 + 4 + n + 6);
+}
+
+/// By default every timed run starts with evicted caches, and the profile says so; a warm-cache
+/// profile says that instead.
+#[test]
+fn timed_runs_start_cold_unless_asked_otherwise() {
+    let evictor = lalarand_engine::profile::CacheEvictor::new();
+    assert!(evictor.bytes() >= 1 << 20, "at least twice a real last-level cache: {} bytes", evictor.bytes());
+    let model = testdata("mnist_resnet.onnx");
+    let staged = StagedModel::load(&model).unwrap();
+    let inputs = lalarand_engine::profile::synthetic_inputs(&staged, 2);
+    let dir = tempfile::tempdir().unwrap();
+    for (cold, says) in [(true, "caches evicted before every timed run"), (false, "warm caches")] {
+        let o = ProfileOptions { runs: 1, warmup: 0, modes: vec![Mode::CpuFp32], cold_cache: cold, ..opts() };
+        let p = profile_to_file(&model, &inputs, &o, &dir.path().join("p.json")).unwrap().profile;
+        assert!(p.source.contains(says), "{}", p.source);
+    }
 }

@@ -230,8 +230,10 @@ fn ctrl_c_leaves_a_partial_profile() {
         .env("RUST_LOG", "lalarand=debug")
         .arg("profile")
         .arg(testdata("mnist_resnet.onnx"))
-        // Long enough that the run is still going when the signal arrives (minutes in all).
-        .args(["--runs", "100000", "--warmup", "0", "--modes", "cpu-fp32", "--out"])
+        // Long enough that the run is still going when the signal arrives (minutes in all);
+        // warm caches, so the first stage is done in a second (evicting them before each of
+        // 100000 runs would take minutes per stage).
+        .args(["--runs", "100000", "--warmup", "0", "--modes", "cpu-fp32", "--warm-cache", "--out"])
         .arg(&out)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
