@@ -179,19 +179,17 @@ fn unmeasured_accuracy_costs_are_reported_as_unknown() {
     assert_eq!(r["predicted_drop_pp"], 0.0, "{r}");
 }
 
-/// SIGINT while the profiler is still setting up (loading, calibrating): exit 2, no panic,
-/// a message that nothing was measured, and no file at all.
-#[test]
-fn ctrl_c_during_the_set_up_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("p.json");
+/// Runs `lalarand profile` on the MNIST model with `args` (and `--out <dir>/p.json`), sends it
+/// SIGINT once its debug log has printed a line containing `marker`, checks that it exited 2
+/// without a panic, and returns the rest of its stderr.
+fn interrupted_profile(dir: &Path, args: &[&str], marker: &str) -> String {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lalarand"))
         .env("RUST_LOG", "lalarand=debug")
         .arg("profile")
         .arg(testdata("mnist_resnet.onnx"))
-        // The first stage alone takes far longer than the set-up, so the signal lands before it.
-        .args(["--runs", "100000", "--warmup", "0", "--modes", "cpu-fp32,cpu-int8", "--out"])
-        .arg(&out)
+        .args(args)
+        .arg("--out")
+        .arg(dir.join("p.json"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -201,11 +199,10 @@ fn ctrl_c_during_the_set_up_writes_nothing() {
     loop {
         let mut line = String::new();
         if stderr.read_line(&mut line).unwrap() == 0 {
-            panic!("exited before the set-up: {seen}");
+            panic!("exited before {marker:?}: {seen}");
         }
         seen.push_str(&line);
-        // The first stop check: before the engine loads the model.
-        if line.contains("0 of 14 stages measured") {
+        if line.contains(marker) {
             break;
         }
     }
@@ -216,8 +213,20 @@ fn ctrl_c_during_the_set_up_writes_nothing() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(2), "{rest}");
     assert!(!rest.contains("panicked"), "{rest}");
+    rest
+}
+
+/// SIGINT while the profiler is still setting up (loading, calibrating): exit 2, no panic,
+/// a message that nothing was measured, and no file at all.
+#[test]
+fn ctrl_c_during_the_set_up_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first stage alone takes far longer than the set-up, so the signal lands before it;
+    // the first stop check comes before the engine loads the model.
+    let args = ["--runs", "100000", "--warmup", "0", "--modes", "cpu-fp32,cpu-int8"];
+    let rest = interrupted_profile(dir.path(), &args, "0 of 14 stages measured");
     assert!(rest.contains("interrupted before the first stage was measured; nothing written"), "{rest}");
-    assert!(!out.exists() && !dir.path().join("p.partial.json").exists());
+    assert!(!dir.path().join("p.json").exists() && !dir.path().join("p.partial.json").exists());
 }
 
 /// SIGINT (Ctrl-C) after the first stage: exit 2, no panic, the stages measured so far in
@@ -226,38 +235,11 @@ fn ctrl_c_during_the_set_up_writes_nothing() {
 fn ctrl_c_leaves_a_partial_profile() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("p.json");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lalarand"))
-        .env("RUST_LOG", "lalarand=debug")
-        .arg("profile")
-        .arg(testdata("mnist_resnet.onnx"))
-        // Long enough that the run is still going when the signal arrives (minutes in all);
-        // warm caches, so the first stage is done in a second (evicting them before each of
-        // 100000 runs would take minutes per stage).
-        .args(["--runs", "100000", "--warmup", "0", "--modes", "cpu-fp32", "--warm-cache", "--out"])
-        .arg(&out)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            panic!("exited before the first stage was measured: {seen}");
-        }
-        seen.push_str(&line);
-        if line.contains("1 of 14 stages measured") {
-            break;
-        }
-    }
-    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(kill.success());
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(2), "{rest}");
-    assert!(!rest.contains("panicked"), "{rest}");
+    // Long enough that the run is still going when the signal arrives (minutes in all); warm
+    // caches, so the first stage is done in a second (evicting them before each of 100000 runs
+    // would take minutes per stage).
+    let args = ["--runs", "100000", "--warmup", "0", "--modes", "cpu-fp32", "--warm-cache"];
+    let rest = interrupted_profile(dir.path(), &args, "1 of 14 stages measured");
     let partial = dir.path().join("p.partial.json");
     assert!(rest.contains(partial.to_str().unwrap()), "the error names the partial file: {rest}");
     assert!(!out.exists(), "no complete profile");
