@@ -25,13 +25,14 @@ bin=.device/bin
 export XDG_CACHE_HOME=/tmp/lalarand-cache
 lib=$XDG_CACHE_HOME/lalarand/onnxruntime-1.31.1-gpu
 mkdir -p "$lib"
-cat .device/ort-gpu.part-* > /tmp/ort-gpu.tar.zst
-if [ "$(sha256sum /tmp/ort-gpu.tar.zst | cut -d' ' -f1)" != "$(cat $bin/ort-gpu.sha256)" ]; then
+cat .device/ort-gpu.part-* > /tmp/ort-gpu.tar.xz
+if [ "$(sha256sum /tmp/ort-gpu.tar.xz | cut -d' ' -f1)" != "$(cat $bin/ort-gpu.sha256)" ]; then
     log "the carried pieces do not reassemble (sha256 differs): carry every .device/ort-gpu.part-* first"
     ls -la .device | tee -a "$OUT/check.log"
     exit 2
 fi
-zstd -q -d -c /tmp/ort-gpu.tar.zst | tar -C "$lib" -xf -
+python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' /tmp/ort-gpu.tar.xz \
+    | tar -C "$lib" -xf -
 # CUDA 13 runtime, cuBLAS, cuRAND and cuDNN 9 ship with python3's PyTorch (its nvidia packages).
 nv=$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))')/nvidia
 export LD_LIBRARY_PATH=$(find "$nv" -name 'lib*.so*' -printf '%h\n' | sort -u | paste -sd:)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}

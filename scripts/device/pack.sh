@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares the GPU device check (docs/device-check.md), here, on a machine with pip and cargo:
 # the release `lalarand`, the engine's GPU stage test, and onnxruntime-gpu's libraries, cut into
-# pieces that each fit one device run's 64 MiB carry. Everything lands in .device/ (git-ignored).
+# pieces that each fit one device run's 64 MiB carry (with the working tree, about 4 MiB). Everything lands in .device/ (git-ignored).
 # Prints the carry list, in the order the runs must carry it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,10 +37,12 @@ with zipfile.ZipFile(wheel) as z:
             with open(os.path.join(dest, base), "wb") as f:
                 f.write(z.read(n))
 PY
-tar -C "$out/fetch/lib" -cf - . | zstd -q -T0 -10 -o "$out/ort-gpu.tar.zst"
-sha256sum "$out/ort-gpu.tar.zst" | cut -d' ' -f1 > "$out/bin/ort-gpu.sha256"
-split -b "${PIECE_MIB}M" -d -a 2 "$out/ort-gpu.tar.zst" "$out/ort-gpu.part-"
-rm -rf "$out/fetch" "$out/ort-gpu.tar.zst"
+# xz: 195 MB from 314 MB (gzip leaves 242 MB, one piece more), and python3's lzma reads it
+# where the device lacks the xz tool.
+tar -C "$out/fetch/lib" -cf - . | xz -T0 -6 > "$out/ort-gpu.tar.xz"
+sha256sum "$out/ort-gpu.tar.xz" | cut -d' ' -f1 > "$out/bin/ort-gpu.sha256"
+split -b "${PIECE_MIB}M" -d -a 2 "$out/ort-gpu.tar.xz" "$out/ort-gpu.part-"
+rm -rf "$out/fetch" "$out/ort-gpu.tar.xz"
 
 echo "carry, one per run, in this order, then run scripts/device/check.sh carrying .device/bin:"
 for p in "$out"/ort-gpu.part-*; do echo "  $p ($(du -m "$p" | cut -f1) MiB)"; done
