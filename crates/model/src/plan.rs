@@ -1,7 +1,9 @@
-//! From (system, allocation) to per-layer costs: the one place transitions are charged.
+//! From (system, allocation) to per-layer costs: the one place transitions and the runtime's
+//! overheads are charged.
 //!
-//! Rule (docs/analysis.md, "Transitions"): layer `j`'s input comes from layer `j-1`, or for
-//! the first layer from the host as fp32. Its cost on its own resource, run non-preemptively, is
+//! Rule (docs/formats.md, "How transitions are charged"; why: docs/analysis.md, section 1):
+//! layer `j`'s input comes from layer `j-1`, or for the first layer from the host as fp32. Its
+//! cost on its own resource, run non-preemptively, is
 //!
 //! `wcet(mode) + dispatch_overhead(resource)`
 //! `+ wakeup_overhead(resource)` if the layer is the first or its predecessor ran on another
@@ -24,7 +26,8 @@ use crate::time::Time;
 pub struct PlannedLayer {
     pub resource: ResourceId,
     pub mode: Mode,
-    /// Worst-case cost including transitions and dispatch overhead.
+    /// Worst-case cost including transitions and the runtime's overheads (dispatch, and wake-up
+    /// where charged).
     pub wcet: Time,
 }
 
