@@ -16,7 +16,7 @@
 use crate::search::all_placements;
 use crate::{AllocError, AllocOptions, Allocator, Lalarand, Outcome};
 use lalarand_analysis::{analyze_summaries, TaskSummary};
-use lalarand_model::plan::layer_cost_with;
+use lalarand_model::plan::{layer_cost_with, layer_wakeup};
 use lalarand_model::{Allocation, ExecutionPlan, Placement, PlannedLayer, PlannedTask, System, Time};
 
 pub struct Optimal;
@@ -184,7 +184,8 @@ impl<'a> Search<'a> {
         let dnn = &self.system.tasks[task].dnn;
         let is_last = j + 1 == dnn.layers.len();
         let wcet = layer_cost_with(&self.system.platform, dnn, &self.places[task], j, is_last);
-        self.plan.tasks[task].layers.push(PlannedLayer { resource: place.resource, mode: place.mode, wcet });
+        let wakeup = layer_wakeup(&self.system.platform, &self.places[task], j);
+        self.plan.tasks[task].layers.push(PlannedLayer { resource: place.resource, mode: place.mode, wcet, wakeup });
         self.summaries[task] = TaskSummary::new(&self.plan.tasks[task], self.plan.resources);
     }
 

@@ -14,7 +14,12 @@ fn ten_by_thirty() -> ExecutionPlan {
                 .map(|j| {
                     let resource = ((j / (3 + i as u64 % 4)) % 2) as usize;
                     let wcet = 20_000 + ((j * 7919 + i as u64 * 104_729) % 50) * 1_000;
-                    PlannedLayer { resource, mode: if resource == 0 { Mode::Gpu } else { Mode::CpuInt8 }, wcet }
+                    PlannedLayer {
+                        resource,
+                        mode: if resource == 0 { Mode::Gpu } else { Mode::CpuInt8 },
+                        wcet,
+                        wakeup: 0,
+                    }
                 })
                 .collect();
             let period = 20_000_000 * (i as u64 + 2);

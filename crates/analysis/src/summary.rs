@@ -6,15 +6,18 @@ use lalarand_model::{time::Time, ExecutionPlan, PlannedTask};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
     pub resource: usize,
-    /// Cost of the run's layers except its last.
+    /// Cost of the run's layers before its last one starts executing: the earlier layers, and
+    /// the last layer's wake-up overhead (waiting, during which higher-priority work can start).
     pub before_last: Time,
+    /// The last layer's non-preemptive execution: its cost less its wake-up overhead.
     pub last: Time,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskSummary {
     pub total: Time,
-    /// Cost of the job's final layer (its waiting is over once it starts).
+    /// The job's final layer's non-preemptive execution (its cost less its wake-up overhead):
+    /// the job's waiting is over once it starts.
     pub last: Time,
     /// Total cost per resource (`C_k^r`).
     pub on_resource: Vec<Time>,
@@ -35,21 +38,22 @@ impl TaskSummary {
             let r = layer.resource;
             on_resource[r] += layer.wcet;
             longest_layer[r] = longest_layer[r].max(layer.wcet);
+            let executing = layer.wcet - layer.wakeup.min(layer.wcet);
             match segments.last_mut() {
                 Some(seg) if seg.resource == r => {
-                    seg.before_last += seg.last;
-                    seg.last = layer.wcet;
+                    seg.before_last += seg.last + (layer.wcet - executing);
+                    seg.last = executing;
                 }
                 _ => {
                     arrivals[r] += 1;
-                    segments.push(Segment { resource: r, before_last: 0, last: layer.wcet });
+                    segments.push(Segment { resource: r, before_last: layer.wcet - executing, last: executing });
                 }
             }
         }
         let visited = arrivals.iter().enumerate().filter(|(_, &a)| a > 0).map(|(r, &a)| (r, a)).collect();
         Self {
             total: on_resource.iter().sum(),
-            last: task.layers.last().map_or(0, |l| l.wcet),
+            last: task.layers.last().map_or(0, |l| l.wcet - l.wakeup.min(l.wcet)),
             on_resource,
             longest_layer,
             visited,

@@ -8,7 +8,10 @@ fn task(priority: u32, period: Time, layers: &[(usize, Time)]) -> PlannedTask {
         deadline: period,
         offset: 0,
         priority,
-        layers: layers.iter().map(|&(resource, wcet)| PlannedLayer { resource, mode: Mode::Gpu, wcet }).collect(),
+        layers: layers
+            .iter()
+            .map(|&(resource, wcet)| PlannedLayer { resource, mode: Mode::Gpu, wcet, wakeup: 0 })
+            .collect(),
     }
 }
 
@@ -141,4 +144,21 @@ proptest! {
         after[k] = TaskSummary::new(&q.tasks[k], q.resources);
         prop_assert_eq!(analyze_after_change(&q, &after, k, &summaries[k], &previous), analyze(&q));
     }
+}
+
+/// A layer's wake-up overhead is waiting, not non-preemptive execution: while the worker wakes,
+/// a higher-priority layer queued meanwhile runs first, so the window in which higher-priority
+/// work can delay the last layer extends over the wake-up. hp: C=1, T=7 (bound 6: blocked by
+/// lp's 5). lp: one layer of cost 5, 3 of them its wake-up. As execution from its start, lp's
+/// bound is 1 + 5 = 6; with the wake-up as waiting the window 3 + 2 hp jobs = 5 meets a second
+/// hp job (jitter 6 - 1 = 5), and the bound is 5 + 2 = 7.
+#[test]
+fn the_wake_up_of_a_last_layer_is_waiting() {
+    let hp = task(0, 7, &[(0, 1)]);
+    let mut lp = task(1, 100, &[(0, 5)]);
+    assert_eq!(analyze(&plan(1, vec![hp.clone(), lp.clone()])).tasks[1].bound, Some(6), "all of it executing");
+    lp.layers[0].wakeup = 3;
+    let a = analyze(&plan(1, vec![hp, lp]));
+    assert_eq!(a.tasks[1].job_level, Some(7));
+    assert_eq!(a.tasks[1].segment_level, Some(7));
 }

@@ -29,6 +29,10 @@ pub struct PlannedLayer {
     /// Worst-case cost including transitions and the runtime's overheads (dispatch, and wake-up
     /// where charged).
     pub wcet: Time,
+    /// The wake-up overhead inside `wcet` (0 where none is charged). The analysis counts it as
+    /// waiting, not as the layer's non-preemptive execution: a higher-priority layer queued while
+    /// the worker wakes runs first (docs/analysis.md, "The runtime's overheads").
+    pub wakeup: Time,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +78,17 @@ pub fn layer_cost_with(platform: &Platform, dnn: &DnnProfile, places: &[Placemen
     placed_cost(platform, dnn, j, previous, places[j], is_last)
 }
 
+/// The wake-up overhead in layer `j`'s cost: its resource's `wakeup_overhead` if it is the first
+/// layer or its predecessor ran on another resource, else 0 (the rule in the module
+/// documentation).
+pub fn layer_wakeup(platform: &Platform, places: &[Placement], j: usize) -> Time {
+    let r = places[j].resource;
+    match j.checked_sub(1).map(|p| places[p].resource) {
+        Some(prev) if prev == r => 0,
+        _ => platform.resources[r].wakeup_overhead,
+    }
+}
+
 /// The cost of layer `j` at `place` when its predecessor sits at `previous` (`None`: the
 /// input comes from the host): the rule in the module documentation.
 pub fn placed_cost(
@@ -89,7 +104,7 @@ pub fn placed_cost(
     let mut cost =
         layer.wcet(place.mode).expect("validated allocation") + platform.resources[place.resource].dispatch_overhead;
     if previous.is_none_or(|p| p.resource != place.resource) {
-        cost += platform.resources[place.resource].wakeup_overhead;
+        cost += platform.resources[place.resource].wakeup_overhead; // = layer_wakeup
     }
     let (from, from_int8) = match previous {
         Some(prev) => (memory(platform, prev.resource), prev.mode.is_int8()),
@@ -129,6 +144,7 @@ impl PlannedTask {
                     resource: places[j].resource,
                     mode: places[j].mode,
                     wcet: layer_cost_with(platform, &task.dnn, places, j, j + 1 == n),
+                    wakeup: layer_wakeup(platform, places, j),
                 })
                 .collect(),
         }

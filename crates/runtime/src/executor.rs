@@ -69,12 +69,7 @@ impl BusyWait {
             .map(|t| {
                 t.layers
                     .iter()
-                    .enumerate()
-                    .map(|(j, l)| {
-                        let r = &platform.resources[l.resource];
-                        let wakes = j == 0 || t.layers[j - 1].resource != l.resource;
-                        l.wcet.saturating_sub(r.dispatch_overhead + if wakes { r.wakeup_overhead } else { 0 })
-                    })
+                    .map(|l| l.wcet.saturating_sub(platform.resources[l.resource].dispatch_overhead + l.wakeup))
                     .collect()
             })
             .collect();

@@ -12,7 +12,10 @@ fn task(priority: u32, period: Time, offset: Time, layers: &[(usize, Time)]) -> 
         deadline: period,
         offset,
         priority,
-        layers: layers.iter().map(|&(resource, wcet)| PlannedLayer { resource, mode: Mode::Gpu, wcet }).collect(),
+        layers: layers
+            .iter()
+            .map(|&(resource, wcet)| PlannedLayer { resource, mode: Mode::Gpu, wcet, wakeup: 0 })
+            .collect(),
     }
 }
 

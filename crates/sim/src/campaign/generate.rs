@@ -102,7 +102,7 @@ fn chain(rng: &mut ChaCha8Rng, resources: usize, total: Time, zero_layers: bool)
             }
             let wcet =
                 if zero_layers && rng.gen_bool(0.2) { 0 } else { ((w / sum * total as f64).round() as Time).max(1) };
-            PlannedLayer { resource, mode: Mode::Gpu, wcet }
+            PlannedLayer { resource, mode: Mode::Gpu, wcet, wakeup: 0 }
         })
         .collect()
 }
