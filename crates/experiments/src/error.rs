@@ -7,12 +7,9 @@ pub enum ExperimentError {
     /// A sweep or generator setting that cannot be run.
     #[error("{field}: {problem}; fix: {fix}")]
     Config { field: String, problem: String, fix: String },
-    #[error("cannot write {}: {source}; fix: pick a writable --out directory (it is created if missing)", path.display())]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The I/O error is in the message, not a `source()`, so an error chain prints it once.
+    #[error("cannot write {}: {error}; fix: pick a writable --out directory (it is created if missing)", path.display())]
+    Write { path: PathBuf, error: std::io::Error },
     #[error("cannot draw {}: {message}; fix: pick a writable --out directory", path.display())]
     Plot { path: PathBuf, message: String },
 }
@@ -22,7 +19,7 @@ impl ExperimentError {
         Self::Config { field: field.into(), problem: problem.into(), fix: fix.into() }
     }
 
-    pub(crate) fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Write { path: path.into(), source }
+    pub(crate) fn write(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        Self::Write { path: path.into(), error }
     }
 }

@@ -83,6 +83,7 @@ fn unwritable_paths_are_named() {
     // A directory below a plain file can never be created.
     let e = r.write_all(&file.join("out")).unwrap_err();
     assert!(e.to_string().contains(&file.join("out").display().to_string()), "{e}");
+    assert!(std::error::Error::source(&e).is_none(), "the I/O error is printed once, in the message: {e}");
     assert!(r.write_svg(&file.join("x.svg")).is_err());
     let e = run_schedulability(&SweepConfig { utilizations: vec![3.0], ..tiny() }, false).unwrap_err();
     assert!(e.to_string().starts_with("utilizations:"), "{e}");

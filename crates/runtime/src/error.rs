@@ -25,8 +25,9 @@ pub enum RuntimeError {
     /// The OS refused a thread or a clock.
     #[error("cannot start the runtime: {0}")]
     Os(String),
-    #[error("cannot write {}: {source}", path.display())]
-    Write { path: std::path::PathBuf, source: std::io::Error },
+    /// The I/O error is in the message, not a `source()`, so an error chain prints it once.
+    #[error("cannot write {}: {error}", path.display())]
+    Write { path: std::path::PathBuf, error: std::io::Error },
     #[error("cannot draw the Gantt chart: {0}")]
     Gantt(#[from] lalarand_sim::SimError),
 }

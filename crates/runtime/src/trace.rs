@@ -37,7 +37,7 @@ impl RunTrace {
 
     pub fn write_chrome_trace(&self, labels: &GanttLabels, path: &Path) -> Result<(), RuntimeError> {
         let text = serde_json::to_string(&self.chrome_trace(labels)).expect("trace serializes");
-        std::fs::write(path, text).map_err(|source| RuntimeError::Write { path: path.to_path_buf(), source })
+        std::fs::write(path, text).map_err(|error| RuntimeError::Write { path: path.to_path_buf(), error })
     }
 
     /// The run in the simulator's terms, for its Gantt writer and for comparisons.
