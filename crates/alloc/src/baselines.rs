@@ -390,13 +390,13 @@ impl Dart {
     /// Every valid cut of task `task` on every (gpu, cpu) pair.
     pub fn cuts(system: &System, task: usize) -> Result<Vec<DartCut>, AllocError> {
         let policy = "dart";
-        let Some((_, gpu_mode)) = system.platform.accelerator() else {
+        let Some((accelerator, gpu_mode)) = system.platform.accelerator() else {
             return Err(AllocError::NoAccelerator { policy });
         };
         // Every gpu, or the one stand-in; the cpus that are not the stand-in.
         let gpus: Vec<_> = match gpu_mode {
             Mode::Gpu => system.platform.of_kind(ResourceKind::Gpu).collect(),
-            _ => system.platform.accelerator().map(|(r, _)| r).into_iter().collect(),
+            _ => vec![accelerator],
         };
         let cpus: Vec<_> = system.platform.host_cpus().collect();
         if cpus.is_empty() {

@@ -38,7 +38,7 @@ impl TaskSummary {
             let r = layer.resource;
             on_resource[r] += layer.wcet;
             longest_layer[r] = longest_layer[r].max(layer.wcet);
-            let executing = layer.wcet - layer.wakeup.min(layer.wcet);
+            let executing = layer.execution();
             match segments.last_mut() {
                 Some(seg) if seg.resource == r => {
                     seg.before_last += seg.last + (layer.wcet - executing);
@@ -53,7 +53,7 @@ impl TaskSummary {
         let visited = arrivals.iter().enumerate().filter(|(_, &a)| a > 0).map(|(r, &a)| (r, a)).collect();
         Self {
             total: on_resource.iter().sum(),
-            last: task.layers.last().map_or(0, |l| l.wcet - l.wakeup.min(l.wcet)),
+            last: task.layers.last().map_or(0, |l| l.execution()),
             on_resource,
             longest_layer,
             visited,

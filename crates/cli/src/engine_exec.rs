@@ -151,10 +151,9 @@ impl StageExecutor for EngineExecutor {
     }
 
     /// The stage itself, on its worker, in the runtime's warm-up jobs before time 0: the warm-up
-    /// runs of `new` ran on the loading thread, and a stage's first runs on the worker, and the
-    /// first inputs made on the release thread, still allocate and fault in memory (measured: a 3 s
-    /// `demo` run's dispatch latency p99 went from 1.3 to 1.6 ms to 0.4 to 0.5 ms;
-    /// docs/runtime.md, "Warm-up").
+    /// runs of `new` ran on the loading thread, and a stage's first runs on its worker still
+    /// allocate and fault in memory (measured: a 3 s `demo` run's dispatch latency p99 went from
+    /// 1.3 to 1.6 ms to 0.4 to 0.5 ms; docs/runtime.md, "Warm-up").
     fn warm_up(&self, task: usize, stage: usize, job_index: u64, job: &mut StageTensors) -> Result<(), StageError> {
         self.run_stage(task, stage, job_index, job)
     }

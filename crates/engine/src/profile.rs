@@ -421,13 +421,13 @@ impl<'a> Profiler<'a> {
     }
 
     fn check_stop(&self) -> Result<()> {
-        match &self.opts.stop {
-            Some(f) if f(self.layers.len()) => Err(EngineError::Interrupted("stop requested".into())),
-            _ => Ok(()),
+        match self.stop_requested() {
+            true => Err(EngineError::Interrupted("stop requested".into())),
+            false => Ok(()),
         }
     }
 
-    /// The set-up's stop check: nothing is measured yet, so the answer is just `true`/`false`.
+    /// Whether [`ProfileOptions::stop`] asks to stop, given the stages measured so far.
     fn stop_requested(&self) -> bool {
         self.opts.stop.as_ref().is_some_and(|f| f(self.layers.len()))
     }

@@ -116,7 +116,8 @@ pub fn reference_wcet(platform: &Platform, dnn: &DnnProfile, place: Placement) -
 pub fn check_profile(platform: &Platform, dnn: &DnnProfile) -> Result<Time, ExperimentError> {
     let place = reference_placement(platform)?;
     let accel = &platform.resources[place.resource].name;
-    if let Some(l) = dnn.layers.iter().find(|l| l.wcet(place.mode).is_none()) {
+    let Some(c_ref) = reference_wcet(platform, dnn, place) else {
+        let l = dnn.layers.iter().find(|l| l.wcet(place.mode).is_none()).expect("reference_wcet found one");
         return Err(ExperimentError::config(
             "profiles",
             format!(
@@ -130,15 +131,15 @@ pub fn check_profile(platform: &Platform, dnn: &DnnProfile) -> Result<Time, Expe
                 place.mode
             ),
         ));
-    }
-    match reference_wcet(platform, dnn, place) {
-        Some(c) if c > 0 => Ok(c),
-        _ => Err(ExperimentError::config(
+    };
+    if c_ref == 0 {
+        return Err(ExperimentError::config(
             "profiles",
             format!("profile {:?} costs 0 on the accelerator {accel:?}, so its period would be 0", dnn.model),
             "remove it or give its layers non-zero times",
-        )),
+        ));
     }
+    Ok(c_ref)
 }
 
 /// Draws task sets of a fixed size from a profile library onto a platform.

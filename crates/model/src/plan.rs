@@ -35,6 +35,13 @@ pub struct PlannedLayer {
     pub wakeup: Time,
 }
 
+impl PlannedLayer {
+    /// The layer's non-preemptive execution once it starts: its cost less its wake-up overhead.
+    pub fn execution(&self) -> Time {
+        self.wcet.saturating_sub(self.wakeup)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedTask {
     pub period: Time,
@@ -82,10 +89,14 @@ pub fn layer_cost_with(platform: &Platform, dnn: &DnnProfile, places: &[Placemen
 /// layer or its predecessor ran on another resource, else 0 (the rule in the module
 /// documentation).
 pub fn layer_wakeup(platform: &Platform, places: &[Placement], j: usize) -> Time {
-    let r = places[j].resource;
-    match j.checked_sub(1).map(|p| places[p].resource) {
-        Some(prev) if prev == r => 0,
-        _ => platform.resources[r].wakeup_overhead,
+    wakeup_charge(platform, j.checked_sub(1).map(|p| places[p]), places[j])
+}
+
+/// The wake-up overhead of a layer at `place` whose predecessor sits at `previous`.
+fn wakeup_charge(platform: &Platform, previous: Option<Placement>, place: Placement) -> Time {
+    match previous {
+        Some(prev) if prev.resource == place.resource => 0,
+        _ => platform.resources[place.resource].wakeup_overhead,
     }
 }
 
@@ -101,11 +112,9 @@ pub fn placed_cost(
 ) -> Time {
     let layer = &dnn.layers[j];
     let here = memory(platform, place.resource);
-    let mut cost =
-        layer.wcet(place.mode).expect("validated allocation") + platform.resources[place.resource].dispatch_overhead;
-    if previous.is_none_or(|p| p.resource != place.resource) {
-        cost += platform.resources[place.resource].wakeup_overhead; // = layer_wakeup
-    }
+    let mut cost = layer.wcet(place.mode).expect("validated allocation")
+        + platform.resources[place.resource].dispatch_overhead
+        + wakeup_charge(platform, previous, place);
     let (from, from_int8) = match previous {
         Some(prev) => (memory(platform, prev.resource), prev.mode.is_int8()),
         None => (Memory::Host, false),

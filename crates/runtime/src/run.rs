@@ -137,6 +137,17 @@ impl<E: StageExecutor> Shared<'_, E> {
     }
 }
 
+/// The job's state, made by [`StageExecutor::start_job`] on first use: on the worker of the
+/// job's first stage, just before it runs (warm-up jobs too).
+fn job_state<'j, E: StageExecutor>(exec: &E, job: &'j mut InFlight<E::Job>) -> Result<&'j mut E::Job, StageError> {
+    if job.state.is_none() {
+        let made = catch_unwind(AssertUnwindSafe(|| exec.start_job(job.task, job.job)))
+            .map_err(|p| StageError(format!("starting the job panicked: {}", panic_text(&p))))?;
+        job.state = Some(made);
+    }
+    Ok(job.state.as_mut().expect("made above"))
+}
+
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
 }
@@ -186,8 +197,8 @@ fn worker<E: StageExecutor>(shared: &Shared<'_, E>, r: usize, cores: &[usize]) -
         }
         if job.warm_up {
             let ok = catch_unwind(AssertUnwindSafe(|| {
-                let state = job.state.get_or_insert_with(|| shared.exec.start_job(i, job.job));
-                shared.exec.warm_up(i, stage, job.job, state)
+                let index = job.job;
+                shared.exec.warm_up(i, stage, index, job_state(shared.exec, &mut job)?)
             }))
             .is_ok_and(|r| r.is_ok());
             job.stage += 1;
@@ -219,13 +230,8 @@ fn worker<E: StageExecutor>(shared: &Shared<'_, E>, r: usize, cores: &[usize]) -
         }
         // A new job's state is made here, on the first stage's worker, as part of that stage.
         let result = catch_unwind(AssertUnwindSafe(|| {
-            if job.state.is_none() {
-                let made = catch_unwind(AssertUnwindSafe(|| shared.exec.start_job(i, job.job)))
-                    .map_err(|p| StageError(format!("starting the job panicked: {}", panic_text(&p))))?;
-                job.state = Some(made);
-            }
-            let state = job.state.as_mut().expect("made above");
-            shared.exec.run_stage(i, stage, job.job, state)
+            let index = job.job;
+            shared.exec.run_stage(i, stage, index, job_state(shared.exec, &mut job)?)
         }))
         .unwrap_or_else(|p| Err(StageError(format!("panicked: {}", panic_text(&p)))));
         let end = shared.now();

@@ -186,15 +186,9 @@ fn allocation_int8(args: &Args, path: &Path) -> Result<(Vec<String>, f64, usize,
             );
         }
     }
-    let mut names = Vec::new();
-    let mut cost = 0.0;
-    for (layer, place) in dnn.layers.iter().zip(&alloc.tasks[i]) {
-        if place.mode.is_int8() {
-            names.push(layer.name.clone());
-            // Negative costs count as zero, as in `Allocation::accuracy_cost`.
-            cost += layer.int8_accuracy_cost.max(0.0);
-        }
-    }
+    let names =
+        dnn.layers.iter().zip(&alloc.tasks[i]).filter(|(_, p)| p.mode.is_int8()).map(|(l, _)| l.name.clone()).collect();
+    let cost = alloc.task_accuracy_costs(&system)[i];
     let unknown = alloc.task_unknown_accuracy_layers(&system)[i];
     Ok((names, cost + 0.0, unknown, dnn.layers.len()))
 }

@@ -21,9 +21,10 @@ use lalarand_analysis::Analysis;
 use lalarand_engine::dataset::Dataset;
 use lalarand_engine::profile::{profile_to_file, synthetic_inputs, ProfileOptions};
 use lalarand_engine::{ExecConfig, StagedModel};
+use lalarand_experiments::generate::reference_wcet;
 use lalarand_model::{
-    time_to_ms, us_to_time, DnnProfile, ExecutionPlan, Mode, Platform, PriorityPolicy, Resource, ResourceKind, System,
-    Task, TaskSet, Time,
+    time_to_ms, us_to_time, DnnProfile, ExecutionPlan, Mode, Placement, Platform, PriorityPolicy, Resource,
+    ResourceKind, System, Task, TaskSet, Time,
 };
 use lalarand_onnx::zoo::{self, Architecture};
 use lalarand_runtime::{os, RunConfig, RunHorizon, Runtime, TaskReport};
@@ -262,24 +263,23 @@ pub fn run(args: Args) -> Result<Verdict> {
         )?;
     }
 
-    if let Some(p) = profiles.iter().find(|p| p.layers.iter().any(|l| l.wcet(vanilla_mode).is_none())) {
-        bail!("{}: some stages have no {} timing, so there is no vanilla allocation to compare with (see the warnings above)", p.model, vanilla_mode.name());
-    }
-
     // 2. Periods from the profiles. Shrinking from twice the summed vanilla WCETs: the first
     // scale at which the vanilla allocation is not proven and lalarand is; from there on, while
     // lalarand stays proven, the first scale at which lalarand without int8 is not proven
     // either, so that the demo shows what both layer-level placement and quantization buy.
     // Without such a scale the first one is kept.
     let options = AllocOptions { node_limit: 100_000, ..AllocOptions::default() };
+    // The vanilla framework's cost of each model, overheads included, as the sweep's
+    // utilization axis charges it.
+    let vanilla_place = Placement { mode: vanilla_mode, resource: accel_id };
     let fp32: Time = profiles
         .iter()
         .map(|p| {
-            p.total_wcet(vanilla_mode)
-                + p.layers.len() as Time * us_to_time(DISPATCH_OVERHEAD_US)
-                + us_to_time(WAKEUP_OVERHEAD_US)
+            reference_wcet(&platform, p, vanilla_place).with_context(|| {
+                format!("{}: some stages have no {} timing, so there is no vanilla allocation to compare with (see the warnings above)", p.model, vanilla_mode.name())
+            })
         })
-        .sum();
+        .sum::<Result<Time>>()?;
     let build = |scale: f64| system_at(&platform, &profiles, fp32 as f64 * scale);
     let spinner = ProgressBar::new_spinner().with_message("choosing periods");
     spinner.enable_steady_tick(Duration::from_millis(100));
