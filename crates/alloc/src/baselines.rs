@@ -2,18 +2,19 @@
 //!
 //! * [`GpuOnly`]: the vanilla framework, every layer on one gpu.
 //! * [`CpuOnly`]: every layer in fp32 on one cpu.
-//! * [`TaskLevel`]: one resource per task (the "one-resource-per-task" frameworks), chosen by a
-//!   schedulability-aware search.
-//! * [`Dart`]: DART (Xiang and Kim, RTSS 2019): each DNN cut once into a gpu prefix and a cpu
-//!   suffix, cuts chosen to balance gpu and cpu utilization.
+//! * [`Preferable`]: the LaLaRAND artifact's second baseline, each whole DNN on the resource
+//!   where it alone runs fastest, fp32, no search.
+//! * [`TaskLevel`] ("task-level, searched, int8"): one resource per task (the
+//!   "one-resource-per-task" frameworks), chosen by a schedulability-aware search that may
+//!   quantize a whole DNN; stronger than the paper's baselines.
+//! * DART and its ablation live in [`crate::dart`].
 //!
 //! None of them searches layer by layer; all report the analysis of what they chose, schedulable
 //! or not.
 
 use crate::{AllocError, AllocOptions, Allocator, Outcome};
 use lalarand_analysis::{analyze, Analysis};
-use lalarand_model::plan::layer_cost;
-use lalarand_model::{Allocation, ExecutionPlan, Mode, Placement, PlannedTask, ResourceId, ResourceKind, System, Time};
+use lalarand_model::{Allocation, ExecutionPlan, Mode, Placement, PlannedTask, ResourceKind, System, Time};
 use std::cmp::Ordering;
 
 /// Accuracy sums are compared with this slack so that a budget equal to a sum computed in
@@ -77,6 +78,38 @@ impl Allocator for CpuOnly {
         let resource =
             system.platform.host_cpus().next().ok_or(AllocError::NoResource { policy, kind: ResourceKind::Cpu })?;
         uniform_on(policy, system, Placement { mode: Mode::CpuFp32, resource })
+    }
+}
+
+/// The LaLaRAND artifact's "Preferable" baseline: each whole DNN in fp32 on the resource where
+/// it alone runs fastest (its summed layer costs, transitions and overheads included: `gpu` on
+/// each gpu, `cpu-fp32` on each cpu; ties: platform order). No search, no int8: what a
+/// developer does who profiles each DNN once and never looks at the other tasks.
+pub struct Preferable;
+
+impl Allocator for Preferable {
+    fn name(&self) -> &'static str {
+        "preferable"
+    }
+
+    fn allocate(&self, system: &System, options: &AllocOptions) -> Result<Outcome, AllocError> {
+        let fp32 = AllocOptions { allow_int8: false, ..*options };
+        let mut tasks = Vec::with_capacity(system.tasks.len());
+        for i in 0..system.tasks.len() {
+            let candidates = TaskLevel::candidates(system, &fp32, i).map_err(|e| match e {
+                AllocError::MissingMode { task, layer, mode, .. } => {
+                    AllocError::MissingMode { policy: "preferable", task, layer, mode }
+                }
+                AllocError::NoResource { kind, .. } => AllocError::NoResource { policy: "preferable", kind },
+                other => other,
+            })?;
+            let total = |w: &Whole| w.plan.layers.iter().map(|l| l.wcet).sum::<Time>();
+            // `min_by_key` keeps the first of equal totals: candidates list gpu mode first, then
+            // resources in platform order.
+            let fastest = candidates.iter().min_by_key(|w| total(w)).expect("candidates are non-empty");
+            tasks.push(vec![fastest.placement; system.tasks[i].dnn.layers.len()]);
+        }
+        Ok(Outcome::evaluate(system, Allocation { tasks }, 0))
     }
 }
 
@@ -336,148 +369,5 @@ impl Allocator for TaskLevel {
                 .collect(),
         };
         Ok(Outcome::evaluate(system, allocation, search.evaluations))
-    }
-}
-
-// ---- DART -----------------------------------------------------------------------------------
-
-/// A DART cut of one task: layers `..gpu_layers` in `gpu_mode` on `gpu`, the rest in `cpu-fp32`
-/// on `cpu`, with the utilization each part puts on its resource. `gpu` is the platform's
-/// [accelerator](lalarand_model::Platform::accelerator): a gpu in `gpu` mode, or the cpu
-/// standing in for one in `cpu-fp32`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DartCut {
-    pub gpu_layers: usize,
-    pub gpu: ResourceId,
-    pub gpu_mode: Mode,
-    pub cpu: ResourceId,
-    pub gpu_util: f64,
-    pub cpu_util: f64,
-}
-
-impl DartCut {
-    pub fn placements(&self, layers: usize) -> Vec<Placement> {
-        (0..layers)
-            .map(|j| {
-                if j < self.gpu_layers {
-                    Placement { mode: self.gpu_mode, resource: self.gpu }
-                } else {
-                    Placement { mode: Mode::CpuFp32, resource: self.cpu }
-                }
-            })
-            .collect()
-    }
-}
-
-/// DART (Xiang and Kim, "Pipelined data-parallel CPU/GPU scheduling for multi-DNN real-time
-/// inference", RTSS 2019), as the LaLaRAND artifact's experiment driver uses it for comparison:
-///
-/// * each DNN is cut once: a prefix of layers in `gpu` on a gpu, the suffix in `cpu-fp32` on a
-///   cpu (DART has no quantization); a cut with an empty part is allowed;
-/// * the utilization of a part is its summed layer costs over the period, the costs being
-///   [`layer_cost`]'s (so the copy into the first cpu layer and the gpu's output copy count);
-/// * tasks are taken in decreasing utilization (the smallest `u_gpu + u_cpu` over the task's
-///   valid cuts; ties: priority order), and each gets the cut, and with several gpus or cpus
-///   the (gpu, cpu) pair, minimizing `max(U_gpu + u_gpu(cut), U_cpu + u_cpu(cut))` over the
-///   utilizations `U` accumulated by the tasks before it; ties go to the smaller
-///   `u_gpu + u_cpu`, then the longer gpu prefix, then platform order. The chosen parts are
-///   added to `U` and the next task is cut.
-///
-/// The result is analyzed by our analysis; DART's own pipelined execution is not modelled.
-pub struct Dart;
-
-impl Dart {
-    /// Every valid cut of task `task` on every (gpu, cpu) pair.
-    pub fn cuts(system: &System, task: usize) -> Result<Vec<DartCut>, AllocError> {
-        let policy = "dart";
-        let Some((accelerator, gpu_mode)) = system.platform.accelerator() else {
-            return Err(AllocError::NoAccelerator { policy });
-        };
-        // Every gpu, or the one stand-in; the cpus that are not the stand-in.
-        let gpus: Vec<_> = match gpu_mode {
-            Mode::Gpu => system.platform.of_kind(ResourceKind::Gpu).collect(),
-            _ => vec![accelerator],
-        };
-        let cpus: Vec<_> = system.platform.host_cpus().collect();
-        if cpus.is_empty() {
-            return Err(AllocError::NoResource { policy, kind: ResourceKind::Cpu });
-        }
-        let t = &system.tasks[task];
-        let layers = &t.dnn.layers;
-        let n = layers.len();
-        // Valid prefix lengths: [last layer without cpu-fp32 + 1, first layer without gpu].
-        let max_gpu = layers.iter().position(|l| l.mode(gpu_mode).is_none()).unwrap_or(n);
-        let min_gpu = layers.iter().rposition(|l| l.mode(Mode::CpuFp32).is_none()).map_or(0, |j| j + 1);
-        if min_gpu > max_gpu {
-            // This layer comes at or after one without `gpu`, so it would have to run on the cpu.
-            let l = &layers[min_gpu - 1];
-            return Err(AllocError::MissingMode {
-                policy,
-                task: t.name.clone(),
-                layer: l.name.clone(),
-                mode: Mode::CpuFp32,
-            });
-        }
-        let period = t.period as f64;
-        let mut out = Vec::new();
-        for &gpu in &gpus {
-            for &cpu in &cpus {
-                for gpu_layers in (min_gpu..=max_gpu).rev() {
-                    let mut cut = DartCut { gpu_layers, gpu, gpu_mode, cpu, gpu_util: 0.0, cpu_util: 0.0 };
-                    let places = cut.placements(n);
-                    let costs: Vec<Time> = (0..n).map(|j| layer_cost(&system.platform, &t.dnn, &places, j)).collect();
-                    cut.gpu_util = costs[..gpu_layers].iter().sum::<Time>() as f64 / period;
-                    cut.cpu_util = costs[gpu_layers..].iter().sum::<Time>() as f64 / period;
-                    out.push(cut);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The cuts DART chooses, one per task (indexed like the system's tasks).
-    pub fn choose_cuts(system: &System) -> Result<Vec<DartCut>, AllocError> {
-        let cuts = (0..system.tasks.len()).map(|i| Dart::cuts(system, i)).collect::<Result<Vec<_>, _>>()?;
-        let demand: Vec<f64> =
-            cuts.iter().map(|c| c.iter().map(|c| c.gpu_util + c.cpu_util).fold(f64::INFINITY, f64::min)).collect();
-        let mut order = system.by_priority();
-        order.sort_by(|&a, &b| demand[b].total_cmp(&demand[a]));
-        let mut util = vec![0.0; system.platform.resources.len()];
-        let mut chosen = vec![None; system.tasks.len()];
-        for i in order {
-            // `cuts` lists longer gpu prefixes first within each pair, pairs in platform order,
-            // so keeping the first of equal keys applies the documented tie-break.
-            let key = |c: &DartCut| ((util[c.gpu] + c.gpu_util).max(util[c.cpu] + c.cpu_util), c.gpu_util + c.cpu_util);
-            let best = cuts[i]
-                .iter()
-                .copied()
-                .reduce(|best, c| {
-                    let (kb, kc) = (key(&best), key(&c));
-                    if kc.0.total_cmp(&kb.0).then(kc.1.total_cmp(&kb.1)) == Ordering::Less {
-                        c
-                    } else {
-                        best
-                    }
-                })
-                .expect("a task with no valid cut was rejected");
-            util[best.gpu] += best.gpu_util;
-            util[best.cpu] += best.cpu_util;
-            chosen[i] = Some(best);
-        }
-        Ok(chosen.into_iter().map(|c| c.expect("every task is cut")).collect())
-    }
-}
-
-impl Allocator for Dart {
-    fn name(&self) -> &'static str {
-        "dart"
-    }
-
-    fn allocate(&self, system: &System, _options: &AllocOptions) -> Result<Outcome, AllocError> {
-        let cuts = Dart::choose_cuts(system)?;
-        let allocation = Allocation {
-            tasks: system.tasks.iter().zip(&cuts).map(|(t, c)| c.placements(t.dnn.layers.len())).collect(),
-        };
-        Ok(Outcome::evaluate(system, allocation, 0))
     }
 }

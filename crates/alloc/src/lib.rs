@@ -9,12 +9,14 @@ use lalarand_model::{Allocation, ExecutionPlan, Mode, ResourceKind, System};
 use serde::Serialize;
 
 mod baselines;
+pub mod dart;
 mod evaluator;
 mod lalarand;
 mod optimal;
 pub mod search;
 
-pub use baselines::{CpuOnly, Dart, GpuOnly, TaskLevel};
+pub use baselines::{CpuOnly, GpuOnly, Preferable, TaskLevel};
+pub use dart::{Dart, DartCut, DartUtil};
 pub use lalarand::Lalarand;
 pub use optimal::Optimal;
 
@@ -81,7 +83,13 @@ pub trait Allocator: Sync {
 pub enum Policy {
     GpuOnly,
     CpuOnly,
+    /// Each whole DNN on its fastest resource, fp32 (the artifact's "Preferable").
+    Preferable,
+    /// One resource per whole DNN, searched by schedulability, int8 allowed.
     TaskLevel,
+    /// Ablation: DART's two-stage cut by utilization balance, not by schedulability.
+    DartUtil,
+    /// DART's pipelines chosen by the analysis.
     Dart,
     /// LaLaRAND restricted to fp32 modes.
     LalarandFp32,
@@ -90,10 +98,12 @@ pub enum Policy {
 }
 
 impl Policy {
-    pub const ALL: [Policy; 7] = [
+    pub const ALL: [Policy; 9] = [
         Policy::GpuOnly,
         Policy::CpuOnly,
+        Policy::Preferable,
         Policy::TaskLevel,
+        Policy::DartUtil,
         Policy::Dart,
         Policy::LalarandFp32,
         Policy::Lalarand,
@@ -104,11 +114,28 @@ impl Policy {
         match self {
             Policy::GpuOnly => "gpu-only",
             Policy::CpuOnly => "cpu-only",
+            Policy::Preferable => "preferable",
             Policy::TaskLevel => "task-level",
+            Policy::DartUtil => "dart-util",
             Policy::Dart => "dart",
             Policy::LalarandFp32 => "lalarand-fp32",
             Policy::Lalarand => "lalarand",
             Policy::Optimal => "optimal",
+        }
+    }
+
+    /// What the policy is, for reports: the baselines say what they search and allow.
+    pub fn label(self) -> &'static str {
+        match self {
+            Policy::GpuOnly => "gpu-only (vanilla: all on the accelerator, fp32)",
+            Policy::CpuOnly => "cpu-only (all on the first cpu, fp32)",
+            Policy::Preferable => "preferable (whole DNN on its fastest resource, fp32, no search)",
+            Policy::TaskLevel => "task-level, searched, int8 (whole DNN per resource)",
+            Policy::DartUtil => "dart-util (ablation: DART cut by utilization balance)",
+            Policy::Dart => "dart (DART allocation, lalarand analysis)",
+            Policy::LalarandFp32 => "lalarand-fp32 (no quantization)",
+            Policy::Lalarand => "lalarand",
+            Policy::Optimal => "optimal (exact search)",
         }
     }
 
@@ -117,7 +144,9 @@ impl Policy {
         match self {
             Policy::GpuOnly => GpuOnly.allocate(system, options),
             Policy::CpuOnly => CpuOnly.allocate(system, options),
+            Policy::Preferable => Preferable.allocate(system, options),
             Policy::TaskLevel => TaskLevel.allocate(system, options),
+            Policy::DartUtil => DartUtil.allocate(system, options),
             Policy::Dart => Dart.allocate(system, options),
             Policy::LalarandFp32 => Lalarand.allocate(system, &AllocOptions { allow_int8: false, ..*options }),
             Policy::Lalarand => Lalarand.allocate(system, options),

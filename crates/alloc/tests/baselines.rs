@@ -1,6 +1,8 @@
 //! Baseline allocators: validity, hand-computed answers, errors, and random systems.
 
-use lalarand_alloc::{AllocError, AllocOptions, Allocator, CpuOnly, Dart, GpuOnly, Outcome, TaskLevel};
+use lalarand_alloc::{
+    AllocError, AllocOptions, Allocator, CpuOnly, Dart, DartUtil, GpuOnly, Outcome, Preferable, TaskLevel,
+};
 use lalarand_analysis::analyze;
 use lalarand_model::examples::{chain_profile, demo_system};
 use lalarand_model::{
@@ -10,7 +12,7 @@ use lalarand_model::{
 use proptest::prelude::*;
 use std::sync::Arc;
 
-const ALL: [&dyn Allocator; 4] = [&GpuOnly, &CpuOnly, &TaskLevel, &Dart];
+const ALL: [&dyn Allocator; 6] = [&GpuOnly, &CpuOnly, &TaskLevel, &DartUtil, &Preferable, &Dart];
 
 fn layer(name: &str, gpu_ms: Option<f64>, fp32_ms: Option<f64>, int8_ms: Option<f64>) -> LayerProfile {
     let t = |ms: Option<f64>| ms.map(|m| ModeTiming::from_wcet(ms_to_time(m)));
@@ -63,14 +65,14 @@ fn demo_system_gets_valid_allocations_of_the_right_shape() {
     let gpu = run(&GpuOnly, &sys, &opts);
     let cpu = run(&CpuOnly, &sys, &opts);
     let task_level = run(&TaskLevel, &sys, &opts);
-    let dart = run(&Dart, &sys, &opts);
+    let dart = run(&DartUtil, &sys, &opts);
     let (g, c) = (0, 1); // default_cpu_gpu: gpu first
     for (i, t) in sys.tasks.iter().enumerate() {
         assert!(places(&gpu, i).iter().all(|&p| p == (Mode::Gpu, g)));
         assert!(places(&cpu, i).iter().all(|&p| p == (Mode::CpuFp32, c)));
         let first = places(&task_level, i)[0];
         assert!(places(&task_level, i).iter().all(|&p| p == first), "task-level splits {}", t.name);
-        // DART: a gpu prefix, then a cpu-fp32 suffix.
+        // DART's utilization rule: a gpu prefix, then a cpu-fp32 suffix.
         let d = places(&dart, i);
         let k = d.iter().take_while(|p| **p == (Mode::Gpu, g)).count();
         assert!(d[k..].iter().all(|&p| p == (Mode::CpuFp32, c)), "dart cut of {}: {d:?}", t.name);
@@ -136,8 +138,8 @@ fn a_cpu_standing_in_for_the_accelerator_takes_the_gpu_role() {
     assert!((0..2).all(|i| places(&vanilla, i).iter().all(|&p| p == (Mode::CpuFp32, 1))));
     let host = run(&CpuOnly, &sys, &opts);
     assert!((0..2).all(|i| places(&host, i).iter().all(|&p| p == (Mode::CpuFp32, 0))));
-    // DART cuts each chain between the stand-in (prefix) and the host cpu (suffix).
-    let dart = run(&Dart, &sys, &opts);
+    // DART's utilization rule cuts each chain between the stand-in (prefix) and the host cpu.
+    let dart = run(&DartUtil, &sys, &opts);
     for i in 0..2 {
         let p = places(&dart, i);
         let cut = p.iter().take_while(|&&(_, r)| r == 1).count();
@@ -233,6 +235,8 @@ fn task_level_reports_a_task_no_single_mode_covers() {
         AllocError::MissingMode { policy: "task-level", task: "split".into(), layer: "b".into(), mode: Mode::Gpu }
     );
     // DART can run it: the one valid cut puts "a" on the gpu and "b" on the cpu.
+    let o = run(&DartUtil, &sys, &AllocOptions::default());
+    assert_eq!(places(&o, 0), vec![(Mode::Gpu, 0), (Mode::CpuFp32, 1)]);
     let o = run(&Dart, &sys, &AllocOptions::default());
     assert_eq!(places(&o, 0), vec![(Mode::Gpu, 0), (Mode::CpuFp32, 1)]);
     // Reversed, no cut works: "b" would have to run on the cpu after a gpu-only layer.
@@ -241,9 +245,12 @@ fn task_level_reports_a_task_no_single_mode_covers() {
         vec![task("rev", 10.0, vec![layer("a", None, Some(1.0), None), layer("b", Some(1.0), None, None)])],
     );
     assert_eq!(
-        Dart.allocate(&sys, &AllocOptions::default()).unwrap_err(),
-        AllocError::MissingMode { policy: "dart", task: "rev".into(), layer: "b".into(), mode: Mode::CpuFp32 }
+        DartUtil.allocate(&sys, &AllocOptions::default()).unwrap_err(),
+        AllocError::MissingMode { policy: "dart-util", task: "rev".into(), layer: "b".into(), mode: Mode::CpuFp32 }
     );
+    // DART's pipeline may visit the cpu first: "a" on the cpu, "b" on the gpu.
+    let o = run(&Dart, &sys, &AllocOptions::default());
+    assert_eq!(places(&o, 0), vec![(Mode::CpuFp32, 1), (Mode::Gpu, 0)]);
 }
 
 /// Four layers: 1 ms on the gpu, 2 ms on the cpu, 0.5 ms to copy an input across, and 0.5 ms
@@ -270,16 +277,16 @@ fn util(ms: f64, period_ms: f64) -> f64 {
 #[test]
 fn dart_cut_balances_utilization_with_transitions() {
     let sys = system(Platform::default_cpu_gpu(), vec![dart_dnn("a", 10.0)]);
-    let cuts = Dart::cuts(&sys, 0).unwrap();
+    let cuts = DartUtil::cuts(&sys, 0).unwrap();
     let by_k = |k: usize| *cuts.iter().find(|c| c.gpu_layers == k).unwrap();
     for (k, gpu_ms, cpu_ms) in [(0, 0.0, 8.0), (1, 1.5, 6.5), (2, 2.5, 4.5), (3, 3.5, 2.5), (4, 5.0, 0.0)] {
         assert!((by_k(k).gpu_util - util(gpu_ms, 10.0)).abs() < 1e-12, "k={k}: {:?}", by_k(k));
         assert!((by_k(k).cpu_util - util(cpu_ms, 10.0)).abs() < 1e-12, "k={k}: {:?}", by_k(k));
     }
     // max(gpu, cpu) is smallest at k=3 (0.35).
-    let chosen = Dart::choose_cuts(&sys).unwrap();
+    let chosen = DartUtil::choose_cuts(&sys).unwrap();
     assert_eq!(chosen[0].gpu_layers, 3);
-    let o = run(&Dart, &sys, &AllocOptions::default());
+    let o = run(&DartUtil, &sys, &AllocOptions::default());
     assert_eq!(
         places(&o, 0),
         vec![(Mode::Gpu, 0), (Mode::Gpu, 0), (Mode::Gpu, 0), (Mode::CpuFp32, 1)],
@@ -303,9 +310,9 @@ fn dart_cuts_tasks_in_decreasing_utilization_against_accumulated_load() {
         TaskSet::new(vec![dart_dnn("heavy", 5.0), light], PriorityPolicy::DeadlineMonotonic),
     );
     assert!(sys.tasks[1].priority < sys.tasks[0].priority);
-    let cuts = Dart::choose_cuts(&sys).unwrap();
+    let cuts = DartUtil::choose_cuts(&sys).unwrap();
     assert_eq!((cuts[0].gpu_layers, cuts[1].gpu_layers), (3, 2));
-    run(&Dart, &sys, &AllocOptions::default());
+    run(&DartUtil, &sys, &AllocOptions::default());
 }
 
 #[test]
@@ -316,10 +323,10 @@ fn dart_balances_across_two_cpu_clusters() {
         platform(&[("gpu", ResourceKind::Gpu), ("big", ResourceKind::Cpu), ("little", ResourceKind::Cpu)]),
         vec![dart_dnn("heavy", 10.0), dart_dnn("light", 10.0)],
     );
-    let cuts = Dart::choose_cuts(&sys).unwrap();
+    let cuts = DartUtil::choose_cuts(&sys).unwrap();
     assert_eq!((cuts[0].gpu_layers, cuts[0].cpu), (3, 1));
     assert_eq!((cuts[1].gpu_layers, cuts[1].cpu), (2, 2));
-    let o = run(&Dart, &sys, &AllocOptions::default());
+    let o = run(&DartUtil, &sys, &AllocOptions::default());
     assert_eq!(places(&o, 1)[3], (Mode::CpuFp32, 2));
 }
 
@@ -392,6 +399,49 @@ fn random_system() -> impl Strategy<Value = System> {
     )
 }
 
+/// Whether layers `from..` of `t` can be covered by contiguous stages on distinct resources not
+/// in `used`, each in the fp32 mode of its resource's kind (brute force, for small systems).
+fn dart_pipeline_exists(sys: &System, t: &Task, from: usize, used: &mut Vec<bool>) -> bool {
+    let n = t.dnn.layers.len();
+    if from == n {
+        return true;
+    }
+    for r in 0..used.len() {
+        if used[r] {
+            continue;
+        }
+        let mode = if sys.platform.resources[r].kind == ResourceKind::Gpu { Mode::Gpu } else { Mode::CpuFp32 };
+        used[r] = true;
+        let mut end = from;
+        while end < n && t.dnn.layers[end].mode(mode).is_some() {
+            end += 1;
+            if dart_pipeline_exists(sys, t, end, used) {
+                used[r] = false;
+                return true;
+            }
+        }
+        used[r] = false;
+    }
+    false
+}
+
+/// Contiguous fp32 stages, each resource visited at most once.
+fn is_pipeline(places: &[lalarand_model::Placement]) -> bool {
+    let mut seen = Vec::new();
+    for (j, p) in places.iter().enumerate() {
+        if p.mode.is_int8() {
+            return false;
+        }
+        if j == 0 || places[j - 1] != *p {
+            if seen.contains(&p.resource) {
+                return false;
+            }
+            seen.push(p.resource);
+        }
+    }
+    true
+}
+
 fn has(sys: &System, kind: ResourceKind) -> bool {
     sys.platform.of_kind(kind).next().is_some()
 }
@@ -416,6 +466,7 @@ proptest! {
             let cost: f64 = t.dnn.layers.iter().map(|l| l.int8_accuracy_cost.max(0.0)).sum();
             allow_int8 && cost <= budget && all_have(t, Mode::CpuInt8)
         };
+        let pipeline = |t: &Task| dart_pipeline_exists(&sys, t, 0, &mut vec![false; sys.platform.resources.len()]);
         let dart_cut = |t: &Task| {
             let n = t.dnn.layers.len();
             (0..=n).any(|k| {
@@ -430,6 +481,8 @@ proptest! {
                 (gpu && all_have(t, Mode::Gpu)) || (cpu && (all_have(t, Mode::CpuFp32) || whole_int8(t)))
             }),
             gpu && cpu && sys.tasks.iter().all(dart_cut),
+            sys.tasks.iter().all(|t| (gpu && all_have(t, Mode::Gpu)) || (cpu && all_have(t, Mode::CpuFp32))),
+            gpu && sys.tasks.iter().all(pipeline),
         ];
         for (policy, ok) in ALL.iter().zip(feasible) {
             match policy.allocate(&sys, &opts) {
@@ -439,6 +492,15 @@ proptest! {
                     prop_assert_eq!(o.analysis.tasks.len(), sys.tasks.len());
                     if policy.name() != "task-level" || !allow_int8 {
                         prop_assert_eq!(o.allocation.int8_layers(), 0, "{}", policy.name());
+                    }
+                    if policy.name() == "dart" {
+                        for ps in &o.allocation.tasks {
+                            prop_assert!(is_pipeline(ps), "not a DART pipeline: {:?}", ps);
+                        }
+                        // It starts from the vanilla allocation, so it is never worse.
+                        if let Ok(vanilla) = GpuOnly.allocate(&sys, &opts) {
+                            prop_assert!(vanilla.analysis.unschedulable_count() >= o.analysis.unschedulable_count());
+                        }
                     }
                     if policy.name() == "task-level" {
                         for (i, ps) in o.allocation.tasks.iter().enumerate() {
@@ -467,4 +529,78 @@ proptest! {
             }
         }
     }
+}
+
+// ---- DART by the analysis, and preferable ----------------------------------------------------
+
+#[test]
+fn dart_keeps_the_vanilla_allocation_when_it_is_schedulable() {
+    // All on the gpu is proven; the utilization rule would move layers to the slow cpu anyway.
+    let sys = system(Platform::default_cpu_gpu(), vec![dart_dnn("a", 10.0), dart_dnn("b", 20.0)]);
+    let opts = AllocOptions::default();
+    assert!(run(&GpuOnly, &sys, &opts).schedulable());
+    let o = run(&Dart, &sys, &opts);
+    assert!(o.schedulable());
+    for i in 0..2 {
+        assert!(places(&o, i).iter().all(|&p| p == (Mode::Gpu, 0)), "{:?}", places(&o, i));
+    }
+    assert!(run(&DartUtil, &sys, &opts).allocation.tasks.iter().flatten().any(|p| p.mode == Mode::CpuFp32));
+}
+
+#[test]
+fn dart_moves_a_blocking_suffix_off_the_gpu_when_the_analysis_needs_it() {
+    // "short" (period 4) cannot wait behind "long"'s 3 ms gpu layer; "long"'s first layer has
+    // no cpu mode, so only a two-stage pipeline (that layer moved to the cpu) is proven.
+    let sys = system(
+        Platform::default_cpu_gpu(),
+        vec![
+            task("short", 4.0, vec![layer("s", Some(1.5), Some(10.0), None)]),
+            task("long", 40.0, vec![layer("l0", Some(1.0), None, None), layer("l1", Some(3.0), Some(6.0), None)]),
+        ],
+    );
+    let opts = AllocOptions::default();
+    assert!(!run(&GpuOnly, &sys, &opts).schedulable());
+    let o = run(&Dart, &sys, &opts);
+    assert!(o.schedulable(), "{:?}", o.analysis);
+    assert_eq!(places(&o, 0), vec![(Mode::Gpu, 0)]);
+    assert_eq!(places(&o, 1), vec![(Mode::Gpu, 0), (Mode::CpuFp32, 1)]);
+}
+
+#[test]
+fn dart_pipelines_are_contiguous_stages_on_distinct_nodes() {
+    // Two layers, gpu + one cpu: 2 one-stage pipelines (accelerator first) and 2 two-stage.
+    let two = system(Platform::default_cpu_gpu(), vec![dart_dnn("a", 10.0)]);
+    let p = Dart::pipelines(&two, 0).unwrap();
+    assert_eq!(p.len(), 2 + 2 * 3);
+    assert!(p[0].iter().all(|p| p.resource == 0 && p.mode == Mode::Gpu));
+    assert!(p.iter().all(|ps| is_pipeline(ps)));
+    // With two cpu resources a DNN may pass through three stages.
+    let three = system(
+        platform(&[("gpu", ResourceKind::Gpu), ("big", ResourceKind::Cpu), ("little", ResourceKind::Cpu)]),
+        vec![dart_dnn("a", 10.0)],
+    );
+    let p = Dart::pipelines(&three, 0).unwrap();
+    // 3 one-stage + 6 orders x 3 cuts + 6 orders x C(3, 2) = 3 + 18 + 18.
+    assert_eq!(p.len(), 39);
+    let stages = |ps: &Vec<lalarand_model::Placement>| 1 + ps.windows(2).filter(|w| w[0] != w[1]).count();
+    assert_eq!(p.iter().filter(|ps| stages(ps) == 3).count(), 18);
+    assert!(p.iter().all(|ps| is_pipeline(ps)));
+}
+
+#[test]
+fn preferable_puts_each_whole_dnn_on_its_fastest_resource_in_fp32() {
+    let mut fast_int8 = layer("q", Some(9.0), Some(6.0), Some(1.0));
+    fast_int8.int8_accuracy_cost = 0.0;
+    let sys = system(
+        Platform::default_cpu_gpu(),
+        vec![
+            task("g", 10.0, vec![layer("g0", Some(2.0), Some(5.0), None)]),
+            task("c", 20.0, vec![fast_int8]),
+            task("tie", 30.0, vec![layer("t0", Some(3.0), Some(3.0), None)]),
+        ],
+    );
+    let o = run(&Preferable, &sys, &AllocOptions::default());
+    assert_eq!(places(&o, 0), vec![(Mode::Gpu, 0)]);
+    assert_eq!(places(&o, 1), vec![(Mode::CpuFp32, 1)], "fp32 only, even where int8 is faster");
+    assert_eq!(places(&o, 2), vec![(Mode::Gpu, 0)], "ties go to the gpu");
 }

@@ -30,6 +30,30 @@ impl ProfileLibrary {
         }
     }
 
+    /// The profiles with every `cpu-fp32` and `cpu-int8` time divided by `cpu_speedup` (rounded
+    /// up): a data-parallel cpu node modelled from one-thread profiles (see
+    /// [`SweepConfig::cpu_speedup`]).
+    pub fn profiles_scaled(&self, cpu_speedup: Option<f64>) -> Vec<Arc<DnnProfile>> {
+        let profiles = self.profiles();
+        let Some(s) = cpu_speedup else { return profiles };
+        profiles
+            .into_iter()
+            .map(|p| {
+                let mut p = (*p).clone();
+                for layer in &mut p.layers {
+                    for mode in [Mode::CpuFp32, Mode::CpuInt8] {
+                        if let Some(t) = layer.modes[mode.index()].as_mut() {
+                            t.wcet = (t.wcet as f64 / s).ceil() as lalarand_model::Time;
+                            t.stats = None;
+                        }
+                    }
+                }
+                p.source = format!("{} (cpu times / {s}: modelled data-parallel cpu node)", p.source);
+                Arc::new(p)
+            })
+            .collect()
+    }
+
     pub fn describe(&self) -> LibraryInfo {
         let profiles = self.profiles();
         let models = profiles.iter().map(|p| p.model.clone()).collect();
@@ -48,6 +72,7 @@ impl ProfileLibrary {
                 int8_all_layers_drop: int8.map(|q| q.all_int8_drop),
                 int8_accuracy_unknown_layers,
                 models,
+                cpu_speedup: None,
             },
             Self::Custom { name, .. } => LibraryInfo {
                 name: name.clone(),
@@ -55,6 +80,7 @@ impl ProfileLibrary {
                 int8_all_layers_drop: None,
                 int8_accuracy_unknown_layers,
                 models,
+                cpu_speedup: None,
             },
         }
     }
@@ -73,6 +99,8 @@ pub struct LibraryInfo {
     /// profile: measured without a labeled dataset). They count as 0 against the accuracy
     /// budget, so where this is not 0 the budget does not bind on them.
     pub int8_accuracy_unknown_layers: usize,
+    /// Every cpu time divided by this ([`SweepConfig::cpu_speedup`]); `None`: as profiled.
+    pub cpu_speedup: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +121,11 @@ pub struct SweepConfig {
     pub platform: Platform,
     pub random_offsets: bool,
     pub seed: u64,
+    /// Divide every `cpu-fp32` and `cpu-int8` time of the library by this: models a
+    /// data-parallel cpu node (a `cpu` resource of k cores running each layer on k intra-op
+    /// threads) from one-thread profiles, with a measured k-thread speed-up. Every policy sees
+    /// the scaled profiles. `None`: the profiles as they are.
+    pub cpu_speedup: Option<f64>,
 }
 
 impl Default for SweepConfig {
@@ -110,6 +143,7 @@ impl Default for SweepConfig {
             platform: Platform::default_cpu_gpu(),
             random_offsets: false,
             seed: 2021,
+            cpu_speedup: None,
         }
     }
 }
@@ -157,6 +191,15 @@ impl SweepConfig {
                 format!("accuracy budget {budget} is not a non-negative number"),
                 "use a budget in percentage points >= 0, e.g. --budget 1.0",
             ));
+        }
+        if let Some(s) = self.cpu_speedup {
+            if !(s.is_finite() && s >= 1.0) {
+                return Err(ExperimentError::config(
+                    "cpu-speedup",
+                    format!("{s} is not a speed-up >= 1"),
+                    "give the measured k-thread over one-thread speed-up, e.g. 1.8",
+                ));
+            }
         }
         if let ProfileLibrary::Artifact { int8: Some(q), .. } = self.library {
             if !(q.speedup.is_finite() && q.speedup > 0.0) {
@@ -255,6 +298,7 @@ mod tests {
             int8: Some(Int8Model { speedup: 0.0, all_int8_drop: 0.5 }),
         };
         check(SweepConfig { library, ..Default::default() }, "int8-speedup");
+        check(SweepConfig { cpu_speedup: Some(0.5), ..Default::default() }, "cpu-speedup");
     }
 
     #[test]

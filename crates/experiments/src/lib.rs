@@ -28,5 +28,5 @@ pub use config::{parse_utilizations, LibraryInfo, ProfileLibrary, SweepConfig};
 pub use error::ExperimentError;
 pub use generate::{check_profile, reference_placement, reference_wcet, set_rng, uunifast_discard, Generator};
 pub use result::{PointResult, PolicyPoint, Row, SweepResult, SweepSettings};
-pub use summary::{Comparison, PolicyTotal, Summary, PAPER_VS_DART_PERCENT, PAPER_VS_GPU_ONLY_PERCENT};
-pub use sweep::run_schedulability;
+pub use summary::{Comparison, Gap, PolicyTotal, Summary, HEADLINE, PAPER_VS_DART_PERCENT, PAPER_VS_GPU_ONLY_PERCENT};
+pub use sweep::{describe_platform, run_schedulability};

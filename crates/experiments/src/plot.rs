@@ -11,7 +11,9 @@ fn colour(policy: Policy) -> RGBColor {
     match policy {
         Policy::GpuOnly => RGBColor(0x55, 0x55, 0x55),
         Policy::CpuOnly => RGBColor(0x8c, 0x56, 0x4b),
+        Policy::Preferable => RGBColor(0xbc, 0xbd, 0x22),
         Policy::TaskLevel => RGBColor(0x94, 0x67, 0xbd),
+        Policy::DartUtil => RGBColor(0x17, 0xbe, 0xcf),
         Policy::Dart => RGBColor(0x1f, 0x77, 0xb4),
         Policy::LalarandFp32 => RGBColor(0x2c, 0xa0, 0x2c),
         Policy::Lalarand => RGBColor(0xd6, 0x27, 0x28),

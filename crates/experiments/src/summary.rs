@@ -31,14 +31,41 @@ pub struct Comparison {
     pub ratio: Option<f64>,
     /// The paper's figure for the same comparison, when it gives one.
     pub paper_more_percent: Option<f64>,
+    /// The utilization point where `ours - theirs` is largest (the first such point), with the
+    /// counts there; `None` when lalarand is nowhere ahead.
+    pub largest_gap: Option<Gap>,
+}
+
+/// One utilization point of a [`Comparison`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Gap {
+    pub utilization: f64,
+    pub ours: u64,
+    pub theirs: u64,
+    /// `ours / theirs`; `None` when `theirs` is 0.
+    pub ratio: Option<f64>,
 }
 
 impl Comparison {
     pub fn new(ours: u64, theirs: u64, paper_more_percent: Option<f64>) -> Self {
         let ratio = (theirs > 0).then(|| ours as f64 / theirs as f64);
-        Self { ours, theirs, more_percent: ratio.map(|r| (r - 1.0) * 100.0), ratio, paper_more_percent }
+        Self {
+            ours,
+            theirs,
+            more_percent: ratio.map(|r| (r - 1.0) * 100.0),
+            ratio,
+            paper_more_percent,
+            largest_gap: None,
+        }
     }
 }
+
+/// The comparisons of the headline, in report order, with the paper's figure where it has one.
+pub const HEADLINE: [(Policy, Option<f64>); 3] = [
+    (Policy::Dart, Some(PAPER_VS_DART_PERCENT)),
+    (Policy::GpuOnly, Some(PAPER_VS_GPU_ONLY_PERCENT)),
+    (Policy::TaskLevel, None),
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
@@ -48,12 +75,18 @@ pub struct Summary {
     pub platform: Vec<String>,
     /// [`crate::LibraryInfo::int8_accuracy_unknown_layers`].
     pub int8_accuracy_unknown_layers: usize,
+    /// [`crate::LibraryInfo::cpu_speedup`].
+    pub cpu_speedup: Option<f64>,
     pub tasks: usize,
     pub points: usize,
     pub sets_per_point: usize,
     pub totals: Vec<PolicyTotal>,
     pub lalarand_vs_dart: Option<Comparison>,
     pub lalarand_vs_gpu_only: Option<Comparison>,
+    /// Against the strongest whole-DNN baseline ("task-level, searched, int8").
+    pub lalarand_vs_task_level: Option<Comparison>,
+    /// Against the artifact's "Preferable" baseline.
+    pub lalarand_vs_preferable: Option<Comparison>,
     /// Over the sets where optimal finished: `ratio` is lalarand's share of optimal's count.
     pub lalarand_vs_optimal: Option<Comparison>,
     /// Sets where optimal finished / sets it ran on.
@@ -81,8 +114,23 @@ impl SweepResult {
         };
         let totals: Vec<PolicyTotal> = self.policies().iter().filter_map(|&p| total(p)).collect();
         let count = |p: Policy| totals.iter().find(|t| t.policy == p).map(|t| t.schedulable);
-        let vs =
-            |other: Policy, paper: Option<f64>| Some(Comparison::new(count(Policy::Lalarand)?, count(other)?, paper));
+        let vs = |other: Policy, paper: Option<f64>| {
+            let mut c = Comparison::new(count(Policy::Lalarand)?, count(other)?, paper);
+            c.largest_gap = self
+                .points
+                .iter()
+                .filter_map(|pt| {
+                    let (ours, theirs) = (pt.policy(Policy::Lalarand)?.schedulable, pt.policy(other)?.schedulable);
+                    let ratio = (theirs > 0).then(|| ours as f64 / theirs as f64);
+                    (ours > theirs).then_some(Gap { utilization: pt.utilization, ours, theirs, ratio })
+                })
+                // `max_by_key` keeps the last of equal gaps; the first is wanted.
+                .fold(None, |best: Option<Gap>, g| match best {
+                    Some(b) if b.ours - b.theirs >= g.ours - g.theirs => Some(b),
+                    _ => Some(g),
+                });
+            Some(c)
+        };
         let optimal_ran = self.points.iter().any(|pt| pt.optimal_finished.is_some());
         let optimal_finished = optimal_ran
             .then(|| self.points.iter().fold((0, 0), |(f, n), pt| (f + pt.optimal_finished.unwrap_or(0), n + pt.sets)));
@@ -100,11 +148,14 @@ impl SweepResult {
             library: self.settings.library.name.clone(),
             platform: self.settings.platform.clone(),
             int8_accuracy_unknown_layers: self.settings.library.int8_accuracy_unknown_layers,
+            cpu_speedup: self.settings.library.cpu_speedup,
             tasks: self.settings.tasks,
             points: self.points.len(),
             sets_per_point: self.settings.sets_per_point,
             lalarand_vs_dart: vs(Policy::Dart, Some(PAPER_VS_DART_PERCENT)),
             lalarand_vs_gpu_only: vs(Policy::GpuOnly, Some(PAPER_VS_GPU_ONLY_PERCENT)),
+            lalarand_vs_task_level: vs(Policy::TaskLevel, None),
+            lalarand_vs_preferable: vs(Policy::Preferable, None),
             lalarand_vs_optimal,
             optimal_finished,
             totals,
@@ -122,7 +173,11 @@ fn times(v: Option<f64>) -> String {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "Profiles: {}; platform: {}", self.library, self.platform.join(", "))?;
+        writeln!(f, "Profiles: {}", self.library)?;
+        if let Some(s) = self.cpu_speedup {
+            writeln!(f, "cpu times divided by {s} (modelled data-parallel cpu node, not measured on it)")?;
+        }
+        writeln!(f, "Platform, the same for every policy: {}", self.platform.join("; "))?;
         if self.int8_accuracy_unknown_layers > 0 {
             writeln!(
                 f,
@@ -138,18 +193,35 @@ impl fmt::Display for Summary {
         for t in &self.totals {
             let share = t.ratio.map(|r| format!("{:.1}%", r * 100.0)).unwrap_or_else(|| "n/a".into());
             let note = if t.policy == Policy::Optimal { "  (over sets where optimal finished)" } else { "" };
-            writeln!(f, "  {:<14} {:>6} / {:<6} {:>6}{note}", t.policy.name(), t.schedulable, t.sets, share)?;
+            writeln!(
+                f,
+                "  {:<14} {:>6} / {:<6} {:>6}  {}{note}",
+                t.policy.name(),
+                t.schedulable,
+                t.sets,
+                share,
+                t.policy.label()
+            )?;
         }
-        for (label, c) in [("dart", &self.lalarand_vs_dart), ("gpu-only", &self.lalarand_vs_gpu_only)] {
+        let comparisons = [
+            ("dart", &self.lalarand_vs_dart),
+            ("gpu-only", &self.lalarand_vs_gpu_only),
+            ("task-level", &self.lalarand_vs_task_level),
+            ("preferable", &self.lalarand_vs_preferable),
+        ];
+        for (label, c) in comparisons {
             if let Some(c) = c {
+                let paper = c.paper_more_percent.map(|p| format!("; paper: {}", percent(Some(p)))).unwrap_or_default();
+                let gap = c.largest_gap.map_or(String::from("; nowhere ahead"), |g| {
+                    format!("; largest gap at U = {}: {} vs {} ({})", g.utilization, g.ours, g.theirs, times(g.ratio))
+                });
                 writeln!(
                     f,
-                    "lalarand vs {label:<8}: {} vs {} sets: {} more ({}); paper: {}",
+                    "lalarand vs {label:<10}: {} vs {} sets: {} more ({}){gap}{paper}",
                     c.ours,
                     c.theirs,
                     percent(c.more_percent),
                     times(c.ratio),
-                    percent(c.paper_more_percent)
                 )?;
             }
         }

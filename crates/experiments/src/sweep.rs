@@ -1,6 +1,6 @@
 //! Runs a schedulability sweep: every policy on the same generated sets, in parallel.
 
-use crate::config::SweepConfig;
+use crate::config::{LibraryInfo, SweepConfig};
 use crate::error::ExperimentError;
 use crate::generate::{reference_placement, set_rng, Generator};
 use crate::result::{PointResult, PolicyPoint, SweepResult, SweepSettings};
@@ -42,7 +42,12 @@ fn run_policy(policy: Policy, system: &System, options: &AllocOptions) -> Run {
 pub fn run_schedulability(cfg: &SweepConfig, progress: bool) -> Result<SweepResult, ExperimentError> {
     cfg.validate()?;
     let start = Instant::now();
-    let generator = Generator::new(cfg.library.profiles(), cfg.platform.clone(), cfg.tasks, cfg.random_offsets)?;
+    let generator = Generator::new(
+        cfg.library.profiles_scaled(cfg.cpu_speedup),
+        cfg.platform.clone(),
+        cfg.tasks,
+        cfg.random_offsets,
+    )?;
     let policies = cfg.effective_policies();
     let n_sets = cfg.sets_per_point;
     let jobs: Vec<(usize, usize)> =
@@ -127,18 +132,34 @@ fn settings(cfg: &SweepConfig, policies: Vec<Policy>) -> SweepSettings {
         allow_int8: cfg.options.allow_int8,
         node_limit: cfg.options.node_limit,
         random_offsets: cfg.random_offsets,
-        library: cfg.library.describe(),
-        platform: cfg
-            .platform
-            .resources
-            .iter()
-            .map(|r| {
-                let role = if r.accelerator { ", accelerator" } else { "" };
-                format!("{} ({}{role})", r.name, r.kind)
-            })
-            .collect(),
+        library: LibraryInfo { cpu_speedup: cfg.cpu_speedup, ..cfg.library.describe() },
+        platform: describe_platform(&cfg.platform),
         utilization_axis: utilization_axis(&cfg.platform),
     }
+}
+
+/// Every resource as every policy sees it: kind, role, cores, intra-op threads and the
+/// runtime's overheads the analysis charges.
+pub fn describe_platform(platform: &Platform) -> Vec<String> {
+    platform
+        .resources
+        .iter()
+        .map(|r| {
+            let role = if r.accelerator { ", accelerator" } else { "" };
+            let mut out = format!("{} ({}{role}", r.name, r.kind);
+            if r.kind == lalarand_model::ResourceKind::Cpu {
+                let cores =
+                    if r.cores.is_empty() { "unpinned".to_string() } else { format!("{} cores", r.cores.len()) };
+                out += &format!(", {cores}, {} threads", r.threads);
+            }
+            out += &format!(
+                ", dispatch {} us, wake-up {} us)",
+                lalarand_model::time_to_us(r.dispatch_overhead),
+                lalarand_model::time_to_us(r.wakeup_overhead)
+            );
+            out
+        })
+        .collect()
 }
 
 /// What the x axis measures, for the plot and the reports.

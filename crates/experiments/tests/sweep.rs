@@ -170,7 +170,8 @@ fn ratios_and_headline_are_computed_right() {
     assert_eq!((o.ours, o.theirs), (11, 12));
     assert_eq!(s.optimal_finished, Some((12, 20)));
     let text = s.to_string();
-    assert!(text.contains("14 vs 10 sets: +40.0% more (1.40x); paper: +56.0%"), "{text}");
+    assert!(text.contains("14 vs 10 sets: +40.0% more (1.40x); largest gap at U = "), "{text}");
+    assert!(text.contains("; paper: +56.0%"), "{text}");
     assert!(text.contains("91.7% of optimal, over the 12 of 20 sets"), "{text}");
 
     let csv = r.to_csv();
@@ -195,5 +196,5 @@ fn headline_is_absent_without_a_baseline_count() {
     let s = r.summary();
     assert_eq!(s.lalarand_vs_gpu_only.unwrap().more_percent, None);
     assert!(s.lalarand_vs_optimal.is_none() && s.optimal_finished.is_none());
-    assert!(s.to_string().contains("lalarand vs gpu-only: 14 vs 0 sets: n/a more (n/a)"), "{s}");
+    assert!(s.to_string().contains("lalarand vs gpu-only  : 14 vs 0 sets: n/a more (n/a)"), "{s}");
 }

@@ -14,12 +14,13 @@ pub mod run;
 pub mod simulate;
 pub mod zoo;
 
-use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use lalarand_alloc::Policy;
 
 /// `--policy` values, listed in `--help` and shell completions.
 pub fn policy_parser() -> impl TypedValueParser<Value = Policy> {
-    PossibleValuesParser::new(Policy::ALL.map(Policy::name)).map(|s| s.parse::<Policy>().expect("listed policy"))
+    PossibleValuesParser::new(Policy::ALL.map(|p| PossibleValue::new(p.name()).help(p.label())))
+        .map(|s| s.parse::<Policy>().expect("listed policy"))
 }
 
 /// `--budget`: a finite, non-negative number of percentage points.

@@ -55,6 +55,11 @@ pub struct Args {
     /// marked `accelerator = true`.
     #[arg(long, value_name = "FILE", num_args = 1..)]
     pub profiles: Vec<PathBuf>,
+    /// Divide every cpu time of the profiles by this measured k-thread speed-up: models a
+    /// data-parallel cpu node (pass a --platform whose cpu has k cores and `threads = k`) from
+    /// one-thread profiles. Every policy sees the scaled times; reports say they are modelled.
+    #[arg(long, value_name = "X")]
+    pub cpu_speedup: Option<f64>,
     #[arg(long, default_value_t = SweepConfig::default().seed)]
     pub seed: u64,
     /// Folder for the CSV, SVG, JSON and summary (created if missing).
@@ -87,6 +92,7 @@ pub fn run(args: Args) -> Result<Verdict> {
         library,
         random_offsets: args.offsets,
         seed: args.seed,
+        cpu_speedup: args.cpu_speedup,
     };
     let result = run_schedulability(&cfg, true)?;
     let written = result.write_all(&args.out)?;
