@@ -5,7 +5,7 @@ use crate::exec::ExecutionTimeModel;
 use crate::record::{JobRecord, SimResult, TaskStats, Trace, TraceSlot};
 use crate::SimError;
 use lalarand_model::{ExecutionPlan, Time};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -26,10 +26,22 @@ pub enum Horizon {
 /// Cap of [`Horizon::Auto`], in multiples of the longest period.
 pub const AUTO_MAX_PERIODS: u64 = 100;
 
+/// When jobs are released.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Releases {
+    /// Every `T` after the offset.
+    #[default]
+    Periodic,
+    /// Sporadic: consecutive releases at least `T` apart. Each gap is `T` with probability 1/2,
+    /// else `T` plus a uniform extra in `[0, max_extra * T]` (drawn from the run's seed).
+    Sporadic { max_extra: f64 },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SimConfig {
     pub horizon: Horizon,
     pub execution: ExecutionTimeModel,
+    pub releases: Releases,
     /// Seeds the execution-time draws (ChaCha8).
     pub seed: u64,
     /// Keep a [`JobRecord`] per job.
@@ -43,6 +55,7 @@ impl Default for SimConfig {
         Self {
             horizon: Horizon::Auto,
             execution: ExecutionTimeModel::Wcet,
+            releases: Releases::Periodic,
             seed: 0,
             record_jobs: true,
             record_trace: true,
@@ -68,15 +81,50 @@ struct LiveJob {
     record: usize,
 }
 
+/// What a resource's worker is doing between events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Worker {
+    /// Parked on an empty queue: the next layer queued wakes it, which takes up to that
+    /// layer's wake-up overhead.
+    Asleep,
+    /// Waking up; at the wake event it starts the highest-priority layer queued by then.
+    Waking,
+    /// Awake with nothing running (it just completed a layer, or woke): it starts its queue's
+    /// head at once, or parks if the queue is empty once the instant is settled.
+    Idle,
+    /// Running the layer of this live-job slot.
+    Running(u32),
+}
+
+/// Salts that keep the per-instance draws of execution, wake-up and release gap apart.
+const DRAW_EXECUTION: u64 = 1;
+const DRAW_WAKEUP: u64 = 2;
+const DRAW_RELEASE: u64 = 3;
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The random stream of one drawn quantity, keyed by what it is for (task, job, layer, salt),
+/// so the draws do not depend on the order events are processed in (the same-instant rule,
+/// docs/analysis.md, makes everything else order-independent).
+fn draw_rng(seed: u64, salt: u64, task: u32, job: u64, layer: u32) -> ChaCha8Rng {
+    let key = splitmix64(seed ^ splitmix64(salt ^ splitmix64(job ^ ((task as u64) << 32 | layer as u64))));
+    ChaCha8Rng::seed_from_u64(key)
+}
+
 /// Reusable simulation state.
 #[derive(Debug, Default)]
 pub struct Simulator {
-    /// (time, event): event `< resources` is a completion on that resource, else the release
-    /// of task `event - resources`.
+    /// (time, event): event `< resources` is a completion on that resource, `< 2 * resources`
+    /// the end of resource `event - resources`' wake-up, else the release of task
+    /// `event - 2 * resources`.
     events: BinaryHeap<Reverse<(Time, u32)>>,
     ready: Vec<BinaryHeap<Reverse<ReadyKey>>>,
-    /// Live-job slot of the layer running on each resource.
-    running: Vec<Option<u32>>,
+    workers: Vec<Worker>,
     live: Vec<LiveJob>,
     free: Vec<u32>,
     next_job: Vec<u64>,
@@ -105,8 +153,13 @@ fn validate(plan: &ExecutionPlan, config: &SimConfig) -> Result<(), SimError> {
             )));
         }
     }
-    if plan.tasks.len() >= u32::MAX as usize / 2 {
+    if plan.tasks.len() + 2 * plan.resources >= u32::MAX as usize / 2 {
         return Err(SimError::InvalidPlan("too many tasks".into()));
+    }
+    if let Releases::Sporadic { max_extra } = config.releases {
+        if !(max_extra.is_finite() && max_extra >= 0.0) {
+            return Err(SimError::InvalidConfig(format!("sporadic max_extra {max_extra} is not a number >= 0")));
+        }
     }
     config.execution.validate().map_err(SimError::InvalidConfig)
 }
@@ -132,13 +185,12 @@ impl Simulator {
         self.events.clear();
         self.ready.iter_mut().for_each(BinaryHeap::clear);
         self.ready.resize_with(m, BinaryHeap::new);
-        self.running.clear();
-        self.running.resize(m, None);
+        self.workers.clear();
+        self.workers.resize(m, Worker::Asleep);
         self.live.clear();
         self.free.clear();
         self.next_job.clear();
         self.next_job.resize(n, 0);
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let mut stats = vec![TaskStats::EMPTY; n];
         let mut sums = vec![0u128; n];
         let mut jobs: Vec<JobRecord> = Vec::new();
@@ -146,7 +198,7 @@ impl Simulator {
 
         for (i, t) in plan.tasks.iter().enumerate() {
             if job_limit > 0 && t.offset < end {
-                self.events.push(Reverse((t.offset, (m + i) as u32)));
+                self.events.push(Reverse((t.offset, (2 * m + i) as u32)));
             }
         }
 
@@ -163,39 +215,47 @@ impl Simulator {
                 self.events.pop();
                 let ev = ev as usize;
                 if ev < m {
-                    let slot = self.running[ev].take().expect("completion of a running layer");
+                    let Worker::Running(slot) = self.workers[ev] else { unreachable!("completion of a running layer") };
+                    self.workers[ev] = Worker::Idle;
                     self.advance(plan, slot, now, &mut stats, &mut sums, &mut jobs);
+                } else if ev < 2 * m {
+                    self.workers[ev - m] = Worker::Idle;
                 } else {
-                    self.release(plan, ev - m, now, end, job_limit, config, &mut stats, &mut sums, &mut jobs);
+                    self.release(plan, ev - 2 * m, now, end, job_limit, config, &mut stats, &mut sums, &mut jobs);
                 }
             }
-            // Zero-cost layers at the head of idle resources' queues complete on the spot; their
-            // successors are then ready at `now` and compete with everything else.
-            let mut progressed = true;
-            while progressed {
-                progressed = false;
+            // Same-instant rule (docs/analysis.md, "Same-instant events"): zero-cost layers at the
+            // head of awake idle or parked resources' queues complete on the spot, one at a time,
+            // highest priority first over all resources, each one's successor queued before the
+            // next is chosen. So the outcome does not depend on the order of the resources.
+            loop {
+                let mut best: Option<(ReadyKey, usize)> = None;
                 for r in 0..m {
-                    while self.running[r].is_none() {
-                        let Some(&Reverse((_, _, task, slot))) = self.ready[r].peek() else { break };
-                        let job = self.live[slot as usize];
-                        if plan.tasks[task as usize].layers[job.layer as usize].wcet > 0 {
-                            break;
-                        }
-                        self.ready[r].pop();
-                        if let Some(trace) = &mut trace {
-                            let slot = TraceSlot {
-                                task: task as usize,
-                                job: job.job,
-                                layer: job.layer as usize,
-                                start: now,
-                                end: now,
-                            };
-                            trace.resources[r].push(slot);
-                        }
-                        self.advance(plan, slot, now, &mut stats, &mut sums, &mut jobs);
-                        progressed = true;
+                    if !matches!(self.workers[r], Worker::Idle | Worker::Asleep) {
+                        continue;
+                    }
+                    let Some(&Reverse(key)) = self.ready[r].peek() else { continue };
+                    let job = self.live[key.3 as usize];
+                    if plan.tasks[key.2 as usize].layers[job.layer as usize].wcet == 0
+                        && best.is_none_or(|(b, _)| key < b)
+                    {
+                        best = Some((key, r));
                     }
                 }
+                let Some(((_, _, task, slot), r)) = best else { break };
+                self.ready[r].pop();
+                let job = self.live[slot as usize];
+                if let Some(trace) = &mut trace {
+                    let slot = TraceSlot {
+                        task: task as usize,
+                        job: job.job,
+                        layer: job.layer as usize,
+                        start: now,
+                        end: now,
+                    };
+                    trace.resources[r].push(slot);
+                }
+                self.advance(plan, slot, now, &mut stats, &mut sums, &mut jobs);
             }
             // No positive-cost layer starts at the end: the run covers completions up to `end`
             // only, so a job unfinished then finishes strictly later.
@@ -203,15 +263,36 @@ impl Simulator {
                 continue;
             }
             for r in 0..m {
-                if self.running[r].is_some() {
-                    continue;
+                match self.workers[r] {
+                    Worker::Running(_) | Worker::Waking => continue,
+                    Worker::Asleep | Worker::Idle if self.ready[r].is_empty() => {
+                        self.workers[r] = Worker::Asleep;
+                        continue;
+                    }
+                    Worker::Asleep => {
+                        // Woken by what was queued: it starts the highest-priority layer queued
+                        // by the end of the wake-up, up to the head's wake-up overhead from now.
+                        let Some(&Reverse((_, _, task, slot))) = self.ready[r].peek() else { continue };
+                        let job = self.live[slot as usize];
+                        let wakeup = plan.tasks[task as usize].layers[job.layer as usize].wakeup;
+                        let mut rng = draw_rng(config.seed, DRAW_WAKEUP, task, job.job, job.layer);
+                        let gap = config.execution.draw_gap(wakeup, &mut rng);
+                        if gap > 0 {
+                            self.workers[r] = Worker::Waking;
+                            self.events.push(Reverse((now + gap, (m + r) as u32)));
+                            continue;
+                        }
+                    }
+                    Worker::Idle => {}
                 }
                 let Some(Reverse((_, _, task, slot))) = self.ready[r].pop() else { continue };
                 let job = self.live[slot as usize];
-                let wcet = plan.tasks[task as usize].layers[job.layer as usize].wcet;
-                // Positive costs draw at least 1 ns, so every completion lies in the future.
-                let finish = now + config.execution.draw(wcet, &mut rng);
-                self.running[r] = Some(slot);
+                // The wake-up inside the cost is paid only by waking (above); a layer started
+                // by an awake worker runs its execution alone.
+                let execution = plan.tasks[task as usize].layers[job.layer as usize].execution();
+                let mut rng = draw_rng(config.seed, DRAW_EXECUTION, task, job.job, job.layer);
+                let finish = now + config.execution.draw(execution, &mut rng);
+                self.workers[r] = Worker::Running(slot);
                 self.events.push(Reverse((finish, r as u32)));
                 if let Some(trace) = &mut trace {
                     trace.resources[r].push(TraceSlot {
@@ -294,9 +375,17 @@ impl Simulator {
         } else {
             self.ready[task.layers[0].resource].push(Reverse((task.priority, now, i as u32, slot)));
         }
-        if let Some(next) = now.checked_add(task.period) {
+        let gap = match config.releases {
+            Releases::Periodic => task.period,
+            Releases::Sporadic { max_extra } => {
+                let mut rng = draw_rng(config.seed, DRAW_RELEASE, i as u32, k, 0);
+                let extra = if rng.gen_bool(0.5) { 0.0 } else { rng.gen_range(0.0..=max_extra) };
+                task.period.saturating_add((extra * task.period as f64) as Time)
+            }
+        };
+        if let Some(next) = now.checked_add(gap) {
             if next < end && k + 1 < job_limit {
-                self.events.push(Reverse((next, (plan.resources + i) as u32)));
+                self.events.push(Reverse((next, (2 * plan.resources + i) as u32)));
             }
         }
     }

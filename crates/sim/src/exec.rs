@@ -51,6 +51,25 @@ impl ExecutionTimeModel {
     }
 }
 
+impl ExecutionTimeModel {
+    /// A wake-up gap of at most `wakeup`: the full overhead under [`Self::Wcet`], else drawn
+    /// from 0 up (a worker may wake at once).
+    #[inline]
+    pub(crate) fn draw_gap(&self, wakeup: Time, rng: &mut ChaCha8Rng) -> Time {
+        match *self {
+            Self::Wcet => wakeup,
+            Self::Uniform { .. } => rng.gen_range(0..=wakeup),
+            Self::TwoPoint { wcet_probability, .. } => {
+                if rng.gen_bool(wcet_probability) {
+                    wakeup
+                } else {
+                    0
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,15 @@
 //! every instant all completions and releases are processed before idle resources dispatch, so
 //! a layer that becomes ready at `t` competes with everything else ready at `t`. A zero-cost
 //! layer (profiles allow 0 us) that is picked completes at the instant it starts, so its
-//! successor competes at that instant too.
+//! successor competes at that instant too; several such layers complete one at a time,
+//! highest priority first over all resources, so the order of the resources in the platform
+//! never changes a run (docs/analysis.md, "Same-instant events").
+//!
+//! Wake-ups are modelled as the runtime has them: a worker parked on an empty queue, woken by a
+//! layer queued from outside, starts up to that layer's `wakeup` (its share of its cost) later,
+//! and then runs the highest-priority layer queued by then, for the rest of its cost. A worker
+//! that is awake runs a layer's cost less its wake-up. Releases are periodic or sporadic
+//! ([`Releases`]).
 //!
 //! Besides [`simulate`], the crate draws [Gantt charts](gantt) of a run and runs the
 //! [soundness campaign](campaign): random plans simulated against
@@ -29,7 +37,7 @@ pub mod gantt;
 mod record;
 
 pub use campaign::{soundness_campaign, CampaignReport, Violation};
-pub use engine::{simulate, Horizon, SimConfig, Simulator, AUTO_MAX_PERIODS};
+pub use engine::{simulate, Horizon, Releases, SimConfig, Simulator, AUTO_MAX_PERIODS};
 pub use exec::ExecutionTimeModel;
 pub use gantt::{write_gantt, GanttLabels};
 pub use record::{JobRecord, SimResult, TaskStats, Trace, TraceSlot};

@@ -135,7 +135,14 @@ fn arb_plan() -> impl Strategy<Value = (ExecutionPlan, SimConfig)> {
             1 => ExecutionTimeModel::Uniform { min_fraction: 0.2 },
             _ => ExecutionTimeModel::TwoPoint { min_fraction: 0.3, wcet_probability: 0.5 },
         };
-        let config = SimConfig { horizon: Horizon::Auto, execution, seed, record_jobs: false, record_trace: false };
+        let config = SimConfig {
+            horizon: Horizon::Auto,
+            execution,
+            seed,
+            record_jobs: false,
+            record_trace: false,
+            ..SimConfig::default()
+        };
         (ExecutionPlan { resources, tasks }, config)
     })
 }

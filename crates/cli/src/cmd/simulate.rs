@@ -204,6 +204,7 @@ pub fn run(args: Args) -> Result<Verdict> {
         // The table needs only per-task statistics; jobs and trace feed the chart.
         record_jobs: args.gantt.is_some(),
         record_trace: args.gantt.is_some(),
+        ..SimConfig::default()
     };
     let sim = run_simulation(&system, &plan, &config, args.gantt.as_deref())?;
     if args.json {

@@ -1,7 +1,7 @@
 //! Random plans shaped to stress the analysis.
 
 use super::CampaignSet;
-use crate::engine::{hyperperiod, Horizon, SimConfig};
+use crate::engine::{hyperperiod, Horizon, Releases, SimConfig};
 use crate::exec::ExecutionTimeModel;
 use lalarand_model::{ExecutionPlan, Mode, PlannedLayer, PlannedTask, Time};
 use rand::seq::SliceRandom;
@@ -21,6 +21,10 @@ pub(super) const HYPERPERIODS: u64 = 10;
 /// random priorities; half the sets with random offsets and half below the WCET; a fifth with
 /// some zero-cost layers. Half the sets use coarse integer times, so that releases,
 /// completions and fixed points coincide exactly: the boundary cases an analysis gets wrong.
+/// Half the sets charge a wake-up overhead per resource (up to 2 periods' scale units, 0 on
+/// some resources) to every layer that starts a segment, as the model does; the simulator then
+/// delays a parked worker's start by up to it. Half release jobs sporadically (gaps of `T`
+/// plus up to `max_extra * T`, [`Releases::Sporadic`]).
 pub fn campaign_set(seed: u64, index: u64) -> CampaignSet {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(index);
@@ -56,13 +60,32 @@ pub fn campaign_set(seed: u64, index: u64) -> CampaignSet {
         2 => ExecutionTimeModel::Uniform { min_fraction: rng.gen_range(0.1..0.9) },
         _ => ExecutionTimeModel::TwoPoint { min_fraction: rng.gen_range(0.1..0.9), wcet_probability: 0.5 },
     };
-    let plan = ExecutionPlan { resources, tasks };
+    let mut plan = ExecutionPlan { resources, tasks };
+    let sim_seed: u64 = rng.gen();
+    // Drawn after everything above, so the rest of a set does not depend on these.
+    if rng.gen_bool(0.5) {
+        // The runtime's wake-up overhead, per resource (0 on some): charged to every layer
+        // that starts a segment, as lalarand_model::plan charges it.
+        let wakeup: Vec<Time> = (0..resources).map(|_| rng.gen_range(0..=scale * 2)).collect();
+        for t in &mut plan.tasks {
+            for j in 0..t.layers.len() {
+                if j == 0 || t.layers[j - 1].resource != t.layers[j].resource {
+                    let l = &mut t.layers[j];
+                    l.wakeup = wakeup[l.resource];
+                    l.wcet += l.wakeup;
+                }
+            }
+        }
+    }
+    let releases =
+        if rng.gen_bool(0.5) { Releases::Sporadic { max_extra: rng.gen_range(0.05..1.0) } } else { Releases::Periodic };
     let max_offset = plan.tasks.iter().map(|t| t.offset).max().unwrap_or(0);
     let hyper = hyperperiod(&plan).expect("periods divide 120 * scale");
     let config = SimConfig {
         horizon: Horizon::Until(max_offset + HYPERPERIODS * hyper),
         execution,
-        seed: rng.gen(),
+        releases,
+        seed: sim_seed,
         record_jobs: false,
         record_trace: false,
     };
@@ -128,5 +151,9 @@ mod tests {
             }
         }
         assert!(zero, "some sets have zero-cost layers");
+        let sets: Vec<_> = (0..200).map(|i| campaign_set(1, i)).collect();
+        assert!(sets.iter().any(|s| s.plan.tasks.iter().flat_map(|t| &t.layers).any(|l| l.wakeup > 0)));
+        assert!(sets.iter().any(|s| matches!(s.config.releases, Releases::Sporadic { .. })));
+        assert!(sets.iter().flat_map(|s| &s.plan.tasks).flat_map(|t| &t.layers).all(|l| l.wakeup <= l.wcet));
     }
 }

@@ -45,6 +45,11 @@ pub struct Violation {
 pub struct CampaignReport {
     pub seed: u64,
     pub sets: u64,
+    /// Sets whose plans charge a wake-up overhead somewhere (the simulator delays a parked
+    /// worker by up to it).
+    pub wakeup_sets: u64,
+    /// Sets released sporadically rather than periodically.
+    pub sporadic_sets: u64,
     pub tasks: u64,
     pub schedulable_tasks: u64,
     /// Jobs of schedulable tasks whose response was compared with the bound.
@@ -69,6 +74,8 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 impl CampaignReport {
     fn merge(mut self, other: Self) -> Self {
         self.sets += other.sets;
+        self.wakeup_sets += other.wakeup_sets;
+        self.sporadic_sets += other.sporadic_sets;
         self.tasks += other.tasks;
         self.schedulable_tasks += other.schedulable_tasks;
         self.jobs_checked += other.jobs_checked;
@@ -92,6 +99,11 @@ impl CampaignReport {
 impl std::fmt::Display for CampaignReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "soundness campaign, seed {}: {} sets, {} tasks", self.seed, self.sets, self.tasks)?;
+        writeln!(
+            f,
+            "  sets with wake-up overheads: {}; with sporadic releases: {}",
+            self.wakeup_sets, self.sporadic_sets
+        )?;
         let share = 100.0 * self.schedulable_tasks as f64 / self.tasks.max(1) as f64;
         writeln!(f, "  deemed schedulable: {} tasks ({share:.1}%)", self.schedulable_tasks)?;
         writeln!(f, "  jobs checked against their bound: {}", self.jobs_checked)?;
@@ -176,6 +188,8 @@ pub fn soundness_campaign(sets: u64, seed: u64, progress: bool) -> CampaignRepor
             CampaignReport {
                 seed,
                 sets: 1,
+                wakeup_sets: set.plan.tasks.iter().flat_map(|t| &t.layers).any(|l| l.wakeup > 0) as u64,
+                sporadic_sets: matches!(set.config.releases, crate::engine::Releases::Sporadic { .. }) as u64,
                 tasks: c.tasks,
                 schedulable_tasks: c.schedulable,
                 jobs_checked: c.jobs,

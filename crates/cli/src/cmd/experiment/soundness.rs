@@ -10,7 +10,8 @@ use serde::Serialize;
 /// Check the analysis against the simulator on random plans.
 ///
 /// Simulates random plans built to stress the analysis and checks that no task deemed
-/// schedulable ever responds later than its bound.
+/// schedulable ever responds later than its bound. Half the plans charge the runtime's wake-up
+/// overhead (simulated as a parked worker's delay) and half release jobs sporadically.
 ///
 /// Exit code 0 if no bound was exceeded, 1 if one was (an analysis bug: the report names the
 /// seed and set index to replay), 2 on bad input.
@@ -43,6 +44,10 @@ struct ViolationJson {
 struct CampaignJson {
     seed: u64,
     sets: u64,
+    /// Sets charging a wake-up overhead (simulated as a parked worker's delay).
+    wakeup_sets: u64,
+    /// Sets with sporadic releases (gaps of at least the period).
+    sporadic_sets: u64,
     tasks: u64,
     schedulable_tasks: u64,
     jobs_checked: u64,
@@ -61,6 +66,8 @@ pub fn run(args: Args) -> Result<Verdict> {
         print_json(&CampaignJson {
             seed: report.seed,
             sets: report.sets,
+            wakeup_sets: report.wakeup_sets,
+            sporadic_sets: report.sporadic_sets,
             tasks: report.tasks,
             schedulable_tasks: report.schedulable_tasks,
             jobs_checked: report.jobs_checked,
