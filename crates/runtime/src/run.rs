@@ -294,8 +294,11 @@ fn release_loop<E: StageExecutor>(shared: &Shared<'_, E>) -> ReleaseLog {
         RunHorizon::Jobs(k) => count[i] < k,
     };
     let mut last_release = 0;
-    // Releases in time order; simultaneous ones by task index, as the simulator does.
-    while let Some(i) = (0..n).filter(|&i| more(i, &next, &count)).min_by_key(|&i| (next[i], i)) {
+    // Releases in time order; simultaneous ones highest priority first, the same-instant rule
+    // of docs/analysis.md that the simulator follows: a worker woken by the first push then
+    // finds the highest-priority job of the instant, not the lowest-indexed task's.
+    while let Some(i) = (0..n).filter(|&i| more(i, &next, &count)).min_by_key(|&i| (next[i], plan.tasks[i].priority, i))
+    {
         let t = next[i];
         if !wait_until(shared, t) {
             break;
