@@ -231,14 +231,16 @@ impl Simulator {
             loop {
                 let mut best: Option<(ReadyKey, usize)> = None;
                 for r in 0..m {
-                    if !matches!(self.workers[r], Worker::Idle | Worker::Asleep) {
-                        continue;
-                    }
                     let Some(&Reverse(key)) = self.ready[r].peek() else { continue };
-                    let job = self.live[key.3 as usize];
-                    if plan.tasks[key.2 as usize].layers[job.layer as usize].wcet == 0
-                        && best.is_none_or(|(b, _)| key < b)
-                    {
+                    let layer = &plan.tasks[key.2 as usize].layers[self.live[key.3 as usize].layer as usize];
+                    // An awake worker runs a layer's cost less its wake-up; a parked one must
+                    // wake first unless the whole cost is 0.
+                    let cost = match self.workers[r] {
+                        Worker::Idle => layer.execution(),
+                        Worker::Asleep => layer.wcet,
+                        Worker::Waking | Worker::Running(_) => continue,
+                    };
+                    if cost == 0 && best.is_none_or(|(b, _)| key < b) {
                         best = Some((key, r));
                     }
                 }

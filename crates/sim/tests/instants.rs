@@ -83,6 +83,17 @@ fn an_awake_worker_pays_no_wake_up() {
 }
 
 #[test]
+fn a_layer_that_is_all_wake_up_completes_when_the_worker_wakes_even_at_the_horizon() {
+    // Campaign set 75324 of seed 1: the last job's last layer (cost 17, all of it wake-up) ends
+    // its wake-up exactly at the horizon, at the bound; it completes there and is no violation.
+    let set = campaign_set(1, 75_324);
+    assert!(lalarand_sim::campaign::violations(&set).is_empty());
+    let plan = ExecutionPlan { resources: 1, tasks: vec![task(0, 10, 0, vec![layer(0, 3, 3)])] };
+    let r = simulate(&plan, &SimConfig { horizon: Horizon::Until(13), ..SimConfig::default() }).unwrap();
+    assert_eq!((r.tasks[0].completed, r.tasks[0].max_response, r.tasks[0].oldest_incomplete), (2, 3, None));
+}
+
+#[test]
 fn sporadic_releases_are_at_least_a_period_apart_and_vary() {
     let plan = ExecutionPlan { resources: 1, tasks: vec![task(0, 10, 0, vec![layer(0, 1, 0)])] };
     let config = SimConfig {

@@ -1,11 +1,15 @@
 //! `lalarand experiment schedulability`: the paper's Fig. 8-style sweep.
 
+use crate::files::{example_files, write_all, write_gantt_atomic};
 use crate::report::print_json;
 use crate::Verdict;
 use anyhow::{bail, Context, Result};
 use lalarand_alloc::{AllocOptions, Policy};
-use lalarand_experiments::{check_profile, parse_utilizations, run_schedulability, ProfileLibrary, SweepConfig};
-use lalarand_model::{DnnProfile, Platform};
+use lalarand_experiments::{
+    check_profile, parse_utilizations, run_schedulability, set_rng, Generator, ProfileLibrary, SweepConfig,
+};
+use lalarand_model::{time_to_ms, DnnProfile, ExecutionPlan, Platform};
+use lalarand_sim::{simulate, GanttLabels, Horizon, SimConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -68,6 +72,12 @@ pub struct Args {
     /// Print the full result (settings, points, rows, summary) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also write, into this folder, the first set (by index) at the utilization of the largest
+    /// lalarand-vs-dart gap that lalarand schedules and dart does not: its system files, both
+    /// allocations, a Gantt chart of lalarand's allocation simulated at WCETs, and why.txt (every
+    /// task's bound and stages under both).
+    #[arg(long, value_name = "DIR")]
+    pub explain_gap: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<Verdict> {
@@ -95,7 +105,13 @@ pub fn run(args: Args) -> Result<Verdict> {
         cpu_speedup: args.cpu_speedup,
     };
     let result = run_schedulability(&cfg, true)?;
-    let written = result.write_all(&args.out)?;
+    let mut written = result.write_all(&args.out)?;
+    if let Some(dir) = &args.explain_gap {
+        match result.summary().lalarand_vs_dart.and_then(|c| c.largest_gap) {
+            Some(gap) => written.extend(explain_gap(&cfg, gap.utilization, dir)?),
+            None => outln!("--explain-gap: lalarand is nowhere ahead of dart; nothing written")?,
+        }
+    }
     if args.json {
         print_json(&serde_json::from_str::<serde_json::Value>(&result.to_json())?)?;
     } else {
@@ -106,6 +122,68 @@ pub fn run(args: Args) -> Result<Verdict> {
         }
     }
     Ok(Verdict::Done)
+}
+
+/// `--explain-gap`: the first set at `utilization` that lalarand schedules and dart does not.
+fn explain_gap(cfg: &SweepConfig, utilization: f64, dir: &Path) -> Result<Vec<PathBuf>> {
+    let generator = Generator::new(
+        cfg.library.profiles_scaled(cfg.cpu_speedup),
+        cfg.platform.clone(),
+        cfg.tasks,
+        cfg.random_offsets,
+    )?;
+    for k in 0..cfg.sets_per_point as u64 {
+        let system = generator.generate(utilization, &mut set_rng(cfg.seed, utilization, k))?;
+        let ours = Policy::Lalarand.allocate(&system, &cfg.options)?;
+        let dart = Policy::Dart.allocate(&system, &cfg.options)?;
+        if !ours.schedulable() || dart.schedulable() {
+            continue;
+        }
+        let mut files = example_files(&system, &ours.allocation, Policy::Lalarand.name());
+        files.push((PathBuf::from("allocation-dart.toml"), dart.allocation.to_toml(&system, Some("dart"))));
+        let mut why =
+            format!("set {k} at U = {utilization} (seed {}): lalarand schedules it, dart does not.\n\n", cfg.seed);
+        for (name, o) in [("lalarand", &ours), ("dart", &dart)] {
+            why += &format!("{name}:\n");
+            for (i, (t, b)) in system.tasks.iter().zip(&o.analysis.tasks).enumerate() {
+                let places: Vec<String> = o.allocation.tasks[i]
+                    .iter()
+                    .map(|p| format!("{}@{}", p.mode, system.platform.resources[p.resource].name))
+                    .collect();
+                // Runs of equal placements, as stages: "gpu@gpu x12, cpu-fp32@cpu x3".
+                let mut stages: Vec<(String, usize)> = Vec::new();
+                for p in places {
+                    match stages.last_mut() {
+                        Some((q, n)) if *q == p => *n += 1,
+                        _ => stages.push((p, 1)),
+                    }
+                }
+                let stages: Vec<String> = stages.iter().map(|(p, n)| format!("{p} x{n}")).collect();
+                let bound = b.bound.map_or(format!("not proven (estimate {:.3} ms)", time_to_ms(b.estimate)), |r| {
+                    format!("bound {:.3} ms", time_to_ms(r))
+                });
+                why += &format!(
+                    "  {:<12} {:<12} T = D = {:.3} ms, {bound}; {}\n",
+                    t.name,
+                    t.dnn.model,
+                    time_to_ms(t.deadline),
+                    stages.join(", ")
+                );
+            }
+        }
+        files.push((PathBuf::from("why.txt"), why));
+        let mut written = write_all(dir, &files)?;
+        let plan = ExecutionPlan::new(&system, &ours.allocation)?;
+        // Synchronous releases at WCETs, over the longest period: the critical instant.
+        let longest = system.tasks.iter().map(|t| t.period).max().unwrap_or(0);
+        let config = SimConfig { horizon: Horizon::Until(longest), ..SimConfig::default() };
+        let run = simulate(&plan, &config).context("--explain-gap: simulation")?;
+        let gantt = dir.join("gantt-lalarand.svg");
+        write_gantt_atomic(&run, &GanttLabels::from_system(&system), &gantt)?;
+        written.push(gantt);
+        return Ok(written);
+    }
+    bail!("--explain-gap: no set at U = {utilization} that lalarand schedules and dart does not (a bug: the sweep counted one)")
 }
 
 /// `--profiles`: folders expanded to their `*.json`, every file loaded and checked against the
