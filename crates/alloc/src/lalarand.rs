@@ -14,8 +14,8 @@
 //!    move that improves the lexicographic score (unschedulable tasks, total deadline
 //!    overshoot). int8 modes are offered only while the accuracy budget allows. Stops when
 //!    schedulable or when no move improves. Starts: the fastest-fp32 allocation (usually all on
-//!    the GPU), then the DART and task-level allocations, so the result never schedules less
-//!    than those baselines.
+//!    the GPU), then the `dart`, `dart-util` and task-level allocations, so the result never
+//!    schedules less than those baselines.
 //! 2. **Accuracy recovery.** int8 layers, costliest first, are moved back to an fp32 mode (same
 //!    CPU, then a GPU, then other CPUs) whenever the set stays schedulable.
 //!
@@ -24,7 +24,7 @@
 
 use crate::evaluator::{Evaluator, Move};
 use crate::search::all_placements;
-use crate::{AllocError, AllocOptions, Allocator, Dart, Outcome, TaskLevel};
+use crate::{AllocError, AllocOptions, Allocator, Dart, DartUtil, Outcome, TaskLevel};
 use lalarand_analysis::Score;
 use lalarand_model::plan::placed_cost;
 use lalarand_model::{Allocation, Mode, Placement, System, Time};
@@ -34,7 +34,7 @@ pub struct Lalarand;
 /// Analyses per batch of best-first candidates.
 const BATCH: usize = 12;
 
-/// Batches a restart (from the DART or task-level allocation) may scan per step. The first
+/// Batches a restart (from the `dart`, `dart-util` or task-level allocation) may scan per step. The first
 /// start scans every move before giving up; restarts exist to keep `lalarand` at least as good
 /// as those baselines, and an exhaustive scan from each would triple the cost of proving
 /// that a set is out of reach.
@@ -53,6 +53,7 @@ impl Allocator for Lalarand {
         let starts = [
             Some(fastest_fp32(system, &choices)),
             start_from(Dart, system, &fp32),
+            start_from(DartUtil, system, &fp32),
             start_from(TaskLevel, system, options),
         ];
         for (n, start) in starts.into_iter().enumerate() {
