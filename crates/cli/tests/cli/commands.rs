@@ -137,7 +137,20 @@ fn demo_compares_policies_and_writes_loadable_files() {
     let json = stdout_json(&run);
     let policies: Vec<&str> =
         json["policies"].as_array().unwrap().iter().map(|p| p["policy"].as_str().unwrap()).collect();
-    assert_eq!(policies, ["gpu-only", "cpu-only", "task-level", "dart", "lalarand-fp32", "lalarand", "optimal"]);
+    assert_eq!(
+        policies,
+        [
+            "gpu-only",
+            "cpu-only",
+            "preferable",
+            "task-level",
+            "dart-util",
+            "dart",
+            "lalarand-fp32",
+            "lalarand",
+            "optimal"
+        ]
+    );
     assert_eq!(json["lalarand"]["tasks"].as_array().unwrap().len(), 4);
     for f in ["platform.toml", "taskset.toml", "allocation.toml", "profiles/resnet18.json", "gantt.svg"] {
         assert!(dir.path().join(f).exists(), "{f} missing");

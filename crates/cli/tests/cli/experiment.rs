@@ -55,15 +55,22 @@ fn measured_profiles_on_a_stand_in_platform_run_every_policy() {
     let name = settings["library"]["name"].as_str().unwrap();
     assert!(name.contains("profiles") && name.contains("(2 profiles)"), "{name}");
     assert_eq!(settings["library"]["models"], serde_json::json!(["net-a", "net-b"]));
-    assert_eq!(settings["platform"], serde_json::json!(["cpu (cpu)", "accel (cpu, accelerator)"]));
+    let stated = serde_json::json!([
+        "cpu (cpu, unpinned, 1 threads, dispatch 120 us, wake-up 0 us)",
+        "accel (cpu, accelerator, unpinned, 1 threads, dispatch 120 us, wake-up 0 us)"
+    ]);
+    assert_eq!(settings["platform"], stated, "every policy's platform, stated");
     assert!(settings["utilization_axis"].as_str().unwrap().contains("all-accel cpu-fp32"), "{settings}");
-    // Six default policies, two points; gpu-only and dart run on `accel` instead of failing.
+    // Eight default policies, two points; gpu-only and dart run on `accel` instead of failing.
     let rows = json["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 12);
+    assert_eq!(rows.len(), 16);
     assert!(rows.iter().all(|r| r["errors"] == 0), "{rows:?}");
     let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap();
     assert!(
-        summary.starts_with(&format!("Profiles: {name}; platform: cpu (cpu), accel (cpu, accelerator)")),
+        summary.starts_with(&format!(
+            "Profiles: {name}\nPlatform, the same for every policy: cpu (cpu, unpinned, 1 threads, dispatch 120 us, \
+             wake-up 0 us); accel (cpu, accelerator, unpinned"
+        )),
         "{summary}"
     );
     let svg = std::fs::read_to_string(out.join("schedulability.svg")).unwrap();
