@@ -23,3 +23,47 @@ create_exception!(lalarand, SimulationError, LalarandError, "The simulator refus
 pub fn format_error(err: impl std::fmt::Display) -> PyErr {
     FormatError::new_err(err.to_string())
 }
+
+create_exception!(
+    lalarand,
+    ServerError,
+    LalarandError,
+    "The server refused to start, or a call does not fit how a task is served."
+);
+create_exception!(
+    lalarand,
+    InputError,
+    ServerError,
+    "A bad input: unknown task, wrong shape or dtype (the message names the task and what it expects)."
+);
+create_exception!(lalarand, StoppedError, ServerError, "The server is stopped, or stopping cancelled the job.");
+create_exception!(
+    lalarand,
+    RejectedError,
+    ServerError,
+    "A submission rejected: too early for its task, or its backlog full."
+);
+create_exception!(
+    lalarand,
+    JobError,
+    ServerError,
+    "A job failed: a stage, its input source (with the Python traceback), or aborted past its deadline."
+);
+create_exception!(lalarand, AlreadyTakenError, ServerError, "A handle's result was already taken by an earlier wait.");
+
+/// Maps the server's errors onto the exception classes, the library's message intact.
+pub fn serve_error(err: lalarand_runtime::serve::ServeError) -> PyErr {
+    use lalarand_runtime::serve::ServeError as E;
+    let message = err.to_string();
+    match err {
+        E::Start(_) | E::Config { .. } | E::WrongKind { .. } | E::Os(_) => ServerError::new_err(message),
+        E::UnknownTask { .. } | E::Input { .. } => InputError::new_err(message),
+        E::Stopped { .. } | E::Cancelled { .. } => StoppedError::new_err(message),
+        E::TooEarly { .. } | E::Backlog { .. } => RejectedError::new_err(message),
+        E::Failed { .. } | E::Source { .. } | E::Aborted { .. } => JobError::new_err(message),
+        E::AlreadyTaken { .. } => AlreadyTakenError::new_err(message),
+        E::Timeout { .. } => pyo3::exceptions::PyTimeoutError::new_err(message),
+        #[allow(unreachable_patterns)]
+        _ => ServerError::new_err(message),
+    }
+}

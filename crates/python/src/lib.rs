@@ -6,6 +6,7 @@
 //! comments) and in `python/lalarand/_lalarand.pyi`.
 
 mod errors;
+mod serving;
 mod system;
 
 use pyo3::prelude::*;
@@ -33,5 +34,19 @@ fn _lalarand(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<system::Simulation>()?;
     m.add_class::<system::TaskSimulation>()?;
     m.add_function(wrap_pyfunction!(system::policies, m)?)?;
+    m.add("ServerError", py.get_type::<errors::ServerError>())?;
+    m.add("InputError", py.get_type::<errors::InputError>())?;
+    m.add("StoppedError", py.get_type::<errors::StoppedError>())?;
+    m.add("RejectedError", py.get_type::<errors::RejectedError>())?;
+    m.add("JobError", py.get_type::<errors::JobError>())?;
+    m.add("AlreadyTakenError", py.get_type::<errors::AlreadyTakenError>())?;
+    m.add_class::<serving::Server>()?;
+    m.add_class::<serving::JobHandle>()?;
+    m.add_class::<serving::JobResult>()?;
+    m.add_class::<serving::InputSlot>()?;
+    m.add_class::<serving::ResultStream>()?;
+    m.add_class::<serving::Slot>()?;
+    m.add("SLOT", serving::Slot)?;
+    m.add_function(wrap_pyfunction!(serving::serve, m)?)?;
     Ok(())
 }
