@@ -48,5 +48,6 @@ fn _lalarand(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<serving::Slot>()?;
     m.add("SLOT", serving::Slot)?;
     m.add_function(wrap_pyfunction!(serving::serve, m)?)?;
+    m.add_function(wrap_pyfunction!(serving::_bench_rust_infer, m)?)?;
     Ok(())
 }

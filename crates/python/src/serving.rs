@@ -47,14 +47,14 @@ impl InputBuffer for NumpyBuffer {
 /// A numpy array as task `task`'s input: a C-contiguous float32 array is shared, any other
 /// float32 array copied once into a contiguous buffer; another dtype or type is an error naming
 /// the task and what it expects (the server checks the shape).
-fn to_input(task: &str, expected: &str, obj: &Bound<'_, PyAny>) -> Result<Input, ServeError> {
+fn to_input(task: &str, expected: impl FnOnce() -> String, obj: &Bound<'_, PyAny>) -> Result<Input, ServeError> {
     let bad = |problem: String| ServeError::Input { task: task.to_string(), problem };
     let Ok(array) = obj.cast::<PyArrayDyn<f32>>() else {
         let what = match obj.getattr("dtype") {
             Ok(dtype) => format!("an array of dtype {dtype}"),
             Err(_) => format!("a {}", obj.get_type().name().map_or("?".into(), |n| n.to_string())),
         };
-        return Err(bad(format!("got {what}, expected a float32 numpy array, shape {expected}")));
+        return Err(bad(format!("got {what}, expected a float32 numpy array, shape {}", expected())));
     };
     let dims = array.shape().to_vec();
     let input = if array.is_c_contiguous() {
@@ -351,7 +351,7 @@ pub struct InputSlot {
 impl InputSlot {
     /// Makes `array` (float32, the task's input shape) the latest input; shared, not copied.
     fn put(&self, py: Python<'_>, array: &Bound<'_, PyAny>) -> PyResult<()> {
-        let input = to_input(self.slot.task(), &self.expected, array).map_err(serve_error)?;
+        let input = to_input(self.slot.task(), || self.expected.clone(), array).map_err(serve_error)?;
         py.detach(|| self.slot.put(input)).map_err(serve_error)
     }
 
@@ -426,7 +426,7 @@ impl Server {
     /// before the task's minimum inter-arrival time waits for its legal release or is rejected,
     /// as the task's `early` policy says (see the handle's `admission`).
     fn submit(&self, py: Python<'_>, task: &str, array: &Bound<'_, PyAny>) -> PyResult<JobHandle> {
-        let input = to_input(task, &expected_shape(&self.server, task), array).map_err(serve_error)?;
+        let input = to_input(task, || expected_shape(&self.server, task), array).map_err(serve_error)?;
         let handle = py.detach(|| with_server!(&self.server, s => s.submit(task, input))).map_err(serve_error)?;
         Ok(JobHandle { handle, delivered: Arc::default(), registered: Mutex::new(false) })
     }
@@ -434,7 +434,7 @@ impl Server {
     /// `submit` then `result(timeout)`: blocks (without the GIL) until the job resolves.
     #[pyo3(signature = (task, array, timeout=None))]
     fn infer(&self, py: Python<'_>, task: &str, array: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<JobResult> {
-        let input = to_input(task, &expected_shape(&self.server, task), array).map_err(serve_error)?;
+        let input = to_input(task, || expected_shape(&self.server, task), array).map_err(serve_error)?;
         let timeout = timeout.map(seconds).transpose()?;
         let result = py
             .detach(|| {
@@ -529,6 +529,35 @@ impl Server {
         let names = self.tasks();
         format!("<Server: tasks {}{}>", names.join(", "), if self.stopped() { ", stopped" } else { "" })
     }
+}
+
+/// For the overhead benchmark (bench/infer_overhead.py): `n` Rust `Server::infer` calls of
+/// task `task` on a Rust-owned zero input of `shape`, `gap_s` seconds apart (so that each is
+/// released at once), timed around the call alone, without the GIL; nanoseconds per call.
+#[pyfunction]
+pub fn _bench_rust_infer(
+    py: Python<'_>,
+    server: &Server,
+    task: &str,
+    shape: Vec<usize>,
+    n: usize,
+    gap_s: f64,
+) -> PyResult<Vec<u64>> {
+    let gap = seconds(gap_s)?;
+    let values: usize = shape.iter().product();
+    let input = Input::from_vec(shape, vec![0.0; values]).map_err(PyValueError::new_err)?;
+    py.detach(|| {
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            std::thread::sleep(gap);
+            let started = std::time::Instant::now();
+            let result = with_server!(&server.server, s => s.infer(task, input.clone()));
+            times.push(started.elapsed().as_nanos() as u64);
+            result?;
+        }
+        Ok(times)
+    })
+    .map_err(serve_error)
 }
 
 /// Marks a periodic task whose inputs come from a latest-value slot (`Server.slot(task)`).
@@ -671,7 +700,7 @@ fn python_source(
                 return Ok(None);
             }
             let shape = expected.get().map_or("the task's input shape", |s| s.as_str());
-            to_input(&task, shape, value).map(Some).map_err(|e| e.to_string())
+            to_input(&task, || shape.to_string(), value).map(Some).map_err(|e| e.to_string())
         })
     }
 }
