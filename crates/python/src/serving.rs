@@ -8,7 +8,9 @@
 
 use crate::errors::serve_error;
 use crate::system::{Allocation, System};
+use lalarand_engine::serving::{model_paths, EngineExecutor};
 use lalarand_model::Time;
+use lalarand_runtime::serve::ServerBuilder;
 use lalarand_runtime::serve::{
     Admission, EarlyPolicy, Input, InputBuffer, InputSlot as CoreSlot, JobHandle as CoreHandle,
     JobResult as CoreResult, ResultStream as CoreStream, ServeConfig, ServeError, Server as CoreServer, Source,
@@ -19,6 +21,8 @@ use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -74,6 +78,7 @@ fn expected_shape(server: &AnyServer, task: &str) -> String {
 
 /// A server over any of the executors the bindings offer.
 enum AnyServer {
+    Engine(CoreServer<EngineExecutor>),
     Busy(CoreServer<BusyWait>),
 }
 
@@ -81,6 +86,7 @@ enum AnyServer {
 macro_rules! with_server {
     ($server:expr, $s:ident => $body:expr) => {
         match $server {
+            AnyServer::Engine($s) => $body,
             AnyServer::Busy($s) => $body,
         }
     };
@@ -574,6 +580,10 @@ impl Slot {
 /// Starts a server for `system` under `allocation` (refused, like `lalarand run`, when the
 /// analysis cannot prove it unless `force`).
 ///
+/// `models` maps a task name (or a profile's model name) to its ONNX model; a task without one
+/// uses `<its profile's folder>/<model>.onnx`. Each model must be the file its profile measured
+/// (sha256) with the profile's stages; int8 stages are the profiled ones.
+///
 /// `periodic` maps a task name to its input source: a callable `f(job_index) -> array | None`
 /// (called on the task's own source thread ahead of each release; None is "nothing new"; a
 /// raising callable fails that job with its traceback), or `lalarand.SLOT` (the application
@@ -586,12 +596,13 @@ impl Slot {
 /// `busy=True` runs each stage as a busy wait of its planned time and echoes the input as the
 /// output "output" (no models needed: a stand-in with known times).
 #[pyfunction]
-#[pyo3(signature = (system, allocation, *, periodic=None, busy=false, stale="reuse", early="wait", late="continue", force=false, realtime=true, max_backlog=4, results_capacity=64, trace_window_ms=None, drain_timeout_ms=10_000.0, warm_up=true))]
+#[pyo3(signature = (system, allocation, models=None, *, periodic=None, busy=false, stale="reuse", early="wait", late="continue", force=false, realtime=true, max_backlog=4, results_capacity=64, trace_window_ms=None, drain_timeout_ms=10_000.0, warm_up=true))]
 #[allow(clippy::too_many_arguments)]
 pub fn serve(
     py: Python<'_>,
     system: &System,
     allocation: &Allocation,
+    models: Option<HashMap<String, PathBuf>>,
     periodic: Option<&Bound<'_, PyDict>>,
     busy: bool,
     stale: &str,
@@ -661,27 +672,40 @@ pub fn serve(
             sources.push((name, source));
         }
     }
-    if !busy {
-        return Err(PyValueError::new_err(
-            "serving models needs the engine adapter: pass busy=True for busy-waiting stages",
-        ));
-    }
-    let plan = lalarand_model::ExecutionPlan::new(&core_system, &alloc).map_err(crate::errors::format_error)?;
-    let exec = BusyWait::from_plan(&plan, &core_system.platform, BusyTime::Wcet);
-    let server = py
-        .detach(|| {
-            let mut builder = CoreServer::builder(&core_system, &alloc, exec).config(config);
-            for (name, source) in sources {
-                builder = builder.periodic(&name, source, stale);
-            }
-            builder.start()
-        })
-        .map_err(serve_error)?;
-    let server = AnyServer::Busy(server);
+    let server = if busy {
+        let plan = lalarand_model::ExecutionPlan::new(&core_system, &alloc).map_err(crate::errors::format_error)?;
+        let exec = BusyWait::from_plan(&plan, &core_system.platform, BusyTime::Wcet);
+        let builder = CoreServer::builder(&core_system, &alloc, exec).config(config);
+        AnyServer::Busy(py.detach(|| start(builder, sources, stale)).map_err(serve_error)?)
+    } else {
+        let tasks_file = system.tasks_file.clone().unwrap_or_default();
+        let paths = model_paths(&core_system, &tasks_file, &models.unwrap_or_default()).map_err(engine_error)?;
+        // Loading and warming up the models takes a while: without the GIL.
+        let exec = py.detach(|| EngineExecutor::new(&core_system, &alloc, &paths)).map_err(engine_error)?;
+        let builder = CoreServer::builder(&core_system, &alloc, exec).config(config);
+        AnyServer::Engine(py.detach(|| start(builder, sources, stale)).map_err(serve_error)?)
+    };
     for (name, shape) in shapes {
         let _ = shape.set(expected_shape(&server, &name));
     }
     Ok(Server { server })
+}
+
+fn start<E: lalarand_runtime::serve::ServeExecutor>(
+    mut builder: ServerBuilder<E>,
+    sources: Vec<(String, Source)>,
+    stale: StalePolicy,
+) -> Result<CoreServer<E>, ServeError> {
+    for (name, source) in sources {
+        builder = builder.periodic(&name, source, stale);
+    }
+    builder.start()
+}
+
+/// The engine's errors (a model missing, changed since profiling, not matching its profile)
+/// refuse the start, with the engine's message.
+fn engine_error(err: lalarand_engine::error::EngineError) -> PyErr {
+    crate::errors::ServerError::new_err(format!("cannot start the server: {err}"))
 }
 
 /// A Python callable as a periodic task's source: called with the job index on the task's

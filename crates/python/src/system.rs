@@ -126,6 +126,8 @@ impl Platform {
 #[derive(Clone)]
 pub struct Profile {
     pub(crate) inner: Arc<DnnProfile>,
+    /// The file it was loaded from (absolute): a server finds the model beside it.
+    path: Option<PathBuf>,
 }
 
 #[pymethods]
@@ -133,13 +135,15 @@ impl Profile {
     /// Loads a profile JSON file (as `lalarand profile` writes).
     #[staticmethod]
     fn load(path: PathBuf) -> PyResult<Self> {
-        Ok(Self { inner: Arc::new(DnnProfile::load(&path).map_err(format_error)?) })
+        let inner = Arc::new(DnnProfile::load(&path).map_err(format_error)?);
+        Ok(Self { inner, path: std::path::absolute(&path).ok() })
     }
 
     /// Parses profile JSON text.
     #[staticmethod]
     fn from_json(text: &str) -> PyResult<Self> {
-        Ok(Self { inner: Arc::new(DnnProfile::parse(text, Path::new("<Profile.from_json>")).map_err(format_error)?) })
+        let inner = Arc::new(DnnProfile::parse(text, Path::new("<Profile.from_json>")).map_err(format_error)?);
+        Ok(Self { inner, path: None })
     }
 
     /// A chain of layers given as `(name, gpu_ms, cpu_ms)`: fp32 worst-case times on a gpu and
@@ -183,6 +187,7 @@ impl Profile {
 pub struct Task {
     table: toml::Table,
     profile: Arc<DnnProfile>,
+    profile_path: Option<PathBuf>,
 }
 
 #[pymethods]
@@ -212,7 +217,7 @@ impl Task {
         if let Some(p) = priority {
             table.insert("priority".into(), p.into());
         }
-        Self { table, profile: profile.inner.clone() }
+        Self { table, profile: profile.inner.clone(), profile_path: profile.path.clone() }
     }
 
     fn __repr__(&self) -> String {
@@ -253,6 +258,8 @@ impl TaskInfo {
 #[pyclass(module = "lalarand", frozen)]
 pub struct System {
     pub(crate) inner: Arc<CoreSystem>,
+    /// The task set file it was loaded from (profile paths are relative to it).
+    pub(crate) tasks_file: Option<PathBuf>,
 }
 
 #[pymethods]
@@ -276,9 +283,14 @@ impl System {
             .collect();
         doc.insert("task".into(), toml::Value::Array(tables));
         let text = toml::to_string(&doc).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let set = TaskSet::parse_with(&text, Path::new("<System(...)>"), |i, _| Ok(tasks[i].profile.clone()))
+        let mut set = TaskSet::parse_with(&text, Path::new("<System(...)>"), |i, _| Ok(tasks[i].profile.clone()))
             .map_err(format_error)?;
-        Ok(Self { inner: Arc::new(CoreSystem::new(platform.inner.clone(), set)) })
+        // Where each profile really is (a server looks for its model beside it), not the
+        // placeholder the parser was given.
+        for (task, given) in set.tasks.iter_mut().zip(&tasks) {
+            task.profile_path = given.profile_path.clone();
+        }
+        Ok(Self { inner: Arc::new(CoreSystem::new(platform.inner.clone(), set)), tasks_file: None })
     }
 
     /// Loads a task set TOML (profile paths relative to it) on a platform TOML, or on one `gpu`
@@ -291,7 +303,7 @@ impl System {
             None => CorePlatform::default_cpu_gpu(),
         };
         let set = TaskSet::load(&tasks).map_err(format_error)?;
-        Ok(Self { inner: Arc::new(CoreSystem::new(platform, set)) })
+        Ok(Self { inner: Arc::new(CoreSystem::new(platform, set)), tasks_file: std::path::absolute(&tasks).ok() })
     }
 
     /// The system's platform.

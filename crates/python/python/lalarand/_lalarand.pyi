@@ -3,7 +3,10 @@
 milliseconds/microseconds as in the files."""
 
 from os import PathLike
-from typing import Literal, Optional, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import numpy.typing as npt
 
 _Path = Union[str, PathLike[str]]
 
@@ -192,3 +195,115 @@ class System:
         wcet_probability: float = 0.5,
         seed: int = 0,
     ) -> Simulation: ...
+
+# ---- serving -------------------------------------------------------------------------------
+
+_Array = npt.NDArray[np.float32]
+
+class ServerError(LalarandError):
+    """The server refused to start, or a call does not fit how a task is served."""
+
+class InputError(ServerError):
+    """Unknown task, wrong shape or dtype; the message names the task and what it expects."""
+
+class StoppedError(ServerError):
+    """The server is stopped, or stopping cancelled the job."""
+
+class RejectedError(ServerError):
+    """A submission rejected: too early for its task, or its backlog full."""
+
+class JobError(ServerError):
+    """A job failed: a stage, its input source (with the Python traceback), or aborted late."""
+
+class AlreadyTakenError(ServerError):
+    """A handle's result was already taken by an earlier wait."""
+
+class Slot:
+    """The type of ``SLOT``."""
+
+SLOT: Slot
+"""Marks a periodic task fed through ``Server.slot(task).put(array)``."""
+
+class JobResult:
+    """One job's outputs (the last stage's tensors, fp32, by the model's output names) and
+    timing, in nanoseconds since the server's time 0."""
+
+    task: str
+    job: int
+    outputs: dict[str, _Array]
+    submitted_ns: int
+    release_ns: int
+    start_ns: int
+    finish_ns: int
+    response_ns: int
+    bound_ns: Optional[int]
+    deadline_ns: int
+    met: bool
+    @property
+    def output(self) -> _Array:
+        """The single output, when the model has exactly one."""
+
+class JobHandle:
+    """A sporadic job's future. The result can be taken once."""
+
+    @property
+    def task(self) -> str: ...
+    @property
+    def job(self) -> int: ...
+    @property
+    def admission(self) -> tuple[Literal["released", "delayed", "rejected"], int]: ...
+    def done(self) -> bool: ...
+    def result(self, timeout: Optional[float] = None) -> JobResult: ...
+    def add_done_callback(self, callback: Callable[[JobHandle], Any]) -> None: ...
+
+class InputSlot:
+    @property
+    def task(self) -> str: ...
+    def put(self, array: _Array) -> None: ...
+
+class ResultStream:
+    @property
+    def task(self) -> str: ...
+    def next(self, timeout: Optional[float] = None) -> Optional[JobResult]: ...
+    def drain(self) -> list[Union[JobResult, ServerError]]: ...
+
+class Server:
+    """A running server; a context manager that stops it on exit (drain, or cancel after an
+    exception)."""
+
+    def submit(self, task: str, array: _Array) -> JobHandle: ...
+    def infer(self, task: str, array: _Array, timeout: Optional[float] = None) -> JobResult: ...
+    def slot(self, task: str) -> InputSlot: ...
+    def results(self, task: str) -> ResultStream: ...
+    def stats(self) -> dict[str, Any]: ...
+    def trace(self) -> Optional[dict[str, Any]]: ...
+    def stop(self, policy: Literal["drain", "cancel"] = "drain") -> dict[str, Any]: ...
+    @property
+    def tasks(self) -> list[str]: ...
+    def input_shape(self, task: str) -> str: ...
+    def now_ns(self) -> int: ...
+    @property
+    def stopped(self) -> bool: ...
+    def __enter__(self) -> Server: ...
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool: ...
+
+def serve(
+    system: System,
+    allocation: Allocation,
+    models: Optional[Mapping[str, _Path]] = None,
+    *,
+    periodic: Optional[Mapping[str, Union[Callable[[int], Optional[_Array]], Slot]]] = None,
+    busy: bool = False,
+    stale: Literal["reuse", "skip"] = "reuse",
+    early: Literal["wait", "reject"] = "wait",
+    late: Literal["continue", "abort"] = "continue",
+    force: bool = False,
+    realtime: bool = True,
+    max_backlog: int = 4,
+    results_capacity: int = 64,
+    trace_window_ms: Optional[float] = None,
+    drain_timeout_ms: float = 10000.0,
+    warm_up: bool = True,
+) -> Server:
+    """Starts a server for ``system`` under ``allocation`` (refused when not proven, unless
+    ``force``)."""
