@@ -268,8 +268,12 @@ impl JobHandle {
         }
         state.callbacks.push(callback);
         drop(state);
-        if !*registered {
-            *registered = true;
+        let first = !*registered;
+        *registered = true;
+        // Released before `on_complete`, which runs the callbacks here at once when the job
+        // already resolved, and they may call `done()` or `result()`.
+        drop(registered);
+        if first {
             let delivered = this.delivered.clone();
             let handle_obj: Py<JobHandle> = slf.clone().unbind();
             this.handle.on_complete(move |r| {

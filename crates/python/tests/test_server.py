@@ -174,6 +174,14 @@ def test_done_callbacks_run_off_the_caller_and_see_the_result(system, allocation
         np.testing.assert_array_equal(got[0][1], np.full(2, 3.0, dtype=np.float32))
         with pytest.raises(lalarand.AlreadyTakenError):
             h.result(timeout=1)
+        # The first callback of a handle whose job already resolved runs at once, and may use it.
+        h2 = server.submit("request", np.full(2, 4.0, dtype=np.float32))
+        while not h2.done():
+            time.sleep(0.001)
+        first = []
+        h2.add_done_callback(lambda handle: first.append((handle.done(), handle.result().output.copy())))
+        assert first[0][0] is True
+        np.testing.assert_array_equal(first[0][1], np.full(2, 4.0, dtype=np.float32))
         # A callback added after the job resolved runs at once.
         late = []
         h.add_done_callback(lambda handle: late.append(handle.job))
