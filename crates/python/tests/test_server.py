@@ -256,3 +256,20 @@ def test_the_gil_is_released_while_waiting(system, allocation):
         stop.set()
         t.join()
     assert len(ticks) - before > 5
+
+
+def test_a_slow_source_delays_only_its_own_task(system, allocation):
+    """A source that takes 5 periods per call: its releases find nothing new and are skipped
+    (stale="skip", counted), while the sporadic task's jobs meet their deadlines."""
+
+    def slow_camera(job):
+        time.sleep(0.1)
+        return np.zeros(2, dtype=np.float32)
+
+    with serve(system, allocation, periodic={"camera": slow_camera}, stale="skip") as server:
+        time.sleep(0.3)
+        results = [server.infer("request", np.zeros(1, dtype=np.float32), timeout=10) for _ in range(5)]
+        stats = server.stats()
+    assert all(r.met for r in results), [r.response_ns for r in results]
+    camera = next(t for t in stats["tasks"] if t["name"] == "camera")
+    assert camera["skipped"] >= 5
