@@ -226,7 +226,7 @@ def test_start_refuses_what_the_analysis_cannot_prove(system):
 
 
 def test_stats_are_live_and_name_every_task(system, allocation):
-    with serve(system, allocation) as server:
+    with serve(system, allocation, trace_window_ms=1000.0) as server:
         for _ in range(3):
             server.infer("request", np.zeros(1, dtype=np.float32), timeout=10)
         stats = server.stats()
@@ -235,6 +235,10 @@ def test_stats_are_live_and_name_every_task(system, allocation):
         assert request["completed"] == 3 and request["kind"] == "sporadic"
         assert request["bound"] == system.analyze(system.allocate("lalarand").allocation).task("request").bound_ns
         assert stats["stopped"] is False and "dispatch_latency" in stats
+        trace = server.trace()
+        assert len(trace["traceEvents"]) > 0  # Chrome/Perfetto trace events of the stages run
+    with serve(system, allocation) as server:
+        assert server.trace() is None
 
 
 def test_the_gil_is_released_while_waiting(system, allocation):
