@@ -100,3 +100,41 @@ def test_a_changed_model_is_refused(digits_system, tmp_path):
     changed.write_bytes(MNIST.read_bytes() + b"\0")
     with pytest.raises(lalarand.ServerError, match="changed since it was profiled"):
         lalarand.serve(digits_system, split_over_two_cpus(digits_system), {"digits": changed})
+
+
+def test_profiled_mixed_int8_allocation_classifies_as_lalarand_accuracy(cli, tmp_path):
+    """The whole user path from Python: `lalarand profile` (int8 calibrated on the 20 training
+    rows per class `lalarand accuracy` uses, saved with the profile), an allocation with every
+    other stage int8 over two cpus, the 1000 test rows through the server: the same top-1 as
+    `lalarand accuracy` for that allocation."""
+    with gzip.open(DATASET, "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    seen = {}
+    calibration_rows = []
+    for i, label in enumerate(table[:, -1].astype(np.int64)):
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] <= 20:
+            calibration_rows.append(i)
+    (table[calibration_rows, :-1] / 255.0).astype("<f4").tofile(tmp_path / "calibration.bin")
+    profile = tmp_path / "mnist_resnet.json"
+    cli("profile", MNIST, "--calibration", tmp_path / "calibration.bin", "--runs", "3", "--warmup", "1",
+        "--cores", "0", "--threads", "1", "--modes", "cpu-fp32,cpu-int8", "--out", profile)
+    (tmp_path / "taskset.toml").write_text('[[task]]\nname = "digits"\nprofile = "mnist_resnet.json"\nperiod_ms = 4.0\n')
+    system = lalarand.System.load(tmp_path / "taskset.toml", platform=E2E / "platform.toml")
+    n = len(system.tasks[0].layers)
+    allocation = system.allocation({"digits": [
+        f"{'cpu-int8' if j % 2 == 0 else 'cpu-fp32'}@cpu{int(j >= n // 2)}" for j in range(n)
+    ]})
+    assert system.analyze(allocation).int8_layers == (n + 1) // 2
+    allocation.save(tmp_path / "allocation.toml")
+    images, labels = mnist_test_rows()
+    correct = 0
+    # force: the point here is the outputs; 3 timing runs per stage are no worst case.
+    with lalarand.serve(system, allocation, {"digits": MNIST}, force=True) as server:
+        for image, label in zip(images, labels):
+            correct += int(np.argmax(server.infer("digits", image[None], timeout=30).output) == label)
+    _, accuracy = cli("accuracy", MNIST, "--dataset", DATASET, "--platform", E2E / "platform.toml",
+                      "--tasks", tmp_path / "taskset.toml", "--allocation", tmp_path / "allocation.toml",
+                      "--task", "digits")
+    assert accuracy["samples"] == len(labels)
+    assert 100.0 * correct / len(labels) == pytest.approx(accuracy["top1"], abs=1e-9), accuracy
