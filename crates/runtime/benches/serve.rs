@@ -8,7 +8,7 @@ use lalarand_model::{
     Allocation, ExecutionPlan, LayerProfile, Mode, Placement, Platform, PriorityPolicy, Resource, ResourceKind, System,
     Task, TaskSet,
 };
-use lalarand_runtime::serve::{Input, ServeConfig, Server, StopPolicy};
+use lalarand_runtime::serve::{Admission, Input, ServeConfig, Server, StopPolicy};
 use lalarand_runtime::{os, BusyTime, BusyWait, LatencyStats};
 use std::sync::Arc;
 
@@ -30,11 +30,11 @@ fn main() {
     let mut latency = Vec::with_capacity(jobs);
     let mut delayed = 0;
     for _ in 0..jobs {
-        let r = server.infer("req", input.clone()).unwrap();
-        let t = r.timing;
-        if t.release > t.submitted {
+        let h = server.submit("req", input.clone()).unwrap();
+        if !matches!(h.admission(), Admission::Released { .. }) {
             delayed += 1;
         }
+        let t = h.wait().unwrap().timing;
         latency.push(t.start - t.submitted);
         // Past the minimum inter-arrival time, so every submission is released at once.
         os::sleep_until(os::monotonic_ns() + PERIOD_NS + 50_000);
