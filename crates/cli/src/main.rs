@@ -54,6 +54,7 @@ enum Command {
     Profile(cmd::profile::Args),
     Accuracy(cmd::accuracy::Args),
     Run(cmd::run::Args),
+    Serve(cmd::serve::Args),
     Completions(cmd::completions::Args),
 }
 
@@ -111,6 +112,7 @@ fn main() -> ExitCode {
         Command::Profile(a) => cmd::profile::run(a),
         Command::Accuracy(a) => cmd::accuracy::run(a),
         Command::Run(a) => cmd::run::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
         Command::Completions(a) => cmd::completions::run(a),
     };
     match result {

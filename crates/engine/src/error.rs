@@ -52,6 +52,11 @@ pub enum EngineError {
     /// The run stopped before it finished; what was measured so far was kept.
     #[error("interrupted: {0}")]
     Interrupted(String),
+
+    /// A task cannot be served or run with its model (changed since profiling, other stages,
+    /// int8 stages that are not the profiled ones, ...).
+    #[error("task {task:?}: {problem}; fix: {fix}")]
+    Serving { task: String, problem: String, fix: String },
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -5,11 +5,13 @@
 //! The ONNX Runtime library is fetched on first use (see [`runtime`]).
 
 pub mod accuracy;
+pub mod calibration;
 pub mod dataset;
 pub mod error;
 pub mod profile;
 pub mod quant;
 pub mod runtime;
+pub mod serving;
 pub mod stage;
 pub mod staged;
 pub mod tensor;

@@ -362,6 +362,8 @@ struct Profiler<'a> {
     accuracy_unknown: BTreeSet<usize>,
     /// With [`ProfileOptions::cold_cache`].
     evictor: Option<std::cell::RefCell<CacheEvictor>>,
+    /// The calibration of the int8 stages, once made.
+    calibration: Option<lalarand_model::Int8Calibration>,
 }
 
 impl<'a> Profiler<'a> {
@@ -376,6 +378,7 @@ impl<'a> Profiler<'a> {
             no_gpu: false,
             accuracy_unknown: BTreeSet::new(),
             evictor: opts.cold_cache.then(|| std::cell::RefCell::new(CacheEvictor::new())),
+            calibration: None,
         }
     }
 
@@ -417,6 +420,7 @@ impl<'a> Profiler<'a> {
             layers: self.layers.clone(),
             output: self.output,
             int8_accuracy_unknown: self.accuracy_unknown.clone(),
+            calibration: self.calibration.clone(),
         }
     }
 
@@ -489,8 +493,13 @@ impl<'a> Profiler<'a> {
                 })
                 .collect();
             let mut stop = || self.stop_requested();
-            let ranges = calibrate_until(staged, &batches, CalibrationMethod::Percentile(99.99), &mut stop)?;
-            quantize_stages_until(staged, &ranges, &mut stop)?
+            let method = CalibrationMethod::Percentile(99.99);
+            let ranges = calibrate_until(staged, &batches, method, &mut stop)?;
+            let int8 = quantize_stages_until(staged, &ranges, &mut stop)?;
+            // Saved with the profile: runs and servers rebuild these very stages (crate::calibration).
+            let samples = batches.iter().map(|(d, _)| d[0]).sum();
+            self.calibration = Some(crate::calibration::record(&ranges, method, samples, &int8));
+            int8
         } else {
             Int8Stages::default()
         };

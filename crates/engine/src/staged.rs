@@ -8,6 +8,7 @@ use lalarand_model::Mode;
 use lalarand_onnx::partition::{self, Partition, TensorInfo};
 use lalarand_onnx::quantize::QParams;
 use lalarand_onnx::{encode_model, ModelProto, OnnxError};
+use ort::value::{DynValue, DynValueRef, TensorRef};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -221,9 +222,19 @@ pub struct Pipeline {
 pub struct StageTensors {
     f32: Tensors,
     u8: Tensors,
+    /// fp32 tensors that view memory shared with the application ([`Pipeline::input_shared`]):
+    /// ONNX Runtime reads them in place. Declared before `keep`, so dropped before it.
+    views: HashMap<String, DynValueRef<'static>>,
+    /// Keeps the memory `views` read alive.
+    keep: Vec<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl StageTensors {
+    /// The fp32 tensor `name`, owned or a view.
+    fn f32_get(&self, name: &str) -> Option<&DynValue> {
+        self.f32.get(name).or_else(|| self.views.get(name).map(|v| &**v))
+    }
+
     /// The fp32 tensors (after the last stage, the graph output among them).
     pub fn f32(&self) -> &Tensors {
         &self.f32
@@ -320,7 +331,7 @@ impl Pipeline {
     /// Converts `name` to representation `want` if it is held only in the other one.
     fn ensure(&self, held: &mut StageTensors, name: &str, want: Repr) -> Result<()> {
         let (have_it, to_u8) = match want {
-            None => (held.f32.contains_key(name), false),
+            None => (held.f32_get(name).is_some(), false),
             Some(_) => (held.u8.contains_key(name), true),
         };
         if have_it {
@@ -347,12 +358,11 @@ impl Pipeline {
             }
             converters.get(&key).expect("just made").1.clone()
         };
-        let (from, to) = if to_u8 { (&held.f32, &mut held.u8) } else { (&held.u8, &mut held.f32) };
-        let src = from
-            .get(name)
+        let src = if to_u8 { held.f32_get(name) } else { held.u8.get(name) }
             .ok_or_else(|| EngineError::tensor("running the pipeline", name, "not produced by any earlier stage"))?;
-        let mut out = lock(&runner).run_with(|_| Some(src))?;
-        to.insert(name.to_string(), out.pop().expect("one output").1);
+        let out = lock(&runner).run_with(|_| Some(src))?.pop().expect("one output").1;
+        let to = if to_u8 { &mut held.u8 } else { &mut held.f32 };
+        to.insert(name.to_string(), out);
         Ok(())
     }
 
@@ -371,6 +381,35 @@ impl Pipeline {
         self.model.check_input(dims, "pipeline input")?;
         let mut held = StageTensors::default();
         held.f32.insert(self.input_name.clone(), f32_value(dims, input)?);
+        Ok(held)
+    }
+
+    /// The tensors of a job whose input is the fp32 memory `buffer` (shape `dims`), without
+    /// copying it: ONNX Runtime reads it in place, and the returned tensors keep `buffer`
+    /// alive until they are dropped. `buffer` must not be written to meanwhile.
+    pub fn input_shared<B>(&self, dims: &[usize], buffer: Arc<B>) -> Result<StageTensors>
+    where
+        B: ?Sized + AsRef<[f32]> + Send + Sync + 'static,
+    {
+        self.model.check_input(dims, "pipeline input")?;
+        let data: &[f32] = (*buffer).as_ref();
+        if data.len() != dims.iter().product::<usize>() {
+            return Err(EngineError::tensor(
+                "pipeline input",
+                &self.input_name,
+                format!("{} values for shape {dims:?}", data.len()),
+            ));
+        }
+        // SAFETY: the slice lives as long as `buffer`, which the returned tensors own (`keep`)
+        // and drop after the view (`views` is declared, so dropped, first); an `Arc`'s
+        // contents do not move, and shared memory is only read.
+        let data: &'static [f32] = unsafe { std::slice::from_raw_parts(data.as_ptr(), data.len()) };
+        let view = TensorRef::from_array_view((dims.to_vec(), data))
+            .map_err(|e| EngineError::tensor("pipeline input", &self.input_name, e.to_string()))?
+            .into_dyn();
+        let mut held = StageTensors::default();
+        held.views.insert(self.input_name.clone(), view);
+        held.keep.push(Arc::new(buffer));
         Ok(held)
     }
 
@@ -394,7 +433,7 @@ impl Pipeline {
         let started = Instant::now();
         let outs = runner.run_with(|n| match st.inputs.iter().find(|(t, _)| t == n).and_then(|(_, r)| *r) {
             Some(_) => held.u8.get(n),
-            None => held.f32.get(n),
+            None => held.f32_get(n),
         })?;
         let took = started.elapsed();
         drop(runner);
@@ -445,6 +484,27 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_input_is_read_in_place() {
+        let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/mnist_resnet.onnx");
+        let staged = StagedModel::load(&model).unwrap();
+        let modes = vec![Mode::CpuFp32; staged.stage_count()];
+        let pipeline = Pipeline::new(&staged, &modes, None, &ExecConfig::default()).unwrap();
+        let dims = staged.input_shape(1);
+        let buffer: Arc<Vec<f32>> = Arc::new((0..784).map(|i| (i % 7) as f32 / 7.0).collect());
+        let mut held = pipeline.input_shared(&dims, buffer.clone()).unwrap();
+        let view = held.f32_get(&staged.input_name).unwrap();
+        let (_, data) = crate::tensor::f32_data(view, "input").unwrap();
+        assert_eq!(data.as_ptr(), buffer.as_ptr(), "ONNX Runtime reads the buffer itself");
+        for i in 0..staged.stage_count() {
+            pipeline.run_stage(i, &mut held).unwrap();
+        }
+        assert_eq!(pipeline.output(&held).unwrap(), pipeline.run(&dims, buffer.to_vec()).unwrap());
+        assert_eq!(Arc::strong_count(&buffer), 2, "the job keeps the buffer alive");
+        drop(held);
+        assert_eq!(Arc::strong_count(&buffer), 1, "and lets it go with the job");
+    }
 
     #[test]
     fn pipeline_and_tensors_cross_threads() {

@@ -165,6 +165,26 @@ pub struct DnnProfile {
     /// Kept here rather than as a field of [`LayerProfile`], so that code building layers
     /// field by field does not have to change; an index past `layers` means nothing.
     pub int8_accuracy_unknown: BTreeSet<usize>,
+    /// The int8 calibration the `cpu-int8` stages were built from when they were profiled,
+    /// so that a run serves the stages that were measured (`None`: not recorded, e.g. a
+    /// profile written before this field, a published one, or one without `cpu-int8`).
+    pub calibration: Option<Int8Calibration>,
+}
+
+/// How a profile's `cpu-int8` stages were made: the activation ranges of the calibration, the
+/// method that chose them, and a digest of the int8 stage models they produced. A runtime
+/// rebuilds the stages from the ranges and refuses them unless the digest matches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Int8Calibration {
+    /// `percentile:99.99` or `minmax`.
+    pub method: String,
+    /// Input samples the ranges were observed on.
+    pub samples: u64,
+    /// SHA-256 (hex) of the int8 stage models built from `ranges`, in stage order.
+    pub int8_sha256: String,
+    /// `[low, high]` of every fp32 tensor of the model, by tensor name.
+    pub ranges: BTreeMap<String, [f32; 2]>,
 }
 
 // ---- file format ----------------------------------------------------------------------------
@@ -183,6 +203,8 @@ struct ProfileFile {
     layers: Vec<LayerFile>,
     #[serde(default)]
     output: OutputFile,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    calibration: Option<Int8Calibration>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -235,6 +257,28 @@ fn check_time(origin: &Path, field: impl Into<String>, us: f64) -> Result<Time, 
             "use a finite time in microseconds >= 0",
         ))
     }
+}
+
+/// Ranges must be finite with `low <= high`, the digest 64 hex digits.
+fn check_calibration(origin: &Path, c: Option<Int8Calibration>) -> Result<Option<Int8Calibration>, FormatError> {
+    let Some(c) = c else { return Ok(None) };
+    if c.int8_sha256.len() != 64 || !c.int8_sha256.chars().all(|ch| ch.is_ascii_hexdigit()) {
+        return Err(FormatError::new(
+            origin,
+            "calibration.int8_sha256",
+            format!("{:?} is not a SHA-256 in hex", c.int8_sha256),
+            "re-run `lalarand profile` to write the calibration again",
+        ));
+    }
+    if let Some((name, r)) = c.ranges.iter().find(|(_, r)| !(r[0].is_finite() && r[1].is_finite() && r[0] <= r[1])) {
+        return Err(FormatError::new(
+            origin,
+            format!("calibration.ranges.{name}"),
+            format!("{r:?} is not a finite [low, high] range"),
+            "re-run `lalarand profile` to write the calibration again",
+        ));
+    }
+    Ok(Some(c))
 }
 
 impl DnnProfile {
@@ -352,6 +396,7 @@ impl DnnProfile {
                 dequantize_out: check_time(origin, "output.dequantize_out_us", file.output.dequantize_out_us)?,
             },
             int8_accuracy_unknown: unknown,
+            calibration: check_calibration(origin, file.calibration)?,
         })
     }
 
@@ -395,6 +440,7 @@ impl DnnProfile {
                 copy_out_us: time_to_us(self.output.copy_out),
                 dequantize_out_us: time_to_us(self.output.dequantize_out),
             },
+            calibration: self.calibration.clone(),
         };
         serde_json::to_string_pretty(&file).expect("profile serializes")
     }
@@ -458,6 +504,25 @@ mod tests {
         // A number stays known (files written before `null` existed mean what they said).
         assert!(parse(GOOD).unwrap().int8_accuracy_known(0));
         assert!(parse(&GOOD.replace("0.1", "\"x\"")).is_err());
+    }
+
+    #[test]
+    fn calibration_round_trips_and_is_checked() {
+        let mut p = parse(GOOD).unwrap();
+        assert_eq!(p.calibration, None);
+        assert!(!p.to_json().contains("calibration"), "absent when not recorded");
+        p.calibration = Some(Int8Calibration {
+            method: "percentile:99.99".into(),
+            samples: 8,
+            int8_sha256: "ab".repeat(32),
+            ranges: BTreeMap::from([("x".into(), [-1.5, 2.25]), ("y".into(), [0.0, 1e-7])]),
+        });
+        let json = p.to_json();
+        assert_eq!(parse(&json).unwrap(), p);
+        let e = parse(&json.replace(&"ab".repeat(32), "xyz")).unwrap_err();
+        assert_eq!(e.field, "calibration.int8_sha256", "{e}");
+        let e = parse(&json.replace("-1.5", "3.0")).unwrap_err();
+        assert_eq!(e.field, "calibration.ranges.x", "{e}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod queue;
 mod record;
 mod report;
 mod run;
+pub mod serve;
 mod trace;
 mod validate;
 

@@ -112,9 +112,25 @@ pub fn set_timer_slack() {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
 }
 
+/// This process' resident set size in KiB (Linux `/proc/self/statm`), `None` where it cannot
+/// be read.
+pub fn resident_kib() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()? / 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resident_memory_is_read() {
+        let kib = resident_kib().unwrap();
+        assert!(kib > 100, "{kib} KiB");
+    }
 
     #[test]
     fn sleeps_until_an_absolute_time_and_not_before() {

@@ -18,15 +18,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// SCHED_FIFO priority of the release thread: above every worker, so releases are on time.
-const RELEASE_FIFO: i32 = 90;
+pub(crate) const RELEASE_FIFO: i32 = 90;
 /// Workers run at `WORKER_FIFO - rank` of the task whose stage they run (at least 2): where
 /// resources share a core, the OS then favours the stage the task set favours.
-const WORKER_FIFO: i32 = 80;
+pub(crate) const WORKER_FIFO: i32 = 80;
 /// Warm-up jobs per task before time 0. One is not enough: glibc places a large block freed
 /// by the first job elsewhere when it is reused (small allocations in between shift the heap),
 /// faulting its pages in again (measured: a 2 MB input, 507 page faults, 1.2 ms at the first
 /// release); from the second job on the layout repeats.
-const WARM_UP_JOBS: usize = 2;
+pub(crate) const WARM_UP_JOBS: usize = 2;
 /// Most memory of one log allocated and faulted in before the run; a longer run grows it.
 const PREALLOC_BYTES: usize = 8 << 20;
 /// The release thread wakes at least this often to notice a stop.
@@ -137,6 +137,11 @@ impl<E: StageExecutor> Shared<'_, E> {
     }
 }
 
+/// The SCHED_FIFO priority a worker runs a stage of a task of priority rank `rank` at.
+pub(crate) fn worker_fifo(rank: u32) -> i32 {
+    (WORKER_FIFO - rank.min(78) as i32).max(2)
+}
+
 /// The job's state, made by [`StageExecutor::start_job`] on first use: on the worker of the
 /// job's first stage, just before it runs (warm-up jobs too).
 fn job_state<'j, E: StageExecutor>(exec: &E, job: &'j mut InFlight<E::Job>) -> Result<&'j mut E::Job, StageError> {
@@ -148,7 +153,7 @@ fn job_state<'j, E: StageExecutor>(exec: &E, job: &'j mut InFlight<E::Job>) -> R
     Ok(job.state.as_mut().expect("made above"))
 }
 
-fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
 }
 
@@ -189,7 +194,7 @@ fn worker<E: StageExecutor>(shared: &Shared<'_, E>, r: usize, cores: &[usize]) -
         let (i, stage) = (job.task, job.stage);
         // Before the start is taken: switching priority is the runtime's cost, not the stage's.
         if log.fifo {
-            let p = (WORKER_FIFO - shared.plan.tasks[i].priority.min(78) as i32).max(2);
+            let p = worker_fifo(shared.plan.tasks[i].priority);
             if p != fifo_priority {
                 os::set_fifo(p);
                 fifo_priority = p;

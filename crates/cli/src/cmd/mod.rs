@@ -11,6 +11,7 @@ pub mod experiment;
 pub mod init;
 pub mod profile;
 pub mod run;
+pub mod serve;
 pub mod simulate;
 pub mod zoo;
 

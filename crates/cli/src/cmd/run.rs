@@ -75,7 +75,7 @@ pub struct Args {
     pub json: bool,
 }
 
-fn parse_model(s: &str) -> Result<(String, PathBuf), String> {
+pub(crate) fn parse_model(s: &str) -> Result<(String, PathBuf), String> {
     match s.split_once('=') {
         Some((name, path)) if !name.is_empty() && !path.is_empty() => Ok((name.to_string(), PathBuf::from(path))),
         _ => Err(format!("{s:?}: use NAME=MODEL.onnx (NAME: a task name or a profile's model name)")),

@@ -124,14 +124,33 @@ fn engine_run_executes_the_mnist_model_stage_by_stage() {
     let d = dir.path();
     mnist_only(d);
     let base = ["run", "--platform", "platform.toml", "--tasks", "one.toml", "--allocation", "one-alloc.toml"];
-    let _turn = turn();
-    let out = lalarand()
+    let models = format!("--models=digits={}", mnist_model().display());
+    // examples/mnist's profile predates saved calibrations: its int8 stages cannot be the
+    // profiled ones, so the run is refused, with the fix.
+    lalarand()
         .current_dir(d)
         .args(base)
-        .arg(format!("--models=digits={}", mnist_model().display()))
-        .args(["--jobs", "20", "--json"])
-        .output()
-        .unwrap();
+        .arg(&models)
+        .args(["--jobs", "2"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("\"digits\""))
+        .stderr(predicates::str::contains("no saved int8 calibration"))
+        .stderr(predicates::str::contains("lalarand profile"));
+    // A profile made now saves it (few timed runs: this test checks the plumbing).
+    lalarand()
+        .current_dir(d)
+        .arg("profile")
+        .arg(mnist_model())
+        .args(["--runs", "2", "--warmup", "1", "--warm-cache", "--modes", "cpu-fp32,cpu-int8"])
+        .args(["--out", "mnist_resnet.json"])
+        .assert()
+        .code(0);
+    assert!(std::fs::read_to_string(d.join("mnist_resnet.json")).unwrap().contains("\"int8_sha256\""));
+    let _turn = turn();
+    // Forced: a profile of 2 runs on a loaded machine may not bound the task at 30 ms.
+    let run = ["--jobs", "20", "--json", "--force"];
+    let out = lalarand().current_dir(d).args(base).arg(&models).args(run).output().unwrap();
     assert!(matches!(out.status.code(), Some(0 | 1)), "{}", String::from_utf8_lossy(&out.stderr));
     let j = stdout_json(&out);
     assert_eq!(j["executor"], "engine");

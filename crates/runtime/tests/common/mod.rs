@@ -6,6 +6,8 @@ use lalarand_model::{
     Allocation, LayerProfile, Mode, Placement, Platform, PriorityPolicy, Resource, ResourceKind, System, Task, TaskSet,
     Time,
 };
+pub mod soak;
+
 use lalarand_runtime::os;
 use std::sync::Arc;
 

@@ -1,0 +1,108 @@
+//! `lalarand serve`: a server fed synthetic inputs until --seconds or Ctrl-C, then drained
+//! and reported.
+
+use crate::{examples_dir, lalarand, stdout_json};
+use std::os::fd::AsRawFd;
+
+/// Takes turns with the runtime's tests and `run`'s (their workers pin to the same cores).
+fn turn() -> std::fs::File {
+    let path = std::env::temp_dir().join("lalarand-runtime-tests.lock");
+    let file = std::fs::File::options().create(true).truncate(false).write(true).open(&path).expect("lock file");
+    // SAFETY: flock on an open descriptor; released when the file is closed.
+    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0, "flock {}", path.display());
+    file
+}
+
+fn mnist_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    crate::copy_dir(&examples_dir().join("mnist"), dir.path());
+    dir
+}
+
+const BASE: [&str; 7] =
+    ["serve", "--platform", "platform.toml", "--tasks", "taskset.toml", "--allocation", "allocation-budget-1.toml"];
+
+#[test]
+fn busy_serve_reports_every_task_and_accounts_for_every_job() {
+    let dir = mnist_dir();
+    let d = dir.path();
+    let _turn = turn();
+    let out = lalarand()
+        .current_dir(d)
+        .args(BASE)
+        .args(["--busy", "--sporadic", "digits", "--seconds", "1", "--json", "--stats-every", "0"])
+        .args(["--trace", "trace.json", "--trace-seconds", "0.5"])
+        .output()
+        .unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", String::from_utf8_lossy(&out.stderr));
+    let j = stdout_json(&out);
+    assert_eq!(j["executor"], "busy");
+    assert_eq!(j["report"]["every_job_accounted"], true, "{j}");
+    let tasks = j["report"]["stats"]["tasks"].as_array().unwrap();
+    assert_eq!((tasks[0]["name"].as_str(), tasks[0]["kind"].as_str()), (Some("digits"), Some("sporadic")));
+    assert_eq!(tasks[1]["kind"], "periodic");
+    for t in tasks {
+        let n = |k: &str| t[k].as_u64().unwrap();
+        assert_eq!(n("released"), n("completed") + n("failed") + n("aborted") + n("cancelled") + n("dropped"), "{t}");
+        assert!(n("completed") >= 5, "{t}");
+    }
+    assert!(!j["memory"]["samples"].as_array().unwrap().is_empty());
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("trace.json")).unwrap()).unwrap();
+    assert!(trace["traceEvents"].as_array().unwrap().iter().any(|e| e["ph"] == "X"));
+}
+
+#[test]
+fn ctrl_c_drains_and_reports() {
+    let dir = mnist_dir();
+    let d = dir.path();
+    let _turn = turn();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lalarand"))
+        .current_dir(d)
+        .args(BASE)
+        .args(["--busy", "--sporadic", "digits", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed().as_secs() < 10, "stopped promptly");
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", String::from_utf8_lossy(&out.stderr));
+    let j = stdout_json(&out);
+    assert_eq!(
+        (j["report"]["policy"].as_str(), j["report"]["stats"]["stopped"].as_bool()),
+        (Some("drain"), Some(true))
+    );
+    assert_eq!(j["report"]["every_job_accounted"], true);
+    assert!(j["report"]["stats"]["tasks"][0]["completed"].as_u64().unwrap() > 5, "{j}");
+}
+
+#[test]
+fn bad_serve_arguments_are_refused_by_name() {
+    let dir = mnist_dir();
+    let d = dir.path();
+    lalarand()
+        .current_dir(d)
+        .args(BASE)
+        .args(["--busy", "--sporadic", "radar", "--seconds", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("no task is called \"radar\""))
+        .stderr(predicates::str::contains("digits"));
+    // The int8 allocation needs the profiled calibration, which examples/mnist's profile lacks.
+    lalarand()
+        .current_dir(d)
+        .args(BASE)
+        .arg(format!(
+            "--models=digits={}",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/testdata/mnist_resnet.onnx").display()
+        ))
+        .args(["--seconds", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("no saved int8 calibration"));
+}

@@ -1,0 +1,301 @@
+//! Real inference under the runtime: [`EngineExecutor`] runs each task's stages with one
+//! [`Pipeline`] per task, in the modes the allocation gives. It is both the runtime's
+//! [`StageExecutor`] (`lalarand run`: every job starts from one fixed input) and its
+//! [`ServeExecutor`] (`lalarand serve`, the Python package: the application's inputs in, the
+//! graph outputs out).
+//!
+//! The int8 stages are the profiled ones: rebuilt from the calibration saved with each task's
+//! profile and checked against its digest ([`crate::calibration`]).
+//!
+//! Inputs are not copied: a job's [`Input`] buffer is handed to ONNX Runtime as a tensor that
+//! views it ([`Pipeline::input_shared`]), so an fp32 first stage reads the application's
+//! memory in place (0 copies; an int8 first stage quantizes it, which is its `quantize_in`).
+//! Outputs are copied once, from ONNX Runtime's memory to the [`HostTensor`]s, on the server's
+//! delivery thread.
+
+use crate::calibration::profiled_int8_stages;
+use crate::error::{EngineError, Result};
+use crate::profile::{sha256_file, synthetic_inputs};
+use crate::quant::Int8Stages;
+use crate::stage::{gpu_present, ExecConfig};
+use crate::staged::{Pipeline, StageTensors, StagedModel};
+use crate::tensor::f32_data;
+use lalarand_model::{Allocation, Mode, ResourceKind, System};
+use lalarand_runtime::serve::{HostTensor, Input, InputSpec, ServeExecutor, Server, ServerBuilder};
+use lalarand_runtime::{StageError, StageExecutor};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Untimed runs of every pipeline when it is built (sessions warmed up, converters built).
+const WARMUP_RUNS: usize = 3;
+
+/// A task's model and its int8 stages, for [`EngineExecutor::from_models`].
+#[derive(Debug, Clone)]
+pub struct TaskModel {
+    pub staged: StagedModel,
+    /// Needed when the allocation runs a stage of the task in `cpu-int8`.
+    pub int8: Option<Int8Stages>,
+}
+
+/// One task's model, in its allocated modes.
+struct TaskPipeline {
+    pipeline: Pipeline,
+    spec: InputSpec,
+    /// Batch-1 dims and the input every `lalarand run` job starts from (seeded, synthetic).
+    dims: Vec<usize>,
+    input: Vec<f32>,
+}
+
+/// Runs stage `j` of task `i` as stage `j` of task `i`'s staged model (profile layer `j` is
+/// stage `j`: the profiler names layers after the stages).
+pub struct EngineExecutor {
+    tasks: Vec<TaskPipeline>,
+}
+
+impl std::fmt::Debug for EngineExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let specs: Vec<&InputSpec> = self.tasks.iter().map(|t| &t.spec).collect();
+        f.debug_struct("EngineExecutor").field("inputs", &specs).finish()
+    }
+}
+
+/// Where each task's ONNX model is: `models` by task name or by profile `model` name, else
+/// `<profile folder>/<profile model>.onnx`. `tasks_file` is the task set file (profile paths
+/// are relative to it).
+pub fn model_paths(system: &System, tasks_file: &Path, models: &HashMap<String, PathBuf>) -> Result<Vec<PathBuf>> {
+    let base = tasks_file.parent().unwrap_or(Path::new(""));
+    system
+        .tasks
+        .iter()
+        .map(|t| {
+            if let Some(p) = models.get(&t.name).or_else(|| models.get(&t.dnn.model)) {
+                return Ok(p.clone());
+            }
+            let Some(profile) = &t.profile_path else {
+                return Err(EngineError::Serving {
+                    task: t.name.clone(),
+                    problem: "no profile file to look for its model beside".into(),
+                    fix: format!("--models {}=MODEL.onnx", t.name),
+                });
+            };
+            let profile = base.join(profile);
+            Ok(profile.parent().unwrap_or(Path::new("")).join(format!("{}.onnx", t.dnn.model)))
+        })
+        .collect()
+}
+
+fn serving_err(task: &str, problem: String, fix: impl Into<String>) -> EngineError {
+    EngineError::Serving { task: task.into(), problem, fix: fix.into() }
+}
+
+impl EngineExecutor {
+    /// Loads every task's model (`models[i]` for task `i`), checks it is the file its profile
+    /// measured (`model_sha256`) and has the profile's stages, rebuilds the profiled int8
+    /// stages where the allocation has any, builds its pipeline in the allocated modes and
+    /// warms it up.
+    pub fn new(system: &System, alloc: &Allocation, models: &[PathBuf]) -> Result<Self> {
+        if models.len() != system.tasks.len() {
+            return Err(serving_err(
+                "(all)",
+                format!("{} model paths for {} tasks", models.len(), system.tasks.len()),
+                "give one model per task",
+            ));
+        }
+        let mut loaded = Vec::with_capacity(models.len());
+        for ((task, places), path) in system.tasks.iter().zip(&alloc.tasks).zip(models) {
+            if !path.is_file() {
+                return Err(serving_err(
+                    &task.name,
+                    format!("model {}: no such file", path.display()),
+                    format!("regenerate it (lalarand zoo) or give --models {}=MODEL.onnx", task.name),
+                ));
+            }
+            if let Some(want) = &task.dnn.model_sha256 {
+                let have = sha256_file(path)?;
+                if &have != want {
+                    return Err(serving_err(
+                        &task.name,
+                        format!(
+                            "model {} has changed since it was profiled (sha256 {have}, the profile measured {want})",
+                            path.display()
+                        ),
+                        "profile it again (lalarand profile), or point --models at the file that was profiled",
+                    ));
+                }
+            }
+            let staged = StagedModel::load(path)?;
+            check_stages(&task.name, &staged, &task.dnn)?;
+            let int8 = if places.iter().any(|p| p.mode == Mode::CpuInt8) {
+                Some(profiled_int8_stages(&staged, &task.dnn, &task.name)?)
+            } else {
+                None
+            };
+            loaded.push(TaskModel { staged, int8 });
+        }
+        Self::from_models(system, alloc, loaded)
+    }
+
+    /// Builds the pipelines from models already loaded (`models[i]` for task `i`), with the
+    /// int8 stages given (no profile hash checks: the caller chose them), and warms them up.
+    pub fn from_models(system: &System, alloc: &Allocation, models: Vec<TaskModel>) -> Result<Self> {
+        for (i, r) in system.platform.resources.iter().enumerate() {
+            if r.kind == ResourceKind::Cpu && r.threads > 1 {
+                return Err(serving_err(
+                    "(all)",
+                    format!(
+                        "resource[{i}] {:?}: threads = {}: the engine executor runs every stage on its worker thread alone",
+                        r.name, r.threads
+                    ),
+                    "threads = 1 (or busy-waiting stages)",
+                ));
+            }
+        }
+        // One process loads one ONNX Runtime library, and the GPU build also runs the CPU modes:
+        // it must be loaded before any CPU session (docs/engine.md). Without a GPU the gpu
+        // stages fail with the engine's NoGpu error when their sessions are built.
+        if alloc.tasks.iter().flatten().any(|p| p.mode == Mode::Gpu) && gpu_present() {
+            crate::runtime::environment(crate::runtime::Flavor::Gpu)?;
+        }
+        let mut tasks = Vec::with_capacity(models.len());
+        for ((task, places), model) in system.tasks.iter().zip(&alloc.tasks).zip(models) {
+            let staged = &model.staged;
+            if places.len() != staged.stage_count() {
+                return Err(serving_err(
+                    &task.name,
+                    format!(
+                        "the allocation places {} layers, {} has {} stages",
+                        places.len(),
+                        staged.source.display(),
+                        staged.stage_count()
+                    ),
+                    "allocate the task set whose profiles were made from these models",
+                ));
+            }
+            let modes: Vec<Mode> = places.iter().map(|p| p.mode).collect();
+            if modes.contains(&Mode::CpuInt8) && model.int8.is_none() {
+                return Err(serving_err(
+                    &task.name,
+                    "the allocation has cpu-int8 stages but no int8 stages were given".into(),
+                    "pass the profiled int8 stages (EngineExecutor::new rebuilds them from the profile)",
+                ));
+            }
+            let pipeline = Pipeline::new(staged, &modes, model.int8.as_ref(), &ExecConfig::default())?;
+            let dims = staged.input_shape(1);
+            let input = synthetic_inputs(staged, 1).pop().expect("one input");
+            for _ in 0..WARMUP_RUNS {
+                pipeline.run_all(&dims, input.clone())?;
+            }
+            let spec = InputSpec {
+                name: staged.input_name.clone(),
+                dims: Some(staged.input_dims.iter().map(|d| d.map(|v| v as usize)).collect()),
+            };
+            tasks.push(TaskPipeline { pipeline, spec, dims, input });
+        }
+        Ok(Self { tasks })
+    }
+
+    /// Task `task`'s pipeline.
+    pub fn pipeline(&self, task: usize) -> &Pipeline {
+        &self.tasks[task].pipeline
+    }
+}
+
+/// The model's stages must be the profile's layers, by name and in order.
+fn check_stages(task: &str, staged: &StagedModel, profile: &lalarand_model::DnnProfile) -> Result<()> {
+    let names = staged.stage_names();
+    let layers: Vec<&str> = profile.layers.iter().map(|l| l.name.as_str()).collect();
+    if names == layers {
+        return Ok(());
+    }
+    Err(serving_err(
+        task,
+        format!(
+            "model {} has {} stages, its profile {} layers, or their names differ (first stage {:?}, first layer {:?})",
+            staged.source.display(),
+            names.len(),
+            layers.len(),
+            names.first(),
+            layers.first()
+        ),
+        "profile this model with lalarand profile",
+    ))
+}
+
+/// A server builder for `system` under `alloc` with the models at `models` (one per task,
+/// see [`model_paths`]): [`EngineExecutor::new`] then [`Server::builder`]. Configure the
+/// tasks and settings on the builder, then `start()`.
+pub fn server_builder(
+    system: &System,
+    alloc: &Allocation,
+    models: &[PathBuf],
+) -> Result<ServerBuilder<EngineExecutor>> {
+    Ok(Server::builder(system, alloc, EngineExecutor::new(system, alloc, models)?))
+}
+
+impl StageExecutor for EngineExecutor {
+    type Job = StageTensors;
+
+    fn start_job(&self, task: usize, _job: u64) -> StageTensors {
+        let t = &self.tasks[task];
+        // The shape was checked by the warm-up runs; should it fail anyway, stage 0 reports the
+        // missing input tensor and fails the job.
+        t.pipeline.input(&t.dims, t.input.clone()).unwrap_or_else(|e| {
+            tracing::error!("task {task}: building the input: {e}");
+            StageTensors::default()
+        })
+    }
+
+    fn run_stage(&self, task: usize, stage: usize, _job: u64, job: &mut StageTensors) -> Result<(), StageError> {
+        self.tasks[task].pipeline.run_stage(stage, job).map_err(|e| StageError(e.to_string()))
+    }
+
+    /// The stage itself, on its worker, in the runtime's warm-up jobs before time 0: the warm-up
+    /// runs of `new` ran on the loading thread, and a stage's first runs on its worker still
+    /// allocate and fault in memory (measured: a 3 s `demo` run's dispatch latency p99 went from
+    /// 1.3 to 1.6 ms to 0.4 to 0.5 ms; docs/runtime.md, "Warm-up").
+    fn warm_up(&self, task: usize, stage: usize, job_index: u64, job: &mut StageTensors) -> Result<(), StageError> {
+        StageExecutor::run_stage(self, task, stage, job_index, job)
+    }
+}
+
+impl ServeExecutor for EngineExecutor {
+    type Job = StageTensors;
+
+    fn input_spec(&self, task: usize) -> InputSpec {
+        self.tasks[task].spec.clone()
+    }
+
+    /// A view of the input's memory (no copy, see the module doc).
+    fn start_job(&self, task: usize, _job: u64, input: &Input) -> Result<StageTensors, StageError> {
+        self.tasks[task]
+            .pipeline
+            .input_shared(input.dims(), input.buffer().clone())
+            .map_err(|e| StageError(e.to_string()))
+    }
+
+    fn run_stage(&self, task: usize, stage: usize, _job: u64, job: &mut StageTensors) -> Result<(), StageError> {
+        self.tasks[task].pipeline.run_stage(stage, job).map_err(|e| StageError(e.to_string()))
+    }
+
+    /// Every graph output, copied once to the host.
+    fn outputs(&self, task: usize, job: StageTensors) -> Result<Vec<HostTensor>, StageError> {
+        let model = self.tasks[task].pipeline.model();
+        model
+            .partition
+            .graph_outputs
+            .iter()
+            .map(|name| {
+                let v = job
+                    .f32()
+                    .get(name)
+                    .ok_or_else(|| StageError(format!("the last stage did not produce the output {name:?}")))?;
+                let (dims, data) = f32_data(v, name).map_err(|e| StageError(e.to_string()))?;
+                Ok(HostTensor { name: name.clone(), dims, data: data.to_vec() })
+            })
+            .collect()
+    }
+
+    fn warm_up(&self, task: usize, stage: usize, job: u64, state: &mut StageTensors) -> Result<(), StageError> {
+        ServeExecutor::run_stage(self, task, stage, job, state)
+    }
+}

@@ -1,0 +1,309 @@
+"""Type stubs of lalarand's native module (crates/python/src). Times are integer nanoseconds
+(``*_ns``) as in the command line's ``--json`` output; arguments in ``*_ms``/``*_us`` are
+milliseconds/microseconds as in the files."""
+
+from os import PathLike
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import numpy.typing as npt
+
+_Path = Union[str, PathLike[str]]
+
+__version__: str
+
+class LalarandError(Exception):
+    """Base class of every error lalarand raises; the message is the library's (what, where, fix)."""
+
+class FormatError(LalarandError):
+    """A file or a value built in code is malformed or does not fit the system."""
+
+class AllocationError(LalarandError):
+    """An allocation policy cannot run on this system."""
+
+class SimulationError(LalarandError):
+    """The simulator refused its settings or the plan."""
+
+def policies() -> list[str]:
+    """The allocation policies the library has, in the order reports list them."""
+
+class Resource:
+    """A resource of a platform, as one ``[[resource]]`` table of a platform file."""
+
+    def __init__(
+        self,
+        name: str,
+        kind: Literal["cpu", "gpu"],
+        *,
+        dispatch_overhead_us: float = 0.0,
+        wakeup_overhead_us: float = 0.0,
+        cores: Sequence[int] = (),
+        threads: Optional[int] = None,
+        device: Optional[int] = None,
+        accelerator: bool = False,
+    ) -> None: ...
+
+class Platform:
+    """Resources (GPUs and CPU clusters), each running one layer at a time, non-preemptively."""
+
+    def __init__(self, resources: Sequence[Resource]) -> None: ...
+    @staticmethod
+    def load(path: _Path) -> Platform: ...
+    @staticmethod
+    def default() -> Platform:
+        """One ``gpu`` and one ``cpu``."""
+    @property
+    def resources(self) -> list[str]: ...
+    def to_toml(self) -> str: ...
+
+class Profile:
+    """A DNN's per-layer profile: each layer's worst-case time in every mode it can run in."""
+
+    @staticmethod
+    def load(path: _Path) -> Profile: ...
+    @staticmethod
+    def from_json(text: str) -> Profile: ...
+    @staticmethod
+    def chain(model: str, layers: Sequence[tuple[str, float, float]]) -> Profile:
+        """Layers given as ``(name, gpu_ms, cpu_ms)``."""
+    @property
+    def model(self) -> str: ...
+    @property
+    def layers(self) -> list[str]: ...
+    def to_json(self) -> str: ...
+
+class Task:
+    """A DNN task: periodic, or sporadic with ``period_ms`` as its minimum inter-arrival time."""
+
+    def __init__(
+        self,
+        name: str,
+        profile: Profile,
+        period_ms: float,
+        *,
+        deadline_ms: Optional[float] = None,
+        offset_ms: Optional[float] = None,
+        priority: Optional[int] = None,
+    ) -> None: ...
+
+class TaskInfo:
+    name: str
+    model: str
+    priority: int
+    period_ns: int
+    deadline_ns: int
+    offset_ns: int
+    layers: list[str]
+
+class TaskAnalysis:
+    name: str
+    model: str
+    priority: int
+    period_ns: int
+    deadline_ns: int
+    bound_ns: Optional[int]
+    job_level_ns: Optional[int]
+    segment_level_ns: Optional[int]
+    slack_ns: Optional[int]
+    estimate_ns: Optional[int]
+    schedulable: bool
+    layers: int
+    int8_layers: int
+    accuracy_cost_pp: float
+    int8_layers_unknown_cost: int
+
+class ResourceUse:
+    name: str
+    kind: str
+    utilization: float
+
+class Analysis:
+    """The analysis of an allocation, as ``lalarand analyze --json`` reports it."""
+
+    schedulable: bool
+    accuracy_cost_pp: float
+    int8_layers: int
+    int8_layers_unknown_cost: int
+    resources: list[ResourceUse]
+    tasks: list[TaskAnalysis]
+    def task(self, name: str) -> TaskAnalysis: ...
+
+class Allocation:
+    """A mode and a resource for every layer of every task of the system it was made for."""
+
+    @property
+    def layers(self) -> dict[str, list[str]]:
+        """Per task name, one ``"mode@resource"`` per layer."""
+    def to_toml(self, policy: Optional[str] = None) -> str: ...
+    def save(self, path: _Path, policy: Optional[str] = None) -> None: ...
+
+class AllocationResult:
+    policy: str
+    allocation: Allocation
+    analysis: Analysis
+    evaluations: int
+    complete: bool
+    @property
+    def schedulable(self) -> bool: ...
+
+class TaskSimulation:
+    name: str
+    jobs: int
+    completed: int
+    misses: int
+    min_response_ns: Optional[int]
+    mean_response_ns: Optional[float]
+    max_response_ns: Optional[int]
+    oldest_incomplete_ns: Optional[int]
+    bound_ns: Optional[int]
+    exceeds_bound: bool
+
+class Simulation:
+    end_ns: int
+    hyperperiod_ns: Optional[int]
+    misses: int
+    tasks: list[TaskSimulation]
+    def task(self, name: str) -> TaskSimulation: ...
+
+class System:
+    """A platform with tasks on it."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        tasks: Sequence[Task],
+        *,
+        priority: Literal["rate-monotonic", "deadline-monotonic", "explicit"] = "rate-monotonic",
+    ) -> None: ...
+    @staticmethod
+    def load(tasks: _Path, platform: Optional[_Path] = None) -> System: ...
+    @property
+    def platform(self) -> Platform: ...
+    @property
+    def tasks(self) -> list[TaskInfo]: ...
+    def load_allocation(self, path: _Path) -> Allocation: ...
+    def allocation(self, layers: dict[str, list[str]]) -> Allocation: ...
+    def analyze(self, allocation: Allocation) -> Analysis: ...
+    def allocate(self, policy: str, *, budget: Optional[float] = None, node_limit: Optional[int] = None) -> AllocationResult: ...
+    def simulate(
+        self,
+        allocation: Allocation,
+        *,
+        horizon_ms: Optional[float] = None,
+        execution: Literal["wcet", "uniform", "two-point"] = "wcet",
+        min_fraction: float = 0.5,
+        wcet_probability: float = 0.5,
+        seed: int = 0,
+    ) -> Simulation: ...
+
+# ---- serving -------------------------------------------------------------------------------
+
+_Array = npt.NDArray[np.float32]
+
+class ServerError(LalarandError):
+    """The server refused to start, or a call does not fit how a task is served."""
+
+class InputError(ServerError):
+    """Unknown task, wrong shape or dtype; the message names the task and what it expects."""
+
+class StoppedError(ServerError):
+    """The server is stopped, or stopping cancelled the job."""
+
+class RejectedError(ServerError):
+    """A submission rejected: too early for its task, or its backlog full."""
+
+class JobError(ServerError):
+    """A job failed: a stage, its input source (with the Python traceback), or aborted late."""
+
+class AlreadyTakenError(ServerError):
+    """A handle's result was already taken by an earlier wait."""
+
+class Slot:
+    """The type of ``SLOT``."""
+
+SLOT: Slot
+"""Marks a periodic task fed through ``Server.slot(task).put(array)``."""
+
+class JobResult:
+    """One job's outputs (the last stage's tensors, fp32, by the model's output names) and
+    timing, in nanoseconds since the server's time 0."""
+
+    task: str
+    job: int
+    outputs: dict[str, _Array]
+    submitted_ns: int
+    release_ns: int
+    start_ns: int
+    finish_ns: int
+    response_ns: int
+    bound_ns: Optional[int]
+    deadline_ns: int
+    met: bool
+    @property
+    def output(self) -> _Array:
+        """The single output, when the model has exactly one."""
+
+class JobHandle:
+    """A sporadic job's future. The result can be taken once."""
+
+    @property
+    def task(self) -> str: ...
+    @property
+    def job(self) -> int: ...
+    @property
+    def admission(self) -> tuple[Literal["released", "delayed", "rejected"], int]: ...
+    def done(self) -> bool: ...
+    def result(self, timeout: Optional[float] = None) -> JobResult: ...
+    def add_done_callback(self, callback: Callable[[JobHandle], Any]) -> None: ...
+
+class InputSlot:
+    @property
+    def task(self) -> str: ...
+    def put(self, array: _Array) -> None: ...
+
+class ResultStream:
+    @property
+    def task(self) -> str: ...
+    def next(self, timeout: Optional[float] = None) -> Optional[JobResult]: ...
+    def drain(self) -> list[Union[JobResult, ServerError]]: ...
+
+class Server:
+    """A running server; a context manager that stops it on exit (drain, or cancel after an
+    exception)."""
+
+    def submit(self, task: str, array: _Array) -> JobHandle: ...
+    def infer(self, task: str, array: _Array, timeout: Optional[float] = None) -> JobResult: ...
+    def slot(self, task: str) -> InputSlot: ...
+    def results(self, task: str) -> ResultStream: ...
+    def stats(self) -> dict[str, Any]: ...
+    def trace(self) -> Optional[dict[str, Any]]: ...
+    def stop(self, policy: Literal["drain", "cancel"] = "drain") -> dict[str, Any]: ...
+    @property
+    def tasks(self) -> list[str]: ...
+    def input_shape(self, task: str) -> str: ...
+    def now_ns(self) -> int: ...
+    @property
+    def stopped(self) -> bool: ...
+    def __enter__(self) -> Server: ...
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool: ...
+
+def serve(
+    system: System,
+    allocation: Allocation,
+    models: Optional[Mapping[str, _Path]] = None,
+    *,
+    periodic: Optional[Mapping[str, Union[Callable[[int], Optional[_Array]], Slot]]] = None,
+    busy: bool = False,
+    stale: Literal["reuse", "skip"] = "reuse",
+    early: Literal["wait", "reject"] = "wait",
+    late: Literal["continue", "abort"] = "continue",
+    force: bool = False,
+    realtime: bool = True,
+    max_backlog: int = 4,
+    results_capacity: int = 64,
+    trace_window_ms: Optional[float] = None,
+    drain_timeout_ms: float = 10000.0,
+    warm_up: bool = True,
+) -> Server:
+    """Starts a server for ``system`` under ``allocation`` (refused when not proven, unless
+    ``force``)."""

@@ -1,0 +1,377 @@
+//! What goes in and out of a [`super::Server`]: inputs, outputs, timing, policies, settings
+//! and errors.
+
+use crate::config::LatePolicy;
+use crate::error::RuntimeError;
+use lalarand_model::Time;
+use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+
+/// Memory holding a job's input as fp32 values, shared with the server without a copy.
+///
+/// `as_f32` must return the same values on every call for as long as the buffer lives (the
+/// executor reads them from another thread while the job runs; an application that writes
+/// into the memory meanwhile gets an undefined mix of old and new values in its result).
+pub trait InputBuffer: Send + Sync + 'static {
+    fn as_f32(&self) -> &[f32];
+}
+
+impl InputBuffer for Vec<f32> {
+    fn as_f32(&self) -> &[f32] {
+        self
+    }
+}
+
+impl InputBuffer for Box<[f32]> {
+    fn as_f32(&self) -> &[f32] {
+        self
+    }
+}
+
+impl AsRef<[f32]> for dyn InputBuffer {
+    fn as_ref(&self) -> &[f32] {
+        self.as_f32()
+    }
+}
+
+/// A job's input: a shape and shared fp32 memory of exactly `dims.iter().product()` values.
+/// Cloning shares the memory.
+#[derive(Clone)]
+pub struct Input {
+    dims: Vec<usize>,
+    data: Arc<dyn InputBuffer>,
+}
+
+impl Input {
+    /// Checks that `data` holds `dims.iter().product()` values.
+    pub fn new(dims: Vec<usize>, data: Arc<dyn InputBuffer>) -> Result<Self, String> {
+        let want: usize = dims.iter().product();
+        let have = data.as_f32().len();
+        if want != have {
+            return Err(format!("{have} values for shape {dims:?} ({want} values)"));
+        }
+        Ok(Self { dims, data })
+    }
+
+    /// An input owning `data`.
+    pub fn from_vec(dims: Vec<usize>, data: Vec<f32>) -> Result<Self, String> {
+        Self::new(dims, Arc::new(data))
+    }
+
+    /// Zeros of shape `dims` (warm-up jobs).
+    pub fn zeros(dims: Vec<usize>) -> Self {
+        let n = dims.iter().product();
+        Self { dims, data: Arc::new(vec![0.0f32; n]) }
+    }
+
+    pub fn dims(&self) -> &[usize] {
+        &self.dims
+    }
+
+    pub fn data(&self) -> &[f32] {
+        self.data.as_f32()
+    }
+
+    /// The shared memory (for an executor that hands it on without copying).
+    pub fn buffer(&self) -> &Arc<dyn InputBuffer> {
+        &self.data
+    }
+}
+
+impl fmt::Debug for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Input").field("dims", &self.dims).field("values", &self.data.as_f32().len()).finish()
+    }
+}
+
+/// The input a task's model takes: its name and dims (`None`: any size, e.g. a symbolic
+/// batch). `dims: None` accepts any shape (busy-wait stages).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InputSpec {
+    pub name: String,
+    pub dims: Option<Vec<Option<usize>>>,
+}
+
+impl InputSpec {
+    /// Accepts any shape.
+    pub fn any(name: impl Into<String>) -> Self {
+        Self { name: name.into(), dims: None }
+    }
+
+    /// The expected shape as text, `[batch, 1, 28, 28]` (`*` for a free dim).
+    pub fn shape_text(&self) -> String {
+        match &self.dims {
+            None => "any shape".into(),
+            Some(d) => {
+                let parts: Vec<String> = d.iter().map(|d| d.map_or("*".into(), |v| v.to_string())).collect();
+                format!("[{}]", parts.join(", "))
+            }
+        }
+    }
+
+    /// Why `dims` does not fit, if it does not.
+    pub fn check(&self, dims: &[usize]) -> Result<(), String> {
+        let Some(want) = &self.dims else { return Ok(()) };
+        let fits = dims.len() == want.len() && dims.iter().zip(want).all(|(&d, w)| w.is_none_or(|w| w == d));
+        if fits {
+            Ok(())
+        } else {
+            Err(format!("input {:?} has shape {dims:?}, expected {} (fp32)", self.name, self.shape_text()))
+        }
+    }
+
+    /// A concrete shape (free dims as 1), for warm-up inputs.
+    pub fn example_dims(&self) -> Vec<usize> {
+        match &self.dims {
+            None => vec![1],
+            Some(d) => d.iter().map(|d| d.unwrap_or(1)).collect(),
+        }
+    }
+}
+
+/// One output tensor of a job, fp32, on the host, named as in the model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostTensor {
+    pub name: String,
+    pub dims: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// When a job happened. Times are nanoseconds since the server's time 0 (see
+/// [`super::Server::now`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct JobTiming {
+    /// When `submit` was called (sporadic), or the nominal release (periodic).
+    pub submitted: Time,
+    /// The release the analysis covers: the periodic release, or for a sporadic job
+    /// `max(submitted, previous release + period)`.
+    pub release: Time,
+    /// Its first stage started.
+    pub start: Time,
+    /// Its last stage finished.
+    pub finish: Time,
+    /// `finish - release`.
+    pub response: Time,
+    /// The analysis' bound on the response of the task (`None`: no bound, a forced server).
+    pub bound: Option<Time>,
+    /// Absolute deadline, `release + deadline`.
+    pub deadline: Time,
+    /// `finish <= deadline`.
+    pub met: bool,
+}
+
+/// A completed job: its outputs (the last stage's tensors) and its timing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobResult {
+    pub task: String,
+    pub task_index: usize,
+    /// The job's index within its task (0, 1, ...).
+    pub job: u64,
+    pub outputs: Vec<HostTensor>,
+    pub timing: JobTiming,
+}
+
+impl JobResult {
+    /// The output called `name`.
+    pub fn output(&self, name: &str) -> Option<&HostTensor> {
+        self.outputs.iter().find(|t| t.name == name)
+    }
+}
+
+/// What a sporadic submission became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Admission {
+    /// Released at once.
+    Released { release: Time },
+    /// Came before the task's minimum inter-arrival time had passed since its previous
+    /// release and waits for its earliest legal release ([`EarlyPolicy::Wait`]).
+    Delayed { release: Time, by: Time },
+    /// Came early and was rejected ([`EarlyPolicy::Reject`]); waiting on it returns
+    /// [`ServeError::TooEarly`].
+    Rejected { earliest: Time },
+}
+
+/// What happens to a sporadic submission that comes less than the task's period (its minimum
+/// inter-arrival time) after its previous release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EarlyPolicy {
+    /// Released at the earliest legal time (at most [`ServeConfig::max_backlog`] wait).
+    #[default]
+    Wait,
+    /// Rejected at once.
+    Reject,
+}
+
+/// What a periodic release does when its source has no input newer than the previous job's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StalePolicy {
+    /// The job runs on the previous job's input (skipped while there has never been one).
+    #[default]
+    Reuse,
+    /// The release is skipped and counted ([`TaskStats::skipped`]).
+    Skip,
+}
+
+/// How [`super::Server::stop`] ends the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopPolicy {
+    /// No new releases or submissions; every admitted job (waiting sporadic releases
+    /// included) runs to its end, for at most [`ServeConfig::drain_timeout`], after which the
+    /// rest is cancelled.
+    #[default]
+    Drain,
+    /// No new releases or submissions; jobs not yet started and waiting releases resolve with
+    /// [`ServeError::Cancelled`], running jobs end at their next stage boundary.
+    Cancel,
+}
+
+/// Server settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServeConfig {
+    /// Serve even if the analysis finds no bound for some task.
+    pub force: bool,
+    /// Ask for SCHED_FIFO (refusal is warned about, not fatal).
+    pub realtime: bool,
+    /// A job still running at its deadline: continue or abort at its next stage boundary.
+    pub late: LatePolicy,
+    /// Per task: releases waiting while a job of the task is in flight, and sporadic
+    /// submissions waiting for their legal release. Beyond it a submission fails with
+    /// [`ServeError::Backlog`] and a periodic release is dropped (counted).
+    pub max_backlog: usize,
+    /// Results of a periodic task kept for [`super::Server::results`]; beyond it the oldest
+    /// is dropped (counted in [`TaskStats::results_dropped`]).
+    pub results_capacity: usize,
+    /// Keep the stage executions of the last this-many nanoseconds for
+    /// [`super::Server::chrome_trace`] (`None`: no trace).
+    pub trace_window: Option<Time>,
+    /// Most stage executions the trace ring keeps per resource.
+    pub trace_max_slots: usize,
+    /// Longest [`StopPolicy::Drain`] waits before cancelling what is left.
+    pub drain_timeout: Time,
+    /// Sporadic tasks the builder was not told about get this policy.
+    pub early: EarlyPolicy,
+    /// Run two warm-up jobs of every task through its stages before serving
+    /// ([`crate::StageExecutor::warm_up`] has why).
+    pub warm_up: bool,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            force: false,
+            realtime: true,
+            late: LatePolicy::Continue,
+            max_backlog: 4,
+            results_capacity: 64,
+            trace_window: None,
+            trace_max_slots: 100_000,
+            drain_timeout: 10_000_000_000,
+            early: EarlyPolicy::Wait,
+            warm_up: true,
+        }
+    }
+}
+
+/// Why a server call or a job failed. Every message names the task and what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The server cannot start: what `Runtime::new` refuses (unschedulable unless forced,
+    /// cores, periods, ...).
+    #[error("cannot start the server: {0}")]
+    Start(#[from] RuntimeError),
+    /// A setting or a task's serving mode is wrong.
+    #[error("invalid server settings: {field}: {problem}")]
+    Config { field: String, problem: String },
+    /// No task of that name.
+    #[error("no task is called {name:?} (tasks: {})", known.join(", "))]
+    UnknownTask { name: String, known: Vec<String> },
+    /// The call does not fit how the task is served (e.g. `submit` to a periodic task).
+    #[error("task {task:?}: {problem}")]
+    WrongKind { task: String, problem: String },
+    /// An input of the wrong shape or type.
+    #[error("task {task:?}: bad input: {problem}")]
+    Input { task: String, problem: String },
+    /// The server was stopped (or is stopping).
+    #[error("task {task:?}: the server is stopped; fix: start a new server")]
+    Stopped { task: String },
+    /// A sporadic submission before its minimum inter-arrival time ([`EarlyPolicy::Reject`]).
+    #[error("task {task:?}: submitted {} us before its earliest legal release (minimum inter-arrival time {} us); rejected", *early as f64 / 1e3, *period as f64 / 1e3)]
+    TooEarly { task: String, early: Time, period: Time },
+    /// Too many jobs waiting for the task.
+    #[error("task {task:?}: {waiting} jobs already wait (max_backlog); rejected")]
+    Backlog { task: String, waiting: usize },
+    /// A stage failed.
+    #[error("task {task:?} job {job}: stage {stage} failed: {error}")]
+    Failed { task: String, job: u64, stage: usize, error: String },
+    /// The task's input source failed (or returned an unusable input).
+    #[error("task {task:?} job {job}: the input source failed: {error}")]
+    Source { task: String, job: u64, error: String },
+    /// Ended at a stage boundary past its deadline ([`LatePolicy::Abort`]).
+    #[error("task {task:?} job {job}: aborted before stage {stage}, past its deadline")]
+    Aborted { task: String, job: u64, stage: usize },
+    /// Cancelled by [`StopPolicy::Cancel`] (or a drain that timed out).
+    #[error("task {task:?} job {job}: cancelled by stop")]
+    Cancelled { task: String, job: u64 },
+    /// The handle's result was already taken by an earlier wait.
+    #[error("task {task:?} job {job}: the result was already taken by an earlier wait")]
+    AlreadyTaken { task: String, job: u64 },
+    /// `wait_timeout` ran out; the handle can be waited on again.
+    #[error("task {task:?} job {job}: no result within {} ms", *waited as f64 / 1e6)]
+    Timeout { task: String, job: u64, waited: Time },
+    /// The OS refused a thread.
+    #[error("server: {0}")]
+    Os(String),
+}
+
+impl ServeError {
+    pub(crate) fn config(field: &str, problem: impl Into<String>) -> Self {
+        Self::Config { field: field.into(), problem: problem.into() }
+    }
+}
+
+/// A periodic task's input source.
+pub enum Source {
+    /// A latest-value slot the application writes ([`super::Server::input_slot`]); each
+    /// release takes what it holds.
+    Slot,
+    /// Called on the task's own source thread (never a worker's), once per release, ahead of
+    /// it: the call for job `k` starts when job `k - 1` is released (job 0's at start) and its
+    /// result is job `k`'s input. A call still running at job `k`'s release makes that release
+    /// follow the [`StalePolicy`]; `Ok(None)` is "nothing new" (the policy too); `Err(text)`
+    /// fails job `k` with [`ServeError::Source`] (text, e.g. a Python traceback, included).
+    Callback(Box<SourceFn>),
+}
+
+/// See [`Source::Callback`]: called with the job index.
+pub type SourceFn = dyn FnMut(u64) -> Result<Option<Input>, String> + Send + 'static;
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Slot => f.write_str("Slot"),
+            Self::Callback(_) => f.write_str("Callback(..)"),
+        }
+    }
+}
+
+/// How a task is served.
+#[derive(Debug)]
+pub enum TaskMode {
+    /// Jobs come from [`super::Server::submit`]; the task's period is the minimum inter-arrival
+    /// time, enforced with `early`.
+    Sporadic { early: EarlyPolicy },
+    /// Jobs are released every period from `source`; results go to
+    /// [`super::Server::results`].
+    Periodic { source: Source, stale: StalePolicy },
+}
+
+impl TaskMode {
+    pub fn is_periodic(&self) -> bool {
+        matches!(self, Self::Periodic { .. })
+    }
+}

@@ -1,0 +1,139 @@
+//! The serving soak: 4 busy-wait tasks (two periodic: a slot and a callback source; two
+//! sporadic, submitted with random gaps around their minimum inter-arrival time, early ones
+//! waiting for their legal release) on two cpu resources, for a given time. Shared by the
+//! test (seconds) and the bench `soak` (the documented 10-minute run).
+#![allow(dead_code)]
+
+use super::{system, Spec, MS};
+use lalarand_model::ExecutionPlan;
+use lalarand_runtime::os;
+use lalarand_runtime::serve::*;
+use lalarand_runtime::{BusyTime, BusyWait};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct SoakOutcome {
+    pub report: ServeReport,
+    /// Resident memory, (seconds since start, KiB), once a second.
+    pub rss: Vec<(f64, u64)>,
+    /// Sporadic submissions admitted, and their handles that resolved with a result.
+    pub submitted: u64,
+    pub resolved_ok: u64,
+    /// Periodic results read from the streams.
+    pub periodic_results: u64,
+    pub schedulable: bool,
+}
+
+impl SoakOutcome {
+    /// Min and max resident memory from `after` seconds on, relative to the sample at `after`,
+    /// percent.
+    pub fn drift_pct(&self, after: f64) -> (f64, f64) {
+        let base = self.rss.iter().find(|(t, _)| *t >= after).map_or(0.0, |&(_, k)| k as f64);
+        let later = self.rss.iter().filter(|(t, _)| *t >= after).map(|&(_, k)| 100.0 * (k as f64 - base) / base);
+        later.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)))
+    }
+}
+
+pub fn run(seconds: f64, realtime: bool) -> SoakOutcome {
+    let (sys, alloc) = system(
+        2,
+        50_000,
+        &[
+            Spec { name: "req", period: 10 * MS, offset: 0, stages: &[(0, MS / 2)] },
+            Spec { name: "cam", period: 20 * MS, offset: 0, stages: &[(0, MS), (1, MS)] },
+            Spec { name: "events", period: 30 * MS, offset: 0, stages: &[(0, MS), (1, MS / 2)] },
+            Spec { name: "lidar", period: 50 * MS, offset: 5 * MS, stages: &[(1, 2 * MS)] },
+        ],
+    );
+    let exec = BusyWait::from_plan(&ExecutionPlan::new(&sys, &alloc).unwrap(), &sys.platform, BusyTime::Wcet);
+    let frame = |v: f32| Input::from_vec(vec![1, 4], vec![v; 4]).unwrap();
+    let config = ServeConfig { realtime, trace_window: Some(2_000 * MS), ..ServeConfig::default() };
+    let server = Server::builder(&sys, &alloc, exec)
+        .config(config)
+        .periodic_slot("cam", StalePolicy::Reuse)
+        .periodic_callback("lidar", move |job| Ok(Some(frame(job as f32))), StalePolicy::Reuse)
+        .start()
+        .unwrap();
+    let schedulable = server.runtime().analysis().schedulable();
+    let server = Arc::new(server);
+    let stop = Arc::new(AtomicBool::new(false));
+    let submitted = Arc::new(AtomicU64::new(0));
+    let resolved = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for (task, period) in [("req", 10 * MS), ("events", 30 * MS)] {
+        let (server, stop, submitted, resolved) = (server.clone(), stop.clone(), submitted.clone(), resolved.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut seed = period;
+            let mut pending: VecDeque<JobHandle> = VecDeque::new();
+            let mut k = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                // Gaps uniform in [0.8, 1.4] x the period: some early (they wait), most not.
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let gap = period as f64 * (0.8 + 0.6 * ((seed >> 11) as f64 / (1u64 << 53) as f64));
+                std::thread::sleep(Duration::from_nanos(gap as u64));
+                let input = Input::from_vec(vec![1, 2], vec![k as f32, 1.0]).unwrap();
+                match server.submit(task, input) {
+                    Ok(h) => {
+                        submitted.fetch_add(1, Ordering::SeqCst);
+                        pending.push_back(h);
+                    }
+                    Err(ServeError::Stopped { .. }) => break,
+                    Err(e) => panic!("{e}"),
+                }
+                k += 1;
+                while pending.len() > 8 {
+                    let h = pending.pop_front().unwrap();
+                    let want = h.job();
+                    let r = h.wait().unwrap();
+                    assert_eq!(r.job, want);
+                    resolved.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            for h in pending {
+                if h.wait().is_ok() {
+                    resolved.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }));
+    }
+    let slot = server.input_slot("cam").unwrap();
+    let cam = server.results("cam").unwrap();
+    let lidar = server.results("lidar").unwrap();
+    let start = Instant::now();
+    let mut rss = Vec::new();
+    let mut periodic_results = 0u64;
+    let mut frame_no = 0f32;
+    while start.elapsed().as_secs_f64() < seconds {
+        // A camera that delivers about every period, and a reader of both streams.
+        slot.put(Input::from_vec(vec![1, 4], vec![frame_no; 4]).unwrap()).unwrap();
+        frame_no += 1.0;
+        for r in cam.drain().into_iter().chain(lidar.drain()) {
+            r.unwrap();
+            periodic_results += 1;
+        }
+        let t = start.elapsed().as_secs_f64();
+        if rss.last().is_none_or(|&(last, _)| t - last >= 1.0) {
+            rss.push((t, os::resident_kib().unwrap_or(0)));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let report = server.stop(StopPolicy::Drain).unwrap();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for r in cam.drain().into_iter().chain(lidar.drain()) {
+        r.unwrap();
+        periodic_results += 1;
+    }
+    SoakOutcome {
+        report,
+        rss,
+        submitted: submitted.load(Ordering::SeqCst),
+        resolved_ok: resolved.load(Ordering::SeqCst),
+        periodic_results,
+        schedulable,
+    }
+}
