@@ -105,6 +105,51 @@ fn joins(prev_op: &str, op: &str, prev_stage_ops: &[&str]) -> bool {
         && prev_stage_ops.iter().all(|o| matches!(*o, "Flatten" | "Reshape"))
 }
 
+/// The stage an elementwise `node` joins when all its data inputs come from one stage `s` and
+/// every other reader of those inputs is an elementwise node that reads nothing else from
+/// outside `s`: SiLU exported as `Sigmoid(x) * x`, hard-swish as `HardSigmoid(x) * x`, a
+/// squeeze-and-excitation `x * gate`. Those tensors then never leave the stage.
+fn closed_cluster(
+    graph: &GraphProto,
+    node: &NodeProto,
+    data_inputs: &[&str],
+    producer: &HashMap<&str, usize>,
+    stage_of_node: &HashMap<usize, usize>,
+    consumers: &HashMap<&str, Vec<usize>>,
+    graph_outputs: &HashSet<&str>,
+) -> Option<usize> {
+    if !FOLLOWERS.contains(&node.op_type()) || data_inputs.is_empty() {
+        return None;
+    }
+    let stage_of = |t: &str| producer.get(t).map(|p| stage_of_node[p]);
+    let s = stage_of(data_inputs[0])?;
+    if data_inputs.iter().any(|t| stage_of(t) != Some(s) || graph_outputs.contains(t)) {
+        return None;
+    }
+    for t in data_inputs {
+        let readers = consumers.get(t).map_or(&[][..], Vec::as_slice);
+        // What the readers of `t` produce may feed each other (Sigmoid -> Mul).
+        let cluster: HashSet<&str> =
+            readers.iter().flat_map(|&r| graph.node[r].output.iter().map(String::as_str)).collect();
+        for &r in readers {
+            let rn = &graph.node[r];
+            if !FOLLOWERS.contains(&rn.op_type()) {
+                return None;
+            }
+            let inside = |i: &String| {
+                i.is_empty()
+                    || stage_of(i) == Some(s)
+                    || cluster.contains(i.as_str())
+                    || !producer.contains_key(i.as_str()) && !consumers.contains_key(i.as_str())
+            };
+            if !rn.input.iter().all(inside) {
+                return None;
+            }
+        }
+    }
+    Some(s)
+}
+
 /// Finds the stages of `model`.
 pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
     let graph = model.graph.as_ref().ok_or_else(|| OnnxError::graph("(none)", "the model has no graph"))?;
@@ -139,7 +184,10 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
         }
         let data_inputs: Vec<&str> = node.input.iter().map(String::as_str).filter(|t| !is_const(t)).collect();
         let mut target = None;
-        if let [only] = data_inputs.as_slice() {
+        if let Some(s) = closed_cluster(graph, node, &data_inputs, &producer, &stage_of_node, &consumers, &outputs_set)
+        {
+            target = Some(s);
+        } else if let [only] = data_inputs.as_slice() {
             if let Some(&p) = producer.get(only) {
                 let s = stage_of_node[&p];
                 let prev = &graph.node[p];
