@@ -98,7 +98,7 @@ impl EngineExecutor {
                     );
                 }
             }
-            let staged = StagedModel::load(path).with_context(what)?;
+            let staged = StagedModel::load_for_profile(path, &task.dnn).with_context(what)?;
             let names = staged.stage_names();
             let layers: Vec<&str> = task.dnn.layers.iter().map(|l| l.name.as_str()).collect();
             if names != layers {

@@ -14,10 +14,10 @@ use crate::error::{EngineError, Result};
 use crate::quant::{calibrate_until, conversion_model, quantize_stages_until, Int8Stages};
 use crate::stage::{gpu_present, pin_current_thread, ExecConfig, StageRunner, Tensors};
 use crate::staged::{Pipeline, StagedModel};
-use crate::tensor::f32_value;
 use lalarand_model::{
     us_to_time, DnnProfile, LayerProfile, Mode, ModeTiming, OutputTransitions, Time, TimingStats, Transitions,
 };
+use lalarand_onnx::fold::InputShape;
 use lalarand_onnx::quantize::{CalibrationMethod, QParams};
 use ort::value::DynValue;
 use sha2::{Digest, Sha256};
@@ -300,6 +300,18 @@ pub fn profile_to_file(
     opts: &ProfileOptions,
     out: &Path,
 ) -> Result<ProfileOutcome> {
+    profile_shaped_to_file(model_path, &[], inputs, opts, out)
+}
+
+/// [`profile_to_file`] with the model's inputs fixed at `shapes` (`--input-shape`; see
+/// [`StagedModel::load_with`]); the profile records them (`input_shapes`).
+pub fn profile_shaped_to_file(
+    model_path: &Path,
+    shapes: &[InputShape],
+    inputs: &[Vec<f32>],
+    opts: &ProfileOptions,
+    out: &Path,
+) -> Result<ProfileOutcome> {
     let before = |what: &str| match &opts.stop {
         Some(f) if f(0) => Err(EngineError::Interrupted(format!(
             "stop requested before {what}; no stage was measured, nothing written"
@@ -309,7 +321,7 @@ pub fn profile_to_file(
     before("loading the model")?;
     // The GPU runtime (which also runs the CPU modes) must be the first one this process loads.
     let gpu_problem = gpu_runtime(opts);
-    let staged = StagedModel::load(model_path)?;
+    let staged = StagedModel::load_with(model_path, shapes)?;
     let sha = sha256_file(model_path)?;
     let mut p = Profiler::new(&staged, opts, sha);
     if let Some(why) = gpu_problem {
@@ -328,12 +340,17 @@ pub fn profile_to_file(
             let partial = partial_path(out);
             let profile = p.profile(Some(&e.to_string()));
             write(&partial, &profile)?;
-            Err(EngineError::Interrupted(format!(
-                "{e}; the {} stages measured so far (of {}) are in {}",
+            let kept = format!(
+                "the {} stages measured so far (of {}) are in {}",
                 profile.layers.len(),
                 staged.stage_count(),
                 partial.display()
-            )))
+            );
+            Err(match e {
+                EngineError::Interrupted(why) => EngineError::Interrupted(format!("{why}; {kept}")),
+                // A failure is not an interruption: its own message, then what was kept.
+                other => EngineError::graph(format!("profiling {}", model_path.display()), format!("{other}; {kept}")),
+            })
         }
     }
 }
@@ -417,6 +434,7 @@ impl<'a> Profiler<'a> {
             layers: self.layers.clone(),
             output: self.output,
             int8_accuracy_unknown: self.accuracy_unknown.clone(),
+            input_shapes: self.staged.input_shapes.iter().map(|s| (s.name.clone(), s.dims.clone())).collect(),
         }
     }
 
@@ -537,11 +555,7 @@ impl<'a> Profiler<'a> {
                 bar.inc(1);
             }
             if layer.available_modes().next().is_none() {
-                return Err(EngineError::Unsupported {
-                    stage: stage.name.clone(),
-                    mode: "every mode".into(),
-                    problem: "no mode could run this stage (see the warnings)".into(),
-                });
+                return Err(self.no_mode_error(i));
             }
             layer.transitions = self.transitions(i, &int8, &tensors, layer.modes[Mode::CpuInt8.index()].is_some())?;
             if layer.modes[Mode::Gpu.index()].is_some() {
@@ -561,6 +575,39 @@ impl<'a> Profiler<'a> {
             None => 0,
         };
         Ok(())
+    }
+
+    /// Why stage `i` cannot be profiled: what every mode said, and the fix.
+    fn no_mode_error(&self, i: usize) -> EngineError {
+        let staged = self.staged;
+        let stage = &staged.partition.stages[i];
+        let prefix = format!("{}: ", stage.name);
+        let why: Vec<&str> = self.skipped.iter().filter_map(|s| s.strip_prefix(&prefix)).collect();
+        let not_float: Vec<String> = stage
+            .inputs
+            .iter()
+            .filter(|t| staged.types.get(*t).is_some_and(|ti| ti.elem_type != 1))
+            .map(|t| format!("`{t}`"))
+            .collect();
+        let graph = staged.model.graph.as_ref().expect("a staged model has a graph");
+        let ops: Vec<String> = stage.nodes.iter().map(|&n| graph.node[n].op_type().to_string()).collect();
+        let fix = if not_float.is_empty() {
+            format!(
+                "check that ONNX Runtime {} runs the model as a whole; if it does, the cut around this stage ({}) is at fault: report it",
+                crate::runtime::ORT_VERSION,
+                ops.join(", ")
+            )
+        } else {
+            format!(
+                "it reads the non-float tensors {}, computed from tensor shapes: fix every symbolic input dimension with --input-shape so that lalarand folds them to constants",
+                not_float.join(", ")
+            )
+        };
+        EngineError::Unsupported {
+            stage: stage.name.clone(),
+            mode: "every mode".into(),
+            problem: format!("no mode can run it ({}); fix: {fix}", why.join("; ")),
+        }
     }
 
     /// Times stage `i` in `mode` on its inputs from `tensors` (fp32, quantized where the int8
@@ -591,7 +638,7 @@ impl<'a> Profiler<'a> {
                 (mode == Mode::CpuInt8).then(|| int8.get(i).and_then(|s| s.inputs.get(t).copied().flatten())).flatten();
             let v = match q {
                 Some(q) => convert(staged, t, q, true, v, &opts.cfg)?,
-                None => copy_of(v)?,
+                None => copy_of(v, t)?,
             };
             inputs.insert(t.clone(), v);
         }
@@ -623,7 +670,7 @@ impl<'a> Profiler<'a> {
     fn time_conversion(&self, t: &str, q: QParams, to_u8: bool, tensors: &Tensors) -> Result<Time> {
         let (staged, opts) = (self.staged, self.opts);
         let v = tensors.get(t).ok_or_else(|| EngineError::tensor("profiling", t, "missing from the fp32 run"))?;
-        let input = if to_u8 { copy_of(v)? } else { convert(staged, t, q, true, v, &opts.cfg)? };
+        let input = if to_u8 { copy_of(v, t)? } else { convert(staged, t, q, true, v, &opts.cfg)? };
         let bytes = conversion_model(staged, t, q, to_u8)?;
         let what = if to_u8 { "quantize" } else { "dequantize" };
         let mut runner = StageRunner::new(&format!("{what} {t}"), Mode::CpuFp32, &bytes, &opts.cfg)?;
@@ -650,7 +697,7 @@ impl Profiler<'_> {
             b.node("Identity", &format!("copy{k}"), &[&x], &[&y], vec![]);
             b.output(&y, DataType::Float, &dims);
             let v = tensors.get(n).ok_or_else(|| EngineError::tensor("profiling", n, "missing from the fp32 run"))?;
-            inputs.push((x, copy_of(v)?));
+            inputs.push((x, copy_of(v, n)?));
         }
         let bytes = lalarand_onnx::encode_model(&b.finish());
         let mut runner = StageRunner::new("(gpu copy)", Mode::Gpu, &bytes, &opts.cfg)?;
@@ -660,10 +707,31 @@ impl Profiler<'_> {
     }
 }
 
-/// A private copy of an fp32 value (inputs of timed runs must not alias the reference run).
-fn copy_of(v: &DynValue) -> Result<DynValue> {
-    let (shape, data) = crate::tensor::f32_data(v, "(input)")?;
-    f32_value(&shape, data.to_vec())
+/// A private copy of a tensor value named `name` (inputs of timed runs must not alias the
+/// reference run), of any element type a stage boundary carries.
+fn copy_of(v: &DynValue, name: &str) -> Result<DynValue> {
+    use ort::value::{PrimitiveTensorElementType, Tensor};
+    fn copy<T: PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static>(
+        v: &DynValue,
+    ) -> Option<std::result::Result<DynValue, ort::Error>> {
+        let (shape, data) = v.try_extract_tensor::<T>().ok()?;
+        Some(Tensor::from_array((shape.to_vec(), data.to_vec())).map(|t| t.into_dyn()))
+    }
+    let copied = copy::<f32>(v)
+        .or_else(|| copy::<i64>(v))
+        .or_else(|| copy::<i32>(v))
+        .or_else(|| copy::<u8>(v))
+        .or_else(|| copy::<i8>(v))
+        .or_else(|| copy::<bool>(v))
+        .or_else(|| copy::<f64>(v));
+    match copied {
+        Some(r) => r.map_err(|e| EngineError::Ort { context: format!("copying tensor {name:?}"), error: e }),
+        None => Err(EngineError::tensor(
+            "profiling",
+            name,
+            format!("its element type ({:?}) cannot cross a stage boundary here", v.dtype()),
+        )),
+    }
 }
 
 /// Converts fp32 `v` (tensor `t`) to uint8 with `q`, untimed.

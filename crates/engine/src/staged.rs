@@ -51,6 +51,16 @@ impl StagedModel {
         Self::load_with(path, &[])
     }
 
+    /// Reads a model file for `profile`: with the input shapes it was profiled at.
+    pub fn load_for_profile(path: &Path, profile: &lalarand_model::DnnProfile) -> Result<Self> {
+        let shapes: Vec<InputShape> = profile
+            .input_shapes
+            .iter()
+            .map(|(name, dims)| InputShape { name: name.clone(), dims: dims.clone() })
+            .collect();
+        Self::load_with(path, &shapes)
+    }
+
     /// Reads, partitions and types a model file, its inputs fixed at `shapes` (see
     /// [`Self::from_model_with`]).
     pub fn load_with(path: &Path, shapes: &[InputShape]) -> Result<Self> {
