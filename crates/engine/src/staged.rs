@@ -82,6 +82,9 @@ impl StagedModel {
     pub fn from_model_with(name: &str, mut model: ModelProto, source: PathBuf, shapes: &[InputShape]) -> Result<Self> {
         prepare(&mut model, shapes, &source)?;
         let partition = partition::partition(&model).map_err(|e| onnx_err(&source, e))?;
+        for note in &partition.notes {
+            tracing::warn!("{}: {note}", source.display());
+        }
         let graph = model.graph.as_ref().expect("partition checked the graph");
         let [input_name] = partition.graph_inputs.as_slice() else {
             return Err(EngineError::Unsupported {
@@ -194,7 +197,7 @@ fn prepare(model: &mut ModelProto, shapes: &[InputShape], source: &Path) -> Resu
     }
     let probe = encode_model(&partition::with_outputs(model, &names));
     let what = format!("{file} (its shape computations)");
-    let mut runner = StageRunner::new(&what, Mode::CpuFp32, &probe, &ExecConfig::default())?;
+    let mut runner = StageRunner::new(&what, Mode::CpuFp32, &probe, &ExecConfig::default()).map_err(not_runnable)?;
     let mut tensors = Tensors::new();
     for (name, dims, _) in fold::input_dims(model) {
         let dims: Vec<usize> = dims.unwrap_or_default().iter().map(|d| d.unwrap_or(1) as usize).collect();
@@ -211,6 +214,21 @@ fn prepare(model: &mut ModelProto, shapes: &[InputShape], source: &Path) -> Resu
     tracing::debug!("{file}: folded {} shape computations to constants", values.len());
     fold::fold(model, values);
     Ok(())
+}
+
+/// ONNX Runtime refused the whole model: the fix is on the model's side.
+fn not_runnable(e: EngineError) -> EngineError {
+    match e {
+        EngineError::Unsupported { stage, mode, problem } => EngineError::Unsupported {
+            stage,
+            mode,
+            problem: format!(
+                "ONNX Runtime {} cannot run the model: {problem}; fix: export it with standard ONNX ops (opset 11 to 21, no custom domains), or run the op's work outside the model",
+                crate::runtime::ORT_VERSION
+            ),
+        },
+        other => other,
+    }
 }
 
 /// An ONNX Runtime value as an ONNX initializer named `name`.
@@ -278,7 +296,7 @@ fn infer_types(
     let produced: Vec<String> = cuts.iter().filter(|c| !partition.graph_inputs.contains(c)).cloned().collect();
     let probe = encode_model(&partition::with_outputs(model, &produced));
     let whole = format!("{} (whole model)", source.display());
-    let mut runner = StageRunner::new(&whole, Mode::CpuFp32, &probe, &ExecConfig::default())?;
+    let mut runner = StageRunner::new(&whole, Mode::CpuFp32, &probe, &ExecConfig::default()).map_err(not_runnable)?;
     let dims: Vec<usize> = input_dims.iter().map(|d| d.unwrap_or(PROBE_BATCH) as usize).collect();
     let mut tensors = Tensors::new();
     tensors.insert(input_name.to_string(), f32_value(&dims, vec![0.0; dims.iter().product()])?);

@@ -41,6 +41,8 @@ pub struct Partition {
     /// The graph's (non-initializer) inputs and its outputs.
     pub graph_inputs: Vec<String>,
     pub graph_outputs: Vec<String>,
+    /// Warnings for the user: parts of the graph that could not be cut finer, and why.
+    pub notes: Vec<String>,
 }
 
 impl Partition {
@@ -150,6 +152,28 @@ fn closed_cluster(
     Some(s)
 }
 
+/// What `node` reads: its inputs and what its subgraphs (If branches, Loop and Scan bodies)
+/// read from the enclosing graph.
+fn reads(node: &NodeProto) -> Vec<String> {
+    let mut r = node.input.clone();
+    if has_subgraph(node) {
+        r.extend(crate::fold::subgraph_reads(node).into_iter().filter(|t| !node.input.contains(t)));
+    }
+    r
+}
+
+fn has_subgraph(node: &NodeProto) -> bool {
+    node.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())
+}
+
+/// Ops whose output is a sequence (not a tensor), which cannot be a stage's input or output.
+fn makes_sequence(node: &NodeProto) -> bool {
+    matches!(
+        node.op_type(),
+        "SequenceConstruct" | "SequenceEmpty" | "SequenceInsert" | "SequenceErase" | "SplitToSequence" | "SequenceMap"
+    )
+}
+
 /// Finds the stages of `model`.
 pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
     let graph = model.graph.as_ref().ok_or_else(|| OnnxError::graph("(none)", "the model has no graph"))?;
@@ -164,14 +188,16 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
     let is_const = |t: &str| t.is_empty() || constant.contains(t);
 
     // Consumers of every non-constant tensor (node indices).
+    let node_reads: Vec<Vec<String>> = graph.node.iter().map(reads).collect();
     let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
     for &i in &order {
-        for t in &graph.node[i].input {
+        for t in &node_reads[i] {
             if !is_const(t) {
                 consumers.entry(t.as_str()).or_default().push(i);
             }
         }
     }
+    let mut notes = Vec::new();
     let outputs_set: HashSet<&str> = graph_outputs.iter().map(String::as_str).collect();
 
     let mut stages: Vec<Vec<usize>> = Vec::new();
@@ -182,9 +208,23 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
         if node.output.iter().all(|o| is_const(o)) {
             continue;
         }
-        let data_inputs: Vec<&str> = node.input.iter().map(String::as_str).filter(|t| !is_const(t)).collect();
+        let data_inputs: Vec<&str> = node_reads[i].iter().map(String::as_str).filter(|t| !is_const(t)).collect();
+        if has_subgraph(node) {
+            notes.push(format!(
+                "node `{}` ({}) holds a subgraph (control flow): it runs whole, as one stage",
+                node.name(),
+                node.op_type()
+            ));
+        }
         let mut target = None;
-        if let Some(s) = closed_cluster(graph, node, &data_inputs, &producer, &stage_of_node, &consumers, &outputs_set)
+        // A sequence value cannot cross a stage boundary: its reader joins its maker's stage.
+        let sequence_from = data_inputs
+            .iter()
+            .find_map(|t| producer.get(t).filter(|&&p| makes_sequence(&graph.node[p])).map(|&p| stage_of_node[&p]));
+        if let Some(s) = sequence_from {
+            target = Some(s);
+        } else if let Some(s) =
+            closed_cluster(graph, node, &data_inputs, &producer, &stage_of_node, &consumers, &outputs_set)
         {
             target = Some(s);
         } else if let [only] = data_inputs.as_slice() {
@@ -222,7 +262,7 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
             nodes.iter().flat_map(|&n| graph.node[n].output.iter().map(String::as_str)).collect();
         let mut inputs = Vec::new();
         for &n in nodes {
-            for t in &graph.node[n].input {
+            for t in &node_reads[n] {
                 if !is_const(t) && !produced.contains(t.as_str()) && !inputs.contains(t) {
                     inputs.push(t.clone());
                 }
@@ -252,7 +292,23 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
             ));
         }
     }
-    Ok(Partition { stages: result, graph_inputs, graph_outputs })
+    // A stage reads only what earlier stages made (forced joins of sequence values could break it).
+    let mut made: HashSet<&str> = graph_inputs.iter().map(String::as_str).collect();
+    for st in &result {
+        if let Some(t) = st.inputs.iter().find(|t| !made.contains(t.as_str())) {
+            let reader = st.nodes.iter().map(|&n| &graph.node[n]).find(|n| reads(n).contains(t)).expect("an input");
+            return Err(OnnxError::graph(
+                &gname,
+                format!(
+                    "node `{}` ({}) reads `{t}`, which a later stage makes: lalarand cannot order the stages around its sequence value; fix: export without sequence ops (e.g. a fixed number of outputs instead of a list)",
+                    reader.name(),
+                    reader.op_type()
+                ),
+            ));
+        }
+        made.extend(st.outputs.iter().map(String::as_str));
+    }
+    Ok(Partition { stages: result, graph_inputs, graph_outputs, notes })
 }
 
 /// Node indices in an order where producers precede consumers (the file order when it is one).
@@ -266,7 +322,7 @@ fn topological_order(graph: &GraphProto) -> Result<Vec<usize>, OnnxError> {
     loop {
         let before = order.len();
         for (i, n) in graph.node.iter().enumerate() {
-            if !done[i] && n.input.iter().all(|t| available.contains(t.as_str())) {
+            if !done[i] && reads(n).iter().all(|t| available.contains(t.as_str())) {
                 done[i] = true;
                 order.push(i);
                 available.extend(n.output.iter().map(String::as_str));
@@ -278,10 +334,15 @@ fn topological_order(graph: &GraphProto) -> Result<Vec<usize>, OnnxError> {
         if order.len() == before {
             let i = done.iter().position(|d| !d).expect("some node is left");
             let n = &graph.node[i];
-            let missing: Vec<&str> = n.input.iter().map(String::as_str).filter(|t| !available.contains(t)).collect();
+            let reads = reads(n);
+            let missing: Vec<&str> = reads.iter().map(String::as_str).filter(|t| !available.contains(t)).collect();
             return Err(OnnxError::graph(
                 graph.name(),
-                format!("node `{}` ({}) reads {missing:?}, which nothing produces (or a cycle)", n.name(), n.op_type()),
+                format!(
+                    "node `{}` ({}) reads {missing:?}, which no node, input or initializer produces (or a cycle): the graph outputs cannot be computed from its inputs; fix: re-export the model",
+                    n.name(),
+                    n.op_type()
+                ),
             ));
         }
     }
@@ -297,7 +358,7 @@ fn constant_values(graph: &GraphProto, order: &[usize]) -> HashSet<String> {
         let n = &graph.node[i];
         // Shape-reading ops look at a tensor's shape, not its value, but a batch-agnostic model may
         // still change the shape, so they stay data.
-        if is_deterministic(n.op_type()) && n.input.iter().all(|t| t.is_empty() || constant.contains(t)) {
+        if is_deterministic(n.op_type()) && reads(n).iter().all(|t| t.is_empty() || constant.contains(t)) {
             constant.extend(n.output.iter().cloned());
         }
     }
@@ -356,18 +417,14 @@ pub fn stage_model(
     let producer: HashMap<&str, usize> =
         graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i))).collect();
     let mut needed_consts: BTreeSet<usize> = BTreeSet::new();
-    let mut needed_inits: HashSet<&str> = HashSet::new();
-    let mut stack: Vec<&str> = stage
-        .nodes
-        .iter()
-        .flat_map(|&n| graph.node[n].input.iter().map(String::as_str))
-        .filter(|t| constant.contains(*t))
-        .collect();
+    let mut needed_inits: HashSet<String> = HashSet::new();
+    let mut stack: Vec<String> =
+        stage.nodes.iter().flat_map(|&n| reads(&graph.node[n])).filter(|t| constant.contains(t)).collect();
     while let Some(t) = stack.pop() {
-        match producer.get(t) {
+        match producer.get(t.as_str()) {
             Some(&p) => {
                 if needed_consts.insert(p) {
-                    stack.extend(graph.node[p].input.iter().map(String::as_str).filter(|t| !t.is_empty()));
+                    stack.extend(reads(&graph.node[p]).into_iter().filter(|t| !t.is_empty()));
                 }
             }
             None => {
