@@ -101,31 +101,79 @@ fn wcet(s: &TimingStats, margin: f64) -> Time {
     us_to_time((s.max_us * margin * 1000.0).ceil() / 1000.0)
 }
 
-/// Evicts this core's caches, and the shared last level, by writing a buffer twice the size
-/// of the largest cache the system reports (`/sys/devices/system/cpu/cpu0/cache`; 64 MiB if it
-/// reports none), one byte per cache line.
+/// The caches of the core the profiler runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSizes {
+    /// Its private data caches together (levels 1 and 2).
+    pub private_bytes: usize,
+    /// The largest cache it reports (the shared last level; on a VM, often the host's).
+    pub largest_bytes: usize,
+}
+
+impl CacheSizes {
+    const FALLBACK_PRIVATE: usize = 1 << 20;
+    const FALLBACK_LARGEST: usize = 32 << 20;
+
+    /// From `/sys/devices/system/cpu/cpu0/cache` (1 MiB private and 32 MiB shared where it
+    /// reports nothing).
+    pub fn of_this_machine() -> Self {
+        let caches = reported_caches();
+        let private: usize = caches.iter().filter(|c| c.0 <= 2 && c.1 != "Instruction").map(|c| c.2).sum();
+        let largest = caches.iter().map(|c| c.2).max();
+        Self {
+            private_bytes: if private == 0 { Self::FALLBACK_PRIVATE } else { private },
+            largest_bytes: largest.unwrap_or(Self::FALLBACK_LARGEST),
+        }
+    }
+}
+
+/// Bytes [`CacheEvictor`] writes before a timed run of a stage whose own working set (weights,
+/// inputs, outputs) is `own` bytes and whose neighbours' (the stages run right before and after
+/// it) is `neighbours`: twice what the stage could find in cache in a run, at least twice the
+/// private caches (so nothing of its last run survives there), at most twice the largest cache.
+/// Not the last-level size alone: a VM reports the host's (480 MiB on one cloud machine), and
+/// writing twice that before every run made `lalarand demo` take 245 s instead of 50.
+pub fn eviction_bytes(own: usize, neighbours: usize, caches: &CacheSizes) -> usize {
+    (2 * (own + neighbours)).max(2 * caches.private_bytes).min(2 * caches.largest_bytes).min(CacheEvictor::MAX_BYTES)
+}
+
+/// Evicts caches by writing one byte per cache line of the first [`CacheEvictor::bytes`] of a
+/// buffer, before the clock of a timed run starts.
 pub struct CacheEvictor {
     buffer: Vec<u8>,
+    current: usize,
     round: u8,
 }
 
 impl CacheEvictor {
-    const FALLBACK_BYTES: usize = 64 << 20;
     const MAX_BYTES: usize = 512 << 20;
     const LINE: usize = 64;
 
+    /// An evictor of the whole hierarchy: twice the largest cache the machine reports.
     pub fn new() -> Self {
-        let bytes = (2 * largest_cache_bytes().unwrap_or(Self::FALLBACK_BYTES / 2)).min(Self::MAX_BYTES);
-        Self { buffer: vec![1; bytes], round: 0 }
+        Self::with_capacity(2 * CacheSizes::of_this_machine().largest_bytes)
     }
 
+    /// An evictor that can write up to `bytes` (at most 512 MiB), and writes all of them until
+    /// [`Self::set_bytes`] says otherwise.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let bytes = bytes.clamp(Self::LINE, Self::MAX_BYTES);
+        Self { buffer: vec![1; bytes], current: bytes, round: 0 }
+    }
+
+    /// What [`Self::evict`] writes.
     pub fn bytes(&self) -> usize {
-        self.buffer.len()
+        self.current
+    }
+
+    /// Writes `bytes` (at most the capacity) from now on.
+    pub fn set_bytes(&mut self, bytes: usize) {
+        self.current = bytes.min(self.buffer.len());
     }
 
     pub fn evict(&mut self) {
         self.round = self.round.wrapping_add(1);
-        for b in self.buffer.iter_mut().step_by(Self::LINE) {
+        for b in self.buffer[..self.current].iter_mut().step_by(Self::LINE) {
             *b = b.wrapping_add(self.round);
         }
         std::hint::black_box(&self.buffer);
@@ -138,22 +186,75 @@ impl Default for CacheEvictor {
     }
 }
 
-/// The largest cache size in `/sys/devices/system/cpu/cpu0/cache/index*/size` ("32768K").
-fn largest_cache_bytes() -> Option<usize> {
-    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
-    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("size")).ok())
-        .filter_map(|s| {
-            let s = s.trim();
-            let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-            let n: usize = digits.parse().ok()?;
-            Some(match unit {
-                "K" => n << 10,
-                "M" => n << 20,
-                "G" => n << 30,
-                _ => n,
-            })
+/// (level, type, bytes) of every cache in `/sys/devices/system/cpu/cpu0/cache/index*`.
+fn reported_caches() -> Vec<(u32, String, usize)> {
+    let Ok(dir) = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache") else { return Vec::new() };
+    let read = |p: &Path, f: &str| std::fs::read_to_string(p.join(f)).ok().map(|s| s.trim().to_string());
+    dir.filter_map(|e| {
+        let p = e.ok()?.path();
+        let level = read(&p, "level")?.parse().ok()?;
+        let ty = read(&p, "type").unwrap_or_default();
+        Some((level, ty, parse_size(&read(&p, "size")?)?))
+    })
+    .collect()
+}
+
+/// "32768K" -> 32 MiB.
+fn parse_size(s: &str) -> Option<usize> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: usize = digits.parse().ok()?;
+    Some(match unit {
+        "K" => n << 10,
+        "M" => n << 20,
+        "G" => n << 30,
+        _ => n,
+    })
+}
+
+/// Bytes every stage touches in a run: the initializers its nodes read and its input and
+/// output tensors (fp32 sizes; an int8 stage touches less).
+pub fn stage_working_sets(staged: &StagedModel) -> Vec<usize> {
+    let graph = staged.model.graph.as_ref().expect("a staged model has a graph");
+    let init_bytes: std::collections::HashMap<&str, usize> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name(), lalarand_onnx::tensor::element_count(&t.dims) as usize * elem_size(t.data_type())))
+        .collect();
+    staged
+        .partition
+        .stages
+        .iter()
+        .map(|s| {
+            let mut seen = BTreeSet::new();
+            let weights: usize = s
+                .nodes
+                .iter()
+                .flat_map(|&n| graph.node[n].input.iter())
+                .filter(|t| seen.insert(t.as_str()))
+                .filter_map(|t| init_bytes.get(t.as_str()))
+                .sum();
+            let tensors: usize = s
+                .inputs
+                .iter()
+                .chain(&s.outputs)
+                .filter_map(|t| staged.types.get(t))
+                .map(|ti| {
+                    ti.dims.iter().map(|d| d.unwrap_or(1).max(0) as usize).product::<usize>() * elem_size(ti.elem_type)
+                })
+                .sum();
+            weights + tensors
         })
-        .max()
+        .collect()
+}
+
+/// Bytes per element of an ONNX element type (4 where unknown).
+fn elem_size(elem_type: i32) -> usize {
+    match elem_type {
+        2 | 3 | 9 => 1,
+        5 | 4 | 10 | 16 => 2,
+        7 | 11 | 13 => 8,
+        _ => 4,
+    }
 }
 
 /// How often a measurement asks whether to stop: a stage timed many times (or with caches to
@@ -379,6 +480,8 @@ struct Profiler<'a> {
     accuracy_unknown: BTreeSet<usize>,
     /// With [`ProfileOptions::cold_cache`].
     evictor: Option<std::cell::RefCell<CacheEvictor>>,
+    /// Bytes to evict before a timed run of each stage (see [`eviction_bytes`]).
+    eviction: Vec<usize>,
 }
 
 impl<'a> Profiler<'a> {
@@ -392,7 +495,31 @@ impl<'a> Profiler<'a> {
             skipped: Vec::new(),
             no_gpu: false,
             accuracy_unknown: BTreeSet::new(),
-            evictor: opts.cold_cache.then(|| std::cell::RefCell::new(CacheEvictor::new())),
+            evictor: None,
+            eviction: Vec::new(),
+        }
+        .with_eviction()
+    }
+
+    /// Sizes the cache eviction of every stage from the working sets (none without cold caches).
+    fn with_eviction(mut self) -> Self {
+        if !self.opts.cold_cache {
+            return self;
+        }
+        let caches = CacheSizes::of_this_machine();
+        let ws = stage_working_sets(self.staged);
+        let at = |i: Option<usize>| i.and_then(|i| ws.get(i)).copied().unwrap_or(0);
+        self.eviction =
+            (0..ws.len()).map(|i| eviction_bytes(ws[i], at(i.checked_sub(1)) + at(Some(i + 1)), &caches)).collect();
+        let capacity = self.eviction.iter().copied().max().unwrap_or(0);
+        self.evictor = Some(std::cell::RefCell::new(CacheEvictor::with_capacity(capacity)));
+        self
+    }
+
+    /// Times what follows with stage `i`'s cache eviction.
+    fn evict_for_stage(&self, i: usize) {
+        if let (Some(e), Some(&b)) = (&self.evictor, self.eviction.get(i)) {
+            e.borrow_mut().set_bytes(b);
         }
     }
 
@@ -413,9 +540,13 @@ impl<'a> Profiler<'a> {
             self.opts.cfg.cores,
             self.opts.runs,
             self.opts.warmup,
-            match &self.evictor {
-                Some(e) => format!("caches evicted before every timed run ({} MiB written)", e.borrow().bytes() >> 20),
-                None => "warm caches".into(),
+            match (self.eviction.iter().min(), self.eviction.iter().max()) {
+                (Some(lo), Some(hi)) if self.evictor.is_some() => format!(
+                    "caches evicted before every timed run ({:.1}-{:.1} MiB written: twice the working sets of the stage and its neighbours, at least twice the private caches, at most twice the largest)",
+                    *lo as f64 / (1 << 20) as f64,
+                    *hi as f64 / (1 << 20) as f64
+                ),
+                _ => "warm caches".into(),
             },
             cpu_model()
         );
@@ -529,6 +660,7 @@ impl<'a> Profiler<'a> {
             indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} stage-modes {msg}").expect("valid template"),
         );
         for (i, stage) in staged.partition.stages.iter().enumerate() {
+            self.evict_for_stage(i);
             let mut layer = LayerProfile {
                 name: stage.name.clone(),
                 modes: [None; 3],
@@ -763,6 +895,33 @@ mod tests {
         assert_eq!(wcet(&s, 1.2), us_to_time(12.0));
         let many: Vec<f64> = (1..=200).map(f64::from).collect();
         assert_eq!(stats(&many).p99_us, 198.0);
+    }
+
+    /// A VM that reports the host's 480 MiB last level: a small stage writes twice the private
+    /// caches, a large one twice its and its neighbours' working sets, never 960 MiB.
+    #[test]
+    fn eviction_follows_the_working_sets_not_the_reported_last_level() {
+        let vm = CacheSizes { private_bytes: 1 << 20, largest_bytes: 480 << 20 };
+        assert_eq!(eviction_bytes(10 << 10, 20 << 10, &vm), 2 << 20);
+        assert_eq!(eviction_bytes(9 << 20, 3 << 20, &vm), 24 << 20);
+        // Never more than twice the largest cache there is, nor 512 MiB.
+        let small = CacheSizes { private_bytes: 1 << 20, largest_bytes: 8 << 20 };
+        assert_eq!(eviction_bytes(100 << 20, 0, &small), 16 << 20);
+        assert_eq!(eviction_bytes(1 << 30, 0, &vm), 512 << 20);
+        assert_eq!(parse_size("32768K"), Some(32 << 20));
+        assert_eq!(parse_size("2M"), Some(2 << 20));
+        assert_eq!(parse_size("x"), None);
+    }
+
+    #[test]
+    fn an_evictor_writes_what_it_is_set_to() {
+        let mut e = CacheEvictor::with_capacity(4 << 20);
+        assert_eq!(e.bytes(), 4 << 20);
+        e.set_bytes(1 << 20);
+        assert_eq!(e.bytes(), 1 << 20);
+        e.set_bytes(8 << 20);
+        assert_eq!(e.bytes(), 4 << 20, "capped at the capacity");
+        e.evict();
     }
 
     #[test]
