@@ -172,7 +172,8 @@ fn prepare(model: &mut ModelProto, shapes: &[InputShape], source: &Path) -> Resu
     fold::fix_input_shapes(model, shapes).map_err(|e| onnx_err(source, e))?;
     let symbolic = fold::symbolic_dims(model);
     if symbolic.iter().any(|d| d.axis != 0) {
-        return Err(onnx_err(source, fold::symbolic_error(&file, model, &symbolic)));
+        let gname = model.graph.as_ref().map_or("(none)", |g| g.name()).to_string();
+        return Err(onnx_err(source, fold::symbolic_error(&gname, model, &symbolic)));
     }
     let graph = model.graph.as_ref().ok_or_else(|| EngineError::graph(&file, "the model has no graph"))?;
     if !symbolic.is_empty() && fold::reads_shapes(graph) {

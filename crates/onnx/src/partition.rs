@@ -372,8 +372,38 @@ fn constant_values(graph: &GraphProto, order: &[usize]) -> HashSet<String> {
 fn stage_name(node: &NodeProto, index: usize) -> String {
     let op = node.op_type();
     let raw = node.name();
-    let functional =
-        matches!(op, "Add" | "Sub" | "Mul" | "Div" | "Concat" | "Flatten" | "Reshape" | "Transpose" | "Split");
+    let functional = matches!(
+        op,
+        "Add"
+            | "Sub"
+            | "Mul"
+            | "Div"
+            | "Concat"
+            | "Flatten"
+            | "Reshape"
+            | "Transpose"
+            | "Split"
+            | "Slice"
+            | "Gather"
+            | "Squeeze"
+            | "Unsqueeze"
+            | "ReduceMean"
+            | "ReduceSum"
+            | "ReduceMax"
+            | "Pad"
+            | "Tile"
+            | "Expand"
+    );
+    // The dynamo exporter names nodes `node_Conv_12` and records the module scopes instead:
+    // `pkg.torch.onnx.name_scopes` = "['', 'layer1', 'layer1.conv1', 'relu_1']" (the last one is
+    // the traced op).
+    if let Some(scopes) = node.metadata_props.iter().find(|p| p.key() == "pkg.torch.onnx.name_scopes") {
+        let scopes: Vec<&str> =
+            scopes.value().trim_matches(['[', ']']).split(',').map(|p| p.trim().trim_matches(['\'', '"'])).collect();
+        if let Some(module) = scopes[..scopes.len().saturating_sub(1)].iter().rev().find(|p| !p.is_empty()) {
+            return if functional { format!("{module}.{}", op.to_lowercase()) } else { module.to_string() };
+        }
+    }
     if raw.starts_with('/') {
         let parts: Vec<&str> = raw.split('/').filter(|p| !p.is_empty()).collect();
         // Each scope is either a child's local name (`downsample`) or its parent's scope plus
@@ -611,6 +641,23 @@ mod tests {
         assert_eq!(n("/layer1/layer1.0/Add", "Add"), "layer1.0.add");
         assert_eq!(n("/Flatten", "Flatten"), "flatten");
         assert_eq!(n("conv_7", "Conv"), "conv_7");
+        assert_eq!(n("/layer1/Slice_1", "Slice"), "layer1.slice");
+    }
+
+    #[test]
+    fn dynamo_scopes_become_module_paths() {
+        let with_scopes = |op: &str, scopes: &str| {
+            let mut node = crate::builder::node(op, &format!("node_{op}_3"), &[], &[], vec![]);
+            node.metadata_props.push(crate::proto::StringStringEntryProto {
+                key: Some("pkg.torch.onnx.name_scopes".into()),
+                value: Some(scopes.into()),
+            });
+            stage_name(&node, 0)
+        };
+        assert_eq!(with_scopes("Conv", "['', 'layer1', 'layer1.conv1', 'layer1.conv1.bn', 'bn_1']"), "layer1.conv1.bn");
+        assert_eq!(with_scopes("Slice", "['', 'layer1', 'slice_1']"), "layer1.slice");
+        assert_eq!(with_scopes("Gemm", "['', 'fc', 'linear']"), "fc");
+        assert_eq!(with_scopes("Add", "['', 'add']"), "node_Add_3", "no module: the node's own name");
     }
 
     #[test]
