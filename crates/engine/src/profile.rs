@@ -139,9 +139,9 @@ pub const LAST_LEVEL_SHARE: usize = 32 << 20;
 /// (its private ones plus [`LAST_LEVEL_SHARE`]); never more than twice the largest cache
 /// reported, nor 512 MiB. Twice the reported last level alone made `lalarand demo` take 245 s
 /// instead of about 50 on a VM that reports 480 MiB. On this machine (32 MiB reported) it is
-/// the same 64 MiB as before, and a smaller figure is not honest: sized from a stage's own and
-/// its neighbours' working sets (a few MiB), 58 of the demo's 138 stages ran longer than their
-/// WCETs, against 4 with 64 MiB (docs/evaluation.md, "Profiling fast on any machine").
+/// the same 64 MiB as before: sizing it from a stage's own and its neighbours' working sets (a
+/// few MiB) could not be shown to keep WCETs honest (docs/evaluation.md, "Profiling fast on
+/// any machine").
 pub fn eviction_bytes(model_working_set: usize, caches: &CacheSizes) -> usize {
     let core = caches.private_bytes + LAST_LEVEL_SHARE;
     (2 * model_working_set.max(core)).min(2 * caches.largest_bytes).min(CacheEvictor::MAX_BYTES)
