@@ -84,6 +84,7 @@ const FOLLOWERS: &[&str] = &[
     "Softplus",
     "Dropout",
     "Identity",
+    "Transpose",
     "Add",
     "Sub",
     "Mul",
