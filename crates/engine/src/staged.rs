@@ -224,7 +224,7 @@ fn not_runnable(e: EngineError) -> EngineError {
             stage,
             mode,
             problem: format!(
-                "ONNX Runtime {} cannot run the model: {problem}; fix: export it with standard ONNX ops (opset 11 to 21, no custom domains), or run the op's work outside the model",
+                "ONNX Runtime {} cannot run the model: {problem}; fix: export it with standard ONNX ops (the default domain, opset 11 or newer), or do that op's work outside the model",
                 crate::runtime::ORT_VERSION
             ),
         },
