@@ -14,10 +14,10 @@ use crate::error::{EngineError, Result};
 use crate::quant::{calibrate_until, conversion_model, quantize_stages_until, Int8Stages};
 use crate::stage::{gpu_present, pin_current_thread, ExecConfig, StageRunner, Tensors};
 use crate::staged::{Pipeline, StagedModel};
-use crate::tensor::f32_value;
 use lalarand_model::{
     us_to_time, DnnProfile, LayerProfile, Mode, ModeTiming, OutputTransitions, Time, TimingStats, Transitions,
 };
+use lalarand_onnx::fold::InputShape;
 use lalarand_onnx::quantize::{CalibrationMethod, QParams};
 use ort::value::DynValue;
 use sha2::{Digest, Sha256};
@@ -101,34 +101,82 @@ fn wcet(s: &TimingStats, margin: f64) -> Time {
     us_to_time((s.max_us * margin * 1000.0).ceil() / 1000.0)
 }
 
-/// Evicts this core's caches, and the shared last level, by writing a buffer twice the size
-/// of the largest cache the system reports (`/sys/devices/system/cpu/cpu0/cache`; 64 MiB if it
-/// reports none), one byte per cache line.
+/// The caches of the core the profiler runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSizes {
+    /// Its private data caches together (levels 1 and 2).
+    pub private_bytes: usize,
+    /// The largest cache it reports (the shared last level; on a VM, often the host's).
+    pub largest_bytes: usize,
+}
+
+impl CacheSizes {
+    const FALLBACK_PRIVATE: usize = 1 << 20;
+    const FALLBACK_LARGEST: usize = 32 << 20;
+
+    /// From `/sys/devices/system/cpu/cpu0/cache` (1 MiB private and 32 MiB shared where it
+    /// reports nothing).
+    pub fn of_this_machine() -> Self {
+        let caches = reported_caches();
+        let private: usize = caches.iter().filter(|c| c.0 <= 2 && c.1 != "Instruction").map(|c| c.2).sum();
+        let largest = caches.iter().map(|c| c.2).max();
+        Self {
+            private_bytes: if private == 0 { Self::FALLBACK_PRIVATE } else { private },
+            largest_bytes: largest.unwrap_or(Self::FALLBACK_LARGEST),
+        }
+    }
+}
+
+/// The share of a last-level cache one core is assumed to find its data in, when the machine
+/// reports a larger one: a VM reports the host's whole shared cache (480 MiB on one cloud
+/// machine), of which a vCPU competes for a slice with every other tenant.
+pub const LAST_LEVEL_SHARE: usize = 32 << 20;
+
+/// Bytes [`CacheEvictor`] writes before every timed run of a stage of a model whose stages
+/// together touch `model_working_set` bytes (weights, and tensors in and out): twice what a
+/// stage can find in cache in a run, that is, twice the larger of that working set (the other
+/// stages of the model run between two runs of a stage) and the caches one core really has
+/// (its private ones plus [`LAST_LEVEL_SHARE`]); never more than twice the largest cache
+/// reported, nor 512 MiB. Twice the reported last level alone made `lalarand demo` take 245 s
+/// instead of about 50 on a VM that reports 480 MiB. On this machine (32 MiB reported) it is
+/// the same 64 MiB as before: sizing it from a stage's own and its neighbours' working sets (a
+/// few MiB) could not be shown to keep WCETs honest (docs/evaluation.md, "Profiling fast on
+/// any machine").
+pub fn eviction_bytes(model_working_set: usize, caches: &CacheSizes) -> usize {
+    let core = caches.private_bytes + LAST_LEVEL_SHARE;
+    (2 * model_working_set.max(core)).min(2 * caches.largest_bytes).min(CacheEvictor::MAX_BYTES)
+}
+
+/// Evicts caches by reading one byte per cache line of a buffer, before the clock of a timed
+/// run starts. Reads displace lines as writes do, without writing the buffer back to memory
+/// (1.4x faster than writing on this machine: 14 against 21 ms per 64 MiB under load).
 pub struct CacheEvictor {
     buffer: Vec<u8>,
-    round: u8,
 }
 
 impl CacheEvictor {
-    const FALLBACK_BYTES: usize = 64 << 20;
     const MAX_BYTES: usize = 512 << 20;
     const LINE: usize = 64;
 
+    /// An evictor of the whole hierarchy: twice the largest cache the machine reports.
     pub fn new() -> Self {
-        let bytes = (2 * largest_cache_bytes().unwrap_or(Self::FALLBACK_BYTES / 2)).min(Self::MAX_BYTES);
-        Self { buffer: vec![1; bytes], round: 0 }
+        Self::with_capacity(2 * CacheSizes::of_this_machine().largest_bytes)
     }
 
+    /// An evictor that writes `bytes` (at most 512 MiB; see [`eviction_bytes`]).
+    pub fn with_capacity(bytes: usize) -> Self {
+        // Written once, so that every page is backed by memory of its own.
+        Self { buffer: vec![1; bytes.clamp(Self::LINE, Self::MAX_BYTES)] }
+    }
+
+    /// What [`Self::evict`] writes.
     pub fn bytes(&self) -> usize {
         self.buffer.len()
     }
 
     pub fn evict(&mut self) {
-        self.round = self.round.wrapping_add(1);
-        for b in self.buffer.iter_mut().step_by(Self::LINE) {
-            *b = b.wrapping_add(self.round);
-        }
-        std::hint::black_box(&self.buffer);
+        let sum = self.buffer.iter().step_by(Self::LINE).fold(0u8, |s, b| s.wrapping_add(std::hint::black_box(*b)));
+        std::hint::black_box(sum);
     }
 }
 
@@ -138,22 +186,75 @@ impl Default for CacheEvictor {
     }
 }
 
-/// The largest cache size in `/sys/devices/system/cpu/cpu0/cache/index*/size` ("32768K").
-fn largest_cache_bytes() -> Option<usize> {
-    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
-    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("size")).ok())
-        .filter_map(|s| {
-            let s = s.trim();
-            let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-            let n: usize = digits.parse().ok()?;
-            Some(match unit {
-                "K" => n << 10,
-                "M" => n << 20,
-                "G" => n << 30,
-                _ => n,
-            })
+/// (level, type, bytes) of every cache in `/sys/devices/system/cpu/cpu0/cache/index*`.
+fn reported_caches() -> Vec<(u32, String, usize)> {
+    let Ok(dir) = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache") else { return Vec::new() };
+    let read = |p: &Path, f: &str| std::fs::read_to_string(p.join(f)).ok().map(|s| s.trim().to_string());
+    dir.filter_map(|e| {
+        let p = e.ok()?.path();
+        let level = read(&p, "level")?.parse().ok()?;
+        let ty = read(&p, "type").unwrap_or_default();
+        Some((level, ty, parse_size(&read(&p, "size")?)?))
+    })
+    .collect()
+}
+
+/// "32768K" -> 32 MiB.
+fn parse_size(s: &str) -> Option<usize> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: usize = digits.parse().ok()?;
+    Some(match unit {
+        "K" => n << 10,
+        "M" => n << 20,
+        "G" => n << 30,
+        _ => n,
+    })
+}
+
+/// Bytes every stage touches in a run: the initializers its nodes read and its input and
+/// output tensors (fp32 sizes; an int8 stage touches less).
+pub fn stage_working_sets(staged: &StagedModel) -> Vec<usize> {
+    let graph = staged.model.graph.as_ref().expect("a staged model has a graph");
+    let init_bytes: std::collections::HashMap<&str, usize> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name(), lalarand_onnx::tensor::element_count(&t.dims) as usize * elem_size(t.data_type())))
+        .collect();
+    staged
+        .partition
+        .stages
+        .iter()
+        .map(|s| {
+            let mut seen = BTreeSet::new();
+            let weights: usize = s
+                .nodes
+                .iter()
+                .flat_map(|&n| graph.node[n].input.iter())
+                .filter(|t| seen.insert(t.as_str()))
+                .filter_map(|t| init_bytes.get(t.as_str()))
+                .sum();
+            let tensors: usize = s
+                .inputs
+                .iter()
+                .chain(&s.outputs)
+                .filter_map(|t| staged.types.get(t))
+                .map(|ti| {
+                    ti.dims.iter().map(|d| d.unwrap_or(1).max(0) as usize).product::<usize>() * elem_size(ti.elem_type)
+                })
+                .sum();
+            weights + tensors
         })
-        .max()
+        .collect()
+}
+
+/// Bytes per element of an ONNX element type (4 where unknown).
+fn elem_size(elem_type: i32) -> usize {
+    match elem_type {
+        2 | 3 | 9 => 1,
+        5 | 4 | 10 | 16 => 2,
+        7 | 11 | 13 => 8,
+        _ => 4,
+    }
 }
 
 /// How often a measurement asks whether to stop: a stage timed many times (or with caches to
@@ -300,6 +401,18 @@ pub fn profile_to_file(
     opts: &ProfileOptions,
     out: &Path,
 ) -> Result<ProfileOutcome> {
+    profile_shaped_to_file(model_path, &[], inputs, opts, out)
+}
+
+/// [`profile_to_file`] with the model's inputs fixed at `shapes` (`--input-shape`; see
+/// [`StagedModel::load_with`]); the profile records them (`input_shapes`).
+pub fn profile_shaped_to_file(
+    model_path: &Path,
+    shapes: &[InputShape],
+    inputs: &[Vec<f32>],
+    opts: &ProfileOptions,
+    out: &Path,
+) -> Result<ProfileOutcome> {
     let before = |what: &str| match &opts.stop {
         Some(f) if f(0) => Err(EngineError::Interrupted(format!(
             "stop requested before {what}; no stage was measured, nothing written"
@@ -309,7 +422,7 @@ pub fn profile_to_file(
     before("loading the model")?;
     // The GPU runtime (which also runs the CPU modes) must be the first one this process loads.
     let gpu_problem = gpu_runtime(opts);
-    let staged = StagedModel::load(model_path)?;
+    let staged = StagedModel::load_with(model_path, shapes)?;
     let sha = sha256_file(model_path)?;
     let mut p = Profiler::new(&staged, opts, sha);
     if let Some(why) = gpu_problem {
@@ -328,12 +441,17 @@ pub fn profile_to_file(
             let partial = partial_path(out);
             let profile = p.profile(Some(&e.to_string()));
             write(&partial, &profile)?;
-            Err(EngineError::Interrupted(format!(
-                "{e}; the {} stages measured so far (of {}) are in {}",
+            let kept = format!(
+                "the {} stages measured so far (of {}) are in {}",
                 profile.layers.len(),
                 staged.stage_count(),
                 partial.display()
-            )))
+            );
+            Err(match e {
+                EngineError::Interrupted(why) => EngineError::Interrupted(format!("{why}; {kept}")),
+                // A failure is not an interruption: its own message, then what was kept.
+                other => EngineError::graph(format!("profiling {}", model_path.display()), format!("{other}; {kept}")),
+            })
         }
     }
 }
@@ -364,6 +482,10 @@ struct Profiler<'a> {
     evictor: Option<std::cell::RefCell<CacheEvictor>>,
     /// The calibration of the int8 stages, once made.
     calibration: Option<lalarand_model::Int8Calibration>,
+    /// Before a timed transition (quantize, dequantize): the private caches only. A transition
+    /// converts the tensor the stage before it has just written, on this core or another one,
+    /// so in a run it finds that tensor in the shared last level at least.
+    transition_evictor: Option<std::cell::RefCell<CacheEvictor>>,
 }
 
 impl<'a> Profiler<'a> {
@@ -377,9 +499,23 @@ impl<'a> Profiler<'a> {
             skipped: Vec::new(),
             no_gpu: false,
             accuracy_unknown: BTreeSet::new(),
-            evictor: opts.cold_cache.then(|| std::cell::RefCell::new(CacheEvictor::new())),
+            evictor: opts.cold_cache.then(|| {
+                let model: usize = stage_working_sets(staged).iter().sum();
+                let bytes = eviction_bytes(model, &CacheSizes::of_this_machine());
+                std::cell::RefCell::new(CacheEvictor::with_capacity(bytes))
+            }),
+            transition_evictor: opts.cold_cache.then(|| {
+                let private = CacheSizes::of_this_machine().private_bytes;
+                std::cell::RefCell::new(CacheEvictor::with_capacity(2 * private))
+            }),
             calibration: None,
         }
+    }
+
+    /// [`measure`] of a transition, with its eviction (`transition_evictor`).
+    fn measure_transition(&self, f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+        let mut evictor = self.transition_evictor.as_ref().map(|e| e.borrow_mut());
+        measure(self.opts.warmup, self.opts.runs, evictor.as_deref_mut(), &|| self.stop_requested(), f)
     }
 
     /// [`measure`] with this profile's cache eviction.
@@ -400,7 +536,11 @@ impl<'a> Profiler<'a> {
             self.opts.runs,
             self.opts.warmup,
             match &self.evictor {
-                Some(e) => format!("caches evicted before every timed run ({} MiB written)", e.borrow().bytes() >> 20),
+                Some(e) => format!(
+                    "caches evicted before every timed run ({} MiB read; {} KiB before a transition)",
+                    e.borrow().bytes() >> 20,
+                    self.transition_evictor.as_ref().map_or(0, |t| t.borrow().bytes() >> 10)
+                ),
                 None => "warm caches".into(),
             },
             cpu_model()
@@ -421,6 +561,7 @@ impl<'a> Profiler<'a> {
             output: self.output,
             int8_accuracy_unknown: self.accuracy_unknown.clone(),
             calibration: self.calibration.clone(),
+            input_shapes: self.staged.input_shapes.iter().map(|s| (s.name.clone(), s.dims.clone())).collect(),
         }
     }
 
@@ -546,11 +687,7 @@ impl<'a> Profiler<'a> {
                 bar.inc(1);
             }
             if layer.available_modes().next().is_none() {
-                return Err(EngineError::Unsupported {
-                    stage: stage.name.clone(),
-                    mode: "every mode".into(),
-                    problem: "no mode could run this stage (see the warnings)".into(),
-                });
+                return Err(self.no_mode_error(i));
             }
             layer.transitions = self.transitions(i, &int8, &tensors, layer.modes[Mode::CpuInt8.index()].is_some())?;
             if layer.modes[Mode::Gpu.index()].is_some() {
@@ -570,6 +707,39 @@ impl<'a> Profiler<'a> {
             None => 0,
         };
         Ok(())
+    }
+
+    /// Why stage `i` cannot be profiled: what every mode said, and the fix.
+    fn no_mode_error(&self, i: usize) -> EngineError {
+        let staged = self.staged;
+        let stage = &staged.partition.stages[i];
+        let prefix = format!("{}: ", stage.name);
+        let why: Vec<&str> = self.skipped.iter().filter_map(|s| s.strip_prefix(&prefix)).collect();
+        let not_float: Vec<String> = stage
+            .inputs
+            .iter()
+            .filter(|t| staged.types.get(*t).is_some_and(|ti| ti.elem_type != 1))
+            .map(|t| format!("`{t}`"))
+            .collect();
+        let graph = staged.model.graph.as_ref().expect("a staged model has a graph");
+        let ops: Vec<String> = stage.nodes.iter().map(|&n| graph.node[n].op_type().to_string()).collect();
+        let fix = if not_float.is_empty() {
+            format!(
+                "check that ONNX Runtime {} runs the model as a whole; if it does, the cut around this stage ({}) is at fault: report it",
+                crate::runtime::ORT_VERSION,
+                ops.join(", ")
+            )
+        } else {
+            format!(
+                "it reads the non-float tensors {}, computed from tensor shapes: fix every symbolic input dimension with --input-shape so that lalarand folds them to constants",
+                not_float.join(", ")
+            )
+        };
+        EngineError::Unsupported {
+            stage: stage.name.clone(),
+            mode: "every mode".into(),
+            problem: format!("no mode can run it ({}); fix: {fix}", why.join("; ")),
+        }
     }
 
     /// Times stage `i` in `mode` on its inputs from `tensors` (fp32, quantized where the int8
@@ -600,7 +770,7 @@ impl<'a> Profiler<'a> {
                 (mode == Mode::CpuInt8).then(|| int8.get(i).and_then(|s| s.inputs.get(t).copied().flatten())).flatten();
             let v = match q {
                 Some(q) => convert(staged, t, q, true, v, &opts.cfg)?,
-                None => copy_of(v)?,
+                None => copy_of(v, t)?,
             };
             inputs.insert(t.clone(), v);
         }
@@ -632,11 +802,11 @@ impl<'a> Profiler<'a> {
     fn time_conversion(&self, t: &str, q: QParams, to_u8: bool, tensors: &Tensors) -> Result<Time> {
         let (staged, opts) = (self.staged, self.opts);
         let v = tensors.get(t).ok_or_else(|| EngineError::tensor("profiling", t, "missing from the fp32 run"))?;
-        let input = if to_u8 { copy_of(v)? } else { convert(staged, t, q, true, v, &opts.cfg)? };
+        let input = if to_u8 { copy_of(v, t)? } else { convert(staged, t, q, true, v, &opts.cfg)? };
         let bytes = conversion_model(staged, t, q, to_u8)?;
         let what = if to_u8 { "quantize" } else { "dequantize" };
         let mut runner = StageRunner::new(&format!("{what} {t}"), Mode::CpuFp32, &bytes, &opts.cfg)?;
-        let samples = self.measure(|| runner.run_with(|_| Some(&input)).map(drop))?;
+        let samples = self.measure_transition(|| runner.run_with(|_| Some(&input)).map(drop))?;
         Ok(wcet(&stats(&samples), opts.margin))
     }
 }
@@ -659,7 +829,7 @@ impl Profiler<'_> {
             b.node("Identity", &format!("copy{k}"), &[&x], &[&y], vec![]);
             b.output(&y, DataType::Float, &dims);
             let v = tensors.get(n).ok_or_else(|| EngineError::tensor("profiling", n, "missing from the fp32 run"))?;
-            inputs.push((x, copy_of(v)?));
+            inputs.push((x, copy_of(v, n)?));
         }
         let bytes = lalarand_onnx::encode_model(&b.finish());
         let mut runner = StageRunner::new("(gpu copy)", Mode::Gpu, &bytes, &opts.cfg)?;
@@ -669,10 +839,31 @@ impl Profiler<'_> {
     }
 }
 
-/// A private copy of an fp32 value (inputs of timed runs must not alias the reference run).
-fn copy_of(v: &DynValue) -> Result<DynValue> {
-    let (shape, data) = crate::tensor::f32_data(v, "(input)")?;
-    f32_value(&shape, data.to_vec())
+/// A private copy of a tensor value named `name` (inputs of timed runs must not alias the
+/// reference run), of any element type a stage boundary carries.
+fn copy_of(v: &DynValue, name: &str) -> Result<DynValue> {
+    use ort::value::{PrimitiveTensorElementType, Tensor};
+    fn copy<T: PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static>(
+        v: &DynValue,
+    ) -> Option<std::result::Result<DynValue, ort::Error>> {
+        let (shape, data) = v.try_extract_tensor::<T>().ok()?;
+        Some(Tensor::from_array((shape.to_vec(), data.to_vec())).map(|t| t.into_dyn()))
+    }
+    let copied = copy::<f32>(v)
+        .or_else(|| copy::<i64>(v))
+        .or_else(|| copy::<i32>(v))
+        .or_else(|| copy::<u8>(v))
+        .or_else(|| copy::<i8>(v))
+        .or_else(|| copy::<bool>(v))
+        .or_else(|| copy::<f64>(v));
+    match copied {
+        Some(r) => r.map_err(|e| EngineError::Ort { context: format!("copying tensor {name:?}"), error: e }),
+        None => Err(EngineError::tensor(
+            "profiling",
+            name,
+            format!("its element type ({:?}) cannot cross a stage boundary here", v.dtype()),
+        )),
+    }
 }
 
 /// Converts fp32 `v` (tensor `t`) to uint8 with `q`, untimed.
@@ -704,6 +895,23 @@ mod tests {
         assert_eq!(wcet(&s, 1.2), us_to_time(12.0));
         let many: Vec<f64> = (1..=200).map(f64::from).collect();
         assert_eq!(stats(&many).p99_us, 198.0);
+    }
+
+    /// A VM that reports the host's 480 MiB last level: a small model writes twice a core's
+    /// caches (66 MiB), a large one twice its working set, never 960 MiB; where the reported
+    /// last level is real (32 MiB here) it is twice that, as before.
+    #[test]
+    fn eviction_follows_the_working_set_not_the_reported_last_level() {
+        let vm = CacheSizes { private_bytes: 1 << 20, largest_bytes: 480 << 20 };
+        assert_eq!(eviction_bytes(2 << 20, &vm), 66 << 20);
+        assert_eq!(eviction_bytes(100 << 20, &vm), 200 << 20);
+        assert_eq!(eviction_bytes(1 << 30, &vm), 512 << 20);
+        let here = CacheSizes { private_bytes: (1 << 20) + (32 << 10), largest_bytes: 32 << 20 };
+        assert_eq!(eviction_bytes(2 << 20, &here), 64 << 20);
+        assert_eq!(eviction_bytes(100 << 20, &here), 64 << 20);
+        assert_eq!(parse_size("32768K"), Some(32 << 20));
+        assert_eq!(parse_size("2M"), Some(2 << 20));
+        assert_eq!(parse_size("x"), None);
     }
 
     #[test]

@@ -123,7 +123,7 @@ impl EngineExecutor {
                     ));
                 }
             }
-            let staged = StagedModel::load(path)?;
+            let staged = StagedModel::load_for_profile(path, &task.dnn)?;
             check_stages(&task.name, &staged, &task.dnn)?;
             let int8 = if places.iter().any(|p| p.mode == Mode::CpuInt8) {
                 Some(profiled_int8_stages(&staged, &task.dnn, &task.name)?)

@@ -5,6 +5,7 @@ use crate::quant::{conversion_model, Int8Stages, Repr};
 use crate::stage::{ExecConfig, StageRunner, Tensors};
 use crate::tensor::{f32_value, info_of};
 use lalarand_model::Mode;
+use lalarand_onnx::fold::{self, InputShape};
 use lalarand_onnx::partition::{self, Partition, TensorInfo};
 use lalarand_onnx::quantize::QParams;
 use lalarand_onnx::{encode_model, ModelProto, OnnxError};
@@ -30,6 +31,9 @@ pub struct StagedModel {
     pub output_name: String,
     /// Type and shape of every tensor that crosses a stage boundary.
     pub types: HashMap<String, TensorInfo>,
+    /// The input shapes it was loaded with (`--input-shape`, recorded in the profile so that
+    /// whatever loads the model for that profile uses the same ones).
+    pub input_shapes: Vec<InputShape>,
     stage_fp32: Vec<Vec<u8>>,
 }
 
@@ -42,16 +46,46 @@ fn onnx_err(source: &Path, e: OnnxError) -> EngineError {
 }
 
 impl StagedModel {
-    /// Reads, partitions and types a model file.
+    /// Reads, partitions and types a model file whose input shapes the file fixes (or whose
+    /// only symbolic dimension is the batch).
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with(path, &[])
+    }
+
+    /// Reads a model file for `profile`: with the input shapes it was profiled at.
+    pub fn load_for_profile(path: &Path, profile: &lalarand_model::DnnProfile) -> Result<Self> {
+        let shapes: Vec<InputShape> = profile
+            .input_shapes
+            .iter()
+            .map(|(name, dims)| InputShape { name: name.clone(), dims: dims.clone() })
+            .collect();
+        Self::load_with(path, &shapes)
+    }
+
+    /// Reads, partitions and types a model file, its inputs fixed at `shapes` (see
+    /// [`Self::from_model_with`]).
+    pub fn load_with(path: &Path, shapes: &[InputShape]) -> Result<Self> {
         let model = lalarand_onnx::load_model(path).map_err(|e| onnx_err(path, e))?;
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-        Self::from_model(&name, model, path.to_path_buf())
+        Self::from_model_with(&name, model, path.to_path_buf(), shapes)
     }
 
     /// Partitions `model` and types its cut tensors by running it once on zeros.
     pub fn from_model(name: &str, model: ModelProto, source: PathBuf) -> Result<Self> {
+        Self::from_model_with(name, model, source, &[])
+    }
+
+    /// [`Self::from_model`] with the inputs fixed at `shapes` first; the shape computations
+    /// that fixed shapes determine are then folded to constants (`lalarand_onnx::fold`). A
+    /// symbolic dimension other than the batch left without a shape is an error naming it and
+    /// the flag; a symbolic batch stays symbolic unless the graph computes shapes, where it is
+    /// fixed at 1.
+    pub fn from_model_with(name: &str, mut model: ModelProto, source: PathBuf, shapes: &[InputShape]) -> Result<Self> {
+        prepare(&mut model, shapes, &source)?;
         let partition = partition::partition(&model).map_err(|e| onnx_err(&source, e))?;
+        for note in &partition.notes {
+            tracing::warn!("{}: {note}", source.display());
+        }
         let graph = model.graph.as_ref().expect("partition checked the graph");
         let [input_name] = partition.graph_inputs.as_slice() else {
             return Err(EngineError::Unsupported {
@@ -88,6 +122,7 @@ impl StagedModel {
             input_dims,
             output_name,
             types,
+            input_shapes: shapes.to_vec(),
             stage_fp32,
         })
     }
@@ -128,6 +163,107 @@ impl StagedModel {
     }
 }
 
+/// Fixes the input shapes and folds what they determine (see [`StagedModel::from_model_with`]).
+fn prepare(model: &mut ModelProto, shapes: &[InputShape], source: &Path) -> Result<()> {
+    let file = source.display().to_string();
+    fold::constants_to_initializers(model).map_err(|e| onnx_err(source, e))?;
+    if fold::upgrade_to_opset13(model) {
+        tracing::debug!("{file}: opset 11/12 rewritten as opset 13 (per-channel int8 needs it)");
+    }
+    fold::fix_input_shapes(model, shapes).map_err(|e| onnx_err(source, e))?;
+    let symbolic = fold::symbolic_dims(model);
+    if symbolic.iter().any(|d| d.axis != 0) {
+        let gname = model.graph.as_ref().map_or("(none)", |g| g.name()).to_string();
+        return Err(onnx_err(source, fold::symbolic_error(&gname, model, &symbolic)));
+    }
+    let graph = model.graph.as_ref().ok_or_else(|| EngineError::graph(&file, "the model has no graph"))?;
+    if !symbolic.is_empty() && fold::reads_shapes(graph) {
+        // Shapes computed from a symbolic batch cannot be folded; lalarand runs batch 1.
+        let batch1: Vec<InputShape> = fold::input_dims(model)
+            .into_iter()
+            .filter_map(|(name, dims, _)| {
+                let dims = dims?;
+                dims[0].is_none().then(|| InputShape { name, dims: dims.iter().map(|d| d.unwrap_or(1)).collect() })
+            })
+            .collect();
+        tracing::info!(
+            "{file}: the graph computes shapes from its input, so its symbolic batch is fixed at 1 ({})",
+            batch1.iter().map(InputShape::to_string).collect::<Vec<_>>().join(" ")
+        );
+        fold::fix_input_shapes(model, &batch1).map_err(|e| onnx_err(source, e))?;
+    }
+    let graph = model.graph.as_ref().expect("checked above");
+    let names = fold::foldable(graph);
+    if names.is_empty() {
+        return Ok(());
+    }
+    let probe = encode_model(&partition::with_outputs(model, &names));
+    let what = format!("{file} (its shape computations)");
+    let mut runner = StageRunner::new(&what, Mode::CpuFp32, &probe, &ExecConfig::default()).map_err(not_runnable)?;
+    let mut tensors = Tensors::new();
+    for (name, dims, _) in fold::input_dims(model) {
+        let dims: Vec<usize> = dims.unwrap_or_default().iter().map(|d| d.unwrap_or(1) as usize).collect();
+        tensors.insert(name, f32_value(&dims, vec![0.0; dims.iter().product()])?);
+    }
+    runner.run(&mut tensors)?;
+    let values = names
+        .iter()
+        .map(|n| {
+            let v = tensors.get(n).ok_or_else(|| EngineError::tensor(&what, n, "not computed"))?;
+            tensor_proto_of(v, n).map_err(|problem| EngineError::tensor(&what, n, problem))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    tracing::debug!("{file}: folded {} shape computations to constants", values.len());
+    fold::fold(model, values);
+    Ok(())
+}
+
+/// ONNX Runtime refused the whole model: the fix is on the model's side.
+fn not_runnable(e: EngineError) -> EngineError {
+    match e {
+        EngineError::Unsupported { stage, mode, problem } => EngineError::Unsupported {
+            stage,
+            mode,
+            problem: format!(
+                "ONNX Runtime {} cannot run the model: {problem}; fix: export it with standard ONNX ops (the default domain, opset 11 or newer), or do that op's work outside the model",
+                crate::runtime::ORT_VERSION
+            ),
+        },
+        other => other,
+    }
+}
+
+/// An ONNX Runtime value as an ONNX initializer named `name`.
+fn tensor_proto_of(v: &ort::value::DynValue, name: &str) -> std::result::Result<lalarand_onnx::TensorProto, String> {
+    use lalarand_onnx::proto::tensor_proto::DataType;
+    fn raw<T: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug>(
+        v: &ort::value::DynValue,
+        bytes: impl Fn(&T) -> Vec<u8>,
+    ) -> std::result::Result<(Vec<i64>, Vec<u8>), String> {
+        let (shape, data) = v.try_extract_tensor::<T>().map_err(|e| e.to_string())?;
+        Ok((shape.to_vec(), data.iter().flat_map(bytes).collect()))
+    }
+    let info = info_of(v).ok_or("is not a tensor")?;
+    let ty = DataType::try_from(info.elem_type).map_err(|_| format!("element type {}", info.elem_type))?;
+    let (dims, raw_data) = match ty {
+        DataType::Float => raw::<f32>(v, |x| x.to_le_bytes().to_vec())?,
+        DataType::Double => raw::<f64>(v, |x| x.to_le_bytes().to_vec())?,
+        DataType::Int64 => raw::<i64>(v, |x| x.to_le_bytes().to_vec())?,
+        DataType::Int32 => raw::<i32>(v, |x| x.to_le_bytes().to_vec())?,
+        DataType::Int8 => raw::<i8>(v, |x| x.to_le_bytes().to_vec())?,
+        DataType::Uint8 => raw::<u8>(v, |x| vec![*x])?,
+        DataType::Bool => raw::<bool>(v, |x| vec![u8::from(*x)])?,
+        other => return Err(format!("a {other:?} shape computation cannot be folded; fix: export it as int64")),
+    };
+    Ok(lalarand_onnx::TensorProto {
+        name: Some(name.to_string()),
+        dims,
+        data_type: Some(ty as i32),
+        raw_data: Some(raw_data),
+        ..Default::default()
+    })
+}
+
 fn input_dims(graph: &lalarand_onnx::GraphProto, name: &str) -> Option<Vec<Option<i64>>> {
     use lalarand_onnx::proto::tensor_shape_proto::dimension::Value;
     use lalarand_onnx::proto::type_proto::Value as T;
@@ -162,7 +298,7 @@ fn infer_types(
     let produced: Vec<String> = cuts.iter().filter(|c| !partition.graph_inputs.contains(c)).cloned().collect();
     let probe = encode_model(&partition::with_outputs(model, &produced));
     let whole = format!("{} (whole model)", source.display());
-    let mut runner = StageRunner::new(&whole, Mode::CpuFp32, &probe, &ExecConfig::default())?;
+    let mut runner = StageRunner::new(&whole, Mode::CpuFp32, &probe, &ExecConfig::default()).map_err(not_runnable)?;
     let dims: Vec<usize> = input_dims.iter().map(|d| d.unwrap_or(PROBE_BATCH) as usize).collect();
     let mut tensors = Tensors::new();
     tensors.insert(input_name.to_string(), f32_value(&dims, vec![0.0; dims.iter().product()])?);

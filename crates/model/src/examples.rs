@@ -18,6 +18,7 @@ pub fn chain_profile(model: &str, layers: &[LayerProfile]) -> DnnProfile {
         output: OutputTransitions::default(),
         int8_accuracy_unknown: Default::default(),
         calibration: None,
+        input_shapes: Default::default(),
     }
 }
 

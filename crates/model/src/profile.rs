@@ -169,6 +169,10 @@ pub struct DnnProfile {
     /// so that a run serves the stages that were measured (`None`: not recorded, e.g. a
     /// profile written before this field, a published one, or one without `cpu-int8`).
     pub calibration: Option<Int8Calibration>,
+    /// The input shapes the model was profiled at (`lalarand profile --input-shape`), by input
+    /// name; whatever loads the model for this profile fixes the same ones. Empty: the shapes
+    /// the model file declares.
+    pub input_shapes: BTreeMap<String, Vec<i64>>,
 }
 
 /// How a profile's `cpu-int8` stages were made: the activation ranges of the calibration, the
@@ -205,6 +209,8 @@ struct ProfileFile {
     output: OutputFile,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     calibration: Option<Int8Calibration>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    input_shapes: BTreeMap<String, Vec<i64>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -244,6 +250,23 @@ struct OutputFile {
     copy_out_us: f64,
     #[serde(default)]
     dequantize_out_us: f64,
+}
+
+fn check_input_shapes(
+    origin: &Path,
+    shapes: BTreeMap<String, Vec<i64>>,
+) -> Result<BTreeMap<String, Vec<i64>>, FormatError> {
+    for (name, dims) in &shapes {
+        if dims.is_empty() || dims.iter().any(|&d| d <= 0) {
+            return Err(FormatError::new(
+                origin,
+                format!("input_shapes.{name}"),
+                format!("{dims:?} is not a shape"),
+                "give every dimension as a positive integer, e.g. [1, 3, 640, 640]",
+            ));
+        }
+    }
+    Ok(shapes)
 }
 
 fn check_time(origin: &Path, field: impl Into<String>, us: f64) -> Result<Time, FormatError> {
@@ -397,6 +420,7 @@ impl DnnProfile {
             },
             int8_accuracy_unknown: unknown,
             calibration: check_calibration(origin, file.calibration)?,
+            input_shapes: check_input_shapes(origin, file.input_shapes)?,
         })
     }
 
@@ -441,6 +465,7 @@ impl DnnProfile {
                 dequantize_out_us: time_to_us(self.output.dequantize_out),
             },
             calibration: self.calibration.clone(),
+            input_shapes: self.input_shapes.clone(),
         };
         serde_json::to_string_pretty(&file).expect("profile serializes")
     }
@@ -504,6 +529,21 @@ mod tests {
         // A number stays known (files written before `null` existed mean what they said).
         assert!(parse(GOOD).unwrap().int8_accuracy_known(0));
         assert!(parse(&GOOD.replace("0.1", "\"x\"")).is_err());
+    }
+
+    /// `input_shapes` is optional: absent reads as empty and is not written; given, it
+    /// round-trips; a non-positive dimension names the field.
+    #[test]
+    fn input_shapes_are_optional_and_round_trip() {
+        let p = parse(GOOD).unwrap();
+        assert!(p.input_shapes.is_empty());
+        assert!(!p.to_json().contains("input_shapes"));
+        let text = GOOD.replace(r#""model":"m","#, r#""model":"m","input_shapes":{"images":[1,3,640,640]},"#);
+        let p = parse(&text).unwrap();
+        assert_eq!(p.input_shapes["images"], [1, 3, 640, 640]);
+        assert_eq!(parse(&p.to_json()).unwrap(), p);
+        let e = parse(&text.replace("640,640", "0,640")).unwrap_err();
+        assert_eq!(e.field, "input_shapes.images", "{e}");
     }
 
     #[test]

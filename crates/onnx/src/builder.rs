@@ -82,8 +82,24 @@ pub fn model(graph: GraphProto) -> ModelProto {
     }
 }
 
-/// A node of the default domain.
+/// The attributes an op that lalarand writes in place of another accepts, where ONNX Runtime
+/// refuses any other (a rewrite that copies the original op's attributes must drop the rest).
+fn accepted_attributes(op_type: &str) -> Option<&'static [&'static str]> {
+    match op_type {
+        // com.microsoft.NhwcMaxPool: no `storage_order` (it has no Indices output).
+        "NhwcMaxPool" => Some(&["auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "strides"]),
+        _ => None,
+    }
+}
+
+/// A node of the default domain. For an op with a fixed attribute set (see
+/// `accepted_attributes`), attributes it does not accept are left out, so that a rewrite that
+/// passes on the attributes of the op it replaces still writes a valid node.
 pub fn node(op_type: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+    let attrs = match accepted_attributes(op_type) {
+        Some(ok) => attrs.into_iter().filter(|a| ok.contains(&a.name())).collect(),
+        None => attrs,
+    };
     NodeProto {
         input: inputs.iter().map(|s| s.to_string()).collect(),
         output: outputs.iter().map(|s| s.to_string()).collect(),
@@ -170,6 +186,16 @@ pub fn elem_type_of(info: &ValueInfoProto) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rewritten_op_keeps_only_the_attributes_it_accepts() {
+        let attrs =
+            vec![attr::ints("kernel_shape", &[3, 3]), attr::int("storage_order", 0), attr::ints("strides", &[2, 2])];
+        let n = node("NhwcMaxPool", "pool", &["x"], &["y"], attrs.clone());
+        let names: Vec<&str> = n.attribute.iter().map(|a| a.name()).collect();
+        assert_eq!(names, ["kernel_shape", "strides"]);
+        assert_eq!(node("MaxPool", "pool", &["x"], &["y"], attrs).attribute.len(), 3);
+    }
 
     #[test]
     fn builder_writes_opset_17_and_named_nodes() {

@@ -4,6 +4,7 @@
 //! - [`builder`] and [`tensor`]: writing graphs and tensors (opset 17);
 //! - [`zoo`]: standard architectures with seeded random weights;
 //! - [`quantize`]: calibration and the int8 QDQ rewrite that ONNX Runtime turns into int8 kernels;
+//! - [`fold`]: fixing input shapes and folding the shape computations they determine;
 //! - [`partition`]: cutting a model into stages; [`shape`]: static shapes of the cut tensors.
 //!
 //! ```
@@ -25,6 +26,7 @@
 
 pub mod builder;
 pub mod error;
+pub mod fold;
 pub mod io;
 pub mod partition;
 pub mod quantize;

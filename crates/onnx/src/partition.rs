@@ -41,6 +41,8 @@ pub struct Partition {
     /// The graph's (non-initializer) inputs and its outputs.
     pub graph_inputs: Vec<String>,
     pub graph_outputs: Vec<String>,
+    /// Warnings for the user: parts of the graph that could not be cut finer, and why.
+    pub notes: Vec<String>,
 }
 
 impl Partition {
@@ -82,6 +84,7 @@ const FOLLOWERS: &[&str] = &[
     "Softplus",
     "Dropout",
     "Identity",
+    "Transpose",
     "Add",
     "Sub",
     "Mul",
@@ -105,6 +108,73 @@ fn joins(prev_op: &str, op: &str, prev_stage_ops: &[&str]) -> bool {
         && prev_stage_ops.iter().all(|o| matches!(*o, "Flatten" | "Reshape"))
 }
 
+/// The stage an elementwise `node` joins when all its data inputs come from one stage `s` and
+/// every other reader of those inputs is an elementwise node that reads nothing else from
+/// outside `s`: SiLU exported as `Sigmoid(x) * x`, hard-swish as `HardSigmoid(x) * x`, a
+/// squeeze-and-excitation `x * gate`. Those tensors then never leave the stage.
+fn closed_cluster(
+    graph: &GraphProto,
+    node: &NodeProto,
+    data_inputs: &[&str],
+    producer: &HashMap<&str, usize>,
+    stage_of_node: &HashMap<usize, usize>,
+    consumers: &HashMap<&str, Vec<usize>>,
+    graph_outputs: &HashSet<&str>,
+) -> Option<usize> {
+    if !FOLLOWERS.contains(&node.op_type()) || data_inputs.is_empty() {
+        return None;
+    }
+    let stage_of = |t: &str| producer.get(t).map(|p| stage_of_node[p]);
+    let s = stage_of(data_inputs[0])?;
+    if data_inputs.iter().any(|t| stage_of(t) != Some(s) || graph_outputs.contains(t)) {
+        return None;
+    }
+    for t in data_inputs {
+        let readers = consumers.get(t).map_or(&[][..], Vec::as_slice);
+        // What the readers of `t` produce may feed each other (Sigmoid -> Mul).
+        let cluster: HashSet<&str> =
+            readers.iter().flat_map(|&r| graph.node[r].output.iter().map(String::as_str)).collect();
+        for &r in readers {
+            let rn = &graph.node[r];
+            if !FOLLOWERS.contains(&rn.op_type()) {
+                return None;
+            }
+            let inside = |i: &String| {
+                i.is_empty()
+                    || stage_of(i) == Some(s)
+                    || cluster.contains(i.as_str())
+                    || !producer.contains_key(i.as_str()) && !consumers.contains_key(i.as_str())
+            };
+            if !rn.input.iter().all(inside) {
+                return None;
+            }
+        }
+    }
+    Some(s)
+}
+
+/// What `node` reads: its inputs and what its subgraphs (If branches, Loop and Scan bodies)
+/// read from the enclosing graph.
+fn reads(node: &NodeProto) -> Vec<String> {
+    let mut r = node.input.clone();
+    if has_subgraph(node) {
+        r.extend(crate::fold::subgraph_reads(node).into_iter().filter(|t| !node.input.contains(t)));
+    }
+    r
+}
+
+fn has_subgraph(node: &NodeProto) -> bool {
+    node.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())
+}
+
+/// Ops whose output is a sequence (not a tensor), which cannot be a stage's input or output.
+fn makes_sequence(node: &NodeProto) -> bool {
+    matches!(
+        node.op_type(),
+        "SequenceConstruct" | "SequenceEmpty" | "SequenceInsert" | "SequenceErase" | "SplitToSequence" | "SequenceMap"
+    )
+}
+
 /// Finds the stages of `model`.
 pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
     let graph = model.graph.as_ref().ok_or_else(|| OnnxError::graph("(none)", "the model has no graph"))?;
@@ -119,14 +189,16 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
     let is_const = |t: &str| t.is_empty() || constant.contains(t);
 
     // Consumers of every non-constant tensor (node indices).
+    let node_reads: Vec<Vec<String>> = graph.node.iter().map(reads).collect();
     let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
     for &i in &order {
-        for t in &graph.node[i].input {
+        for t in &node_reads[i] {
             if !is_const(t) {
                 consumers.entry(t.as_str()).or_default().push(i);
             }
         }
     }
+    let mut notes = Vec::new();
     let outputs_set: HashSet<&str> = graph_outputs.iter().map(String::as_str).collect();
 
     let mut stages: Vec<Vec<usize>> = Vec::new();
@@ -137,9 +209,26 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
         if node.output.iter().all(|o| is_const(o)) {
             continue;
         }
-        let data_inputs: Vec<&str> = node.input.iter().map(String::as_str).filter(|t| !is_const(t)).collect();
+        let data_inputs: Vec<&str> = node_reads[i].iter().map(String::as_str).filter(|t| !is_const(t)).collect();
+        if has_subgraph(node) {
+            notes.push(format!(
+                "node `{}` ({}) holds a subgraph (control flow): it runs whole, as one stage",
+                node.name(),
+                node.op_type()
+            ));
+        }
         let mut target = None;
-        if let [only] = data_inputs.as_slice() {
+        // A sequence value cannot cross a stage boundary: its reader joins its maker's stage.
+        let sequence_from = data_inputs
+            .iter()
+            .find_map(|t| producer.get(t).filter(|&&p| makes_sequence(&graph.node[p])).map(|&p| stage_of_node[&p]));
+        if let Some(s) = sequence_from {
+            target = Some(s);
+        } else if let Some(s) =
+            closed_cluster(graph, node, &data_inputs, &producer, &stage_of_node, &consumers, &outputs_set)
+        {
+            target = Some(s);
+        } else if let [only] = data_inputs.as_slice() {
             if let Some(&p) = producer.get(only) {
                 let s = stage_of_node[&p];
                 let prev = &graph.node[p];
@@ -174,7 +263,7 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
             nodes.iter().flat_map(|&n| graph.node[n].output.iter().map(String::as_str)).collect();
         let mut inputs = Vec::new();
         for &n in nodes {
-            for t in &graph.node[n].input {
+            for t in &node_reads[n] {
                 if !is_const(t) && !produced.contains(t.as_str()) && !inputs.contains(t) {
                     inputs.push(t.clone());
                 }
@@ -204,7 +293,23 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
             ));
         }
     }
-    Ok(Partition { stages: result, graph_inputs, graph_outputs })
+    // A stage reads only what earlier stages made (forced joins of sequence values could break it).
+    let mut made: HashSet<&str> = graph_inputs.iter().map(String::as_str).collect();
+    for st in &result {
+        if let Some(t) = st.inputs.iter().find(|t| !made.contains(t.as_str())) {
+            let reader = st.nodes.iter().map(|&n| &graph.node[n]).find(|n| reads(n).contains(t)).expect("an input");
+            return Err(OnnxError::graph(
+                &gname,
+                format!(
+                    "node `{}` ({}) reads `{t}`, which a later stage makes: lalarand cannot order the stages around its sequence value; fix: export without sequence ops (e.g. a fixed number of outputs instead of a list)",
+                    reader.name(),
+                    reader.op_type()
+                ),
+            ));
+        }
+        made.extend(st.outputs.iter().map(String::as_str));
+    }
+    Ok(Partition { stages: result, graph_inputs, graph_outputs, notes })
 }
 
 /// Node indices in an order where producers precede consumers (the file order when it is one).
@@ -218,7 +323,7 @@ fn topological_order(graph: &GraphProto) -> Result<Vec<usize>, OnnxError> {
     loop {
         let before = order.len();
         for (i, n) in graph.node.iter().enumerate() {
-            if !done[i] && n.input.iter().all(|t| available.contains(t.as_str())) {
+            if !done[i] && reads(n).iter().all(|t| available.contains(t.as_str())) {
                 done[i] = true;
                 order.push(i);
                 available.extend(n.output.iter().map(String::as_str));
@@ -230,10 +335,15 @@ fn topological_order(graph: &GraphProto) -> Result<Vec<usize>, OnnxError> {
         if order.len() == before {
             let i = done.iter().position(|d| !d).expect("some node is left");
             let n = &graph.node[i];
-            let missing: Vec<&str> = n.input.iter().map(String::as_str).filter(|t| !available.contains(t)).collect();
+            let reads = reads(n);
+            let missing: Vec<&str> = reads.iter().map(String::as_str).filter(|t| !available.contains(t)).collect();
             return Err(OnnxError::graph(
                 graph.name(),
-                format!("node `{}` ({}) reads {missing:?}, which nothing produces (or a cycle)", n.name(), n.op_type()),
+                format!(
+                    "node `{}` ({}) reads {missing:?}, which no node, input or initializer produces (or a cycle): the graph outputs cannot be computed from its inputs; fix: re-export the model",
+                    n.name(),
+                    n.op_type()
+                ),
             ));
         }
     }
@@ -249,7 +359,7 @@ fn constant_values(graph: &GraphProto, order: &[usize]) -> HashSet<String> {
         let n = &graph.node[i];
         // Shape-reading ops look at a tensor's shape, not its value, but a batch-agnostic model may
         // still change the shape, so they stay data.
-        if is_deterministic(n.op_type()) && n.input.iter().all(|t| t.is_empty() || constant.contains(t)) {
+        if is_deterministic(n.op_type()) && reads(n).iter().all(|t| t.is_empty() || constant.contains(t)) {
             constant.extend(n.output.iter().cloned());
         }
     }
@@ -263,8 +373,38 @@ fn constant_values(graph: &GraphProto, order: &[usize]) -> HashSet<String> {
 fn stage_name(node: &NodeProto, index: usize) -> String {
     let op = node.op_type();
     let raw = node.name();
-    let functional =
-        matches!(op, "Add" | "Sub" | "Mul" | "Div" | "Concat" | "Flatten" | "Reshape" | "Transpose" | "Split");
+    let functional = matches!(
+        op,
+        "Add"
+            | "Sub"
+            | "Mul"
+            | "Div"
+            | "Concat"
+            | "Flatten"
+            | "Reshape"
+            | "Transpose"
+            | "Split"
+            | "Slice"
+            | "Gather"
+            | "Squeeze"
+            | "Unsqueeze"
+            | "ReduceMean"
+            | "ReduceSum"
+            | "ReduceMax"
+            | "Pad"
+            | "Tile"
+            | "Expand"
+    );
+    // The dynamo exporter names nodes `node_Conv_12` and records the module scopes instead:
+    // `pkg.torch.onnx.name_scopes` = "['', 'layer1', 'layer1.conv1', 'relu_1']" (the last one is
+    // the traced op).
+    if let Some(scopes) = node.metadata_props.iter().find(|p| p.key() == "pkg.torch.onnx.name_scopes") {
+        let scopes: Vec<&str> =
+            scopes.value().trim_matches(['[', ']']).split(',').map(|p| p.trim().trim_matches(['\'', '"'])).collect();
+        if let Some(module) = scopes[..scopes.len().saturating_sub(1)].iter().rev().find(|p| !p.is_empty()) {
+            return if functional { format!("{module}.{}", op.to_lowercase()) } else { module.to_string() };
+        }
+    }
     if raw.starts_with('/') {
         let parts: Vec<&str> = raw.split('/').filter(|p| !p.is_empty()).collect();
         // Each scope is either a child's local name (`downsample`) or its parent's scope plus
@@ -308,18 +448,14 @@ pub fn stage_model(
     let producer: HashMap<&str, usize> =
         graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i))).collect();
     let mut needed_consts: BTreeSet<usize> = BTreeSet::new();
-    let mut needed_inits: HashSet<&str> = HashSet::new();
-    let mut stack: Vec<&str> = stage
-        .nodes
-        .iter()
-        .flat_map(|&n| graph.node[n].input.iter().map(String::as_str))
-        .filter(|t| constant.contains(*t))
-        .collect();
+    let mut needed_inits: HashSet<String> = HashSet::new();
+    let mut stack: Vec<String> =
+        stage.nodes.iter().flat_map(|&n| reads(&graph.node[n])).filter(|t| constant.contains(t)).collect();
     while let Some(t) = stack.pop() {
-        match producer.get(t) {
+        match producer.get(t.as_str()) {
             Some(&p) => {
                 if needed_consts.insert(p) {
-                    stack.extend(graph.node[p].input.iter().map(String::as_str).filter(|t| !t.is_empty()));
+                    stack.extend(reads(&graph.node[p]).into_iter().filter(|t| !t.is_empty()));
                 }
             }
             None => {
@@ -506,6 +642,23 @@ mod tests {
         assert_eq!(n("/layer1/layer1.0/Add", "Add"), "layer1.0.add");
         assert_eq!(n("/Flatten", "Flatten"), "flatten");
         assert_eq!(n("conv_7", "Conv"), "conv_7");
+        assert_eq!(n("/layer1/Slice_1", "Slice"), "layer1.slice");
+    }
+
+    #[test]
+    fn dynamo_scopes_become_module_paths() {
+        let with_scopes = |op: &str, scopes: &str| {
+            let mut node = crate::builder::node(op, &format!("node_{op}_3"), &[], &[], vec![]);
+            node.metadata_props.push(crate::proto::StringStringEntryProto {
+                key: Some("pkg.torch.onnx.name_scopes".into()),
+                value: Some(scopes.into()),
+            });
+            stage_name(&node, 0)
+        };
+        assert_eq!(with_scopes("Conv", "['', 'layer1', 'layer1.conv1', 'layer1.conv1.bn', 'bn_1']"), "layer1.conv1.bn");
+        assert_eq!(with_scopes("Slice", "['', 'layer1', 'slice_1']"), "layer1.slice");
+        assert_eq!(with_scopes("Gemm", "['', 'fc', 'linear']"), "fc");
+        assert_eq!(with_scopes("Add", "['', 'add']"), "node_Add_3", "no module: the node's own name");
     }
 
     #[test]

@@ -5,9 +5,10 @@ use crate::report::print_json;
 use crate::Verdict;
 use anyhow::{bail, Context, Result};
 use lalarand_engine::dataset::Dataset;
-use lalarand_engine::profile::{load_inputs, partial_path, profile_to_file, synthetic_inputs, ProfileOptions};
+use lalarand_engine::profile::{load_inputs, partial_path, profile_shaped_to_file, synthetic_inputs, ProfileOptions};
 use lalarand_engine::{ExecConfig, StagedModel};
 use lalarand_model::{time_to_us, DnnProfile, Mode};
+use lalarand_onnx::fold::InputShape;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,9 +32,15 @@ const CALIBRATION_PER_CLASS: usize = 20;
     after_help = "Example:\n  lalarand profile crates/engine/testdata/mnist_resnet.onnx \\\n      --dataset crates/engine/testdata/mnist_5k.csv.gz --train-per-class 400 \\\n      --runs 200 --warmup 20 --cores 0 --threads 1 --margin 1.2 --modes cpu-fp32,cpu-int8 \\\n      --out mnist_resnet.json\n\nExit codes: 0 written, 2 bad input, failure or interrupted (Ctrl-C; see the .partial.json)."
 )]
 pub struct Args {
-    /// ONNX model (batch 1 or a symbolic batch).
+    /// ONNX model (batch 1 or a symbolic batch; other symbolic dimensions need --input-shape).
     #[arg(value_name = "MODEL")]
     pub model: PathBuf,
+    /// Fixes the shape of a model input: NAME=D1,D2,... (repeatable), e.g.
+    /// `--input-shape images=1,3,640,640`. Needed where the model has symbolic dimensions
+    /// (dynamic height and width); the shape computations they determine are then folded to
+    /// constants. Recorded in the profile, so whatever runs the model for it uses the same.
+    #[arg(long = "input-shape", value_name = "NAME=D1,D2,...")]
+    pub input_shape: Vec<InputShape>,
     /// Calibration inputs: raw little-endian fp32 (`.bin`, `.f32`, whole batch-1 samples) or a
     /// labeled CSV (`.csv`, `.csv.gz`, label ignored). Default: the training rows of
     /// `--dataset` (20 per class), else 16 seeded uniform [0,1) samples (fine for timing only).
@@ -155,7 +162,7 @@ pub fn run(args: Args) -> Result<Verdict> {
         }
     }
     stopped()?;
-    let staged = StagedModel::load(&args.model)?;
+    let staged = StagedModel::load_with(&args.model, &args.input_shape)?;
     stopped()?;
     let inputs = match (&args.calibration, &dataset) {
         (Some(p), _) => load_inputs(p, &staged)?,
@@ -194,7 +201,7 @@ pub fn run(args: Args) -> Result<Verdict> {
         accuracy: dataset.map(|d| (d, args.train_per_class)),
         cold_cache: !args.warm_cache,
     };
-    let outcome = profile_to_file(&args.model, &inputs, &opts, &args.out).map_err(|e| {
+    let outcome = profile_shaped_to_file(&args.model, &args.input_shape, &inputs, &opts, &args.out).map_err(|e| {
         let partial = partial_path(&args.out);
         if !stop.load(Ordering::Relaxed) {
             return anyhow::Error::new(e);

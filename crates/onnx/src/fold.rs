@@ -1,0 +1,516 @@
+//! Fixing a model's input shapes and folding what they determine.
+//!
+//! Exporters write dynamic height, width and batch as symbolic dimensions, and compute the
+//! shapes of reshapes, splits and anchor grids at run time from them (`Shape`, `Gather`,
+//! `Range`, `Cast`, integer `Add`/`Div`, `Concat`, `ConstantOfShape`, ...). Once the input
+//! shapes are fixed ([`fix_input_shapes`]), every such value is a constant: [`foldable`] finds
+//! the ones the rest of the graph reads, a runtime computes them once, and [`fold`] puts them
+//! in the graph as initializers and removes the nodes that computed them. After that no stage
+//! runs integer shape arithmetic, and no quantizer ever sees it.
+//!
+//! `Constant` nodes become initializers too ([`constants_to_initializers`]), so the rest of
+//! lalarand treats both alike.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use crate::proto::tensor_proto::DataType;
+use crate::proto::tensor_shape_proto::dimension;
+use crate::proto::type_proto;
+use crate::proto::{GraphProto, ModelProto, NodeProto, TensorProto};
+use crate::OnnxError;
+
+/// A fixed shape for one graph input: `NAME=1,3,640,640` (the `--input-shape` flag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputShape {
+    pub name: String,
+    pub dims: Vec<i64>,
+}
+
+impl FromStr for InputShape {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, dims) =
+            s.rsplit_once('=').ok_or_else(|| format!("{s:?} is not NAME=D1,D2,...; e.g. images=1,3,640,640"))?;
+        if name.trim().is_empty() {
+            return Err(format!("{s:?} names no input; write NAME=D1,D2,..., e.g. images=1,3,640,640"));
+        }
+        let dims = dims
+            .split([',', 'x'])
+            .map(|d| d.trim().parse::<i64>().ok().filter(|&d| d > 0))
+            .collect::<Option<Vec<i64>>>()
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| format!("{s:?}: the dimensions must be positive integers, e.g. {name}=1,3,640,640"))?;
+        Ok(InputShape { name: name.trim().to_string(), dims })
+    }
+}
+
+impl std::fmt::Display for InputShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dims: Vec<String> = self.dims.iter().map(i64::to_string).collect();
+        write!(f, "{}={}", self.name, dims.join(","))
+    }
+}
+
+/// One dimension of a graph input that has no fixed size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymbolicDim {
+    pub input: String,
+    pub axis: usize,
+    /// The exporter's name for it (`batch`, `height`), or `?` when it has none.
+    pub param: String,
+}
+
+/// A graph input: its name, its dims (`None` if it declares no shape; a `None` dim is
+/// symbolic) and the exporter's names of its dims (`?` where there is none).
+pub type InputDims = (String, Option<Vec<Option<i64>>>, Vec<String>);
+
+/// The (non-initializer) graph inputs with their dims.
+pub fn input_dims(model: &ModelProto) -> Vec<InputDims> {
+    let Some(graph) = model.graph.as_ref() else { return Vec::new() };
+    let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
+    graph
+        .input
+        .iter()
+        .filter(|i| !inits.contains(i.name()))
+        .map(|i| {
+            let shape = match i.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                Some(type_proto::Value::TensorType(t)) => t.shape.as_ref(),
+                _ => None,
+            };
+            let dims = shape.map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match &d.value {
+                        Some(dimension::Value::DimValue(v)) if *v > 0 => Some(*v),
+                        _ => None,
+                    })
+                    .collect()
+            });
+            let params = shape.map_or_else(Vec::new, |s| {
+                s.dim
+                    .iter()
+                    .map(|d| match &d.value {
+                        Some(dimension::Value::DimParam(p)) if !p.is_empty() => p.clone(),
+                        _ => "?".into(),
+                    })
+                    .collect()
+            });
+            (i.name().to_string(), dims, params)
+        })
+        .collect()
+}
+
+/// Every symbolic dimension of the graph inputs.
+pub fn symbolic_dims(model: &ModelProto) -> Vec<SymbolicDim> {
+    input_dims(model)
+        .into_iter()
+        .flat_map(|(input, dims, params)| {
+            dims.unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .filter(|(_, d)| d.is_none())
+                .map(|(axis, _)| SymbolicDim { input: input.clone(), axis, param: params[axis].clone() })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Gives the inputs named in `shapes` those fixed shapes. A name that is not an input, a rank
+/// that differs, or a size that contradicts a fixed one is an error that names the flag.
+pub fn fix_input_shapes(model: &mut ModelProto, shapes: &[InputShape]) -> Result<(), OnnxError> {
+    let inputs = input_dims(model);
+    let names: Vec<&str> = inputs.iter().map(|(n, _, _)| n.as_str()).collect();
+    for s in shapes {
+        let Some((_, dims, _)) = inputs.iter().find(|(n, _, _)| *n == s.name) else {
+            return Err(OnnxError::tensor(
+                &s.name,
+                format!("--input-shape {s}: the model has no input of that name; its inputs are {names:?}"),
+            ));
+        };
+        if let Some(dims) = dims {
+            if dims.len() != s.dims.len() {
+                return Err(OnnxError::tensor(
+                    &s.name,
+                    format!(
+                        "--input-shape {s}: the input has rank {} ({}), not {}; fix: give {} dimensions",
+                        dims.len(),
+                        show_dims(dims),
+                        s.dims.len(),
+                        dims.len()
+                    ),
+                ));
+            }
+            if let Some(axis) = dims.iter().zip(&s.dims).position(|(d, g)| d.is_some_and(|d| d != *g)) {
+                return Err(OnnxError::tensor(
+                    &s.name,
+                    format!(
+                        "--input-shape {s}: axis {axis} of the input is fixed at {} ({}); fix: keep it",
+                        dims[axis].unwrap_or(0),
+                        show_dims(dims)
+                    ),
+                ));
+            }
+        }
+    }
+    let graph = model.graph.as_mut().ok_or_else(|| OnnxError::graph("(none)", "the model has no graph"))?;
+    for s in shapes {
+        let vi = graph.input.iter_mut().find(|i| i.name() == s.name).expect("checked above");
+        let elem_type = crate::builder::elem_type_of(vi).unwrap_or(DataType::Float as i32);
+        let mut fixed = crate::builder::value_info(&s.name, DataType::Float, &s.dims);
+        if let Some(type_proto::Value::TensorType(t)) = fixed.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+            t.elem_type = Some(elem_type);
+        }
+        *vi = fixed;
+    }
+    Ok(())
+}
+
+fn show_dims(dims: &[Option<i64>]) -> String {
+    let d: Vec<String> = dims.iter().map(|d| d.map_or("?".into(), |v| v.to_string())).collect();
+    format!("[{}]", d.join(", "))
+}
+
+/// The error for `model` (named `model_name`) whose inputs have the symbolic dimensions
+/// `dims` and no shapes given: each dimension, and the flag to set it with.
+pub fn symbolic_error(model_name: &str, model: &ModelProto, dims: &[SymbolicDim]) -> OnnxError {
+    let listed: Vec<String> = dims.iter().map(|d| format!("`{}` axis {} ({})", d.input, d.axis, d.param)).collect();
+    let example: Vec<String> = input_dims(model)
+        .into_iter()
+        .filter(|(name, _, _)| dims.iter().any(|d| &d.input == name))
+        .map(|(name, shape, params)| {
+            let shape: Vec<String> = shape
+                .unwrap_or_default()
+                .iter()
+                .zip(params)
+                .enumerate()
+                .map(|(axis, (d, p))| match d {
+                    Some(v) => v.to_string(),
+                    None if axis == 0 => "1".into(),
+                    None => format!("<{p}>"),
+                })
+                .collect();
+            format!("--input-shape {name}={}", shape.join(","))
+        })
+        .collect();
+    OnnxError::graph(
+        model_name,
+        format!(
+            "the model input has symbolic dimensions {}; fix: give the size it runs at, {}",
+            listed.join(", "),
+            example.join(" ")
+        ),
+    )
+}
+
+/// Turns every `Constant` node of the main graph into an initializer of the same name.
+pub fn constants_to_initializers(model: &mut ModelProto) -> Result<(), OnnxError> {
+    let Some(graph) = model.graph.as_mut() else { return Ok(()) };
+    let gname = graph.name().to_string();
+    let mut kept = Vec::with_capacity(graph.node.len());
+    for node in std::mem::take(&mut graph.node) {
+        if node.op_type() != "Constant" || !node.domain().is_empty() || node.output.len() != 1 {
+            kept.push(node);
+            continue;
+        }
+        let mut t = constant_value(&node)
+            .map_err(|reason| OnnxError::graph(&gname, format!("node `{}` (Constant): {reason}", node.name())))?;
+        t.name = Some(node.output[0].clone());
+        graph.initializer.push(t);
+    }
+    graph.node = kept;
+    Ok(())
+}
+
+fn constant_value(node: &NodeProto) -> Result<TensorProto, String> {
+    let a = node.attribute.first().ok_or("has no value attribute")?;
+    let t = match a.name() {
+        "value" => a.t.clone().ok_or("`value` holds no tensor")?,
+        "value_float" => crate::tensor::f32_tensor("", &[], &[a.f()]),
+        "value_floats" => crate::tensor::f32_tensor("", &[a.floats.len() as i64], &a.floats),
+        "value_int" => crate::tensor::i64_tensor("", &[], &[a.i()]),
+        "value_ints" => crate::tensor::i64_tensor("", &[a.ints.len() as i64], &a.ints),
+        other => return Err(format!("attribute `{other}` is not supported; fix: export it as `value`")),
+    };
+    Ok(t)
+}
+
+/// Ops whose output depends only on the *shape* of their input, which is fixed once the input
+/// shapes are.
+const SHAPE_READERS: &[&str] = &["Shape", "Size"];
+
+/// Whether a node computes the same values on every run given its inputs (no randomness, no
+/// subgraph that could read data tensors of the outer graph, no sequence values).
+fn pure(node: &NodeProto) -> bool {
+    let op = node.op_type();
+    node.domain().is_empty()
+        && !op.starts_with("Random")
+        && !matches!(op, "Multinomial" | "Bernoulli" | "If" | "Loop" | "Scan" | "SplitToSequence")
+        && !op.starts_with("Sequence")
+        && node.attribute.iter().all(|a| a.g.is_none() && a.graphs.is_empty())
+}
+
+/// The tensors that the fixed input shapes determine, which the rest of the graph reads: each
+/// is computed (from a `Shape`/`Size` of some tensor and constants only) by nodes that
+/// [`fold`] can then remove. Requires every input shape to be fixed; empty when nothing reads
+/// a shape.
+pub fn foldable(graph: &GraphProto) -> Vec<String> {
+    let inputs: HashSet<&str> = graph.input.iter().map(|i| i.name()).collect();
+    let mut constant: HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name()).filter(|n| !inputs.contains(n)).collect();
+    constant.insert("");
+    let mut derived: HashSet<&str> = HashSet::new();
+    let mut derived_nodes: HashSet<usize> = HashSet::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        let shape_reader = SHAPE_READERS.contains(&n.op_type()) && n.domain().is_empty();
+        let from_shapes = pure(n)
+            && n.input.iter().all(|t| constant.contains(t.as_str()) || derived.contains(t.as_str()))
+            && n.input.iter().any(|t| derived.contains(t.as_str()));
+        if shape_reader || from_shapes {
+            derived.extend(n.output.iter().map(String::as_str));
+            derived_nodes.insert(i);
+        }
+    }
+    let outputs: HashSet<&str> = graph.output.iter().map(|o| o.name()).collect();
+    let mut frontier = Vec::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        for t in &n.input {
+            let read_by_data = !derived_nodes.contains(&i);
+            if read_by_data && derived.contains(t.as_str()) && !frontier.contains(t) {
+                frontier.push(t.clone());
+            }
+        }
+    }
+    for o in &outputs {
+        if derived.contains(o) && !frontier.iter().any(|f| f == o) {
+            frontier.push(o.to_string());
+        }
+    }
+    frontier
+}
+
+/// Puts `values` (named tensors, as [`foldable`] lists them) into the graph as initializers and
+/// removes every node whose outputs nothing reads any more, then every unread initializer.
+pub fn fold(model: &mut ModelProto, values: Vec<TensorProto>) {
+    let Some(graph) = model.graph.as_mut() else { return };
+    let folded: HashSet<String> = values.iter().map(|t| t.name().to_string()).collect();
+    for n in graph.node.iter_mut() {
+        // A node that produced a folded value no longer does (its other outputs stay).
+        for o in n.output.iter_mut().filter(|o| folded.contains(o.as_str())) {
+            o.clear();
+        }
+    }
+    graph.initializer.retain(|t| !folded.contains(t.name()));
+    graph.initializer.extend(values);
+    remove_dead(graph);
+}
+
+/// Removes nodes none of whose outputs is read (by a node or as a graph output), repeatedly,
+/// and initializers nothing reads.
+fn remove_dead(graph: &mut GraphProto) {
+    loop {
+        let mut read: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
+        for n in &graph.node {
+            read.extend(n.input.iter().cloned());
+            read.extend(subgraph_reads(n));
+        }
+        let before = graph.node.len();
+        graph.node.retain(|n| n.output.iter().any(|o| !o.is_empty() && read.contains(o)));
+        if graph.node.len() == before {
+            graph.initializer.retain(|t| read.contains(t.name()));
+            let inits: HashSet<String> = graph.initializer.iter().map(|t| t.name().to_string()).collect();
+            // Initializers listed as inputs (older exporters) that were folded away go too.
+            graph.input.retain(|i| !inits.contains(i.name()) || read.contains(i.name()));
+            return;
+        }
+    }
+}
+
+/// Names the subgraphs of `node` (If branches, Loop bodies) read from the outer scope.
+pub fn subgraph_reads(node: &NodeProto) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in &node.attribute {
+        for g in a.g.iter().chain(&a.graphs) {
+            let mut defined: HashSet<&str> = g.input.iter().map(|i| i.name()).collect();
+            defined.extend(g.initializer.iter().map(|t| t.name()));
+            for n in &g.node {
+                for t in n.input.iter().cloned().chain(subgraph_reads(n)) {
+                    if !t.is_empty() && !defined.contains(t.as_str()) && !out.contains(&t) {
+                        out.push(t);
+                    }
+                }
+                defined.extend(n.output.iter().map(String::as_str));
+            }
+            for o in &g.output {
+                if !defined.contains(o.name()) && !out.iter().any(|x| x == o.name()) {
+                    out.push(o.name().to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// How many of `graph`'s nodes read a shape (what [`foldable`] starts from).
+pub fn reads_shapes(graph: &GraphProto) -> bool {
+    graph.node.iter().any(|n| SHAPE_READERS.contains(&n.op_type()))
+}
+
+/// Maps of what each tensor's producer is, for diagnostics.
+pub fn producers(graph: &GraphProto) -> HashMap<&str, &NodeProto> {
+    graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect()
+}
+
+/// Rewrites an opset 11 or 12 model to opset 13, the first whose QuantizeLinear takes a
+/// per-channel axis (what int8 stages need). Only the ops whose signature changed in between
+/// are touched: `Split`'s `split`, `Squeeze`/`Unsqueeze`'s and `ReduceSum`'s `axes` become
+/// inputs, `Dropout`'s `ratio` attribute goes (inference ignores it). Returns `false` (model
+/// unchanged) for other opsets, and where a `Softmax`-like op has an axis other than the last,
+/// whose meaning changed in 13.
+pub fn upgrade_to_opset13(model: &mut ModelProto) -> bool {
+    let Some(version) = model.opset_import.iter().find(|o| o.domain().is_empty()).and_then(|o| o.version) else {
+        return false;
+    };
+    let Some(graph) = model.graph.as_mut() else { return false };
+    if !(11..13).contains(&version) {
+        return false;
+    }
+    let softmax_changes = graph.node.iter().any(|n| {
+        matches!(n.op_type(), "Softmax" | "LogSoftmax" | "Hardmax")
+            && crate::builder::find_attr(n, "axis").and_then(|a| a.i).unwrap_or(1) != -1
+    });
+    if softmax_changes || graph.node.iter().any(|n| n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())) {
+        return false;
+    }
+    let mut extra = Vec::new();
+    for (k, n) in graph.node.iter_mut().enumerate() {
+        if !n.domain().is_empty() {
+            continue;
+        }
+        let moved = match n.op_type() {
+            "Split" => Some(("split", 1)),
+            "Squeeze" | "Unsqueeze" | "ReduceSum" => Some(("axes", 1)),
+            _ => None,
+        };
+        if let Some((name, at)) = moved {
+            if let Some(pos) = n.attribute.iter().position(|a| a.name() == name) {
+                let a = n.attribute.remove(pos);
+                let t = format!("{}__{name}_{k}", n.output.first().map_or("node", String::as_str));
+                extra.push(crate::tensor::i64_tensor(&t, &[a.ints.len() as i64], &a.ints));
+                while n.input.len() < at {
+                    n.input.push(String::new());
+                }
+                n.input.insert(at, t);
+            }
+        }
+        if n.op_type() == "Dropout" {
+            n.attribute.retain(|a| a.name() != "ratio");
+        }
+    }
+    graph.initializer.extend(extra);
+    for o in model.opset_import.iter_mut().filter(|o| o.domain().is_empty()) {
+        o.version = Some(13);
+    }
+    model.ir_version = Some(model.ir_version.unwrap_or(7).max(7));
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::{attr, GraphBuilder};
+
+    /// x -> Shape -> Gather(1) -> Div(2) -> Unsqueeze -> Concat -> Split(x, sizes): torch.chunk.
+    fn chunk_model(symbolic: bool) -> ModelProto {
+        let mut b = GraphBuilder::new("chunk");
+        b.input("x", DataType::Float, &[1, 4, 2, 2]);
+        if symbolic {
+            let vi = &mut b.graph.input[0];
+            if let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+                let d = &mut t.shape.as_mut().unwrap().dim;
+                d[0].value = Some(dimension::Value::DimParam("batch".into()));
+                d[2].value = Some(dimension::Value::DimParam("height".into()));
+            }
+        }
+        b.initializer(crate::tensor::i64_tensor("one", &[], &[1]));
+        b.initializer(crate::tensor::i64_tensor("two", &[], &[2]));
+        b.initializer(crate::tensor::i64_tensor("axes0", &[1], &[0]));
+        b.node("Relu", "relu", &["x"], &["r"], vec![]);
+        b.node("Shape", "shape", &["r"], &["s"], vec![]);
+        b.node("Gather", "gather", &["s", "one"], &["c"], vec![attr::int("axis", 0)]);
+        b.node("Div", "div", &["c", "two"], &["half"], vec![]);
+        b.node("Unsqueeze", "unsq", &["half", "axes0"], &["h1"], vec![]);
+        b.node("Concat", "cat", &["h1", "h1"], &["sizes"], vec![attr::int("axis", 0)]);
+        b.node("Split", "split", &["r", "sizes"], &["a", "b"], vec![attr::int("axis", 1)]);
+        b.node("Add", "add", &["a", "b"], &["y"], vec![]);
+        b.output("y", DataType::Float, &[1, 2, 2, 2]);
+        b.finish()
+    }
+
+    #[test]
+    fn input_shapes_parse_and_print() {
+        let s: InputShape = "images=1,3,640,640".parse().unwrap();
+        assert_eq!(s, InputShape { name: "images".into(), dims: vec![1, 3, 640, 640] });
+        assert_eq!(s.to_string(), "images=1,3,640,640");
+        assert!("images".parse::<InputShape>().unwrap_err().contains("NAME="));
+        assert!("x=1,0,3".parse::<InputShape>().unwrap_err().contains("positive"));
+        assert!("=1,2".parse::<InputShape>().is_err());
+    }
+
+    #[test]
+    fn symbolic_dims_are_listed_and_fixed() {
+        let mut m = chunk_model(true);
+        let dims = symbolic_dims(&m);
+        assert_eq!(dims.len(), 2);
+        assert_eq!((dims[1].axis, dims[1].param.as_str()), (2, "height"));
+        let msg = symbolic_error("chunk.onnx", &m, &dims).to_string();
+        assert!(msg.contains("axis 2 (height)") && msg.contains("--input-shape x=1,4,<height>,2"), "{msg}");
+
+        let bad_name = fix_input_shapes(&mut m, &["images=1,4,2,2".parse().unwrap()]).unwrap_err().to_string();
+        assert!(bad_name.contains("no input of that name") && bad_name.contains("\"x\""), "{bad_name}");
+        let bad_rank = fix_input_shapes(&mut m, &["x=1,4,2".parse().unwrap()]).unwrap_err().to_string();
+        assert!(bad_rank.contains("rank 4") && bad_rank.contains("--input-shape x=1,4,2"), "{bad_rank}");
+        let contradicts = fix_input_shapes(&mut m, &["x=1,3,2,2".parse().unwrap()]).unwrap_err().to_string();
+        assert!(contradicts.contains("axis 1") && contradicts.contains("fixed at 4"), "{contradicts}");
+        fix_input_shapes(&mut m, &["x=1,4,2,2".parse().unwrap()]).unwrap();
+        assert!(symbolic_dims(&m).is_empty());
+    }
+
+    #[test]
+    fn shape_arithmetic_folds_to_a_constant() {
+        let mut m = chunk_model(false);
+        let graph = m.graph.as_ref().unwrap();
+        assert_eq!(foldable(graph), ["sizes"]);
+        fold(&mut m, vec![crate::tensor::i64_tensor("sizes", &[2], &[2, 2])]);
+        let g = m.graph.unwrap();
+        let ops: Vec<&str> = g.node.iter().map(|n| n.op_type()).collect();
+        assert_eq!(ops, ["Relu", "Split", "Add"]);
+        let inits: Vec<&str> = g.initializer.iter().map(|t| t.name()).collect();
+        assert_eq!(inits, ["sizes"]);
+    }
+
+    #[test]
+    fn constant_nodes_become_initializers() {
+        let mut b = GraphBuilder::new("c");
+        b.input("x", DataType::Float, &[2]);
+        b.node(
+            "Constant",
+            "k",
+            &[],
+            &["k_out"],
+            vec![attr::tensor("value", crate::tensor::f32_tensor("", &[2], &[1.0, 2.0]))],
+        );
+        b.node("Constant", "i", &[], &["i_out"], vec![attr::ints("value_ints", &[3, 4])]);
+        b.node("Add", "add", &["x", "k_out"], &["y"], vec![]);
+        b.output("y", DataType::Float, &[2]);
+        let mut m = b.finish();
+        constants_to_initializers(&mut m).unwrap();
+        let g = m.graph.unwrap();
+        assert_eq!(g.node.len(), 1);
+        let k = g.initializer.iter().find(|t| t.name() == "k_out").unwrap();
+        assert_eq!(crate::tensor::to_f32(k).unwrap(), [1.0, 2.0]);
+        let i = g.initializer.iter().find(|t| t.name() == "i_out").unwrap();
+        assert_eq!(crate::tensor::to_i64(i).unwrap(), [3, 4]);
+    }
+}
