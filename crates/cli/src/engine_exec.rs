@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use lalarand_engine::profile::{sha256_file, synthetic_inputs};
-use lalarand_engine::quant::{calibrate, quantize_stages};
+use lalarand_engine::quant::build_int8;
 use lalarand_engine::{ExecConfig, Pipeline, StageTensors, StagedModel};
 use lalarand_model::{Allocation, Mode, ResourceKind, System};
 use lalarand_onnx::quantize::CalibrationMethod;
@@ -117,8 +117,10 @@ impl EngineExecutor {
             let samples = synthetic_inputs(&staged, CALIBRATION_SAMPLES);
             let int8 = if modes.contains(&Mode::CpuInt8) {
                 let cal: Vec<(Vec<usize>, Vec<f32>)> = samples.iter().map(|x| (dims.clone(), x.clone())).collect();
-                let ranges = calibrate(&staged, &cal, CalibrationMethod::Percentile(99.99)).with_context(what)?;
-                Some(quantize_stages(&staged, &ranges))
+                Some(
+                    build_int8(&staged, &cal, CalibrationMethod::Percentile(99.99), &mut || false)
+                        .with_context(what)?,
+                )
             } else {
                 None
             };

@@ -4,7 +4,7 @@
 
 use crate::dataset::Dataset;
 use crate::error::{EngineError, Result};
-use crate::quant::{calibrate, quantize_stages, Int8Stages};
+use crate::quant::{build_int8, Int8Stages};
 use crate::stage::ExecConfig;
 use crate::staged::{Pipeline, StagedModel};
 use crate::tensor::argmax_rows;
@@ -34,7 +34,7 @@ fn sample_dims(staged: &StagedModel) -> Vec<usize> {
     staged.input_shape(1)[1..].to_vec()
 }
 
-/// Calibrates on `rows` of `data` and quantizes every stage.
+/// Calibrates on `rows` of `data`, quantizes every stage and checks it ([`build_int8`]).
 pub fn int8_stages(
     staged: &StagedModel,
     data: &Dataset,
@@ -44,8 +44,7 @@ pub fn int8_stages(
     let dims = sample_dims(staged);
     let batches: Vec<(Vec<usize>, Vec<f32>)> =
         rows.chunks(BATCH).map(|c| data.batch(c, &dims)).collect::<Result<_>>()?;
-    let ranges = calibrate(staged, &batches, method)?;
-    Ok(quantize_stages(staged, &ranges))
+    build_int8(staged, &batches, method, &mut || false)
 }
 
 /// Top-1 accuracy (percent) of the pipeline with `modes` on `rows`.

@@ -11,7 +11,7 @@
 use crate::accuracy;
 use crate::dataset::Dataset;
 use crate::error::{EngineError, Result};
-use crate::quant::{calibrate_until, conversion_model, quantize_stages_until, Int8Stages};
+use crate::quant::{build_int8, conversion_model, Int8Stages};
 use crate::stage::{gpu_present, pin_current_thread, ExecConfig, StageRunner, Tensors};
 use crate::staged::{Pipeline, StagedModel};
 use crate::tensor::f32_value;
@@ -362,6 +362,8 @@ struct Profiler<'a> {
     accuracy_unknown: BTreeSet<usize>,
     /// With [`ProfileOptions::cold_cache`].
     evictor: Option<std::cell::RefCell<CacheEvictor>>,
+    /// The int8 build check's figure and notes, by layer index.
+    int8_notes: std::collections::BTreeMap<usize, lalarand_model::Int8Note>,
 }
 
 impl<'a> Profiler<'a> {
@@ -376,6 +378,7 @@ impl<'a> Profiler<'a> {
             no_gpu: false,
             accuracy_unknown: BTreeSet::new(),
             evictor: opts.cold_cache.then(|| std::cell::RefCell::new(CacheEvictor::new())),
+            int8_notes: Default::default(),
         }
     }
 
@@ -417,6 +420,7 @@ impl<'a> Profiler<'a> {
             layers: self.layers.clone(),
             output: self.output,
             int8_accuracy_unknown: self.accuracy_unknown.clone(),
+            int8_notes: self.int8_notes.clone(),
         }
     }
 
@@ -489,8 +493,7 @@ impl<'a> Profiler<'a> {
                 })
                 .collect();
             let mut stop = || self.stop_requested();
-            let ranges = calibrate_until(staged, &batches, CalibrationMethod::Percentile(99.99), &mut stop)?;
-            quantize_stages_until(staged, &ranges, &mut stop)?
+            build_int8(staged, &batches, CalibrationMethod::Percentile(99.99), &mut stop)?
         } else {
             Int8Stages::default()
         };
@@ -520,6 +523,10 @@ impl<'a> Profiler<'a> {
             };
             if costs[i].is_none() {
                 self.accuracy_unknown.insert(i);
+            }
+            let note = lalarand_model::Int8Note { cosine: int8.check(i).map(|c| c.cosine), note: int8.note(i) };
+            if note != lalarand_model::Int8Note::default() {
+                self.int8_notes.insert(i, note);
             }
             for &mode in &modes {
                 self.check_stop()?;

@@ -17,6 +17,7 @@ pub fn chain_profile(model: &str, layers: &[LayerProfile]) -> DnnProfile {
         layers: layers.to_vec(),
         output: OutputTransitions::default(),
         int8_accuracy_unknown: Default::default(),
+        int8_notes: Default::default(),
     }
 }
 

@@ -165,6 +165,20 @@ pub struct DnnProfile {
     /// Kept here rather than as a field of [`LayerProfile`], so that code building layers
     /// field by field does not have to change; an index past `layers` means nothing.
     pub int8_accuracy_unknown: BTreeSet<usize>,
+    /// What building each layer's int8 mode found, by index into `layers` (engine profiles;
+    /// empty elsewhere). Kept here for the same reason as `int8_accuracy_unknown`.
+    pub int8_notes: BTreeMap<usize, Int8Note>,
+}
+
+/// What the engine found when it built a layer's int8 mode (docs/formats.md, `int8_cosine`
+/// and `int8_note`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Int8Note {
+    /// Cosine similarity of the layer's int8 output to its fp32 output on calibration inputs:
+    /// the build check, which a layer must pass to be offered in `cpu-int8`.
+    pub cosine: Option<f64>,
+    /// Why the layer has no `cpu-int8` mode, or which of its operators stay fp32 and why.
+    pub note: Option<String>,
 }
 
 // ---- file format ----------------------------------------------------------------------------
@@ -199,6 +213,10 @@ struct LayerFile {
     quantize_in_us: f64,
     #[serde(default)]
     dequantize_in_us: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    int8_cosine: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    int8_note: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -267,6 +285,7 @@ impl DnnProfile {
         let mut names = HashSet::new();
         let mut layers = Vec::with_capacity(file.layers.len());
         let mut unknown = BTreeSet::new();
+        let mut notes = BTreeMap::new();
         for (i, l) in file.layers.into_iter().enumerate() {
             let at = |f: &str| format!("layers[{i}].{f}");
             if !names.insert(l.name.clone()) {
@@ -330,6 +349,17 @@ impl DnnProfile {
             if l.int8_accuracy_cost.is_none() {
                 unknown.insert(i);
             }
+            if l.int8_cosine.is_some_and(|c| !(-1.0..=1.0).contains(&c)) {
+                return Err(FormatError::new(
+                    origin,
+                    at("int8_cosine"),
+                    "not a cosine similarity",
+                    "use a number in [-1, 1] (or re-run `lalarand profile`)",
+                ));
+            }
+            if l.int8_cosine.is_some() || l.int8_note.is_some() {
+                notes.insert(i, Int8Note { cosine: l.int8_cosine, note: l.int8_note.clone() });
+            }
             layers.push(LayerProfile {
                 name: l.name,
                 modes,
@@ -352,6 +382,7 @@ impl DnnProfile {
                 dequantize_out: check_time(origin, "output.dequantize_out_us", file.output.dequantize_out_us)?,
             },
             int8_accuracy_unknown: unknown,
+            int8_notes: notes,
         })
     }
 
@@ -389,6 +420,8 @@ impl DnnProfile {
                     copy_in_us: time_to_us(l.transitions.copy_in),
                     quantize_in_us: time_to_us(l.transitions.quantize_in),
                     dequantize_in_us: time_to_us(l.transitions.dequantize_in),
+                    int8_cosine: self.int8_notes.get(&j).and_then(|n| n.cosine),
+                    int8_note: self.int8_notes.get(&j).and_then(|n| n.note.clone()),
                 })
                 .collect(),
             output: OutputFile {
