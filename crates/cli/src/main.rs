@@ -53,6 +53,7 @@ enum Command {
     Zoo(cmd::zoo::Args),
     Profile(cmd::profile::Args),
     Accuracy(cmd::accuracy::Args),
+    Verify(cmd::verify::Args),
     Run(cmd::run::Args),
     Completions(cmd::completions::Args),
 }
@@ -110,6 +111,7 @@ fn main() -> ExitCode {
         Command::Zoo(a) => cmd::zoo::run(a),
         Command::Profile(a) => cmd::profile::run(a),
         Command::Accuracy(a) => cmd::accuracy::run(a),
+        Command::Verify(a) => cmd::verify::run(a),
         Command::Run(a) => cmd::run::run(a),
         Command::Completions(a) => cmd::completions::run(a),
     };

@@ -167,7 +167,9 @@ impl Agreement {
             self.reference += a * a;
             self.other += b * b;
             self.error += (a - b) * (a - b);
-            self.max_abs_diff = self.max_abs_diff.max((a - b).abs());
+            // A NaN is as far off as it gets (f64::max would skip it).
+            let d = (a - b).abs();
+            self.max_abs_diff = if d.is_nan() { f64::INFINITY } else { self.max_abs_diff.max(d) };
         }
     }
 

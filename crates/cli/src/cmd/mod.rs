@@ -12,6 +12,7 @@ pub mod init;
 pub mod profile;
 pub mod run;
 pub mod simulate;
+pub mod verify;
 pub mod zoo;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};

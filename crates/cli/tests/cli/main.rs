@@ -7,6 +7,7 @@ mod engine;
 mod examples;
 mod experiment;
 mod run;
+mod verify;
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
