@@ -163,12 +163,12 @@ pub fn run(args: Args) -> Result<Verdict> {
             passed,
         })?;
     } else {
+        let from = if args.dataset.is_some() { format!("rows of {source}") } else { format!("{source} inputs") };
         outln!(
-            "{}: {} stages chained vs the whole model in fp32, on {} {} inputs",
+            "{}: {} stages chained vs the whole model in fp32, on {} {from}",
             staged.name,
             staged.stage_count(),
-            inputs.len(),
-            source
+            inputs.len()
         )?;
         let mut table = comfy_table::Table::new();
         table.load_preset(comfy_table::presets::ASCII_MARKDOWN);
