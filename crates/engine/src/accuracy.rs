@@ -306,3 +306,73 @@ pub fn verify(
     }
     Ok(verdicts)
 }
+
+/// What an `int8_accuracy_cost` measures (the profile's `int8_cost_kind`).
+pub use lalarand_model::Int8CostKind;
+
+/// Label-free int8 cost of every stage: the effect on the model's output when that stage alone
+/// runs int8, on unlabeled `inputs` (each `(dims, values)`). For a classifier output (one graph
+/// output of shape `[batch, classes]`, `classes >= 2`): the percentage of inputs whose top-1
+/// class differs from fp32's ([`Int8CostKind::Top1Disagreement`], percentage points like the
+/// labeled top-1 drop). For any other output: `100 x (1 - cosine similarity)` of the outputs
+/// (all outputs, all inputs) to fp32's ([`Int8CostKind::Distortion`]). `None` where the stage
+/// has no int8 model. `stop` is asked before every stage.
+pub fn label_free_costs_until(
+    staged: &StagedModel,
+    int8: &Int8Stages,
+    inputs: &[(Vec<usize>, Vec<f32>)],
+    cfg: &ExecConfig,
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<(Int8CostKind, Vec<Option<f64>>)> {
+    use crate::quant::Agreement;
+    if inputs.is_empty() {
+        return Err(EngineError::tensor("label-free int8 costs", &staged.input_name, "no inputs given"));
+    }
+    let n = staged.stage_count();
+    let outputs = |p: &Pipeline| -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
+        let mut all = Vec::with_capacity(inputs.len());
+        for (dims, x) in inputs {
+            let held = p.run_all(dims, x.clone())?;
+            for o in &staged.partition.graph_outputs {
+                let v = held.get(o).ok_or_else(|| EngineError::tensor("label-free int8 costs", o, "not produced"))?;
+                let (shape, data) = crate::tensor::f32_data(v, o)?;
+                all.push((shape, data.to_vec()));
+            }
+        }
+        Ok(all)
+    };
+    let reference = outputs(&Pipeline::new(staged, &vec![Mode::CpuFp32; n], None, cfg)?)?;
+    let classifier = staged.partition.graph_outputs.len() == 1
+        && reference.iter().all(|(shape, _)| shape.len() == 2 && shape[1] >= 2);
+    let kind = if classifier { Int8CostKind::Top1Disagreement } else { Int8CostKind::Distortion };
+    let mut costs = Vec::with_capacity(n);
+    for i in 0..n {
+        if stop() {
+            return Err(EngineError::Interrupted("stop requested while measuring label-free int8 costs".into()));
+        }
+        if int8.get(i).is_none() {
+            costs.push(None);
+            continue;
+        }
+        let mut modes = vec![Mode::CpuFp32; n];
+        modes[i] = Mode::CpuInt8;
+        let got = outputs(&Pipeline::new(staged, &modes, Some(int8), cfg)?)?;
+        let cost = if classifier {
+            let (mut differ, mut rows) = (0usize, 0usize);
+            for ((shape, want), (_, have)) in reference.iter().zip(&got) {
+                let (a, b) = (argmax_rows(want, shape[1]), argmax_rows(have, shape[1]));
+                differ += a.iter().zip(&b).filter(|(x, y)| x != y).count();
+                rows += a.len();
+            }
+            100.0 * differ as f64 / rows.max(1) as f64
+        } else {
+            let mut sum = Agreement::default();
+            for ((_, want), (_, have)) in reference.iter().zip(&got) {
+                sum.add(want, have);
+            }
+            100.0 * (1.0 - sum.cosine())
+        };
+        costs.push(Some(cost));
+    }
+    Ok((kind, costs))
+}

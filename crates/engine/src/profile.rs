@@ -27,6 +27,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Profiling inputs the label-free int8 costs are measured on, at most (each stage alone int8
+/// runs the whole model on every one of them).
+pub const LABEL_FREE_SAMPLES: usize = 100;
+
 /// See [`ProfileOptions::stop`].
 pub type StopFn = Arc<dyn Fn(usize) -> bool + Send + Sync>;
 
@@ -57,6 +61,11 @@ pub struct ProfileOptions {
     /// precede the test rows of each class. Without it every layer's cost is written as `null`
     /// (not known).
     pub accuracy: Option<(Dataset, usize)>,
+    /// Without `accuracy`: measure every stage's int8 cost without labels on the (up to
+    /// [`LABEL_FREE_SAMPLES`]) profiling inputs ([`accuracy::label_free_costs_until`]; the
+    /// profile's `int8_cost_kind` says which measure). Only meaningful with real inputs, not
+    /// [`synthetic_inputs`].
+    pub label_free_accuracy: bool,
     /// Evict the caches before every timed run (see [`CacheEvictor`]), so the WCET covers a
     /// stage that finds its input and weights out of cache, as it does in a run where other
     /// stages ran in between. Without it a stage is timed with what its previous run left in
@@ -76,6 +85,7 @@ impl Default for ProfileOptions {
             progress: true,
             stop: None,
             accuracy: None,
+            label_free_accuracy: false,
             cold_cache: true,
         }
     }
@@ -362,6 +372,8 @@ struct Profiler<'a> {
     accuracy_unknown: BTreeSet<usize>,
     /// With [`ProfileOptions::cold_cache`].
     evictor: Option<std::cell::RefCell<CacheEvictor>>,
+    /// What the measured `int8_accuracy_cost`s are.
+    cost_kind: lalarand_model::Int8CostKind,
     /// The int8 build check's figure and notes, by layer index.
     int8_notes: std::collections::BTreeMap<usize, lalarand_model::Int8Note>,
 }
@@ -379,6 +391,7 @@ impl<'a> Profiler<'a> {
             accuracy_unknown: BTreeSet::new(),
             evictor: opts.cold_cache.then(|| std::cell::RefCell::new(CacheEvictor::new())),
             int8_notes: Default::default(),
+            cost_kind: Default::default(),
         }
     }
 
@@ -421,6 +434,7 @@ impl<'a> Profiler<'a> {
             output: self.output,
             int8_accuracy_unknown: self.accuracy_unknown.clone(),
             int8_notes: self.int8_notes.clone(),
+            int8_cost_kind: self.cost_kind,
         }
     }
 
@@ -501,6 +515,14 @@ impl<'a> Profiler<'a> {
             Some((data, train_per_class)) if modes.contains(&Mode::CpuInt8) => {
                 let (_, test) = data.split_per_class(*train_per_class);
                 accuracy::int8_costs_until(staged, &int8, data, &test, cfg, &mut || self.stop_requested())?
+            }
+            None if opts.label_free_accuracy && modes.contains(&Mode::CpuInt8) => {
+                let samples: Vec<(Vec<usize>, Vec<f32>)> =
+                    inputs.iter().take(LABEL_FREE_SAMPLES).map(|x| (dims.clone(), x.clone())).collect();
+                let (kind, costs) =
+                    accuracy::label_free_costs_until(staged, &int8, &samples, cfg, &mut || self.stop_requested())?;
+                self.cost_kind = kind;
+                costs
             }
             _ => vec![None; staged.stage_count()],
         };

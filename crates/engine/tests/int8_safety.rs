@@ -228,3 +228,91 @@ fn mnist_stages_pass_and_all_int8_keeps_its_accuracy() {
     eprintln!("mnist: fp32 {} %, all int8 {} %", r.fp32_top1, r.top1);
     assert!((r.fp32_top1 - 98.7).abs() < 1e-9 && (r.top1 - 98.7).abs() < 1e-9, "{r:?}");
 }
+
+/// Ranks with ties averaged (1-based).
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        for k in i..=j {
+            r[idx[k]] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Spearman's rank correlation.
+fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    let (ra, rb) = (ranks(a), ranks(b));
+    let mean = (a.len() as f64 + 1.0) / 2.0;
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - mean) * (y - mean)).sum();
+    let va: f64 = ra.iter().map(|x| (x - mean).powi(2)).sum();
+    let vb: f64 = rb.iter().map(|y| (y - mean).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+/// The label-free cost (top-1 disagreement with fp32 on the test rows, labels unread) ranks the
+/// MNIST stages like the labeled top-1 drop. With the default calibration every stage's
+/// labeled drop is 0 (nothing to rank), so the stages are calibrated coarsely here (percentile
+/// 99, 2 rows per class), which gives them costs that differ.
+#[test]
+fn mnist_label_free_costs_rank_the_stages_like_the_labeled_ones() {
+    use lalarand_engine::accuracy::{int8_costs, label_free_costs_until, Int8CostKind};
+    let staged = StagedModel::load(&testdata("mnist_resnet.onnx")).unwrap();
+    let data = Dataset::load_csv(&testdata("mnist_5k.csv.gz")).unwrap();
+    let (train, test) = data.split_per_class(400);
+    let rows = data.take_per_class(&train, 2);
+    let cal: Vec<(Vec<usize>, Vec<f32>)> = vec![data.batch(&rows, &[1, 28, 28]).unwrap()];
+    let int8 = build_int8(&staged, &cal, CalibrationMethod::Percentile(99.0), &mut || false).unwrap();
+    let cfg = ExecConfig::default();
+    let labeled = int8_costs(&staged, &int8, &data, &test, &cfg).unwrap();
+    let unlabeled: Vec<(Vec<usize>, Vec<f32>)> =
+        test.chunks(100).map(|c| data.batch(c, &[1, 28, 28]).unwrap()).collect();
+    let (kind, free) = label_free_costs_until(&staged, &int8, &unlabeled, &cfg, &mut || false).unwrap();
+    assert_eq!(kind, Int8CostKind::Top1Disagreement);
+    let both: Vec<(f64, f64)> = labeled.iter().zip(&free).filter_map(|(a, b)| Some(((*a)?, (*b)?))).collect();
+    for (name, (a, b)) in staged.stage_names().iter().zip(labeled.iter().zip(&free)) {
+        eprintln!("{name}: labeled drop {a:?} pp, label-free disagreement {b:?} %");
+    }
+    let (a, b): (Vec<f64>, Vec<f64>) = both.iter().copied().unzip();
+    let rho = spearman(&a, &b);
+    eprintln!("{} stages, Spearman {rho:.3}", both.len());
+    assert!(a.iter().any(|&x| x != a[0]), "labeled costs all equal: nothing to rank");
+    assert!(rho >= 0.7, "Spearman {rho}");
+}
+
+/// Without labels, `label_free_accuracy` fills the costs of the stages with an int8 mode, and
+/// the profile says what they measure (this model's output is a feature map: distortion).
+#[test]
+fn a_profile_without_labels_holds_label_free_costs_and_says_so() {
+    use lalarand_model::Int8CostKind;
+    let (staged, _) = outlier_model();
+    let inputs = seeded_inputs(4, 64 * 64, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let (model, out) = (dir.path().join("m.onnx"), dir.path().join("m.json"));
+    std::fs::write(&model, &staged.bytes).unwrap();
+    let opts = ProfileOptions {
+        runs: 1,
+        warmup: 0,
+        modes: vec![Mode::CpuFp32, Mode::CpuInt8],
+        progress: false,
+        cold_cache: false,
+        label_free_accuracy: true,
+        ..Default::default()
+    };
+    profile_to_file(&model, &inputs, &opts, &out).unwrap();
+    let p = DnnProfile::load(&out).unwrap();
+    assert_eq!(p.int8_cost_kind, Int8CostKind::Distortion);
+    for (j, l) in p.layers.iter().enumerate() {
+        assert_eq!(p.int8_accuracy_known(j), l.wcet(Mode::CpuInt8).is_some(), "{}", l.name);
+        assert!(l.int8_accuracy_cost >= 0.0 && l.int8_accuracy_cost < 1.0, "{}: {}", l.name, l.int8_accuracy_cost);
+    }
+    assert!(std::fs::read_to_string(&out).unwrap().contains("\"int8_cost_kind\": \"distortion\""));
+}

@@ -18,6 +18,7 @@ pub fn chain_profile(model: &str, layers: &[LayerProfile]) -> DnnProfile {
         output: OutputTransitions::default(),
         int8_accuracy_unknown: Default::default(),
         int8_notes: Default::default(),
+        int8_cost_kind: Default::default(),
     }
 }
 

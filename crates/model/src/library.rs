@@ -116,6 +116,7 @@ pub fn artifact_dnns(set: ArtifactSet, int8: Option<Int8Model>) -> Vec<ArtifactD
                     // Modelled costs (see `source`) are numbers the allocator may use: known.
                     int8_accuracy_unknown: Default::default(),
                     int8_notes: Default::default(),
+                    int8_cost_kind: Default::default(),
                 },
                 shipped_on_gpu: m.shipped_placement.map(|p| p.into_iter().map(|x| x == 1).collect()),
             }

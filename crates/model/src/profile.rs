@@ -168,6 +168,27 @@ pub struct DnnProfile {
     /// What building each layer's int8 mode found, by index into `layers` (engine profiles;
     /// empty elsewhere). Kept here for the same reason as `int8_accuracy_unknown`.
     pub int8_notes: BTreeMap<usize, Int8Note>,
+    /// What the known `int8_accuracy_cost`s measure.
+    pub int8_cost_kind: Int8CostKind,
+}
+
+/// What the layers' `int8_accuracy_cost` measures (the profile's `int8_cost_kind`). All three
+/// are percentage points the allocators budget against `--budget` the same way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Int8CostKind {
+    /// Top-1 accuracy drop on labeled test rows (`lalarand profile --dataset`); what a profile
+    /// without `int8_cost_kind` holds.
+    #[default]
+    #[serde(rename = "top1-drop")]
+    Top1Drop,
+    /// Percentage of unlabeled inputs whose top-1 class differs from fp32's (a classifier
+    /// output, no labels).
+    #[serde(rename = "top1-disagreement")]
+    Top1Disagreement,
+    /// `100 x (1 - cosine similarity)` of the model's outputs to fp32's on unlabeled inputs
+    /// (any other output).
+    #[serde(rename = "distortion")]
+    Distortion,
 }
 
 /// What the engine found when it built a layer's int8 mode (docs/formats.md, `int8_cosine`
@@ -197,6 +218,13 @@ struct ProfileFile {
     layers: Vec<LayerFile>,
     #[serde(default)]
     output: OutputFile,
+    /// Absent: `top1-drop` (files written before label-free costs existed).
+    #[serde(default, skip_serializing_if = "is_top1_drop")]
+    int8_cost_kind: Int8CostKind,
+}
+
+fn is_top1_drop(k: &Int8CostKind) -> bool {
+    *k == Int8CostKind::Top1Drop
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -383,6 +411,7 @@ impl DnnProfile {
             },
             int8_accuracy_unknown: unknown,
             int8_notes: notes,
+            int8_cost_kind: file.int8_cost_kind,
         })
     }
 
@@ -428,6 +457,7 @@ impl DnnProfile {
                 copy_out_us: time_to_us(self.output.copy_out),
                 dequantize_out_us: time_to_us(self.output.dequantize_out),
             },
+            int8_cost_kind: self.int8_cost_kind,
         };
         serde_json::to_string_pretty(&file).expect("profile serializes")
     }
@@ -469,6 +499,19 @@ mod tests {
         assert_eq!(p.layers[1].wcet(Mode::Gpu), Some(3_500));
         assert_eq!(p.output.copy_out, 2_000);
         assert_eq!(parse(&p.to_json()).unwrap(), p);
+    }
+
+    #[test]
+    fn int8_cost_kind_round_trips_and_defaults_to_the_labeled_drop() {
+        let p = DnnProfile::parse(GOOD, Path::new("p.json")).unwrap();
+        assert_eq!(p.int8_cost_kind, Int8CostKind::Top1Drop);
+        assert!(!p.to_json().contains("int8_cost_kind"), "the default is not written");
+        let text = GOOD.replacen("\"layers\"", "\"int8_cost_kind\": \"top1-disagreement\", \"layers\"", 1);
+        let p = DnnProfile::parse(&text, Path::new("p.json")).unwrap();
+        assert_eq!(p.int8_cost_kind, Int8CostKind::Top1Disagreement);
+        assert_eq!(DnnProfile::parse(&p.to_json(), Path::new("p.json")).unwrap(), p);
+        let bad = GOOD.replacen("\"layers\"", "\"int8_cost_kind\": \"vibes\", \"layers\"", 1);
+        assert!(DnnProfile::parse(&bad, Path::new("p.json")).unwrap_err().to_string().contains("vibes"));
     }
 
     #[test]
