@@ -129,7 +129,8 @@ pub struct StageReport {
 /// working int8 stage comes near and which already changes a classifier's answers.
 pub const MIN_STAGE_COSINE: f64 = 0.99;
 
-/// Calibration samples the build check runs each stage on (the first ones given).
+/// Calibration samples the build check runs each stage on, at least: the first whole
+/// calibration batches that hold this many.
 pub const CHECK_SAMPLES: usize = 8;
 
 /// A stage's (or a model's) int8 output next to its fp32 output.
@@ -308,8 +309,8 @@ pub fn build_int8(
     Ok(int8)
 }
 
-/// Checks every int8 stage against its fp32 self on the first [`CHECK_SAMPLES`] samples of
-/// `inputs`: each stage's int8 model runs on the fp32 model's own inputs of that stage
+/// Checks every int8 stage against its fp32 self on the first batches of `inputs` that hold
+/// [`CHECK_SAMPLES`] samples: each stage's int8 model runs on the fp32 model's own inputs of that stage
 /// (quantized where it reads uint8), and its outputs (dequantized) are compared with the fp32
 /// stage's. A stage below [`MIN_STAGE_COSINE`] loses its int8 model (`Err` naming the figure)
 /// with a warning; the figure of every checked stage is in [`Int8Stages::reports`]. `stop` is
