@@ -4,7 +4,7 @@
 
 use crate::dataset::Dataset;
 use crate::error::{EngineError, Result};
-use crate::quant::{calibrate, quantize_stages, Int8Stages};
+use crate::quant::{build_int8, Int8Stages};
 use crate::stage::ExecConfig;
 use crate::staged::{Pipeline, StagedModel};
 use crate::tensor::argmax_rows;
@@ -34,7 +34,7 @@ fn sample_dims(staged: &StagedModel) -> Vec<usize> {
     staged.input_shape(1)[1..].to_vec()
 }
 
-/// Calibrates on `rows` of `data` and quantizes every stage.
+/// Calibrates on `rows` of `data`, quantizes every stage and checks it ([`build_int8`]).
 pub fn int8_stages(
     staged: &StagedModel,
     data: &Dataset,
@@ -44,8 +44,7 @@ pub fn int8_stages(
     let dims = sample_dims(staged);
     let batches: Vec<(Vec<usize>, Vec<f32>)> =
         rows.chunks(BATCH).map(|c| data.batch(c, &dims)).collect::<Result<_>>()?;
-    let ranges = calibrate(staged, &batches, method)?;
-    Ok(quantize_stages(staged, &ranges))
+    build_int8(staged, &batches, method, &mut || false)
 }
 
 /// Top-1 accuracy (percent) of the pipeline with `modes` on `rows`.
@@ -187,4 +186,193 @@ pub fn modes_with_int8(staged: &StagedModel, int8: &[String]) -> Result<Vec<Mode
         });
     }
     Ok(names.iter().map(|n| if int8.iter().any(|i| i == n) { Mode::CpuInt8 } else { Mode::CpuFp32 }).collect())
+}
+
+/// The largest `max |chained - whole| / max |whole|` a chain of fp32 stages may show on the CPU:
+/// the stage models compute what the whole model computes, up to the float reassociation of
+/// ONNX Runtime's per-session graph optimisations (measured: 1e-6 .. 1e-5 on the zoo).
+pub const FP32_CHAIN_TOLERANCE: f64 = 1e-4;
+/// The same bound for gpu stages against the whole model on the CPU: other kernels (cuDNN),
+/// other summation orders.
+pub const GPU_CHAIN_TOLERANCE: f64 = 1e-3;
+
+/// One mode's chained run next to the whole fp32 model ([`verify`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModeVerdict {
+    pub mode: Mode,
+    /// Stages that ran in `mode` (for cpu-int8, the stages offered in it; the rest ran fp32).
+    pub stages_in_mode: usize,
+    /// Stages not run in `mode`, with why (cpu-int8: refused by the build check or not quantized).
+    pub not_in_mode: Vec<(String, String)>,
+    pub samples: usize,
+    /// Largest |chained - whole| over every graph output and sample.
+    pub max_abs_diff: f64,
+    /// Largest |whole| over the same, what `max_abs_diff` is relative to.
+    pub output_scale: f64,
+    /// Cosine similarity of the chained outputs to the whole model's (all outputs, all samples).
+    pub cosine: f64,
+    pub relative_error: f64,
+    /// What the mode must meet, in words.
+    pub threshold: String,
+    pub passed: bool,
+}
+
+/// Runs the whole model (cpu-fp32, one session) and the chain of its stages in every mode of
+/// `modes` on the same `inputs` (each `(dims, values)`), and compares each chain's graph
+/// outputs with the whole model's. int8 stages are built with [`build_int8`] on `calibration`;
+/// the cpu-int8 chain runs every stage offered in cpu-int8 as int8 and the others as fp32.
+/// Thresholds: fp32 [`FP32_CHAIN_TOLERANCE`], gpu [`GPU_CHAIN_TOLERANCE`] (max abs difference
+/// relative to the output's scale), cpu-int8 a cosine of at least
+/// [`crate::quant::MIN_STAGE_COSINE`], the per-stage check's own threshold.
+pub fn verify(
+    staged: &StagedModel,
+    modes: &[Mode],
+    inputs: &[(Vec<usize>, Vec<f32>)],
+    calibration: &[(Vec<usize>, Vec<f32>)],
+    method: CalibrationMethod,
+    cfg: &ExecConfig,
+) -> Result<Vec<ModeVerdict>> {
+    use crate::quant::{Agreement, MIN_STAGE_COSINE};
+    use crate::stage::{StageRunner, Tensors};
+    if inputs.is_empty() {
+        return Err(EngineError::tensor("verify", &staged.input_name, "no inputs to verify on"));
+    }
+    let mut whole = StageRunner::new(&format!("{} (whole model)", staged.name), Mode::CpuFp32, &staged.bytes, cfg)?;
+    let outputs = &staged.partition.graph_outputs;
+    let mut reference = Vec::with_capacity(inputs.len());
+    for (dims, x) in inputs {
+        staged.check_input(dims, "verify input")?;
+        let mut t = Tensors::new();
+        t.insert(staged.input_name.clone(), crate::tensor::f32_value(dims, x.clone())?);
+        whole.run(&mut t)?;
+        let mut flat = Vec::new();
+        for o in outputs {
+            let v = t.get(o).ok_or_else(|| EngineError::tensor("verify", o, "the whole model did not produce it"))?;
+            flat.extend_from_slice(crate::tensor::f32_data(v, o)?.1);
+        }
+        reference.push(flat);
+    }
+    let n = staged.stage_count();
+    let mut verdicts = Vec::new();
+    for &mode in modes {
+        let (int8, chain, not_in_mode) = match mode {
+            Mode::CpuInt8 => {
+                let int8 = build_int8(staged, calibration, method, &mut || false)?;
+                let chain: Vec<Mode> =
+                    (0..n).map(|i| if int8.get(i).is_some() { Mode::CpuInt8 } else { Mode::CpuFp32 }).collect();
+                let not_in: Vec<(String, String)> = (0..n)
+                    .filter_map(|i| {
+                        int8.stages[i].as_ref().err().map(|e| (staged.partition.stages[i].name.clone(), e.clone()))
+                    })
+                    .collect();
+                (Some(int8), chain, not_in)
+            }
+            m => (None, vec![m; n], Vec::new()),
+        };
+        let pipeline = Pipeline::new(staged, &chain, int8.as_ref(), cfg)?;
+        let mut sum = Agreement::default();
+        let mut scale = 0f64;
+        for ((dims, x), want) in inputs.iter().zip(&reference) {
+            let held = pipeline.run_all(dims, x.clone())?;
+            let mut got = Vec::with_capacity(want.len());
+            for o in outputs {
+                let v = held
+                    .get(o)
+                    .ok_or_else(|| EngineError::tensor("verify", o, "the chained stages did not produce it"))?;
+                got.extend_from_slice(crate::tensor::f32_data(v, o)?.1);
+            }
+            sum.add(want, &got);
+            scale = want.iter().fold(scale, |m, v| m.max(v.abs() as f64));
+        }
+        let (threshold, passed) = match mode {
+            Mode::CpuInt8 => (format!("cosine >= {MIN_STAGE_COSINE}"), sum.cosine() >= MIN_STAGE_COSINE),
+            m => {
+                let tol = if m == Mode::Gpu { GPU_CHAIN_TOLERANCE } else { FP32_CHAIN_TOLERANCE };
+                (format!("max abs diff <= {tol:e} x output scale"), sum.max_abs_diff() <= tol * scale)
+            }
+        };
+        verdicts.push(ModeVerdict {
+            mode,
+            stages_in_mode: chain.iter().filter(|m| **m == mode).count(),
+            not_in_mode,
+            samples: inputs.len(),
+            max_abs_diff: sum.max_abs_diff(),
+            output_scale: scale,
+            cosine: sum.cosine(),
+            relative_error: sum.relative_error(),
+            threshold,
+            passed,
+        });
+    }
+    Ok(verdicts)
+}
+
+/// What an `int8_accuracy_cost` measures (the profile's `int8_cost_kind`).
+pub use lalarand_model::Int8CostKind;
+
+/// Label-free int8 cost of every stage: the effect on the model's output when that stage alone
+/// runs int8, on unlabeled `inputs` (each `(dims, values)`). For a classifier output (one graph
+/// output of shape `[batch, classes]`, `classes >= 2`): the percentage of inputs whose top-1
+/// class differs from fp32's ([`Int8CostKind::Top1Disagreement`], percentage points like the
+/// labeled top-1 drop). For any other output: `100 x (1 - cosine similarity)` of the outputs
+/// (all outputs, all inputs) to fp32's ([`Int8CostKind::Distortion`]). `None` where the stage
+/// has no int8 model. `stop` is asked before every stage.
+pub fn label_free_costs_until(
+    staged: &StagedModel,
+    int8: &Int8Stages,
+    inputs: &[(Vec<usize>, Vec<f32>)],
+    cfg: &ExecConfig,
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<(Int8CostKind, Vec<Option<f64>>)> {
+    use crate::quant::Agreement;
+    if inputs.is_empty() {
+        return Err(EngineError::tensor("label-free int8 costs", &staged.input_name, "no inputs given"));
+    }
+    let n = staged.stage_count();
+    let outputs = |p: &Pipeline| -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
+        let mut all = Vec::with_capacity(inputs.len());
+        for (dims, x) in inputs {
+            let held = p.run_all(dims, x.clone())?;
+            for o in &staged.partition.graph_outputs {
+                let v = held.get(o).ok_or_else(|| EngineError::tensor("label-free int8 costs", o, "not produced"))?;
+                let (shape, data) = crate::tensor::f32_data(v, o)?;
+                all.push((shape, data.to_vec()));
+            }
+        }
+        Ok(all)
+    };
+    let reference = outputs(&Pipeline::new(staged, &vec![Mode::CpuFp32; n], None, cfg)?)?;
+    let classifier = staged.partition.graph_outputs.len() == 1
+        && reference.iter().all(|(shape, _)| shape.len() == 2 && shape[1] >= 2);
+    let kind = if classifier { Int8CostKind::Top1Disagreement } else { Int8CostKind::Distortion };
+    let mut costs = Vec::with_capacity(n);
+    for i in 0..n {
+        if stop() {
+            return Err(EngineError::Interrupted("stop requested while measuring label-free int8 costs".into()));
+        }
+        if int8.get(i).is_none() {
+            costs.push(None);
+            continue;
+        }
+        let mut modes = vec![Mode::CpuFp32; n];
+        modes[i] = Mode::CpuInt8;
+        let got = outputs(&Pipeline::new(staged, &modes, Some(int8), cfg)?)?;
+        let cost = if classifier {
+            let (mut differ, mut rows) = (0usize, 0usize);
+            for ((shape, want), (_, have)) in reference.iter().zip(&got) {
+                let (a, b) = (argmax_rows(want, shape[1]), argmax_rows(have, shape[1]));
+                differ += a.iter().zip(&b).filter(|(x, y)| x != y).count();
+                rows += a.len();
+            }
+            100.0 * differ as f64 / rows.max(1) as f64
+        } else {
+            let mut sum = Agreement::default();
+            for ((_, want), (_, have)) in reference.iter().zip(&got) {
+                sum.add(want, have);
+            }
+            100.0 * (1.0 - sum.cosine())
+        };
+        costs.push(Some(cost));
+    }
+    Ok((kind, costs))
 }

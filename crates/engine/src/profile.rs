@@ -11,7 +11,7 @@
 use crate::accuracy;
 use crate::dataset::Dataset;
 use crate::error::{EngineError, Result};
-use crate::quant::{calibrate_until, conversion_model, quantize_stages_until, Int8Stages};
+use crate::quant::{calibrate_until, check_stages_until, conversion_model, quantize_stages_until, Int8Stages};
 use crate::stage::{gpu_present, pin_current_thread, ExecConfig, StageRunner, Tensors};
 use crate::staged::{Pipeline, StagedModel};
 use lalarand_model::{
@@ -26,6 +26,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Profiling inputs the label-free int8 costs are measured on, at most (each stage alone int8
+/// runs the whole model on every one of them).
+pub const LABEL_FREE_SAMPLES: usize = 100;
 
 /// See [`ProfileOptions::stop`].
 pub type StopFn = Arc<dyn Fn(usize) -> bool + Send + Sync>;
@@ -57,6 +61,11 @@ pub struct ProfileOptions {
     /// precede the test rows of each class. Without it every layer's cost is written as `null`
     /// (not known).
     pub accuracy: Option<(Dataset, usize)>,
+    /// Without `accuracy`: measure every stage's int8 cost without labels on the (up to
+    /// [`LABEL_FREE_SAMPLES`]) profiling inputs ([`accuracy::label_free_costs_until`]; the
+    /// profile's `int8_cost_kind` says which measure). Only meaningful with real inputs, not
+    /// [`synthetic_inputs`].
+    pub label_free_accuracy: bool,
     /// Evict the caches before every timed run (see [`CacheEvictor`]), so the WCET covers a
     /// stage that finds its input and weights out of cache, as it does in a run where other
     /// stages ran in between. Without it a stage is timed with what its previous run left in
@@ -76,6 +85,7 @@ impl Default for ProfileOptions {
             progress: true,
             stop: None,
             accuracy: None,
+            label_free_accuracy: false,
             cold_cache: true,
         }
     }
@@ -486,6 +496,10 @@ struct Profiler<'a> {
     /// converts the tensor the stage before it has just written, on this core or another one,
     /// so in a run it finds that tensor in the shared last level at least.
     transition_evictor: Option<std::cell::RefCell<CacheEvictor>>,
+    /// What the measured `int8_accuracy_cost`s are.
+    cost_kind: lalarand_model::Int8CostKind,
+    /// The int8 build check's figure and notes, by layer index.
+    int8_notes: std::collections::BTreeMap<usize, lalarand_model::Int8Note>,
 }
 
 impl<'a> Profiler<'a> {
@@ -509,6 +523,8 @@ impl<'a> Profiler<'a> {
                 std::cell::RefCell::new(CacheEvictor::with_capacity(2 * private))
             }),
             calibration: None,
+            int8_notes: Default::default(),
+            cost_kind: Default::default(),
         }
     }
 
@@ -562,6 +578,8 @@ impl<'a> Profiler<'a> {
             int8_accuracy_unknown: self.accuracy_unknown.clone(),
             calibration: self.calibration.clone(),
             input_shapes: self.staged.input_shapes.iter().map(|s| (s.name.clone(), s.dims.clone())).collect(),
+            int8_notes: self.int8_notes.clone(),
+            int8_cost_kind: self.cost_kind,
         }
     }
 
@@ -636,10 +654,13 @@ impl<'a> Profiler<'a> {
             let mut stop = || self.stop_requested();
             let method = CalibrationMethod::Percentile(99.99);
             let ranges = calibrate_until(staged, &batches, method, &mut stop)?;
-            let int8 = quantize_stages_until(staged, &ranges, &mut stop)?;
-            // Saved with the profile: runs and servers rebuild these very stages (crate::calibration).
+            let mut int8 = quantize_stages_until(staged, &ranges, &mut stop)?;
+            // Saved with the profile: runs and servers rebuild these very stages
+            // (crate::calibration). Recorded before the check, which only takes stages away
+            // (a refused stage has no cpu-int8 mode in the profile, so no allocation runs it).
             let samples = batches.iter().map(|(d, _)| d[0]).sum();
             self.calibration = Some(crate::calibration::record(&ranges, method, samples, &int8));
+            check_stages_until(staged, &mut int8, &batches, &mut stop)?;
             int8
         } else {
             Int8Stages::default()
@@ -648,6 +669,14 @@ impl<'a> Profiler<'a> {
             Some((data, train_per_class)) if modes.contains(&Mode::CpuInt8) => {
                 let (_, test) = data.split_per_class(*train_per_class);
                 accuracy::int8_costs_until(staged, &int8, data, &test, cfg, &mut || self.stop_requested())?
+            }
+            None if opts.label_free_accuracy && modes.contains(&Mode::CpuInt8) => {
+                let samples: Vec<(Vec<usize>, Vec<f32>)> =
+                    inputs.iter().take(LABEL_FREE_SAMPLES).map(|x| (dims.clone(), x.clone())).collect();
+                let (kind, costs) =
+                    accuracy::label_free_costs_until(staged, &int8, &samples, cfg, &mut || self.stop_requested())?;
+                self.cost_kind = kind;
+                costs
             }
             _ => vec![None; staged.stage_count()],
         };
@@ -670,6 +699,10 @@ impl<'a> Profiler<'a> {
             };
             if costs[i].is_none() {
                 self.accuracy_unknown.insert(i);
+            }
+            let note = lalarand_model::Int8Note { cosine: int8.check(i).map(|c| c.cosine), note: int8.note(i) };
+            if note != lalarand_model::Int8Note::default() {
+                self.int8_notes.insert(i, note);
             }
             for &mode in &modes {
                 self.check_stop()?;

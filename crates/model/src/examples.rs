@@ -19,6 +19,8 @@ pub fn chain_profile(model: &str, layers: &[LayerProfile]) -> DnnProfile {
         int8_accuracy_unknown: Default::default(),
         calibration: None,
         input_shapes: Default::default(),
+        int8_notes: Default::default(),
+        int8_cost_kind: Default::default(),
     }
 }
 

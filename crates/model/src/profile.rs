@@ -173,6 +173,11 @@ pub struct DnnProfile {
     /// name; whatever loads the model for this profile fixes the same ones. Empty: the shapes
     /// the model file declares.
     pub input_shapes: BTreeMap<String, Vec<i64>>,
+    /// What building each layer's int8 mode found, by index into `layers` (engine profiles;
+    /// empty elsewhere). Kept here for the same reason as `int8_accuracy_unknown`.
+    pub int8_notes: BTreeMap<usize, Int8Note>,
+    /// What the known `int8_accuracy_cost`s measure.
+    pub int8_cost_kind: Int8CostKind,
 }
 
 /// How a profile's `cpu-int8` stages were made: the activation ranges of the calibration, the
@@ -189,6 +194,36 @@ pub struct Int8Calibration {
     pub int8_sha256: String,
     /// `[low, high]` of every fp32 tensor of the model, by tensor name.
     pub ranges: BTreeMap<String, [f32; 2]>,
+}
+
+/// What the layers' `int8_accuracy_cost` measures (the profile's `int8_cost_kind`). All three
+/// are percentage points the allocators budget against `--budget` the same way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Int8CostKind {
+    /// Top-1 accuracy drop on labeled test rows (`lalarand profile --dataset`); what a profile
+    /// without `int8_cost_kind` holds.
+    #[default]
+    #[serde(rename = "top1-drop")]
+    Top1Drop,
+    /// Percentage of unlabeled inputs whose top-1 class differs from fp32's (a classifier
+    /// output, no labels).
+    #[serde(rename = "top1-disagreement")]
+    Top1Disagreement,
+    /// `100 x (1 - cosine similarity)` of the model's outputs to fp32's on unlabeled inputs
+    /// (any other output).
+    #[serde(rename = "distortion")]
+    Distortion,
+}
+
+/// What the engine found when it built a layer's int8 mode (docs/formats.md, `int8_cosine`
+/// and `int8_note`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Int8Note {
+    /// Cosine similarity of the layer's int8 output to its fp32 output on calibration inputs:
+    /// the build check, which a layer must pass to be offered in `cpu-int8`.
+    pub cosine: Option<f64>,
+    /// Why the layer has no `cpu-int8` mode, or which of its operators stay fp32 and why.
+    pub note: Option<String>,
 }
 
 // ---- file format ----------------------------------------------------------------------------
@@ -211,6 +246,13 @@ struct ProfileFile {
     calibration: Option<Int8Calibration>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     input_shapes: BTreeMap<String, Vec<i64>>,
+    /// Absent: `top1-drop` (files written before label-free costs existed).
+    #[serde(default, skip_serializing_if = "is_top1_drop")]
+    int8_cost_kind: Int8CostKind,
+}
+
+fn is_top1_drop(k: &Int8CostKind) -> bool {
+    *k == Int8CostKind::Top1Drop
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -227,6 +269,10 @@ struct LayerFile {
     quantize_in_us: f64,
     #[serde(default)]
     dequantize_in_us: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    int8_cosine: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    int8_note: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -334,6 +380,7 @@ impl DnnProfile {
         let mut names = HashSet::new();
         let mut layers = Vec::with_capacity(file.layers.len());
         let mut unknown = BTreeSet::new();
+        let mut notes = BTreeMap::new();
         for (i, l) in file.layers.into_iter().enumerate() {
             let at = |f: &str| format!("layers[{i}].{f}");
             if !names.insert(l.name.clone()) {
@@ -397,6 +444,17 @@ impl DnnProfile {
             if l.int8_accuracy_cost.is_none() {
                 unknown.insert(i);
             }
+            if l.int8_cosine.is_some_and(|c| !(-1.0..=1.0).contains(&c)) {
+                return Err(FormatError::new(
+                    origin,
+                    at("int8_cosine"),
+                    "not a cosine similarity",
+                    "use a number in [-1, 1] (or re-run `lalarand profile`)",
+                ));
+            }
+            if l.int8_cosine.is_some() || l.int8_note.is_some() {
+                notes.insert(i, Int8Note { cosine: l.int8_cosine, note: l.int8_note.clone() });
+            }
             layers.push(LayerProfile {
                 name: l.name,
                 modes,
@@ -421,6 +479,8 @@ impl DnnProfile {
             int8_accuracy_unknown: unknown,
             calibration: check_calibration(origin, file.calibration)?,
             input_shapes: check_input_shapes(origin, file.input_shapes)?,
+            int8_notes: notes,
+            int8_cost_kind: file.int8_cost_kind,
         })
     }
 
@@ -458,6 +518,8 @@ impl DnnProfile {
                     copy_in_us: time_to_us(l.transitions.copy_in),
                     quantize_in_us: time_to_us(l.transitions.quantize_in),
                     dequantize_in_us: time_to_us(l.transitions.dequantize_in),
+                    int8_cosine: self.int8_notes.get(&j).and_then(|n| n.cosine),
+                    int8_note: self.int8_notes.get(&j).and_then(|n| n.note.clone()),
                 })
                 .collect(),
             output: OutputFile {
@@ -466,6 +528,7 @@ impl DnnProfile {
             },
             calibration: self.calibration.clone(),
             input_shapes: self.input_shapes.clone(),
+            int8_cost_kind: self.int8_cost_kind,
         };
         serde_json::to_string_pretty(&file).expect("profile serializes")
     }
@@ -507,6 +570,19 @@ mod tests {
         assert_eq!(p.layers[1].wcet(Mode::Gpu), Some(3_500));
         assert_eq!(p.output.copy_out, 2_000);
         assert_eq!(parse(&p.to_json()).unwrap(), p);
+    }
+
+    #[test]
+    fn int8_cost_kind_round_trips_and_defaults_to_the_labeled_drop() {
+        let p = DnnProfile::parse(GOOD, Path::new("p.json")).unwrap();
+        assert_eq!(p.int8_cost_kind, Int8CostKind::Top1Drop);
+        assert!(!p.to_json().contains("int8_cost_kind"), "the default is not written");
+        let text = GOOD.replacen("\"layers\"", "\"int8_cost_kind\": \"top1-disagreement\", \"layers\"", 1);
+        let p = DnnProfile::parse(&text, Path::new("p.json")).unwrap();
+        assert_eq!(p.int8_cost_kind, Int8CostKind::Top1Disagreement);
+        assert_eq!(DnnProfile::parse(&p.to_json(), Path::new("p.json")).unwrap(), p);
+        let bad = GOOD.replacen("\"layers\"", "\"int8_cost_kind\": \"vibes\", \"layers\"", 1);
+        assert!(DnnProfile::parse(&bad, Path::new("p.json")).unwrap_err().to_string().contains("vibes"));
     }
 
     #[test]

@@ -230,6 +230,7 @@ pub fn run(args: Args) -> Result<Verdict> {
                 false
             })),
             accuracy,
+            label_free_accuracy: false,
             cold_cache: true,
         };
         let json = models_dir.join(format!("{name}.json"));

@@ -13,6 +13,7 @@ pub mod profile;
 pub mod run;
 pub mod serve;
 pub mod simulate;
+pub mod verify;
 pub mod zoo;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};

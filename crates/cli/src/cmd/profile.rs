@@ -25,7 +25,9 @@ const CALIBRATION_PER_CLASS: usize = 20;
 /// Every stage runs in every mode asked for (a mode that cannot run, e.g. gpu on a machine
 /// without one, is left out with a warning), `--warmup` untimed then `--runs` timed times, on
 /// the pinned cores. With `--dataset` (labeled CSV) every stage's `int8_accuracy_cost` is the
-/// top-1 drop when it alone runs int8. Ctrl-C stops cleanly: the stages measured so far go to
+/// top-1 drop when it alone runs int8; without it but with `--calibration`, the cost is
+/// measured without labels on those inputs (top-1 disagreement with fp32 for a classifier, else
+/// 100 x (1 - cosine); the profile's `int8_cost_kind` says which). Ctrl-C stops cleanly: the stages measured so far go to
 /// `<out stem>.partial.json`.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -198,6 +200,7 @@ pub fn run(args: Args) -> Result<Verdict> {
             tracing::debug!("{done} of {stages} stages measured");
             flag.load(Ordering::Relaxed)
         })),
+        label_free_accuracy: dataset.is_none() && args.calibration.is_some(),
         accuracy: dataset.map(|d| (d, args.train_per_class)),
         cold_cache: !args.warm_cache,
     };

@@ -6,9 +6,19 @@ use predicates::prelude::*;
 #[test]
 fn version_and_help_with_examples() {
     lalarand().arg("--version").assert().success().stdout(predicate::str::contains(env!("CARGO_PKG_VERSION")));
-    for cmd in
-        ["analyze", "allocate", "simulate", "experiment", "demo", "init", "completions", "zoo", "profile", "accuracy"]
-    {
+    for cmd in [
+        "analyze",
+        "allocate",
+        "simulate",
+        "experiment",
+        "demo",
+        "init",
+        "completions",
+        "zoo",
+        "profile",
+        "accuracy",
+        "verify",
+    ] {
         lalarand().args([cmd, "--help"]).assert().success().stdout(predicate::str::contains("Example:"));
     }
     // "Example:" or "Examples:".

@@ -8,6 +8,7 @@ mod examples;
 mod experiment;
 mod run;
 mod serve;
+mod verify;
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};

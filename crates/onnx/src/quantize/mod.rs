@@ -6,6 +6,10 @@
 //!   [-127, 127], zero point 0), stored quantized and read through a `DequantizeLinear` with
 //!   `axis` on the output channel;
 //! - biases: int32 with scale `input_scale * weight_scale[c]`, as ORT's fusion requires;
+//!   where that int32 would not fit the accumulator ([`int32_bias_limit`]: tiny activations
+//!   entering a node with a real bias, as in a classifier after shrinking layers), the node is
+//!   left fp32 instead (listed in [`QuantizedModel::kept_fp32`]): ORT would clamp the bias
+//!   silently and the output would be wrong;
 //! - activations: per-tensor asymmetric uint8 from calibrated ranges, a
 //!   `QuantizeLinear`→`DequantizeLinear` pair on every tensor read or written by a quantizable
 //!   operator; pooling and shape operators (MaxPool, Flatten, Reshape, Resize, ...) reuse their
@@ -26,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 
 pub use calibrate::{CalibrationMethod, Calibrator};
 pub use passes::fold_batch_norm;
-pub use qdq::quantize;
+pub use qdq::{int32_bias_limit, quantize};
 
 use crate::proto::ModelProto;
 
@@ -81,6 +85,24 @@ pub struct QuantizedModel {
     /// Parameters of every graph output that goes through a `QuantizeLinear` (every uint8
     /// output, and fp32 outputs of quantized operators).
     pub output_qparams: HashMap<String, QParams>,
+    /// Quantizable operators left in fp32 because int8 would compute them wrongly (see the
+    /// module doc's safety rules), in node-name order.
+    pub kept_fp32: Vec<KeptFp32>,
+}
+
+/// An operator the rewrite left in fp32, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptFp32 {
+    /// The node's name (its output's where it has none).
+    pub node: String,
+    pub op: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for KeptFp32 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} `{}`: {}", self.op, self.node, self.reason)
+    }
 }
 
 #[cfg(test)]

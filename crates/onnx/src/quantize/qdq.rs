@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::passes::{absorb_activations, fold_batch_norm, prune_initializers};
-use super::{QParams, QuantizeOptions, QuantizedModel};
+use super::{KeptFp32, QParams, QuantizeOptions, QuantizedModel};
 use crate::builder::{attr, find_attr, node};
 use crate::proto::tensor_proto::DataType;
 use crate::proto::type_proto;
@@ -162,14 +162,28 @@ pub fn quantize(
         }
     }
     let mut weights_done = HashSet::new();
+    let mut kept_fp32 = Vec::new();
     for (n, k) in graph.node.iter().zip(&kinds) {
         let mut n = n.clone();
+        // Where the int32 bias would not fit: the bias, added in fp32 after the node.
+        let mut fp32_bias = None;
         if let Some(Kind::Weighted { axis }) = *k {
             let x_scale = qp[&n.input[0]].scale;
             let w_scales = w.weight(&inits, &n.input[1], axis, &mut weights_done)?;
+            let w_dims = &inits[n.input[1].as_str()].dims;
+            // Products summed per output value, and trailing dims of 1 that make a bias broadcast.
+            let fan_in = (crate::tensor::element_count(w_dims) / w_scales.len().max(1) as u64).max(1);
+            let spatial = if n.op_type() == "Conv" { w_dims.len() - 2 } else { 0 };
             n.input[1] = format!("{}_DequantizeLinear_Output", n.input[1]);
             if let Some(b) = n.input.get(2).filter(|b| !b.is_empty()).cloned() {
-                n.input[2] = w.bias(&inits, &b, n.name(), x_scale, &w_scales)?;
+                match w.bias(&inits, &b, &n, x_scale, &w_scales, fan_in, spatial)? {
+                    Bias::Int32(name) => n.input[2] = name,
+                    Bias::Fp32(name, kept) => {
+                        n.input.truncate(2);
+                        fp32_bias = Some(name);
+                        kept_fp32.push(kept);
+                    }
+                }
             }
         }
         for i in n.input.iter_mut().filter(|i| qp.contains_key(i.as_str())) {
@@ -179,7 +193,16 @@ pub fn quantize(
         for o in n.output.iter_mut().filter(|o| qp.contains_key(o.as_str()) && graph_outputs.contains(o.as_str())) {
             *o = format!("{o}_QuantizeLinear_Input");
         }
-        w.nodes.push(n);
+        match fp32_bias {
+            None => w.nodes.push(n),
+            Some(bias) => {
+                let out = n.output[0].clone();
+                n.output[0] = format!("{out}_without_bias");
+                let add = node("Add", &format!("{}_fp32_bias", n.name()), &[&n.output[0], &bias], &[&out], vec![]);
+                w.nodes.push(n);
+                w.nodes.push(add);
+            }
+        }
         for (o, written) in outputs.iter().zip(&w.nodes.last().expect("just pushed").output.clone()) {
             if qp.contains_key(o) {
                 w.qdq(o, written);
@@ -202,13 +225,44 @@ pub fn quantize(
     graph.value_info.retain(|v| !uint8.contains(&v.name().to_string()));
     let output_qparams =
         graph.output.iter().filter_map(|o| qp.get(o.name()).map(|&q| (o.name().to_string(), q))).collect();
-    Ok(QuantizedModel { model: ModelProto { graph: Some(graph), ..model.clone() }, output_qparams })
+    Ok(QuantizedModel { model: ModelProto { graph: Some(graph), ..model.clone() }, output_qparams, kept_fp32 })
+}
+
+/// The largest |value| of an int32 bias the rewrite writes for a node summing `fan_in`
+/// products: QLinearConv / QGemm add the bias to an int32 accumulator that also holds up to
+/// `fan_in` products of a uint8 and an int8 (each at most 255 x 127 in magnitude), and the sum
+/// must not overflow either.
+pub fn int32_bias_limit(fan_in: u64) -> f64 {
+    i32::MAX as f64 - fan_in as f64 * 255.0 * 127.0
+}
+
+/// Per-channel symmetric int8 scales of weight `t` along `axis` (`absmax / 127`; 1 for an
+/// all-zero channel).
+fn weight_scales(t: &TensorProto, axis: usize) -> Result<(Vec<f32>, Vec<f32>), OnnxError> {
+    let values = to_f32(t)?;
+    let channels = t.dims[axis] as usize;
+    let inner: usize = t.dims[axis + 1..].iter().product::<i64>() as usize;
+    let mut absmax = vec![0f32; channels];
+    for (i, v) in values.iter().enumerate() {
+        let c = (i / inner) % channels;
+        absmax[c] = absmax[c].max(v.abs());
+    }
+    // Symmetric int8 over [-127, 127] so that zero point 0 is exact; ORT does the same.
+    let scales = absmax.iter().map(|&m| if m > 0.0 && (m / 127.0).is_normal() { m / 127.0 } else { 1.0 }).collect();
+    Ok((values, scales))
 }
 
 fn set_elem_type(vi: &mut ValueInfoProto, t: DataType) {
     if let Some(type_proto::Value::TensorType(tt)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) {
         tt.elem_type = Some(t as i32);
     }
+}
+
+/// How a bias is written: the name of its int32 DequantizeLinear output, or an fp32 tensor
+/// for an Add after the node (with why).
+enum Bias {
+    Int32(String),
+    Fp32(String, KeptFp32),
 }
 
 /// Accumulates the nodes and initializers of the rewritten graph.
@@ -263,17 +317,10 @@ impl Writer<'_> {
         done: &mut HashSet<String>,
     ) -> Result<Vec<f32>, OnnxError> {
         let t = inits[w];
-        let values = to_f32(t)?;
+        let (values, scales) = weight_scales(t, axis)?;
         let channels = t.dims[axis] as usize;
         let inner: usize = t.dims[axis + 1..].iter().product::<i64>() as usize;
         let channel = |i: usize| (i / inner) % channels;
-        let mut absmax = vec![0f32; channels];
-        for (i, v) in values.iter().enumerate() {
-            absmax[channel(i)] = absmax[channel(i)].max(v.abs());
-        }
-        // Symmetric int8 over [-127, 127] so that zero point 0 is exact; ORT does the same.
-        let scales: Vec<f32> =
-            absmax.iter().map(|&m| if m > 0.0 && (m / 127.0).is_normal() { m / 127.0 } else { 1.0 }).collect();
         if done.insert(w.to_string()) {
             let q: Vec<i8> = values
                 .iter()
@@ -289,24 +336,47 @@ impl Writer<'_> {
         Ok(scales)
     }
 
-    /// Quantizes bias `b` of node `node` to int32 with scales `x_scale * w_scales[c]` and
-    /// returns the name its readers use.
+    /// Quantizes bias `b` of node `n` to int32 with scales `x_scale * w_scales[c]` and
+    /// returns the name its readers use; or, where that int32 would not fit the accumulator
+    /// next to `fan_in` products ([`int32_bias_limit`]), keeps it fp32, shaped to broadcast
+    /// over the node's output (`spatial` trailing dims of 1), for an Add after the node.
+    ///
+    /// That happens where the activations entering the node are tiny next to its bias (a
+    /// classifier after layers whose outputs shrink to 1e-5 .. 1e-11): ORT would clamp the
+    /// int32 bias without a word and the output would be wrong (measured: identically zero).
+    /// Leaving the node's bias as a plain fp32 input is no way out: ORT's own QDQ pass then
+    /// quantizes it the same way. The node still runs int8 (QGemm with fp32 output, or fp32
+    /// Conv on dequantized inputs), the Add in fp32, and its output is quantized as before.
+    #[allow(clippy::too_many_arguments)]
     fn bias(
         &mut self,
         inits: &HashMap<&str, &TensorProto>,
         b: &str,
-        node: &str,
+        n: &NodeProto,
         x_scale: f32,
         w_scales: &[f32],
-    ) -> Result<String, OnnxError> {
+        fan_in: u64,
+        spatial: usize,
+    ) -> Result<Bias, OnnxError> {
         let values = to_f32(inits[b])?;
         let scales: Vec<f32> = w_scales.iter().map(|s| x_scale * s).collect();
-        let q: Vec<i32> = values
-            .iter()
-            .zip(&scales)
-            .map(|(v, s)| (*v as f64 / *s as f64).round_ties_even().clamp(i32::MIN as f64, i32::MAX as f64) as i32)
-            .collect();
+        let exact: Vec<f64> = values.iter().zip(&scales).map(|(v, s)| *v as f64 / *s as f64).collect();
+        let limit = int32_bias_limit(fan_in);
+        let node = if n.name().is_empty() { n.output[0].as_str() } else { n.name() };
         let prefix = format!("{node}_{b}");
+        let worst = (0..exact.len()).max_by(|&i, &j| exact[i].abs().total_cmp(&exact[j].abs()));
+        if let Some(c) = worst.filter(|&c| exact[c].is_nan() || exact[c].abs() > limit) {
+            let name = format!("{prefix}_fp32");
+            let mut dims = vec![values.len() as i64];
+            dims.extend(std::iter::repeat_n(1, spatial));
+            self.inits.push(f32_tensor(&name, &dims, &values));
+            let reason = format!(
+                "bias kept fp32 (added after the int8 op): bias {:.3e} / (input scale {x_scale:.3e} x weight scale {:.3e}) = {:.3e} does not fit the int32 accumulator (limit {limit:.3e} next to {fan_in} products); the input's values are tiny next to the bias",
+                values[c], w_scales[c], exact[c]
+            );
+            return Ok(Bias::Fp32(name, KeptFp32 { node: node.to_string(), op: n.op_type().to_string(), reason }));
+        }
+        let q: Vec<i32> = exact.iter().map(|v| v.round_ties_even() as i32).collect();
         let (qn, sn, zn) = (format!("{prefix}_quantized"), format!("{prefix}_scale"), format!("{prefix}_zero_point"));
         let n = [values.len() as i64];
         self.inits.push(i32_tensor(&qn, &n, &q));
@@ -314,6 +384,6 @@ impl Writer<'_> {
         self.inits.push(i32_tensor(&zn, &n, &vec![0; values.len()]));
         let out = format!("{prefix}_DequantizeLinear_Output");
         self.dq(&qn, &sn, &zn, &out, Some(0));
-        Ok(out)
+        Ok(Bias::Int32(out))
     }
 }

@@ -288,3 +288,36 @@ fn activations_stay_where_no_quantized_operator_absorbs_them() {
     assert_eq!(relus, vec!["relu1", "relu2"]);
     assert_fusable(&g, g.node.iter().find(|n| n.op_type() == "Conv").unwrap());
 }
+
+/// A Gemm whose input range is tiny next to its bias: the int32 bias would be about 1e14, past
+/// what the accumulator holds, so the bias is added in fp32 after the (still quantized) Gemm.
+/// A normal range keeps the int32 bias.
+#[test]
+fn a_bias_that_does_not_fit_int32_is_added_in_fp32() {
+    let model = small_cnn();
+    let mut ranges = fake_ranges(&model);
+    let q = quantize(&model, &ranges, &QuantizeOptions::default()).unwrap();
+    assert!(q.kept_fp32.is_empty(), "{:?}", q.kept_fp32);
+    let g = q.model.graph.as_ref().unwrap();
+    assert_eq!(g.node.iter().find(|n| n.op_type() == "Gemm").unwrap().input.len(), 3);
+
+    // Everything between the input and the output shrinks to 1e-12.
+    for (_, r) in ranges.iter_mut().filter(|(t, _)| *t != "input" && *t != "output") {
+        *r = (0.0, 1e-12);
+    }
+    let q = quantize(&model, &ranges, &QuantizeOptions::default()).unwrap();
+    assert_eq!(q.kept_fp32.len(), 1, "{:?}", q.kept_fp32);
+    assert_eq!((q.kept_fp32[0].node.as_str(), q.kept_fp32[0].op.as_str()), ("fc", "Gemm"));
+    assert!(q.kept_fp32[0].reason.contains("int32"), "{}", q.kept_fp32[0]);
+    let g = q.model.graph.as_ref().unwrap();
+    let gemm = g.node.iter().find(|n| n.op_type() == "Gemm").unwrap();
+    assert_eq!(gemm.input.len(), 2, "no int32 bias input");
+    assert!(gemm.input[1].ends_with("_DequantizeLinear_Output"), "the weight stays int8");
+    let add = readers(g, &gemm.output[0]);
+    assert_eq!(add.len(), 1);
+    assert_eq!(add[0].op_type(), "Add");
+    let bias = initializer(g, &add[0].input[1]);
+    assert_eq!(to_f32(bias).unwrap(), [0.5, -0.5, 1.0, 0.0, 2.0]);
+    let int32 = |t: &&TensorProto| t.data_type == Some(DataType::Int32 as i32);
+    assert!(!g.initializer.iter().filter(int32).any(|t| t.name().contains("fc.bias")), "no int32 fc bias left");
+}

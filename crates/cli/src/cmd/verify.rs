@@ -1,0 +1,227 @@
+//! `lalarand verify`: do the stages compute what the model computes? The chained stages in
+//! every mode next to the whole fp32 model, on the same inputs.
+
+use crate::report::print_json;
+use crate::Verdict;
+use anyhow::{bail, Context, Result};
+use lalarand_engine::accuracy::{verify, ModeVerdict};
+use lalarand_engine::dataset::Dataset;
+use lalarand_engine::profile::seeded_inputs;
+use lalarand_engine::{ExecConfig, StagedModel};
+use lalarand_model::Mode;
+use lalarand_onnx::quantize::CalibrationMethod;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Runs the model's stages chained (cpu-fp32; all-int8, every stage the int8 build check
+/// offers in cpu-int8; gpu where there is one) and the whole model in fp32 on the same inputs,
+/// and prints per mode the max abs difference and the cosine similarity to the whole model.
+///
+/// Thresholds (docs/engine.md, "int8 safety"): cpu-fp32 max abs diff <= 1e-4 x the output's
+/// largest magnitude, gpu 1e-3 x, cpu-int8 cosine >= 0.99. Inputs: seeded uniform [0, 1)
+/// samples (int8 calibrated on other seeded samples), or with `--dataset` test rows of a
+/// labeled CSV (int8 calibrated on 20 training rows of every class, as `lalarand accuracy`).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  lalarand zoo squeezenet1_1 --seed 1 --out squeezenet1_1.onnx && lalarand verify squeezenet1_1.onnx\n  lalarand verify crates/engine/testdata/mnist_resnet.onnx --dataset crates/engine/testdata/mnist_5k.csv.gz --json\n\nExit codes: 0 every mode within its threshold, 1 some mode is not, 2 bad input."
+)]
+pub struct Args {
+    /// ONNX model.
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+    /// Labeled CSV dataset (`.csv`, `.csv.gz`) to take the inputs from instead of seeded ones.
+    #[arg(long, value_name = "FILE")]
+    pub dataset: Option<PathBuf>,
+    /// With `--dataset`: rows of every class at the start that are training rows (calibration).
+    #[arg(long, default_value_t = 400, requires = "dataset")]
+    pub train_per_class: usize,
+    /// Inputs to compare on (spread over the test rows with `--dataset`).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    pub samples: u64,
+    /// Seed of the synthetic inputs (without `--dataset`).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Modes to chain, comma-separated; default: cpu-fp32, cpu-int8, and gpu where there is one.
+    #[arg(long, value_delimiter = ',', value_parser = mode_parser())]
+    pub modes: Vec<Mode>,
+    /// Print the result as JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn mode_parser() -> impl clap::builder::TypedValueParser<Value = Mode> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Mode::ALL.map(Mode::name)).map(|s| s.parse::<Mode>().expect("listed mode"))
+}
+
+/// Synthetic calibration samples for int8 without `--dataset`.
+const CALIBRATION_SAMPLES: usize = 16;
+
+#[derive(Serialize)]
+struct VerifyJson<'a> {
+    model: &'a Path,
+    /// `seeded` or the dataset file.
+    inputs: String,
+    samples: usize,
+    stages: usize,
+    modes: Vec<ModeJson>,
+    /// Modes asked for that cannot run here, with why.
+    skipped: Vec<String>,
+    passed: bool,
+}
+
+#[derive(Serialize)]
+struct ModeJson {
+    mode: String,
+    stages_in_mode: usize,
+    /// Stages that ran fp32 instead (cpu-int8), with why.
+    not_in_mode: Vec<NotInMode>,
+    max_abs_diff: f64,
+    output_scale: f64,
+    cosine: f64,
+    relative_error: f64,
+    threshold: String,
+    passed: bool,
+}
+
+#[derive(Serialize)]
+struct NotInMode {
+    stage: String,
+    why: String,
+}
+
+impl From<&ModeVerdict> for ModeJson {
+    fn from(v: &ModeVerdict) -> Self {
+        Self {
+            mode: v.mode.to_string(),
+            stages_in_mode: v.stages_in_mode,
+            not_in_mode: v.not_in_mode.iter().map(|(s, w)| NotInMode { stage: s.clone(), why: w.clone() }).collect(),
+            max_abs_diff: v.max_abs_diff,
+            output_scale: v.output_scale,
+            cosine: v.cosine,
+            relative_error: v.relative_error,
+            threshold: v.threshold.clone(),
+            passed: v.passed,
+        }
+    }
+}
+
+type Samples = Vec<(Vec<usize>, Vec<f32>)>;
+
+pub fn run(args: Args) -> Result<Verdict> {
+    if !args.model.is_file() {
+        bail!("MODEL {}: no such file", args.model.display());
+    }
+    let mut modes =
+        if args.modes.is_empty() { vec![Mode::Gpu, Mode::CpuFp32, Mode::CpuInt8] } else { args.modes.clone() };
+    modes.sort();
+    modes.dedup();
+    let mut skipped = Vec::new();
+    if modes.contains(&Mode::Gpu) {
+        // The GPU runtime (which also runs the CPU modes) must be the first one this process loads.
+        let problem = if !lalarand_engine::stage::gpu_present() {
+            Some("no NVIDIA GPU visible".to_string())
+        } else {
+            lalarand_engine::runtime::environment(lalarand_engine::runtime::Flavor::Gpu).err().map(|e| e.to_string())
+        };
+        if let Some(why) = problem {
+            if !args.modes.is_empty() {
+                tracing::warn!("gpu left out: {why}");
+            }
+            skipped.push(format!("gpu: {why}"));
+            modes.retain(|m| *m != Mode::Gpu);
+        }
+    }
+    if modes.is_empty() {
+        bail!("--modes: nothing to verify here ({}); fix: add cpu-fp32 or cpu-int8", skipped.join("; "));
+    }
+    let staged = StagedModel::load(&args.model)?;
+    let (inputs, calibration, source) = match &args.dataset {
+        Some(path) => dataset_inputs(&staged, path, args.train_per_class, args.samples as usize)?,
+        None => {
+            let dims = staged.input_shape(1);
+            let per: usize = dims.iter().product();
+            let with_dims = |xs: Vec<Vec<f32>>| xs.into_iter().map(|x| (dims.clone(), x)).collect::<Samples>();
+            let inputs = with_dims(seeded_inputs(args.samples as usize, per, args.seed));
+            // Calibration and comparison on different samples of the same distribution.
+            let calibration = with_dims(seeded_inputs(CALIBRATION_SAMPLES, per, args.seed.wrapping_add(0x5eed)));
+            (inputs, calibration, "seeded".to_string())
+        }
+    };
+    let verdicts =
+        verify(&staged, &modes, &inputs, &calibration, CalibrationMethod::Percentile(99.99), &ExecConfig::default())
+            .with_context(|| format!("verifying {}", args.model.display()))?;
+    let passed = verdicts.iter().all(|v| v.passed);
+    if args.json {
+        print_json(&VerifyJson {
+            model: &args.model,
+            inputs: source,
+            samples: inputs.len(),
+            stages: staged.stage_count(),
+            modes: verdicts.iter().map(ModeJson::from).collect(),
+            skipped,
+            passed,
+        })?;
+    } else {
+        let from = if args.dataset.is_some() { format!("rows of {source}") } else { format!("{source} inputs") };
+        outln!(
+            "{}: {} stages chained vs the whole model in fp32, on {} {from}",
+            staged.name,
+            staged.stage_count(),
+            inputs.len()
+        )?;
+        let mut table = comfy_table::Table::new();
+        table.load_preset(comfy_table::presets::ASCII_MARKDOWN);
+        table.set_header(["mode", "stages in mode", "max abs diff", "output scale", "cosine", "threshold", "verdict"]);
+        for v in &verdicts {
+            table.add_row([
+                v.mode.to_string(),
+                format!("{}/{}", v.stages_in_mode, staged.stage_count()),
+                format!("{:.3e}", v.max_abs_diff),
+                format!("{:.3e}", v.output_scale),
+                format!("{:.6}", v.cosine),
+                v.threshold.clone(),
+                if v.passed { "ok" } else { "FAILED" }.to_string(),
+            ]);
+        }
+        outln!("{table}")?;
+        for v in &verdicts {
+            for (stage, why) in &v.not_in_mode {
+                outln!("{}: stage {stage} ran fp32: {why}", v.mode)?;
+            }
+        }
+        for s in &skipped {
+            outln!("not verified: {s}")?;
+        }
+    }
+    Ok(Verdict::of(passed))
+}
+
+/// Comparison inputs spread over the test rows, calibration rows (20 per class) from the
+/// training rows.
+fn dataset_inputs(
+    staged: &StagedModel,
+    path: &Path,
+    train_per_class: usize,
+    samples: usize,
+) -> Result<(Samples, Samples, String)> {
+    if !path.is_file() {
+        bail!("--dataset {}: no such file", path.display());
+    }
+    let data = Dataset::load_csv(path)?;
+    let (train, test) = data.split_per_class(train_per_class);
+    if test.is_empty() || train.is_empty() {
+        bail!(
+            "{}: {} training and {} test rows with --train-per-class {train_per_class}; fix: a value that leaves both",
+            path.display(),
+            train.len(),
+            test.len()
+        );
+    }
+    let dims = staged.input_shape(1);
+    let step = (test.len() / samples).max(1);
+    let one = |row: usize| data.batch(&[row], &dims[1..]);
+    let inputs = test.iter().step_by(step).take(samples).map(|&r| one(r)).collect::<Result<Samples, _>>()?;
+    let calibration = data.take_per_class(&train, 20).into_iter().map(one).collect::<Result<Samples, _>>()?;
+    Ok((inputs, calibration, path.display().to_string()))
+}

@@ -1,0 +1,95 @@
+//! `lalarand verify`: the chained stages next to the whole model, per mode, with its exit code.
+
+use crate::{lalarand, stdout_json};
+use predicates::prelude::*;
+use std::path::{Path, PathBuf};
+
+fn testdata(f: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/testdata").join(f)
+}
+
+fn mode<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    json["modes"].as_array().unwrap().iter().find(|m| m["mode"] == name).unwrap_or_else(|| panic!("no {name}: {json}"))
+}
+
+#[test]
+fn mnist_stages_compute_what_the_model_computes() {
+    for extra in [&[][..], &["--dataset".to_string(), testdata("mnist_5k.csv.gz").display().to_string()][..]] {
+        let out = lalarand()
+            .arg("verify")
+            .arg(testdata("mnist_resnet.onnx"))
+            .args(["--json", "--modes", "cpu-fp32,cpu-int8"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let json = stdout_json(&out);
+        assert_eq!(json["passed"], true);
+        assert_eq!(json["samples"], 8);
+        let fp32 = mode(&json, "cpu-fp32");
+        let scale = fp32["output_scale"].as_f64().unwrap();
+        assert!(scale > 0.0 && fp32["max_abs_diff"].as_f64().unwrap() <= 1e-4 * scale, "{fp32}");
+        let int8 = mode(&json, "cpu-int8");
+        assert_eq!(int8["stages_in_mode"], 14, "{int8}");
+        assert!(int8["cosine"].as_f64().unwrap() >= 0.99, "{int8}");
+        assert!(int8["max_abs_diff"].as_f64().unwrap() > 0.0, "int8 is not fp32: {int8}");
+    }
+    // The text form: a row per mode, and what could not be verified here.
+    lalarand()
+        .arg("verify")
+        .arg(testdata("mnist_resnet.onnx"))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("| cpu-int8 | 14/14").and(predicate::str::contains("cosine >= 0.99")));
+}
+
+/// Calibrated on rows whose pixels are all below 3/255 and compared on rows that are not, the
+/// int8 chain clips its input: every stage passes its check on the calibration rows, but
+/// verify sees the chain fail its threshold on the test rows and exits 1.
+#[test]
+fn unrepresentative_calibration_fails_verify_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("skewed.csv");
+    let mut text = String::new();
+    let mut s = 1u64;
+    let mut next = |m: u64| {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 33) % m
+    };
+    for label in 0..10 {
+        for max in [3, 256] {
+            let row: Vec<String> = (0..784).map(|_| next(max).to_string()).collect();
+            text += &format!("{},{label}\n", row.join(","));
+        }
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = lalarand()
+        .arg("verify")
+        .arg(testdata("mnist_resnet.onnx"))
+        .args(["--json", "--modes", "cpu-fp32,cpu-int8", "--train-per-class", "1", "--dataset"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let json = stdout_json(&out);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(json["passed"], false);
+    assert_eq!(mode(&json, "cpu-fp32")["passed"], true);
+    let int8 = mode(&json, "cpu-int8");
+    assert!(int8["passed"] == false && int8["cosine"].as_f64().unwrap() < 0.99, "{int8}");
+}
+
+#[test]
+fn verify_bad_input_exits_2() {
+    lalarand()
+        .args(["verify", "/nonexistent/m.onnx"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/nonexistent/m.onnx"));
+    lalarand()
+        .arg("verify")
+        .arg(testdata("mnist_resnet.onnx"))
+        .args(["--dataset", "/nonexistent/d.csv"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/nonexistent/d.csv"));
+}
