@@ -659,8 +659,9 @@ impl<'a> Profiler<'a> {
             // (crate::calibration). Recorded before the check, which only takes stages away
             // (a refused stage has no cpu-int8 mode in the profile, so no allocation runs it).
             let samples = batches.iter().map(|(d, _)| d[0]).sum();
-            self.calibration = Some(crate::calibration::record(&ranges, method, samples, &int8));
+            let calibration = crate::calibration::record(&ranges, method, samples, &int8);
             check_stages_until(staged, &mut int8, &batches, &mut stop)?;
+            self.calibration = Some(calibration);
             int8
         } else {
             Int8Stages::default()
