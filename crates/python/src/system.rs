@@ -434,7 +434,8 @@ impl System {
             Some(h) if h.is_finite() && h > 0.0 => Horizon::Until(ms_to_time(h)),
             Some(h) => return Err(PyValueError::new_err(format!("horizon_ms {h} is not a positive number"))),
         };
-        let config = SimConfig { horizon, execution, seed, record_jobs: false, record_trace: false, ..SimConfig::default() };
+        let config =
+            SimConfig { horizon, execution, seed, record_jobs: false, record_trace: false, ..SimConfig::default() };
         let alloc = allocation.for_system(&self.inner)?;
         let system = &self.inner;
         py.detach(|| {
