@@ -12,11 +12,13 @@ fn main() {
     let s = &o.report.stats;
     for t in &s.tasks {
         eprintln!(
-            "{:7} {:8} {:6} jobs, {} misses, response p99 {:.2} ms max {:.2} ms, bound {:.2} ms",
+            "{:7} {:8} {:6} jobs, {} misses, {} dropped, {} skipped, response p99 {:.2} ms max {:.2} ms, bound {:.2} ms",
             t.name,
             t.kind,
             t.completed,
             t.misses,
+            t.dropped,
+            t.skipped,
             t.response_p99 as f64 / 1e6,
             t.response_max as f64 / 1e6,
             t.bound.unwrap_or(0) as f64 / 1e6
@@ -27,10 +29,12 @@ fn main() {
     let at = o.rss.iter().find(|(t, _)| *t >= after).map_or(0, |r| r.1);
     eprintln!(
         "{seconds} s: resident memory {at} KiB at {after} s, then {lo:+.2} % .. {hi:+.2} %; sporadic submitted {} resolved {}; \
-         periodic results {}; every job accounted for: {}; schedulable: {}; misses: {}; dispatch p99 {:.1} us; SCHED_FIFO: {}",
+         periodic results {} ({} errors: {:?}); every job accounted for: {}; schedulable: {}; misses: {}; dispatch p99 {:.1} us; SCHED_FIFO: {}",
         o.submitted,
         o.resolved_ok,
         o.periodic_results,
+        o.periodic_errors.len(),
+        o.periodic_errors.iter().take(3).collect::<Vec<_>>(),
         o.report.every_job_accounted,
         o.schedulable,
         s.misses(),

@@ -15,6 +15,7 @@ fn four_tasks_served_every_job_accounted_memory_flat() {
     // Every sporadic submission resolved with its result; every periodic result was read.
     assert_eq!(o.resolved_ok, o.submitted);
     assert_eq!(by("req").completed + by("events").completed, o.submitted);
+    assert!(o.periodic_errors.is_empty(), "{:?}", o.periodic_errors);
     assert_eq!(by("cam").completed + by("lidar").completed, o.periodic_results);
     assert!(by("cam").completed >= 200 && by("lidar").completed >= 80, "{s:?}");
     assert!(by("req").completed >= 300 && by("events").completed >= 100, "{s:?}");

@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+/// SCHED_FIFO priority of the delivery thread (workers run at 2 and above).
+const DELIVERY_FIFO: i32 = 1;
 /// The release thread waits at most this long between looks at its state.
 const POLL_NS: Time = 10_000_000;
 /// Closer than this to a release, the release thread sleeps to it precisely
@@ -572,6 +574,12 @@ pub(crate) fn source_loop(cb: &CallbackShared, f: &mut SourceFn) {
 /// The delivery thread: moves outputs to the host, resolves handles, fills result streams and
 /// keeps the statistics. It runs the application's completion callbacks.
 pub(crate) fn delivery_loop<E: ServeExecutor>(core: &Core<E>, rx: Receiver<Msg<E::Job>>) {
+    // Below every worker (they run at 2 and up) but above the machine's normal threads: a worker
+    // handing a job over may wait on the channel's lock while this thread holds it, and under
+    // the normal scheduler it would wait for a time slice among every other process.
+    if core.config.realtime {
+        os::set_fifo(DELIVERY_FIFO);
+    }
     while let Ok(Msg::Done(done)) = rx.recv() {
         let Done { task: i, job, reply, submitted, release, deadline, start, finish, outcome } = *done;
         if matches!(reply, Reply::WarmUp) {

@@ -212,7 +212,7 @@ pub enum StalePolicy {
     /// The job runs on the previous job's input (skipped while there has never been one).
     #[default]
     Reuse,
-    /// The release is skipped and counted ([`TaskStats::skipped`]).
+    /// The release is skipped and counted ([`super::TaskStats::skipped`]).
     Skip,
 }
 
@@ -244,7 +244,7 @@ pub struct ServeConfig {
     /// [`ServeError::Backlog`] and a periodic release is dropped (counted).
     pub max_backlog: usize,
     /// Results of a periodic task kept for [`super::Server::results`]; beyond it the oldest
-    /// is dropped (counted in [`TaskStats::results_dropped`]).
+    /// is dropped (counted in [`super::TaskStats::results_dropped`]).
     pub results_capacity: usize,
     /// Keep the stage executions of the last this-many nanoseconds for
     /// [`super::Server::chrome_trace`] (`None`: no trace).
