@@ -52,7 +52,7 @@ fn pipelines_of(m: u64, layers: u64, nodes: u64) -> u64 {
 /// DART with its stage boundaries chosen by the analysis (module docs).
 ///
 /// * A *pipeline* of a DNN is a sequence of stages, each a non-empty contiguous layer range on
-///   a different node ([`nodes`]: a gpu in `gpu` mode, a cpu in `cpu-fp32`; DART has no
+///   a different node (`nodes`: a gpu in `gpu` mode, a cpu in `cpu-fp32`; DART has no
 ///   quantization), covering the chain in order. Every pipeline with one or two stages is
 ///   enumerated; more stages (possible where the platform has several cpu resources) while the
 ///   count stays within [`DART_PIPELINES_LIMIT`] per DNN. One-stage pipelines come first, the
