@@ -22,6 +22,7 @@
 use lalarand_model::{time::Time, ExecutionPlan};
 use serde::Serialize;
 
+pub mod report;
 mod summary;
 use summary::summarize;
 pub use summary::TaskSummary;

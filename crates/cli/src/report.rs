@@ -4,167 +4,75 @@
 //! is rounded; the table shows milliseconds.
 
 use comfy_table::{presets, CellAlignment, Table};
-use lalarand_analysis::Analysis;
-use lalarand_model::{time_to_ms, Allocation, ExecutionPlan, System, Time};
+use lalarand_model::{time_to_ms, Time};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
-pub struct TaskReport {
-    pub name: String,
-    pub model: String,
-    /// 0 = highest.
-    pub priority: u32,
-    pub period_ns: Time,
-    pub deadline_ns: Time,
-    /// The proven response-time bound: the smaller of the two below; null if not proven.
-    pub bound_ns: Option<Time>,
-    pub job_level_ns: Option<Time>,
-    pub segment_level_ns: Option<Time>,
-    /// `deadline - bound`; null if not proven.
-    pub slack_ns: Option<Time>,
-    /// Where the analysis gave up (unschedulable tasks only): how far over, not a bound.
-    pub estimate_ns: Option<Time>,
-    pub schedulable: bool,
-    pub layers: usize,
-    pub int8_layers: usize,
-    /// Sum of the int8 layers' accuracy costs, percentage points.
-    pub accuracy_cost_pp: f64,
-    /// int8 layers whose profile has no accuracy cost (`null`: profiled without a dataset);
-    /// they count as 0 in `accuracy_cost_pp`, which is then a lower bound.
-    pub int8_layers_unknown_cost: usize,
-}
+pub use lalarand_analysis::report::{Report, TaskReport};
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ResourceReport {
-    pub name: String,
-    pub kind: String,
-    /// Sum over tasks of (cost on this resource / period), transitions included.
-    pub utilization: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub schedulable: bool,
-    /// The allocation's accuracy cost: sum over int8 layers, percentage points.
-    pub accuracy_cost_pp: f64,
-    pub int8_layers: usize,
-    /// int8 layers whose accuracy cost is not known (counted as 0 above).
-    pub int8_layers_unknown_cost: usize,
-    pub resources: Vec<ResourceReport>,
-    pub tasks: Vec<TaskReport>,
-}
-
-impl Report {
-    pub fn new(system: &System, alloc: &Allocation, plan: &ExecutionPlan, analysis: &Analysis) -> Self {
-        let costs = alloc.task_accuracy_costs(system);
-        let unknown = alloc.task_unknown_accuracy_layers(system);
-        let tasks = system
-            .tasks
-            .iter()
-            .zip(&analysis.tasks)
-            .zip(&alloc.tasks)
-            .zip(costs.into_iter().zip(unknown))
-            .map(|(((t, b), places), (cost, unknown))| TaskReport {
-                name: t.name.clone(),
-                model: t.dnn.model.clone(),
-                priority: t.priority,
-                period_ns: t.period,
-                deadline_ns: b.deadline,
-                bound_ns: b.bound,
-                job_level_ns: b.job_level,
-                segment_level_ns: b.segment_level,
-                slack_ns: b.bound.map(|r| b.deadline - r),
-                estimate_ns: (!b.schedulable()).then_some(b.estimate),
-                schedulable: b.schedulable(),
-                layers: places.len(),
-                int8_layers: places.iter().filter(|p| p.mode.is_int8()).count(),
-                accuracy_cost_pp: cost + 0.0,
-                int8_layers_unknown_cost: unknown,
-            })
-            .collect();
-        let resources = system
-            .platform
-            .resources
-            .iter()
-            .zip(plan.utilization())
-            .map(|(r, u)| ResourceReport { name: r.name.clone(), kind: r.kind.to_string(), utilization: u })
-            .collect();
-        Self {
-            schedulable: analysis.schedulable(),
-            // `+ 0.0`: an empty f64 sum is -0.0, which would print as "-0.000".
-            accuracy_cost_pp: alloc.accuracy_cost(system) + 0.0,
-            int8_layers: alloc.int8_layers(),
-            int8_layers_unknown_cost: alloc.unknown_accuracy_layers(system),
-            resources,
-            tasks,
+/// Per-task table, priority order, then a resource line and a verdict line.
+pub fn render(report: &Report) -> String {
+    let mut table = Table::new();
+    table.load_preset(presets::ASCII_MARKDOWN).set_header(vec![
+        "task",
+        "prio",
+        "period ms",
+        "deadline ms",
+        "bound ms",
+        "job-level",
+        "segment-level",
+        "slack ms",
+        "int8",
+        "acc. pp",
+        "verdict",
+    ]);
+    let mut order: Vec<&TaskReport> = report.tasks.iter().collect();
+    order.sort_by_key(|t| t.priority);
+    for t in order {
+        table.add_row(vec![
+            t.name.clone(),
+            t.priority.to_string(),
+            ms(t.period_ns),
+            ms(t.deadline_ns),
+            match (t.bound_ns, t.estimate_ns) {
+                (Some(b), _) => ms(b),
+                (None, Some(e)) => format!("none (est. {})", ms(e)),
+                (None, None) => "none".into(),
+            },
+            opt_ms(t.job_level_ns),
+            opt_ms(t.segment_level_ns),
+            opt_ms(t.slack_ns),
+            format!("{}/{}", t.int8_layers, t.layers),
+            // ">=": some int8 layer's cost is not known and counts as 0.
+            if t.int8_layers_unknown_cost > 0 {
+                format!(">= {:.3}", t.accuracy_cost_pp)
+            } else {
+                format!("{:.3}", t.accuracy_cost_pp)
+            },
+            if t.schedulable { "schedulable" } else { "NOT PROVEN" }.into(),
+        ]);
+    }
+    for i in 1..=9 {
+        if let Some(c) = table.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
         }
     }
-
-    /// Per-task table, priority order, then a resource line and a verdict line.
-    pub fn render(&self) -> String {
-        let mut table = Table::new();
-        table.load_preset(presets::ASCII_MARKDOWN).set_header(vec![
-            "task",
-            "prio",
-            "period ms",
-            "deadline ms",
-            "bound ms",
-            "job-level",
-            "segment-level",
-            "slack ms",
-            "int8",
-            "acc. pp",
-            "verdict",
-        ]);
-        let mut order: Vec<&TaskReport> = self.tasks.iter().collect();
-        order.sort_by_key(|t| t.priority);
-        for t in order {
-            table.add_row(vec![
-                t.name.clone(),
-                t.priority.to_string(),
-                ms(t.period_ns),
-                ms(t.deadline_ns),
-                match (t.bound_ns, t.estimate_ns) {
-                    (Some(b), _) => ms(b),
-                    (None, Some(e)) => format!("none (est. {})", ms(e)),
-                    (None, None) => "none".into(),
-                },
-                opt_ms(t.job_level_ns),
-                opt_ms(t.segment_level_ns),
-                opt_ms(t.slack_ns),
-                format!("{}/{}", t.int8_layers, t.layers),
-                // ">=": some int8 layer's cost is not known and counts as 0.
-                if t.int8_layers_unknown_cost > 0 {
-                    format!(">= {:.3}", t.accuracy_cost_pp)
-                } else {
-                    format!("{:.3}", t.accuracy_cost_pp)
-                },
-                if t.schedulable { "schedulable" } else { "NOT PROVEN" }.into(),
-            ]);
-        }
-        for i in 1..=9 {
-            if let Some(c) = table.column_mut(i) {
-                c.set_cell_alignment(CellAlignment::Right);
-            }
-        }
-        let util: Vec<String> =
-            self.resources.iter().map(|r| format!("{} ({}) {:.1}%", r.name, r.kind, r.utilization * 100.0)).collect();
-        let proven = self.tasks.iter().filter(|t| t.schedulable).count();
-        let unknown = match self.int8_layers_unknown_cost {
+    let util: Vec<String> =
+        report.resources.iter().map(|r| format!("{} ({}) {:.1}%", r.name, r.kind, r.utilization * 100.0)).collect();
+    let proven = report.tasks.iter().filter(|t| t.schedulable).count();
+    let unknown = match report.int8_layers_unknown_cost {
             0 => String::new(),
             k => format!(
                 " ({k} of them not measured, counted as 0: the cost is at least this; profile with --dataset to measure it)"
             ),
         };
-        format!(
+    format!(
             "{table}\nutilization: {}\naccuracy cost: {:.3} pp over {} int8 layers{unknown}\n{}: {proven}/{} tasks proven to meet their deadlines\n",
             util.join(", "),
-            self.accuracy_cost_pp,
-            self.int8_layers,
-            if self.schedulable { "SCHEDULABLE" } else { "NOT SCHEDULABLE" },
-            self.tasks.len(),
+            report.accuracy_cost_pp,
+            report.int8_layers,
+            if report.schedulable { "SCHEDULABLE" } else { "NOT SCHEDULABLE" },
+            report.tasks.len(),
         )
-    }
 }
 
 pub fn ms(t: Time) -> String {

@@ -597,46 +597,41 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// The library's report ([`lalarand_analysis::report::Report`], what `lalarand analyze --json`
+    /// prints), as Python objects.
     fn new(system: &CoreSystem, alloc: &CoreAllocation, plan: &ExecutionPlan, analysis: &CoreAnalysis) -> Self {
-        let costs = alloc.task_accuracy_costs(system);
-        let unknown = alloc.task_unknown_accuracy_layers(system);
-        let tasks = system
+        let r = lalarand_analysis::report::Report::new(system, alloc, plan, analysis);
+        let tasks = r
             .tasks
-            .iter()
-            .zip(&analysis.tasks)
-            .zip(&alloc.tasks)
-            .zip(costs.into_iter().zip(unknown))
-            .map(|(((t, b), places), (cost, unknown))| TaskAnalysis {
-                name: t.name.clone(),
-                model: t.dnn.model.clone(),
+            .into_iter()
+            .map(|t| TaskAnalysis {
+                name: t.name,
+                model: t.model,
                 priority: t.priority,
-                period_ns: t.period,
-                deadline_ns: b.deadline,
-                bound_ns: b.bound,
-                job_level_ns: b.job_level,
-                segment_level_ns: b.segment_level,
-                slack_ns: b.bound.map(|r| b.deadline - r),
-                estimate_ns: (!b.schedulable()).then_some(b.estimate),
-                schedulable: b.schedulable(),
-                layers: places.len(),
-                int8_layers: places.iter().filter(|p| p.mode.is_int8()).count(),
-                accuracy_cost_pp: cost + 0.0,
-                int8_layers_unknown_cost: unknown,
+                period_ns: t.period_ns,
+                deadline_ns: t.deadline_ns,
+                bound_ns: t.bound_ns,
+                job_level_ns: t.job_level_ns,
+                segment_level_ns: t.segment_level_ns,
+                slack_ns: t.slack_ns,
+                estimate_ns: t.estimate_ns,
+                schedulable: t.schedulable,
+                layers: t.layers,
+                int8_layers: t.int8_layers,
+                accuracy_cost_pp: t.accuracy_cost_pp,
+                int8_layers_unknown_cost: t.int8_layers_unknown_cost,
             })
-            .collect::<Vec<_>>();
-        let resources = system
-            .platform
+            .collect();
+        let resources = r
             .resources
-            .iter()
-            .zip(plan.utilization())
-            .map(|(r, u)| ResourceUse { name: r.name.clone(), kind: r.kind.to_string(), utilization: u })
-            .collect::<Vec<_>>();
+            .into_iter()
+            .map(|u| ResourceUse { name: u.name, kind: u.kind, utilization: u.utilization })
+            .collect();
         Self {
-            schedulable: analysis.schedulable(),
-            // `+ 0.0`: an empty f64 sum is -0.0.
-            accuracy_cost_pp: alloc.accuracy_cost(system) + 0.0,
-            int8_layers: alloc.int8_layers(),
-            int8_layers_unknown_cost: alloc.unknown_accuracy_layers(system),
+            schedulable: r.schedulable,
+            accuracy_cost_pp: r.accuracy_cost_pp,
+            int8_layers: r.int8_layers,
+            int8_layers_unknown_cost: r.int8_layers_unknown_cost,
             resources,
             tasks,
         }

@@ -82,7 +82,7 @@ pub fn run(args: Args) -> Result<Verdict> {
             outcome.evaluations,
             if outcome.complete { "" } else { ", search stopped at its node limit" }
         )?;
-        out!("{}", report.render())?;
+        out!("{}", crate::report::render(&report))?;
         if report.int8_layers_unknown_cost > 0 {
             outln!(
                 "note: {} int8 layers have no measured accuracy cost; the {} pp budget counted them as 0",

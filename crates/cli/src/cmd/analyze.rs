@@ -35,7 +35,7 @@ pub fn run(args: Args) -> Result<Verdict> {
     if args.json {
         print_json(&report)?;
     } else {
-        out!("{}", report.render())?;
+        out!("{}", crate::report::render(&report))?;
     }
     Ok(Verdict::of(report.schedulable))
 }

@@ -52,7 +52,7 @@ pub fn run(args: &Args) -> Result<Verdict> {
         options.accuracy_budget
     )?;
     outln!("{}\n", policy_table(&rows, system.tasks.len()))?;
-    outln!("the lalarand allocation, task by task:\n{}", report.render())?;
+    outln!("the lalarand allocation, task by task:\n{}", crate::report::render(&report))?;
     outln!("simulated at worst-case execution times, next to the bounds:\n{}", simulation.render())?;
     outln!("files (analyze them with `lalarand analyze`, see docs/formats.md):")?;
     for f in &files {
