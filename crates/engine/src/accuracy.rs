@@ -117,17 +117,31 @@ pub fn evaluate(
     calibration: &Calibration,
     cfg: &ExecConfig,
 ) -> Result<AccuracyReport> {
-    let (train, test) = data.split_per_class(train_per_class);
     let int8 = if modes.contains(&Mode::CpuInt8) {
+        let (train, _) = data.split_per_class(train_per_class);
         int8_stages(staged, data, &data.take_per_class(&train, calibration.per_class), calibration.method)?
     } else {
         Int8Stages::default()
     };
+    evaluate_with_int8(staged, modes, data, train_per_class, &int8, cfg)
+}
+
+/// [`evaluate`] with int8 stages already built (e.g. rebuilt from a profile's saved
+/// calibration, [`crate::calibration::profiled_int8_stages`]) instead of calibrating anew.
+pub fn evaluate_with_int8(
+    staged: &StagedModel,
+    modes: &[Mode],
+    data: &Dataset,
+    train_per_class: usize,
+    int8: &Int8Stages,
+    cfg: &ExecConfig,
+) -> Result<AccuracyReport> {
+    let (_, test) = data.split_per_class(train_per_class);
     let fp32 = vec![Mode::CpuFp32; staged.stage_count()];
     Ok(AccuracyReport {
         samples: test.len(),
-        fp32_top1: top1(staged, &int8, &fp32, data, &test, cfg)?,
-        top1: top1(staged, &int8, modes, data, &test, cfg)?,
+        fp32_top1: top1(staged, int8, &fp32, data, &test, cfg)?,
+        top1: top1(staged, int8, modes, data, &test, cfg)?,
         int8_stages: staged
             .stage_names()
             .iter()

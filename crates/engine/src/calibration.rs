@@ -60,7 +60,7 @@ pub fn profiled_int8_stages(staged: &StagedModel, profile: &DnnProfile, task: &s
     };
     let Some(cal) = &profile.calibration else {
         return Err(refuse(format!(
-            "the allocation runs stages of {} in cpu-int8, but its profile (model {:?}) has no saved int8 calibration, so the int8 stages that were profiled cannot be rebuilt",
+            "stages of {} run in cpu-int8, but their profile (model {:?}) has no saved int8 calibration, so the int8 stages that were profiled cannot be rebuilt",
             staged.source.display(),
             profile.model
         )));

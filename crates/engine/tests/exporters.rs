@@ -142,3 +142,19 @@ fn a_symbolic_batch_with_shape_computations_runs_at_batch_1() {
     assert_eq!(m.input_shape(1), [1, 48, 48, 3]);
     assert!(!m.model.graph.as_ref().unwrap().node.iter().any(|n| n.op_type() == "Shape"));
 }
+
+/// A tf.keras CNN through tf2onnx itself (NHWC, a Transpose at the input and one before the
+/// Flatten, a Reshape computed from Shape, Pad, depthwise conv, Concat over channels).
+#[test]
+fn tf2onnx_real_export() {
+    let m = check("tf2onnx_keras.onnx", "image=1,32,32,3");
+    eprintln!("{:?}", names(&m));
+}
+
+/// A paddle CNN through paddle2onnx itself (opset 11, BatchNormalization left unfused,
+/// Hardswish as HardSigmoid*Mul, Identity nodes, Resize with sizes from Shape, ConvTranspose).
+#[test]
+fn paddle2onnx_real_export() {
+    let m = check("paddle2onnx_real.onnx", "x=1,3,32,32");
+    eprintln!("{:?}", names(&m));
+}

@@ -5,10 +5,12 @@ use crate::input::{load_allocation, SystemArgs};
 use crate::report::print_json;
 use crate::Verdict;
 use anyhow::{bail, Context, Result};
-use lalarand_engine::accuracy::{evaluate, modes_with_int8, Calibration};
+use lalarand_engine::accuracy::{evaluate, evaluate_with_int8, modes_with_int8, Calibration};
+use lalarand_engine::calibration::profiled_int8_stages;
 use lalarand_engine::dataset::Dataset;
 use lalarand_engine::{ExecConfig, StagedModel};
-use lalarand_model::Mode;
+use lalarand_model::{DnnProfile, Mode};
+use lalarand_onnx::fold::InputShape;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -16,8 +18,10 @@ use std::path::{Path, PathBuf};
 ///
 /// The stages that run int8 come from `--int8` (all, none, or stage names) or from an
 /// allocation: the `cpu-int8` layers of `--task` (profile layer names are the model's stage
-/// names, as `lalarand profile` writes them). gpu stages count as fp32. int8 stages are
-/// calibrated on 20 training rows of every class (percentile 99.99).
+/// names, as `lalarand profile` writes them). gpu stages count as fp32. The int8 stages are
+/// the profiled ones where the profile (`--profile`, or the task's with `--allocation`) saved
+/// its calibration (checked by digest, as serving does); otherwise they are calibrated on 20
+/// training rows of every class (percentile 99.99). The output says which.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Example:\n  lalarand accuracy crates/engine/testdata/mnist_resnet.onnx \\\n      --dataset crates/engine/testdata/mnist_5k.csv.gz --int8 all\n  lalarand accuracy crates/engine/testdata/mnist_resnet.onnx \\\n      --dataset crates/engine/testdata/mnist_5k.csv.gz --platform examples/mnist/platform.toml \\\n      --tasks examples/mnist/taskset.toml --allocation examples/mnist/allocation-budget-0.5.toml --task digits\n\nExit codes: 0 measured, 2 bad input."
@@ -26,6 +30,15 @@ pub struct Args {
     /// ONNX model.
     #[arg(value_name = "MODEL")]
     pub model: PathBuf,
+    /// Fixes the shape of a model input: NAME=D1,D2,... (repeatable), as `lalarand profile`
+    /// takes it. Default: the profile's recorded shapes (`--profile`, or the task's with
+    /// `--allocation`), else the model's own.
+    #[arg(long = "input-shape", value_name = "NAME=D1,D2,...")]
+    pub input_shape: Vec<InputShape>,
+    /// Profile JSON of the model (`lalarand profile`): its saved int8 calibration builds the
+    /// int8 stages, so the accuracy measured is that of the profiled stages.
+    #[arg(long, value_name = "FILE", conflicts_with = "allocation")]
+    pub profile: Option<PathBuf>,
     /// Labeled CSV dataset (`.csv` or `.csv.gz`): features, then an integer label; values / 255.
     #[arg(long, value_name = "FILE")]
     pub dataset: PathBuf,
@@ -76,6 +89,8 @@ struct AccuracyJson<'a> {
     /// With an allocation: its int8 layers whose profile has no accuracy cost (`null`,
     /// profiled without a dataset); they count as 0 in `predicted_drop_pp`.
     int8_layers_unknown_cost: Option<usize>,
+    /// Where the int8 stages' calibration came from, in words (`null` without int8 stages).
+    int8_calibration: Option<&'a str>,
 }
 
 pub fn run(args: Args) -> Result<Verdict> {
@@ -85,14 +100,28 @@ pub fn run(args: Args) -> Result<Verdict> {
         }
     }
     let data = Dataset::load_csv(&args.dataset)?;
-    let (int8_names, predicted, unknown) = match &args.allocation {
+    let (int8_names, predicted, unknown, profile) = match &args.allocation {
         Some(path) => {
-            let (names, cost, unknown, layers) = allocation_int8(&args, path)?;
-            (Some((names, layers)), Some(cost), Some(unknown))
+            let (names, cost, unknown, layers, dnn) = allocation_int8(&args, path)?;
+            let origin = format!("task {:?}'s profile", args.task.as_deref().unwrap_or_default());
+            (Some((names, layers)), Some(cost), Some(unknown), Some((dnn, origin)))
         }
-        None => (None, None, None),
+        None => {
+            let profile = match &args.profile {
+                Some(path) => {
+                    let dnn = DnnProfile::load(path).context("--profile")?;
+                    warn_if_other_model(&dnn, &args.model, &format!("profile {}", path.display()));
+                    Some((dnn, path.display().to_string()))
+                }
+                None => None,
+            };
+            (None, None, None, profile)
+        }
     };
-    let staged = StagedModel::load(&args.model)?;
+    let staged = match (&profile, args.input_shape.is_empty()) {
+        (Some((dnn, _)), true) => StagedModel::load_for_profile(&args.model, dnn)?,
+        _ => StagedModel::load_with(&args.model, &args.input_shape)?,
+    };
     let names: Vec<String> = match int8_names {
         Some((n, layers)) => {
             if layers != staged.stage_count() {
@@ -121,11 +150,42 @@ pub fn run(args: Args) -> Result<Verdict> {
             args.train_per_class
         );
     }
-    if modes.contains(&Mode::CpuInt8) && train.is_empty() {
+    let saved = profile.as_ref().and_then(|(dnn, origin)| dnn.calibration.as_ref().map(|c| (dnn, origin, c)));
+    let any_int8 = modes.contains(&Mode::CpuInt8);
+    if any_int8 && saved.is_none() && train.is_empty() {
         bail!("{}: no training rows to calibrate int8 on (--train-per-class 0)", args.dataset.display());
     }
     let cfg = ExecConfig { threads: args.threads as usize, ..ExecConfig::default() };
-    let r = evaluate(&staged, &modes, &data, args.train_per_class, &Calibration::default(), &cfg)?;
+    let (r, calibration) = match saved {
+        Some((dnn, origin, cal)) if any_int8 => {
+            // Serving's check and refusal: the int8 stages are the profiled ones or none.
+            let int8 = profiled_int8_stages(&staged, dnn, args.task.as_deref().unwrap_or(&dnn.model))?;
+            let r = evaluate_with_int8(&staged, &modes, &data, args.train_per_class, &int8, &cfg)?;
+            (
+                r,
+                Some(format!(
+                    "saved in {origin} ({}, {} samples; same int8 stages as profiled)",
+                    cal.method, cal.samples
+                )),
+            )
+        }
+        _ => {
+            let c = Calibration::default();
+            let r = evaluate(&staged, &modes, &data, args.train_per_class, &c, &cfg)?;
+            let what = any_int8.then(|| {
+                let anew = format!(
+                    "calibrated anew on {} training rows of every class ({})",
+                    c.per_class,
+                    lalarand_engine::calibration::method_name(c.method)
+                );
+                match &profile {
+                    Some((_, origin)) => format!("{anew}: {origin} has no saved calibration"),
+                    None => anew,
+                }
+            });
+            (r, what)
+        }
+    };
     let drop = r.fp32_top1 - r.top1 + 0.0;
     if args.json {
         print_json(&AccuracyJson {
@@ -140,6 +200,7 @@ pub fn run(args: Args) -> Result<Verdict> {
             int8_stages: &r.int8_stages,
             predicted_drop_pp: predicted,
             int8_layers_unknown_cost: unknown,
+            int8_calibration: calibration.as_deref(),
         })?;
     } else {
         outln!("{} on {} test rows of {}", staged.name, r.samples, args.dataset.display())?;
@@ -161,13 +222,16 @@ pub fn run(args: Args) -> Result<Verdict> {
         if !r.int8_stages.is_empty() {
             outln!("int8 stages: {}", r.int8_stages.join(", "))?;
         }
+        if let Some(c) = &calibration {
+            outln!("int8 calibration: {c}")?;
+        }
     }
     Ok(Verdict::Done)
 }
 
 /// The `cpu-int8` layer names of `--task` in `--allocation`, the sum of their profile costs,
-/// how many of them have no known cost (counted as 0), and the profile's layer count.
-fn allocation_int8(args: &Args, path: &Path) -> Result<(Vec<String>, f64, usize, usize)> {
+/// how many of them have no known cost (counted as 0), the profile's layer count and the profile.
+fn allocation_int8(args: &Args, path: &Path) -> Result<(Vec<String>, f64, usize, usize, DnnProfile)> {
     let (Some(tasks), Some(task)) = (&args.tasks, &args.task) else {
         bail!("--allocation needs --tasks and --task");
     };
@@ -178,17 +242,19 @@ fn allocation_int8(args: &Args, path: &Path) -> Result<(Vec<String>, f64, usize,
         bail!("{}: no task named {task:?}; its tasks are {}", tasks.display(), known.join(", "));
     };
     let dnn = &system.tasks[i].dnn;
-    if let (Some(sha), Ok(actual)) = (&dnn.model_sha256, lalarand_engine::profile::sha256_file(&args.model)) {
-        if *sha != actual {
-            tracing::warn!(
-                "task {task:?}'s profile was measured on another file than {} (model_sha256 differs)",
-                args.model.display()
-            );
-        }
-    }
+    warn_if_other_model(dnn, &args.model, &format!("task {task:?}'s profile"));
     let names =
         dnn.layers.iter().zip(&alloc.tasks[i]).filter(|(_, p)| p.mode.is_int8()).map(|(l, _)| l.name.clone()).collect();
     let cost = alloc.task_accuracy_costs(&system)[i];
     let unknown = alloc.task_unknown_accuracy_layers(&system)[i];
-    Ok((names, cost + 0.0, unknown, dnn.layers.len()))
+    Ok((names, cost + 0.0, unknown, dnn.layers.len(), DnnProfile::clone(dnn)))
+}
+
+/// Warns when `profile` records another model file than `model` (its `model_sha256`).
+fn warn_if_other_model(profile: &DnnProfile, model: &Path, what: &str) {
+    if let (Some(sha), Ok(actual)) = (&profile.model_sha256, lalarand_engine::profile::sha256_file(model)) {
+        if *sha != actual {
+            tracing::warn!("{what} was measured on another file than {} (model_sha256 differs)", model.display());
+        }
+    }
 }
