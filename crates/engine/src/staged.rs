@@ -167,6 +167,10 @@ impl StagedModel {
 fn prepare(model: &mut ModelProto, shapes: &[InputShape], source: &Path) -> Result<()> {
     let file = source.display().to_string();
     fold::constants_to_initializers(model).map_err(|e| onnx_err(source, e))?;
+    let copies = fold::remove_identities(model);
+    if copies > 0 {
+        tracing::debug!("{file}: {copies} Identity nodes removed (their readers read the source)");
+    }
     if fold::upgrade_to_opset13(model) {
         tracing::debug!("{file}: opset 11/12 rewritten as opset 13 (per-channel int8 needs it)");
     }

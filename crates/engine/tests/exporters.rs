@@ -65,6 +65,7 @@ fn check(file: &str, shape: &str) -> StagedModel {
         let lone_activation = matches!(ops.as_slice(), ["Sigmoid"] | ["HardSigmoid"] | ["Relu"] | ["Clip"])
             || (matches!(ops.as_slice(), ["Mul"] | ["Add"]) && s.inputs.len() == 1);
         assert!(!lone_activation, "{file}: stage {} is a lone activation: {ops:?}", s.name);
+        assert!(!ops.iter().all(|o| *o == "Identity"), "{file}: stage {} only copies: {ops:?}", s.name);
         for t in s.inputs.iter().chain(&s.outputs) {
             assert_eq!(staged.types[t].elem_type, 1, "{file}: stage {} exchanges non-float `{t}`", s.name);
         }

@@ -223,6 +223,49 @@ pub fn constants_to_initializers(model: &mut ModelProto) -> Result<(), OnnxError
     Ok(())
 }
 
+/// Removes the `Identity` nodes of the main graph: their readers read the Identity's input
+/// instead. paddle2onnx writes one around nearly every op (`auto.cast.N`,
+/// `p2o.builtin.combine...`); left in, a copy is a node the partitioner can make a stage of its
+/// own, run for nothing. An Identity that writes a graph output, or whose output a subgraph
+/// reads by name, stays. Returns how many were removed.
+pub fn remove_identities(model: &mut ModelProto) -> usize {
+    let Some(graph) = model.graph.as_mut() else { return 0 };
+    let mut keep: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
+    for n in &graph.node {
+        keep.extend(subgraph_reads(n));
+    }
+    let is_copy = |n: &NodeProto| {
+        n.op_type() == "Identity"
+            && n.domain().is_empty()
+            && n.input.len() == 1
+            && n.output.len() == 1
+            && !n.input[0].is_empty()
+            && !keep.contains(&n.output[0])
+    };
+    let renamed: HashMap<String, String> =
+        graph.node.iter().filter(|n| is_copy(n)).map(|n| (n.output[0].clone(), n.input[0].clone())).collect();
+    if renamed.is_empty() {
+        return 0;
+    }
+    // A chain of copies resolves to the first tensor (no cycle: a graph is acyclic).
+    let resolve = |t: &str| {
+        let mut t = t.to_string();
+        while let Some(src) = renamed.get(&t) {
+            t.clone_from(src);
+        }
+        t
+    };
+    let before = graph.node.len();
+    graph.node.retain(|n| !is_copy(n));
+    for n in &mut graph.node {
+        for t in n.input.iter_mut().filter(|t| renamed.contains_key(t.as_str())) {
+            *t = resolve(t);
+        }
+    }
+    graph.value_info.retain(|v| !renamed.contains_key(v.name()));
+    before - graph.node.len()
+}
+
 fn constant_value(node: &NodeProto) -> Result<TensorProto, String> {
     let a = node.attribute.first().ok_or("has no value attribute")?;
     let t = match a.name() {
@@ -420,6 +463,26 @@ pub fn upgrade_to_opset13(model: &mut ModelProto) -> bool {
 mod tests {
     use super::*;
     use crate::builder::{attr, GraphBuilder};
+
+    /// paddle2onnx's copies go, chains included; one that writes a graph output stays.
+    #[test]
+    fn identities_are_removed_except_graph_outputs() {
+        let mut b = GraphBuilder::new("copies");
+        b.input("x", DataType::Float, &[1, 4]);
+        b.node("Identity", "Identity.0", &["x"], &["auto.cast.0"], vec![]);
+        b.node("Identity", "Identity.1", &["auto.cast.0"], &["auto.cast.1"], vec![]);
+        b.node("Relu", "Relu.0", &["auto.cast.1"], &["r"], vec![]);
+        b.node("Add", "Add.0", &["r", "auto.cast.0"], &["y"], vec![]);
+        b.node("Identity", "Identity.2", &["y"], &["out"], vec![]);
+        b.output("out", DataType::Float, &[1, 4]);
+        let mut m = b.finish();
+        assert_eq!(remove_identities(&mut m), 2);
+        let g = m.graph.as_ref().unwrap();
+        let ops: Vec<(&str, Vec<&str>)> =
+            g.node.iter().map(|n| (n.op_type(), n.input.iter().map(String::as_str).collect())).collect();
+        assert_eq!(ops, [("Relu", vec!["x"]), ("Add", vec!["r", "x"]), ("Identity", vec!["y"])]);
+        assert_eq!(remove_identities(&mut m), 0);
+    }
 
     /// x -> Shape -> Gather(1) -> Div(2) -> Unsqueeze -> Concat -> Split(x, sizes): torch.chunk.
     fn chunk_model(symbolic: bool) -> ModelProto {
