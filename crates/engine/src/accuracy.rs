@@ -11,8 +11,17 @@ use crate::tensor::argmax_rows;
 use lalarand_model::Mode;
 use lalarand_onnx::quantize::CalibrationMethod;
 
-/// Samples per inference call.
+/// Samples per inference call where the model's batch is symbolic.
 const BATCH: usize = 100;
+
+/// Samples per inference call: [`BATCH`], or the batch the model's input fixes (a model loaded
+/// with `--input-shape`, or exported at batch 1, runs only that many at a time).
+fn rows_per_run(staged: &StagedModel) -> usize {
+    match staged.input_dims.first() {
+        Some(Some(b)) if *b > 0 => *b as usize,
+        _ => BATCH,
+    }
+}
 
 /// Calibration of the int8 stages from a dataset.
 #[derive(Debug, Clone)]
@@ -43,7 +52,7 @@ pub fn int8_stages(
 ) -> Result<Int8Stages> {
     let dims = sample_dims(staged);
     let batches: Vec<(Vec<usize>, Vec<f32>)> =
-        rows.chunks(BATCH).map(|c| data.batch(c, &dims)).collect::<Result<_>>()?;
+        rows.chunks(rows_per_run(staged)).map(|c| data.batch(c, &dims)).collect::<Result<_>>()?;
     build_int8(staged, &batches, method, &mut || false)
 }
 
@@ -81,7 +90,7 @@ fn top1_until(
     let pipeline = Pipeline::new(staged, &modes, Some(int8), cfg)?;
     let dims = sample_dims(staged);
     let mut correct = 0usize;
-    for chunk in rows.chunks(BATCH) {
+    for chunk in rows.chunks(rows_per_run(staged)) {
         if stop() {
             return Err(EngineError::Interrupted("stop requested while measuring int8 accuracy costs".into()));
         }

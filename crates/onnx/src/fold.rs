@@ -126,7 +126,10 @@ pub fn fix_input_shapes(model: &mut ModelProto, shapes: &[InputShape]) -> Result
         let Some((_, dims, _)) = inputs.iter().find(|(n, _, _)| *n == s.name) else {
             return Err(OnnxError::tensor(
                 &s.name,
-                format!("--input-shape {s}: the model has no input of that name; its inputs are {names:?}"),
+                format!(
+                    "--input-shape {s}: the model has no input of that name; its inputs are {names:?}; fix: name one of them, e.g. {}",
+                    inputs.first().map_or_else(|| "--input-shape NAME=D1,D2,...".into(), flag_example)
+                ),
             ));
         };
         if let Some(dims) = dims {
@@ -172,6 +175,24 @@ fn show_dims(dims: &[Option<i64>]) -> String {
     format!("[{}]", d.join(", "))
 }
 
+/// `--input-shape NAME=1,3,<height>,<width>` for an input: its fixed dims, 1 for a symbolic
+/// batch, the exporter's name of any other symbolic dim.
+fn flag_example((name, shape, params): &InputDims) -> String {
+    let shape: Vec<String> = shape
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .zip(params)
+        .enumerate()
+        .map(|(axis, (d, p))| match d {
+            Some(v) => v.to_string(),
+            None if axis == 0 => "1".into(),
+            None => format!("<{p}>"),
+        })
+        .collect();
+    format!("--input-shape {name}={}", shape.join(","))
+}
+
 /// The error for `model` (named `model_name`) whose inputs have the symbolic dimensions
 /// `dims` and no shapes given: each dimension, and the flag to set it with.
 pub fn symbolic_error(model_name: &str, model: &ModelProto, dims: &[SymbolicDim]) -> OnnxError {
@@ -179,20 +200,7 @@ pub fn symbolic_error(model_name: &str, model: &ModelProto, dims: &[SymbolicDim]
     let example: Vec<String> = input_dims(model)
         .into_iter()
         .filter(|(name, _, _)| dims.iter().any(|d| &d.input == name))
-        .map(|(name, shape, params)| {
-            let shape: Vec<String> = shape
-                .unwrap_or_default()
-                .iter()
-                .zip(params)
-                .enumerate()
-                .map(|(axis, (d, p))| match d {
-                    Some(v) => v.to_string(),
-                    None if axis == 0 => "1".into(),
-                    None => format!("<{p}>"),
-                })
-                .collect();
-            format!("--input-shape {name}={}", shape.join(","))
-        })
+        .map(|i| flag_example(&i))
         .collect();
     OnnxError::graph(
         model_name,
@@ -532,6 +540,7 @@ mod tests {
 
         let bad_name = fix_input_shapes(&mut m, &["images=1,4,2,2".parse().unwrap()]).unwrap_err().to_string();
         assert!(bad_name.contains("no input of that name") && bad_name.contains("\"x\""), "{bad_name}");
+        assert!(bad_name.contains("fix: name one of them, e.g. --input-shape x=1,4,<height>,2"), "{bad_name}");
         let bad_rank = fix_input_shapes(&mut m, &["x=1,4,2".parse().unwrap()]).unwrap_err().to_string();
         assert!(bad_rank.contains("rank 4") && bad_rank.contains("--input-shape x=1,4,2"), "{bad_rank}");
         let contradicts = fix_input_shapes(&mut m, &["x=1,3,2,2".parse().unwrap()]).unwrap_err().to_string();

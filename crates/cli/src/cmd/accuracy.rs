@@ -174,7 +174,8 @@ pub fn run(args: Args) -> Result<Verdict> {
             let r = evaluate(&staged, &modes, &data, args.train_per_class, &c, &cfg)?;
             let what = any_int8.then(|| {
                 let anew = format!(
-                    "calibrated anew on {} training rows of every class ({})",
+                    "calibrated anew on {} training rows (up to {} of every class, {})",
+                    data.take_per_class(&train, c.per_class).len(),
                     c.per_class,
                     lalarand_engine::calibration::method_name(c.method)
                 );

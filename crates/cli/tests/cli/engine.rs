@@ -400,3 +400,119 @@ fn timing_core_does_not_depend_on_the_engine() {
         }
     }
 }
+
+/// A labeled CSV for torch_script.onnx (3x64x64 inputs, 10 classes): `per_class` rows of
+/// every class, values 0..=255 from a fixed pattern.
+fn exporter_dataset(dir: &Path, per_class: usize) -> PathBuf {
+    let path = dir.join("x64.csv");
+    let mut text = String::new();
+    for row in 0..per_class * 10 {
+        let values: Vec<String> = (0..3 * 64 * 64).map(|i| ((i * 31 + row * 97) % 256).to_string()).collect();
+        text.push_str(&values.join(","));
+        text.push_str(&format!(",{}\n", row % 10));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn exporter_model() -> PathBuf {
+    testdata("exporters/torch_script.onnx")
+}
+
+/// A model with symbolic height and width: `accuracy` takes `--input-shape` as `profile` does,
+/// runs the model at the batch that shape fixes, and names a bad shape's flag and input.
+#[test]
+fn accuracy_with_input_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = exporter_dataset(dir.path(), 2);
+    let accuracy = |extra: &[&str]| {
+        let mut cmd = lalarand();
+        cmd.arg("accuracy").arg(exporter_model()).arg("--dataset").arg(&data);
+        cmd.args(["--train-per-class", "1", "--json"]).args(extra);
+        cmd.output().unwrap()
+    };
+    let out = accuracy(&["--input-shape", "x=1,3,64,64"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let j = stdout_json(&out);
+    assert_eq!(j["samples"], 10, "{j}");
+    assert_eq!(j["int8_stages"].as_array().unwrap().len(), j["stages"].as_u64().unwrap() as usize, "{j}");
+    assert!(
+        j["int8_calibration"]
+            .as_str()
+            .unwrap()
+            .contains("calibrated anew on 10 training rows (up to 20 of every class"),
+        "{j}"
+    );
+
+    for (shape, names) in [
+        (None, &["--input-shape x=1,3,<height>,<width>", "height"][..]),
+        (Some("image=1,3,64,64"), &["image", "inputs are [\"x\"]", "--input-shape x=1,3,<height>,<width>"][..]),
+        (Some("x=1,3,64"), &["--input-shape x=1,3,64", "rank 4", "give 4 dimensions"][..]),
+    ] {
+        let out = accuracy(&shape.map(|s| vec!["--input-shape", s]).unwrap_or_default());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{shape:?}: {err}");
+        assert!(err.contains("torch_script.onnx"), "{shape:?}: {err}");
+        for n in names {
+            assert!(err.contains(n), "{shape:?}: no {n:?} in {err}");
+        }
+    }
+}
+
+/// With `--profile`, the int8 stages are the profiled ones: rebuilt from the profile's saved
+/// calibration (and its input shapes), refused when they are not what was profiled, and
+/// calibrated anew (said so) where the profile saved none.
+#[test]
+fn accuracy_uses_the_profiles_saved_calibration() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = exporter_dataset(dir.path(), 2);
+    let profile = dir.path().join("p.json");
+    let run = lalarand()
+        .arg("profile")
+        .arg(exporter_model())
+        .args(["--input-shape", "x=1,3,64,64", "--runs", "1", "--warmup", "0", "--modes", "cpu-fp32,cpu-int8"])
+        .arg("--out")
+        .arg(&profile)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let accuracy = |profile: &Path| {
+        lalarand()
+            .arg("accuracy")
+            .arg(exporter_model())
+            .arg("--dataset")
+            .arg(&data)
+            .args(["--train-per-class", "1", "--profile"])
+            .arg(profile)
+            .output()
+            .unwrap()
+    };
+    // No --input-shape: the profile's recorded shape is used.
+    let out = accuracy(&profile);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("int8 calibration: saved in {}", profile.display())), "{text}");
+    assert!(text.contains("16 samples; same int8 stages as profiled"), "{text}");
+
+    // Other ranges than those the profiled stages were built from: refused, with the fix.
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&profile).unwrap()).unwrap();
+    let ranges = json["calibration"]["ranges"].as_object_mut().unwrap();
+    for r in ranges.values_mut() {
+        r[1] = serde_json::json!(r[1].as_f64().unwrap() * 2.0 + 1.0);
+    }
+    let tampered = dir.path().join("tampered.json");
+    std::fs::write(&tampered, json.to_string()).unwrap();
+    let out = accuracy(&tampered);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("differ from the profiled ones") && err.contains("lalarand profile"), "{err}");
+
+    // No saved calibration: calibrated anew, and said so.
+    json.as_object_mut().unwrap().remove("calibration");
+    let old = dir.path().join("old.json");
+    std::fs::write(&old, json.to_string()).unwrap();
+    let out = accuracy(&old);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("calibrated anew") && text.contains("old.json has no saved calibration"), "{text}");
+}
