@@ -26,7 +26,7 @@ pub enum EngineError {
     Io { path: PathBuf, error: std::io::Error },
 
     /// The model file is not a readable ONNX model.
-    #[error("{}: not an ONNX model: {reason}", path.display())]
+    #[error("{}: not an ONNX model: {reason}; fix: {}", path.display(), lalarand_onnx::error::NOT_ONNX_FIX)]
     NotOnnx { path: PathBuf, reason: String },
 
     /// The model or one of its stages uses something this engine or ONNX Runtime cannot run.

@@ -167,6 +167,7 @@ impl StagedModel {
 fn prepare(model: &mut ModelProto, shapes: &[InputShape], source: &Path) -> Result<()> {
     let file = source.display().to_string();
     fold::constants_to_initializers(model).map_err(|e| onnx_err(source, e))?;
+    fold::check_outputs_reachable(model).map_err(|e| onnx_err(source, e))?;
     let copies = fold::remove_identities(model);
     if copies > 0 {
         tracing::debug!("{file}: {copies} Identity nodes removed (their readers read the source)");

@@ -73,3 +73,57 @@ fn pinning_to_a_core_that_does_not_exist() {
     let e = lalarand_engine::pin_current_thread(&[4096]).unwrap_err().to_string();
     assert!(e.contains("core 4096"), "{e}");
 }
+
+/// A model file cut short (an interrupted download or copy), wherever the cut falls.
+#[test]
+fn a_truncated_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(mnist()).unwrap();
+    for cut in [10, 100, bytes.len() / 2, bytes.len() - 3] {
+        let p = dir.path().join(format!("cut{cut}.onnx"));
+        std::fs::write(&p, &bytes[..cut]).unwrap();
+        let e = StagedModel::load(&p).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, EngineError::NotOnnx { .. }), "{msg}");
+        assert!(msg.contains(&format!("cut{cut}.onnx")) && msg.contains("cut short"), "{msg}");
+        assert!(msg.contains("fix: pass a complete .onnx file"), "{msg}");
+    }
+}
+
+/// Outputs the model input cannot reach: named, with the node that computes them and the fix.
+#[test]
+fn outputs_unreachable_from_the_input() {
+    let model = |from: Option<&str>| {
+        let mut b = GraphBuilder::new("cut_off");
+        b.input("x", DataType::Float, &[1, 4]);
+        b.initializer(lalarand_onnx::tensor::f32_tensor("c", &[1, 4], &[1.0; 4]));
+        b.node("Relu", "/relu/Relu", &["x"], &["r"], vec![]);
+        if let Some(input) = from {
+            b.node("Neg", "/neg/Neg", &[input], &["y"], vec![]);
+        }
+        b.output("r", DataType::Float, &[1, 4]);
+        b.output("y", DataType::Float, &[1, 4]);
+        b.finish()
+    };
+    let e = StagedModel::from_model("m", model(Some("c")), "m.onnx".into()).unwrap_err().to_string();
+    assert!(e.contains("m.onnx") && e.contains("`y` does not depend on any model input"), "{e}");
+    assert!(e.contains("`/neg/Neg` (Neg)") && e.contains("fix: drop it from the model's outputs"), "{e}");
+    let e = StagedModel::from_model("m", model(None), "m.onnx".into()).unwrap_err().to_string();
+    assert!(e.contains("m.onnx") && e.contains("`y` is computed by no node") && e.contains("fix: re-export"), "{e}");
+    StagedModel::from_model("m", model(Some("r")), "m.onnx".into()).unwrap();
+}
+
+/// A standard op that ONNX Runtime has no kernel for at this type: the node, the op and the fix.
+#[test]
+fn an_op_onnx_runtime_cannot_run() {
+    let mut b = GraphBuilder::new("no_kernel");
+    b.input("x", DataType::Float, &[1, 4]);
+    let direction = lalarand_onnx::builder::attr::string("direction", "LEFT");
+    b.node("BitShift", "/shift/BitShift", &["x", "x"], &["y"], vec![direction]);
+    b.output("y", DataType::Float, &[1, 4]);
+    let e = StagedModel::from_model("m", b.finish(), "m.onnx".into()).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, EngineError::Unsupported { .. }), "{msg}");
+    assert!(msg.contains("m.onnx") && msg.contains("BitShift") && msg.contains("/shift/BitShift"), "{msg}");
+    assert!(msg.contains("fix: "), "{msg}");
+}

@@ -28,17 +28,19 @@ impl std::fmt::Display for OnnxError {
                 "cannot write ONNX file {}: {source}; fix: check that the folder exists and is writable",
                 path.display()
             ),
-            OnnxError::NotAModel { path, reason } => write!(
-                f,
-                "{} is not an ONNX model: {reason}; fix: pass a .onnx file written by an ONNX exporter",
-                path.display()
-            ),
+            OnnxError::NotAModel { path, reason } => {
+                write!(f, "{} is not an ONNX model: {reason}; fix: {NOT_ONNX_FIX}", path.display())
+            }
             OnnxError::Tensor { tensor, reason } => write!(f, "tensor `{tensor}`: {reason}"),
             OnnxError::Graph { graph, reason } => write!(f, "graph `{graph}`: {reason}"),
             OnnxError::Quantize { reason } => write!(f, "quantization: {reason}"),
         }
     }
 }
+
+/// What to do about a file that is not an ONNX model (the engine's error says it too).
+pub const NOT_ONNX_FIX: &str =
+    "pass a complete .onnx file written by an ONNX exporter (export or copy it again if it was cut short)";
 
 /// No `source()`: the message above already holds the cause.
 impl std::error::Error for OnnxError {}

@@ -274,6 +274,45 @@ pub fn remove_identities(model: &mut ModelProto) -> usize {
     before - graph.node.len()
 }
 
+/// Checks that every graph output is computed from a model input: one that no node, input or
+/// initializer provides, or that only constants feed, is an error naming it (and the node that
+/// computes it) with the fix. Run before folding: an output computed from an input's shape
+/// alone counts as reachable here.
+pub fn check_outputs_reachable(model: &ModelProto) -> Result<(), OnnxError> {
+    let Some(graph) = model.graph.as_ref() else { return Ok(()) };
+    let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
+    let mut from_input: HashSet<&str> = graph.input.iter().map(|i| i.name()).filter(|n| !inits.contains(n)).collect();
+    // Nodes are in topological order (ONNX requires it); a subgraph's outer reads count too.
+    for n in &graph.node {
+        let reads = subgraph_reads(n);
+        if n.input.iter().chain(&reads).any(|t| from_input.contains(t.as_str())) {
+            from_input.extend(n.output.iter().filter(|o| !o.is_empty()).map(String::as_str));
+        }
+    }
+    let made = producers(graph);
+    for o in &graph.output {
+        let name = o.name();
+        if from_input.contains(name) {
+            continue;
+        }
+        let reason = match made.get(name) {
+            Some(node) => format!(
+                "graph output `{name}` does not depend on any model input: node `{}` ({}) computes it from constants only; fix: drop it from the model's outputs (compute it once outside the model), or re-export the model so that it reads its input",
+                node.name(),
+                node.op_type()
+            ),
+            None if inits.contains(name) => format!(
+                "graph output `{name}` is an initializer, a constant that does not depend on any model input; fix: drop it from the model's outputs"
+            ),
+            None => format!(
+                "graph output `{name}` is computed by no node and is no input or initializer: the graph is incomplete; fix: re-export the model, or drop that output"
+            ),
+        };
+        return Err(OnnxError::graph(graph.name(), reason));
+    }
+    Ok(())
+}
+
 fn constant_value(node: &NodeProto) -> Result<TensorProto, String> {
     let a = node.attribute.first().ok_or("has no value attribute")?;
     let t = match a.name() {
@@ -471,6 +510,35 @@ pub fn upgrade_to_opset13(model: &mut ModelProto) -> bool {
 mod tests {
     use super::*;
     use crate::builder::{attr, GraphBuilder};
+
+    /// An output no node makes, or made from constants only, is named with its node and the fix.
+    #[test]
+    fn outputs_the_input_cannot_reach_are_named() {
+        let model = |out_node: Option<(&str, &str)>| {
+            let mut b = GraphBuilder::new("g");
+            b.input("x", DataType::Float, &[1, 4]);
+            b.initializer(crate::tensor::f32_tensor("c", &[1, 4], &[1.0; 4]));
+            b.node("Relu", "/relu/Relu", &["x"], &["r"], vec![]);
+            if let Some((op, input)) = out_node {
+                b.node(op, "/out/Node", &[input], &["y"], vec![]);
+            }
+            b.output("r", DataType::Float, &[1, 4]);
+            b.output("y", DataType::Float, &[1, 4]);
+            b.finish()
+        };
+        check_outputs_reachable(&model(Some(("Neg", "r")))).unwrap();
+        // Through the input's shape only: reachable (folding deals with it).
+        let mut m = model(Some(("Shape", "x")));
+        check_outputs_reachable(&m).unwrap();
+        let e = check_outputs_reachable(&model(Some(("Neg", "c")))).unwrap_err().to_string();
+        assert!(e.contains("`y` does not depend on any model input") && e.contains("`/out/Node` (Neg)"), "{e}");
+        assert!(e.contains("fix: drop it"), "{e}");
+        let e = check_outputs_reachable(&model(None)).unwrap_err().to_string();
+        assert!(e.contains("`y` is computed by no node") && e.contains("fix: re-export"), "{e}");
+        m.graph.as_mut().unwrap().output[1].name = Some("c".into());
+        let e = check_outputs_reachable(&m).unwrap_err().to_string();
+        assert!(e.contains("`c` is an initializer"), "{e}");
+    }
 
     /// paddle2onnx's copies go, chains included; one that writes a graph output stays.
     #[test]

@@ -17,7 +17,18 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<ModelProto, OnnxError> {
 
 /// Decodes a model from memory; the error says why the bytes are not an ONNX model.
 pub fn decode_model(bytes: &[u8]) -> Result<ModelProto, String> {
-    let model = ModelProto::decode(bytes).map_err(|e| format!("protobuf decoding failed ({e})"))?;
+    let model = ModelProto::decode(bytes).map_err(|e| {
+        let text = e.to_string();
+        // What prost says when the bytes stop inside a field: the tail of the file is missing.
+        if ["buffer underflow", "invalid varint", "unexpected end"].iter().any(|m| text.contains(m)) {
+            format!(
+                "protobuf decoding failed ({text}): its {} bytes end inside a field, as a file cut short does (an interrupted download or copy)",
+                bytes.len()
+            )
+        } else {
+            format!("protobuf decoding failed ({text})")
+        }
+    })?;
     // Protobuf accepts many byte strings (the empty one included) as a message with every field
     // absent, so require what every exporter writes.
     if model.ir_version.is_none() {
@@ -54,6 +65,14 @@ mod tests {
         b.node("Relu", "relu", &["x"], &["y"], vec![]);
         b.output("y", DataType::Float, &[1, 4]);
         b.finish()
+    }
+
+    #[test]
+    fn a_file_cut_short_is_called_so() {
+        let bytes = encode_model(&tiny());
+        let reason = decode_model(&bytes[..bytes.len() - 2]).unwrap_err();
+        assert!(reason.contains("cut short") && reason.contains(&format!("its {} bytes", bytes.len() - 2)), "{reason}");
+        assert!(!decode_model(b"these are not weights").unwrap_err().contains("cut short"));
     }
 
     #[test]

@@ -516,3 +516,22 @@ fn accuracy_uses_the_profiles_saved_calibration() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("calibrated anew") && text.contains("old.json has no saved calibration"), "{text}");
 }
+
+/// A model file cut short: exit 2, the file named, what it looks like and the fix.
+#[test]
+fn profile_of_a_truncated_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(exporter_model()).unwrap();
+    let cut = dir.path().join("half.onnx");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    lalarand()
+        .arg("profile")
+        .arg(&cut)
+        .args(["--input-shape", "x=1,3,64,64", "--out"])
+        .arg(dir.path().join("p.json"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(format!("{}: not an ONNX model", cut.display())))
+        .stderr(predicates::str::contains("cut short"))
+        .stderr(predicates::str::contains("fix: pass a complete .onnx file"));
+}
