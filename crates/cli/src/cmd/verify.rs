@@ -9,6 +9,7 @@ use lalarand_engine::dataset::Dataset;
 use lalarand_engine::profile::seeded_inputs;
 use lalarand_engine::{ExecConfig, StagedModel};
 use lalarand_model::Mode;
+use lalarand_onnx::fold::InputShape;
 use lalarand_onnx::quantize::CalibrationMethod;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,10 @@ pub struct Args {
     /// ONNX model.
     #[arg(value_name = "MODEL")]
     pub model: PathBuf,
+    /// Fixes the shape of a model input: NAME=D1,D2,... (repeatable), as `lalarand profile`
+    /// takes it; needed where the model has symbolic dimensions (dynamic height and width).
+    #[arg(long = "input-shape", value_name = "NAME=D1,D2,...")]
+    pub input_shape: Vec<InputShape>,
     /// Labeled CSV dataset (`.csv`, `.csv.gz`) to take the inputs from instead of seeded ones.
     #[arg(long, value_name = "FILE")]
     pub dataset: Option<PathBuf>,
@@ -135,7 +140,7 @@ pub fn run(args: Args) -> Result<Verdict> {
     if modes.is_empty() {
         bail!("--modes: nothing to verify here ({}); fix: add cpu-fp32 or cpu-int8", skipped.join("; "));
     }
-    let staged = StagedModel::load(&args.model)?;
+    let staged = StagedModel::load_with(&args.model, &args.input_shape)?;
     let (inputs, calibration, source) = match &args.dataset {
         Some(path) => dataset_inputs(&staged, path, args.train_per_class, args.samples as usize)?,
         None => {

@@ -93,3 +93,32 @@ fn verify_bad_input_exits_2() {
         .code(2)
         .stderr(predicate::str::contains("/nonexistent/d.csv"));
 }
+
+/// Real exports with a dynamic height and width: verified at the shape `--input-shape` fixes.
+#[test]
+fn exported_models_verify_at_their_input_shape() {
+    for (file, shape) in
+        [("exporters/paddle2onnx_real.onnx", "x=1,3,32,32"), ("exporters/tf2onnx_keras.onnx", "image=1,32,32,3")]
+    {
+        let out = lalarand()
+            .arg("verify")
+            .arg(testdata(file))
+            .args(["--json", "--modes", "cpu-fp32,cpu-int8", "--input-shape", shape])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        let json = stdout_json(&out);
+        let fp32 = mode(&json, "cpu-fp32");
+        let scale = fp32["output_scale"].as_f64().unwrap();
+        assert!(scale > 0.0 && fp32["max_abs_diff"].as_f64().unwrap() <= 1e-4 * scale, "{file}: {fp32}");
+        let int8 = mode(&json, "cpu-int8");
+        eprintln!("{file}: {int8}");
+        assert!(int8["stages_in_mode"].as_u64().unwrap() > 0, "{file}: {int8}");
+    }
+    lalarand()
+        .arg("verify")
+        .arg(testdata("exporters/paddle2onnx_real.onnx"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--input-shape x=1,3,<"));
+}
