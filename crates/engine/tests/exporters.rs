@@ -159,3 +159,13 @@ fn paddle2onnx_real_export() {
     let m = check("paddle2onnx_real.onnx", "x=1,3,32,32");
     eprintln!("{:?}", names(&m));
 }
+
+/// paddle2onnx at opset 12 with two outputs: Softmax(axis=1) in its pre-13 meaning (rewritten
+/// for the upgrade to 13 that per-channel int8 needs), Split with a `split` attribute, reflect
+/// Pad, PReLU, bilinear Resize.
+#[test]
+fn paddle2onnx_opset12_export() {
+    let m = check("paddle2onnx_opset12.onnx", "x=1,3,32,32");
+    assert_eq!(m.partition.graph_outputs.len(), 2);
+    eprintln!("{:?}", names(&m));
+}

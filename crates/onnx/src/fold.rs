@@ -455,9 +455,9 @@ pub fn producers(graph: &GraphProto) -> HashMap<&str, &NodeProto> {
 /// Rewrites an opset 11 or 12 model to opset 13, the first whose QuantizeLinear takes a
 /// per-channel axis (what int8 stages need). Only the ops whose signature changed in between
 /// are touched: `Split`'s `split`, `Squeeze`/`Unsqueeze`'s and `ReduceSum`'s `axes` become
-/// inputs, `Dropout`'s `ratio` attribute goes (inference ignores it). Returns `false` (model
-/// unchanged) for other opsets, and where a `Softmax`-like op has an axis other than the last,
-/// whose meaning changed in 13.
+/// inputs, `Dropout`'s `ratio` attribute goes (inference ignores it), and a `Softmax`-like op
+/// whose axis is not `-1` becomes what it meant before 13 ([`flatten_softmax`]). Returns
+/// `false` (model unchanged) for other opsets and for graphs with subgraphs.
 pub fn upgrade_to_opset13(model: &mut ModelProto) -> bool {
     let Some(version) = model.opset_import.iter().find(|o| o.domain().is_empty()).and_then(|o| o.version) else {
         return false;
@@ -466,13 +466,10 @@ pub fn upgrade_to_opset13(model: &mut ModelProto) -> bool {
     if !(11..13).contains(&version) {
         return false;
     }
-    let softmax_changes = graph.node.iter().any(|n| {
-        matches!(n.op_type(), "Softmax" | "LogSoftmax" | "Hardmax")
-            && crate::builder::find_attr(n, "axis").and_then(|a| a.i).unwrap_or(1) != -1
-    });
-    if softmax_changes || graph.node.iter().any(|n| n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())) {
+    if graph.node.iter().any(|n| n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())) {
         return false;
     }
+    flatten_softmax(graph);
     let mut extra = Vec::new();
     for (k, n) in graph.node.iter_mut().enumerate() {
         if !n.domain().is_empty() {
@@ -506,10 +503,74 @@ pub fn upgrade_to_opset13(model: &mut ModelProto) -> bool {
     true
 }
 
+/// Before opset 13, `Softmax`, `LogSoftmax` and `Hardmax` with `axis = a` (default 1) work on
+/// their input flattened to 2-D at `a`; from 13 on, along `a` alone. Each such op whose axis is
+/// not `-1` (where both mean the same) becomes `Flatten(a)`, the op along `-1`, and a `Reshape`
+/// back to the input's `Shape`, which is what it computed: paddle2onnx and older tf2onnx write
+/// `Softmax(axis = 1)` on a `[batch, classes]` tensor. The `Shape` is folded once the input
+/// shapes are fixed.
+fn flatten_softmax(graph: &mut GraphProto) {
+    let mut nodes = Vec::with_capacity(graph.node.len());
+    for mut n in std::mem::take(&mut graph.node) {
+        let axis = crate::builder::find_attr(&n, "axis").and_then(|a| a.i).unwrap_or(1);
+        let changes = n.domain().is_empty()
+            && matches!(n.op_type(), "Softmax" | "LogSoftmax" | "Hardmax")
+            && axis != -1
+            && n.input.len() == 1
+            && n.output.len() == 1;
+        if !changes {
+            nodes.push(n);
+            continue;
+        }
+        let (x, y, name) = (n.input[0].clone(), n.output[0].clone(), n.name().to_string());
+        let flat = format!("{y}__flat");
+        let along = format!("{y}__2d");
+        let shape = format!("{y}__shape");
+        nodes.push(crate::builder::node(
+            "Flatten",
+            &format!("{name}/Flatten"),
+            &[&x],
+            &[&flat],
+            vec![crate::builder::attr::int("axis", axis)],
+        ));
+        n.attribute.retain(|a| a.name() != "axis");
+        n.attribute.push(crate::builder::attr::int("axis", -1));
+        n.input = vec![flat];
+        n.output = vec![along.clone()];
+        nodes.push(n);
+        nodes.push(crate::builder::node("Shape", &format!("{name}/Shape"), &[&x], &[&shape], vec![]));
+        nodes.push(crate::builder::node("Reshape", &format!("{name}/Reshape"), &[&along, &shape], &[&y], vec![]));
+    }
+    graph.node = nodes;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::builder::{attr, GraphBuilder};
+
+    /// Softmax(axis = 1) of opset 11 becomes Flatten(1), Softmax(-1), Reshape(Shape(x)) at 13;
+    /// Softmax(-1) means the same in both and stays.
+    #[test]
+    fn softmax_keeps_its_pre_13_meaning_in_the_upgrade() {
+        let mut b = GraphBuilder::new("cls");
+        b.input("x", DataType::Float, &[1, 2, 3]);
+        b.node("Softmax", "sm", &["x"], &["y"], vec![attr::int("axis", 1)]);
+        b.node("LogSoftmax", "lsm", &["y"], &["z"], vec![attr::int("axis", -1)]);
+        b.output("z", DataType::Float, &[1, 2, 3]);
+        let mut m = b.finish();
+        m.opset_import[0].version = Some(11);
+        assert!(upgrade_to_opset13(&mut m));
+        let g = m.graph.as_ref().unwrap();
+        let ops: Vec<&str> = g.node.iter().map(|n| n.op_type()).collect();
+        assert_eq!(ops, ["Flatten", "Softmax", "Shape", "Reshape", "LogSoftmax"]);
+        let axis = |n: &NodeProto| crate::builder::find_attr(n, "axis").and_then(|a| a.i);
+        assert_eq!((axis(&g.node[0]), axis(&g.node[1]), axis(&g.node[4])), (Some(1), Some(-1), Some(-1)));
+        assert_eq!(g.node[0].input, ["x"]);
+        assert_eq!(g.node[3].input, ["y__2d", "y__shape"]);
+        assert_eq!(g.node[3].output, ["y"]);
+        assert_eq!(m.opset_import[0].version, Some(13));
+    }
 
     /// An output no node makes, or made from constants only, is named with its node and the fix.
     #[test]
