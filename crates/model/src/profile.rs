@@ -669,6 +669,23 @@ mod tests {
     }
 
     #[test]
+    fn stage_grouping_round_trips_and_is_checked() {
+        let mut p = parse(GOOD).unwrap();
+        assert_eq!(p.stage_grouping, None);
+        assert!(!p.to_json().contains("stage_grouping"), "absent at layer granularity");
+        let n = p.layers.len();
+        p.stage_grouping = Some(StageGrouping { granularity: "auto".into(), groups: vec![3; n] });
+        let json = p.to_json();
+        assert_eq!(parse(&json).unwrap(), p);
+        let e = parse(&json.replace("\"auto\"", "\"coarse\"")).unwrap_err();
+        assert_eq!(e.field, "stage_grouping.granularity", "{e}");
+        let mut short = p.clone();
+        short.stage_grouping.as_mut().unwrap().groups.pop();
+        let e = parse(&short.to_json()).unwrap_err();
+        assert_eq!(e.field, "stage_grouping.groups", "{e}");
+    }
+
+    #[test]
     fn calibration_round_trips_and_is_checked() {
         let mut p = parse(GOOD).unwrap();
         assert_eq!(p.calibration, None);
