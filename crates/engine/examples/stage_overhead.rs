@@ -76,6 +76,7 @@ fn main() {
     lalarand_engine::pin_current_thread(&cfg.cores).unwrap();
     let ort_dir = std::env::var_os("LALARAND_ORT_INT8_DIR").map(std::path::PathBuf::from);
     println!("one thread, core 0, warm caches, means of {rounds} interleaved rounds after {WARMUP_ROUNDS}");
+    println!("fixed cost of one session run (a one-node Identity on one float): {:.1} µs", session_run_us(&cfg));
     println!("| model | granularity | stages | fp32: sum of stage means / whole | int8: sum of stage means / whole QDQ | int8 / ORT quantize_static |");
     println!("| --- | --- | ---: | ---: | ---: | ---: |");
     for arch in Architecture::ALL.into_iter().filter(|a| wanted.is_empty() || wanted.iter().any(|w| w == a.name())) {
@@ -149,8 +150,39 @@ fn main() {
                 ort.map_or("-".into(), |o| format!("{si:.2} / {o:.2} ms = **{:.3}x**", si / o))
             );
         }
+        let layer = rows.iter().find(|r| r.what == "layer fp32").unwrap();
+        let stages = match &layer.timed {
+            Timed::Stages(p) => p.stage_count(),
+            Timed::Whole(_) => 1,
+        };
+        eprintln!(
+            "  {}: outside the sessions (the pipeline's own work per stage run, fp32 layer stages): {:.1} µs",
+            arch.name(),
+            (Row::mean(&layer.wall) - Row::mean(&layer.stage_sum)) * 1e3 / stages as f64
+        );
         for s in summaries.iter().filter(|s| s.contains("auto")) {
             eprintln!("  {}: {s}", arch.name());
         }
     }
+}
+
+/// Mean time of a session run that does nothing: ONNX Runtime's fixed cost per stage run.
+fn session_run_us(cfg: &ExecConfig) -> f64 {
+    use lalarand_onnx::proto::tensor_proto::DataType;
+    let mut b = lalarand_onnx::GraphBuilder::new("identity");
+    b.input("x", DataType::Float, &[1]);
+    b.node("Identity", "id", &["x"], &["y"], vec![]);
+    b.output("y", DataType::Float, &[1]);
+    let bytes = lalarand_onnx::encode_model(&b.finish());
+    let mut r = StageRunner::new("identity", Mode::CpuFp32, &bytes, cfg).unwrap();
+    let x = f32_value(&[1], vec![1.0]).unwrap();
+    let runs = 2000;
+    for _ in 0..100 {
+        r.run_with(|_| Some(&x)).unwrap();
+    }
+    let start = Instant::now();
+    for _ in 0..runs {
+        r.run_with(|_| Some(&x)).unwrap();
+    }
+    start.elapsed().as_secs_f64() * 1e6 / runs as f64
 }

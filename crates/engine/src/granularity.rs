@@ -125,6 +125,9 @@ struct Auto<'a> {
     /// Every cut tensor of one fp32 run of `input`.
     tensors: Tensors,
     whole: StageRunner,
+    /// The whole model's fastest run over every measurement so far: it runs in every round,
+    /// so the more is measured, the less machine noise is left in it.
+    whole_ms: f64,
 }
 
 impl<'a> Auto<'a> {
@@ -135,7 +138,7 @@ impl<'a> Auto<'a> {
         let reference = Pipeline::new(&layers, &vec![Mode::CpuFp32; layers.stage_count()], None, cfg)?;
         let tensors = reference.run_all(&dims, input.to_vec())?;
         let whole = StageRunner::new(&format!("{} (whole)", staged.name), Mode::CpuFp32, &staged.bytes, cfg)?;
-        Ok(Self { staged, cfg, tensors, whole })
+        Ok(Self { staged, cfg, tensors, whole, whole_ms: f64::INFINITY })
     }
 
     /// A session of `stage` (layer stages merged) in cpu-fp32.
@@ -145,8 +148,8 @@ impl<'a> Auto<'a> {
         StageRunner::new(&stage.name, Mode::CpuFp32, &encode_model(&model), self.cfg)
     }
 
-    /// Fastest times (ms) of the whole model and of every runner, timed in interleaved rounds so
-    /// that machine noise hits all alike.
+    /// Fastest times (ms) of the whole model (over every measurement so far) and of every
+    /// runner, timed in interleaved rounds so that machine noise hits all alike.
     fn time(&mut self, runners: &mut [StageRunner], stop: &dyn Fn() -> bool) -> Result<(f64, Vec<f64>)> {
         let mut whole = Vec::with_capacity(ROUNDS);
         let mut each = vec![Vec::with_capacity(ROUNDS); runners.len()];
@@ -169,7 +172,8 @@ impl<'a> Auto<'a> {
                 }
             }
         }
-        Ok((fastest(whole), each.into_iter().map(fastest).collect()))
+        self.whole_ms = self.whole_ms.min(fastest(whole));
+        Ok((self.whole_ms, each.into_iter().map(fastest).collect()))
     }
 
     fn choose(mut self, stop: &dyn Fn() -> bool) -> Result<Choice> {
@@ -194,10 +198,9 @@ impl<'a> Auto<'a> {
         let (_, pair_ms) = self.time(&mut pairs, stop)?;
         drop(pairs);
         let cut_cost: Vec<f64> = (0..n - 1).map(|i| (layer_ms[i] + layer_ms[i + 1] - pair_ms[i]).max(0.0)).collect();
-        let mut excess = layer_sum_ms - AUTO_GOAL * whole_ms;
-        if std::env::var_os("XDEBUG").is_some() {
-            eprintln!("whole {whole_ms:.3} layer {layer_ms:.3?}\ncuts {cut_cost:.3?}");
-        }
+        // The whole model ran again with the pairs: its best time may be lower now.
+        let mut excess = layer_sum_ms - AUTO_GOAL * self.whole_ms;
+        tracing::debug!("{}: cut costs (ms) {cut_cost:.3?}", self.staged.name);
         for tries in 1..=MAX_TRIES {
             let groups = merge_costliest_cuts(&cut_cost, excess);
             let merged = granularity::merge(&layers, &groups, &layer_ms)
@@ -211,9 +214,6 @@ impl<'a> Auto<'a> {
                 groups.len(),
                 chosen_sum / whole_ms
             );
-            if std::env::var_os("XDEBUG").is_some() {
-                eprintln!("try {tries}: excess {excess:.3} groups {groups:?} whole {whole_ms:.3} chosen {chosen_ms:.3?} sum {chosen_sum:.3}");
-            }
             if chosen_sum <= AUTO_LIMIT * whole_ms || groups.len() == 1 {
                 return Ok(done(groups, whole_ms, chosen_sum, tries, layer_ms));
             }
