@@ -26,7 +26,7 @@ const WARMUP_ROUNDS: usize = 3;
 /// Something timed once per round: a whole-model session or a pipeline of stages.
 enum Timed {
     Whole(StageRunner),
-    Stages(Pipeline),
+    Stages(Box<Pipeline>),
 }
 
 struct Row {
@@ -122,8 +122,8 @@ fn main() {
             let modes: Vec<Mode> =
                 int8.stages.iter().map(|s| if s.is_ok() { Mode::CpuInt8 } else { Mode::CpuFp32 }).collect();
             let int8 = Pipeline::new(&regrouped, &modes, Some(&int8), &cfg).unwrap();
-            rows.push(Row::new(format!("{g} fp32"), Timed::Stages(fp32)));
-            rows.push(Row::new(format!("{g} int8"), Timed::Stages(int8)));
+            rows.push(Row::new(format!("{g} fp32"), Timed::Stages(Box::new(fp32))));
+            rows.push(Row::new(format!("{g} int8"), Timed::Stages(Box::new(int8))));
         }
         for round in 0..WARMUP_ROUNDS + rounds {
             for row in &mut rows {
