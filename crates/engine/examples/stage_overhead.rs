@@ -66,6 +66,12 @@ impl Row {
     fn mean(v: &[f64]) -> f64 {
         v.iter().sum::<f64>() / v.len() as f64
     }
+
+    fn median(v: &[f64]) -> f64 {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
 }
 
 fn main() {
@@ -77,6 +83,7 @@ fn main() {
     let ort_dir = std::env::var_os("LALARAND_ORT_INT8_DIR").map(std::path::PathBuf::from);
     println!("one thread, core 0, warm caches, means of {rounds} interleaved rounds after {WARMUP_ROUNDS}");
     println!("fixed cost of one session run (a one-node Identity on one float): {:.1} µs", session_run_us(&cfg));
+    println!("ratios: of means, bold; of medians, in parentheses");
     println!("| model | granularity | stages | fp32: sum of stage means / whole | int8: sum of stage means / whole QDQ | int8 / ORT quantize_static |");
     println!("| --- | --- | ---: | ---: | ---: | ---: |");
     for arch in Architecture::ALL.into_iter().filter(|a| wanted.is_empty() || wanted.iter().any(|w| w == a.name())) {
@@ -130,10 +137,12 @@ fn main() {
                 row.run(&staged.input_name, &dims, &input, round >= WARMUP_ROUNDS);
             }
         }
-        let mean = |what: &str, sums: bool| {
+        let stat = |what: &str, sums: bool, f: fn(&[f64]) -> f64| {
             let r = rows.iter().find(|r| r.what == what).unwrap();
-            Row::mean(if sums { &r.stage_sum } else { &r.wall })
+            f(if sums { &r.stage_sum } else { &r.wall })
         };
+        let mean = |what: &str, sums: bool| stat(what, sums, Row::mean);
+        let median = |what: &str, sums: bool| stat(what, sums, Row::median);
         let (wf, wi) = (mean("whole fp32", false), mean("whole int8", false));
         let ort = ort_model.as_ref().map(|_| mean("ort int8", false));
         for g in Granularity::ALL {
@@ -142,12 +151,17 @@ fn main() {
                 Timed::Whole(_) => 1,
             };
             let (sf, si) = (mean(&format!("{g} fp32"), true), mean(&format!("{g} int8"), true));
+            // The median ratio beside the mean's: a run preempted by another process moves the
+            // mean, not the median.
+            let med = |what: &str, whole: &str| median(&format!("{g} {what}"), true) / median(whole, false);
             println!(
-                "| {} | {g} | {stages} | {sf:.2} / {wf:.2} ms = **{:.3}x** | {si:.2} / {wi:.2} ms = **{:.3}x** | {} |",
+                "| {} | {g} | {stages} | {sf:.2} / {wf:.2} ms = **{:.3}x** ({:.3}x) | {si:.2} / {wi:.2} ms = **{:.3}x** ({:.3}x) | {} |",
                 arch.name(),
                 sf / wf,
+                med("fp32", "whole fp32"),
                 si / wi,
-                ort.map_or("-".into(), |o| format!("{si:.2} / {o:.2} ms = **{:.3}x**", si / o))
+                med("int8", "whole int8"),
+                ort.map_or("-".into(), |o| format!("{si:.2} / {o:.2} ms = **{:.3}x** ({:.3}x)", si / o, med("int8", "ort int8")))
             );
         }
         let layer = rows.iter().find(|r| r.what == "layer fp32").unwrap();
