@@ -119,9 +119,6 @@ struct Auto<'a> {
     /// Every cut tensor of one fp32 run of `input`.
     tensors: Tensors,
     whole: StageRunner,
-    /// The whole model's fastest run over every measurement so far: it runs in every round,
-    /// so the more is measured, the less machine noise is left in it.
-    whole_ms: f64,
 }
 
 impl<'a> Auto<'a> {
@@ -132,7 +129,7 @@ impl<'a> Auto<'a> {
         let reference = Pipeline::new(&layers, &vec![Mode::CpuFp32; layers.stage_count()], None, cfg)?;
         let tensors = reference.run_all(&dims, input.to_vec())?;
         let whole = StageRunner::new(&format!("{} (whole)", staged.name), Mode::CpuFp32, &staged.bytes, cfg)?;
-        Ok(Self { staged, cfg, tensors, whole, whole_ms: f64::INFINITY })
+        Ok(Self { staged, cfg, tensors, whole })
     }
 
     /// A session of `stage` (layer stages merged) in cpu-fp32.
@@ -142,8 +139,8 @@ impl<'a> Auto<'a> {
         StageRunner::new(&stage.name, Mode::CpuFp32, &encode_model(&model), self.cfg)
     }
 
-    /// Fastest times (ms) of the whole model (over every measurement so far) and of every
-    /// runner, timed in interleaved rounds so that machine noise hits all alike.
+    /// Fastest times (ms) of the whole model and of every runner, timed in interleaved rounds
+    /// so that machine noise hits all alike.
     fn time(&mut self, runners: &mut [StageRunner], stop: &dyn Fn() -> bool) -> Result<(f64, Vec<f64>)> {
         let mut whole = Vec::with_capacity(ROUNDS);
         let mut each = vec![Vec::with_capacity(ROUNDS); runners.len()];
@@ -166,8 +163,9 @@ impl<'a> Auto<'a> {
                 }
             }
         }
-        self.whole_ms = self.whole_ms.min(fastest(whole));
-        Ok((self.whole_ms, each.into_iter().map(fastest).collect()))
+        // Compared only with what ran in the same rounds: a minimum over more samples would be
+        // lower for the whole model than for the stages and bias every ratio upwards.
+        Ok((fastest(whole), each.into_iter().map(fastest).collect()))
     }
 
     fn choose(mut self, stop: &dyn Fn() -> bool) -> Result<Choice> {
@@ -197,7 +195,7 @@ impl<'a> Auto<'a> {
         // give the first guess, but they do not add up to the whole overhead (a stage also
         // loses optimisations across its edges), so the count is measured, not computed.
         let order = costliest_first(&cut_cost);
-        let excess = layer_sum_ms - AUTO_GOAL * self.whole_ms;
+        let excess = layer_sum_ms - AUTO_GOAL * whole_ms;
         let guess = cuts_to_cover(&cut_cost, &order, excess);
         let (mut fails, mut fits) = (0, n - 1);
         let mut best: Option<(Vec<usize>, f64, f64)> = None;
