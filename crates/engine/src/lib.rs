@@ -8,6 +8,7 @@ pub mod accuracy;
 pub mod calibration;
 pub mod dataset;
 pub mod error;
+pub mod granularity;
 pub mod profile;
 pub mod quant;
 pub mod runtime;

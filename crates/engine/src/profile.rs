@@ -18,6 +18,7 @@ use lalarand_model::{
     us_to_time, DnnProfile, LayerProfile, Mode, ModeTiming, OutputTransitions, Time, TimingStats, Transitions,
 };
 use lalarand_onnx::fold::InputShape;
+use lalarand_onnx::granularity::Granularity;
 use lalarand_onnx::quantize::{CalibrationMethod, QParams};
 use ort::value::DynValue;
 use sha2::{Digest, Sha256};
@@ -72,6 +73,9 @@ pub struct ProfileOptions {
     /// cache: a demo run measured yolov3_tiny's memory-bound maxpool stages at 3x their
     /// warm-cache means, above their WCETs (docs/engine.md, "Profiler").
     pub cold_cache: bool,
+    /// How coarse the profiled stages are (`--granularity`; [`crate::granularity`]); the
+    /// profile records the grouping (`stage_grouping`).
+    pub granularity: Granularity,
 }
 
 impl Default for ProfileOptions {
@@ -87,6 +91,7 @@ impl Default for ProfileOptions {
             accuracy: None,
             label_free_accuracy: false,
             cold_cache: true,
+            granularity: Granularity::Layer,
         }
     }
 }
@@ -395,6 +400,8 @@ pub struct ProfileOutcome {
     pub path: PathBuf,
     /// Modes left out, as "stage: mode: why".
     pub skipped: Vec<String>,
+    /// The stages `--granularity` chose (`None` at `layer`).
+    pub granularity: Option<crate::granularity::Choice>,
 }
 
 /// Where a partial profile goes: `p.json` -> `p.partial.json`.
@@ -434,7 +441,23 @@ pub fn profile_shaped_to_file(
     let gpu_problem = gpu_runtime(opts);
     let staged = StagedModel::load_with(model_path, shapes)?;
     let sha = sha256_file(model_path)?;
+    let (staged, choice) = match inputs.first() {
+        Some(x)
+            if opts.granularity != Granularity::Layer && x.len() == staged.input_shape(1).iter().product::<usize>() =>
+        {
+            before("choosing the stages")?;
+            pin_current_thread(&opts.cfg.cores)?;
+            let stop = || opts.stop.as_ref().is_some_and(|f| f(0));
+            let (regrouped, choice) = crate::granularity::apply(&staged, opts.granularity, &opts.cfg, x, &stop)?;
+            tracing::info!("{}", choice.summary());
+            (regrouped, Some(choice))
+        }
+        _ => (staged, None),
+    };
     let mut p = Profiler::new(&staged, opts, sha);
+    p.grouping = choice
+        .as_ref()
+        .map(|c| lalarand_model::StageGrouping { granularity: c.granularity.to_string(), groups: c.groups.clone() });
     if let Some(why) = gpu_problem {
         tracing::warn!("gpu mode left out of the profile: {why}");
         p.skipped.push(format!("all stages: gpu: {why}"));
@@ -444,7 +467,7 @@ pub fn profile_shaped_to_file(
         Ok(()) => {
             let profile = p.profile(None);
             write(out, &profile)?;
-            Ok(ProfileOutcome { profile, path: out.to_path_buf(), skipped: p.skipped })
+            Ok(ProfileOutcome { profile, path: out.to_path_buf(), skipped: p.skipped, granularity: choice })
         }
         Err(e) if p.layers.is_empty() => Err(e),
         Err(e) => {
@@ -500,6 +523,8 @@ struct Profiler<'a> {
     cost_kind: lalarand_model::Int8CostKind,
     /// The int8 build check's figure and notes, by layer index.
     int8_notes: std::collections::BTreeMap<usize, lalarand_model::Int8Note>,
+    /// How the layers group the model's layer stages (`--granularity` other than `layer`).
+    grouping: Option<lalarand_model::StageGrouping>,
 }
 
 impl<'a> Profiler<'a> {
@@ -525,6 +550,7 @@ impl<'a> Profiler<'a> {
             calibration: None,
             int8_notes: Default::default(),
             cost_kind: Default::default(),
+            grouping: None,
         }
     }
 
@@ -580,6 +606,8 @@ impl<'a> Profiler<'a> {
             input_shapes: self.staged.input_shapes.iter().map(|s| (s.name.clone(), s.dims.clone())).collect(),
             int8_notes: self.int8_notes.clone(),
             int8_cost_kind: self.cost_kind,
+            // A partial profile has fewer layers than groups: it records none.
+            stage_grouping: self.grouping.clone().filter(|g| g.groups.len() == self.layers.len()),
         }
     }
 

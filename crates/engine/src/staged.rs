@@ -6,6 +6,7 @@ use crate::stage::{ExecConfig, StageRunner, Tensors};
 use crate::tensor::{f32_value, info_of};
 use lalarand_model::Mode;
 use lalarand_onnx::fold::{self, InputShape};
+use lalarand_onnx::granularity;
 use lalarand_onnx::partition::{self, Partition, TensorInfo};
 use lalarand_onnx::quantize::QParams;
 use lalarand_onnx::{encode_model, ModelProto, OnnxError};
@@ -34,6 +35,11 @@ pub struct StagedModel {
     /// The input shapes it was loaded with (`--input-shape`, recorded in the profile so that
     /// whatever loads the model for that profile uses the same ones).
     pub input_shapes: Vec<InputShape>,
+    /// The partition's layer stages, before any merging ([`Self::regrouped`]).
+    pub layer_partition: Partition,
+    /// How many layer stages each stage takes (all 1 at `layer` granularity; recorded in the
+    /// profile as `stage_groups`, so that whatever loads the model gets the same stages).
+    pub stage_groups: Vec<usize>,
     stage_fp32: Vec<Vec<u8>>,
 }
 
@@ -59,7 +65,7 @@ impl StagedModel {
             .iter()
             .map(|(name, dims)| InputShape { name: name.clone(), dims: dims.clone() })
             .collect();
-        Self::load_with(path, &shapes)
+        Self::load_with(path, &shapes)?.regrouped_for(profile)
     }
 
     /// Reads, partitions and types a model file, its inputs fixed at `shapes` (see
@@ -117,6 +123,8 @@ impl StagedModel {
             source,
             model,
             bytes,
+            stage_groups: vec![1; partition.stages.len()],
+            layer_partition: partition.clone(),
             partition,
             input_name,
             input_dims,
@@ -125,6 +133,48 @@ impl StagedModel {
             input_shapes: shapes.to_vec(),
             stage_fp32,
         })
+    }
+
+    /// The model with its layer stages merged into groups of `sizes` (see
+    /// [`lalarand_onnx::granularity`]); each merged stage is named after its member of largest
+    /// `weight` (a measured time). Always relative to the layer stages, whatever the current
+    /// grouping is.
+    pub fn regrouped(&self, sizes: &[usize], weight: &[f64]) -> Result<Self> {
+        let partition =
+            granularity::merge(&self.layer_partition, sizes, weight).map_err(|e| onnx_err(&self.source, e))?;
+        let stage_fp32 = partition
+            .stages
+            .iter()
+            .map(|s| partition::stage_model(&self.model, s, &self.types).map(|m| encode_model(&m)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| onnx_err(&self.source, e))?;
+        Ok(Self { partition, stage_groups: sizes.to_vec(), stage_fp32, ..self.clone() })
+    }
+
+    /// The model regrouped as `profile` records (`stage_groups`), named after its stages.
+    fn regrouped_for(self, profile: &lalarand_model::DnnProfile) -> Result<Self> {
+        let Some(sizes) = profile.stage_grouping.as_ref().map(|g| &g.groups).filter(|g| g.iter().any(|&s| s != 1))
+        else {
+            return Ok(self);
+        };
+        granularity::check_groups(sizes, self.layer_partition.stages.len()).map_err(|problem| {
+            EngineError::tensor(
+                self.source.display().to_string(),
+                "(stage_grouping)",
+                format!(
+                    "the profile's stage_grouping does not fit this model: {problem}; fix: profile this model again"
+                ),
+            )
+        })?;
+        // Names come from the profile: each merged stage is named after a member layer stage.
+        let names: Vec<&str> = profile.layers.iter().map(|l| l.name.as_str()).collect();
+        let weight: Vec<f64> = self
+            .layer_partition
+            .stages
+            .iter()
+            .map(|s| if names.contains(&s.name.as_str()) { 1.0 } else { 0.0 })
+            .collect();
+        self.regrouped(sizes, &weight)
     }
 
     pub fn stage_count(&self) -> usize {

@@ -21,6 +21,7 @@ pub fn chain_profile(model: &str, layers: &[LayerProfile]) -> DnnProfile {
         input_shapes: Default::default(),
         int8_notes: Default::default(),
         int8_cost_kind: Default::default(),
+        stage_grouping: None,
     }
 }
 

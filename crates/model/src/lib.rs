@@ -34,7 +34,7 @@ pub use plan::{ExecutionPlan, PlannedLayer, PlannedTask};
 pub use platform::{Platform, Resource, ResourceId, ResourceKind};
 pub use profile::{
     DnnProfile, Int8Calibration, Int8CostKind, Int8Note, LayerProfile, Mode, ModeTiming, OutputTransitions,
-    TimingStats, Transitions,
+    StageGrouping, TimingStats, Transitions,
 };
 pub use task::{PriorityPolicy, System, Task, TaskSet};
 pub use time::{ms_to_time, time_to_ms, time_to_us, us_to_time, Time};

@@ -119,6 +119,7 @@ pub fn artifact_dnns(set: ArtifactSet, int8: Option<Int8Model>) -> Vec<ArtifactD
                     input_shapes: Default::default(),
                     int8_notes: Default::default(),
                     int8_cost_kind: Default::default(),
+                    stage_grouping: None,
                 },
                 shipped_on_gpu: m.shipped_placement.map(|p| p.into_iter().map(|x| x == 1).collect()),
             }

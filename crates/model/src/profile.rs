@@ -178,6 +178,22 @@ pub struct DnnProfile {
     pub int8_notes: BTreeMap<usize, Int8Note>,
     /// What the known `int8_accuracy_cost`s measure.
     pub int8_cost_kind: Int8CostKind,
+    /// How the engine merged the model's layer stages into the profile's layers (`lalarand
+    /// profile --granularity`); `None`: one layer per layer stage, as profiles before this
+    /// field and published ones have.
+    pub stage_grouping: Option<StageGrouping>,
+}
+
+/// The profile's `stage_grouping`: which granularity chose the layers, and how many of the
+/// partition's layer stages each layer takes, in order, so that whatever loads the model for
+/// this profile builds the same stages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageGrouping {
+    /// `layer`, `block` or `auto`.
+    pub granularity: String,
+    /// Layer stages per layer; as many entries as `layers`, each at least 1.
+    pub groups: Vec<usize>,
 }
 
 /// How a profile's `cpu-int8` stages were made: the activation ranges of the calibration, the
@@ -246,6 +262,8 @@ struct ProfileFile {
     calibration: Option<Int8Calibration>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     input_shapes: BTreeMap<String, Vec<i64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stage_grouping: Option<StageGrouping>,
     /// Absent: `top1-drop` (files written before label-free costs existed).
     #[serde(default, skip_serializing_if = "is_top1_drop")]
     int8_cost_kind: Int8CostKind,
@@ -296,6 +314,31 @@ struct OutputFile {
     copy_out_us: f64,
     #[serde(default)]
     dequantize_out_us: f64,
+}
+
+fn check_stage_grouping(
+    origin: &Path,
+    grouping: Option<StageGrouping>,
+    layers: usize,
+) -> Result<Option<StageGrouping>, FormatError> {
+    let Some(g) = grouping else { return Ok(None) };
+    if !["layer", "block", "auto"].contains(&g.granularity.as_str()) {
+        return Err(FormatError::new(
+            origin,
+            "stage_grouping.granularity",
+            format!("`{}` is not a granularity", g.granularity),
+            "use layer, block or auto (or re-run `lalarand profile`)",
+        ));
+    }
+    if g.groups.len() != layers || g.groups.contains(&0) {
+        return Err(FormatError::new(
+            origin,
+            "stage_grouping.groups",
+            format!("{} groups for {layers} layers", g.groups.len()),
+            "give one positive count of layer stages per layer (or re-run `lalarand profile`)",
+        ));
+    }
+    Ok(Some(g))
 }
 
 fn check_input_shapes(
@@ -466,6 +509,7 @@ impl DnnProfile {
                 },
             });
         }
+        let stage_grouping = check_stage_grouping(origin, file.stage_grouping, layers.len())?;
         Ok(Self {
             model: file.model,
             source: file.source,
@@ -481,6 +525,7 @@ impl DnnProfile {
             input_shapes: check_input_shapes(origin, file.input_shapes)?,
             int8_notes: notes,
             int8_cost_kind: file.int8_cost_kind,
+            stage_grouping,
         })
     }
 
@@ -528,6 +573,7 @@ impl DnnProfile {
             },
             calibration: self.calibration.clone(),
             input_shapes: self.input_shapes.clone(),
+            stage_grouping: self.stage_grouping.clone(),
             int8_cost_kind: self.int8_cost_kind,
         };
         serde_json::to_string_pretty(&file).expect("profile serializes")
@@ -620,6 +666,23 @@ mod tests {
         assert_eq!(parse(&p.to_json()).unwrap(), p);
         let e = parse(&text.replace("640,640", "0,640")).unwrap_err();
         assert_eq!(e.field, "input_shapes.images", "{e}");
+    }
+
+    #[test]
+    fn stage_grouping_round_trips_and_is_checked() {
+        let mut p = parse(GOOD).unwrap();
+        assert_eq!(p.stage_grouping, None);
+        assert!(!p.to_json().contains("stage_grouping"), "absent at layer granularity");
+        let n = p.layers.len();
+        p.stage_grouping = Some(StageGrouping { granularity: "auto".into(), groups: vec![3; n] });
+        let json = p.to_json();
+        assert_eq!(parse(&json).unwrap(), p);
+        let e = parse(&json.replace("\"auto\"", "\"coarse\"")).unwrap_err();
+        assert_eq!(e.field, "stage_grouping.granularity", "{e}");
+        let mut short = p.clone();
+        short.stage_grouping.as_mut().unwrap().groups.pop();
+        let e = parse(&short.to_json()).unwrap_err();
+        assert_eq!(e.field, "stage_grouping.groups", "{e}");
     }
 
     #[test]

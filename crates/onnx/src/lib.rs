@@ -5,7 +5,8 @@
 //! - [`zoo`]: standard architectures with seeded random weights;
 //! - [`quantize`]: calibration and the int8 QDQ rewrite that ONNX Runtime turns into int8 kernels;
 //! - [`fold`]: fixing input shapes and folding the shape computations they determine;
-//! - [`partition`]: cutting a model into stages; [`shape`]: static shapes of the cut tensors.
+//! - [`partition`]: cutting a model into stages; [`granularity`]: merging them; [`shape`]: static
+//!   shapes of the cut tensors.
 //!
 //! ```
 //! use lalarand_onnx::quantize::{quantize, CalibrationMethod, Calibrator, QuantizeOptions};
@@ -27,6 +28,7 @@
 pub mod builder;
 pub mod error;
 pub mod fold;
+pub mod granularity;
 pub mod io;
 pub mod partition;
 pub mod quantize;

@@ -232,6 +232,7 @@ pub fn run(args: Args) -> Result<Verdict> {
             accuracy,
             label_free_accuracy: false,
             cold_cache: true,
+            granularity: lalarand_onnx::granularity::Granularity::Layer,
         };
         let json = models_dir.join(format!("{name}.json"));
         let outcome =

@@ -9,6 +9,7 @@ use lalarand_engine::profile::{load_inputs, partial_path, profile_shaped_to_file
 use lalarand_engine::{ExecConfig, StagedModel};
 use lalarand_model::{time_to_us, DnnProfile, Mode};
 use lalarand_onnx::fold::InputShape;
+use lalarand_onnx::granularity::Granularity;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,6 +77,12 @@ pub struct Args {
     /// weights out of cache, as in a run where other stages ran in between.
     #[arg(long)]
     pub warm_cache: bool,
+    /// How coarse the stages are: `layer` (a conv with its norm and activation), `block` (layers
+    /// merged up to the points where one tensor carries everything forward), or `auto` (layers
+    /// merged where measuring shows the cut between them costs much: the stages then sum to
+    /// within 10% of the whole model; docs/engine.md, "Granularity").
+    #[arg(long, default_value = "layer", value_name = "layer|block|auto")]
+    pub granularity: Granularity,
     /// Modes to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "gpu,cpu-fp32,cpu-int8", value_parser = mode_parser())]
     pub modes: Vec<Mode>,
@@ -203,6 +210,7 @@ pub fn run(args: Args) -> Result<Verdict> {
         label_free_accuracy: dataset.is_none() && args.calibration.is_some(),
         accuracy: dataset.map(|d| (d, args.train_per_class)),
         cold_cache: !args.warm_cache,
+        granularity: args.granularity,
     };
     let outcome = profile_shaped_to_file(&args.model, &args.input_shape, &inputs, &opts, &args.out).map_err(|e| {
         let partial = partial_path(&args.out);
@@ -235,6 +243,9 @@ pub fn run(args: Args) -> Result<Verdict> {
             profile: serde_json::from_str(&profile.to_json())?,
         })?;
     } else {
+        if let Some(choice) = &outcome.granularity {
+            outln!("{}", choice.summary())?;
+        }
         out!("{}", render(&profile))?;
         for s in &outcome.skipped {
             outln!("left out: {s}")?;

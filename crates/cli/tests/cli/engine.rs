@@ -535,3 +535,33 @@ fn profile_of_a_truncated_model() {
         .stderr(predicates::str::contains("cut short"))
         .stderr(predicates::str::contains("fix: pass a complete .onnx file"));
 }
+
+/// `--granularity block` merges the MNIST model's residual blocks, says so, and records the
+/// grouping; an unknown granularity is a usage error naming the choices.
+#[test]
+fn profile_granularity_merges_and_records_the_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mnist.json");
+    let run = lalarand()
+        .arg("profile")
+        .arg(testdata("mnist_resnet.onnx"))
+        .args(["--granularity", "block", "--runs", "2", "--warmup", "1", "--modes", "cpu-fp32", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let p = DnnProfile::load(&out).unwrap();
+    let g = p.stage_grouping.expect("recorded");
+    assert_eq!((g.granularity.as_str(), g.groups.iter().sum::<usize>()), ("block", 14));
+    assert!(p.layers.len() < 14, "{g:?}");
+    assert!(stdout.contains(&format!("granularity block: 14 layer stages -> {} stages", p.layers.len())), "{stdout}");
+    lalarand()
+        .arg("profile")
+        .arg(testdata("mnist_resnet.onnx"))
+        .args(["--granularity", "coarse", "--out"])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("layer, block, auto"));
+}
