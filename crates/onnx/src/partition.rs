@@ -97,15 +97,15 @@ fn is_deterministic(op: &str) -> bool {
     !op.starts_with("Random") && op != "Multinomial" && op != "Bernoulli"
 }
 
-/// Whether `node` continues the stage whose last node produced its input `prev_op`.
-fn joins(prev_op: &str, op: &str, prev_stage_ops: &[&str]) -> bool {
-    if FOLLOWERS.contains(&op) {
-        return true;
-    }
-    // A fully connected layer takes the Flatten/Reshape in front of it.
-    matches!(op, "Gemm" | "MatMul")
-        && matches!(prev_op, "Flatten" | "Reshape")
-        && prev_stage_ops.iter().all(|o| matches!(*o, "Flatten" | "Reshape"))
+/// Ops that only move or reshape data. A stage made of nothing else is no layer of its own:
+/// the node it feeds joins it (a Flatten before a fully connected layer, tf2onnx's Transpose of
+/// the NHWC input before the first convolution, paddle2onnx's Unsqueeze-Pad-Squeeze in front of
+/// a convolution).
+const DATA_MOVEMENT: &[&str] = &["Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Pad", "Slice", "Identity"];
+
+/// Whether `node` continues the stage whose last node produced its input.
+fn joins(op: &str, prev_stage_ops: &[&str]) -> bool {
+    FOLLOWERS.contains(&op) || prev_stage_ops.iter().all(|o| DATA_MOVEMENT.contains(o))
 }
 
 /// The stage an elementwise `node` joins when all its data inputs come from one stage `s` and
@@ -237,7 +237,7 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
                 // Only fuse when the producer's output goes nowhere else, so the stage stays
                 // one chain and the intermediate tensor never has to leave it.
                 let sole_use = consumers.get(only).is_some_and(|c| c.len() == 1) && !outputs_set.contains(only);
-                if last == p && prev.output.len() == 1 && sole_use && joins(prev.op_type(), node.op_type(), &ops) {
+                if last == p && prev.output.len() == 1 && sole_use && joins(node.op_type(), &ops) {
                     target = Some(s);
                 }
             }
