@@ -41,8 +41,12 @@ pub fn stop_on_flag(flag: Arc<AtomicBool>) -> StopFn {
 
 #[derive(Clone)]
 pub struct ProfileOptions {
-    /// Timed runs per stage and mode (after `warmup` untimed ones).
+    /// Timed runs per stage and mode (after `warmup` untimed ones): with `cold_cache`, at most
+    /// this many (see `min_runs`); without, exactly.
     pub runs: usize,
+    /// With `cold_cache`: timed runs per stage and mode at least; after them a stage stops once
+    /// its max is stable ([`RunCount`]). `runs` here times every stage `runs` times.
+    pub min_runs: usize,
     pub warmup: usize,
     /// WCET = observed max x margin; >= 1.
     pub margin: f64,
@@ -78,6 +82,7 @@ impl Default for ProfileOptions {
     fn default() -> Self {
         Self {
             runs: 100,
+            min_runs: RunCount::MIN_RUNS,
             warmup: 10,
             margin: 1.2,
             cfg: ExecConfig::default(),
@@ -271,12 +276,76 @@ fn elem_size(elem_type: i32) -> usize {
 /// evict before each run) can take minutes, and a Ctrl-C must not wait for it.
 const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Runs `f` `warmup + runs` times and returns the timed durations in microseconds; with
-/// `evictor`, the caches are evicted before every timed run. `stop` is asked every
-/// [`STOP_POLL`]; `true` abandons the measurement.
+/// How many timed runs a stage gets: at least `min`, at most `max`, and in between until its
+/// max is stable: the last `stable` runs did not raise it above `1 + tolerance` times the max
+/// of the runs before them.
+///
+/// Why: with cold caches every timed run is preceded by an eviction (14 ms per 64 MiB here),
+/// which is most of what profiling costs (a zoo ResNet-18 took 95 s with 100 runs per stage
+/// and mode). The WCET is the max (x margin); once more runs stop raising it, they only cost.
+/// A stage whose times keep rising (noise, a slow start) gets more runs, up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunCount {
+    pub min: usize,
+    pub max: usize,
+    pub stable: usize,
+    /// A rise of the max by at most this fraction counts as stable (well inside a 1.2 margin).
+    pub tolerance: f64,
+}
+
+impl RunCount {
+    /// The default floor of [`ProfileOptions::min_runs`].
+    pub const MIN_RUNS: usize = 10;
+    /// Runs that must not raise the max for it to count as stable.
+    pub const STABLE_RUNS: usize = 10;
+    pub const TOLERANCE: f64 = 0.02;
+
+    /// Exactly `runs` runs.
+    pub fn fixed(runs: usize) -> Self {
+        Self { min: runs, max: runs, stable: 0, tolerance: 0.0 }
+    }
+
+    /// `min` to `max` runs, stable over [`Self::STABLE_RUNS`] within [`Self::TOLERANCE`].
+    pub fn adaptive(min: usize, max: usize) -> Self {
+        Self { min, max, stable: Self::STABLE_RUNS, tolerance: Self::TOLERANCE }
+    }
+
+    /// How the profile's `source` says it: "100 runs", or "10 to 100 runs (...)".
+    pub fn describe(&self) -> String {
+        if self.min >= self.max {
+            return format!("{} runs", self.max);
+        }
+        format!(
+            "{} to {} runs (until the last {} did not raise the max by over {:.1}%)",
+            self.min.max(self.stable + 1),
+            self.max,
+            self.stable,
+            self.tolerance * 100.0
+        )
+    }
+
+    /// Whether the timed runs so far (`samples`, in order) are enough.
+    pub fn enough(&self, samples: &[f64]) -> bool {
+        let n = samples.len();
+        if n >= self.max {
+            return true;
+        }
+        // A stable max needs runs before the last `stable` ones to compare with.
+        if n < self.min || n <= self.stable {
+            return false;
+        }
+        let (before, last) = samples.split_at(n - self.stable);
+        let max_before = before.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        last.iter().all(|&s| s <= max_before * (1.0 + self.tolerance))
+    }
+}
+
+/// Runs `f` `warmup` times, then timed until `count` has enough, and returns the timed
+/// durations in microseconds; with `evictor`, the caches are evicted before every timed run.
+/// `stop` is asked every [`STOP_POLL`]; `true` abandons the measurement.
 fn measure(
     warmup: usize,
-    runs: usize,
+    count: RunCount,
     mut evictor: Option<&mut CacheEvictor>,
     stop: &dyn Fn() -> bool,
     mut f: impl FnMut() -> Result<()>,
@@ -296,8 +365,8 @@ fn measure(
         check()?;
         f()?;
     }
-    let mut out = Vec::with_capacity(runs);
-    for _ in 0..runs {
+    let mut out = Vec::with_capacity(count.max.min(1 << 16));
+    while !count.enough(&out) {
         check()?;
         if let Some(e) = evictor.as_deref_mut() {
             e.evict();
@@ -432,9 +501,11 @@ pub fn profile_shaped_to_file(
     before("loading the model")?;
     // The GPU runtime (which also runs the CPU modes) must be the first one this process loads.
     let gpu_problem = gpu_runtime(opts);
+    let loading = Instant::now();
     let staged = StagedModel::load_with(model_path, shapes)?;
     let sha = sha256_file(model_path)?;
     let mut p = Profiler::new(&staged, opts, sha);
+    tracing::info!("{}: loaded and partitioned in {:.1} s", model_path.display(), loading.elapsed().as_secs_f64());
     if let Some(why) = gpu_problem {
         tracing::warn!("gpu mode left out of the profile: {why}");
         p.skipped.push(format!("all stages: gpu: {why}"));
@@ -474,6 +545,40 @@ fn write(path: &Path, p: &DnnProfile) -> Result<()> {
     let staging = std::path::PathBuf::from(staging);
     std::fs::write(&staging, p.to_json() + "\n").map_err(|e| EngineError::io(&staging, e))?;
     std::fs::rename(&staging, path).map_err(|e| EngineError::io(path, e))
+}
+
+/// Where a profile's time went: seconds per phase, summed over the phases of one name.
+struct Phases {
+    last: Instant,
+    spent: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        Self { last: Instant::now(), spent: Vec::new() }
+    }
+
+    /// Charges the time since the last call to `phase`.
+    fn end(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        let took = now - self.last;
+        self.last = now;
+        match self.spent.iter_mut().find(|(p, _)| *p == phase) {
+            Some((_, t)) => *t += took,
+            None => self.spent.push((phase, took)),
+        }
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: f64 = self.spent.iter().map(|(_, t)| t.as_secs_f64()).sum();
+        write!(f, "{total:.1} s")?;
+        for (p, t) in &self.spent {
+            write!(f, ", {p} {:.1} s", t.as_secs_f64())?;
+        }
+        Ok(())
+    }
 }
 
 /// Profiling state; `layers` grows stage by stage so that an interrupted run keeps them.
@@ -531,13 +636,21 @@ impl<'a> Profiler<'a> {
     /// [`measure`] of a transition, with its eviction (`transition_evictor`).
     fn measure_transition(&self, f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
         let mut evictor = self.transition_evictor.as_ref().map(|e| e.borrow_mut());
-        measure(self.opts.warmup, self.opts.runs, evictor.as_deref_mut(), &|| self.stop_requested(), f)
+        measure(self.opts.warmup, self.run_count(), evictor.as_deref_mut(), &|| self.stop_requested(), f)
     }
 
     /// [`measure`] with this profile's cache eviction.
     fn measure(&self, f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
         let mut evictor = self.evictor.as_ref().map(|e| e.borrow_mut());
-        measure(self.opts.warmup, self.opts.runs, evictor.as_deref_mut(), &|| self.stop_requested(), f)
+        measure(self.opts.warmup, self.run_count(), evictor.as_deref_mut(), &|| self.stop_requested(), f)
+    }
+
+    /// Timed runs per measurement: adaptive where each costs an eviction, else `runs`.
+    fn run_count(&self) -> RunCount {
+        match self.opts.cold_cache {
+            true => RunCount::adaptive(self.opts.min_runs, self.opts.runs),
+            false => RunCount::fixed(self.opts.runs),
+        }
     }
 
     fn profile(&self, partial: Option<&str>) -> DnnProfile {
@@ -545,11 +658,11 @@ impl<'a> Profiler<'a> {
             (format!("{f:?}").to_lowercase(), p.display().to_string())
         });
         let mut source = format!(
-            "lalarand profile: onnxruntime {} ({flavor}, {lib}), threads={}, cores={:?}, {} runs after {} warm-up, {}, batch 1, cpu: {}",
+            "lalarand profile: onnxruntime {} ({flavor}, {lib}), threads={}, cores={:?}, {} after {} warm-up, {}, batch 1, cpu: {}",
             crate::runtime::ORT_VERSION,
             self.opts.cfg.threads,
             self.opts.cfg.cores,
-            self.opts.runs,
+            self.run_count().describe(),
             self.opts.warmup,
             match &self.evictor {
                 Some(e) => format!(
@@ -636,8 +749,10 @@ impl<'a> Profiler<'a> {
         // Every boundary tensor of one fp32 run: the inputs each stage is timed with.
         self.check_stop_before("the fp32 reference run")?;
         let fp32_modes = vec![Mode::CpuFp32; staged.stage_count()];
+        let mut phases = Phases::new();
         let reference = Pipeline::new(staged, &fp32_modes, None, cfg)?;
         let tensors = reference.run_all(&dims, first.clone())?;
+        phases.end("fp32 reference");
 
         let int8 = if modes.contains(&Mode::CpuInt8) {
             // Calibration batches: up to 32 samples where the batch is symbolic, else the fixed batch.
@@ -654,13 +769,16 @@ impl<'a> Profiler<'a> {
             let mut stop = || self.stop_requested();
             let method = CalibrationMethod::Percentile(99.99);
             let ranges = calibrate_until(staged, &batches, method, &mut stop)?;
+            phases.end("int8 calibration");
             let mut int8 = quantize_stages_until(staged, &ranges, &mut stop)?;
+            phases.end("int8 build");
             // Saved with the profile: runs and servers rebuild these very stages
             // (crate::calibration). Recorded before the check, which only takes stages away
             // (a refused stage has no cpu-int8 mode in the profile, so no allocation runs it).
             let samples = batches.iter().map(|(d, _)| d[0]).sum();
             let calibration = crate::calibration::record(&ranges, method, samples, &int8);
             check_stages_until(staged, &mut int8, &batches, &mut stop)?;
+            phases.end("int8 check");
             self.calibration = Some(calibration);
             int8
         } else {
@@ -681,6 +799,7 @@ impl<'a> Profiler<'a> {
             }
             _ => vec![None; staged.stage_count()],
         };
+        phases.end("int8 costs");
 
         let bar = if opts.progress {
             indicatif::ProgressBar::new((staged.stage_count() * modes.len()) as u64)
@@ -708,7 +827,9 @@ impl<'a> Profiler<'a> {
             for &mode in &modes {
                 self.check_stop()?;
                 bar.set_message(format!("{} {mode}", stage.name));
-                match self.time_stage(i, mode, &int8, &tensors) {
+                let timed = self.time_stage(i, mode, &int8, &tensors);
+                phases.end(mode.name());
+                match timed {
                     Ok(s) => {
                         layer.modes[mode.index()] = Some(ModeTiming { wcet: wcet(&s, opts.margin), stats: Some(s) })
                     }
@@ -727,6 +848,7 @@ impl<'a> Profiler<'a> {
             if layer.modes[Mode::Gpu.index()].is_some() {
                 layer.transitions.copy_in = self.time_gpu_copy(&stage.inputs, &tensors)?;
             }
+            phases.end("transitions");
             self.layers.push(layer);
         }
         bar.finish_and_clear();
@@ -740,6 +862,8 @@ impl<'a> Profiler<'a> {
             },
             None => 0,
         };
+        phases.end("transitions");
+        tracing::info!("profiled {}: {}", staged.name, phases);
         Ok(())
     }
 
@@ -946,6 +1070,45 @@ mod tests {
         assert_eq!(parse_size("32768K"), Some(32 << 20));
         assert_eq!(parse_size("2M"), Some(2 << 20));
         assert_eq!(parse_size("x"), None);
+    }
+
+    /// At least `min` runs; then a stop once the last `stable` runs stay within the tolerance
+    /// of the max before them; a max that keeps rising runs to `max`.
+    #[test]
+    fn timed_runs_stop_once_the_max_is_stable() {
+        let count = RunCount { min: 4, max: 8, stable: 2, tolerance: 0.05 };
+        let first_stop = |samples: &[f64]| (0..=samples.len()).find(|&n| count.enough(&samples[..n]));
+        // Flat: stops at the floor.
+        assert_eq!(first_stop(&[10.0; 8]), Some(4));
+        // A rise within the tolerance is stable; one above it needs `stable` more runs.
+        assert_eq!(first_stop(&[10.0, 10.0, 10.0, 10.4, 10.0, 10.0, 10.0, 10.0]), Some(4));
+        assert_eq!(first_stop(&[10.0, 10.0, 10.0, 11.0, 10.0, 10.0, 10.0, 10.0]), Some(6));
+        assert_eq!(first_stop(&[10.0, 10.0, 11.0, 10.0, 10.0, 10.0, 10.0, 10.0]), Some(5));
+        // Rising all along: the cap.
+        let rising: Vec<f64> = (0..10).map(|k| 10.0 * 1.1f64.powi(k)).collect();
+        assert_eq!(first_stop(&rising), Some(8));
+        // Never fewer than stable + 1 (something before the window to compare with).
+        let low_floor = RunCount { min: 1, ..count };
+        assert_eq!(first_stop(&[10.0; 8]), Some(4));
+        assert_eq!((0..=8).find(|&n| low_floor.enough(&[10.0; 8][..n])), Some(3));
+        // Fixed counts, and a floor above the cap: the cap.
+        assert_eq!((0..=8).find(|&n| RunCount::fixed(5).enough(&[1.0; 8][..n])), Some(5));
+        assert_eq!((0..=8).find(|&n| RunCount::adaptive(50, 6).enough(&[1.0; 8][..n])), Some(6));
+        assert_eq!(RunCount::fixed(100).describe(), "100 runs");
+        assert_eq!(
+            RunCount::adaptive(10, 100).describe(),
+            "11 to 100 runs (until the last 10 did not raise the max by over 2.0%)"
+        );
+    }
+
+    #[test]
+    fn phases_add_up_by_name() {
+        let mut p = Phases::new();
+        p.end("a");
+        p.end("b");
+        p.end("a");
+        assert_eq!(p.spent.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["a", "b"]);
+        assert!(p.to_string().starts_with("0.0 s, a 0.0 s, b 0.0 s"), "{p}");
     }
 
     #[test]
