@@ -41,12 +41,12 @@ pub fn stop_on_flag(flag: Arc<AtomicBool>) -> StopFn {
 
 #[derive(Clone)]
 pub struct ProfileOptions {
-    /// Timed runs per stage and mode (after `warmup` untimed ones): with `cold_cache`, at most
-    /// this many (see `min_runs`); without, exactly.
+    /// Timed runs per stage and mode (after `warmup` untimed ones).
     pub runs: usize,
-    /// With `cold_cache`: timed runs per stage and mode at least; after them a stage stops once
-    /// its max is stable ([`RunCount`]). `runs` here times every stage `runs` times.
-    pub min_runs: usize,
+    /// With `cold_cache`: how many of the `runs` start with evicted caches, at least; the first
+    /// runs are cold until their max is stable ([`ColdRuns`]), the rest warm. `runs` here makes
+    /// every timed run cold.
+    pub min_cold_runs: usize,
     pub warmup: usize,
     /// WCET = observed max x margin; >= 1.
     pub margin: f64,
@@ -82,7 +82,7 @@ impl Default for ProfileOptions {
     fn default() -> Self {
         Self {
             runs: 100,
-            min_runs: RunCount::MIN_RUNS,
+            min_cold_runs: ColdRuns::MIN_RUNS,
             warmup: 10,
             margin: 1.2,
             cfg: ExecConfig::default(),
@@ -276,16 +276,20 @@ fn elem_size(elem_type: i32) -> usize {
 /// evict before each run) can take minutes, and a Ctrl-C must not wait for it.
 const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// How many timed runs a stage gets: at least `min`, at most `max`, and in between until its
-/// max is stable: the last `stable` runs did not raise it above `1 + tolerance` times the max
-/// of the runs before them.
+/// How many of a stage's timed runs start with evicted caches: the first ones, at least `min`,
+/// at most `max`, and in between until their max is stable: the last `stable` did not raise it
+/// above `1 + tolerance` times the max of the cold runs before them. The timed runs after them
+/// start with what the previous run left in cache.
 ///
-/// Why: with cold caches every timed run is preceded by an eviction (14 ms per 64 MiB here),
-/// which is most of what profiling costs (a zoo ResNet-18 took 95 s with 100 runs per stage
-/// and mode). The WCET is the max (x margin); once more runs stop raising it, they only cost.
-/// A stage whose times keep rising (noise, a slow start) gets more runs, up to `max`.
+/// Why: an eviction (14 ms per 64 MiB here) costs more than most stage runs, and evicting
+/// before each of 100 runs per stage and mode made a zoo ResNet-18 take 71 s to profile. Cold
+/// runs are what make a stage slower than warm ones, and once more of them stop raising their
+/// max they only cost; a stage whose cold times keep rising (noise, a slow start) gets more.
+/// The warm runs are cheap and still catch what is not about caches (an interrupt, a
+/// preemption), back to back, with no eviction between them for it to land in instead. The
+/// WCET is the max of all timed runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RunCount {
+pub struct ColdRuns {
     pub min: usize,
     pub max: usize,
     pub stable: usize,
@@ -293,38 +297,33 @@ pub struct RunCount {
     pub tolerance: f64,
 }
 
-impl RunCount {
-    /// The default floor of [`ProfileOptions::min_runs`].
+impl ColdRuns {
+    /// The default floor of [`ProfileOptions::min_cold_runs`].
     pub const MIN_RUNS: usize = 10;
-    /// Runs that must not raise the max for it to count as stable.
+    /// Cold runs that must not raise their max for it to count as stable.
     pub const STABLE_RUNS: usize = 10;
     pub const TOLERANCE: f64 = 0.02;
 
-    /// Exactly `runs` runs.
-    pub fn fixed(runs: usize) -> Self {
-        Self { min: runs, max: runs, stable: 0, tolerance: 0.0 }
-    }
-
-    /// `min` to `max` runs, stable over [`Self::STABLE_RUNS`] within [`Self::TOLERANCE`].
-    pub fn adaptive(min: usize, max: usize) -> Self {
+    /// `min` to `max` cold runs, stable over [`Self::STABLE_RUNS`] within [`Self::TOLERANCE`].
+    pub fn new(min: usize, max: usize) -> Self {
         Self { min, max, stable: Self::STABLE_RUNS, tolerance: Self::TOLERANCE }
     }
 
-    /// How the profile's `source` says it: "100 runs", or "10 to 100 runs (...)".
+    /// How the profile's `source` says it: "all", or "the first 11 to 100 (...)".
     pub fn describe(&self) -> String {
-        if self.min >= self.max {
-            return format!("{} runs", self.max);
+        let least = self.min.max(self.stable + 1);
+        if least >= self.max {
+            return "all".into();
         }
         format!(
-            "{} to {} runs (until the last {} did not raise the max by over {:.1}%)",
-            self.min.max(self.stable + 1),
+            "the first {least} to {} (until the last {} did not raise their max by over {:.1}%)",
             self.max,
             self.stable,
             self.tolerance * 100.0
         )
     }
 
-    /// Whether the timed runs so far (`samples`, in order) are enough.
+    /// Whether the cold runs so far (`samples`, in order) are enough.
     pub fn enough(&self, samples: &[f64]) -> bool {
         let n = samples.len();
         if n >= self.max {
@@ -340,13 +339,13 @@ impl RunCount {
     }
 }
 
-/// Runs `f` `warmup` times, then timed until `count` has enough, and returns the timed
-/// durations in microseconds; with `evictor`, the caches are evicted before every timed run.
-/// `stop` is asked every [`STOP_POLL`]; `true` abandons the measurement.
+/// Runs `f` `warmup` times, then `runs` times timed, and returns the timed durations in
+/// microseconds; with `cold`, the caches are evicted before the first timed runs until
+/// [`ColdRuns::enough`]. `stop` is asked every [`STOP_POLL`]; `true` abandons the measurement.
 fn measure(
     warmup: usize,
-    count: RunCount,
-    mut evictor: Option<&mut CacheEvictor>,
+    runs: usize,
+    mut cold: Option<(ColdRuns, &mut CacheEvictor)>,
     stop: &dyn Fn() -> bool,
     mut f: impl FnMut() -> Result<()>,
 ) -> Result<Vec<f64>> {
@@ -365,10 +364,14 @@ fn measure(
         check()?;
         f()?;
     }
-    let mut out = Vec::with_capacity(count.max.min(1 << 16));
-    while !count.enough(&out) {
+    let mut out = Vec::with_capacity(runs.min(1 << 16));
+    for _ in 0..runs {
         check()?;
-        if let Some(e) = evictor.as_deref_mut() {
+        // Cold runs come first, so `out` holds only cold ones until they are enough.
+        if cold.as_ref().is_some_and(|(c, _)| c.enough(&out)) {
+            cold = None;
+        }
+        if let Some((_, e)) = cold.as_mut() {
             e.evict();
         }
         let t = Instant::now();
@@ -636,21 +639,19 @@ impl<'a> Profiler<'a> {
     /// [`measure`] of a transition, with its eviction (`transition_evictor`).
     fn measure_transition(&self, f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
         let mut evictor = self.transition_evictor.as_ref().map(|e| e.borrow_mut());
-        measure(self.opts.warmup, self.run_count(), evictor.as_deref_mut(), &|| self.stop_requested(), f)
+        let cold = evictor.as_deref_mut().map(|e| (self.cold_runs(), e));
+        measure(self.opts.warmup, self.opts.runs, cold, &|| self.stop_requested(), f)
     }
 
     /// [`measure`] with this profile's cache eviction.
     fn measure(&self, f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
         let mut evictor = self.evictor.as_ref().map(|e| e.borrow_mut());
-        measure(self.opts.warmup, self.run_count(), evictor.as_deref_mut(), &|| self.stop_requested(), f)
+        let cold = evictor.as_deref_mut().map(|e| (self.cold_runs(), e));
+        measure(self.opts.warmup, self.opts.runs, cold, &|| self.stop_requested(), f)
     }
 
-    /// Timed runs per measurement: adaptive where each costs an eviction, else `runs`.
-    fn run_count(&self) -> RunCount {
-        match self.opts.cold_cache {
-            true => RunCount::adaptive(self.opts.min_runs, self.opts.runs),
-            false => RunCount::fixed(self.opts.runs),
-        }
+    fn cold_runs(&self) -> ColdRuns {
+        ColdRuns::new(self.opts.min_cold_runs, self.opts.runs)
     }
 
     fn profile(&self, partial: Option<&str>) -> DnnProfile {
@@ -658,15 +659,16 @@ impl<'a> Profiler<'a> {
             (format!("{f:?}").to_lowercase(), p.display().to_string())
         });
         let mut source = format!(
-            "lalarand profile: onnxruntime {} ({flavor}, {lib}), threads={}, cores={:?}, {} after {} warm-up, {}, batch 1, cpu: {}",
+            "lalarand profile: onnxruntime {} ({flavor}, {lib}), threads={}, cores={:?}, {} runs after {} warm-up, {}, batch 1, cpu: {}",
             crate::runtime::ORT_VERSION,
             self.opts.cfg.threads,
             self.opts.cfg.cores,
-            self.run_count().describe(),
+            self.opts.runs,
             self.opts.warmup,
             match &self.evictor {
                 Some(e) => format!(
-                    "caches evicted before every timed run ({} MiB read; {} KiB before a transition)",
+                    "caches evicted before {} timed runs ({} MiB read; {} KiB before a transition)",
+                    self.cold_runs().describe(),
                     e.borrow().bytes() >> 20,
                     self.transition_evictor.as_ref().map_or(0, |t| t.borrow().bytes() >> 10)
                 ),
@@ -1072,33 +1074,54 @@ mod tests {
         assert_eq!(parse_size("x"), None);
     }
 
-    /// At least `min` runs; then a stop once the last `stable` runs stay within the tolerance
-    /// of the max before them; a max that keeps rising runs to `max`.
+    /// At least `min` cold runs; then warm ones once the last `stable` cold runs stay within
+    /// the tolerance of the max before them; a max that keeps rising stays cold to `max`.
     #[test]
-    fn timed_runs_stop_once_the_max_is_stable() {
-        let count = RunCount { min: 4, max: 8, stable: 2, tolerance: 0.05 };
-        let first_stop = |samples: &[f64]| (0..=samples.len()).find(|&n| count.enough(&samples[..n]));
-        // Flat: stops at the floor.
-        assert_eq!(first_stop(&[10.0; 8]), Some(4));
-        // A rise within the tolerance is stable; one above it needs `stable` more runs.
-        assert_eq!(first_stop(&[10.0, 10.0, 10.0, 10.4, 10.0, 10.0, 10.0, 10.0]), Some(4));
-        assert_eq!(first_stop(&[10.0, 10.0, 10.0, 11.0, 10.0, 10.0, 10.0, 10.0]), Some(6));
-        assert_eq!(first_stop(&[10.0, 10.0, 11.0, 10.0, 10.0, 10.0, 10.0, 10.0]), Some(5));
-        // Rising all along: the cap.
+    fn runs_stay_cold_until_their_max_is_stable() {
+        let cold = ColdRuns { min: 4, max: 8, stable: 2, tolerance: 0.05 };
+        let first_warm = |c: &ColdRuns, samples: &[f64]| (0..=samples.len()).find(|&n| c.enough(&samples[..n]));
+        // Flat: warm after the floor.
+        assert_eq!(first_warm(&cold, &[10.0; 8]), Some(4));
+        // A rise within the tolerance is stable; one above it needs `stable` more cold runs.
+        assert_eq!(first_warm(&cold, &[10.0, 10.0, 10.0, 10.4, 10.0, 10.0, 10.0, 10.0]), Some(4));
+        assert_eq!(first_warm(&cold, &[10.0, 10.0, 10.0, 11.0, 10.0, 10.0, 10.0, 10.0]), Some(6));
+        assert_eq!(first_warm(&cold, &[10.0, 10.0, 11.0, 10.0, 10.0, 10.0, 10.0, 10.0]), Some(5));
+        // Rising all along: cold to the cap.
         let rising: Vec<f64> = (0..10).map(|k| 10.0 * 1.1f64.powi(k)).collect();
-        assert_eq!(first_stop(&rising), Some(8));
+        assert_eq!(first_warm(&cold, &rising), Some(8));
         // Never fewer than stable + 1 (something before the window to compare with).
-        let low_floor = RunCount { min: 1, ..count };
-        assert_eq!(first_stop(&[10.0; 8]), Some(4));
-        assert_eq!((0..=8).find(|&n| low_floor.enough(&[10.0; 8][..n])), Some(3));
-        // Fixed counts, and a floor above the cap: the cap.
-        assert_eq!((0..=8).find(|&n| RunCount::fixed(5).enough(&[1.0; 8][..n])), Some(5));
-        assert_eq!((0..=8).find(|&n| RunCount::adaptive(50, 6).enough(&[1.0; 8][..n])), Some(6));
-        assert_eq!(RunCount::fixed(100).describe(), "100 runs");
+        assert_eq!(first_warm(&ColdRuns { min: 1, ..cold }, &[10.0; 8]), Some(3));
+        // A floor above the cap: the cap.
+        assert_eq!(first_warm(&ColdRuns::new(50, 6), &[1.0; 8]), Some(6));
+        assert_eq!(ColdRuns::new(10, 11).describe(), "all");
+        assert_eq!(ColdRuns::new(100, 100).describe(), "all");
         assert_eq!(
-            RunCount::adaptive(10, 100).describe(),
-            "11 to 100 runs (until the last 10 did not raise the max by over 2.0%)"
+            ColdRuns::new(10, 100).describe(),
+            "the first 11 to 100 (until the last 10 did not raise their max by over 2.0%)"
         );
+    }
+
+    /// Every timed run is returned, cold or warm; a stop request ends the measurement.
+    #[test]
+    fn measure_times_every_run_cold_ones_first() {
+        let mut evictor = CacheEvictor::with_capacity(1 << 10);
+        let mut calls = 0;
+        let cold = Some((ColdRuns::new(3, 20), &mut evictor));
+        let samples = measure(2, 20, cold, &|| false, || {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((samples.len(), calls), (20, 22));
+        let samples = measure(0, 5, None, &|| false, || Ok(())).unwrap();
+        assert_eq!(samples.len(), 5);
+        let asked = std::cell::Cell::new(false);
+        let slow = || {
+            std::thread::sleep(STOP_POLL / 20);
+            Ok(())
+        };
+        let stopped = measure(0, 1_000, None, &|| asked.replace(true), slow);
+        assert!(matches!(stopped, Err(EngineError::Interrupted(_))), "{stopped:?}");
     }
 
     #[test]

@@ -216,7 +216,7 @@ pub fn run(args: Args) -> Result<Verdict> {
         let (stage_bar, timing) = (bar.clone(), format!("{name}: timing {}", names(&modes)));
         let opts = ProfileOptions {
             runs: RUNS,
-            min_runs: RUNS,
+            min_cold_runs: RUNS,
             warmup: WARMUP,
             margin: MARGIN,
             cfg: ExecConfig { threads: 1, cores: vec![cores[0]], ..ExecConfig::default() },

@@ -55,16 +55,15 @@ pub struct Args {
     /// Rows of every class at the start of `--dataset` that are training rows; the rest test.
     #[arg(long, default_value_t = 400, requires = "dataset")]
     pub train_per_class: usize,
-    /// Timed runs per stage and mode: exactly this many with --warm-cache; with cold caches (the
-    /// default) at most, see --min-runs.
+    /// Timed runs per stage and mode.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub runs: u64,
-    /// With cold caches: timed runs per stage and mode at least. After them a stage stops once
-    /// its max is stable (the last 10 runs did not raise it by over 2%), since every cold run
-    /// costs a cache eviction (about 14 ms); --min-runs equal to --runs times every stage
-    /// --runs times.
+    /// With cold caches (the default): how many of the --runs start with evicted caches, at
+    /// least. The first runs are cold until their max is stable (the last 10 did not raise it
+    /// by over 2%), the rest warm: every eviction costs about 14 ms, more than most stage runs.
+    /// --min-cold-runs equal to --runs evicts before every timed run.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    pub min_runs: u64,
+    pub min_cold_runs: u64,
     /// Untimed runs before them.
     #[arg(long, default_value_t = 10)]
     pub warmup: usize,
@@ -197,7 +196,7 @@ pub fn run(args: Args) -> Result<Verdict> {
     let flag = stop.clone();
     let opts = ProfileOptions {
         runs: args.runs as usize,
-        min_runs: args.min_runs as usize,
+        min_cold_runs: args.min_cold_runs as usize,
         warmup: args.warmup,
         margin: args.margin,
         cfg: ExecConfig { threads: args.threads as usize, cores: args.cores.clone(), ..ExecConfig::default() },
