@@ -70,9 +70,9 @@ pub struct ProfileOptions {
     /// profile's `int8_cost_kind` says which measure). Only meaningful with real inputs, not
     /// [`synthetic_inputs`].
     pub label_free_accuracy: bool,
-    /// Evict the caches before every timed run (see [`CacheEvictor`]), so the WCET covers a
-    /// stage that finds its input and weights out of cache, as it does in a run where other
-    /// stages ran in between. Without it a stage is timed with what its previous run left in
+    /// Evict the caches before the first timed runs (see [`CacheEvictor`], [`ColdRuns`]), so
+    /// the WCET covers a stage that finds its input and weights out of cache, as it does in a
+    /// run where other stages ran in between. Without it a stage is timed with what its previous run left in
     /// cache: a demo run measured yolov3_tiny's memory-bound maxpool stages at 3x their
     /// warm-cache means, above their WCETs (docs/engine.md, "Profiler").
     pub cold_cache: bool,
@@ -147,7 +147,7 @@ impl CacheSizes {
 /// machine), of which a vCPU competes for a slice with every other tenant.
 pub const LAST_LEVEL_SHARE: usize = 32 << 20;
 
-/// Bytes [`CacheEvictor`] writes before every timed run of a stage of a model whose stages
+/// Bytes [`CacheEvictor`] reads before every cold timed run of a stage of a model whose stages
 /// together touch `model_working_set` bytes (weights, and tensors in and out): twice what a
 /// stage can find in cache in a run, that is, twice the larger of that working set (the other
 /// stages of the model run between two runs of a stage) and the caches one core really has

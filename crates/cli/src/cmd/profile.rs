@@ -78,8 +78,9 @@ pub struct Args {
     #[arg(long, default_value_t = 1.2, value_parser = parse_margin)]
     pub margin: f64,
     /// Time every run with the caches as the previous run left them. By default the caches are
-    /// evicted before every timed run, so the WCET covers a stage that finds its input and
-    /// weights out of cache, as in a run where other stages ran in between.
+    /// evicted before the first timed runs (see --min-cold-runs), so the WCET covers a stage
+    /// that finds its input and weights out of cache, as in a run where other stages ran in
+    /// between.
     #[arg(long)]
     pub warm_cache: bool,
     /// Modes to measure, comma-separated.
