@@ -44,6 +44,10 @@ pub fn stop_on_flag(flag: Arc<AtomicBool>) -> StopFn {
 pub struct ProfileOptions {
     /// Timed runs per stage and mode (after `warmup` untimed ones).
     pub runs: usize,
+    /// With `cold_cache`: how many of the `runs` start with evicted caches, at least; the first
+    /// runs are cold until their max is stable ([`ColdRuns`]), the rest warm. `runs` here makes
+    /// every timed run cold.
+    pub min_cold_runs: usize,
     pub warmup: usize,
     /// WCET = observed max x margin; >= 1.
     pub margin: f64,
@@ -67,9 +71,9 @@ pub struct ProfileOptions {
     /// profile's `int8_cost_kind` says which measure). Only meaningful with real inputs, not
     /// [`synthetic_inputs`].
     pub label_free_accuracy: bool,
-    /// Evict the caches before every timed run (see [`CacheEvictor`]), so the WCET covers a
-    /// stage that finds its input and weights out of cache, as it does in a run where other
-    /// stages ran in between. Without it a stage is timed with what its previous run left in
+    /// Evict the caches before the first timed runs (see [`CacheEvictor`], [`ColdRuns`]), so
+    /// the WCET covers a stage that finds its input and weights out of cache, as it does in a
+    /// run where other stages ran in between. Without it a stage is timed with what its previous run left in
     /// cache: a demo run measured yolov3_tiny's memory-bound maxpool stages at 3x their
     /// warm-cache means, above their WCETs (docs/engine.md, "Profiler").
     pub cold_cache: bool,
@@ -82,6 +86,7 @@ impl Default for ProfileOptions {
     fn default() -> Self {
         Self {
             runs: 100,
+            min_cold_runs: ColdRuns::MIN_RUNS,
             warmup: 10,
             margin: 1.2,
             cfg: ExecConfig::default(),
@@ -147,7 +152,7 @@ impl CacheSizes {
 /// machine), of which a vCPU competes for a slice with every other tenant.
 pub const LAST_LEVEL_SHARE: usize = 32 << 20;
 
-/// Bytes [`CacheEvictor`] writes before every timed run of a stage of a model whose stages
+/// Bytes [`CacheEvictor`] reads before every cold timed run of a stage of a model whose stages
 /// together touch `model_working_set` bytes (weights, and tensors in and out): twice what a
 /// stage can find in cache in a run, that is, twice the larger of that working set (the other
 /// stages of the model run between two runs of a stage) and the caches one core really has
@@ -276,13 +281,76 @@ fn elem_size(elem_type: i32) -> usize {
 /// evict before each run) can take minutes, and a Ctrl-C must not wait for it.
 const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Runs `f` `warmup + runs` times and returns the timed durations in microseconds; with
-/// `evictor`, the caches are evicted before every timed run. `stop` is asked every
-/// [`STOP_POLL`]; `true` abandons the measurement.
+/// How many of a stage's timed runs start with evicted caches: the first ones, at least `min`,
+/// at most `max`, and in between until their max is stable: the last `stable` did not raise it
+/// above `1 + tolerance` times the max of the cold runs before them. The timed runs after them
+/// start with what the previous run left in cache.
+///
+/// Why: an eviction (14 ms per 64 MiB here) costs more than most stage runs, and evicting
+/// before each of 100 runs per stage and mode made a zoo ResNet-18 take 71 s to profile. Cold
+/// runs are what make a stage slower than warm ones, and once more of them stop raising their
+/// max they only cost; a stage whose cold times keep rising (noise, a slow start) gets more.
+/// The warm runs are cheap and still catch what is not about caches (an interrupt, a
+/// preemption), back to back, with no eviction between them for it to land in instead. The
+/// WCET is the max of all timed runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColdRuns {
+    pub min: usize,
+    pub max: usize,
+    pub stable: usize,
+    /// A rise of the max by at most this fraction counts as stable (well inside a 1.2 margin).
+    pub tolerance: f64,
+}
+
+impl ColdRuns {
+    /// The default floor of [`ProfileOptions::min_cold_runs`].
+    pub const MIN_RUNS: usize = 10;
+    /// Cold runs that must not raise their max for it to count as stable.
+    pub const STABLE_RUNS: usize = 10;
+    pub const TOLERANCE: f64 = 0.02;
+
+    /// `min` to `max` cold runs, stable over [`Self::STABLE_RUNS`] within [`Self::TOLERANCE`].
+    pub fn new(min: usize, max: usize) -> Self {
+        Self { min, max, stable: Self::STABLE_RUNS, tolerance: Self::TOLERANCE }
+    }
+
+    /// How the profile's `source` says it: "all", or "the first 11 to 100 (...)".
+    pub fn describe(&self) -> String {
+        let least = self.min.max(self.stable + 1);
+        if least >= self.max {
+            return "all".into();
+        }
+        format!(
+            "the first {least} to {} (until the last {} did not raise their max by over {:.1}%)",
+            self.max,
+            self.stable,
+            self.tolerance * 100.0
+        )
+    }
+
+    /// Whether the cold runs so far (`samples`, in order) are enough.
+    pub fn enough(&self, samples: &[f64]) -> bool {
+        let n = samples.len();
+        if n >= self.max {
+            return true;
+        }
+        // A stable max needs runs before the last `stable` ones to compare with.
+        if n < self.min || n <= self.stable {
+            return false;
+        }
+        let (before, last) = samples.split_at(n - self.stable);
+        let max_before = before.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        last.iter().all(|&s| s <= max_before * (1.0 + self.tolerance))
+    }
+}
+
+/// Runs `f` `warmup` times, then `runs` times timed, and returns the timed durations in
+/// microseconds; with `cold`, the caches are evicted before the first timed runs until
+/// [`ColdRuns::enough`]. `stop` is asked every [`STOP_POLL`]; `true` abandons the measurement.
 fn measure(
     warmup: usize,
     runs: usize,
-    mut evictor: Option<&mut CacheEvictor>,
+    mut cold: Option<(ColdRuns, &mut CacheEvictor)>,
     stop: &dyn Fn() -> bool,
     mut f: impl FnMut() -> Result<()>,
 ) -> Result<Vec<f64>> {
@@ -301,10 +369,14 @@ fn measure(
         check()?;
         f()?;
     }
-    let mut out = Vec::with_capacity(runs);
+    let mut out = Vec::with_capacity(runs.min(1 << 16));
     for _ in 0..runs {
         check()?;
-        if let Some(e) = evictor.as_deref_mut() {
+        // Cold runs come first, so `out` holds only cold ones until they are enough.
+        if cold.as_ref().is_some_and(|(c, _)| c.enough(&out)) {
+            cold = None;
+        }
+        if let Some((_, e)) = cold.as_mut() {
             e.evict();
         }
         let t = Instant::now();
@@ -439,8 +511,11 @@ pub fn profile_shaped_to_file(
     before("loading the model")?;
     // The GPU runtime (which also runs the CPU modes) must be the first one this process loads.
     let gpu_problem = gpu_runtime(opts);
+    let loading = Instant::now();
     let staged = StagedModel::load_with(model_path, shapes)?;
     let sha = sha256_file(model_path)?;
+    tracing::info!("{}: loaded and partitioned in {:.1} s", model_path.display(), loading.elapsed().as_secs_f64());
+    let choosing = Instant::now();
     let (staged, choice) = match inputs.first() {
         Some(x)
             if opts.granularity != Granularity::Layer && x.len() == staged.input_shape(1).iter().product::<usize>() =>
@@ -449,7 +524,7 @@ pub fn profile_shaped_to_file(
             pin_current_thread(&opts.cfg.cores)?;
             let stop = || opts.stop.as_ref().is_some_and(|f| f(0));
             let (regrouped, choice) = crate::granularity::apply(&staged, opts.granularity, &opts.cfg, x, &stop)?;
-            tracing::info!("{}", choice.summary());
+            tracing::info!("{} (in {:.1} s)", choice.summary(), choosing.elapsed().as_secs_f64());
             (regrouped, Some(choice))
         }
         _ => (staged, None),
@@ -497,6 +572,40 @@ fn write(path: &Path, p: &DnnProfile) -> Result<()> {
     let staging = std::path::PathBuf::from(staging);
     std::fs::write(&staging, p.to_json() + "\n").map_err(|e| EngineError::io(&staging, e))?;
     std::fs::rename(&staging, path).map_err(|e| EngineError::io(path, e))
+}
+
+/// Where a profile's time went: seconds per phase, summed over the phases of one name.
+struct Phases {
+    last: Instant,
+    spent: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        Self { last: Instant::now(), spent: Vec::new() }
+    }
+
+    /// Charges the time since the last call to `phase`.
+    fn end(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        let took = now - self.last;
+        self.last = now;
+        match self.spent.iter_mut().find(|(p, _)| *p == phase) {
+            Some((_, t)) => *t += took,
+            None => self.spent.push((phase, took)),
+        }
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: f64 = self.spent.iter().map(|(_, t)| t.as_secs_f64()).sum();
+        write!(f, "{total:.1} s")?;
+        for (p, t) in &self.spent {
+            write!(f, ", {p} {:.1} s", t.as_secs_f64())?;
+        }
+        Ok(())
+    }
 }
 
 /// Profiling state; `layers` grows stage by stage so that an interrupted run keeps them.
@@ -557,13 +666,19 @@ impl<'a> Profiler<'a> {
     /// [`measure`] of a transition, with its eviction (`transition_evictor`).
     fn measure_transition(&self, f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
         let mut evictor = self.transition_evictor.as_ref().map(|e| e.borrow_mut());
-        measure(self.opts.warmup, self.opts.runs, evictor.as_deref_mut(), &|| self.stop_requested(), f)
+        let cold = evictor.as_deref_mut().map(|e| (self.cold_runs(), e));
+        measure(self.opts.warmup, self.opts.runs, cold, &|| self.stop_requested(), f)
     }
 
     /// [`measure`] with this profile's cache eviction.
     fn measure(&self, f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
         let mut evictor = self.evictor.as_ref().map(|e| e.borrow_mut());
-        measure(self.opts.warmup, self.opts.runs, evictor.as_deref_mut(), &|| self.stop_requested(), f)
+        let cold = evictor.as_deref_mut().map(|e| (self.cold_runs(), e));
+        measure(self.opts.warmup, self.opts.runs, cold, &|| self.stop_requested(), f)
+    }
+
+    fn cold_runs(&self) -> ColdRuns {
+        ColdRuns::new(self.opts.min_cold_runs, self.opts.runs)
     }
 
     fn profile(&self, partial: Option<&str>) -> DnnProfile {
@@ -579,7 +694,8 @@ impl<'a> Profiler<'a> {
             self.opts.warmup,
             match &self.evictor {
                 Some(e) => format!(
-                    "caches evicted before every timed run ({} MiB read; {} KiB before a transition)",
+                    "caches evicted before {} timed runs ({} MiB read; {} KiB before a transition)",
+                    self.cold_runs().describe(),
                     e.borrow().bytes() >> 20,
                     self.transition_evictor.as_ref().map_or(0, |t| t.borrow().bytes() >> 10)
                 ),
@@ -664,8 +780,10 @@ impl<'a> Profiler<'a> {
         // Every boundary tensor of one fp32 run: the inputs each stage is timed with.
         self.check_stop_before("the fp32 reference run")?;
         let fp32_modes = vec![Mode::CpuFp32; staged.stage_count()];
+        let mut phases = Phases::new();
         let reference = Pipeline::new(staged, &fp32_modes, None, cfg)?;
         let tensors = reference.run_all(&dims, first.clone())?;
+        phases.end("fp32 reference");
 
         let int8 = if modes.contains(&Mode::CpuInt8) {
             // Calibration batches: up to 32 samples where the batch is symbolic, else the fixed batch.
@@ -682,13 +800,16 @@ impl<'a> Profiler<'a> {
             let mut stop = || self.stop_requested();
             let method = CalibrationMethod::Percentile(99.99);
             let ranges = calibrate_until(staged, &batches, method, &mut stop)?;
+            phases.end("int8 calibration");
             let mut int8 = quantize_stages_until(staged, &ranges, &mut stop)?;
+            phases.end("int8 build");
             // Saved with the profile: runs and servers rebuild these very stages
             // (crate::calibration). Recorded before the check, which only takes stages away
             // (a refused stage has no cpu-int8 mode in the profile, so no allocation runs it).
             let samples = batches.iter().map(|(d, _)| d[0]).sum();
             let calibration = crate::calibration::record(&ranges, method, samples, &int8);
             check_stages_until(staged, &mut int8, &batches, &mut stop)?;
+            phases.end("int8 check");
             self.calibration = Some(calibration);
             int8
         } else {
@@ -709,6 +830,7 @@ impl<'a> Profiler<'a> {
             }
             _ => vec![None; staged.stage_count()],
         };
+        phases.end("int8 costs");
 
         let bar = if opts.progress {
             indicatif::ProgressBar::new((staged.stage_count() * modes.len()) as u64)
@@ -736,7 +858,9 @@ impl<'a> Profiler<'a> {
             for &mode in &modes {
                 self.check_stop()?;
                 bar.set_message(format!("{} {mode}", stage.name));
-                match self.time_stage(i, mode, &int8, &tensors) {
+                let timed = self.time_stage(i, mode, &int8, &tensors);
+                phases.end(mode.name());
+                match timed {
                     Ok(s) => {
                         layer.modes[mode.index()] = Some(ModeTiming { wcet: wcet(&s, opts.margin), stats: Some(s) })
                     }
@@ -755,6 +879,7 @@ impl<'a> Profiler<'a> {
             if layer.modes[Mode::Gpu.index()].is_some() {
                 layer.transitions.copy_in = self.time_gpu_copy(&stage.inputs, &tensors)?;
             }
+            phases.end("transitions");
             self.layers.push(layer);
         }
         bar.finish_and_clear();
@@ -768,6 +893,8 @@ impl<'a> Profiler<'a> {
             },
             None => 0,
         };
+        phases.end("transitions");
+        tracing::info!("profiled {}: {}", staged.name, phases);
         Ok(())
     }
 
@@ -974,6 +1101,66 @@ mod tests {
         assert_eq!(parse_size("32768K"), Some(32 << 20));
         assert_eq!(parse_size("2M"), Some(2 << 20));
         assert_eq!(parse_size("x"), None);
+    }
+
+    /// At least `min` cold runs; then warm ones once the last `stable` cold runs stay within
+    /// the tolerance of the max before them; a max that keeps rising stays cold to `max`.
+    #[test]
+    fn runs_stay_cold_until_their_max_is_stable() {
+        let cold = ColdRuns { min: 4, max: 8, stable: 2, tolerance: 0.05 };
+        let first_warm = |c: &ColdRuns, samples: &[f64]| (0..=samples.len()).find(|&n| c.enough(&samples[..n]));
+        // Flat: warm after the floor.
+        assert_eq!(first_warm(&cold, &[10.0; 8]), Some(4));
+        // A rise within the tolerance is stable; one above it needs `stable` more cold runs.
+        assert_eq!(first_warm(&cold, &[10.0, 10.0, 10.0, 10.4, 10.0, 10.0, 10.0, 10.0]), Some(4));
+        assert_eq!(first_warm(&cold, &[10.0, 10.0, 10.0, 11.0, 10.0, 10.0, 10.0, 10.0]), Some(6));
+        assert_eq!(first_warm(&cold, &[10.0, 10.0, 11.0, 10.0, 10.0, 10.0, 10.0, 10.0]), Some(5));
+        // Rising all along: cold to the cap.
+        let rising: Vec<f64> = (0..10).map(|k| 10.0 * 1.1f64.powi(k)).collect();
+        assert_eq!(first_warm(&cold, &rising), Some(8));
+        // Never fewer than stable + 1 (something before the window to compare with).
+        assert_eq!(first_warm(&ColdRuns { min: 1, ..cold }, &[10.0; 8]), Some(3));
+        // A floor above the cap: the cap.
+        assert_eq!(first_warm(&ColdRuns::new(50, 6), &[1.0; 8]), Some(6));
+        assert_eq!(ColdRuns::new(10, 11).describe(), "all");
+        assert_eq!(ColdRuns::new(100, 100).describe(), "all");
+        assert_eq!(
+            ColdRuns::new(10, 100).describe(),
+            "the first 11 to 100 (until the last 10 did not raise their max by over 2.0%)"
+        );
+    }
+
+    /// Every timed run is returned, cold or warm; a stop request ends the measurement.
+    #[test]
+    fn measure_times_every_run_cold_ones_first() {
+        let mut evictor = CacheEvictor::with_capacity(1 << 10);
+        let mut calls = 0;
+        let cold = Some((ColdRuns::new(3, 20), &mut evictor));
+        let samples = measure(2, 20, cold, &|| false, || {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((samples.len(), calls), (20, 22));
+        let samples = measure(0, 5, None, &|| false, || Ok(())).unwrap();
+        assert_eq!(samples.len(), 5);
+        let asked = std::cell::Cell::new(false);
+        let slow = || {
+            std::thread::sleep(STOP_POLL / 20);
+            Ok(())
+        };
+        let stopped = measure(0, 1_000, None, &|| asked.replace(true), slow);
+        assert!(matches!(stopped, Err(EngineError::Interrupted(_))), "{stopped:?}");
+    }
+
+    #[test]
+    fn phases_add_up_by_name() {
+        let mut p = Phases::new();
+        p.end("a");
+        p.end("b");
+        p.end("a");
+        assert_eq!(p.spent.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["a", "b"]);
+        assert!(p.to_string().starts_with("0.0 s, a 0.0 s, b 0.0 s"), "{p}");
     }
 
     #[test]

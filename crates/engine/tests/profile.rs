@@ -198,7 +198,7 @@ fn timed_runs_start_cold_unless_asked_otherwise() {
     let staged = StagedModel::load(&model).unwrap();
     let inputs = lalarand_engine::profile::synthetic_inputs(&staged, 2);
     let dir = tempfile::tempdir().unwrap();
-    for (cold, says) in [(true, "caches evicted before every timed run"), (false, "warm caches")] {
+    for (cold, says) in [(true, "caches evicted before all timed runs"), (false, "warm caches")] {
         let o = ProfileOptions { runs: 1, warmup: 0, modes: vec![Mode::CpuFp32], cold_cache: cold, ..opts() };
         let p = profile_to_file(&model, &inputs, &o, &dir.path().join("p.json")).unwrap().profile;
         assert!(p.source.contains(says), "{}", p.source);

@@ -104,9 +104,11 @@ const DIGITS_DATA: &[u8] = include_bytes!("../../../engine/testdata/mnist_5k.csv
 /// measure each stage's int8 accuracy cost (as `lalarand profile --train-per-class 400`).
 const TRAIN_PER_CLASS: usize = 400;
 const CALIBRATION_PER_CLASS: usize = 20;
-/// Timed and untimed runs per stage and mode while profiling, and the WCET margin (small runs
-/// on a shared machine: a generous margin).
-const RUNS: usize = 10;
+/// Timed and untimed runs per stage and mode while profiling, how many of the timed ones start
+/// cold at least (docs/engine.md, "How many timed runs"), and the WCET margin (small runs on a
+/// shared machine: a generous margin).
+const RUNS: usize = 20;
+const MIN_COLD_RUNS: usize = 10;
 const WARMUP: usize = 2;
 const MARGIN: f64 = 1.5;
 /// The runtime's own costs, charged in the analysis (docs/runtime.md, "Overheads"): per stage
@@ -216,6 +218,7 @@ pub fn run(args: Args) -> Result<Verdict> {
         let (stage_bar, timing) = (bar.clone(), format!("{name}: timing {}", names(&modes)));
         let opts = ProfileOptions {
             runs: RUNS,
+            min_cold_runs: MIN_COLD_RUNS,
             warmup: WARMUP,
             margin: MARGIN,
             cfg: ExecConfig { threads: 1, cores: vec![cores[0]], ..ExecConfig::default() },

@@ -59,6 +59,12 @@ pub struct Args {
     /// Timed runs per stage and mode.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub runs: u64,
+    /// With cold caches (the default): how many of the --runs start with evicted caches, at
+    /// least. The first runs are cold until their max is stable (the last 10 did not raise it
+    /// by over 2%), the rest warm: every eviction costs about 14 ms, more than most stage runs.
+    /// --min-cold-runs equal to --runs evicts before every timed run.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_cold_runs: u64,
     /// Untimed runs before them.
     #[arg(long, default_value_t = 10)]
     pub warmup: usize,
@@ -73,8 +79,9 @@ pub struct Args {
     #[arg(long, default_value_t = 1.2, value_parser = parse_margin)]
     pub margin: f64,
     /// Time every run with the caches as the previous run left them. By default the caches are
-    /// evicted before every timed run, so the WCET covers a stage that finds its input and
-    /// weights out of cache, as in a run where other stages ran in between.
+    /// evicted before the first timed runs (see --min-cold-runs), so the WCET covers a stage
+    /// that finds its input and weights out of cache, as in a run where other stages ran in
+    /// between.
     #[arg(long)]
     pub warm_cache: bool,
     /// How coarse the stages are: `layer` (a conv with its norm and activation), `block` (layers
@@ -197,6 +204,7 @@ pub fn run(args: Args) -> Result<Verdict> {
     let flag = stop.clone();
     let opts = ProfileOptions {
         runs: args.runs as usize,
+        min_cold_runs: args.min_cold_runs as usize,
         warmup: args.warmup,
         margin: args.margin,
         cfg: ExecConfig { threads: args.threads as usize, cores: args.cores.clone(), ..ExecConfig::default() },
