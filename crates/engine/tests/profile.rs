@@ -39,6 +39,15 @@ fn profiles_every_stage_in_every_cpu_mode() {
     assert_eq!(p.wcet_margin, Some(1.2));
     assert_eq!(p.model_sha256.as_deref(), Some(sha256_file(&model).unwrap().as_str()));
     assert_eq!(p.layers.len(), staged.stage_count());
+    // The residual adds read the block's input as well as their predecessor; the file says so
+    // (the plan charges the conversions of every input a layer reads).
+    let adds: Vec<usize> = (0..p.layers.len()).filter(|&j| p.layers[j].name.ends_with("add")).collect();
+    assert!(!adds.is_empty(), "{:?}", staged.stage_names());
+    for &j in &adds {
+        let read = p.sources(j);
+        assert!(read.layers.len() == 2 && read.layers.contains(&(j - 1)), "{}: {read:?}", p.layers[j].name);
+    }
+    assert_eq!(p.layer_sources, outcome.profile.layer_sources);
     for l in &p.layers {
         for m in [Mode::CpuFp32, Mode::CpuInt8] {
             let t = l.mode(m).unwrap_or_else(|| panic!("{}: no {m}", l.name));

@@ -22,6 +22,7 @@ pub fn chain_profile(model: &str, layers: &[LayerProfile]) -> DnnProfile {
         int8_notes: Default::default(),
         int8_cost_kind: Default::default(),
         stage_grouping: None,
+        layer_sources: Default::default(),
     }
 }
 

@@ -33,8 +33,8 @@ pub use error::{FormatError, ModelError};
 pub use plan::{ExecutionPlan, PlannedLayer, PlannedTask};
 pub use platform::{Platform, Resource, ResourceId, ResourceKind};
 pub use profile::{
-    DnnProfile, Int8Calibration, Int8CostKind, Int8Note, LayerProfile, Mode, ModeTiming, OutputTransitions,
-    StageGrouping, TimingStats, Transitions,
+    DnnProfile, Int8Calibration, Int8CostKind, Int8Note, LayerProfile, LayerSources, Mode, ModeTiming,
+    OutputTransitions, StageGrouping, TimingStats, Transitions,
 };
 pub use task::{PriorityPolicy, System, Task, TaskSet};
 pub use time::{ms_to_time, time_to_ms, time_to_us, us_to_time, Time};

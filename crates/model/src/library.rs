@@ -120,6 +120,7 @@ pub fn artifact_dnns(set: ArtifactSet, int8: Option<Int8Model>) -> Vec<ArtifactD
                     int8_notes: Default::default(),
                     int8_cost_kind: Default::default(),
                     stage_grouping: None,
+                    layer_sources: Default::default(),
                 },
                 shipped_on_gpu: m.shipped_placement.map(|p| p.into_iter().map(|x| x == 1).collect()),
             }

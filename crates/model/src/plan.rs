@@ -2,16 +2,17 @@
 //! overheads are charged.
 //!
 //! Rule (docs/formats.md, "How transitions are charged"; why: docs/analysis.md, section 1):
-//! layer `j`'s input comes from layer `j-1`, or for the first layer from the host as fp32. Its
-//! cost on its own resource, run non-preemptively, is
+//! layer `j`'s inputs come from the layers the profile says it reads (`DnnProfile::sources`:
+//! by default layer `j-1`, or for the first layer the host's fp32 input; a residual add also
+//! reads an earlier layer). Its cost on its own resource, run non-preemptively, is
 //!
 //! `wcet(mode) + dispatch_overhead(resource)`
 //! `+ wakeup_overhead(resource)` if the layer is the first or its predecessor ran on another
 //!                   resource (the worker may be asleep; after its own predecessor it is not)
-//! `+ copy_in`       if the input lives in another memory (host vs. a gpu, or another gpu;
+//! `+ copy_in`       if an input lives in another memory (host vs. a gpu, or another gpu;
 //!                   all cpu resources share host memory)
-//! `+ quantize_in`   if the input is fp32 and the layer int8
-//! `+ dequantize_in` if the input is int8 and the layer fp32
+//! `+ quantize_in`   if an input is fp32 and the layer int8
+//! `+ dequantize_in` if an input is int8 and the layer fp32
 //! and, for the last layer, `+ copy_out` if it runs on a gpu and `+ dequantize_out` if int8,
 //! since the output is handed to the application as fp32 in host memory.
 
@@ -82,7 +83,9 @@ pub fn layer_cost(platform: &Platform, dnn: &DnnProfile, places: &[Placement], j
 /// output charges applied only if `is_last`. Exact searches cost partial allocations with it.
 pub fn layer_cost_with(platform: &Platform, dnn: &DnnProfile, places: &[Placement], j: usize, is_last: bool) -> Time {
     let previous = j.checked_sub(1).map(|p| places[p]);
-    placed_cost(platform, dnn, j, previous, places[j], is_last)
+    let read = dnn.sources(j);
+    let sources: Vec<Placement> = read.layers.iter().map(|&k| places[k]).collect();
+    cost_reading(platform, dnn, j, &sources, read.graph_input, previous, places[j], is_last)
 }
 
 /// The wake-up overhead in layer `j`'s cost: its resource's `wakeup_overhead` if it is the first
@@ -101,11 +104,32 @@ fn wakeup_charge(platform: &Platform, previous: Option<Placement>, place: Placem
 }
 
 /// The cost of layer `j` at `place` when its predecessor sits at `previous` (`None`: the
-/// input comes from the host): the rule in the module documentation.
+/// input comes from the host), as if it read its predecessor only: the chain rule. Searches
+/// that place one layer at a time estimate with it; [`layer_cost`] charges the conversions of
+/// every input the layer reads (`DnnProfile::sources`), which is what the analysis sees.
 pub fn placed_cost(
     platform: &Platform,
     dnn: &DnnProfile,
     j: usize,
+    previous: Option<Placement>,
+    place: Placement,
+    is_last: bool,
+) -> Time {
+    let sources: Vec<Placement> = previous.into_iter().collect();
+    cost_reading(platform, dnn, j, &sources, previous.is_none(), previous, place, is_last)
+}
+
+/// The cost of layer `j` at `place` reading the outputs of layers placed at `sources` (and the
+/// host's fp32 input if `reads_host_input`): the rule in the module documentation, with a
+/// transition charged when *any* input needs it (the profile's `copy_in`, `quantize_in` and
+/// `dequantize_in` cover all the layer's inputs).
+#[allow(clippy::too_many_arguments)]
+fn cost_reading(
+    platform: &Platform,
+    dnn: &DnnProfile,
+    j: usize,
+    sources: &[Placement],
+    reads_host_input: bool,
     previous: Option<Placement>,
     place: Placement,
     is_last: bool,
@@ -115,17 +139,17 @@ pub fn placed_cost(
     let mut cost = layer.wcet(place.mode).expect("validated allocation")
         + platform.resources[place.resource].dispatch_overhead
         + wakeup_charge(platform, previous, place);
-    let (from, from_int8) = match previous {
-        Some(prev) => (memory(platform, prev.resource), prev.mode.is_int8()),
-        None => (Memory::Host, false),
-    };
-    if from != here {
+    let elsewhere = sources.iter().any(|s| memory(platform, s.resource) != here);
+    if elsewhere || (reads_host_input && here != Memory::Host) {
         cost += layer.transitions.copy_in;
     }
-    match (from_int8, place.mode.is_int8()) {
-        (false, true) => cost += layer.transitions.quantize_in,
-        (true, false) => cost += layer.transitions.dequantize_in,
-        _ => {}
+    let some_int8 = sources.iter().any(|s| s.mode.is_int8());
+    let some_fp32 = reads_host_input || sources.iter().any(|s| !s.mode.is_int8());
+    if place.mode.is_int8() && some_fp32 {
+        cost += layer.transitions.quantize_in;
+    }
+    if !place.mode.is_int8() && some_int8 {
+        cost += layer.transitions.dequantize_in;
     }
     if is_last {
         if here != Memory::Host {
@@ -249,5 +273,30 @@ mod tests {
         assert_eq!(costs(&platform, &dnn, &two_cpus), vec![1_021, 1_030, 1_021]);
         let stay = [two_cpus[0], two_cpus[0], two_cpus[1]];
         assert_eq!(costs(&platform, &dnn, &stay), vec![1_021, 1_001, 1_030]);
+    }
+
+    /// A residual add (`c`) reads `a` as well as `b`: with `a` int8 and `b`, `c` fp32, `c`
+    /// dequantizes `a`'s output and is charged for it, though its predecessor is fp32 (the
+    /// chain rule missed this); with `a` on the gpu, `c` on the cpu pays the copy too.
+    #[test]
+    fn charges_transitions_of_every_input_read() {
+        let mut dnn = chain_profile("m", &[layer("a"), layer("b"), layer("c")]);
+        let platform = Platform::default_cpu_gpu(); // 0 = gpu, 1 = cpu
+        let places = [
+            Placement { mode: Mode::CpuInt8, resource: 1 },
+            Placement { mode: Mode::CpuFp32, resource: 1 },
+            Placement { mode: Mode::CpuFp32, resource: 1 },
+        ];
+        assert_eq!(costs(&platform, &dnn, &places), vec![403, 1_002, 1_000], "the chain rule");
+        dnn.layer_sources.insert(2, crate::profile::LayerSources { layers: vec![0, 1], graph_input: false });
+        assert_eq!(costs(&platform, &dnn, &places), vec![403, 1_002, 1_002], "c dequantizes a's output");
+        // The chain-rule estimate searches use does not see it; the plan does.
+        assert_eq!(placed_cost(&platform, &dnn, 2, Some(places[1]), places[2], true), 1_000);
+        let from_gpu = [Placement { mode: Mode::Gpu, resource: 0 }, places[1], places[2]];
+        assert_eq!(costs(&platform, &dnn, &from_gpu), vec![110, 1_010, 1_010], "c copies a's output");
+        // A middle layer reading the graph input quantizes it when int8.
+        dnn.layer_sources.insert(1, crate::profile::LayerSources { layers: vec![0], graph_input: true });
+        let int8 = [places[0], places[0], places[0]];
+        assert_eq!(costs(&platform, &dnn, &int8)[1], 403);
     }
 }

@@ -182,6 +182,20 @@ pub struct DnnProfile {
     /// profile --granularity`); `None`: one layer per layer stage, as profiles before this
     /// field and published ones have.
     pub stage_grouping: Option<StageGrouping>,
+    /// Where each layer's inputs come from, by index into `layers`, for the layers that read
+    /// more than their predecessor's output (a residual add, a concatenation, a detection head
+    /// reading an earlier feature map) or read the graph input after the first layer. Absent:
+    /// the chain rule (the first layer reads the graph input, every other its predecessor).
+    /// Kept here for the same reason as `int8_notes`. [`Self::sources`] reads it.
+    pub layer_sources: BTreeMap<usize, LayerSources>,
+}
+
+/// What a layer reads (the profile's `reads_layers` / `reads_input`): the earlier layers whose
+/// outputs it takes, and whether it takes the graph input.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LayerSources {
+    pub layers: Vec<usize>,
+    pub graph_input: bool,
 }
 
 /// The profile's `stage_grouping`: which granularity chose the layers, and how many of the
@@ -291,6 +305,11 @@ struct LayerFile {
     int8_cosine: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     int8_note: Option<String>,
+    /// Absent: the chain rule (see `DnnProfile::layer_sources`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reads_layers: Option<Vec<usize>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reads_input: Option<bool>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -424,6 +443,7 @@ impl DnnProfile {
         let mut layers = Vec::with_capacity(file.layers.len());
         let mut unknown = BTreeSet::new();
         let mut notes = BTreeMap::new();
+        let mut sources = BTreeMap::new();
         for (i, l) in file.layers.into_iter().enumerate() {
             let at = |f: &str| format!("layers[{i}].{f}");
             if !names.insert(l.name.clone()) {
@@ -498,6 +518,29 @@ impl DnnProfile {
             if l.int8_cosine.is_some() || l.int8_note.is_some() {
                 notes.insert(i, Int8Note { cosine: l.int8_cosine, note: l.int8_note.clone() });
             }
+            if l.reads_layers.is_some() || l.reads_input.is_some() {
+                let read = LayerSources {
+                    layers: l.reads_layers.clone().unwrap_or_default(),
+                    graph_input: l.reads_input.unwrap_or(false),
+                };
+                if let Some(&bad) = read.layers.iter().find(|&&k| k >= i) {
+                    return Err(FormatError::new(
+                        origin,
+                        at("reads_layers"),
+                        format!("layer {bad} is not an earlier layer"),
+                        "list indices of earlier layers only (or re-run `lalarand profile`)",
+                    ));
+                }
+                if read.layers.is_empty() && !read.graph_input {
+                    return Err(FormatError::new(
+                        origin,
+                        at("reads_layers"),
+                        "the layer reads nothing",
+                        "list the earlier layers it reads, or set reads_input (or re-run `lalarand profile`)",
+                    ));
+                }
+                sources.insert(i, read);
+            }
             layers.push(LayerProfile {
                 name: l.name,
                 modes,
@@ -526,6 +569,7 @@ impl DnnProfile {
             int8_notes: notes,
             int8_cost_kind: file.int8_cost_kind,
             stage_grouping,
+            layer_sources: sources,
         })
     }
 
@@ -565,6 +609,8 @@ impl DnnProfile {
                     dequantize_in_us: time_to_us(l.transitions.dequantize_in),
                     int8_cosine: self.int8_notes.get(&j).and_then(|n| n.cosine),
                     int8_note: self.int8_notes.get(&j).and_then(|n| n.note.clone()),
+                    reads_layers: self.layer_sources.get(&j).map(|r| r.layers.clone()),
+                    reads_input: self.layer_sources.get(&j).map(|r| r.graph_input),
                 })
                 .collect(),
             output: OutputFile {
@@ -577,6 +623,18 @@ impl DnnProfile {
             int8_cost_kind: self.int8_cost_kind,
         };
         serde_json::to_string_pretty(&file).expect("profile serializes")
+    }
+
+    /// What layer `j` reads: `layer_sources[j]`, else the chain rule (the first layer the graph
+    /// input, every other its predecessor).
+    pub fn sources(&self, j: usize) -> std::borrow::Cow<'_, LayerSources> {
+        match self.layer_sources.get(&j) {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(match j.checked_sub(1) {
+                Some(prev) => LayerSources { layers: vec![prev], graph_input: false },
+                None => LayerSources { layers: Vec::new(), graph_input: true },
+            }),
+        }
     }
 
     /// Whether layer `j`'s `int8_accuracy_cost` is a known number (measured, modelled or given
@@ -683,6 +741,22 @@ mod tests {
         short.stage_grouping.as_mut().unwrap().groups.pop();
         let e = parse(&short.to_json()).unwrap_err();
         assert_eq!(e.field, "stage_grouping.groups", "{e}");
+    }
+
+    #[test]
+    fn layer_sources_round_trip_and_are_checked() {
+        let mut p = parse(GOOD).unwrap();
+        assert!(!p.to_json().contains("reads_layers"), "absent under the chain rule");
+        let last = p.layers.len() - 1;
+        p.layer_sources.insert(last, LayerSources { layers: vec![0], graph_input: true });
+        let json = p.to_json();
+        assert_eq!(parse(&json).unwrap(), p);
+        assert_eq!(p.sources(last).layers, [0]);
+        assert_eq!(p.sources(0).graph_input, true, "the chain rule's first layer");
+        let mut bad = p.clone();
+        bad.layer_sources.insert(0, LayerSources { layers: vec![0], graph_input: false });
+        let e = parse(&bad.to_json()).unwrap_err();
+        assert_eq!(e.field, "layers[0].reads_layers", "{e}");
     }
 
     #[test]
