@@ -58,6 +58,9 @@ pub(crate) struct Inner<J> {
     pub heap: BinaryHeap<Entry<J>>,
     /// The worker is parked waiting for work.
     pub parked: bool,
+    /// When the stage that woke the parked worker was queued (its first pop after waking
+    /// takes it): the wake-up, measured once per wake whatever stage runs first.
+    pub woken_by: Option<Time>,
 }
 
 #[derive(Debug)]
@@ -69,7 +72,7 @@ pub(crate) struct ResourceQueue<J> {
 impl<J> ResourceQueue<J> {
     pub fn new(capacity: usize) -> Self {
         Self {
-            inner: Mutex::new(Inner { heap: BinaryHeap::with_capacity(capacity), parked: false }),
+            inner: Mutex::new(Inner { heap: BinaryHeap::with_capacity(capacity), parked: false, woken_by: None }),
             cv: Condvar::new(),
         }
     }
@@ -82,6 +85,9 @@ impl<J> ResourceQueue<J> {
     pub fn push(&self, job: Box<InFlight<J>>, priority: u32, now: Time) {
         let mut q = self.lock();
         let woke_idle = q.parked && q.heap.is_empty();
+        if woke_idle && q.woken_by.is_none() {
+            q.woken_by = Some(now);
+        }
         q.heap.push(Entry { key: (priority, job.release, job.task), ready: now, woke_idle, job });
         drop(q);
         self.cv.notify_one();

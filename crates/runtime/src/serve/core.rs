@@ -47,6 +47,8 @@ pub(crate) struct ServeJob<J> {
     pub reply: Reply,
     pub submitted: Time,
     pub start: Option<Time>,
+    /// [`super::stats::StallCounters::total`] when the job was released.
+    pub stall_mark: Time,
 }
 
 pub(crate) type Job<E> = Box<InFlight<ServeJob<<E as ServeExecutor>::Job>>>;
@@ -61,6 +63,8 @@ pub(crate) struct Done<J> {
     pub deadline: Time,
     pub start: Option<Time>,
     pub finish: Time,
+    /// The machine's stalls while the job was in flight ([`JobTiming::stalled`]).
+    pub stalled: Time,
     pub outcome: Result<J, ServeError>,
 }
 
@@ -187,9 +191,21 @@ impl<E: ServeExecutor> Core<E> {
             release,
             deadline: release + self.plan_task(i).deadline,
             stage: 0,
-            state: Some(ServeJob { input: Some(input), state: None, reply, submitted, start: None }),
+            state: Some(ServeJob { input: Some(input), state: None, reply, submitted, start: None, stall_mark: 0 }),
             warm_up: false,
         })
+    }
+
+    /// Admits a job at its release: from here its `stalled` counts the machine's stalls, and the
+    /// time until it is queued (or put in its task's backlog) is one, counted in `part` (the
+    /// analysis charges no release jitter).
+    pub fn release(&self, mut job: Job<E>, part: &AtomicU64) {
+        let release = job.release;
+        if let Some(sj) = job.state.as_mut() {
+            sj.stall_mark = self.stats.stalls.total();
+        }
+        self.admit(job);
+        self.stats.stalls.add(part, self.now().saturating_sub(release));
     }
 
     /// Starts a released job, or puts it in the task's backlog while another runs; a full
@@ -253,6 +269,7 @@ impl<E: ServeExecutor> Core<E> {
     #[allow(clippy::boxed_local)] // jobs travel boxed; unboxing here would move them for nothing
     pub fn deliver(&self, mut job: Job<E>, finish: Time, outcome: Result<(), ServeError>) {
         let sj = job.state.take().expect("serve jobs carry their state");
+        let stalled = self.stats.stalls.total().saturating_sub(sj.stall_mark);
         let outcome = match outcome {
             Ok(()) => sj.state.ok_or_else(|| ServeError::Failed {
                 task: self.names[job.task].clone(),
@@ -271,6 +288,7 @@ impl<E: ServeExecutor> Core<E> {
             deadline: job.deadline,
             start: sj.start,
             finish,
+            stalled,
             outcome,
         };
         // The receiver lives until every other thread has ended.
@@ -317,23 +335,30 @@ pub(crate) fn worker<E: ServeExecutor>(core: &Core<E>, r: usize, cores: &[usize]
     let mut fifo_priority = WORKER_FIFO;
     let queue = &core.queues[r];
     let plan = core.runtime.plan();
+    let wakeup_charge = core.runtime.system().platform.resources[r].wakeup_overhead;
+    let stalls = &core.stats.stalls;
     loop {
-        let entry = {
+        let (entry, woken_by) = {
             let mut q = queue.lock();
             loop {
                 if core.exit.load(Ordering::SeqCst) {
                     return;
                 }
                 if let Some(e) = q.heap.pop() {
-                    break e;
+                    break (e, q.woken_by.take());
                 }
                 q.parked = true;
                 q = queue.cv.wait(q).unwrap_or_else(|e| e.into_inner());
                 q.parked = false;
             }
         };
+        let popped = core.now();
         let mut job = entry.job;
         let (i, stage) = (job.task, job.stage);
+        if let Some(queued) = woken_by.filter(|_| !job.warm_up) {
+            // Woken from its empty queue: the wake-up past the charge is the machine's.
+            stalls.add(&stalls.wakeup, popped.saturating_sub(queued).saturating_sub(wakeup_charge));
+        }
         if fifo {
             let p = worker_fifo(plan.tasks[i].priority);
             if p != fifo_priority {
@@ -382,9 +407,16 @@ pub(crate) fn worker<E: ServeExecutor>(core: &Core<E>, r: usize, cores: &[usize]
         }))
         .unwrap_or_else(|p| Err(StageError(format!("panicked: {}", panic_text(&p)))));
         let end = core.now();
-        if end - start > plan.tasks[i].layers[stage].wcet {
+        let layer = &plan.tasks[i].layers[stage];
+        if end - start > layer.wcet {
             inc(&core.stats.overruns);
         }
+        // The stage's work from its pop (priority change included) to its end, then with its
+        // hand-off, against its planned cost less the wake-up charge (counted above): past it,
+        // the machine took the core away (steal, interrupts) or the work overran its profile.
+        let budget = layer.wcet.saturating_sub(layer.wakeup);
+        let run_excess = (end - popped).saturating_sub(budget);
+        stalls.add(&stalls.stage, run_excess);
         if let Some(trace) = &core.trace {
             let mut ring = lock(&trace[r]);
             ring.push_back(StageSlot { task: i, job: job.job, stage, start, end });
@@ -416,7 +448,9 @@ pub(crate) fn worker<E: ServeExecutor>(core: &Core<E>, r: usize, cores: &[usize]
                 }
             }
         }
-        core.stats.handoff.record(core.now().saturating_sub(end));
+        let handed = core.now();
+        core.stats.handoff.record(handed.saturating_sub(end));
+        stalls.add(&stalls.stage, (handed - popped).saturating_sub(budget).saturating_sub(run_excess));
     }
 }
 
@@ -459,7 +493,7 @@ pub(crate) fn release_loop<E: ServeExecutor>(core: &Core<E>, mut periodic: Vec<P
                 let e = core.cancelled(&job);
                 core.deliver(job, now, Err(e));
             } else {
-                core.admit(job);
+                core.release(job, &core.stats.stalls.release);
             }
         }
         // Sleep to the next event (a submission that must wait wakes this thread).
@@ -538,7 +572,7 @@ fn release_periodic<E: ServeExecutor>(core: &Core<E>, p: &mut Periodic, t: Time)
     };
     core.count_admitted(i);
     match input {
-        Ok(input) => core.admit(core.new_job(i, k, t, t, input, Reply::Stream)),
+        Ok(input) => core.release(core.new_job(i, k, t, t, input, Reply::Stream), &core.stats.stalls.release),
         Err(error) => {
             let job = core.new_job(i, k, t, t, Input::zeros(vec![0]), Reply::Stream);
             let e = ServeError::Source { task: core.names[i].clone(), job: k, error };
@@ -581,7 +615,7 @@ pub(crate) fn delivery_loop<E: ServeExecutor>(core: &Core<E>, rx: Receiver<Msg<E
         os::set_fifo(DELIVERY_FIFO);
     }
     while let Ok(Msg::Done(done)) = rx.recv() {
-        let Done { task: i, job, reply, submitted, release, deadline, start, finish, outcome } = *done;
+        let Done { task: i, job, reply, submitted, release, deadline, start, finish, stalled, outcome } = *done;
         if matches!(reply, Reply::WarmUp) {
             continue;
         }
@@ -620,6 +654,7 @@ pub(crate) fn delivery_loop<E: ServeExecutor>(core: &Core<E>, rx: Receiver<Msg<E
                         bound: core.bounds[i],
                         deadline,
                         met: !late,
+                        stalled,
                     },
                 })
             }

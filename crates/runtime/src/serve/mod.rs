@@ -70,7 +70,7 @@ mod stats;
 mod types;
 
 pub use handle::{JobHandle, ResultStream};
-pub use stats::{ServeReport, ServeStats, TaskStats};
+pub use stats::{ServeReport, ServeStats, StallStats, TaskStats};
 pub use types::{
     Admission, EarlyPolicy, HostTensor, Input, InputBuffer, InputSpec, JobResult, JobTiming, ServeConfig, ServeError,
     Source, SourceFn, StalePolicy, StopPolicy, TaskMode,
@@ -524,7 +524,8 @@ impl<E: ServeExecutor> Server<E> {
             drop(slot);
             let handle = Slot::new();
             core.count_admitted(i);
-            core.admit(core.new_job(i, k, now, submitted, input, Reply::Handle(handle.clone())));
+            let job = core.new_job(i, k, now, submitted, input, Reply::Handle(handle.clone()));
+            core.release(job, &core.stats.stalls.submit);
             return Ok(JobHandle {
                 task: name.clone(),
                 job: k,
