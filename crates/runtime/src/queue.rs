@@ -103,6 +103,19 @@ mod tests {
     }
 
     #[test]
+    fn a_wake_up_is_timed_from_the_stage_that_found_the_worker_parked() {
+        let q = ResourceQueue::new(4);
+        q.push(job(0, 0), 1, 5);
+        assert_eq!(q.lock().woken_by, None, "the worker was not parked");
+        q.lock().heap.clear();
+        q.lock().parked = true;
+        q.push(job(1, 0), 1, 10);
+        q.push(job(2, 0), 0, 20);
+        // The second push (higher priority, popped first) does not restart the wake-up.
+        assert_eq!(q.lock().woken_by, Some(10));
+    }
+
+    #[test]
     fn pops_by_priority_then_release_then_task() {
         let q = ResourceQueue::new(4);
         q.push(job(0, 5), 1, 0);

@@ -178,9 +178,14 @@ impl<E: ServeExecutor> Core<E> {
     }
 
     pub fn queue(&self, job: Job<E>) {
+        self.queue_at(job, self.now());
+    }
+
+    /// Queues `job`'s next stage, ready since `now`.
+    fn queue_at(&self, job: Job<E>, now: Time) {
         let task = self.plan_task(job.task);
         let r = task.layers[job.stage].resource;
-        self.queues[r].push(job, task.priority, self.now());
+        self.queues[r].push(job, task.priority, now);
     }
 
     /// A new job of task `i`, released at `release`.
@@ -196,32 +201,29 @@ impl<E: ServeExecutor> Core<E> {
         })
     }
 
-    /// Admits a job at its release: from here its `stalled` counts the machine's stalls, and the
-    /// time until it is queued (or put in its task's backlog) is one, counted in `part` (the
-    /// analysis charges no release jitter).
+    /// Admits a job at its release: starts it, or puts it in the task's backlog while another
+    /// runs; a full backlog drops it (resolved with an error). From here the job's `stalled`
+    /// counts the machine's stalls, this one included: the time from its release to being queued
+    /// (or put in the backlog), counted in `part` before the job can run (the analysis charges
+    /// no release jitter).
     pub fn release(&self, mut job: Job<E>, part: &AtomicU64) {
-        let release = job.release;
+        let (i, release) = (job.task, job.release);
         if let Some(sj) = job.state.as_mut() {
             sj.stall_mark = self.stats.stalls.total();
         }
-        self.admit(job);
-        self.stats.stalls.add(part, self.now().saturating_sub(release));
-    }
-
-    /// Starts a released job, or puts it in the task's backlog while another runs; a full
-    /// backlog drops it (resolved with an error).
-    pub fn admit(&self, job: Job<E>) {
-        let i = job.task;
+        let late = |now: Time| self.stats.stalls.add(part, now.saturating_sub(release));
         let mut slot = self.task(i);
         if !slot.active {
             slot.active = true;
             drop(slot);
+            let now = self.now();
+            late(now);
             if self.plan_task(i).layers.is_empty() {
-                let now = self.now();
                 return self.end(job, now, Ok(()));
             }
-            self.queue(job);
+            self.queue_at(job, now);
         } else if slot.backlog.len() < self.config.max_backlog {
+            late(self.now());
             slot.backlog.push_back(job);
         } else {
             drop(slot);
