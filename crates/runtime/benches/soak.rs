@@ -26,7 +26,7 @@ fn main() {
     }
     // The jobs past their bound, on CLOCK_MONOTONIC (seconds), to look up in a scheduler trace
     // (`perf sched record -k CLOCK_MONOTONIC`).
-    for (task, t) in &o.over_bound {
+    for (task, t) in o.over_bound.iter().chain(&o.unexplained_jobs) {
         eprintln!(
             "over bound: {task:7} released {:.6} started {:.6} finished {:.6} (monotonic s): response {:.2} ms, bound {:.2} ms, machine stalled {:.2} ms{}",
             (o.origin + t.release) as f64 / 1e9,

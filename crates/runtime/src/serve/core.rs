@@ -146,6 +146,8 @@ pub(crate) struct Core<E: ServeExecutor> {
     pub origin: AtomicU64,
     pub queues: Vec<ResourceQueue<ServeJob<E::Job>>>,
     pub tasks: Vec<Mutex<TaskSlot<Job<E>>>>,
+    /// Per task, the `stall_mark` of its job in flight (`Time::MAX`: none).
+    pub active_marks: Vec<AtomicU64>,
     pub delayed: Mutex<Delayed<Job<E>>>,
     pub release_cv: Condvar,
     pub streams: Vec<Option<Arc<Stream>>>,
@@ -202,19 +204,23 @@ impl<E: ServeExecutor> Core<E> {
     }
 
     /// Admits a job at its release: starts it, or puts it in the task's backlog while another
-    /// runs; a full backlog drops it (resolved with an error). From here the job's `stalled`
-    /// counts the machine's stalls, this one included: the time from its release to being queued
-    /// (or put in the backlog), counted in `part` before the job can run (the analysis charges
-    /// no release jitter).
+    /// runs; a full backlog drops it (resolved with an error). The job's `stalled` counts the
+    /// machine's stalls from the release of the oldest job still in flight (their delays carry
+    /// into this one's: a backlog, a higher-priority job still pending), this one included: the
+    /// time from its release to being queued (or put in the backlog), counted in `part` before
+    /// the job can run (the analysis charges no release jitter).
     pub fn release(&self, mut job: Job<E>, part: &AtomicU64) {
         let (i, release) = (job.task, job.release);
+        let oldest = self.active_marks.iter().map(|m| m.load(Ordering::Acquire)).min().unwrap_or(Time::MAX);
+        let mark = self.stats.stalls.total().min(oldest);
         if let Some(sj) = job.state.as_mut() {
-            sj.stall_mark = self.stats.stalls.total();
+            sj.stall_mark = mark;
         }
         let late = |now: Time| self.stats.stalls.add(part, now.saturating_sub(release));
         let mut slot = self.task(i);
         if !slot.active {
             slot.active = true;
+            self.active_marks[i].store(mark, Ordering::Release);
             drop(slot);
             let now = self.now();
             late(now);
@@ -249,6 +255,8 @@ impl<E: ServeExecutor> Core<E> {
             let mut slot = self.task(i);
             let next = slot.backlog.pop_front();
             slot.active = next.is_some();
+            let mark = next.as_ref().and_then(|n| n.state.as_ref()).map_or(Time::MAX, |s| s.stall_mark);
+            self.active_marks[i].store(mark, Ordering::Release);
             next
         };
         self.deliver(job, finish, outcome);

@@ -333,6 +333,7 @@ impl<E: ServeExecutor> Server<E> {
         let core = Arc::new(Core {
             queues: (0..plan.resources).map(|_| crate::queue::ResourceQueue::new(capacity)).collect(),
             tasks: (0..n).map(|_| Mutex::new(TaskSlot::default())).collect(),
+            active_marks: (0..n).map(|_| AtomicU64::new(Time::MAX)).collect(),
             exec: b.exec,
             config,
             names,

@@ -31,6 +31,8 @@ pub struct SoakOutcome {
     /// Completed jobs past their bound, and those of them past it by more than the machine
     /// stalled while they ran (`JobTiming::stalled`): the server's own lateness.
     pub over_bound_count: u64,
+    /// The first [`MAX_OVER_BOUND`] of those past their bound by more than their `stalled`.
+    pub unexplained_jobs: Vec<(String, JobTiming)>,
     pub unexplained: u64,
     /// Of the jobs past their deadline, those not covered by the machine's stalls.
     pub unexplained_misses: u64,
@@ -77,7 +79,7 @@ pub fn run(seconds: f64, realtime: bool) -> SoakOutcome {
     let submitted = Arc::new(AtomicU64::new(0));
     let resolved = Arc::new(AtomicU64::new(0));
     let origin = os::monotonic_ns() - server.now();
-    let over_bound = Arc::new(Mutex::new((Vec::new(), 0u64, 0u64, 0u64)));
+    let over_bound = Arc::new(Mutex::new((Vec::new(), 0u64, 0u64, 0u64, Vec::new())));
     let note = {
         let over_bound = over_bound.clone();
         move |r: &JobResult| {
@@ -87,6 +89,9 @@ pub fn run(seconds: f64, realtime: bool) -> SoakOutcome {
                 o.1 += 1;
                 o.2 += u64::from(t.response - b > t.stalled);
                 o.3 += u64::from(!t.met && t.response - b > t.stalled);
+                if t.response - b > t.stalled && o.4.len() < MAX_OVER_BOUND {
+                    o.4.push((r.task.clone(), r.timing));
+                }
                 if o.0.len() < MAX_OVER_BOUND {
                     o.0.push((r.task.clone(), r.timing));
                 }
@@ -168,7 +173,7 @@ pub fn run(seconds: f64, realtime: bool) -> SoakOutcome {
         read(r, &mut periodic_errors);
         periodic_results += 1;
     }
-    let (over_bound, over_bound_count, unexplained, unexplained_misses) =
+    let (over_bound, over_bound_count, unexplained, unexplained_misses, unexplained_jobs) =
         std::mem::take(&mut *over_bound.lock().unwrap());
     SoakOutcome {
         report,
@@ -180,6 +185,7 @@ pub fn run(seconds: f64, realtime: bool) -> SoakOutcome {
         schedulable,
         over_bound,
         over_bound_count,
+        unexplained_jobs,
         unexplained,
         unexplained_misses,
         origin,
