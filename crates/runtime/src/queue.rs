@@ -58,8 +58,9 @@ pub(crate) struct Inner<J> {
     pub heap: BinaryHeap<Entry<J>>,
     /// The worker is parked waiting for work.
     pub parked: bool,
-    /// When the stage that woke the parked worker was queued (its first pop after waking
-    /// takes it): the wake-up, measured once per wake whatever stage runs first.
+    /// When the stage that woke the parked worker was queued (the server's worker takes it at
+    /// its first pop after waking; `run` does not use it): the wake-up, measured once per wake
+    /// whatever stage runs first.
     pub woken_by: Option<Time>,
 }
 

@@ -47,7 +47,8 @@ pub(crate) struct ServeJob<J> {
     pub reply: Reply,
     pub submitted: Time,
     pub start: Option<Time>,
-    /// [`super::stats::StallCounters::total`] when the job was released.
+    /// [`super::stats::StallCounters::total`] when the oldest job in flight at this one's
+    /// release was released: its `stalled` counts from there.
     pub stall_mark: Time,
 }
 
