@@ -168,7 +168,8 @@ impl StallCounters {
     }
 }
 
-/// The machine's stalls so far ([`StallCounters`]): time past what the plan charges, in ns.
+/// The machine's stalls so far: time past what the plan charges, in ns, summed over resources
+/// (docs/runtime.md, "Stalls").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StallStats {
     /// Stage executions (with their hand-off) longer than their planned cost.
