@@ -159,11 +159,11 @@ pub struct JobTiming {
     pub deadline: Time,
     /// `finish <= deadline`.
     pub met: bool,
-    /// How long the machine ran outside the analysis' assumptions while this job was in
-    /// flight, from its release to its finish, on any resource ([`super::ServeStats::stalls`]:
-    /// stages past their planned cost, wake-ups past the charged overhead, late queueing). The
-    /// bound holds for a machine that keeps to its platform file; a response past the bound by
-    /// more than this is not the machine's doing.
+    /// How long the machine ran outside the analysis' assumptions, on any resource, from the
+    /// release of the oldest job in flight at this one's release (its own, when none was) to its
+    /// finish ([`super::ServeStats::stalls`]: stages past their planned cost, wake-ups past the
+    /// charged overhead, late queueing). The bound holds for a machine that keeps to its
+    /// platform file; a response past the bound by more than this is not the machine's doing.
     pub stalled: Time,
 }
 
