@@ -752,7 +752,7 @@ mod tests {
         let json = p.to_json();
         assert_eq!(parse(&json).unwrap(), p);
         assert_eq!(p.sources(last).layers, [0]);
-        assert_eq!(p.sources(0).graph_input, true, "the chain rule's first layer");
+        assert!(p.sources(0).graph_input, "the chain rule's first layer");
         let mut bad = p.clone();
         bad.layer_sources.insert(0, LayerSources { layers: vec![0], graph_input: false });
         let e = parse(&bad.to_json()).unwrap_err();

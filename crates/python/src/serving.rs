@@ -115,6 +115,10 @@ pub struct JobResult {
     pub deadline_ns: Time,
     /// Finished by the deadline.
     pub met: bool,
+    /// How long the machine ran outside the analysis' assumptions while the job was in flight
+    /// (stages past their planned cost, late wake-ups and releases): a response past the bound
+    /// by no more than this was made late by the machine, not the server.
+    pub stalled_ns: Time,
 }
 
 impl JobResult {
@@ -138,6 +142,7 @@ impl JobResult {
             bound_ns: timing.bound,
             deadline_ns: timing.deadline,
             met: timing.met,
+            stalled_ns: timing.stalled,
         })
     }
 }

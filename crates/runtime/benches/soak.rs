@@ -24,12 +24,39 @@ fn main() {
             t.bound.unwrap_or(0) as f64 / 1e6
         );
     }
+    // The jobs past their bound, on CLOCK_MONOTONIC (seconds), to look up in a scheduler trace
+    // (`perf sched record -k CLOCK_MONOTONIC`).
+    for (task, t) in o.over_bound.iter().chain(&o.unexplained_jobs) {
+        eprintln!(
+            "over bound: {task:7} released {:.6} started {:.6} finished {:.6} (monotonic s): response {:.2} ms, bound {:.2} ms, machine stalled {:.2} ms{}",
+            (o.origin + t.release) as f64 / 1e9,
+            (o.origin + t.start) as f64 / 1e9,
+            (o.origin + t.finish) as f64 / 1e9,
+            t.response as f64 / 1e6,
+            t.bound.unwrap_or(0) as f64 / 1e6,
+            t.stalled as f64 / 1e6,
+            if t.response - t.bound.unwrap_or(0) > t.stalled { " UNEXPLAINED" } else { "" }
+        );
+    }
+    let st = s.stalls;
+    eprintln!(
+        "past their bound: {} jobs, {} of them by more than the machine stalled while they ran ({} past their deadline); \
+         machine stalls: stages {:.1} ms, wake-ups {:.1} ms, releases {:.1} ms, submits {:.1} ms",
+        o.over_bound_count,
+        o.unexplained,
+        o.unexplained_misses,
+        st.stage_ns as f64 / 1e6,
+        st.wakeup_ns as f64 / 1e6,
+        st.release_ns as f64 / 1e6,
+        st.submit_ns as f64 / 1e6
+    );
     let after = if seconds >= 120.0 { 60.0 } else { 1.0 };
     let (lo, hi) = o.drift_pct(after);
     let at = o.rss.iter().find(|(t, _)| *t >= after).map_or(0, |r| r.1);
     eprintln!(
         "{seconds} s: resident memory {at} KiB at {after} s, then {lo:+.2} % .. {hi:+.2} %; sporadic submitted {} resolved {}; \
-         periodic results {} ({} errors: {:?}); every job accounted for: {}; schedulable: {}; misses: {}; dispatch p99 {:.1} us; SCHED_FIFO: {}",
+         periodic results {} ({} errors: {:?}); every job accounted for: {}; schedulable: {}; misses: {}; dispatch p99 {:.1} us max {:.1} us; \
+         release jitter p99 {:.1} us max {:.1} us; stages past their WCET: {}; SCHED_FIFO: {}",
         o.submitted,
         o.resolved_ok,
         o.periodic_results,
@@ -39,6 +66,10 @@ fn main() {
         o.schedulable,
         s.misses(),
         s.dispatch_latency.p99 as f64 / 1e3,
+        s.dispatch_latency.max as f64 / 1e3,
+        s.release_jitter.p99 as f64 / 1e3,
+        s.release_jitter.max as f64 / 1e3,
+        s.overruns,
         s.realtime
     );
 }

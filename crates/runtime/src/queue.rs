@@ -58,6 +58,10 @@ pub(crate) struct Inner<J> {
     pub heap: BinaryHeap<Entry<J>>,
     /// The worker is parked waiting for work.
     pub parked: bool,
+    /// When the stage that woke the parked worker was queued (the server's worker takes it at
+    /// its first pop after waking; `run` does not use it): the wake-up, measured once per wake
+    /// whatever stage runs first.
+    pub woken_by: Option<Time>,
 }
 
 #[derive(Debug)]
@@ -69,7 +73,7 @@ pub(crate) struct ResourceQueue<J> {
 impl<J> ResourceQueue<J> {
     pub fn new(capacity: usize) -> Self {
         Self {
-            inner: Mutex::new(Inner { heap: BinaryHeap::with_capacity(capacity), parked: false }),
+            inner: Mutex::new(Inner { heap: BinaryHeap::with_capacity(capacity), parked: false, woken_by: None }),
             cv: Condvar::new(),
         }
     }
@@ -82,6 +86,9 @@ impl<J> ResourceQueue<J> {
     pub fn push(&self, job: Box<InFlight<J>>, priority: u32, now: Time) {
         let mut q = self.lock();
         let woke_idle = q.parked && q.heap.is_empty();
+        if woke_idle && q.woken_by.is_none() {
+            q.woken_by = Some(now);
+        }
         q.heap.push(Entry { key: (priority, job.release, job.task), ready: now, woke_idle, job });
         drop(q);
         self.cv.notify_one();
@@ -94,6 +101,19 @@ mod tests {
 
     fn job(task: usize, release: Time) -> Box<InFlight<()>> {
         Box::new(InFlight { task, job: 0, release, deadline: 0, stage: 0, state: None, warm_up: false })
+    }
+
+    #[test]
+    fn a_wake_up_is_timed_from_the_stage_that_found_the_worker_parked() {
+        let q = ResourceQueue::new(4);
+        q.push(job(0, 0), 1, 5);
+        assert_eq!(q.lock().woken_by, None, "the worker was not parked");
+        q.lock().heap.clear();
+        q.lock().parked = true;
+        q.push(job(1, 0), 1, 10);
+        q.push(job(2, 0), 0, 20);
+        // The second push (higher priority, popped first) does not restart the wake-up.
+        assert_eq!(q.lock().woken_by, Some(10));
     }
 
     #[test]

@@ -66,6 +66,29 @@ fn sporadic_jobs_return_their_own_input_with_timing() {
 }
 
 #[test]
+fn time_past_the_plan_is_counted_as_the_machines_stall_and_covers_the_lateness() {
+    let _turn = serial();
+    let (sys, alloc) = two_tasks();
+    // `req`'s one stage (1 ms in the plan) spins 6 ms: as if the machine took the core away.
+    let exec = BusyWait::new(vec![vec![MS, MS], vec![6 * MS]], BusyTime::Wcet);
+    let server = Server::builder(&sys, &alloc, exec).config(untimed()).start().unwrap();
+    let t = server.infer("req", input(1.0)).unwrap().timing;
+    let bound = t.bound.unwrap();
+    assert!(t.response > bound + 3 * MS, "{t:?}");
+    // The job's own 5 ms past the plan are in its `stalled`, which covers how far it is past
+    // its bound: late by the machine, not by the server.
+    assert!(t.stalled >= 5 * MS && t.response - bound <= t.stalled, "{t:?}");
+    let stalls = server.stats().stalls;
+    assert!(stalls.stage_ns >= 5 * MS, "{stalls:?}");
+    // A job that keeps to its plan adds no stage stall.
+    let exec = BusyWait::new(vec![vec![MS, MS], vec![MS / 2]], BusyTime::Wcet);
+    drop(server);
+    let server = Server::builder(&sys, &alloc, exec).config(untimed()).start().unwrap();
+    server.infer("req", input(1.0)).unwrap();
+    assert_eq!(server.stop(StopPolicy::Drain).unwrap().stats.stalls.stage_ns, 0);
+}
+
+#[test]
 fn early_submissions_wait_for_their_legal_release_or_are_rejected() {
     let _turn = serial();
     let (sys, alloc) = two_tasks();

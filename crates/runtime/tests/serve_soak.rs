@@ -21,10 +21,17 @@ fn four_tasks_served_every_job_accounted_memory_flat() {
     assert!(by("req").completed >= 300 && by("events").completed >= 100, "{s:?}");
     assert!(s.tasks.iter().all(|t| t.failed + t.cancelled + t.dropped + t.results_dropped == 0), "{s:?}");
     assert!(o.schedulable);
-    // Misses are reported, not asserted: whether responses stay within the bounds is a timing
-    // claim for the 10-minute benchmark on a quiet machine (docs/evaluation.md, "Serving", where
-    // it is not met yet), not for a 5 s test on a shared CI host.
-    eprintln!("misses: {} (schedulable: {})", s.misses(), o.schedulable);
+    // A shared CI host stalls the server's threads (VM steal, a non-preemptible kernel busy in
+    // other processes: docs/runtime.md, "Stalls"), so misses themselves are reported, not
+    // asserted; a miss the machine's stalls do not cover is the server's own and fails.
+    eprintln!(
+        "misses: {}, past their bound: {} ({} not covered by the machine's stalls), stalls {:?}",
+        s.misses(),
+        o.over_bound_count,
+        o.unexplained,
+        s.stalls
+    );
+    assert_eq!(o.unexplained_misses, 0, "{:?}", o.over_bound);
     // Resident memory after the first second stays within 5 %.
     let (lo, hi) = o.drift_pct(1.0);
     assert!(lo >= -5.0 && hi <= 5.0, "{lo:.1} % .. {hi:.1} %: {:?}", o.rss);

@@ -352,5 +352,14 @@ fn render(r: &ServeReport, executor: &str, memory: &Memory) -> String {
         if s.realtime { "yes" } else { "no (the bounds assume it)" },
         if r.every_job_accounted { "yes" } else { "NO" },
     ));
+    let st = s.stalls;
+    out.push_str(&format!(
+        "the machine's stalls (time past what the plan charges; a job's share is in its timing): \
+         stages {:.1} ms, wake-ups {:.1} ms, releases {:.1} ms, submits {:.1} ms\n",
+        st.stage_ns as f64 / 1e6,
+        st.wakeup_ns as f64 / 1e6,
+        st.release_ns as f64 / 1e6,
+        st.submit_ns as f64 / 1e6
+    ));
     out
 }

@@ -239,6 +239,7 @@ class JobResult:
     bound_ns: Optional[int]
     deadline_ns: int
     met: bool
+    stalled_ns: int
     @property
     def output(self) -> _Array:
         """The single output, when the model has exactly one."""

@@ -47,6 +47,9 @@ pub(crate) struct ServeJob<J> {
     pub reply: Reply,
     pub submitted: Time,
     pub start: Option<Time>,
+    /// [`super::stats::StallCounters::total`] when the oldest job in flight at this one's
+    /// release was released: its `stalled` counts from there.
+    pub stall_mark: Time,
 }
 
 pub(crate) type Job<E> = Box<InFlight<ServeJob<<E as ServeExecutor>::Job>>>;
@@ -61,6 +64,8 @@ pub(crate) struct Done<J> {
     pub deadline: Time,
     pub start: Option<Time>,
     pub finish: Time,
+    /// The machine's stalls while the job was in flight ([`JobTiming::stalled`]).
+    pub stalled: Time,
     pub outcome: Result<J, ServeError>,
 }
 
@@ -142,6 +147,8 @@ pub(crate) struct Core<E: ServeExecutor> {
     pub origin: AtomicU64,
     pub queues: Vec<ResourceQueue<ServeJob<E::Job>>>,
     pub tasks: Vec<Mutex<TaskSlot<Job<E>>>>,
+    /// Per task, the `stall_mark` of its job in flight (`Time::MAX`: none).
+    pub active_marks: Vec<AtomicU64>,
     pub delayed: Mutex<Delayed<Job<E>>>,
     pub release_cv: Condvar,
     pub streams: Vec<Option<Arc<Stream>>>,
@@ -174,9 +181,14 @@ impl<E: ServeExecutor> Core<E> {
     }
 
     pub fn queue(&self, job: Job<E>) {
+        self.queue_at(job, self.now());
+    }
+
+    /// Queues `job`'s next stage, ready since `now`.
+    fn queue_at(&self, job: Job<E>, now: Time) {
         let task = self.plan_task(job.task);
         let r = task.layers[job.stage].resource;
-        self.queues[r].push(job, task.priority, self.now());
+        self.queues[r].push(job, task.priority, now);
     }
 
     /// A new job of task `i`, released at `release`.
@@ -187,25 +199,38 @@ impl<E: ServeExecutor> Core<E> {
             release,
             deadline: release + self.plan_task(i).deadline,
             stage: 0,
-            state: Some(ServeJob { input: Some(input), state: None, reply, submitted, start: None }),
+            state: Some(ServeJob { input: Some(input), state: None, reply, submitted, start: None, stall_mark: 0 }),
             warm_up: false,
         })
     }
 
-    /// Starts a released job, or puts it in the task's backlog while another runs; a full
-    /// backlog drops it (resolved with an error).
-    pub fn admit(&self, job: Job<E>) {
-        let i = job.task;
+    /// Admits a job at its release: starts it, or puts it in the task's backlog while another
+    /// runs; a full backlog drops it (resolved with an error). The job's `stalled` counts the
+    /// machine's stalls from the release of the oldest job still in flight (their delays carry
+    /// into this one's: a backlog, a higher-priority job still pending), this one included: the
+    /// time from its release to being queued (or put in the backlog), counted in `part` before
+    /// the job can run (the analysis charges no release jitter).
+    pub fn release(&self, mut job: Job<E>, part: &AtomicU64) {
+        let (i, release) = (job.task, job.release);
+        let oldest = self.active_marks.iter().map(|m| m.load(Ordering::Acquire)).min().unwrap_or(Time::MAX);
+        let mark = self.stats.stalls.total().min(oldest);
+        if let Some(sj) = job.state.as_mut() {
+            sj.stall_mark = mark;
+        }
+        let late = |now: Time| self.stats.stalls.add(part, now.saturating_sub(release));
         let mut slot = self.task(i);
         if !slot.active {
             slot.active = true;
+            self.active_marks[i].store(mark, Ordering::Release);
             drop(slot);
+            let now = self.now();
+            late(now);
             if self.plan_task(i).layers.is_empty() {
-                let now = self.now();
                 return self.end(job, now, Ok(()));
             }
-            self.queue(job);
+            self.queue_at(job, now);
         } else if slot.backlog.len() < self.config.max_backlog {
+            late(self.now());
             slot.backlog.push_back(job);
         } else {
             drop(slot);
@@ -231,6 +256,8 @@ impl<E: ServeExecutor> Core<E> {
             let mut slot = self.task(i);
             let next = slot.backlog.pop_front();
             slot.active = next.is_some();
+            let mark = next.as_ref().and_then(|n| n.state.as_ref()).map_or(Time::MAX, |s| s.stall_mark);
+            self.active_marks[i].store(mark, Ordering::Release);
             next
         };
         self.deliver(job, finish, outcome);
@@ -253,6 +280,7 @@ impl<E: ServeExecutor> Core<E> {
     #[allow(clippy::boxed_local)] // jobs travel boxed; unboxing here would move them for nothing
     pub fn deliver(&self, mut job: Job<E>, finish: Time, outcome: Result<(), ServeError>) {
         let sj = job.state.take().expect("serve jobs carry their state");
+        let stalled = self.stats.stalls.total().saturating_sub(sj.stall_mark);
         let outcome = match outcome {
             Ok(()) => sj.state.ok_or_else(|| ServeError::Failed {
                 task: self.names[job.task].clone(),
@@ -271,6 +299,7 @@ impl<E: ServeExecutor> Core<E> {
             deadline: job.deadline,
             start: sj.start,
             finish,
+            stalled,
             outcome,
         };
         // The receiver lives until every other thread has ended.
@@ -317,23 +346,30 @@ pub(crate) fn worker<E: ServeExecutor>(core: &Core<E>, r: usize, cores: &[usize]
     let mut fifo_priority = WORKER_FIFO;
     let queue = &core.queues[r];
     let plan = core.runtime.plan();
+    let wakeup_charge = core.runtime.system().platform.resources[r].wakeup_overhead;
+    let stalls = &core.stats.stalls;
     loop {
-        let entry = {
+        let (entry, woken_by) = {
             let mut q = queue.lock();
             loop {
                 if core.exit.load(Ordering::SeqCst) {
                     return;
                 }
                 if let Some(e) = q.heap.pop() {
-                    break e;
+                    break (e, q.woken_by.take());
                 }
                 q.parked = true;
                 q = queue.cv.wait(q).unwrap_or_else(|e| e.into_inner());
                 q.parked = false;
             }
         };
+        let popped = core.now();
         let mut job = entry.job;
         let (i, stage) = (job.task, job.stage);
+        if let Some(queued) = woken_by.filter(|_| !job.warm_up) {
+            // Woken from its empty queue: the wake-up past the charge is the machine's.
+            stalls.add(&stalls.wakeup, popped.saturating_sub(queued).saturating_sub(wakeup_charge));
+        }
         if fifo {
             let p = worker_fifo(plan.tasks[i].priority);
             if p != fifo_priority {
@@ -382,9 +418,16 @@ pub(crate) fn worker<E: ServeExecutor>(core: &Core<E>, r: usize, cores: &[usize]
         }))
         .unwrap_or_else(|p| Err(StageError(format!("panicked: {}", panic_text(&p)))));
         let end = core.now();
-        if end - start > plan.tasks[i].layers[stage].wcet {
+        let layer = &plan.tasks[i].layers[stage];
+        if end - start > layer.wcet {
             inc(&core.stats.overruns);
         }
+        // The stage's work from its pop (priority change included) to its end, then with its
+        // hand-off, against its planned cost less the wake-up charge (counted above): past it,
+        // the machine took the core away (steal, interrupts) or the work overran its profile.
+        let budget = layer.wcet.saturating_sub(layer.wakeup);
+        let run_excess = (end - popped).saturating_sub(budget);
+        stalls.add(&stalls.stage, run_excess);
         if let Some(trace) = &core.trace {
             let mut ring = lock(&trace[r]);
             ring.push_back(StageSlot { task: i, job: job.job, stage, start, end });
@@ -416,7 +459,9 @@ pub(crate) fn worker<E: ServeExecutor>(core: &Core<E>, r: usize, cores: &[usize]
                 }
             }
         }
-        core.stats.handoff.record(core.now().saturating_sub(end));
+        let handed = core.now();
+        core.stats.handoff.record(handed.saturating_sub(end));
+        stalls.add(&stalls.stage, (handed - popped).saturating_sub(budget).saturating_sub(run_excess));
     }
 }
 
@@ -459,7 +504,7 @@ pub(crate) fn release_loop<E: ServeExecutor>(core: &Core<E>, mut periodic: Vec<P
                 let e = core.cancelled(&job);
                 core.deliver(job, now, Err(e));
             } else {
-                core.admit(job);
+                core.release(job, &core.stats.stalls.release);
             }
         }
         // Sleep to the next event (a submission that must wait wakes this thread).
@@ -538,7 +583,7 @@ fn release_periodic<E: ServeExecutor>(core: &Core<E>, p: &mut Periodic, t: Time)
     };
     core.count_admitted(i);
     match input {
-        Ok(input) => core.admit(core.new_job(i, k, t, t, input, Reply::Stream)),
+        Ok(input) => core.release(core.new_job(i, k, t, t, input, Reply::Stream), &core.stats.stalls.release),
         Err(error) => {
             let job = core.new_job(i, k, t, t, Input::zeros(vec![0]), Reply::Stream);
             let e = ServeError::Source { task: core.names[i].clone(), job: k, error };
@@ -581,7 +626,7 @@ pub(crate) fn delivery_loop<E: ServeExecutor>(core: &Core<E>, rx: Receiver<Msg<E
         os::set_fifo(DELIVERY_FIFO);
     }
     while let Ok(Msg::Done(done)) = rx.recv() {
-        let Done { task: i, job, reply, submitted, release, deadline, start, finish, outcome } = *done;
+        let Done { task: i, job, reply, submitted, release, deadline, start, finish, stalled, outcome } = *done;
         if matches!(reply, Reply::WarmUp) {
             continue;
         }
@@ -620,6 +665,7 @@ pub(crate) fn delivery_loop<E: ServeExecutor>(core: &Core<E>, rx: Receiver<Msg<E
                         bound: core.bounds[i],
                         deadline,
                         met: !late,
+                        stalled,
                     },
                 })
             }

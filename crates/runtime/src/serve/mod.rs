@@ -70,7 +70,7 @@ mod stats;
 mod types;
 
 pub use handle::{JobHandle, ResultStream};
-pub use stats::{ServeReport, ServeStats, TaskStats};
+pub use stats::{ServeReport, ServeStats, StallStats, TaskStats};
 pub use types::{
     Admission, EarlyPolicy, HostTensor, Input, InputBuffer, InputSpec, JobResult, JobTiming, ServeConfig, ServeError,
     Source, SourceFn, StalePolicy, StopPolicy, TaskMode,
@@ -333,6 +333,7 @@ impl<E: ServeExecutor> Server<E> {
         let core = Arc::new(Core {
             queues: (0..plan.resources).map(|_| crate::queue::ResourceQueue::new(capacity)).collect(),
             tasks: (0..n).map(|_| Mutex::new(TaskSlot::default())).collect(),
+            active_marks: (0..n).map(|_| AtomicU64::new(Time::MAX)).collect(),
             exec: b.exec,
             config,
             names,
@@ -524,7 +525,8 @@ impl<E: ServeExecutor> Server<E> {
             drop(slot);
             let handle = Slot::new();
             core.count_admitted(i);
-            core.admit(core.new_job(i, k, now, submitted, input, Reply::Handle(handle.clone())));
+            let job = core.new_job(i, k, now, submitted, input, Reply::Handle(handle.clone()));
+            core.release(job, &core.stats.stalls.submit);
             return Ok(JobHandle {
                 task: name.clone(),
                 job: k,

@@ -137,6 +137,51 @@ fn get(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }
 
+/// Time the machine spent outside what the analysis assumes of it, summed over every resource
+/// and the release path: what the bounds do not cover. Each part is the excess over what the
+/// plan charges, so a machine that keeps to its platform file adds nothing.
+#[derive(Default)]
+pub(crate) struct StallCounters {
+    /// Stage executions (plus their hand-off) past their planned cost less the wake-up charge.
+    pub stage: AtomicU64,
+    /// Woken workers that started later than their resource's `wakeup_overhead` after the stage
+    /// that woke them was queued.
+    pub wakeup: AtomicU64,
+    /// Jobs queued (or put in their task's backlog) by the release thread after their release:
+    /// it woke late, or waited for a lock.
+    pub release: AtomicU64,
+    /// Sporadic jobs queued by `submit` after their release (taken inside `submit`): the
+    /// application's thread descheduled, or waiting for a lock, in between.
+    pub submit: AtomicU64,
+}
+
+impl StallCounters {
+    pub fn add(&self, part: &AtomicU64, ns: Time) {
+        if ns > 0 {
+            part.fetch_add(ns, Ordering::Relaxed);
+        }
+    }
+
+    /// Every stall so far, ns; a job's `stalled` is the growth of this while it is in flight.
+    pub fn total(&self) -> Time {
+        get(&self.stage) + get(&self.wakeup) + get(&self.release) + get(&self.submit)
+    }
+}
+
+/// The machine's stalls so far: time past what the plan charges, in ns, summed over resources
+/// (docs/runtime.md, "Stalls").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StallStats {
+    /// Stage executions (with their hand-off) longer than their planned cost.
+    pub stage_ns: Time,
+    /// Worker wake-ups longer than the resource's `wakeup_overhead`.
+    pub wakeup_ns: Time,
+    /// Jobs queued by the release thread after their release (it woke late).
+    pub release_ns: Time,
+    /// Sporadic jobs queued by `submit` after their release (the caller's thread descheduled).
+    pub submit_ns: Time,
+}
+
 /// One task's live statistics.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskStats {
@@ -190,6 +235,9 @@ pub struct ServeStats {
     pub release_jitter: LatencyStats,
     /// Stage executions that ran past their planned time (the profile's WCET for the mode).
     pub overruns: u64,
+    /// Time the machine spent outside the analysis' assumptions; a job's share is its
+    /// [`super::JobTiming::stalled`].
+    pub stalls: StallStats,
     /// Nanoseconds since the server's time 0.
     pub uptime: Time,
     /// Whether every worker and the release thread got SCHED_FIFO.
@@ -221,6 +269,7 @@ pub(crate) struct Stats {
     pub handoff: Histogram,
     pub jitter: Histogram,
     pub overruns: AtomicU64,
+    pub stalls: StallCounters,
     /// Per task: admitted and not yet resolved.
     pub in_flight: Vec<AtomicU64>,
     pub fifo_refused: Mutex<bool>,
@@ -235,6 +284,7 @@ impl Stats {
             handoff: Histogram::new(),
             jitter: Histogram::new(),
             overruns: AtomicU64::new(0),
+            stalls: StallCounters::default(),
             in_flight: (0..n).map(|_| AtomicU64::new(0)).collect(),
             fifo_refused: Mutex::new(false),
         }
@@ -283,6 +333,12 @@ impl Stats {
             handoff: self.handoff.latency(),
             release_jitter: self.jitter.latency(),
             overruns: get(&self.overruns),
+            stalls: StallStats {
+                stage_ns: get(&self.stalls.stage),
+                wakeup_ns: get(&self.stalls.wakeup),
+                release_ns: get(&self.stalls.release),
+                submit_ns: get(&self.stalls.submit),
+            },
             uptime,
             realtime: !*self.fifo_refused.lock().unwrap_or_else(|e| e.into_inner()),
             stopped,

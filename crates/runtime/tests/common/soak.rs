@@ -11,7 +11,7 @@ use lalarand_runtime::serve::*;
 use lalarand_runtime::{BusyTime, BusyWait};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct SoakOutcome {
@@ -25,7 +25,23 @@ pub struct SoakOutcome {
     pub periodic_results: u64,
     pub periodic_errors: Vec<String>,
     pub schedulable: bool,
+    /// Jobs that responded past their task's bound (the first [`MAX_OVER_BOUND`]), with their
+    /// timing, to find what ran during them (a scheduler trace on CLOCK_MONOTONIC).
+    pub over_bound: Vec<(String, JobTiming)>,
+    /// Completed jobs past their bound, and those of them past it by more than the machine
+    /// stalled while they ran (`JobTiming::stalled`): the server's own lateness.
+    pub over_bound_count: u64,
+    /// The first [`MAX_OVER_BOUND`] of those past their bound by more than their `stalled`.
+    pub unexplained_jobs: Vec<(String, JobTiming)>,
+    pub unexplained: u64,
+    /// Of the jobs past their deadline, those not covered by the machine's stalls.
+    pub unexplained_misses: u64,
+    /// CLOCK_MONOTONIC (ns) at the server's time 0: `origin + timing.release` is the release on
+    /// the system clock.
+    pub origin: u64,
 }
+
+pub const MAX_OVER_BOUND: usize = 200;
 
 impl SoakOutcome {
     /// Min and max resident memory from `after` seconds on, relative to the sample at `after`,
@@ -62,9 +78,30 @@ pub fn run(seconds: f64, realtime: bool) -> SoakOutcome {
     let stop = Arc::new(AtomicBool::new(false));
     let submitted = Arc::new(AtomicU64::new(0));
     let resolved = Arc::new(AtomicU64::new(0));
+    let origin = os::monotonic_ns() - server.now();
+    let over_bound = Arc::new(Mutex::new((Vec::new(), 0u64, 0u64, 0u64, Vec::new())));
+    let note = {
+        let over_bound = over_bound.clone();
+        move |r: &JobResult| {
+            let t = &r.timing;
+            if let Some(b) = t.bound.filter(|&b| t.response > b) {
+                let mut o = over_bound.lock().unwrap();
+                o.1 += 1;
+                o.2 += u64::from(t.response - b > t.stalled);
+                o.3 += u64::from(!t.met && t.response - b > t.stalled);
+                if t.response - b > t.stalled && o.4.len() < MAX_OVER_BOUND {
+                    o.4.push((r.task.clone(), r.timing));
+                }
+                if o.0.len() < MAX_OVER_BOUND {
+                    o.0.push((r.task.clone(), r.timing));
+                }
+            }
+        }
+    };
     let mut threads = Vec::new();
     for (task, period) in [("req", 10 * MS), ("events", 30 * MS)] {
         let (server, stop, submitted, resolved) = (server.clone(), stop.clone(), submitted.clone(), resolved.clone());
+        let note = note.clone();
         threads.push(std::thread::spawn(move || {
             let mut seed = period;
             let mut pending: VecDeque<JobHandle> = VecDeque::new();
@@ -87,13 +124,15 @@ pub fn run(seconds: f64, realtime: bool) -> SoakOutcome {
                 while pending.len() > 8 {
                     let h = pending.pop_front().unwrap();
                     let want = h.job();
-                    if h.wait().is_ok_and(|r| r.job == want) {
-                        resolved.fetch_add(1, Ordering::SeqCst);
+                    if let Ok(r) = h.wait().inspect(&note) {
+                        if r.job == want {
+                            resolved.fetch_add(1, Ordering::SeqCst);
+                        }
                     }
                 }
             }
             for h in pending {
-                if h.wait().is_ok() {
+                if h.wait().inspect(&note).is_ok() {
                     resolved.fetch_add(1, Ordering::SeqCst);
                 }
             }
@@ -106,10 +145,9 @@ pub fn run(seconds: f64, realtime: bool) -> SoakOutcome {
     let mut rss = Vec::new();
     let mut periodic_results = 0u64;
     let mut periodic_errors = Vec::new();
-    let read = |r: Result<JobResult, ServeError>, errors: &mut Vec<String>| {
-        if let Err(e) = r {
-            errors.push(format!("{:.3} s: {e}", start.elapsed().as_secs_f64()));
-        }
+    let read = |r: Result<JobResult, ServeError>, errors: &mut Vec<String>| match r {
+        Ok(r) => note(&r),
+        Err(e) => errors.push(format!("{:.3} s: {e}", start.elapsed().as_secs_f64())),
     };
     let mut frame_no = 0f32;
     while start.elapsed().as_secs_f64() < seconds {
@@ -135,6 +173,8 @@ pub fn run(seconds: f64, realtime: bool) -> SoakOutcome {
         read(r, &mut periodic_errors);
         periodic_results += 1;
     }
+    let (over_bound, over_bound_count, unexplained, unexplained_misses, unexplained_jobs) =
+        std::mem::take(&mut *over_bound.lock().unwrap());
     SoakOutcome {
         report,
         rss,
@@ -143,5 +183,11 @@ pub fn run(seconds: f64, realtime: bool) -> SoakOutcome {
         periodic_results,
         periodic_errors,
         schedulable,
+        over_bound,
+        over_bound_count,
+        unexplained_jobs,
+        unexplained,
+        unexplained_misses,
+        origin,
     }
 }
