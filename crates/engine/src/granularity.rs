@@ -6,11 +6,12 @@
 //! model converts once). The cost of a cut grows with the tensors crossing it, so it is
 //! measured, not assumed: `auto` times every layer stage, every pair of neighbours as one
 //! stage, and the whole model, all on the same inputs and interleaved, and takes the cost of
-//! the cut between `i` and `i + 1` as `t(i) + t(i + 1) - t(i..=i + 1)`. It then merges the
-//! most expensive cuts first until the stages' summed time is expected within
-//! [`AUTO_GOAL`] of the whole model, measures the result, and merges further while the
-//! measurement says otherwise. The cheap cuts stay, so fine-grained placement is kept where it
-//! costs little. Timing is on the CPU in fp32 (the mode every model has).
+//! the cut between `i` and `i + 1` as `t(i) + t(i + 1) - t(i..=i + 1)`, which orders the cuts.
+//! It then finds by bisection the fewest costliest cuts to merge for the stages to sum to
+//! within [`AUTO_GOAL`] of the whole model, timing each candidate (the cut costs do not add up
+//! to the whole overhead, so the count is measured, not computed). The cheap cuts stay, so
+//! fine-grained placement is kept where it costs little. Timing is on the CPU in fp32 (the mode
+//! every model has).
 
 use crate::error::Result;
 use crate::stage::{ExecConfig, StageRunner, Tensors};
