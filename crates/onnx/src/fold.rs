@@ -456,7 +456,7 @@ pub fn producers(graph: &GraphProto) -> HashMap<&str, &NodeProto> {
 /// per-channel axis (what int8 stages need). Only the ops whose signature changed in between
 /// are touched: `Split`'s `split`, `Squeeze`/`Unsqueeze`'s and `ReduceSum`'s `axes` become
 /// inputs, `Dropout`'s `ratio` attribute goes (inference ignores it), and a `Softmax`-like op
-/// whose axis is not `-1` becomes what it meant before 13 ([`flatten_softmax`]). Returns
+/// whose axis is not `-1` becomes what it meant before 13 (`flatten_softmax`). Returns
 /// `false` (model unchanged) for other opsets and for graphs with subgraphs.
 pub fn upgrade_to_opset13(model: &mut ModelProto) -> bool {
     let Some(version) = model.opset_import.iter().find(|o| o.domain().is_empty()).and_then(|o| o.version) else {
