@@ -265,14 +265,6 @@ fn groups_merging(merged: &[usize], stages: usize) -> Vec<usize> {
     groups
 }
 
-/// Group sizes after merging the costliest cuts (ties: the later cut) until the merged cuts
-/// cost at least `excess`; every cut is merged if they do not.
-pub fn merge_costliest_cuts(cut_cost: &[f64], excess: f64) -> Vec<usize> {
-    let order = costliest_first(cut_cost);
-    let k = cuts_to_cover(cut_cost, &order, excess);
-    groups_merging(&order[..k], cut_cost.len() + 1)
-}
-
 /// The fastest of a session's rounds: what it costs when nothing else interferes, which is
 /// what a cut adds (a median or mean would add the machine's noise to it, and a busy machine
 /// would then merge everything).
@@ -283,6 +275,14 @@ fn fastest(v: Vec<f64>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Group sizes after merging the costliest cuts (ties: the later cut) until the merged cuts
+    /// cost at least `excess`; every cut is merged if they do not.
+    fn merge_costliest_cuts(cut_cost: &[f64], excess: f64) -> Vec<usize> {
+        let order = costliest_first(cut_cost);
+        let k = cuts_to_cover(cut_cost, &order, excess);
+        groups_merging(&order[..k], cut_cost.len() + 1)
+    }
 
     #[test]
     fn the_costliest_cuts_go_first() {

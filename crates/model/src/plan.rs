@@ -83,9 +83,14 @@ pub fn layer_cost(platform: &Platform, dnn: &DnnProfile, places: &[Placement], j
 /// output charges applied only if `is_last`. Exact searches cost partial allocations with it.
 pub fn layer_cost_with(platform: &Platform, dnn: &DnnProfile, places: &[Placement], j: usize, is_last: bool) -> Time {
     let previous = j.checked_sub(1).map(|p| places[p]);
-    let read = dnn.sources(j);
-    let sources: Vec<Placement> = read.layers.iter().map(|&k| places[k]).collect();
-    cost_reading(platform, dnn, j, &sources, read.graph_input, previous, places[j], is_last)
+    // Costs are computed in the allocators' inner loops: no allocation for the chain rule.
+    match dnn.layer_sources.get(&j) {
+        Some(read) => {
+            let sources = read.layers.iter().map(|&k| places[k]);
+            cost_reading(platform, dnn, j, sources, read.graph_input, previous, places[j], is_last)
+        }
+        None => cost_reading(platform, dnn, j, previous.into_iter(), previous.is_none(), previous, places[j], is_last),
+    }
 }
 
 /// The wake-up overhead in layer `j`'s cost: its resource's `wakeup_overhead` if it is the first
@@ -115,8 +120,7 @@ pub fn placed_cost(
     place: Placement,
     is_last: bool,
 ) -> Time {
-    let sources: Vec<Placement> = previous.into_iter().collect();
-    cost_reading(platform, dnn, j, &sources, previous.is_none(), previous, place, is_last)
+    cost_reading(platform, dnn, j, previous.into_iter(), previous.is_none(), previous, place, is_last)
 }
 
 /// The cost of layer `j` at `place` reading the outputs of layers placed at `sources` (and the
@@ -128,7 +132,7 @@ fn cost_reading(
     platform: &Platform,
     dnn: &DnnProfile,
     j: usize,
-    sources: &[Placement],
+    sources: impl Iterator<Item = Placement> + Clone,
     reads_host_input: bool,
     previous: Option<Placement>,
     place: Placement,
@@ -139,12 +143,12 @@ fn cost_reading(
     let mut cost = layer.wcet(place.mode).expect("validated allocation")
         + platform.resources[place.resource].dispatch_overhead
         + wakeup_charge(platform, previous, place);
-    let elsewhere = sources.iter().any(|s| memory(platform, s.resource) != here);
+    let elsewhere = sources.clone().any(|s| memory(platform, s.resource) != here);
     if elsewhere || (reads_host_input && here != Memory::Host) {
         cost += layer.transitions.copy_in;
     }
-    let some_int8 = sources.iter().any(|s| s.mode.is_int8());
-    let some_fp32 = reads_host_input || sources.iter().any(|s| !s.mode.is_int8());
+    let some_int8 = sources.clone().any(|s| s.mode.is_int8());
+    let some_fp32 = reads_host_input || sources.clone().any(|s| !s.mode.is_int8());
     if place.mode.is_int8() && some_fp32 {
         cost += layer.transitions.quantize_in;
     }

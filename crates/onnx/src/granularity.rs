@@ -9,8 +9,8 @@
 //! - `layer`: the partition's stages as they are (a conv with its norm and activation);
 //! - `block`: layer stages merged between the points where one tensor carries everything
 //!   forward (between residual blocks, inverted-residual blocks, fire modules) — [`block_groups`];
-//! - `auto`: merged by measured time, so that no stage is short next to the per-stage cost
-//!   ([`groups_by_time`]; the engine measures and chooses, see `lalarand_engine::granularity`).
+//! - `auto`: merged where measuring shows a cut costs much (the engine measures and chooses,
+//!   see `lalarand_engine::granularity`; [`merged_stage`] and [`merge`] build its candidates).
 //!
 //! A grouping is a list of group sizes over the layer stages, in order (`[1, 3, 2]`: layer
 //! stage 0 alone, 1-3 together, 4-5 together); [`merge`] applies it.
@@ -176,39 +176,9 @@ fn cut_where(ends: &[bool]) -> Vec<usize> {
     sizes
 }
 
-/// Greedy grouping by time: stages join the current group until its summed time reaches
-/// `min_time`; a last group that stays below it joins the one before. The finest grouping in
-/// which every group (but a lone stage longer than `min_time`'s share) is at least `min_time`
-/// long, so a fixed per-stage cost `c` costs at most `c / min_time` of the work.
-pub fn groups_by_time(times: &[f64], min_time: f64) -> Vec<usize> {
-    groups_by_time_at(times, min_time, &vec![true; times.len()])
-}
-
-/// [`groups_by_time`] where a group may end only after a stage whose `may_end` is true.
-pub fn groups_by_time_at(times: &[f64], min_time: f64, may_end: &[bool]) -> Vec<usize> {
-    let mut sizes: Vec<usize> = Vec::new();
-    let (mut size, mut acc) = (0, 0.0);
-    for (s, &t) in times.iter().enumerate() {
-        size += 1;
-        acc += t;
-        if acc >= min_time && may_end.get(s).copied().unwrap_or(true) {
-            sizes.push(size);
-            (size, acc) = (0, 0.0);
-        }
-    }
-    if size > 0 {
-        match sizes.last_mut() {
-            Some(last) => *last += size,
-            None => sizes.push(size),
-        }
-    }
-    sizes
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     /// a -> s0 -> t0 -> s1 -> t1 -> s2 (reads t0 and t1: a skip) -> t2 -> s3 -> y
     fn skip_chain() -> Partition {
@@ -269,29 +239,5 @@ mod tests {
             assert_eq!(g.to_string().parse::<Granularity>().unwrap(), g);
         }
         assert!("blocks".parse::<Granularity>().unwrap_err().contains("layer, block, auto"));
-    }
-
-    proptest! {
-        #[test]
-        fn time_groups_cover_every_stage_and_reach_the_minimum(
-            times in proptest::collection::vec(0.0f64..100.0, 1..60),
-            min_time in 1.0f64..300.0,
-        ) {
-            let sizes = groups_by_time(&times, min_time);
-            prop_assert!(check_groups(&sizes, times.len()).is_ok());
-            let total: f64 = times.iter().sum();
-            let mut first = 0;
-            for &s in &sizes {
-                let t: f64 = times[first..first + s].iter().sum();
-                // Every group reaches the minimum unless the whole model does not.
-                prop_assert!(t >= min_time || (sizes.len() == 1 && total < min_time));
-                // And is as fine as it can be: without its last stage it would fall short
-                // (but the last group, which may have absorbed a short tail).
-                if first + s < times.len() {
-                    prop_assert!(t - times[first + s - 1] < min_time);
-                }
-                first += s;
-            }
-        }
     }
 }
