@@ -109,19 +109,13 @@ pub struct LoadRequest {
     pub priority: LoadPriority,
 }
 
-/// What a load may do to the running tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// What a load may do to the running tasks (default: the default allocation options, no cap).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct AdmissionOptions {
     pub alloc: AllocOptions,
     /// The most layers of running tasks the re-allocation may move: `Some(0)` never moves a
     /// running layer; `None` also allows a fresh allocation when a seeded one fails.
     pub max_moved_layers: Option<usize>,
-}
-
-impl Default for AdmissionOptions {
-    fn default() -> Self {
-        Self { alloc: AllocOptions::default(), max_moved_layers: None }
-    }
 }
 
 /// How much of one running task the change moves.

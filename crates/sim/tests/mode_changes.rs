@@ -77,6 +77,16 @@ fn load_request(system: &System, name: &str, model_of: &str, period_ms: f64) -> 
     LoadRequest { task: Task::new(name, ms_to_time(period_ms), dnn), priority: LoadPriority::RateMonotonic }
 }
 
+enum Request {
+    /// A task named `name` with the profile of the running task `model_of`.
+    Load {
+        name: &'static str,
+        model_of: &'static str,
+        period_ms: f64,
+    },
+    Unload(&'static str),
+}
+
 /// Admissions decided by `lalarand_alloc::admission`, run by the simulator: every job within the
 /// bound of its mode, every switch within the drain bound the admission reported.
 #[test]
@@ -88,19 +98,18 @@ fn admitted_changes_keep_every_job_within_its_bound() {
     let options = AdmissionOptions::default();
     let mut changes = Vec::new();
     let mut drain_bounds = Vec::new();
-    let requests: [(f64, Option<(&str, &str, f64)>, Option<&str>); 4] = [
-        (7.3, Some(("parking", "digits", 40.0)), None),
-        (20.0, None, Some("features")),
-        (20.5, Some(("camera", "classifier", 30.0)), None),
-        (61.0, None, Some("parking")),
+    let requests = [
+        (7.3, Request::Load { name: "parking", model_of: "digits", period_ms: 40.0 }),
+        (20.0, Request::Unload("features")),
+        (20.5, Request::Load { name: "camera", model_of: "classifier", period_ms: 30.0 }),
+        (61.0, Request::Unload("parking")),
     ];
-    for (at_ms, load, unload) in requests {
-        let admitted = match (load, unload) {
-            (Some((name, model, period)), _) => {
-                admit_load(&current, load_request(current.system(), name, model, period), &options).unwrap()
+    for (at_ms, request) in requests {
+        let admitted = match request {
+            Request::Load { name, model_of, period_ms } => {
+                admit_load(&current, load_request(current.system(), name, model_of, period_ms), &options).unwrap()
             }
-            (_, Some(name)) => admit_unload(&current, name).unwrap(),
-            _ => unreachable!(),
+            Request::Unload(name) => admit_unload(&current, name).unwrap(),
         };
         let (plan, continues) = step(&current, &admitted.proven);
         changes.push(ModeChange { requested: ms_to_time(at_ms), plan, continues });
