@@ -3,10 +3,11 @@
 
 use lalarand_alloc::admission::{admit_load, admit_unload, AdmissionOptions, LoadPriority, LoadRequest, Proven};
 use lalarand_alloc::{AllocOptions, Policy};
+use lalarand_analysis::analyze;
 use lalarand_model::examples::demo_system;
 use lalarand_model::{ms_to_time, ExecutionPlan, Mode, PlannedLayer, PlannedTask, System, Task, Time};
 use lalarand_sim::campaign::mode_change_campaign;
-use lalarand_sim::{simulate_mode_changes, ExecutionTimeModel, ModeChange, SimConfig, SimError};
+use lalarand_sim::{simulate, simulate_mode_changes, ExecutionTimeModel, Horizon, ModeChange, SimConfig, SimError};
 
 fn task(priority: u32, period: Time, cost: Time) -> PlannedTask {
     PlannedTask {
@@ -41,6 +42,35 @@ fn a_load_waits_for_the_old_jobs_in_flight_then_releases_at_the_switch() {
     assert_eq!((c.drain_bound, c.drain_ends_by), (4, 14));
     assert_eq!(c.first_releases, vec![(1, 14)]);
     assert!(run.jobs.iter().all(|j| j.within_bound()) && c.within_bounds());
+}
+
+/// Why the protocol drains: had the new task been released at the request, an old-mode job
+/// would have waited for it past the bound that held at its release.
+#[test]
+fn an_immediate_switch_would_break_an_old_jobs_bound() {
+    // L (two layers of 3) runs alone: bound 6. H (C 5) outranks it in the new mode.
+    let mut l = task(0, 20, 3);
+    l.layers.push(l.layers[0]);
+    let old = plan(vec![l.clone()]);
+    assert_eq!(analyze(&old).tasks[0].bound, Some(6));
+    let mut new_l = l;
+    new_l.priority = 1;
+    let mut h = task(0, 20, 5);
+    // Released at once, at the request (1): H takes the resource between L's layers.
+    h.offset = 1;
+    let immediate = simulate(
+        &plan(vec![new_l.clone(), h.clone()]),
+        &SimConfig { horizon: Horizon::Jobs(1), ..SimConfig::default() },
+    )
+    .unwrap();
+    assert_eq!(immediate.jobs[0].finish, Some(11), "L's old-mode job: 11 > its bound 6");
+    // Drained: H waits for L's job (until 6), which keeps its bound.
+    h.offset = 0;
+    let change = ModeChange { requested: 1, plan: plan(vec![new_l, h]), continues: vec![Some(0), None] };
+    let run = simulate_mode_changes(&old, &[change], &SimConfig::default(), 20).unwrap();
+    assert_eq!(jobs(&run)[0], (0, 0, 0, 6));
+    assert_eq!(run.changes[0].first_releases, vec![(1, 6)]);
+    assert!(run.jobs.iter().all(|j| j.within_bound()));
 }
 
 #[test]
