@@ -34,6 +34,14 @@ pub fn drain_ends_by(
     })
 }
 
+/// Rule (P3): when a task that continues across a change releases its first new-mode job. At
+/// the switch `switched`, or one period after its last old-mode release if that is later, so its
+/// jobs stay at least a period apart; a task with no old-mode release yet keeps its first release
+/// `planned` if that is later than the switch.
+pub fn continuing_release(switched: Time, last_old_release: Option<Time>, period: Time, planned: Time) -> Time {
+    switched.max(last_old_release.map_or(planned, |r| r.saturating_add(period)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +60,13 @@ mod tests {
         assert_eq!(drain_bound(&analysis(&[Some(30), Some(70), Some(10)])), Some(70));
         assert_eq!(drain_bound(&analysis(&[])), Some(0));
         assert_eq!(drain_bound(&analysis(&[Some(30), None])), None);
+    }
+
+    #[test]
+    fn a_continuing_task_resumes_at_the_switch_or_a_period_after_its_last_release() {
+        assert_eq!(continuing_release(14, Some(10), 10, 0), 20);
+        assert_eq!(continuing_release(25, Some(10), 10, 0), 25, "held during the drain");
+        assert_eq!(continuing_release(14, None, 10, 30), 30, "not released yet");
     }
 
     #[test]

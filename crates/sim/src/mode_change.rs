@@ -13,7 +13,7 @@
 
 use crate::engine::{Horizon, SimConfig, Simulator};
 use crate::SimError;
-use lalarand_analysis::mode_change::{drain_bound, drain_ends_by};
+use lalarand_analysis::mode_change::{continuing_release, drain_bound, drain_ends_by};
 use lalarand_analysis::{analyze, Analysis};
 use lalarand_model::{ExecutionPlan, Time};
 use serde::Serialize;
@@ -151,7 +151,7 @@ pub fn simulate_mode_changes(
             .iter()
             .zip(&change.plan.tasks)
             .map(|(from, task)| match *from {
-                Some(i) => switched.max(last_release[i].map_or(first_release[i], |r| r + plan.tasks[i].period)),
+                Some(i) => continuing_release(switched, last_release[i], plan.tasks[i].period, first_release[i]),
                 None => switched + task.offset,
             })
             .collect();

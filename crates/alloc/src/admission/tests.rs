@@ -185,6 +185,15 @@ fn a_load_past_the_accuracy_budget_is_refused() {
 }
 
 #[test]
+fn a_task_the_platform_cannot_run_is_refused() {
+    let running = proven(gpu_only_platform(), vec![task("a", 10.0, vec![layer(Some(1.0), None, None)])], &[GPU]);
+    let cpu_only = task("b", 10.0, vec![layer(None, Some(1.0), None)]);
+    let e = load(&running, cpu_only, &Default::default()).unwrap_err();
+    assert!(matches!(e, AdmissionError::Alloc(AllocError::Unplaceable { .. })), "{e}");
+    assert!(e.to_string().contains("fix:"), "{e}");
+}
+
+#[test]
 fn an_unproven_running_system_is_refused() {
     let system = System::new(
         gpu_only_platform(),
