@@ -23,6 +23,7 @@
 //! analyses, each O(n^2 x resources x iterations)); in practice the first batch improves.
 
 use crate::evaluator::{Evaluator, Move};
+use crate::moves::MoveLimit;
 use crate::search::all_placements;
 use crate::{AllocError, AllocOptions, Allocator, Dart, DartUtil, Outcome, TaskLevel};
 use lalarand_analysis::Score;
@@ -60,7 +61,7 @@ impl Allocator for Lalarand {
             let Some(start) = start else { continue };
             let mut ev = Evaluator::new(system, start);
             let batches = if n == 0 { usize::MAX } else { RESTART_BATCHES };
-            let score = make_schedulable(&mut ev, &choices, options, batches);
+            let score = make_schedulable(&mut ev, &choices, options, batches, None);
             evaluations += ev.evaluations;
             let done = score.unschedulable == 0;
             if best.as_ref().is_none_or(|(s, _)| score.better_than(s)) {
@@ -73,11 +74,29 @@ impl Allocator for Lalarand {
         let (score, mut ev) = best.expect("at least one start");
         if score.unschedulable == 0 {
             let before = ev.evaluations;
-            recover_accuracy(&mut ev, &choices);
+            recover_accuracy(&mut ev, &choices, None);
             evaluations += ev.evaluations - before;
         }
         Ok(Outcome::evaluate(system, ev.allocation, evaluations))
     }
+}
+
+/// LaLaRAND's two phases from `start` (valid for `system`), making only the moves `limit`
+/// allows: admission's re-allocation that keeps running layers where they are.
+pub(crate) fn search_within(
+    system: &System,
+    start: Allocation,
+    options: &AllocOptions,
+    limit: &MoveLimit,
+) -> Result<Outcome, AllocError> {
+    let choices = all_placements(system, options)?;
+    let mut ev = Evaluator::new(system, start);
+    let score = make_schedulable(&mut ev, &choices, options, usize::MAX, Some(limit));
+    if score.unschedulable == 0 {
+        recover_accuracy(&mut ev, &choices, Some(limit));
+    }
+    let evaluations = ev.evaluations;
+    Ok(Outcome::evaluate(system, ev.allocation, evaluations))
 }
 
 fn start_from(policy: impl Allocator, system: &System, options: &AllocOptions) -> Option<Allocation> {
@@ -85,7 +104,7 @@ fn start_from(policy: impl Allocator, system: &System, options: &AllocOptions) -
 }
 
 /// Each layer in its fastest fp32 placement (ties: the first listed, i.e. the GPU).
-fn fastest_fp32(system: &System, choices: &[Vec<Vec<Placement>>]) -> Allocation {
+pub(crate) fn fastest_fp32(system: &System, choices: &[Vec<Vec<Placement>>]) -> Allocation {
     let tasks = choices
         .iter()
         .enumerate()
@@ -109,12 +128,14 @@ fn fastest_fp32(system: &System, choices: &[Vec<Vec<Placement>>]) -> Allocation 
     Allocation { tasks }
 }
 
-/// Phase 1: greedy best-improvement over layer-block moves, guided by the first failing task.
+/// Phase 1: greedy best-improvement over layer-block moves, guided by the first failing task;
+/// only moves `limit` allows, if any.
 fn make_schedulable(
     ev: &mut Evaluator,
     choices: &[Vec<Vec<Placement>>],
     options: &AllocOptions,
     max_batches: usize,
+    limit: Option<&MoveLimit>,
 ) -> Score {
     let total_layers: usize = choices.iter().map(Vec::len).sum();
     let mut score = ev.current.score();
@@ -124,7 +145,7 @@ fn make_schedulable(
             break;
         };
         let budget_left = options.accuracy_budget - ev.accuracy_cost();
-        let mut candidates = candidate_moves(ev, choices, focus, budget_left);
+        let mut candidates = candidate_moves(ev, choices, focus, budget_left, limit);
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut improved: Option<(Score, Move, lalarand_analysis::Analysis)> = None;
         for batch in candidates.chunks(BATCH).take(max_batches) {
@@ -156,7 +177,9 @@ fn candidate_moves(
     choices: &[Vec<Vec<Placement>>],
     focus: usize,
     budget_left: f64,
+    limit: Option<&MoveLimit>,
 ) -> Vec<(f64, Move)> {
+    let moved_now = limit.map_or(0, |l| l.moved(&ev.allocation));
     let system = ev.system;
     let focus_priority = system.tasks[focus].priority;
     let focus_deadline = system.tasks[focus].deadline;
@@ -164,6 +187,9 @@ fn candidate_moves(
     let visited: Vec<bool> = ev.summaries[focus].on_resource.iter().map(|&c| c > 0).collect();
     let mut out = Vec::new();
     for (k, layers) in choices.iter().enumerate() {
+        if limit.is_some_and(|l| !l.may_move_task(k)) {
+            continue;
+        }
         let task = &system.tasks[k];
         let relation = if k == focus {
             Relation::Focus
@@ -192,8 +218,9 @@ fn candidate_moves(
                     return;
                 }
                 let saving = relation.saving(&effect, &chain, &visited);
-                if saving > 0.0 || k == focus {
-                    out.push((saving, Move { task: k, first, last, place }));
+                let m = Move { task: k, first, last, place };
+                if (saving > 0.0 || k == focus) && limit.is_none_or(|l| l.allows(&ev.allocation, moved_now, &m)) {
+                    out.push((saving, m));
                 }
             });
         }
@@ -364,8 +391,9 @@ impl ChainCosts {
     }
 }
 
-/// Phase 2: int8 layers back to fp32 while the set stays schedulable, costliest first.
-fn recover_accuracy(ev: &mut Evaluator, choices: &[Vec<Vec<Placement>>]) {
+/// Phase 2: int8 layers back to fp32 while the set stays schedulable, costliest first; under a
+/// `limit`, only layers not at their running placement (a running layer stays put).
+fn recover_accuracy(ev: &mut Evaluator, choices: &[Vec<Vec<Placement>>], limit: Option<&MoveLimit>) {
     let system = ev.system;
     let mut int8: Vec<(usize, usize)> = ev
         .allocation
@@ -373,6 +401,7 @@ fn recover_accuracy(ev: &mut Evaluator, choices: &[Vec<Vec<Placement>>]) {
         .iter()
         .enumerate()
         .flat_map(|(i, ps)| ps.iter().enumerate().filter(|(_, p)| p.mode.is_int8()).map(move |(j, _)| (i, j)))
+        .filter(|&(i, j)| limit.is_none_or(|l| l.is_free(&ev.allocation, i, j)))
         .collect();
     int8.sort_by(|a, b| {
         let cost = |&(i, j): &(usize, usize)| system.tasks[i].dnn.layers[j].int8_accuracy_cost;
@@ -385,6 +414,9 @@ fn recover_accuracy(ev: &mut Evaluator, choices: &[Vec<Vec<Placement>>]) {
         fp32.sort_by_key(|p| (p.resource != current.resource, p.mode != Mode::Gpu));
         for place in fp32 {
             let m = Move { task: i, first: j, last: j, place };
+            if limit.is_some_and(|l| !l.allows(&ev.allocation, l.moved(&ev.allocation), &m)) {
+                continue;
+            }
             let a = ev.try_block(&m);
             if a.schedulable() {
                 ev.apply(&m, a);

@@ -8,10 +8,12 @@ use lalarand_analysis::{analyze, Analysis};
 use lalarand_model::{Allocation, ExecutionPlan, Mode, ResourceKind, System};
 use serde::Serialize;
 
+pub mod admission;
 mod baselines;
 pub mod dart;
 mod evaluator;
 mod lalarand;
+pub mod moves;
 mod optimal;
 pub mod search;
 

@@ -22,6 +22,7 @@
 use lalarand_model::{time::Time, ExecutionPlan};
 use serde::Serialize;
 
+pub mod mode_change;
 pub mod report;
 mod summary;
 use summary::summarize;

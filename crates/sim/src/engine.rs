@@ -21,6 +21,9 @@ pub enum Horizon {
     Until(Time),
     /// Release this many jobs of every task and run until all of them finish.
     Jobs(u64),
+    /// Release jobs before this time, then run until all of them finish (a mode's share of a
+    /// mode-change run: its releases stop at the request, its jobs drain).
+    ReleasesBefore(Time),
 }
 
 /// Cap of [`Horizon::Auto`], in multiples of the longest period.
@@ -173,6 +176,7 @@ impl Simulator {
         let (end, job_limit) = match config.horizon {
             Horizon::Until(t) => (t, u64::MAX),
             Horizon::Jobs(k) => (Time::MAX, k),
+            Horizon::ReleasesBefore(_) => (Time::MAX, u64::MAX),
             Horizon::Auto => {
                 let max_offset = plan.tasks.iter().map(|t| t.offset).max().unwrap_or(0);
                 let max_period = plan.tasks.iter().map(|t| t.period).max().unwrap_or(0);
@@ -180,6 +184,11 @@ impl Simulator {
                 let span = hyper.and_then(|h| h.checked_mul(2)).map_or(cap, |h2| h2.min(cap));
                 (max_offset.saturating_add(span), u64::MAX)
             }
+        };
+        // Releases happen strictly before this instant.
+        let release_end = match config.horizon {
+            Horizon::ReleasesBefore(t) => t,
+            _ => end,
         };
 
         self.events.clear();
@@ -197,7 +206,7 @@ impl Simulator {
         let mut trace = config.record_trace.then(|| Trace { resources: vec![Vec::new(); m] });
 
         for (i, t) in plan.tasks.iter().enumerate() {
-            if job_limit > 0 && t.offset < end {
+            if job_limit > 0 && t.offset < release_end {
                 self.events.push(Reverse((t.offset, (2 * m + i) as u32)));
             }
         }
@@ -221,7 +230,17 @@ impl Simulator {
                 } else if ev < 2 * m {
                     self.workers[ev - m] = Worker::Idle;
                 } else {
-                    self.release(plan, ev - 2 * m, now, end, job_limit, config, &mut stats, &mut sums, &mut jobs);
+                    self.release(
+                        plan,
+                        ev - 2 * m,
+                        now,
+                        release_end,
+                        job_limit,
+                        config,
+                        &mut stats,
+                        &mut sums,
+                        &mut jobs,
+                    );
                 }
             }
             // Same-instant rule (docs/analysis.md, "Same-instant events"): zero-cost layers at the
@@ -339,7 +358,7 @@ impl Simulator {
         plan: &ExecutionPlan,
         i: usize,
         now: Time,
-        end: Time,
+        release_end: Time,
         job_limit: u64,
         config: &SimConfig,
         stats: &mut [TaskStats],
@@ -386,7 +405,7 @@ impl Simulator {
             }
         };
         if let Some(next) = now.checked_add(gap) {
-            if next < end && k + 1 < job_limit {
+            if next < release_end && k + 1 < job_limit {
                 self.events.push(Reverse((next, (2 * plan.resources + i) as u32)));
             }
         }

@@ -34,12 +34,14 @@ pub mod campaign;
 mod engine;
 mod exec;
 pub mod gantt;
+pub mod mode_change;
 mod record;
 
 pub use campaign::{soundness_campaign, CampaignReport, Violation};
 pub use engine::{simulate, Horizon, Releases, SimConfig, Simulator, AUTO_MAX_PERIODS};
 pub use exec::ExecutionTimeModel;
 pub use gantt::{write_gantt, GanttLabels};
+pub use mode_change::{simulate_mode_changes, ChangeRecord, ModeChange, ModeChangeRun, ModeJob};
 pub use record::{JobRecord, SimResult, TaskStats, Trace, TraceSlot};
 
 use std::path::PathBuf;

@@ -22,7 +22,7 @@ fn version_and_help_with_examples() {
         lalarand().args([cmd, "--help"]).assert().success().stdout(predicate::str::contains("Example:"));
     }
     // "Example:" or "Examples:".
-    for sub in ["schedulability", "soundness"] {
+    for sub in ["schedulability", "soundness", "mode-changes"] {
         lalarand()
             .args(["experiment", sub, "--help"])
             .assert()
@@ -308,6 +308,17 @@ fn experiment_soundness_exit_code_follows_violations() {
     assert_eq!(json["sets"], 50);
     let violations = json["violation_count"].as_u64().unwrap();
     assert_eq!(run.status.code(), Some(if violations == 0 { 0 } else { 1 }));
+}
+
+#[test]
+fn experiment_mode_changes_reports_its_changes_as_json() {
+    let run =
+        lalarand().args(["experiment", "mode-changes", "--json", "--sets", "40", "--seed", "3"]).output().unwrap();
+    let json = stdout_json(&run);
+    assert_eq!(json["sets"], 40);
+    assert!(json["changes"].as_u64().unwrap() > 0);
+    assert_eq!(json["violation_count"], 0);
+    assert_eq!(run.status.code(), Some(0));
 }
 
 #[test]

@@ -40,11 +40,7 @@ pub fn campaign_set(seed: u64, index: u64) -> CampaignSet {
     let shares = uunifast(&mut rng, n, total_u);
     let mut tasks = Vec::with_capacity(n);
     for &u in &shares {
-        let period = PERIODS.choose(&mut rng).expect("non-empty") * scale;
-        let deadline = if rng.gen_bool(0.4) { period } else { (period as f64 * rng.gen_range(0.5..1.0)) as Time };
-        let offset = if offsets { rng.gen_range(0..period) } else { 0 };
-        let layers = chain(&mut rng, resources, ((u * period as f64) as Time).max(1), zero_layers);
-        tasks.push(PlannedTask { period, deadline: deadline.max(1), offset, priority: 0, layers });
+        tasks.push(random_task(&mut rng, resources, scale, u, offsets, zero_layers));
     }
     let mut order: Vec<usize> = (0..n).collect();
     if rng.gen_bool(0.2) {
@@ -55,11 +51,7 @@ pub fn campaign_set(seed: u64, index: u64) -> CampaignSet {
     for (rank, &i) in order.iter().enumerate() {
         tasks[i].priority = rank as u32;
     }
-    let execution = match rng.gen_range(0..4) {
-        0 | 1 => ExecutionTimeModel::Wcet,
-        2 => ExecutionTimeModel::Uniform { min_fraction: rng.gen_range(0.1..0.9) },
-        _ => ExecutionTimeModel::TwoPoint { min_fraction: rng.gen_range(0.1..0.9), wcet_probability: 0.5 },
-    };
+    let execution = random_execution(&mut rng);
     let mut plan = ExecutionPlan { resources, tasks };
     let sim_seed: u64 = rng.gen();
     // Drawn after everything above, so the rest of a set does not depend on these.
@@ -68,13 +60,7 @@ pub fn campaign_set(seed: u64, index: u64) -> CampaignSet {
         // that starts a segment, as lalarand_model::plan charges it.
         let wakeup: Vec<Time> = (0..resources).map(|_| rng.gen_range(0..=scale * 2)).collect();
         for t in &mut plan.tasks {
-            for j in 0..t.layers.len() {
-                if j == 0 || t.layers[j - 1].resource != t.layers[j].resource {
-                    let l = &mut t.layers[j];
-                    l.wakeup = wakeup[l.resource];
-                    l.wcet += l.wakeup;
-                }
-            }
+            charge_wakeups(t, &wakeup);
         }
     }
     let releases =
@@ -90,6 +76,46 @@ pub fn campaign_set(seed: u64, index: u64) -> CampaignSet {
         record_trace: false,
     };
     CampaignSet { plan, config }
+}
+
+/// A task of utilization about `u`: a period from [`PERIODS`] times `scale`, a deadline in
+/// `[T/2, T]` (`T` in 40% of tasks), an offset below the period if `offsets`, and a random
+/// [`chain`]; priority 0 (the caller ranks).
+pub(super) fn random_task(
+    rng: &mut ChaCha8Rng,
+    resources: usize,
+    scale: u64,
+    u: f64,
+    offsets: bool,
+    zero_layers: bool,
+) -> PlannedTask {
+    let period = PERIODS.choose(rng).expect("non-empty") * scale;
+    let deadline = if rng.gen_bool(0.4) { period } else { (period as f64 * rng.gen_range(0.5..1.0)) as Time };
+    let offset = if offsets { rng.gen_range(0..period) } else { 0 };
+    let layers = chain(rng, resources, ((u * period as f64) as Time).max(1), zero_layers);
+    PlannedTask { period, deadline: deadline.max(1), offset, priority: 0, layers }
+}
+
+/// WCET runs in half the sets, uniform or two-point draws below it in the rest.
+pub(super) fn random_execution(rng: &mut ChaCha8Rng) -> ExecutionTimeModel {
+    match rng.gen_range(0..4) {
+        0 | 1 => ExecutionTimeModel::Wcet,
+        2 => ExecutionTimeModel::Uniform { min_fraction: rng.gen_range(0.1..0.9) },
+        _ => ExecutionTimeModel::TwoPoint { min_fraction: rng.gen_range(0.1..0.9), wcet_probability: 0.5 },
+    }
+}
+
+/// Charges the runtime's wake-up overhead of each resource (`wakeup[r]`) to every layer of
+/// `task` that starts a segment, as `lalarand_model::plan` charges it; a layer charged before
+/// is charged afresh, so a task whose layers moved can be charged again.
+pub(super) fn charge_wakeups(task: &mut PlannedTask, wakeup: &[Time]) {
+    for j in 0..task.layers.len() {
+        let starts_segment = j == 0 || task.layers[j - 1].resource != task.layers[j].resource;
+        let l = &mut task.layers[j];
+        l.wcet -= l.wakeup;
+        l.wakeup = if starts_segment { wakeup[l.resource] } else { 0 };
+        l.wcet += l.wakeup;
+    }
 }
 
 /// `n` utilizations summing to `total` (Bini and Buttazzo's UUniFast).

@@ -6,9 +6,11 @@
 
 mod generate;
 mod minimize;
+pub mod mode_changes;
 
 pub use generate::campaign_set;
 pub use minimize::{minimize, shrink};
+pub use mode_changes::{mode_change_campaign, mode_change_set, ModeChangeReport, ModeChangeSet};
 
 use crate::engine::{SimConfig, Simulator};
 use lalarand_analysis::analyze;
