@@ -149,7 +149,7 @@ fn gpu_stages_match_the_whole_model_when_a_gpu_is_present() {
         return;
     }
     // The GPU build must be the process' first runtime: it then also runs the CPU reference.
-    lalarand_engine::runtime::environment(lalarand_engine::runtime::Flavor::Gpu).unwrap();
+    lalarand_engine::onnxruntime::environment(lalarand_engine::onnxruntime::Flavor::Gpu).unwrap();
     for arch in Architecture::ALL {
         let n = check_in(&zoo_model(arch), Mode::Gpu, 1e-3);
         eprintln!("{}: {n} gpu stages match the whole model", arch.name());

@@ -4,6 +4,7 @@
 //! - [`builder`] and [`tensor`]: writing graphs and tensors (opset 17);
 //! - [`zoo`]: standard architectures with seeded random weights;
 //! - [`quantize`]: calibration and the int8 QDQ rewrite that ONNX Runtime turns into int8 kernels;
+//!   [`layout`]: the NHWC handover of uint8 tensors between int8 stages;
 //! - [`fold`]: fixing input shapes and folding the shape computations they determine;
 //! - [`partition`]: cutting a model into stages; [`granularity`]: merging them; [`shape`]: static
 //!   shapes of the cut tensors.
@@ -30,6 +31,7 @@ pub mod error;
 pub mod fold;
 pub mod granularity;
 pub mod io;
+pub mod layout;
 pub mod partition;
 pub mod quantize;
 pub mod shape;

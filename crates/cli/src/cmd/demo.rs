@@ -129,14 +129,15 @@ pub fn run(args: Args) -> Result<Verdict> {
     let cores = os::available_cores();
     // The GPU runtime (which also runs the CPU modes) must be the first one this process loads
     // (docs/engine.md); where it does not load, the demo runs on the stand-in platform.
-    let gpu = lalarand_engine::stage::gpu_present()
-        && match lalarand_engine::runtime::environment(lalarand_engine::runtime::Flavor::Gpu) {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!("a GPU is present but its runtime does not load ({e}); using two cpu resources");
-                false
+    let gpu = match lalarand_engine::onnxruntime::load_gpu_first() {
+        Ok(()) => true,
+        Err(why) => {
+            if lalarand_engine::onnxruntime::gpu_present() {
+                tracing::warn!("a GPU is present but its runtime does not load ({why}); using two cpu resources");
             }
-        };
+            false
+        }
+    };
     if !gpu && cores.len() < 2 {
         bail!("the demo needs a GPU or two usable cores (this process may use {cores:?}); `lalarand demo --quick` needs neither");
     }

@@ -11,7 +11,7 @@ use super::stats::{stats, wcet};
 use super::working_set::stage_working_sets;
 use crate::accuracy;
 use crate::error::{EngineError, Result};
-use crate::quant::{calibrate_until, check_stages_until, conversion_model, quantize_stages_until, Int8Stages};
+use crate::quant::{calibrate_until, check_stages_until, quantize_stages_until, Int8Stages};
 use crate::stage::{pin_current_thread, ExecConfig, StageRunner, Tensors};
 use crate::staged::{Pipeline, StagedModel};
 use lalarand_model::{DnnProfile, LayerProfile, Mode, ModeTiming, OutputTransitions, Time, TimingStats, Transitions};
@@ -93,12 +93,12 @@ impl<'a> Profiler<'a> {
     }
 
     pub(crate) fn profile(&self, partial: Option<&str>) -> DnnProfile {
-        let (flavor, lib) = crate::runtime::loaded().map_or(("none".into(), String::new()), |(f, p)| {
+        let (flavor, lib) = crate::onnxruntime::loaded().map_or(("none".into(), String::new()), |(f, p)| {
             (format!("{f:?}").to_lowercase(), p.display().to_string())
         });
         let mut source = format!(
             "lalarand profile: onnxruntime {} ({flavor}, {lib}), threads={}, cores={:?}, {} runs after {} warm-up, {}, batch 1, cpu: {}",
-            crate::runtime::ORT_VERSION,
+            crate::onnxruntime::ORT_VERSION,
             self.opts.cfg.threads,
             self.opts.cfg.cores,
             self.opts.runs,
@@ -327,7 +327,7 @@ impl<'a> Profiler<'a> {
         let fix = if not_float.is_empty() {
             format!(
                 "check that ONNX Runtime {} runs the model as a whole; if it does, the cut around this stage ({}) is at fault: report it",
-                crate::runtime::ORT_VERSION,
+                crate::onnxruntime::ORT_VERSION,
                 ops.join(", ")
             )
         } else {
@@ -404,7 +404,7 @@ impl<'a> Profiler<'a> {
         let (staged, opts) = (self.staged, self.opts);
         let v = tensors.get(t).ok_or_else(|| EngineError::tensor("profiling", t, "missing from the fp32 run"))?;
         let input = if to_u8 { copy_of(v, t)? } else { convert(staged, t, q, true, v, &opts.cfg)? };
-        let bytes = conversion_model(staged, t, q, to_u8)?;
+        let bytes = staged.conversion_model(t, q, to_u8)?;
         let what = if to_u8 { "quantize" } else { "dequantize" };
         let mut runner = StageRunner::new(&format!("{what} {t}"), Mode::CpuFp32, &bytes, &opts.cfg)?;
         let samples = self.measure_transition(|| runner.run_with(|_| Some(&input)).map(drop))?;
@@ -469,7 +469,7 @@ fn copy_of(v: &DynValue, name: &str) -> Result<DynValue> {
 
 /// Converts fp32 `v` (tensor `t`) to uint8 with `q`, untimed.
 fn convert(staged: &StagedModel, t: &str, q: QParams, to_u8: bool, v: &DynValue, cfg: &ExecConfig) -> Result<DynValue> {
-    let bytes = conversion_model(staged, t, q, to_u8)?;
+    let bytes = staged.conversion_model(t, q, to_u8)?;
     let mut r = StageRunner::new("convert", Mode::CpuFp32, &bytes, cfg)?;
     Ok(r.run_with(|_| Some(v))?.pop().expect("one output").1)
 }

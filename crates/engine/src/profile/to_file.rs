@@ -5,7 +5,7 @@ use super::digest::sha256_file;
 use super::options::ProfileOptions;
 use super::profiler::Profiler;
 use crate::error::{EngineError, Result};
-use crate::stage::{gpu_present, pin_current_thread};
+use crate::stage::pin_current_thread;
 use crate::staged::StagedModel;
 use lalarand_model::{DnnProfile, Mode};
 use lalarand_onnx::fold::InputShape;
@@ -18,10 +18,7 @@ fn gpu_runtime(opts: &ProfileOptions) -> Option<String> {
     if !opts.modes.contains(&Mode::Gpu) {
         return None;
     }
-    if !gpu_present() {
-        return Some("no NVIDIA GPU visible".into());
-    }
-    crate::runtime::environment(crate::runtime::Flavor::Gpu).err().map(|e| e.to_string())
+    crate::onnxruntime::load_gpu_first().err()
 }
 
 /// What a profile run produced.
