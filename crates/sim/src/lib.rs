@@ -35,12 +35,14 @@ mod engine;
 mod exec;
 pub mod gantt;
 mod record;
+pub mod report;
 
 pub use campaign::{soundness_campaign, CampaignReport, Violation};
 pub use engine::{simulate, Horizon, Releases, SimConfig, Simulator, AUTO_MAX_PERIODS};
 pub use exec::ExecutionTimeModel;
 pub use gantt::{write_gantt, GanttLabels};
 pub use record::{JobRecord, SimResult, TaskStats, Trace, TraceSlot};
+pub use report::{SimReport, SimTaskReport};
 
 use std::path::PathBuf;
 
