@@ -1,7 +1,7 @@
 //! Explaining the sweep's largest gap between lalarand and DART: the first generated set at a
 //! utilization that lalarand schedules and DART does not, and why, placement by placement.
 
-use crate::{set_rng, ExperimentError, Generator, SweepConfig};
+use crate::{set_rng, ExperimentError, SweepConfig};
 use lalarand_alloc::{Outcome, Policy};
 use lalarand_model::{time_to_ms, System};
 
@@ -18,12 +18,7 @@ pub struct GapExample {
 /// The first of `cfg`'s sets at `utilization` (the sweep's very sets: same seed and order)
 /// that lalarand schedules and DART does not; `None` if there is none.
 pub fn find_gap_example(cfg: &SweepConfig, utilization: f64) -> Result<Option<GapExample>, ExperimentError> {
-    let generator = Generator::new(
-        cfg.library.profiles_scaled(cfg.cpu_speedup),
-        cfg.platform.clone(),
-        cfg.tasks,
-        cfg.random_offsets,
-    )?;
+    let generator = cfg.generator()?;
     let allocate = |policy: Policy, system: &System| {
         policy.allocate(system, &cfg.options).map_err(|e| {
             ExperimentError::config(
