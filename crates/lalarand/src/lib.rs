@@ -32,7 +32,7 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `engine` | off | [`engine`] (`lalarand-engine`: per-stage ONNX Runtime sessions, the profiler, accuracy, and the runtime's `EngineExecutor` for serving real models) and [`onnx`] (`lalarand-onnx`: graphs, model zoo, partitioning, int8 quantization). ONNX Runtime itself is loaded at run time (fetched with pip on first use, `ORT_DYLIB_PATH` overrides), so the build needs neither it nor a GPU. |
+//! | `engine` | off | the `engine` module (`lalarand-engine`: per-stage ONNX Runtime sessions, the profiler, accuracy, and the runtime's `EngineExecutor` for serving real models) and the `onnx` module (`lalarand-onnx`: graphs, model zoo, partitioning, int8 quantization). ONNX Runtime itself is loaded at run time (fetched with pip on first use, `ORT_DYLIB_PATH` overrides), so the build needs neither it nor a GPU. |
 //!
 //! `engine` is off by default because most uses of the library (analysis, allocation,
 //! simulation, the runtime with busy-wait or its own executors) never touch a model, and the

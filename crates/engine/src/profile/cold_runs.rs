@@ -22,7 +22,7 @@ pub struct ColdRuns {
 }
 
 impl ColdRuns {
-    /// The default floor of [`ProfileOptions::min_cold_runs`].
+    /// The default floor of [`super::ProfileOptions::min_cold_runs`].
     pub const MIN_RUNS: usize = 10;
     /// Cold runs that must not raise their max for it to count as stable.
     pub const STABLE_RUNS: usize = 10;

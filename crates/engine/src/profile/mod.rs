@@ -9,11 +9,11 @@
 //! so far are written to `<out stem>.partial.json` and the error says so.
 //!
 //! One file per concern: [`options`] (what a run measures), [`to_file`] (the entry points and
-//! the partial file), [`profiler`] (the measurement of every stage and transition),
-//! [`measure`] (the timing loop) with [`cold_runs`] (how many runs start cold) and [`cache`]
+//! the partial file), `profiler.rs` (the measurement of every stage and transition),
+//! `measure.rs` (the timing loop) with [`cold_runs`] (how many runs start cold) and [`cache`]
 //! (eviction sized by [`working_set`]), [`stats`] (samples to WCET), [`inputs`] (loaded or
 //! generated inputs), [`layer_sources`] (which stages each stage reads), [`digest`] (model
-//! SHA-256) and [`phases`] (where the time went).
+//! SHA-256) and `phases.rs` (where the time went).
 
 pub mod cache;
 pub mod cold_runs;

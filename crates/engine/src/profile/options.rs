@@ -47,11 +47,11 @@ pub struct ProfileOptions {
     /// (not known).
     pub accuracy: Option<(Dataset, usize)>,
     /// Without `accuracy`: measure every stage's int8 cost without labels on the (up to
-    /// [`LABEL_FREE_SAMPLES`]) profiling inputs ([`accuracy::label_free_costs_until`]; the
+    /// [`LABEL_FREE_SAMPLES`]) profiling inputs ([`crate::accuracy::label_free_costs_until`]; the
     /// profile's `int8_cost_kind` says which measure). Only meaningful with real inputs, not
-    /// [`synthetic_inputs`].
+    /// [`super::synthetic_inputs`].
     pub label_free_accuracy: bool,
-    /// Evict the caches before the first timed runs (see [`CacheEvictor`], [`ColdRuns`]), so
+    /// Evict the caches before the first timed runs (see [`super::CacheEvictor`], [`ColdRuns`]), so
     /// the WCET covers a stage that finds its input and weights out of cache, as it does in a
     /// run where other stages ran in between. Without it a stage is timed with what its previous run left in
     /// cache: a demo run measured yolov3_tiny's memory-bound maxpool stages at 3x their
