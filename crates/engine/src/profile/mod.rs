@@ -11,8 +11,8 @@
 //! One file per concern: [`options`] (what a run measures), [`to_file`] (the entry points and
 //! the partial file), `profiler.rs` (the measurement of every stage and transition),
 //! `measure.rs` (the timing loop) with [`cold_runs`] (how many runs start cold) and [`cache`]
-//! (eviction sized by [`working_set`]), [`stats`] (samples to WCET), [`inputs`] (loaded or
-//! generated inputs), [`layer_sources`] (which stages each stage reads), [`digest`] (model
+//! (eviction sized by [`working_set`]), [`mod@stats`] (samples to WCET), [`inputs`] (loaded or
+//! generated inputs), [`mod@layer_sources`] (which stages each stage reads), [`digest`] (model
 //! SHA-256) and `phases.rs` (where the time went).
 
 pub mod cache;
