@@ -38,7 +38,7 @@ def lalarand_binary():
     for candidate in [shutil.which("lalarand"), "target/release/lalarand", "target/debug/lalarand"]:
         if candidate and os.path.exists(candidate):
             return candidate
-    sys.exit("no lalarand binary: build it (cargo build --release -p lalarand) or put it on PATH")
+    sys.exit("no lalarand binary: build it (cargo build --release -p lalarand-cli) or put it on PATH")
 
 
 def main():

@@ -42,7 +42,7 @@ log "device: $(head -1 "$OUT/device.txt")"
 
 # 1. gpu stages in sequence against the whole model on the CPU.
 # (only the gpu test: the others read files by this checkout's absolute path)
-step stages $bin/stages_match_whole gpu --nocapture --test-threads 1
+step stages $bin/stages_match_whole gpu_stages_match_the_whole_model --ignored --nocapture --test-threads 1
 # 2. Zoo models, profiled in every mode (cpu modes pinned to core 2, gpu stages driven from it).
 mkdir -p /tmp/m
 for a in squeezenet1_1 mobilenet_v2 resnet18 resnet50 yolov3_tiny; do

@@ -11,7 +11,7 @@ out=.device
 rm -rf "$out" && mkdir -p "$out/bin" "$out/fetch"
 
 # 1. Binaries (the device machine has no Rust toolchain and no registry).
-cargo build --release -p lalarand
+cargo build --release -p lalarand-cli
 cp target/release/lalarand "$out/bin/"
 test_bin=$(cargo test --release -p lalarand-engine --test stages_match_whole --no-run --message-format=json \
     | python3 -c 'import json,sys

@@ -2,7 +2,6 @@
 
 use anyhow::{Context, Result};
 use lalarand_model::{Allocation, PriorityPolicy, System, TaskSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Writes `contents` to `path` through a temporary file in the same directory and a rename, so
@@ -13,15 +12,23 @@ pub fn write_atomic(path: &Path, contents: &str) -> Result<()> {
 
 /// [`write_atomic`] for binary contents (ONNX models).
 pub fn write_atomic_bytes(path: &Path, contents: &[u8]) -> Result<()> {
+    write_atomic_with(path, |tmp| std::fs::write(tmp, contents))
+}
+
+/// [`write_atomic`] where `write` fills the temporary file, given its path (the runtime's
+/// trace and Gantt chart writers).
+pub fn write_atomic_with<E>(path: &Path, write: impl FnOnce(&Path) -> std::result::Result<(), E>) -> Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+    let tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("{}: cannot write here (does the directory exist?)", path.display()))?;
-    tmp.write_all(contents)
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("{}: write failed", path.display()))?;
+    write(tmp.path()).with_context(|| format!("{}: write failed", path.display()))?;
+    tmp.as_file().sync_all().with_context(|| format!("{}: write failed", path.display()))?;
     tmp.persist(path).map_err(|e| e.error).with_context(|| format!("{}: cannot replace", path.display()))?;
     tracing::debug!("wrote {}", path.display());
     Ok(())

@@ -5,14 +5,15 @@
 //! tensor crossing from fp32 to int8 or back is converted by the pipeline, which is the
 //! `quantize_in` / `dequantize_in` cost of the profile.
 //!
-//! uint8 feature maps (rank 4) are handed over in NHWC layout: ONNX Runtime's int8 kernels
-//! work in NHWC, and a stage with NCHW boundaries would transpose its input and output on every
-//! run (about 20% of an int8 ResNet-18). The stage models take and give NHWC and their explicit
-//! boundary Transposes cancel against the runtime's own.
+//! uint8 feature maps (rank 4) are handed over in NHWC layout (`lalarand_onnx::layout` says why
+//! and rewrites the stages).
 
 use crate::error::{EngineError, Result};
+pub use crate::int8_stages::{
+    Agreement, Int8Check, Int8Stage, Int8Stages, Repr, StageReport, CHECK_SAMPLES, MIN_STAGE_COSINE,
+};
 use crate::stage::{ExecConfig, StageRunner, Tensors};
-use crate::staged::StagedModel;
+use crate::staged::{Pipeline, StagedModel};
 use crate::tensor::f32_value;
 use lalarand_model::Mode;
 use lalarand_onnx::partition;
@@ -68,135 +69,6 @@ pub fn calibrate_until(
         }
     }
     Ok(cal.ranges())
-}
-
-/// How a tensor crosses a stage boundary: fp32, or uint8 with these parameters.
-pub type Repr = Option<QParams>;
-
-/// One stage's int8 model and the representation of its boundary tensors.
-#[derive(Debug, Clone)]
-pub struct Int8Stage {
-    pub bytes: Vec<u8>,
-    pub inputs: HashMap<String, Repr>,
-    pub outputs: HashMap<String, Repr>,
-}
-
-/// The int8 models of all stages; `Err` (with why) where the stage could not be quantized or
-/// failed the build check ([`check_stages_until`]).
-#[derive(Debug, Clone, Default)]
-pub struct Int8Stages {
-    pub stages: Vec<Result<Int8Stage, String>>,
-    /// What the build found per stage (same indices as `stages`; empty where nothing was built).
-    pub reports: Vec<StageReport>,
-}
-
-impl Int8Stages {
-    pub fn get(&self, i: usize) -> Option<&Int8Stage> {
-        self.stages.get(i).and_then(|s| s.as_ref().ok())
-    }
-
-    /// What the profile says about stage `i`'s int8 mode where there is something to say:
-    /// operators kept fp32 and why, or why the stage has no int8 mode.
-    pub fn note(&self, i: usize) -> Option<String> {
-        let mut parts: Vec<String> = self.reports.get(i).map(|r| r.kept_fp32.clone()).unwrap_or_default();
-        if let Some(Err(why)) = self.stages.get(i) {
-            parts.push(format!("no cpu-int8 mode: {why}"));
-        }
-        (!parts.is_empty()).then(|| parts.join("; "))
-    }
-
-    /// The build check's figure of stage `i`, where it ran.
-    pub fn check(&self, i: usize) -> Option<&Int8Check> {
-        self.reports.get(i).and_then(|r| r.check.as_ref())
-    }
-}
-
-/// What building one stage's int8 model found.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StageReport {
-    /// Operators left fp32 inside the int8 stage (`lalarand_onnx::quantize::KeptFp32`, as text).
-    pub kept_fp32: Vec<String>,
-    /// The stage's int8 output against its fp32 output on calibration inputs.
-    pub check: Option<Int8Check>,
-}
-
-/// The smallest cosine similarity between a stage's int8 and fp32 outputs (all outputs, all
-/// checked samples, flattened) for the stage to be offered in `cpu-int8`. Why 0.99: a healthy
-/// 8-bit stage has a relative error of a few percent at most, a cosine above 0.999 (measured on
-/// the zoo models and the MNIST classifier: lowest 0.9990, docs/evaluation.md), while the
-/// failures this check exists for are far below (an output clamped to zero: 0 or undefined; the
-/// silent failure reported in issue 10: 0.75). 0.99 is a relative error of about 14%, which no
-/// working int8 stage comes near and which already changes a classifier's answers.
-pub const MIN_STAGE_COSINE: f64 = 0.99;
-
-/// Calibration samples the build check runs each stage on, at least: the first whole
-/// calibration batches that hold this many.
-pub const CHECK_SAMPLES: usize = 8;
-
-/// A stage's (or a model's) int8 output next to its fp32 output.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Int8Check {
-    /// Cosine similarity of the flattened outputs: 1 where both are all zeros, 0 where one is.
-    pub cosine: f64,
-    /// ||int8 - fp32|| / ||fp32|| (infinite where fp32 is all zeros and int8 is not).
-    pub relative_error: f64,
-    pub samples: usize,
-}
-
-impl Int8Check {
-    pub fn passed(&self) -> bool {
-        self.cosine >= MIN_STAGE_COSINE
-    }
-}
-
-/// Running sums behind an [`Int8Check`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Agreement {
-    dot: f64,
-    reference: f64,
-    other: f64,
-    error: f64,
-    max_abs_diff: f64,
-}
-
-impl Agreement {
-    /// Adds the values `other` computed where the reference computed `reference`.
-    pub fn add(&mut self, reference: &[f32], other: &[f32]) {
-        for (&a, &b) in reference.iter().zip(other) {
-            let (a, b) = (a as f64, b as f64);
-            self.dot += a * b;
-            self.reference += a * a;
-            self.other += b * b;
-            self.error += (a - b) * (a - b);
-            // A NaN is as far off as it gets (f64::max would skip it).
-            let d = (a - b).abs();
-            self.max_abs_diff = if d.is_nan() { f64::INFINITY } else { self.max_abs_diff.max(d) };
-        }
-    }
-
-    pub fn cosine(&self) -> f64 {
-        match (self.reference > 0.0, self.other > 0.0) {
-            (false, false) => 1.0,
-            (true, true) => (self.dot / (self.reference.sqrt() * self.other.sqrt())).clamp(-1.0, 1.0),
-            _ => 0.0,
-        }
-    }
-
-    pub fn relative_error(&self) -> f64 {
-        if self.error == 0.0 {
-            0.0
-        } else {
-            (self.error / self.reference).sqrt()
-        }
-    }
-
-    pub fn max_abs_diff(&self) -> f64 {
-        self.max_abs_diff
-    }
-
-    pub fn check(&self, samples: usize) -> Int8Check {
-        Int8Check { cosine: self.cosine(), relative_error: self.relative_error(), samples }
-    }
 }
 
 /// Quantizes every stage with `ranges`. A stage is first tried with uint8 inputs and outputs
@@ -262,10 +134,10 @@ pub fn quantize_stages_until(
                         stage.inputs.iter().filter(|t| opts.uint8_inputs.contains_key(*t)).filter(rank4).collect();
                     let outs: Vec<&String> =
                         stage.outputs.iter().filter(|t| opts.uint8_outputs.contains(*t)).filter(rank4).collect();
-                    nhwc_boundaries(&mut model, &ins, &outs);
+                    lalarand_onnx::layout::nhwc_boundaries(&mut model, &ins, &outs);
                     if let ([i], [o]) = (ins.as_slice(), outs.as_slice()) {
                         if opts.uint8_inputs.get(*i) == q.output_qparams.get(*o) {
-                            nhwc_maxpool(&mut model);
+                            lalarand_onnx::layout::nhwc_maxpool(&mut model);
                         }
                     }
                     result = Ok(Int8Stage { bytes: encode_model(&model), inputs, outputs });
@@ -324,7 +196,7 @@ pub fn check_stages_until(
     let cfg = ExecConfig::default();
     let n = staged.stage_count();
     int8.reports.resize(n, StageReport::default());
-    let reference = crate::staged::Pipeline::new(staged, &vec![Mode::CpuFp32; n], None, &cfg)?;
+    let reference = Pipeline::new(staged, &vec![Mode::CpuFp32; n], None, &cfg)?;
     // Sessions are built once per stage and boundary tensor; a stage whose int8 model does
     // not even load fails the check with that error.
     let mut runners: Vec<Option<std::result::Result<StageChecker, String>>> = (0..n).map(|_| None).collect();
@@ -393,7 +265,7 @@ impl StageChecker {
             StageRunner::new(
                 &format!("{name}: convert {t}"),
                 Mode::CpuFp32,
-                &conversion_model(staged, t, q, to_u8)?,
+                &staged.conversion_model(t, q, to_u8)?,
                 cfg,
             )
         };
@@ -442,152 +314,5 @@ impl StageChecker {
             sum.add(want, got);
         }
         Ok(())
-    }
-}
-
-const TO_NHWC: [i64; 4] = [0, 2, 3, 1];
-const TO_NCHW: [i64; 4] = [0, 3, 1, 2];
-
-/// Makes the rank-4 uint8 graph inputs `ins` and outputs `outs` NHWC, with Transposes to and
-/// from the NCHW tensors the graph computes on.
-fn nhwc_boundaries(model: &mut ModelProto, ins: &[&String], outs: &[&String]) {
-    use lalarand_onnx::builder::{attr, node};
-    let g = model.graph.as_mut().expect("quantized models have a graph");
-    let mut front = Vec::new();
-    for t in ins {
-        let inner = format!("{t}__nchw");
-        for n in g.node.iter_mut() {
-            for i in n.input.iter_mut().filter(|i| i == t) {
-                i.clone_from(&inner);
-            }
-        }
-        front.push(node(
-            "Transpose",
-            &format!("{t}__to_nchw"),
-            &[t.as_str()],
-            &[&inner],
-            vec![attr::ints("perm", &TO_NCHW)],
-        ));
-    }
-    for t in outs {
-        let inner = format!("{t}__nchw_out");
-        for n in g.node.iter_mut() {
-            for o in n.output.iter_mut().filter(|o| o == t) {
-                o.clone_from(&inner);
-            }
-            for i in n.input.iter_mut().filter(|i| i == t) {
-                i.clone_from(&inner);
-            }
-        }
-        g.node.push(node(
-            "Transpose",
-            &format!("{t}__to_nhwc"),
-            &[&inner],
-            &[t.as_str()],
-            vec![attr::ints("perm", &TO_NHWC)],
-        ));
-    }
-    front.append(&mut g.node);
-    g.node = front;
-    for vi in g.input.iter_mut().filter(|v| ins.iter().any(|t| *t == v.name())) {
-        permute_shape(vi, TO_NHWC);
-    }
-    for vi in g.output.iter_mut().filter(|v| outs.iter().any(|t| *t == v.name())) {
-        permute_shape(vi, TO_NHWC);
-    }
-}
-
-/// A lone uint8 MaxPool stage, `Transpose -> DequantizeLinear -> MaxPool -> QuantizeLinear ->
-/// Transpose` with equal input and output parameters, becomes ONNX Runtime's NHWC uint8
-/// `com.microsoft.NhwcMaxPool`: the runtime does not do this itself for a graph this small, and
-/// its NCHW uint8 MaxPool between two transposes is far slower (ResNet-18's max pooling, mean
-/// on a loaded machine: 5.9 ms before, 0.06 ms after).
-fn nhwc_maxpool(model: &mut ModelProto) {
-    use lalarand_onnx::proto::OperatorSetIdProto;
-    let g = model.graph.as_mut().expect("quantized models have a graph");
-    let ops: Vec<&str> = g.node.iter().map(|n| n.op_type()).collect();
-    if ops != ["Transpose", "DequantizeLinear", "MaxPool", "QuantizeLinear", "Transpose"] {
-        return;
-    }
-    let pool = &g.node[2];
-    let mut n = lalarand_onnx::builder::node(
-        "NhwcMaxPool",
-        pool.name(),
-        &[g.node[0].input[0].as_str()],
-        &[g.node[4].output[0].as_str()],
-        pool.attribute.clone(),
-    );
-    n.domain = Some("com.microsoft".into());
-    g.node = vec![n];
-    g.initializer.clear();
-    if !model.opset_import.iter().any(|o| o.domain() == "com.microsoft") {
-        model.opset_import.push(OperatorSetIdProto { domain: Some("com.microsoft".into()), version: Some(1) });
-    }
-}
-
-fn permute_shape(vi: &mut lalarand_onnx::ValueInfoProto, perm: [i64; 4]) {
-    use lalarand_onnx::proto::type_proto::Value as T;
-    if let Some(T::TensorType(t)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) {
-        if let Some(shape) = t.shape.as_mut().filter(|s| s.dim.len() == 4) {
-            let old = shape.dim.clone();
-            shape.dim = perm.iter().map(|&p| old[p as usize].clone()).collect();
-        }
-    }
-}
-
-/// A model converting tensor `name` (dims from `staged.types`) between fp32 and uint8, in the
-/// handover layout (NHWC for feature maps, see the module doc).
-pub fn conversion_model(staged: &StagedModel, name: &str, q: QParams, to_u8: bool) -> Result<Vec<u8>> {
-    use lalarand_onnx::builder::GraphBuilder;
-    use lalarand_onnx::proto::tensor_proto::DataType;
-    let info = staged
-        .types
-        .get(name)
-        .ok_or_else(|| EngineError::tensor("building a (de)quantizer", name, "not a stage boundary"))?;
-    let dims: Vec<i64> = info.dims.iter().map(|d| d.unwrap_or(-1)).collect();
-    let (from, to) = if to_u8 { (DataType::Float, DataType::Uint8) } else { (DataType::Uint8, DataType::Float) };
-    let nhwc: Vec<i64> =
-        if dims.len() == 4 { TO_NHWC.iter().map(|&p| dims[p as usize]).collect() } else { dims.clone() };
-    let mut b = GraphBuilder::new(if to_u8 { "quantize" } else { "dequantize" });
-    b.initializer(lalarand_onnx::tensor::f32_tensor("scale", &[], &[q.scale]));
-    b.initializer(lalarand_onnx::tensor::u8_tensor("zp", &[], &[q.zero_point]));
-    let transpose = |b: &mut GraphBuilder, x: &str, y: &str, perm: [i64; 4]| {
-        b.node("Transpose", "layout", &[x], &[y], vec![lalarand_onnx::builder::attr::ints("perm", &perm)]);
-    };
-    if to_u8 {
-        b.input("x", from, &dims);
-        let q_out = if dims.len() == 4 { "q" } else { "y" };
-        b.node("QuantizeLinear", "convert", &["x", "scale", "zp"], &[q_out], vec![]);
-        if dims.len() == 4 {
-            transpose(&mut b, "q", "y", TO_NHWC);
-        }
-        b.output("y", to, &nhwc);
-    } else {
-        b.input("x", from, &nhwc);
-        let dq_in = if dims.len() == 4 { "t" } else { "x" };
-        if dims.len() == 4 {
-            transpose(&mut b, "x", "t", TO_NCHW);
-        }
-        b.node("DequantizeLinear", "convert", &[dq_in, "scale", "zp"], &["y"], vec![]);
-        b.output("y", to, &dims);
-    }
-    let mut m = b.finish();
-    // A symbolic batch is written as -1 above; make it a named dimension.
-    symbolic_batch(&mut m);
-    Ok(encode_model(&m))
-}
-
-fn symbolic_batch(m: &mut ModelProto) {
-    use lalarand_onnx::proto::tensor_shape_proto::dimension::Value;
-    use lalarand_onnx::proto::type_proto::Value as T;
-    let g = m.graph.as_mut().expect("built with a graph");
-    for vi in g.input.iter_mut().chain(g.output.iter_mut()) {
-        if let Some(T::TensorType(t)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) {
-            for d in t.shape.iter_mut().flat_map(|s| s.dim.iter_mut()) {
-                if d.value == Some(Value::DimValue(-1)) {
-                    d.value = Some(Value::DimParam("batch".into()));
-                }
-            }
-        }
     }
 }

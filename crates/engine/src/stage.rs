@@ -1,14 +1,13 @@
 //! One ONNX Runtime session per stage and mode, exchanging tensors by name.
 
 use crate::error::{EngineError, OrtContext, Result};
-use crate::runtime::{self, Flavor};
+use crate::onnxruntime::{self, Flavor};
 use lalarand_model::Mode;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::DynValue;
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::Path;
 
 /// Tensors in flight between stages, by name. Values move from one session's outputs into the
 /// next session's inputs without copies (they stay in ONNX Runtime's host memory).
@@ -32,36 +31,25 @@ impl Default for ExecConfig {
     }
 }
 
-/// Pins the calling thread to `cores` (all of them; the scheduler within is the OS's).
+/// Pins the calling thread to the first of `cores` (empty: left alone); ONNX Runtime's extra
+/// intra-op threads get the following ones (see [`ExecConfig::cores`]). The pinning itself is
+/// the runtime's (`lalarand_runtime::os`), with the engine's error naming the core.
 pub fn pin_current_thread(cores: &[usize]) -> Result<()> {
-    if cores.is_empty() {
-        return Ok(());
-    }
-    let available: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let Some(&first) = cores.first() else { return Ok(()) };
+    let pinning_error =
+        |problem: String| EngineError::Unsupported { stage: "(pinning)".into(), mode: "cpu".into(), problem };
+    let available = lalarand_runtime::os::available_cores();
     if let Some(bad) = cores.iter().find(|c| !available.contains(c)) {
-        return Err(EngineError::Unsupported {
-            stage: "(pinning)".into(),
-            mode: "cpu".into(),
-            problem: format!("core {bad} does not exist or is not allowed here (available: {available:?})"),
-        });
+        return Err(pinning_error(format!(
+            "core {bad} does not exist or is not allowed here (available: {available:?})"
+        )));
     }
-    // core_affinity pins to a single core; with several we take the first and leave the rest
-    // to ONNX Runtime's intra-op threads (see ExecConfig::cores).
-    if !core_affinity::set_for_current(core_affinity::CoreId { id: cores[0] }) {
-        return Err(EngineError::Unsupported {
-            stage: "(pinning)".into(),
-            mode: "cpu".into(),
-            problem: format!("the OS refused to pin this thread to core {}", cores[0]),
-        });
-    }
-    Ok(())
+    lalarand_runtime::os::pin_current_thread(&[first])
+        .map_err(|e| pinning_error(format!("the OS refused to pin this thread to core {first}: {e}")))
 }
 
-/// Whether an NVIDIA GPU with a loaded driver is visible.
-pub fn gpu_present() -> bool {
-    std::fs::read_dir("/proc/driver/nvidia/gpus").map(|mut d| d.next().is_some()).unwrap_or(false)
-        || Path::new("/dev/nvidia0").exists()
-}
+// Where callers (serving.rs, tests) have long found it.
+pub use crate::onnxruntime::gpu_present;
 
 /// A session for one stage (or a whole model) in one mode.
 pub struct StageRunner {
@@ -98,12 +86,12 @@ impl StageRunner {
                             .into(),
                     });
                 }
-                runtime::environment(Flavor::Gpu)?
+                onnxruntime::environment(Flavor::Gpu)?
             }
             // A process that loaded the GPU runtime runs its CPU modes with it.
-            Mode::CpuFp32 | Mode::CpuInt8 => match runtime::loaded() {
-                Some((f, _)) => runtime::environment(f)?,
-                None => runtime::environment(Flavor::Cpu)?,
+            Mode::CpuFp32 | Mode::CpuInt8 => match onnxruntime::loaded() {
+                Some((f, _)) => onnxruntime::environment(f)?,
+                None => onnxruntime::environment(Flavor::Cpu)?,
             },
         };
         let mut builder = Session::builder(&env)

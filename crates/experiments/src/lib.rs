@@ -18,7 +18,9 @@
 
 mod config;
 mod error;
+mod gap;
 pub mod generate;
+mod output;
 mod plot;
 mod result;
 mod summary;
@@ -26,6 +28,7 @@ mod sweep;
 
 pub use config::{parse_utilizations, LibraryInfo, ProfileLibrary, SweepConfig};
 pub use error::ExperimentError;
+pub use gap::{find_gap_example, GapExample};
 pub use generate::{check_profile, reference_placement, reference_wcet, set_rng, uunifast_discard, Generator};
 pub use result::{PointResult, PolicyPoint, Row, SweepResult, SweepSettings};
 pub use summary::{Comparison, Gap, PolicyTotal, Summary, HEADLINE, PAPER_VS_DART_PERCENT, PAPER_VS_GPU_ONLY_PERCENT};

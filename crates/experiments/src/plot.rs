@@ -1,7 +1,8 @@
 //! The schedulability plot: ratio vs total utilization, one line per policy.
 
 use crate::error::ExperimentError;
-use crate::result::{create_parent, SweepResult};
+use crate::output::create_parent;
+use crate::result::SweepResult;
 use lalarand_alloc::Policy;
 use plotters::prelude::*;
 use std::path::Path;

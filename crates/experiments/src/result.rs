@@ -1,12 +1,10 @@
-//! Results of a sweep: counts per utilization point and policy, and their CSV/JSON forms.
+//! Results of a sweep: counts per utilization point and policy, and their CSV rows (the
+//! files are written by `output.rs`).
 
 use crate::config::LibraryInfo;
-use crate::error::ExperimentError;
-use crate::summary::Summary;
 use lalarand_alloc::Policy;
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::path::Path;
 
 /// The settings a result came from (the serializable part of [`crate::SweepConfig`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -110,14 +108,6 @@ pub struct SweepResult {
     pub wall_seconds: f64,
 }
 
-#[derive(Serialize)]
-struct JsonReport<'a> {
-    #[serde(flatten)]
-    result: &'a SweepResult,
-    rows: Vec<Row>,
-    summary: Summary,
-}
-
 const CSV_HEADER: &str = "utilization,policy,sets,schedulable,ratio,errors,incomplete,optimal_finished,\
 schedulable_where_optimal_finished,ratio_where_optimal_finished,mean_accuracy_cost,mean_alloc_ms";
 
@@ -176,48 +166,5 @@ impl SweepResult {
             );
         }
         out
-    }
-
-    pub fn write_csv(&self, path: &Path) -> Result<(), ExperimentError> {
-        write_text(path, &self.to_csv())
-    }
-
-    /// Settings, points, rows and summary as pretty JSON.
-    pub fn to_json(&self) -> String {
-        let report = JsonReport { result: self, rows: self.rows(), summary: self.summary() };
-        serde_json::to_string_pretty(&report).expect("results hold only plain data")
-    }
-
-    pub fn write_json(&self, path: &Path) -> Result<(), ExperimentError> {
-        write_text(path, &self.to_json())
-    }
-
-    /// Writes `schedulability.{csv,svg,json}` and `summary.txt` into `dir` (created if
-    /// missing); returns the paths written.
-    pub fn write_all(&self, dir: &Path) -> Result<Vec<std::path::PathBuf>, ExperimentError> {
-        let paths: Vec<_> = ["schedulability.csv", "schedulability.svg", "schedulability.json", "summary.txt"]
-            .iter()
-            .map(|f| dir.join(f))
-            .collect();
-        self.write_csv(&paths[0])?;
-        self.write_svg(&paths[1])?;
-        self.write_json(&paths[2])?;
-        write_text(&paths[3], &self.summary().to_string())?;
-        Ok(paths)
-    }
-}
-
-/// Writes `text` to `path`, creating its directory.
-pub(crate) fn write_text(path: &Path, text: &str) -> Result<(), ExperimentError> {
-    create_parent(path)?;
-    std::fs::write(path, text).map_err(|e| ExperimentError::write(path, e))
-}
-
-pub(crate) fn create_parent(path: &Path) -> Result<(), ExperimentError> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir).map_err(|e| ExperimentError::write(dir, e))
-        }
-        _ => Ok(()),
     }
 }

@@ -37,17 +37,25 @@ fn run_policy(policy: Policy, system: &System, options: &AllocOptions) -> Run {
     }
 }
 
+impl SweepConfig {
+    /// The generator of this sweep's task sets (its library, CPU speed-up, platform, tasks
+    /// per set and offsets).
+    pub fn generator(&self) -> Result<Generator, ExperimentError> {
+        Generator::new(
+            self.library.profiles_scaled(self.cpu_speedup),
+            self.platform.clone(),
+            self.tasks,
+            self.random_offsets,
+        )
+    }
+}
+
 /// Runs the sweep on all cores. Every policy sees the same sets: set `k` of point `u` is drawn
 /// from [`set_rng`]`(seed, u, k)`. `progress` shows a bar on stderr.
 pub fn run_schedulability(cfg: &SweepConfig, progress: bool) -> Result<SweepResult, ExperimentError> {
     cfg.validate()?;
     let start = Instant::now();
-    let generator = Generator::new(
-        cfg.library.profiles_scaled(cfg.cpu_speedup),
-        cfg.platform.clone(),
-        cfg.tasks,
-        cfg.random_offsets,
-    )?;
+    let generator = cfg.generator()?;
     let policies = cfg.effective_policies();
     let n_sets = cfg.sets_per_point;
     let jobs: Vec<(usize, usize)> =

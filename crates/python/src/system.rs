@@ -14,7 +14,7 @@ use lalarand_model::{
     ms_to_time, Allocation as CoreAllocation, DnnProfile, ExecutionPlan, LayerProfile, Platform as CorePlatform,
     System as CoreSystem, TaskSet, Time,
 };
-use lalarand_sim::{simulate, ExecutionTimeModel, Horizon, SimConfig};
+use lalarand_sim::{simulate, ExecutionTimeModel, Horizon, SimConfig, SimReport};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -442,28 +442,7 @@ impl System {
             let plan = ExecutionPlan::new(system, alloc).map_err(format_error)?;
             let bounds = analyze(&plan);
             let result = simulate(&plan, &config).map_err(|e| SimulationError::new_err(e.to_string()))?;
-            let tasks = system
-                .tasks
-                .iter()
-                .zip(&result.tasks)
-                .zip(&bounds.tasks)
-                .map(|((t, s), b)| {
-                    let done = s.completed > 0;
-                    TaskSimulation {
-                        name: t.name.clone(),
-                        jobs: s.jobs,
-                        completed: s.completed,
-                        misses: s.misses,
-                        min_response_ns: done.then_some(s.min_response),
-                        mean_response_ns: done.then_some(s.mean_response),
-                        max_response_ns: done.then_some(s.max_response),
-                        oldest_incomplete_ns: s.oldest_incomplete,
-                        bound_ns: b.bound,
-                        exceeds_bound: b.bound.is_some_and(|r| s.exceeds(r)),
-                    }
-                })
-                .collect();
-            Ok(Simulation { end_ns: result.end, hyperperiod_ns: result.hyperperiod, misses: result.misses(), tasks })
+            Ok(Simulation::from(SimReport::new(system, &result, &bounds)))
         })
     }
 
@@ -684,7 +663,7 @@ impl AllocationResult {
     }
 }
 
-/// One task in the simulator, next to its bound.
+/// One task in the simulator, next to its bound (`lalarand_sim::SimTaskReport`).
 #[pyclass(module = "lalarand", frozen, get_all)]
 #[derive(Clone)]
 pub struct TaskSimulation {
@@ -708,6 +687,28 @@ pub struct Simulation {
     pub hyperperiod_ns: Option<Time>,
     pub misses: u64,
     pub tasks: Vec<TaskSimulation>,
+}
+
+impl From<SimReport> for Simulation {
+    fn from(r: SimReport) -> Self {
+        let tasks = r
+            .tasks
+            .into_iter()
+            .map(|t| TaskSimulation {
+                name: t.name,
+                jobs: t.jobs,
+                completed: t.completed,
+                misses: t.misses,
+                min_response_ns: t.min_response_ns,
+                mean_response_ns: t.mean_response_ns,
+                max_response_ns: t.max_response_ns,
+                oldest_incomplete_ns: t.oldest_incomplete_ns,
+                bound_ns: t.bound_ns,
+                exceeds_bound: t.exceeds_bound,
+            })
+            .collect();
+        Self { end_ns: r.end_ns, hyperperiod_ns: r.hyperperiod_ns, misses: r.misses, tasks }
+    }
 }
 
 #[pymethods]

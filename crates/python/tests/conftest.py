@@ -31,7 +31,7 @@ def cli():
     """Runs `lalarand ARGS --json` and returns (exit code, parsed JSON)."""
     path = _cli_path()
     if path is None:
-        pytest.skip("no lalarand binary to compare with (build it: cargo build -p lalarand, or set LALARAND_BIN)")
+        pytest.skip("no lalarand binary to compare with (build it: cargo build -p lalarand-cli, or set LALARAND_BIN)")
 
     def run(*args):
         done = subprocess.run([path, *map(str, args), "--json"], capture_output=True, text=True, cwd=ROOT)

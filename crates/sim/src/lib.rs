@@ -36,6 +36,7 @@ mod exec;
 pub mod gantt;
 pub mod mode_change;
 mod record;
+pub mod report;
 
 pub use campaign::{soundness_campaign, CampaignReport, Violation};
 pub use engine::{simulate, Horizon, Releases, SimConfig, Simulator, AUTO_MAX_PERIODS};
@@ -43,6 +44,7 @@ pub use exec::ExecutionTimeModel;
 pub use gantt::{write_gantt, GanttLabels};
 pub use mode_change::{simulate_mode_changes, ChangeRecord, ModeChange, ModeChangeRun, ModeJob};
 pub use record::{JobRecord, SimResult, TaskStats, Trace, TraceSlot};
+pub use report::{SimReport, SimTaskReport};
 
 use std::path::PathBuf;
 

@@ -5,8 +5,6 @@ pub mod allocate;
 pub mod analyze;
 pub mod completions;
 pub mod demo;
-pub mod demo_plots;
-pub mod demo_quick;
 pub mod experiment;
 pub mod init;
 pub mod profile;

@@ -172,9 +172,10 @@ pub fn run(args: Args) -> Result<Verdict> {
         }
     }
     // The GPU runtime (which also runs the CPU modes) must be the first one this process loads.
-    if modes.contains(&Mode::Gpu) && lalarand_engine::stage::gpu_present() {
-        if let Err(e) = lalarand_engine::runtime::environment(lalarand_engine::runtime::Flavor::Gpu) {
-            tracing::warn!("gpu runtime unavailable: {e}");
+    // (StagedModel::load_with below runs CPU sessions to check the cuts.)
+    if modes.contains(&Mode::Gpu) {
+        if let Err(why) = lalarand_engine::onnxruntime::load_gpu_first() {
+            tracing::debug!("gpu runtime unavailable: {why}");
         }
     }
     stopped()?;

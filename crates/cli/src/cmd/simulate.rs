@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use comfy_table::{presets, CellAlignment, Table};
 use lalarand_analysis::analyze;
 use lalarand_model::{ms_to_time, ExecutionPlan, System, Time};
-use lalarand_sim::{simulate, ExecutionTimeModel, GanttLabels, Horizon, SimConfig, SimResult};
+use lalarand_sim::{simulate, ExecutionTimeModel, GanttLabels, Horizon, SimConfig, SimReport, SimResult};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -72,31 +72,11 @@ pub fn parse_exec(s: &str) -> Result<ExecutionTimeModel, String> {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct SimTaskJson {
-    pub name: String,
-    pub jobs: u64,
-    pub completed: u64,
-    pub misses: u64,
-    /// Over completed jobs; null when none completed.
-    pub min_response_ns: Option<Time>,
-    pub mean_response_ns: Option<f64>,
-    pub max_response_ns: Option<Time>,
-    /// Age at the end of the run of the oldest unfinished job, if any.
-    pub oldest_incomplete_ns: Option<Time>,
-    /// The analysis bound; null when the analysis proved none.
-    pub bound_ns: Option<Time>,
-    /// Some job responded later than the proven bound (an analysis bug: please report it).
-    pub exceeds_bound: bool,
-}
-
+/// `lalarand simulate --json`: the library's report, and where the Gantt chart went.
 #[derive(Debug, Serialize)]
 pub struct SimJson {
-    /// The run covered [0, end_ns].
-    pub end_ns: Time,
-    pub hyperperiod_ns: Option<Time>,
-    pub misses: u64,
-    pub tasks: Vec<SimTaskJson>,
+    #[serde(flatten)]
+    pub report: SimReport,
     pub gantt: Option<PathBuf>,
 }
 
@@ -112,39 +92,12 @@ pub fn run_simulation(
     if let Some(path) = gantt {
         write_gantt_atomic(&result, &GanttLabels::from_system(system), path)?;
     }
-    let tasks = system
-        .tasks
-        .iter()
-        .zip(&result.tasks)
-        .zip(&bounds.tasks)
-        .map(|((t, s), b)| {
-            let done = s.completed > 0;
-            SimTaskJson {
-                name: t.name.clone(),
-                jobs: s.jobs,
-                completed: s.completed,
-                misses: s.misses,
-                min_response_ns: done.then_some(s.min_response),
-                mean_response_ns: done.then_some(s.mean_response),
-                max_response_ns: done.then_some(s.max_response),
-                oldest_incomplete_ns: s.oldest_incomplete,
-                bound_ns: b.bound,
-                exceeds_bound: b.bound.is_some_and(|r| s.exceeds(r)),
-            }
-        })
-        .collect();
-    Ok(SimJson {
-        end_ns: result.end,
-        hyperperiod_ns: result.hyperperiod,
-        misses: result.misses(),
-        tasks,
-        gantt: gantt.map(|p| p.to_path_buf()),
-    })
+    Ok(SimJson { report: SimReport::new(system, &result, &bounds), gantt: gantt.map(|p| p.to_path_buf()) })
 }
 
 impl SimJson {
     pub fn clean(&self) -> bool {
-        self.misses == 0 && !self.tasks.iter().any(|t| t.exceeds_bound)
+        self.report.clean()
     }
 
     pub fn render(&self) -> String {
@@ -159,7 +112,7 @@ impl SimJson {
             "bound ms",
             "max/bound",
         ]);
-        for t in &self.tasks {
+        for t in &self.report.tasks {
             let opt = |v: Option<Time>| v.map_or("-".into(), ms);
             table.add_row(vec![
                 t.name.clone(),
@@ -182,8 +135,9 @@ impl SimJson {
                 c.set_cell_alignment(CellAlignment::Right);
             }
         }
-        let mut out = format!("{table}\nsimulated 0..{} ms: {} deadline misses\n", ms(self.end_ns), self.misses);
-        if self.tasks.iter().any(|t| t.exceeds_bound) {
+        let mut out =
+            format!("{table}\nsimulated 0..{} ms: {} deadline misses\n", ms(self.report.end_ns), self.report.misses);
+        if self.report.tasks.iter().any(|t| t.exceeds_bound) {
             out.push_str("a response exceeded its proven bound: the analysis is unsound here; please report it\n");
         }
         if let Some(g) = &self.gantt {

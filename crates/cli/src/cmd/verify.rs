@@ -124,11 +124,7 @@ pub fn run(args: Args) -> Result<Verdict> {
     let mut skipped = Vec::new();
     if modes.contains(&Mode::Gpu) {
         // The GPU runtime (which also runs the CPU modes) must be the first one this process loads.
-        let problem = if !lalarand_engine::stage::gpu_present() {
-            Some("no NVIDIA GPU visible".to_string())
-        } else {
-            lalarand_engine::runtime::environment(lalarand_engine::runtime::Flavor::Gpu).err().map(|e| e.to_string())
-        };
+        let problem = lalarand_engine::onnxruntime::load_gpu_first().err();
         if let Some(why) = problem {
             if !args.modes.is_empty() {
                 tracing::warn!("gpu left out: {why}");

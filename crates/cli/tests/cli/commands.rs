@@ -202,7 +202,7 @@ fn init_writes_the_example_and_refuses_to_overwrite() {
         assert_eq!(
             std::fs::read_to_string(out.join(f)).unwrap(),
             std::fs::read_to_string(examples_dir().join(f)).unwrap().replace("\r\n", "\n"),
-            "{f} differs from examples/{f}: regenerate with `cargo run -p lalarand -- init --out examples --force`"
+            "{f} differs from examples/{f}: regenerate with `cargo run -p lalarand-cli -- init --out examples --force`"
         );
     }
     lalarand()

@@ -223,14 +223,21 @@ fn ctrl_c_stops_the_run_and_reports_what_was_measured() {
     assert!(d.join("trace.json").is_file());
 }
 
+/// Where the demo cannot run (no GPU and fewer than two cores: the stand-in platform needs two)
+/// it says so and exits 2; everywhere else it runs end to end.
 #[test]
 fn demo_profiles_proves_and_runs_the_zoo_models_and_the_digit_classifier() {
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        return; // the stand-in platform needs two cores
-    }
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("demo");
     let _turn = turn();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 && !lalarand_engine::onnxruntime::gpu_present() {
+        let out =
+            lalarand().current_dir(dir.path()).args(["demo", "--seconds", "2", "--out", "demo"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("needs a GPU or two usable cores") && stderr.contains("--quick"), "{stderr}");
+        return;
+    }
     // Run from an empty folder: the demo needs nothing from the source tree.
     let out = lalarand().current_dir(dir.path()).args(["demo", "--seconds", "2", "--out", "demo"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -173,19 +173,52 @@ fn signature(model: &ModelProto) -> BTreeMap<String, usize> {
     sig
 }
 
-/// Same operators, weights and attributes as PyTorch's exports in the shared folder, when that
-/// folder is present (it is not needed at run time).
+/// The architectures compared with PyTorch's exports, and where their signatures are kept: one
+/// line per operator kind, `arch<TAB>count<TAB>signature`, written from torchvision's own ONNX
+/// exports by [`write_pytorch_export_signatures`] (the exports are 65 MB, so only this is kept).
+const EXPORTED: [Architecture; 3] = [Architecture::ResNet18, Architecture::MobileNetV2, Architecture::SqueezeNet1_1];
+const EXPORT_SIGNATURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/pytorch_export_signatures.tsv");
+
+fn signature_lines(arch: Architecture, sig: &BTreeMap<String, usize>) -> String {
+    sig.iter().map(|(key, count)| format!("{arch}\t{count}\t{key}\n")).collect()
+}
+
+/// Same operators, weights and attributes as PyTorch's exports (their signatures, kept in the
+/// repository).
 #[test]
 fn structure_matches_the_pytorch_exports() {
-    let dir = std::env::var("LALARAND_SHARED_MODELS")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/models").to_string());
-    let dir = std::path::Path::new(&dir);
-    if !dir.join("resnet18.onnx").exists() {
-        eprintln!("skipped: no exported models in {}", dir.display());
-        return;
+    let kept = std::fs::read_to_string(EXPORT_SIGNATURES).unwrap();
+    for arch in EXPORTED {
+        let want: String =
+            kept.lines().filter(|l| l.starts_with(&format!("{arch}\t"))).map(|l| format!("{l}\n")).collect();
+        assert!(!want.is_empty(), "{EXPORT_SIGNATURES} has no lines for {arch}");
+        assert_eq!(signature_lines(arch, &signature(&build(arch, 0))), want, "{arch}");
     }
-    for arch in [Architecture::ResNet18, Architecture::MobileNetV2, Architecture::SqueezeNet1_1] {
-        let exported = crate::load_model(dir.join(format!("{arch}.onnx"))).unwrap();
-        assert_eq!(signature(&build(arch, 0)), signature(&exported), "{arch}");
+}
+
+/// A made-up difference (one convolution's stride) changes the signature: the comparison above
+/// can fail.
+#[test]
+fn a_changed_stride_changes_the_signature() {
+    let mut model = build(Architecture::ResNet18, 0);
+    let before = signature(&model);
+    let conv = model.graph.as_mut().unwrap().node.iter_mut().find(|n| n.name() == "layer2.0.conv2").unwrap();
+    let strides = conv.attribute.iter_mut().find(|a| a.name() == "strides").unwrap();
+    strides.ints = vec![3, 3];
+    assert_ne!(signature(&model), before);
+}
+
+/// Writes [`EXPORT_SIGNATURES`] from torchvision's ONNX exports in `$LALARAND_SHARED_MODELS`
+/// (`resnet18.onnx`, `mobilenet_v2.onnx`, `squeezenet1_1.onnx`):
+/// `LALARAND_SHARED_MODELS=DIR cargo test -p lalarand-onnx -- --ignored write_pytorch_export_signatures`.
+#[test]
+#[ignore = "regenerates testdata/pytorch_export_signatures.tsv from exports outside the repository ($LALARAND_SHARED_MODELS)"]
+fn write_pytorch_export_signatures() {
+    let dir = std::env::var("LALARAND_SHARED_MODELS").expect("set LALARAND_SHARED_MODELS to the folder of the exports");
+    let mut text = String::new();
+    for arch in EXPORTED {
+        let exported = crate::load_model(std::path::Path::new(&dir).join(format!("{arch}.onnx"))).unwrap();
+        text += &signature_lines(arch, &signature(&exported));
     }
+    std::fs::write(EXPORT_SIGNATURES, text).unwrap();
 }

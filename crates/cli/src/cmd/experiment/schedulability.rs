@@ -6,9 +6,9 @@ use crate::Verdict;
 use anyhow::{bail, Context, Result};
 use lalarand_alloc::{AllocOptions, Policy};
 use lalarand_experiments::{
-    check_profile, parse_utilizations, run_schedulability, set_rng, Generator, ProfileLibrary, SweepConfig,
+    check_profile, find_gap_example, parse_utilizations, run_schedulability, ProfileLibrary, SweepConfig,
 };
-use lalarand_model::{time_to_ms, DnnProfile, ExecutionPlan, Platform};
+use lalarand_model::{DnnProfile, ExecutionPlan, Platform};
 use lalarand_sim::{simulate, GanttLabels, Horizon, SimConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -124,66 +124,26 @@ pub fn run(args: Args) -> Result<Verdict> {
     Ok(Verdict::Done)
 }
 
-/// `--explain-gap`: the first set at `utilization` that lalarand schedules and dart does not.
+/// `--explain-gap`: the first set at `utilization` that lalarand schedules and dart does not
+/// ([`find_gap_example`]), its files, `why.txt` and the Gantt chart of its critical instant.
 fn explain_gap(cfg: &SweepConfig, utilization: f64, dir: &Path) -> Result<Vec<PathBuf>> {
-    let generator = Generator::new(
-        cfg.library.profiles_scaled(cfg.cpu_speedup),
-        cfg.platform.clone(),
-        cfg.tasks,
-        cfg.random_offsets,
-    )?;
-    for k in 0..cfg.sets_per_point as u64 {
-        let system = generator.generate(utilization, &mut set_rng(cfg.seed, utilization, k))?;
-        let ours = Policy::Lalarand.allocate(&system, &cfg.options)?;
-        let dart = Policy::Dart.allocate(&system, &cfg.options)?;
-        if !ours.schedulable() || dart.schedulable() {
-            continue;
-        }
-        let mut files = example_files(&system, &ours.allocation, Policy::Lalarand.name());
-        files.push((PathBuf::from("allocation-dart.toml"), dart.allocation.to_toml(&system, Some("dart"))));
-        let mut why =
-            format!("set {k} at U = {utilization} (seed {}): lalarand schedules it, dart does not.\n\n", cfg.seed);
-        for (name, o) in [("lalarand", &ours), ("dart", &dart)] {
-            why += &format!("{name}:\n");
-            for (i, (t, b)) in system.tasks.iter().zip(&o.analysis.tasks).enumerate() {
-                let places: Vec<String> = o.allocation.tasks[i]
-                    .iter()
-                    .map(|p| format!("{}@{}", p.mode, system.platform.resources[p.resource].name))
-                    .collect();
-                // Runs of equal placements, as stages: "gpu@gpu x12, cpu-fp32@cpu x3".
-                let mut stages: Vec<(String, usize)> = Vec::new();
-                for p in places {
-                    match stages.last_mut() {
-                        Some((q, n)) if *q == p => *n += 1,
-                        _ => stages.push((p, 1)),
-                    }
-                }
-                let stages: Vec<String> = stages.iter().map(|(p, n)| format!("{p} x{n}")).collect();
-                let bound = b.bound.map_or(format!("not proven (estimate {:.3} ms)", time_to_ms(b.estimate)), |r| {
-                    format!("bound {:.3} ms", time_to_ms(r))
-                });
-                why += &format!(
-                    "  {:<12} {:<12} T = D = {:.3} ms, {bound}; {}\n",
-                    t.name,
-                    t.dnn.model,
-                    time_to_ms(t.deadline),
-                    stages.join(", ")
-                );
-            }
-        }
-        files.push((PathBuf::from("why.txt"), why));
-        let mut written = write_all(dir, &files)?;
-        let plan = ExecutionPlan::new(&system, &ours.allocation)?;
-        // Synchronous releases at WCETs, over the longest period: the critical instant.
-        let longest = system.tasks.iter().map(|t| t.period).max().unwrap_or(0);
-        let config = SimConfig { horizon: Horizon::Until(longest), ..SimConfig::default() };
-        let run = simulate(&plan, &config).context("--explain-gap: simulation")?;
-        let gantt = dir.join("gantt-lalarand.svg");
-        write_gantt_atomic(&run, &GanttLabels::from_system(&system), &gantt)?;
-        written.push(gantt);
-        return Ok(written);
-    }
-    bail!("--explain-gap: no set at U = {utilization} that lalarand schedules and dart does not (a bug: the sweep counted one)")
+    let Some(gap) = find_gap_example(cfg, utilization)? else {
+        bail!("--explain-gap: no set at U = {utilization} that lalarand schedules and dart does not (a bug: the sweep counted one)")
+    };
+    let system = &gap.system;
+    let mut files = example_files(system, &gap.lalarand.allocation, Policy::Lalarand.name());
+    files.push((PathBuf::from("allocation-dart.toml"), gap.dart.allocation.to_toml(system, Some("dart"))));
+    files.push((PathBuf::from("why.txt"), gap.explain(cfg.seed)));
+    let mut written = write_all(dir, &files)?;
+    let plan = ExecutionPlan::new(system, &gap.lalarand.allocation)?;
+    // Synchronous releases at WCETs, over the longest period: the critical instant.
+    let longest = system.tasks.iter().map(|t| t.period).max().unwrap_or(0);
+    let config = SimConfig { horizon: Horizon::Until(longest), ..SimConfig::default() };
+    let run = simulate(&plan, &config).context("--explain-gap: simulation")?;
+    let gantt = dir.join("gantt-lalarand.svg");
+    write_gantt_atomic(&run, &GanttLabels::from_system(system), &gantt)?;
+    written.push(gantt);
+    Ok(written)
 }
 
 /// `--profiles`: folders expanded to their `*.json`, every file loaded and checked against the

@@ -4,11 +4,56 @@
 //! Plain data in, so that any command can draw them; plotters' SVG backend, as the Gantt charts
 //! (lalarand-sim) and the schedulability plot (lalarand-experiments).
 
+use super::policies::PolicyRow;
 use crate::files::write_atomic;
 use anyhow::{anyhow, Result};
+use lalarand_model::{time_to_ms, System};
+use lalarand_runtime::TaskReport;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// bounds.svg and responses.svg in `out`; returns their paths.
+pub(super) fn write_plots(
+    out: &Path,
+    system: &System,
+    rows: &[PolicyRow],
+    run: &[TaskReport],
+    seconds: f64,
+) -> Result<Vec<PathBuf>> {
+    let tasks: Vec<String> = system.tasks.iter().map(|t| t.name.clone()).collect();
+    let policies: Vec<PolicyBars> = rows
+        .iter()
+        .map(|r| PolicyBars {
+            name: r.policy.name().to_string(),
+            tasks: r.analysis.as_ref().map(|a| {
+                a.tasks.iter().map(|t| TaskRatio { normalized: t.normalized(), proven: t.schedulable() }).collect()
+            }),
+        })
+        .collect();
+    let bounds = out.join("bounds.svg");
+    write_bounds_svg(&bounds, &tasks, &policies)?;
+    let observed: Vec<Observed> = run
+        .iter()
+        .map(|t| Observed {
+            name: t.name.clone(),
+            completed: t.completed,
+            min_ms: time_to_ms(t.response_min),
+            mean_ms: t.response_mean / 1e6,
+            p99_ms: time_to_ms(t.response_p99),
+            max_ms: time_to_ms(t.response_max),
+            bound_ms: t.bound.map(time_to_ms),
+            deadline_ms: time_to_ms(t.deadline),
+        })
+        .collect();
+    let responses = out.join("responses.svg");
+    write_responses_svg(
+        &responses,
+        &format!("Responses of the lalarand allocation over a {seconds} s run, next to the bounds"),
+        &observed,
+    )?;
+    Ok(vec![bounds, responses])
+}
 
 /// One task's `bound / deadline` under one policy; where the analysis proved no bound,
 /// `normalized` is its estimate (how far over).

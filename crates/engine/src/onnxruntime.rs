@@ -256,6 +256,22 @@ pub fn environment(flavor: Flavor) -> Result<ort::environment::Environment> {
     Ok(env)
 }
 
+/// Whether an NVIDIA GPU with a loaded driver is visible.
+pub fn gpu_present() -> bool {
+    std::fs::read_dir("/proc/driver/nvidia/gpus").map(|mut d| d.next().is_some()).unwrap_or(false)
+        || Path::new("/dev/nvidia0").exists()
+}
+
+/// Loads the GPU runtime, for a process that may run gpu stages, before it builds any session:
+/// one process loads one library, and only the GPU one also runs the CPU modes. Why gpu cannot
+/// run here, if it cannot (no GPU visible, or its runtime does not load).
+pub fn load_gpu_first() -> std::result::Result<(), String> {
+    if !gpu_present() {
+        return Err("no NVIDIA GPU visible".into());
+    }
+    environment(Flavor::Gpu).map(drop).map_err(|e| e.to_string())
+}
+
 /// The flavor and library path loaded in this process, if any.
 pub fn loaded() -> Option<(Flavor, PathBuf)> {
     LOADED.get().map(|l| (l.flavor, l.path.clone()))

@@ -1,5 +1,5 @@
 //! Serve the MNIST classifier under a proven schedule and print its outputs (README, "Start").
-//! Run from the repository root: `cargo run -p lalarand --example serve`.
+//! Run from the repository root: `cargo run -p lalarand --features engine --example serve`.
 use lalarand::{alloc::Policy, engine::serving::server_builder, model::*, runtime::serve::Input};
 use std::path::{Path, PathBuf};
 

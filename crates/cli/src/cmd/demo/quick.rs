@@ -4,8 +4,8 @@
 //! GPU and one CPU) with every policy, shows which policies make it schedulable, simulates the
 //! `lalarand` allocation, and writes its files and Gantt chart.
 
-use super::demo::{allocate_all, policy_table, Args, PolicyRow};
-use super::simulate::{run_simulation, SimJson};
+use super::policies::{allocate_all, policy_table, PolicyRow};
+use crate::cmd::simulate::{run_simulation, SimJson};
 use crate::files::{example_files, write_all};
 use crate::report::{print_json, Report};
 use crate::Verdict;
@@ -16,7 +16,7 @@ use lalarand_model::examples::demo_system;
 use lalarand_model::ExecutionPlan;
 use lalarand_sim::SimConfig;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Serialize)]
 struct DemoJson {
@@ -26,22 +26,23 @@ struct DemoJson {
     files: Vec<PathBuf>,
 }
 
-pub fn run(args: &Args) -> Result<Verdict> {
+/// The quick demo, its files in `out`; `json`: the result as JSON on stdout.
+pub(super) fn run(out: &Path, json: bool) -> Result<Verdict> {
     let system = demo_system();
     let options = AllocOptions::default();
     let (rows, outcome) = allocate_all(&system, &options)?;
     let plan = ExecutionPlan::new(&system, &outcome.allocation).context("lalarand produced an invalid allocation")?;
     let report = Report::new(&system, &outcome.allocation, &plan, &outcome.analysis);
-    let mut files = write_all(&args.out, &example_files(&system, &outcome.allocation, Policy::Lalarand.name()))?;
+    let mut files = write_all(out, &example_files(&system, &outcome.allocation, Policy::Lalarand.name()))?;
 
     let spinner = ProgressBar::new_spinner().with_message("simulating the lalarand allocation");
     spinner.enable_steady_tick(std::time::Duration::from_millis(100));
-    let gantt = args.out.join("gantt.svg");
+    let gantt = out.join("gantt.svg");
     let simulation = run_simulation(&system, &plan, &SimConfig::default(), Some(&gantt))?;
     spinner.finish_and_clear();
     files.push(gantt);
 
-    if args.json {
+    if json {
         print_json(&DemoJson { policies: rows, lalarand: report, simulation, files })?;
         return Ok(Verdict::Done);
     }
