@@ -7,7 +7,9 @@
 //! stage is queued on its resource at once. Jobs are released on absolute times, so there is
 //! no drift. What a stage does is a [`StageExecutor`]: [`BusyWait`] spins for the stage's
 //! time (for checking the runtime against the simulator), inference plugs in the same way.
-//! Design and measurements: docs/runtime.md.
+//! [`Runtime::run`] (periodic jobs until a horizon, then a report) and the server
+//! ([`serve::Server`]) sit on one dispatch core (`dispatch/`). Design and measurements:
+//! docs/runtime.md.
 //!
 //! ```no_run
 //! use lalarand_model::{examples, Allocation, Mode};
@@ -20,10 +22,10 @@
 //! ```
 
 mod config;
+mod dispatch;
 mod error;
 mod executor;
 pub mod os;
-mod queue;
 mod record;
 mod report;
 mod run;
@@ -116,7 +118,7 @@ impl Runtime {
     /// Runs until the horizon or a stop and reports. Misses, failed stages and overload are
     /// in the report, not errors; an error means the threads could not be started.
     pub fn run<E: StageExecutor>(&self, exec: &E) -> Result<RunOutcome, RuntimeError> {
-        let raw = run::execute(&self.plan, &self.system.platform, &self.config, exec, &self.stop)?;
+        let raw = run::execute(self, exec, &self.stop)?;
         let (report, trace) = report::build(&self.system, &self.analysis, raw, self.stop.is_stopped());
         Ok(RunOutcome { report, trace })
     }

@@ -1,5 +1,4 @@
-//! What workers and the release thread write down during a run. Each thread keeps its own
-//! log (no shared lock on the hot path); the logs are merged after the run.
+//! What a run records: stage executions and jobs.
 
 use lalarand_model::Time;
 use serde::Serialize;
@@ -64,32 +63,4 @@ impl JobRecord {
             _ => None,
         }
     }
-}
-
-/// A worker's log.
-#[derive(Debug, Default)]
-pub(crate) struct WorkerLog {
-    pub slots: Vec<StageSlot>,
-    pub slots_dropped: u64,
-    pub jobs: Vec<JobRecord>,
-    /// Stage ready on an idle resource -> stage started, ns.
-    pub dispatch: Vec<Time>,
-    /// Stage ended -> next stage queued (or job ended), ns: the runtime's per-stage work.
-    pub handoff: Vec<Time>,
-    pub fifo: bool,
-}
-
-/// The release thread's log.
-#[derive(Debug, Default)]
-pub(crate) struct ReleaseLog {
-    /// Per task: releases, skipped releases, releases dropped because the backlog was full.
-    pub released: Vec<u64>,
-    pub skipped: Vec<u64>,
-    pub dropped: Vec<u64>,
-    /// Actual release - nominal release, ns.
-    pub jitter: Vec<Time>,
-    pub max_backlog_seen: usize,
-    pub jobs: Vec<JobRecord>,
-    pub fifo: bool,
-    pub end: Time,
 }
