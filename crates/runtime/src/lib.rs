@@ -26,7 +26,6 @@ mod dispatch;
 mod error;
 mod executor;
 pub mod os;
-mod record;
 mod report;
 mod run;
 pub mod serve;
@@ -36,8 +35,8 @@ mod validate;
 pub use config::{LatePolicy, OverrunPolicy, RunConfig, RunHorizon, StopHandle, MIN_PERIOD};
 pub use error::RuntimeError;
 pub use executor::{BusyTime, BusyWait, StageError, StageExecutor};
-pub use lalarand_sim::GanttLabels;
-pub use record::{JobOutcome, JobRecord, StageSlot};
+/// The shared records of a schedule (`lalarand_model::record`).
+pub use lalarand_model::{JobOutcome, JobRecord, StageSlot};
 pub use report::{LatencyStats, RunReport, RunTrace, StageFailure, TaskReport, Verdict};
 
 use lalarand_analysis::{analyze, Analysis};
@@ -105,11 +104,6 @@ impl Runtime {
         self.stop.clone()
     }
 
-    /// Row names for the Gantt chart and the Chrome trace.
-    pub fn labels(&self) -> GanttLabels {
-        GanttLabels::from_system(&self.system)
-    }
-
     /// Stages that spin for their planned time.
     pub fn busy_wait(&self, time: BusyTime) -> BusyWait {
         BusyWait::from_plan(&self.plan, &self.system.platform, time)
@@ -126,16 +120,6 @@ impl Runtime {
 
 impl RunOutcome {
     pub fn write_chrome_trace(&self, runtime: &Runtime, path: &std::path::Path) -> Result<(), RuntimeError> {
-        self.trace.write_chrome_trace(&runtime.labels(), path)
-    }
-
-    /// Gantt SVG of `window` (default: the first hyperperiod).
-    pub fn write_gantt(
-        &self,
-        runtime: &Runtime,
-        path: &std::path::Path,
-        window: Option<(lalarand_model::Time, lalarand_model::Time)>,
-    ) -> Result<(), RuntimeError> {
-        self.trace.write_gantt(&runtime.plan, &self.report, &runtime.labels(), path, window)
+        self.trace.write_chrome_trace(&runtime.system, path)
     }
 }

@@ -1,9 +1,9 @@
 //! The run's report: per task jobs, misses, response times next to the analytical bound, and
 //! a verdict; the runtime's own costs (dispatch latency, hand-off, release jitter).
 
-use crate::record::{JobOutcome, JobRecord, StageSlot};
 use crate::run::RawRun;
 use lalarand_analysis::Analysis;
+use lalarand_model::{JobOutcome, JobRecord, StageSlot};
 use lalarand_model::{System, Time};
 use serde::Serialize;
 

@@ -9,10 +9,10 @@ use crate::dispatch::{
 };
 use crate::executor::StageExecutor;
 use crate::os;
-use crate::record::{JobOutcome, JobRecord, StageSlot};
 use crate::serve::StalePolicy;
 use crate::{Runtime, RuntimeError};
 use lalarand_model::{ExecutionPlan, Time};
+use lalarand_model::{JobOutcome, JobRecord, StageSlot};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Most memory of one log allocated and faulted in before the run; a longer run grows it.

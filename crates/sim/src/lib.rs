@@ -39,8 +39,8 @@ mod record;
 pub use campaign::{soundness_campaign, CampaignReport, Violation};
 pub use engine::{simulate, Horizon, Releases, SimConfig, Simulator, AUTO_MAX_PERIODS};
 pub use exec::ExecutionTimeModel;
-pub use gantt::{write_gantt, GanttLabels};
-pub use record::{JobRecord, SimResult, TaskStats, Trace, TraceSlot};
+pub use gantt::{write_gantt, write_schedule_gantt, GanttLabels, Schedule};
+pub use record::{SimResult, TaskStats, Trace};
 
 use std::path::PathBuf;
 

@@ -8,7 +8,7 @@
 //! flavour on the built-in artifact system (demo_quick.rs).
 
 use super::demo_plots::{self, Observed, PolicyBars, TaskRatio};
-use super::run::{render, write_via_temp};
+use super::run::{render, write_gantt, write_via_temp};
 use super::simulate::run_simulation;
 use crate::engine_exec::EngineExecutor;
 use crate::files::{example_files, write_all, write_atomic_bytes};
@@ -394,10 +394,10 @@ pub fn run(args: Args) -> Result<Verdict> {
     let spinner = ProgressBar::new_spinner().with_message("writing the trace, the Gantt chart and the plots");
     spinner.enable_steady_tick(Duration::from_millis(100));
     let trace = args.out.join("trace.json");
-    write_via_temp(&trace, |tmp| outcome.write_chrome_trace(&runtime, tmp))?;
+    write_via_temp(&trace, |tmp| Ok(outcome.write_chrome_trace(&runtime, tmp)?))?;
     files.push(trace);
     let gantt = args.out.join("gantt.svg");
-    write_via_temp(&gantt, |tmp| outcome.write_gantt(&runtime, tmp, Some((0, window))))?;
+    write_gantt(&outcome, &runtime, &gantt, Some((0, window)))?;
     files.push(gantt);
     files.extend(write_plots(&args.out, &system, &rows, &report.tasks, args.seconds)?);
     spinner.finish_and_clear();

@@ -10,9 +10,10 @@ use anyhow::{bail, Context, Result};
 use comfy_table::{presets, CellAlignment, Table};
 use lalarand_model::{time_to_us, Platform, System, TaskSet, Time};
 use lalarand_runtime::{
-    BusyTime, LatePolicy, LatencyStats, OverrunPolicy, RunConfig, RunHorizon, RunReport, Runtime, RuntimeError,
-    Verdict as TaskVerdict,
+    BusyTime, LatePolicy, LatencyStats, OverrunPolicy, RunConfig, RunHorizon, RunOutcome, RunReport, Runtime,
+    RuntimeError, Verdict as TaskVerdict,
 };
+use lalarand_sim::{write_schedule_gantt, GanttLabels, Schedule};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -144,12 +145,12 @@ pub fn run(args: Args) -> Result<Verdict> {
     };
     let mut problems = Vec::new();
     if let Some(p) = &args.trace {
-        if let Err(e) = write_via_temp(p, |tmp| outcome.write_chrome_trace(&runtime, tmp)) {
+        if let Err(e) = write_via_temp(p, |tmp| Ok(outcome.write_chrome_trace(&runtime, tmp)?)) {
             problems.push(format!("{e:#}"));
         }
     }
     if let Some(p) = &args.gantt {
-        if let Err(e) = write_via_temp(p, |tmp| outcome.write_gantt(&runtime, tmp, None)) {
+        if let Err(e) = write_gantt(&outcome, &runtime, p, None) {
             problems.push(format!("{e:#}"));
         }
     }
@@ -185,9 +186,29 @@ fn task_names(system: &System) -> String {
     system.tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-/// Lets the runtime write `path` through a temporary file in the same folder and a rename, so
-/// a failed write never leaves half a file where a good one was.
-pub(crate) fn write_via_temp(path: &Path, write: impl FnOnce(&Path) -> Result<(), RuntimeError>) -> Result<()> {
+/// The run's Gantt chart over `window` (default: the first hyperperiod), drawn by the
+/// simulator's chart writer from the run's records.
+pub(crate) fn write_gantt(
+    outcome: &RunOutcome,
+    runtime: &Runtime,
+    path: &Path,
+    window: Option<(Time, Time)>,
+) -> Result<()> {
+    let plan = runtime.plan();
+    let schedule = Schedule {
+        end: outcome.report.end,
+        hyperperiod: plan.hyperperiod(),
+        tasks: plan.tasks.len(),
+        resources: &outcome.trace.resources,
+        jobs: &outcome.trace.jobs,
+    };
+    let labels = GanttLabels::from_system(runtime.system());
+    write_via_temp(path, |tmp| Ok(write_schedule_gantt(&schedule, &labels, tmp, window)?))
+}
+
+/// Lets `write` write `path` through a temporary file in the same folder and a rename, so a
+/// failed write never leaves half a file where a good one was.
+pub(crate) fn write_via_temp(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -5,7 +5,7 @@ use super::{ensure_state, panic_text, Core, Ending, Sink, WORKER_FIFO};
 use crate::config::LatePolicy;
 use crate::executor::{StageError, StageExecutor};
 use crate::os;
-use crate::record::StageSlot;
+use lalarand_model::StageSlot;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 

@@ -7,7 +7,7 @@ use super::types::*;
 use crate::dispatch::{lock, panic_text, Core, Done, Ending, Sink};
 use crate::executor::{StageError, StageExecutor};
 use crate::os;
-use crate::record::StageSlot;
+use lalarand_model::StageSlot;
 use lalarand_model::Time;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -535,7 +535,7 @@ impl<E: StageExecutor> Server<E> {
         let trace = self.core.sink.trace.as_ref()?;
         let resources = trace.iter().map(|r| lock(r).iter().copied().collect()).collect();
         let run = crate::RunTrace { resources, jobs: Vec::new() };
-        Some(run.chrome_trace(&self.runtime.labels()))
+        Some(run.chrome_trace(self.runtime.system()))
     }
 
     pub fn is_stopped(&self) -> bool {
