@@ -5,11 +5,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Time the machine spent outside what the analysis assumes of it, summed over every resource
 /// and the release path: what the bounds do not cover. Each part is the excess over what the
-/// plan charges, so a machine that keeps to its platform file adds nothing.
+/// plan charges, so a machine that keeps to its platform file adds nothing. The hand-offs' own
+/// excess is counted apart: it is the runtime's work, so it explains no job's lateness.
 #[derive(Default)]
 pub(crate) struct StallCounters {
-    /// Stage executions (plus their hand-off) past their planned cost less the wake-up charge.
+    /// Stage executions past their planned cost less the wake-up charge.
     pub stage: AtomicU64,
+    /// Hand-offs (stage end -> next stage queued) past what the stage's planned cost left for
+    /// them: the runtime's own overrun, not in [`Self::total`].
+    pub handoff: AtomicU64,
     /// Woken workers that started later than their resource's `wakeup_overhead` after the stage
     /// that woke them was queued.
     pub wakeup: AtomicU64,
@@ -32,7 +36,8 @@ impl StallCounters {
         }
     }
 
-    /// Every stall so far, ns; a job's `stalled` is the growth of this while it is in flight.
+    /// Every stall of the machine so far (the hand-offs' excess left out), ns; a job's
+    /// `stalled` is the growth of this while it is in flight.
     pub fn total(&self) -> Time {
         get(&self.stage) + get(&self.wakeup) + get(&self.release) + get(&self.submit)
     }

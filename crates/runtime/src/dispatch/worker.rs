@@ -102,9 +102,10 @@ impl<E: StageExecutor, S: Sink<E>> Core<'_, E, S> {
             if end - start > layer.wcet {
                 self.overruns.fetch_add(1, Ordering::Relaxed);
             }
-            // The stage's work from its pop (priority change included) to its end, then with its
-            // hand-off, against its planned cost less the wake-up charge (counted above): past it,
-            // the machine took the core away (steal, interrupts) or the work overran its profile.
+            // The stage's work from its pop (priority change included) to its end against its
+            // planned cost less the wake-up charge (counted above): past it, the machine took the
+            // core away (steal, interrupts) or the work overran its profile. Its hand-off's excess
+            // (below) is the runtime's own, counted apart.
             let budget = layer.wcet.saturating_sub(layer.wakeup);
             let run_excess = (end - popped).saturating_sub(budget);
             stalls.add(&stalls.stage, run_excess);
@@ -131,7 +132,7 @@ impl<E: StageExecutor, S: Sink<E>> Core<'_, E, S> {
             };
             let handed = self.now();
             self.sink.handed_off(&mut log, handed.saturating_sub(end));
-            stalls.add(&stalls.stage, (handed - popped).saturating_sub(budget).saturating_sub(run_excess));
+            stalls.add(&stalls.handoff, (handed - popped).saturating_sub(budget).saturating_sub(run_excess));
             // The job's tensors are freed after the hand-off is timed: not the runtime's per-stage work.
             drop(leftover);
         }

@@ -137,8 +137,11 @@ pub(crate) fn inc(c: &AtomicU64) {
 /// (docs/runtime.md, "Stalls").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StallStats {
-    /// Stage executions (with their hand-off) longer than their planned cost.
+    /// Stage executions longer than their planned cost.
     pub stage_ns: Time,
+    /// Hand-offs past what their stage's planned cost left for them: the server's own overrun,
+    /// not the machine's, so not in any job's `stalled`.
+    pub handoff_ns: Time,
     /// Worker wake-ups longer than the resource's `wakeup_overhead`.
     pub wakeup_ns: Time,
     /// Jobs queued by the release thread after their release (it woke late).
@@ -297,6 +300,7 @@ impl Stats {
             overruns,
             stalls: StallStats {
                 stage_ns: get(&stalls.stage),
+                handoff_ns: get(&stalls.handoff),
                 wakeup_ns: get(&stalls.wakeup),
                 release_ns: get(&stalls.release),
                 submit_ns: get(&stalls.submit),
