@@ -120,12 +120,12 @@ impl<E: StageExecutor, S: Sink<E>> Core<'_, E, S> {
             // Due releases in time order; simultaneous ones highest priority first, the
             // same-instant rule of docs/analysis.md that the simulator follows: a worker woken by
             // the first push then finds the highest-priority job of the instant.
-            while !stopping {
-                let due = periodic
-                    .iter_mut()
-                    .filter(|p| p.more(horizon) && p.next_release <= now)
-                    .min_by_key(|p| (p.next_release, self.plan.tasks[p.task].priority, p.task));
-                let Some(p) = due else { break };
+            let due_at = |p: &Periodic| !stopping && p.more(horizon) && p.next_release <= now;
+            while let Some(p) = periodic
+                .iter_mut()
+                .filter(|p| due_at(p))
+                .min_by_key(|p| (p.next_release, self.plan.tasks[p.task].priority, p.task))
+            {
                 let t = p.next_release;
                 self.release_periodic(&mut log, p, t);
                 p.releases += 1;

@@ -57,7 +57,7 @@ pub struct Lateness {
 
 impl Lateness {
     pub fn note(&mut self, task: &str, t: &JobTiming) {
-        if !t.bound.is_some_and(|b| t.response > b) {
+        if t.bound.is_none_or(|b| t.response <= b) {
             return;
         }
         self.over_bound += 1;
