@@ -110,6 +110,14 @@ impl BusyWait {
             }
         }
     }
+
+    /// Spins for [`Self::duration`].
+    pub fn spin(&self, task: usize, stage: usize, job: u64) {
+        let end = crate::os::monotonic_ns() + self.duration(task, stage, job);
+        while crate::os::monotonic_ns() < end {
+            std::hint::spin_loop();
+        }
+    }
 }
 
 /// SplitMix64: a stateless, well-mixed hash, so draws need no shared generator.
@@ -118,16 +126,6 @@ fn splitmix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
-}
-
-impl BusyWait {
-    /// Spins for [`Self::duration`].
-    pub fn spin(&self, task: usize, stage: usize, job: u64) {
-        let end = crate::os::monotonic_ns() + self.duration(task, stage, job);
-        while crate::os::monotonic_ns() < end {
-            std::hint::spin_loop();
-        }
-    }
 }
 
 /// Busy-waiting stages that hand the input back as the output (named `output`): a stand-in
