@@ -1,8 +1,8 @@
 //! Real inference under the runtime: [`EngineExecutor`] runs each task's stages with one
-//! [`Pipeline`] per task, in the modes the allocation gives. It is both the runtime's
-//! [`StageExecutor`] (`lalarand run`: every job starts from one fixed input) and its
-//! [`ServeExecutor`] (`lalarand serve`, the Python package: the application's inputs in, the
-//! graph outputs out).
+//! [`Pipeline`] per task, in the modes the allocation gives: the runtime's [`StageExecutor`],
+//! for `lalarand run` (every job starts from one fixed synthetic input,
+//! [`StageExecutor::run_input`]) and for `lalarand serve` and the Python package (the
+//! application's inputs in, the graph outputs out).
 //!
 //! The int8 stages are the profiled ones: rebuilt from the calibration saved with each task's
 //! profile and checked against its digest ([`crate::calibration`]).
@@ -21,7 +21,7 @@ use crate::stage::{gpu_present, ExecConfig};
 use crate::staged::{Pipeline, StageTensors, StagedModel};
 use crate::tensor::f32_data;
 use lalarand_model::{Allocation, Mode, ResourceKind, System};
-use lalarand_runtime::serve::{HostTensor, Input, InputSpec, ServeExecutor, Server, ServerBuilder};
+use lalarand_runtime::serve::{HostTensor, Input, InputSpec, Server, ServerBuilder};
 use lalarand_runtime::{StageError, StageExecutor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -235,34 +235,19 @@ pub fn server_builder(
 impl StageExecutor for EngineExecutor {
     type Job = StageTensors;
 
-    fn start_job(&self, task: usize, _job: u64) -> StageTensors {
-        let t = &self.tasks[task];
-        // The shape was checked by the warm-up runs; should it fail anyway, stage 0 reports the
-        // missing input tensor and fails the job.
-        t.pipeline.input(&t.dims, t.input.clone()).unwrap_or_else(|e| {
-            tracing::error!("task {task}: building the input: {e}");
-            StageTensors::default()
-        })
-    }
-
-    fn run_stage(&self, task: usize, stage: usize, _job: u64, job: &mut StageTensors) -> Result<(), StageError> {
-        self.tasks[task].pipeline.run_stage(stage, job).map_err(|e| StageError(e.to_string()))
-    }
-
-    /// The stage itself, on its worker, in the runtime's warm-up jobs before time 0: the warm-up
-    /// runs of `new` ran on the loading thread, and a stage's first runs on its worker still
-    /// allocate and fault in memory (measured: a 3 s `demo` run's dispatch latency p99 went from
-    /// 1.3 to 1.6 ms to 0.4 to 0.5 ms; docs/runtime.md, "Warm-up").
-    fn warm_up(&self, task: usize, stage: usize, job_index: u64, job: &mut StageTensors) -> Result<(), StageError> {
-        StageExecutor::run_stage(self, task, stage, job_index, job)
-    }
-}
-
-impl ServeExecutor for EngineExecutor {
-    type Job = StageTensors;
-
     fn input_spec(&self, task: usize) -> InputSpec {
         self.tasks[task].spec.clone()
+    }
+
+    /// The task's seeded synthetic input, batch 1.
+    fn run_input(&self, task: usize) -> Input {
+        let t = &self.tasks[task];
+        Input::from_vec(t.dims.clone(), t.input.clone()).unwrap_or_else(|e| {
+            // The warm-up runs of `new` ran this input; should it not fit anyway, stage 0 fails
+            // each job with the shape error.
+            tracing::error!("task {task}: the run's input: {e}");
+            Input::zeros(t.dims.clone())
+        })
     }
 
     /// A view of the input's memory (no copy, see the module doc).
@@ -295,7 +280,11 @@ impl ServeExecutor for EngineExecutor {
             .collect()
     }
 
+    /// The stage itself, on its worker, in the runtime's warm-up jobs before time 0: the warm-up
+    /// runs of `new` ran on the loading thread, and a stage's first runs on its worker still
+    /// allocate and fault in memory (measured: a 3 s `demo` run's dispatch latency p99 went from
+    /// 1.3 to 1.6 ms to 0.4 to 0.5 ms; docs/runtime.md, "Warm-up").
     fn warm_up(&self, task: usize, stage: usize, job: u64, state: &mut StageTensors) -> Result<(), StageError> {
-        ServeExecutor::run_stage(self, task, stage, job, state)
+        self.run_stage(task, stage, job, state)
     }
 }

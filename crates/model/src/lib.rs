@@ -25,6 +25,7 @@ pub mod library;
 pub mod plan;
 pub mod platform;
 pub mod profile;
+pub mod record;
 pub mod task;
 pub mod time;
 
@@ -36,5 +37,6 @@ pub use profile::{
     DnnProfile, Int8Calibration, Int8CostKind, Int8Note, LayerProfile, LayerSources, Mode, ModeTiming,
     OutputTransitions, StageGrouping, TimingStats, Transitions,
 };
+pub use record::{JobOutcome, JobRecord, StageSlot};
 pub use task::{PriorityPolicy, System, Task, TaskSet};
 pub use time::{ms_to_time, time_to_ms, time_to_us, us_to_time, Time};

@@ -215,6 +215,18 @@ impl ExecutionPlan {
         }
         u
     }
+
+    /// The least common multiple of the periods, if it fits a [`Time`].
+    pub fn hyperperiod(&self) -> Option<Time> {
+        fn gcd(a: Time, b: Time) -> Time {
+            if b == 0 {
+                a
+            } else {
+                gcd(b, a % b)
+            }
+        }
+        self.tasks.iter().try_fold(1 as Time, |h, t| (h / gcd(h, t.period)).checked_mul(t.period))
+    }
 }
 
 #[cfg(test)]

@@ -700,7 +700,7 @@ pub fn serve(
     Ok(Server { server })
 }
 
-fn start<E: lalarand_runtime::serve::ServeExecutor>(
+fn start<E: lalarand_runtime::StageExecutor>(
     mut builder: ServerBuilder<E>,
     sources: Vec<(String, Source)>,
     stale: StalePolicy,

@@ -1,7 +1,9 @@
 //! The serving soak (tests/common/soak.rs): 4 busy-wait tasks served for the given seconds
 //! (default 20; the documented run: `cargo bench -p lalarand-runtime --bench soak -- 600`).
 //! Prints the report, the resident memory after the first minute (or second, for short runs)
-//! and whether every job was accounted for.
+//! and whether every job was accounted for, then checks what it claims (every job accounted
+//! for, resident memory within 5 % after that first minute, every job past its bound covered by
+//! the machine's stalls) and exits with status 1 naming each claim that is false.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -26,7 +28,8 @@ fn main() {
     }
     // The jobs past their bound, on CLOCK_MONOTONIC (seconds), to look up in a scheduler trace
     // (`perf sched record -k CLOCK_MONOTONIC`).
-    for (task, t) in o.over_bound.iter().chain(&o.unexplained_jobs) {
+    let late = &o.lateness;
+    for (task, t) in late.over_bound_jobs.iter().chain(&late.unexplained_jobs) {
         eprintln!(
             "over bound: {task:7} released {:.6} started {:.6} finished {:.6} (monotonic s): response {:.2} ms, bound {:.2} ms, machine stalled {:.2} ms{}",
             (o.origin + t.release) as f64 / 1e9,
@@ -35,23 +38,26 @@ fn main() {
             t.response as f64 / 1e6,
             t.bound.unwrap_or(0) as f64 / 1e6,
             t.stalled as f64 / 1e6,
-            if t.response - t.bound.unwrap_or(0) > t.stalled { " UNEXPLAINED" } else { "" }
+            if common::soak::unexplained(t) { " UNEXPLAINED" } else { "" }
         );
     }
     let st = s.stalls;
     eprintln!(
         "past their bound: {} jobs, {} of them by more than the machine stalled while they ran ({} past their deadline); \
-         machine stalls: stages {:.1} ms, wake-ups {:.1} ms, releases {:.1} ms, submits {:.1} ms",
-        o.over_bound_count,
-        o.unexplained,
-        o.unexplained_misses,
+         machine stalls: stages {:.1} ms, wake-ups {:.1} ms, releases {:.1} ms, submits {:.1} ms; \
+         hand-offs past their plan (the server's own): {:.1} ms",
+        late.over_bound,
+        late.unexplained,
+        late.unexplained_misses,
         st.stage_ns as f64 / 1e6,
         st.wakeup_ns as f64 / 1e6,
         st.release_ns as f64 / 1e6,
-        st.submit_ns as f64 / 1e6
+        st.submit_ns as f64 / 1e6,
+        st.handoff_ns as f64 / 1e6
     );
     let after = if seconds >= 120.0 { 60.0 } else { 1.0 };
-    let (lo, hi) = o.drift_pct(after);
+    let memory = common::soak::memory_flat(&o.rss, after, 5.0);
+    let (lo, hi) = memory.clone().unwrap_or((f64::NAN, f64::NAN));
     let at = o.rss.iter().find(|(t, _)| *t >= after).map_or(0, |r| r.1);
     eprintln!(
         "{seconds} s: resident memory {at} KiB at {after} s, then {lo:+.2} % .. {hi:+.2} %; sporadic submitted {} resolved {}; \
@@ -72,4 +78,12 @@ fn main() {
         s.overruns,
         s.realtime
     );
+    let failed: Vec<String> =
+        [o.check_accounted(), late.check(), memory.map(|_| ())].into_iter().filter_map(Result::err).collect();
+    for f in &failed {
+        eprintln!("FAILED: {f}");
+    }
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
 }

@@ -42,7 +42,16 @@ fn run(pos: &[&String], force: bool, realtime: bool) -> Result<(), Box<dyn std::
     runtime.stop_handle().on_ctrl_c()?;
     let outcome = runtime.run(&runtime.busy_wait(BusyTime::Wcet))?;
     outcome.write_chrome_trace(&runtime, &out.join("trace.json"))?;
-    outcome.write_gantt(&runtime, &out.join("gantt.svg"), None)?;
+    // The chart is the simulator's, drawn from the run's records.
+    let schedule = lalarand_sim::Schedule {
+        end: outcome.report.end,
+        hyperperiod: runtime.plan().hyperperiod(),
+        tasks: system.tasks.len(),
+        resources: &outcome.trace.resources,
+        jobs: &outcome.trace.jobs,
+    };
+    let labels = lalarand_sim::GanttLabels::from_system(&system);
+    lalarand_sim::write_schedule_gantt(&schedule, &labels, &out.join("gantt.svg"), None)?;
     println!("{}", serde_json::to_string_pretty(&outcome.report)?);
     Ok(())
 }

@@ -28,6 +28,4 @@ pub enum RuntimeError {
     /// The I/O error is in the message, not a `source()`, so an error chain prints it once.
     #[error("cannot write {}: {error}", path.display())]
     Write { path: std::path::PathBuf, error: std::io::Error },
-    #[error("cannot draw the Gantt chart: {0}")]
-    Gantt(#[from] lalarand_sim::SimError),
 }

@@ -1,6 +1,7 @@
 //! What a stage does: the [`StageExecutor`] trait, and [`BusyWait`], which spins for a given
 //! time so that runs can be checked against the simulator and the analysis.
 
+use crate::serve::{HostTensor, Input, InputSpec};
 use lalarand_model::{ExecutionPlan, Platform, Time};
 
 /// A stage's failure: it fails its job, which is reported with task and stage; other jobs and
@@ -9,32 +10,48 @@ use lalarand_model::{ExecutionPlan, Platform, Time};
 #[error("{0}")]
 pub struct StageError(pub String);
 
-/// Runs the stages of jobs. One executor serves every worker thread at once (`Sync`); the
+/// What the stages of jobs do, for `lalarand run` ([`crate::Runtime::run`]) and for the server
+/// ([`crate::serve::Server`]) alike. One executor serves every worker thread at once; the
 /// per-job state (`Job`, e.g. the tensors in flight) moves between workers with the job,
 /// without copies.
-pub trait StageExecutor: Sync {
-    type Job: Send;
+pub trait StageExecutor: Send + Sync + 'static {
+    type Job: Send + 'static;
 
-    /// State of a new job of `task` (its input), made on the worker of the job's first stage just
-    /// before that stage runs, and timed as part of it (the release thread only enqueues).
-    fn start_job(&self, task: usize, job: u64) -> Self::Job;
+    /// The input task `task` takes (checked on every submission and release).
+    fn input_spec(&self, task: usize) -> InputSpec;
+
+    /// The input of every job of `task` in a run ([`crate::Runtime::run`]: nothing feeds it
+    /// inputs). Default: zeros of [`InputSpec::example_dims`].
+    fn run_input(&self, task: usize) -> Input {
+        Input::zeros(self.input_spec(task).example_dims())
+    }
+
+    /// State of job `job` of `task` from its input (checked against [`Self::input_spec`]),
+    /// made on the worker of the job's first stage just before that stage runs, and timed as
+    /// part of it (the release thread only enqueues). It may keep `input`'s buffer (an `Arc`)
+    /// instead of copying it. An error fails the job at its first stage.
+    fn start_job(&self, task: usize, job: u64, input: &Input) -> Result<Self::Job, StageError>;
 
     /// Runs stage `stage` of `task` on the calling worker (already pinned to the stage's
     /// resource).
-    fn run_stage(&self, task: usize, stage: usize, job_index: u64, job: &mut Self::Job) -> Result<(), StageError>;
+    fn run_stage(&self, task: usize, stage: usize, job: u64, state: &mut Self::Job) -> Result<(), StageError>;
 
-    /// Runs stage `stage` of `task` before the run's time 0, untimed and unrecorded, on the
-    /// stage's worker (pinned, under the run's scheduling policy), once in each warm-up job (two
-    /// per task, one round after the other). Each round queues a job of every task before any
-    /// runs (as at a simultaneous release; `start_job(task, 0)` on the first stage's worker, as
-    /// in the run) and hands it from stage to stage through the resources' queues as a run
-    /// does, so `job` has been through the warm-ups of stages `0..stage`. What a stage
+    /// The job's outputs after its last stage, on the server's delivery thread (not timed: the
+    /// copy to the host is not part of any stage; a run does not read them).
+    fn outputs(&self, task: usize, state: Self::Job) -> Result<Vec<HostTensor>, StageError>;
+
+    /// Runs stage `stage` of `task` before time 0, untimed and unrecorded, on the stage's
+    /// worker (pinned, under the scheduling policy), once in each warm-up job (two per task,
+    /// one round after the other). Each round queues a job of every task before any runs (as
+    /// at a simultaneous release; `start_job` with an input of zeros on the first stage's
+    /// worker) and hands it from stage to stage through the resources' queues as the jobs that
+    /// follow are, so `state` has been through the warm-ups of stages `0..stage`. What a stage
     /// costs only the first times (allocations and page faults in the thread that runs it,
-    /// lazily built state) is then paid before the run is measured. An error or a panic ends
-    /// that job's warm-up (the run reports its own failures). Default: nothing ([`BusyWait`]
-    /// has no first-run costs).
-    fn warm_up(&self, task: usize, stage: usize, job_index: u64, job: &mut Self::Job) -> Result<(), StageError> {
-        let _ = (task, stage, job_index, job);
+    /// lazily built state) is then paid before anything is measured. An error or a panic ends
+    /// that job's warm-up (the jobs that follow report their own failures). Default: nothing
+    /// ([`BusyWait`] has no first-run costs).
+    fn warm_up(&self, task: usize, stage: usize, job: u64, state: &mut Self::Job) -> Result<(), StageError> {
+        let _ = (task, stage, job, state);
         Ok(())
     }
 }
@@ -93,6 +110,14 @@ impl BusyWait {
             }
         }
     }
+
+    /// Spins for [`Self::duration`].
+    pub fn spin(&self, task: usize, stage: usize, job: u64) {
+        let end = crate::os::monotonic_ns() + self.duration(task, stage, job);
+        while crate::os::monotonic_ns() < end {
+            std::hint::spin_loop();
+        }
+    }
 }
 
 /// SplitMix64: a stateless, well-mixed hash, so draws need no shared generator.
@@ -103,17 +128,26 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// Busy-waiting stages that hand the input back as the output (named `output`): a stand-in
+/// for inference with known times, and a check that every job gets its own input back.
 impl StageExecutor for BusyWait {
-    type Job = ();
+    type Job = Input;
 
-    fn start_job(&self, _task: usize, _job: u64) {}
+    fn input_spec(&self, _task: usize) -> InputSpec {
+        InputSpec::any("input")
+    }
 
-    fn run_stage(&self, task: usize, stage: usize, job_index: u64, _job: &mut ()) -> Result<(), StageError> {
-        let end = crate::os::monotonic_ns() + self.duration(task, stage, job_index);
-        while crate::os::monotonic_ns() < end {
-            std::hint::spin_loop();
-        }
+    fn start_job(&self, _task: usize, _job: u64, input: &Input) -> Result<Input, StageError> {
+        Ok(input.clone())
+    }
+
+    fn run_stage(&self, task: usize, stage: usize, job: u64, _state: &mut Input) -> Result<(), StageError> {
+        self.spin(task, stage, job);
         Ok(())
+    }
+
+    fn outputs(&self, _task: usize, state: Input) -> Result<Vec<HostTensor>, StageError> {
+        Ok(vec![HostTensor { name: "output".into(), dims: state.dims().to_vec(), data: state.data().to_vec() }])
     }
 }
 
@@ -136,7 +170,7 @@ mod tests {
     fn spins_at_least_its_time() {
         let b = BusyWait::new(vec![vec![2_000_000]], BusyTime::Wcet);
         let t0 = crate::os::monotonic_ns();
-        b.run_stage(0, 0, 0, &mut ()).unwrap();
+        b.spin(0, 0, 0);
         assert!(crate::os::monotonic_ns() - t0 >= 2_000_000);
     }
 }

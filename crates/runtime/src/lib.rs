@@ -7,7 +7,9 @@
 //! stage is queued on its resource at once. Jobs are released on absolute times, so there is
 //! no drift. What a stage does is a [`StageExecutor`]: [`BusyWait`] spins for the stage's
 //! time (for checking the runtime against the simulator), inference plugs in the same way.
-//! Design and measurements: docs/runtime.md.
+//! [`Runtime::run`] (periodic jobs until a horizon, then a report) and the server
+//! ([`serve::Server`]) sit on one dispatch core (`dispatch/`). Design and measurements:
+//! docs/runtime.md.
 //!
 //! ```no_run
 //! use lalarand_model::{examples, Allocation, Mode};
@@ -20,11 +22,10 @@
 //! ```
 
 mod config;
+mod dispatch;
 mod error;
 mod executor;
 pub mod os;
-mod queue;
-mod record;
 mod report;
 mod run;
 pub mod serve;
@@ -34,8 +35,8 @@ mod validate;
 pub use config::{LatePolicy, OverrunPolicy, RunConfig, RunHorizon, StopHandle, MIN_PERIOD};
 pub use error::RuntimeError;
 pub use executor::{BusyTime, BusyWait, StageError, StageExecutor};
-pub use lalarand_sim::GanttLabels;
-pub use record::{JobOutcome, JobRecord, StageSlot};
+/// The shared records of a schedule (`lalarand_model::record`).
+pub use lalarand_model::{JobOutcome, JobRecord, StageSlot};
 pub use report::{LatencyStats, RunReport, RunTrace, StageFailure, TaskReport, Verdict};
 
 use lalarand_analysis::{analyze, Analysis};
@@ -103,11 +104,6 @@ impl Runtime {
         self.stop.clone()
     }
 
-    /// Row names for the Gantt chart and the Chrome trace.
-    pub fn labels(&self) -> GanttLabels {
-        GanttLabels::from_system(&self.system)
-    }
-
     /// Stages that spin for their planned time.
     pub fn busy_wait(&self, time: BusyTime) -> BusyWait {
         BusyWait::from_plan(&self.plan, &self.system.platform, time)
@@ -116,7 +112,7 @@ impl Runtime {
     /// Runs until the horizon or a stop and reports. Misses, failed stages and overload are
     /// in the report, not errors; an error means the threads could not be started.
     pub fn run<E: StageExecutor>(&self, exec: &E) -> Result<RunOutcome, RuntimeError> {
-        let raw = run::execute(&self.plan, &self.system.platform, &self.config, exec, &self.stop)?;
+        let raw = run::execute(self, exec, &self.stop)?;
         let (report, trace) = report::build(&self.system, &self.analysis, raw, self.stop.is_stopped());
         Ok(RunOutcome { report, trace })
     }
@@ -124,16 +120,6 @@ impl Runtime {
 
 impl RunOutcome {
     pub fn write_chrome_trace(&self, runtime: &Runtime, path: &std::path::Path) -> Result<(), RuntimeError> {
-        self.trace.write_chrome_trace(&runtime.labels(), path)
-    }
-
-    /// Gantt SVG of `window` (default: the first hyperperiod).
-    pub fn write_gantt(
-        &self,
-        runtime: &Runtime,
-        path: &std::path::Path,
-        window: Option<(lalarand_model::Time, lalarand_model::Time)>,
-    ) -> Result<(), RuntimeError> {
-        self.trace.write_gantt(&runtime.plan, &self.report, &runtime.labels(), path, window)
+        self.trace.write_chrome_trace(&runtime.system, path)
     }
 }

@@ -1,9 +1,9 @@
 //! The run's report: per task jobs, misses, response times next to the analytical bound, and
 //! a verdict; the runtime's own costs (dispatch latency, hand-off, release jitter).
 
-use crate::record::{JobOutcome, JobRecord, StageSlot};
 use crate::run::RawRun;
 use lalarand_analysis::Analysis;
+use lalarand_model::{JobOutcome, JobRecord, StageSlot};
 use lalarand_model::{System, Time};
 use serde::Serialize;
 
@@ -136,22 +136,32 @@ pub struct RunTrace {
     pub jobs: Vec<JobRecord>,
 }
 
-pub(crate) fn build(system: &System, analysis: &Analysis, mut raw: RawRun, stopped: bool) -> (RunReport, RunTrace) {
+pub(crate) fn build(system: &System, analysis: &Analysis, raw: RawRun, stopped: bool) -> (RunReport, RunTrace) {
     let n = system.tasks.len();
-    let end = raw.release.end;
-    let mut jobs: Vec<JobRecord> = raw.release.jobs;
+    let end = raw.end;
+    let mut jobs: Vec<JobRecord> = Vec::new();
     let mut dispatch = Vec::new();
     let mut handoff = Vec::new();
-    let mut resources = Vec::with_capacity(raw.workers.len());
+    let mut jitter = Vec::new();
+    let mut resources = Vec::with_capacity(raw.logs.len());
     let mut dropped_slots = 0;
-    let mut realtime = raw.release.fifo;
-    for w in raw.workers {
-        jobs.extend(w.jobs);
-        dispatch.extend(w.dispatch);
-        handoff.extend(w.handoff);
-        dropped_slots += w.slots_dropped;
-        realtime &= w.fifo;
-        resources.push(w.slots);
+    let (mut released, mut skipped, mut dropped) = (vec![0; n], vec![0; n], vec![0; n]);
+    let workers = raw.logs.len().saturating_sub(1);
+    for (t, log) in raw.logs.into_iter().enumerate() {
+        jobs.extend(log.jobs);
+        dispatch.extend(log.dispatch);
+        handoff.extend(log.handoff);
+        jitter.extend(log.jitter);
+        dropped_slots += log.slots_dropped;
+        for i in 0..n {
+            released[i] += log.released[i];
+            skipped[i] += log.skipped[i];
+            dropped[i] += log.dropped[i];
+        }
+        // The workers' logs come first, one per resource; the release thread's last.
+        if t < workers {
+            resources.push(log.slots);
+        }
     }
     jobs.extend(raw.unfinished);
     jobs.sort_by_key(|j| (j.task, j.job));
@@ -180,7 +190,7 @@ pub(crate) fn build(system: &System, analysis: &Analysis, mut raw: RawRun, stopp
         } else {
             responses.iter().map(|&r| r as f64).sum::<f64>() / responses.len() as f64
         };
-        let (skipped, dropped) = (raw.release.skipped[i], raw.release.dropped[i]);
+        let (skipped, dropped) = (skipped[i], dropped[i]);
         let failed = count(|o| matches!(o, JobOutcome::Failed { .. }));
         let verdict = if failed > 0 {
             Verdict::StageFailed
@@ -197,7 +207,7 @@ pub(crate) fn build(system: &System, analysis: &Analysis, mut raw: RawRun, stopp
         };
         tasks.push(TaskReport {
             name: task.name.clone(),
-            released: raw.release.released[i],
+            released: released[i],
             completed: responses.len() as u64,
             misses,
             aborted: count(|o| matches!(o, JobOutcome::Aborted { .. })),
@@ -224,14 +234,14 @@ pub(crate) fn build(system: &System, analysis: &Analysis, mut raw: RawRun, stopp
         failures,
         dispatch_latency,
         handoff,
-        release_jitter: LatencyStats::of(&mut raw.release.jitter),
+        release_jitter: LatencyStats::of(&mut jitter),
         suggested_dispatch_overhead_us: handoff.p99 as f64 / 1_000.0,
         suggested_wakeup_overhead_us: dispatch_latency.p99 as f64 / 1_000.0,
         end,
         stopped,
-        realtime,
+        realtime: raw.realtime,
         trace_slots_dropped: dropped_slots,
-        max_backlog_seen: raw.release.max_backlog_seen,
+        max_backlog_seen: raw.max_backlog_seen,
     };
     (report, RunTrace { resources, jobs })
 }

@@ -4,9 +4,10 @@
 
 mod common;
 use common::{serial, system, timed, Spec, MS};
+use lalarand_model::StageSlot;
 use lalarand_model::{ExecutionPlan, Time};
 use lalarand_runtime::{BusyTime, RunHorizon, Runtime, Verdict};
-use lalarand_sim::{simulate, Horizon, SimConfig, TraceSlot};
+use lalarand_sim::{simulate, Horizon, SimConfig};
 use std::collections::HashMap;
 
 /// Charged per stage by the plan but not spun: slack for OS interference on a loaded machine
@@ -35,13 +36,13 @@ fn spun(plan: &ExecutionPlan) -> ExecutionPlan {
 fn decision_margin(plan: &ExecutionPlan, sim: &lalarand_sim::SimResult) -> Time {
     let trace = sim.trace.as_ref().unwrap();
     let ends: HashMap<(usize, u64, usize), Time> =
-        trace.resources.iter().flatten().map(|s| ((s.task, s.job, s.layer), s.end)).collect();
+        trace.resources.iter().flatten().map(|s| ((s.task, s.job, s.stage), s.end)).collect();
     let releases: HashMap<(usize, u64), Time> = sim.jobs.iter().map(|j| ((j.task, j.job), j.release)).collect();
-    let arrival = |s: &TraceSlot| match s.layer {
+    let arrival = |s: &StageSlot| match s.stage {
         0 => releases[&(s.task, s.job)],
         j => ends[&(s.task, s.job, j - 1)],
     };
-    let prio = |s: &TraceSlot| plan.tasks[s.task].priority;
+    let prio = |s: &StageSlot| plan.tasks[s.task].priority;
     let mut margin = Time::MAX;
     for slots in &trace.resources {
         for (k, s) in slots.iter().enumerate() {
@@ -69,7 +70,7 @@ fn stage_order_matches_the_simulator_and_responses_stay_under_the_bounds() {
     for (r, (mine, theirs)) in out.trace.resources.iter().zip(&sim.trace.as_ref().unwrap().resources).enumerate() {
         assert_eq!(
             order(&mut mine.iter().map(|s| (s.task, s.job, s.stage))),
-            order(&mut theirs.iter().map(|s| (s.task, s.job, s.layer))),
+            order(&mut theirs.iter().map(|s| (s.task, s.job, s.stage))),
             "resource {r}: (task, job, stage) order differs from the simulator's"
         );
     }

@@ -3,6 +3,7 @@
 mod common;
 use common::{serial, system, untimed, Spec, MS};
 use lalarand_runtime::{BusyTime, RunHorizon, Runtime};
+use lalarand_sim::{write_schedule_gantt, GanttLabels, Schedule};
 
 #[test]
 fn report_trace_and_gantt_describe_every_stage() {
@@ -40,9 +41,19 @@ fn report_trace_and_gantt_describe_every_stage() {
     let tracks: Vec<_> = events.iter().filter(|e| e["ph"] == "M").map(|e| e["args"]["name"].clone()).collect();
     assert_eq!(tracks, vec!["r0 (cpu)", "r1 (cpu)"]);
 
+    // The chart is drawn from the same records as a simulation's (by the CLI, here directly).
     let svg = dir.path().join("gantt.svg");
-    out.write_gantt(&rt, &svg, None).unwrap();
+    let schedule = Schedule {
+        end: out.report.end,
+        hyperperiod: rt.plan().hyperperiod(),
+        tasks: 2,
+        resources: &out.trace.resources,
+        jobs: &out.trace.jobs,
+    };
+    let labels = GanttLabels::from_system(&sys);
+    write_schedule_gantt(&schedule, &labels, &svg, None).unwrap();
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.contains("lidar"));
-    assert!(out.write_gantt(&rt, &svg, Some((5 * MS, 5 * MS))).is_err(), "an empty window is an error");
+    let empty = write_schedule_gantt(&schedule, &labels, &svg, Some((5 * MS, 5 * MS)));
+    assert!(empty.is_err(), "an empty window is an error");
 }

@@ -2,6 +2,7 @@
 
 mod common;
 use common::{serial, system, timed, untimed, Spec, MS};
+use lalarand_runtime::serve::{HostTensor, Input, InputSpec};
 use lalarand_runtime::{
     BusyTime, BusyWait, JobOutcome, LatePolicy, OverrunPolicy, RunConfig, RunHorizon, RunReport, Runtime, StageError,
     StageExecutor, Verdict,
@@ -69,8 +70,12 @@ struct Faulty(BusyWait);
 impl StageExecutor for Faulty {
     type Job = Vec<u8>;
 
-    fn start_job(&self, _task: usize, job: u64) -> Vec<u8> {
-        vec![job as u8; 16]
+    fn input_spec(&self, task: usize) -> InputSpec {
+        self.0.input_spec(task)
+    }
+
+    fn start_job(&self, _task: usize, job: u64, _input: &Input) -> Result<Vec<u8>, StageError> {
+        Ok(vec![job as u8; 16])
     }
 
     fn run_stage(&self, task: usize, stage: usize, job: u64, state: &mut Vec<u8>) -> Result<(), StageError> {
@@ -78,8 +83,15 @@ impl StageExecutor for Faulty {
         match (task, stage, job) {
             (0, 1, 2) => Err(StageError("out of memory".into())),
             (1, 0, 1) => panic!("kernel crashed"),
-            _ => self.0.run_stage(task, stage, job, &mut ()),
+            _ => {
+                self.0.spin(task, stage, job);
+                Ok(())
+            }
         }
+    }
+
+    fn outputs(&self, _task: usize, _state: Vec<u8>) -> Result<Vec<HostTensor>, StageError> {
+        Ok(Vec::new())
     }
 }
 

@@ -5,7 +5,7 @@ mod common;
 use common::{serial, system, Spec, MS};
 use lalarand_model::{Allocation, ExecutionPlan, System};
 use lalarand_runtime::serve::*;
-use lalarand_runtime::{BusyTime, BusyWait, StageError};
+use lalarand_runtime::{BusyTime, BusyWait, StageError, StageExecutor};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -194,19 +194,19 @@ fn callback_sources_fail_jobs_not_the_server() {
 /// Busy-wait stages with an input shape, and a stage that fails on a negative input.
 struct Checked(BusyWait);
 
-impl ServeExecutor for Checked {
+impl StageExecutor for Checked {
     type Job = Input;
     fn input_spec(&self, _task: usize) -> InputSpec {
         InputSpec { name: "x".into(), dims: Some(vec![None, Some(3)]) }
     }
     fn start_job(&self, task: usize, job: u64, input: &Input) -> Result<Input, StageError> {
-        ServeExecutor::start_job(&self.0, task, job, input)
+        self.0.start_job(task, job, input)
     }
     fn run_stage(&self, task: usize, stage: usize, job: u64, state: &mut Input) -> Result<(), StageError> {
         if state.data()[0] < 0.0 {
             return Err(StageError(format!("negative input at stage {stage}")));
         }
-        ServeExecutor::run_stage(&self.0, task, stage, job, state)
+        self.0.run_stage(task, stage, job, state)
     }
     fn outputs(&self, task: usize, state: Input) -> Result<Vec<HostTensor>, StageError> {
         self.0.outputs(task, state)

@@ -4,6 +4,7 @@
 
 mod common;
 use common::{serial, system, untimed, Spec, MS};
+use lalarand_runtime::serve::{HostTensor, Input, InputSpec};
 use lalarand_runtime::{RunHorizon, Runtime, StageError, StageExecutor};
 use std::sync::Mutex;
 
@@ -33,9 +34,13 @@ fn thread_name() -> String {
 impl StageExecutor for Recorder {
     type Job = usize;
 
-    fn start_job(&self, task: usize, _job: u64) -> usize {
+    fn input_spec(&self, _task: usize) -> InputSpec {
+        InputSpec::any("input")
+    }
+
+    fn start_job(&self, task: usize, _job: u64, _input: &Input) -> Result<usize, StageError> {
         self.push(Call::Start { task, thread: thread_name() });
-        0
+        Ok(0)
     }
 
     fn run_stage(&self, task: usize, stage: usize, _job: u64, _state: &mut usize) -> Result<(), StageError> {
@@ -48,6 +53,10 @@ impl StageExecutor for Recorder {
         self.push(Call::WarmUp { task, stage, thread, warmed_before: *state });
         *state += 1;
         Ok(())
+    }
+
+    fn outputs(&self, _task: usize, _state: usize) -> Result<Vec<HostTensor>, StageError> {
+        Ok(Vec::new())
     }
 }
 
@@ -111,8 +120,14 @@ fn a_failing_warm_up_does_not_fail_the_run() {
     struct Failing(Recorder);
     impl StageExecutor for Failing {
         type Job = usize;
-        fn start_job(&self, task: usize, job: u64) -> usize {
-            self.0.start_job(task, job)
+        fn input_spec(&self, task: usize) -> InputSpec {
+            self.0.input_spec(task)
+        }
+        fn start_job(&self, task: usize, job: u64, input: &Input) -> Result<usize, StageError> {
+            self.0.start_job(task, job, input)
+        }
+        fn outputs(&self, task: usize, state: usize) -> Result<Vec<HostTensor>, StageError> {
+            self.0.outputs(task, state)
         }
         fn run_stage(&self, task: usize, stage: usize, job: u64, state: &mut usize) -> Result<(), StageError> {
             self.0.run_stage(task, stage, job, state)

@@ -2,9 +2,10 @@
 //! not allocate per plan, let alone per event.
 
 use crate::exec::ExecutionTimeModel;
-use crate::record::{JobRecord, SimResult, TaskStats, Trace, TraceSlot};
+use crate::record::{SimResult, TaskStats, Trace};
 use crate::SimError;
 use lalarand_model::{ExecutionPlan, Time};
+use lalarand_model::{JobOutcome, JobRecord, StageSlot};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
@@ -133,17 +134,6 @@ pub struct Simulator {
     next_job: Vec<u64>,
 }
 
-pub(crate) fn hyperperiod(plan: &ExecutionPlan) -> Option<Time> {
-    fn gcd(a: Time, b: Time) -> Time {
-        if b == 0 {
-            a
-        } else {
-            gcd(b, a % b)
-        }
-    }
-    plan.tasks.iter().try_fold(1 as Time, |h, t| (h / gcd(h, t.period)).checked_mul(t.period))
-}
-
 fn validate(plan: &ExecutionPlan, config: &SimConfig) -> Result<(), SimError> {
     for (i, t) in plan.tasks.iter().enumerate() {
         if t.period == 0 {
@@ -172,7 +162,7 @@ impl Simulator {
         validate(plan, config)?;
         let n = plan.tasks.len();
         let m = plan.resources;
-        let hyper = hyperperiod(plan);
+        let hyper = plan.hyperperiod();
         let (end, job_limit) = match config.horizon {
             Horizon::Until(t) => (t, u64::MAX),
             Horizon::Jobs(k) => (Time::MAX, k),
@@ -267,10 +257,10 @@ impl Simulator {
                 self.ready[r].pop();
                 let job = self.live[slot as usize];
                 if let Some(trace) = &mut trace {
-                    let slot = TraceSlot {
+                    let slot = StageSlot {
                         task: task as usize,
                         job: job.job,
-                        layer: job.layer as usize,
+                        stage: job.layer as usize,
                         start: now,
                         end: now,
                     };
@@ -316,10 +306,10 @@ impl Simulator {
                 self.workers[r] = Worker::Running(slot);
                 self.events.push(Reverse((finish, r as u32)));
                 if let Some(trace) = &mut trace {
-                    trace.resources[r].push(TraceSlot {
+                    trace.resources[r].push(StageSlot {
                         task: task as usize,
                         job: job.job,
-                        layer: job.layer as usize,
+                        stage: job.layer as usize,
                         start: now,
                         end: finish.min(end),
                     });
@@ -336,11 +326,7 @@ impl Simulator {
             let s = &mut stats[job.task as usize];
             let age = end - job.release;
             s.oldest_incomplete = Some(s.oldest_incomplete.map_or(age, |a| a.max(age)));
-            let missed = end >= job.release + task.deadline;
-            s.misses += missed as u64;
-            if config.record_jobs {
-                jobs[job.record].missed = missed;
-            }
+            s.misses += (end >= job.release + task.deadline) as u64;
         }
         for (s, sum) in stats.iter_mut().zip(&sums) {
             if s.completed == 0 {
@@ -377,7 +363,7 @@ impl Simulator {
                 release: now,
                 deadline: now + task.deadline,
                 finish: None,
-                missed: false,
+                outcome: JobOutcome::Unfinished,
             });
         }
         let live = LiveJob { task: i as u32, layer: 0, job: k, release: now, record };
@@ -451,7 +437,7 @@ impl Simulator {
         sums[i] += response as u128;
         if let Some(r) = jobs.get_mut(job.record).filter(|r| r.task == i && r.job == job.job) {
             r.finish = Some(now);
-            r.missed = missed;
+            r.outcome = JobOutcome::Completed;
         }
         self.free.push(slot);
     }

@@ -1,9 +1,11 @@
-//! Gantt chart of a run as SVG: one row per resource (layers colored by task), then one marker
-//! row per task (releases, deadlines, each job's release-to-finish span; misses in red).
+//! Gantt chart of a schedule as SVG: one row per resource (layers colored by task), then one
+//! marker row per task (releases, deadlines, each job's release-to-finish span; misses in red).
+//! It draws the shared records ([`lalarand_model::record`]), so a simulated schedule and a
+//! run of the runtime (drawn by the CLI) are charted alike.
 
 use crate::record::SimResult;
 use crate::SimError;
-use lalarand_model::{time_to_ms, ExecutionPlan, System, Time};
+use lalarand_model::{time_to_ms, ExecutionPlan, JobRecord, StageSlot, System, Time};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -40,16 +42,42 @@ impl GanttLabels {
     }
 }
 
-/// The default window: the first hyperperiod or the whole run, whichever is shorter, cut so
-/// that at most [`DEFAULT_MAX_SLOTS`] slots start in it.
-pub fn default_window(result: &SimResult) -> (Time, Time) {
-    let mut end = result.hyperperiod.map_or(result.end, |h| h.min(result.end));
-    if let Some(trace) = &result.trace {
-        let mut starts: Vec<Time> = trace.resources.iter().flatten().map(|s| s.start).filter(|&s| s < end).collect();
-        if starts.len() > DEFAULT_MAX_SLOTS {
-            starts.select_nth_unstable(DEFAULT_MAX_SLOTS);
-            end = starts[DEFAULT_MAX_SLOTS];
-        }
+/// What a chart draws: a schedule's stage executions and jobs, simulated or run.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule<'a> {
+    /// The schedule covers `[0, end]`.
+    pub end: Time,
+    /// The plan's hyperperiod, if it fits a `Time` (the default window).
+    pub hyperperiod: Option<Time>,
+    /// Tasks of the plan.
+    pub tasks: usize,
+    /// Per resource, stage executions in start order.
+    pub resources: &'a [Vec<StageSlot>],
+    pub jobs: &'a [JobRecord],
+}
+
+impl<'a> Schedule<'a> {
+    /// A simulation's schedule, if it kept a trace.
+    pub fn of(result: &'a SimResult) -> Option<Self> {
+        let trace = result.trace.as_ref()?;
+        Some(Self {
+            end: result.end,
+            hyperperiod: result.hyperperiod,
+            tasks: result.tasks.len(),
+            resources: &trace.resources,
+            jobs: &result.jobs,
+        })
+    }
+}
+
+/// The default window: the first hyperperiod or the whole schedule, whichever is shorter, cut
+/// so that at most [`DEFAULT_MAX_SLOTS`] slots start in it.
+pub fn default_window(schedule: &Schedule) -> (Time, Time) {
+    let mut end = schedule.hyperperiod.map_or(schedule.end, |h| h.min(schedule.end));
+    let mut starts: Vec<Time> = schedule.resources.iter().flatten().map(|s| s.start).filter(|&s| s < end).collect();
+    if starts.len() > DEFAULT_MAX_SLOTS {
+        starts.select_nth_unstable(DEFAULT_MAX_SLOTS);
+        end = starts[DEFAULT_MAX_SLOTS];
     }
     (0, end.max(1))
 }
@@ -59,25 +87,37 @@ fn task_color(i: usize) -> RGBColor {
     RGBColor(c.0, c.1, c.2)
 }
 
-/// Writes the chart of `result` (which must have a trace) over `window` (`[start, end)`,
-/// default [`default_window`]) to `path`.
+/// Writes the chart of simulation `result` (which must have a trace) over `window` (`[start,
+/// end)`, default [`default_window`]) to `path`.
 pub fn write_gantt(
     result: &SimResult,
     labels: &GanttLabels,
     path: &Path,
     window: Option<(Time, Time)>,
 ) -> Result<(), SimError> {
-    let trace = result.trace.as_ref().ok_or_else(|| SimError::Gantt("the run kept no trace (record_trace)".into()))?;
-    if labels.resources.len() != trace.resources.len() || labels.tasks.len() != result.tasks.len() {
+    let schedule =
+        Schedule::of(result).ok_or_else(|| SimError::Gantt("the run kept no trace (record_trace)".into()))?;
+    write_schedule_gantt(&schedule, labels, path, window)
+}
+
+/// Writes the chart of `schedule` over `window` (`[start, end)`, default [`default_window`])
+/// to `path`.
+pub fn write_schedule_gantt(
+    schedule: &Schedule,
+    labels: &GanttLabels,
+    path: &Path,
+    window: Option<(Time, Time)>,
+) -> Result<(), SimError> {
+    if labels.resources.len() != schedule.resources.len() || labels.tasks.len() != schedule.tasks {
         return Err(SimError::Gantt(format!(
-            "labels name {} resources and {} tasks, the run has {} and {}",
+            "labels name {} resources and {} tasks, the schedule has {} and {}",
             labels.resources.len(),
             labels.tasks.len(),
-            trace.resources.len(),
-            result.tasks.len()
+            schedule.resources.len(),
+            schedule.tasks
         )));
     }
-    let (start, end) = window.unwrap_or_else(|| default_window(result));
+    let (start, end) = window.unwrap_or_else(|| default_window(schedule));
     if start >= end {
         return Err(SimError::Gantt(format!("empty window [{start}, {end})")));
     }
@@ -88,7 +128,7 @@ pub fn write_gantt(
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
-        draw(&root, result, labels, (start, end), height - legend_px).map_err(|e| SimError::Gantt(e.to_string()))?;
+        draw(&root, schedule, labels, (start, end), height - legend_px).map_err(|e| SimError::Gantt(e.to_string()))?;
         root.present().map_err(|e| SimError::Gantt(e.to_string()))?;
     }
     std::fs::write(path, svg).map_err(|error| SimError::Write { path: path.to_path_buf(), error })
@@ -98,7 +138,7 @@ type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
 fn draw(
     root: &DrawingArea<SVGBackend, Shift>,
-    result: &SimResult,
+    schedule: &Schedule,
     labels: &GanttLabels,
     (start, end): (Time, Time),
     chart_height: u32,
@@ -138,9 +178,8 @@ fn draw(
     )))?;
 
     let missed: std::collections::HashSet<(usize, u64)> =
-        result.jobs.iter().filter(|j| j.missed).map(|j| (j.task, j.job)).collect();
-    let trace = result.trace.as_ref().expect("checked by the caller");
-    for (r, slots) in trace.resources.iter().enumerate() {
+        schedule.jobs.iter().filter(|j| j.missed(schedule.end)).map(|j| (j.task, j.job)).collect();
+    for (r, slots) in schedule.resources.iter().enumerate() {
         let y = row_y(r);
         let visible = slots.iter().filter(|s| s.end > start && s.start < end);
         for s in visible {
@@ -159,27 +198,28 @@ fn draw(
             if rpx - l >= 22 {
                 let style =
                     ("sans-serif", 11).into_font().into_text_style(root).pos(Pos::new(HPos::Center, VPos::Center));
-                root.draw(&Text::new(format!("L{}", s.layer), ((l + rpx) / 2, py), style))?;
+                root.draw(&Text::new(format!("L{}", s.stage), ((l + rpx) / 2, py), style))?;
             }
         }
     }
 
     // Task rows: the job's span from release to finish (or the end of the run), the release
     // as a triangle, the deadline as a tick; a miss turns the tick and the span red.
-    for job in result.jobs.iter().filter(|j| j.release < end && j.finish.unwrap_or(result.end) >= start) {
+    for job in schedule.jobs.iter().filter(|j| j.release < end && j.finish.unwrap_or(schedule.end) >= start) {
         let y = row_y(m + job.task);
         let color = task_color(job.task);
-        let span_end = job.finish.unwrap_or(result.end);
-        let span_style = if job.missed { MISS.mix(0.35).filled() } else { color.mix(0.35).filled() };
+        let span_end = job.finish.unwrap_or(schedule.end);
+        let missed = job.missed(schedule.end);
+        let span_style = if missed { MISS.mix(0.35).filled() } else { color.mix(0.35).filled() };
         chart.draw_series([Rectangle::new([(clip(job.release), y + 0.4), (clip(span_end), y + 0.6)], span_style)])?;
         if job.release >= start {
             chart.draw_series([TriangleMarker::new((time_to_ms(job.release), y + 0.3), 6, color.filled())])?;
         }
         if (start..end).contains(&job.deadline) {
             let d = time_to_ms(job.deadline);
-            let style = if job.missed { MISS.stroke_width(4) } else { BLACK.stroke_width(2) };
+            let style = if missed { MISS.stroke_width(4) } else { BLACK.stroke_width(2) };
             chart.draw_series([PathElement::new(vec![(d, y + 0.1), (d, y + 0.9)], style)])?;
-            if job.missed {
+            if missed {
                 chart.draw_series([Cross::new((d, y + 0.5), 7, MISS.stroke_width(3))])?;
             }
         }

@@ -41,9 +41,9 @@ pub mod report;
 pub use campaign::{soundness_campaign, CampaignReport, Violation};
 pub use engine::{simulate, Horizon, Releases, SimConfig, Simulator, AUTO_MAX_PERIODS};
 pub use exec::ExecutionTimeModel;
-pub use gantt::{write_gantt, GanttLabels};
+pub use gantt::{write_gantt, write_schedule_gantt, GanttLabels, Schedule};
 pub use mode_change::{simulate_mode_changes, ChangeRecord, ModeChange, ModeChangeRun, ModeJob};
-pub use record::{JobRecord, SimResult, TaskStats, Trace, TraceSlot};
+pub use record::{SimResult, TaskStats, Trace};
 pub use report::{SimReport, SimTaskReport};
 
 use std::path::PathBuf;

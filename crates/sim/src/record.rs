@@ -1,27 +1,8 @@
-//! What a run produces: jobs, per-task statistics, and the per-resource trace.
+//! What a simulation produces: jobs, per-task statistics, and the per-resource trace (the
+//! shared records of [`lalarand_model::record`]).
 
-use lalarand_model::Time;
+use lalarand_model::{JobRecord, StageSlot, Time};
 use serde::Serialize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct JobRecord {
-    pub task: usize,
-    /// 0 for the task's first job.
-    pub job: u64,
-    pub release: Time,
-    /// Absolute deadline.
-    pub deadline: Time,
-    /// `None` if the job was still unfinished at the end of the run.
-    pub finish: Option<Time>,
-    /// Finished after its deadline, or unfinished at an end that is past its deadline.
-    pub missed: bool,
-}
-
-impl JobRecord {
-    pub fn response(&self) -> Option<Time> {
-        self.finish.map(|f| f - self.release)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct TaskStats {
@@ -60,21 +41,11 @@ impl TaskStats {
     }
 }
 
-/// One layer instance's execution on a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct TraceSlot {
-    pub task: usize,
-    pub job: u64,
-    pub layer: usize,
-    pub start: Time,
-    pub end: Time,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Trace {
     /// Per resource, slots in start order. A layer still running at the end of the run is cut
     /// at the end.
-    pub resources: Vec<Vec<TraceSlot>>,
+    pub resources: Vec<Vec<StageSlot>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

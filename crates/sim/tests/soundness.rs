@@ -1,9 +1,9 @@
 //! The simulator against hand-computed schedules, and the analysis against the simulator.
 
 use lalarand_analysis::analyze;
-use lalarand_model::{ExecutionPlan, Mode, PlannedLayer, PlannedTask, Time};
+use lalarand_model::{ExecutionPlan, Mode, PlannedLayer, PlannedTask, StageSlot, Time};
 use lalarand_sim::campaign::{campaign_set, violations};
-use lalarand_sim::{simulate, ExecutionTimeModel, Horizon, SimConfig, SimResult, TraceSlot};
+use lalarand_sim::{simulate, ExecutionTimeModel, Horizon, SimConfig, SimResult};
 use proptest::prelude::*;
 
 fn task(priority: u32, period: Time, offset: Time, layers: &[(usize, Time)]) -> PlannedTask {
@@ -27,7 +27,7 @@ fn run(resources: usize, tasks: Vec<PlannedTask>, horizon: Horizon) -> SimResult
 /// (task, job, layer, start, end) per slot of resource `r`.
 fn slots(result: &SimResult, r: usize) -> Vec<(usize, u64, usize, Time, Time)> {
     let trace = result.trace.as_ref().unwrap();
-    trace.resources[r].iter().map(|s: &TraceSlot| (s.task, s.job, s.layer, s.start, s.end)).collect()
+    trace.resources[r].iter().map(|s: &StageSlot| (s.task, s.job, s.stage, s.start, s.end)).collect()
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn unfinished_jobs_are_reported_and_missed_once_late() {
     // deadline 20; job 2 (released 20, deadline 30) is unfinished and missed at the end 30.
     assert_eq!(r.jobs.len(), 3);
     assert_eq!(r.jobs[0].finish, Some(25));
-    assert!(r.jobs.iter().all(|j| j.missed));
+    assert!(r.jobs.iter().all(|j| j.missed(r.end)));
     assert_eq!(r.tasks[0].oldest_incomplete, Some(20));
     assert!(r.tasks[0].exceeds(24) && !r.tasks[0].exceeds(25));
     assert_eq!(slots(&r, 0).last(), Some(&(0, 1, 0, 25, 30)));
@@ -202,7 +202,7 @@ fn zero_cost_layers_complete_at_the_end_of_the_run() {
     // The job's free last layer becomes ready at 30, the end: the job finishes at 30, not later.
     let r = run(2, vec![task(0, 30, 0, &[(0, 30), (1, 0)])], Horizon::Until(30));
     assert_eq!(r.jobs[0].finish, Some(30));
-    assert!(!r.jobs[0].missed && r.tasks[0].oldest_incomplete.is_none());
+    assert!(!r.jobs[0].missed(r.end) && r.tasks[0].oldest_incomplete.is_none());
 }
 
 /// A job released at the very instant a waiting layer could start wins the resource, so the

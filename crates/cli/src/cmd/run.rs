@@ -3,6 +3,7 @@
 //! with the analysis' bounds.
 
 use crate::engine_exec::{model_paths, EngineExecutor};
+use crate::files::write_atomic_with;
 use crate::input::load_allocation;
 use crate::report::print_json;
 use crate::Verdict;
@@ -10,9 +11,10 @@ use anyhow::{bail, Context, Result};
 use comfy_table::{presets, CellAlignment, Table};
 use lalarand_model::{time_to_us, Platform, System, TaskSet, Time};
 use lalarand_runtime::{
-    BusyTime, LatePolicy, LatencyStats, OverrunPolicy, RunConfig, RunHorizon, RunReport, Runtime, RuntimeError,
-    Verdict as TaskVerdict,
+    BusyTime, LatePolicy, LatencyStats, OverrunPolicy, RunConfig, RunHorizon, RunOutcome, RunReport, Runtime,
+    RuntimeError, Verdict as TaskVerdict,
 };
+use lalarand_sim::{write_schedule_gantt, GanttLabels, Schedule};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -144,12 +146,12 @@ pub fn run(args: Args) -> Result<Verdict> {
     };
     let mut problems = Vec::new();
     if let Some(p) = &args.trace {
-        if let Err(e) = write_via_temp(p, |tmp| outcome.write_chrome_trace(&runtime, tmp)) {
+        if let Err(e) = write_atomic_with(p, |tmp| outcome.write_chrome_trace(&runtime, tmp)) {
             problems.push(format!("{e:#}"));
         }
     }
     if let Some(p) = &args.gantt {
-        if let Err(e) = write_via_temp(p, |tmp| outcome.write_gantt(&runtime, tmp, None)) {
+        if let Err(e) = write_gantt(&outcome, &runtime, p, None) {
             problems.push(format!("{e:#}"));
         }
     }
@@ -185,17 +187,24 @@ fn task_names(system: &System) -> String {
     system.tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-/// Lets the runtime write `path` through a temporary file in the same folder and a rename, so
-/// a failed write never leaves half a file where a good one was.
-pub(crate) fn write_via_temp(path: &Path, write: impl FnOnce(&Path) -> Result<(), RuntimeError>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
+/// The run's Gantt chart over `window` (default: the first hyperperiod), drawn by the
+/// simulator's chart writer from the run's records.
+pub(crate) fn write_gantt(
+    outcome: &RunOutcome,
+    runtime: &Runtime,
+    path: &Path,
+    window: Option<(Time, Time)>,
+) -> Result<()> {
+    let plan = runtime.plan();
+    let schedule = Schedule {
+        end: outcome.report.end,
+        hyperperiod: plan.hyperperiod(),
+        tasks: plan.tasks.len(),
+        resources: &outcome.trace.resources,
+        jobs: &outcome.trace.jobs,
     };
-    let tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("{}: cannot write here", path.display()))?;
-    write(tmp.path())?;
-    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("{}: cannot replace", path.display()))?;
-    Ok(())
+    let labels = GanttLabels::from_system(runtime.system());
+    write_atomic_with(path, |tmp| write_schedule_gantt(&schedule, &labels, tmp, window))
 }
 
 /// The measured overheads next to what the platform charges, with a warning when a resource's

@@ -10,10 +10,8 @@ use crate::Verdict;
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets, CellAlignment, Table};
 use lalarand_model::{Platform, System, TaskSet, Time};
-use lalarand_runtime::serve::{
-    EarlyPolicy, Input, ServeConfig, ServeExecutor, ServeReport, Server, StalePolicy, StopPolicy,
-};
-use lalarand_runtime::{BusyTime, BusyWait, StopHandle};
+use lalarand_runtime::serve::{EarlyPolicy, Input, ServeConfig, ServeReport, Server, StalePolicy, StopPolicy};
+use lalarand_runtime::{BusyTime, BusyWait, StageExecutor, StopHandle};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -151,7 +149,7 @@ pub fn run(args: Args) -> Result<Verdict> {
 }
 
 /// A seeded input of the task's input shape.
-fn synthetic(exec: &impl ServeExecutor, task: usize, seed: u64) -> Input {
+fn synthetic(exec: &impl StageExecutor, task: usize, seed: u64) -> Input {
     let dims = exec.input_spec(task).example_dims();
     let n: usize = dims.iter().product();
     let data = lalarand_engine::profile::seeded_inputs(1, n, seed).pop().unwrap_or_default();
@@ -159,7 +157,7 @@ fn synthetic(exec: &impl ServeExecutor, task: usize, seed: u64) -> Input {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn serve<E: ServeExecutor>(
+fn serve<E: StageExecutor>(
     args: &Args,
     system: &System,
     alloc: &lalarand_model::Allocation,

@@ -64,7 +64,7 @@
 //! println!("{}", serde_json::to_string_pretty(&server.stop(Default::default()).unwrap()).unwrap());
 //! ```
 
-mod core;
+mod deliver;
 mod handle;
 mod stats;
 mod types;
@@ -76,67 +76,21 @@ pub use types::{
     Source, SourceFn, StalePolicy, StopPolicy, TaskMode,
 };
 
-use self::core::{lock, CallbackShared, Core, Delayed, Msg, Periodic, PeriodicSource, Reply, SlotInner, TaskSlot};
-use crate::executor::{BusyWait, StageError};
+use crate::config::{OverrunPolicy, StopHandle};
+use crate::dispatch::{
+    lock, source_loop, spare_cores, worker_cores, CallbackShared, Core, CoreConfig, Ending, Exec, Periodic,
+    PeriodicSource, SlotInner,
+};
+use crate::executor::StageExecutor;
 use crate::{os, RunConfig, Runtime};
+use deliver::{delivery_loop, Msg, Reply, ServeCore, ServeSink};
 use handle::{Slot, Stream};
 use lalarand_model::{Allocation, System, Time};
 use stats::{inc, Stats};
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-
-/// What the stages of served jobs do: [`crate::StageExecutor`] with the application's input
-/// and outputs. One executor serves every thread at once; the per-job state moves between
-/// workers with the job, without copies.
-pub trait ServeExecutor: Send + Sync + 'static {
-    type Job: Send + 'static;
-
-    /// The input task `task` takes (checked on every submission and release).
-    fn input_spec(&self, task: usize) -> InputSpec;
-
-    /// State of job `job` of `task` from its input (checked against [`Self::input_spec`]),
-    /// made on the worker of the job's first stage just before that stage runs, and timed as
-    /// part of it. It may keep `input`'s buffer (an `Arc`) instead of copying it.
-    fn start_job(&self, task: usize, job: u64, input: &Input) -> Result<Self::Job, StageError>;
-
-    /// Runs stage `stage` of `task` on the calling worker.
-    fn run_stage(&self, task: usize, stage: usize, job: u64, state: &mut Self::Job) -> Result<(), StageError>;
-
-    /// The job's outputs after its last stage, on the delivery thread (not timed: the copy to
-    /// the host is not part of any stage).
-    fn outputs(&self, task: usize, state: Self::Job) -> Result<Vec<HostTensor>, StageError>;
-
-    /// A stage in a warm-up job before time 0 ([`crate::StageExecutor::warm_up`]). Default:
-    /// nothing.
-    fn warm_up(&self, task: usize, stage: usize, job: u64, state: &mut Self::Job) -> Result<(), StageError> {
-        let _ = (task, stage, job, state);
-        Ok(())
-    }
-}
-
-/// Busy-waiting stages that hand the input back as the output (named `output`): a stand-in
-/// for inference with known times, and a check that every job gets its own input back.
-impl ServeExecutor for BusyWait {
-    type Job = Input;
-
-    fn input_spec(&self, _task: usize) -> InputSpec {
-        InputSpec::any("input")
-    }
-
-    fn start_job(&self, _task: usize, _job: u64, input: &Input) -> Result<Input, StageError> {
-        Ok(input.clone())
-    }
-
-    fn run_stage(&self, task: usize, stage: usize, job: u64, _state: &mut Input) -> Result<(), StageError> {
-        crate::StageExecutor::run_stage(self, task, stage, job, &mut ())
-    }
-
-    fn outputs(&self, _task: usize, state: Input) -> Result<Vec<HostTensor>, StageError> {
-        Ok(vec![HostTensor { name: "output".into(), dims: state.dims().to_vec(), data: state.data().to_vec() }])
-    }
-}
 
 /// A periodic task's latest-value input slot ([`Source::Slot`]): the application puts each new
 /// frame; a release takes the latest one. Cloning shares the slot.
@@ -169,7 +123,7 @@ impl InputSlot {
 }
 
 /// Sets up a [`Server`]: how each task is served, and the settings.
-pub struct ServerBuilder<E: ServeExecutor> {
+pub struct ServerBuilder<E: StageExecutor> {
     system: System,
     alloc: Allocation,
     exec: E,
@@ -178,7 +132,7 @@ pub struct ServerBuilder<E: ServeExecutor> {
     cores: Option<Vec<usize>>,
 }
 
-impl<E: ServeExecutor> ServerBuilder<E> {
+impl<E: StageExecutor> ServerBuilder<E> {
     pub fn config(mut self, config: ServeConfig) -> Self {
         self.config = config;
         self
@@ -231,18 +185,22 @@ impl<E: ServeExecutor> ServerBuilder<E> {
 
 /// A running server; see the [module documentation](self). `Send + Sync`: any thread may
 /// submit, read statistics or stop it.
-pub struct Server<E: ServeExecutor> {
-    core: Arc<Core<E>>,
+pub struct Server<E: StageExecutor> {
+    core: Arc<ServeCore<E>>,
+    /// The validated runtime (plan, analysis, system) the server serves.
+    runtime: Runtime,
+    drain_timeout: Time,
+    /// Per task: periodic (else sporadic), and a sporadic task's early policy.
+    periodic: Vec<bool>,
+    early: Vec<EarlyPolicy>,
+    slots: Vec<Option<Arc<SlotInner>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     delivery: Mutex<Option<JoinHandle<()>>>,
     sources: Vec<Arc<CallbackShared>>,
     report: Mutex<Option<ServeReport>>,
 }
 
-/// Warm-up jobs may take this long in all (model sessions build lazily on their first runs).
-const WARM_UP_TIMEOUT_NS: Time = 120_000_000_000;
-
-impl<E: ServeExecutor> Server<E> {
+impl<E: StageExecutor> Server<E> {
     pub fn builder(system: &System, alloc: &Allocation, exec: E) -> ServerBuilder<E> {
         ServerBuilder {
             system: system.clone(),
@@ -276,7 +234,8 @@ impl<E: ServeExecutor> Server<E> {
             Some(c) => Runtime::with_cores(&b.system, &b.alloc, run, c)?,
             None => Runtime::new(&b.system, &b.alloc, run)?,
         };
-        let system = runtime.system().clone();
+        let system = runtime.system();
+        let plan = runtime.plan();
         let n = system.tasks.len();
         let names: Vec<String> = system.tasks.iter().map(|t| t.name.clone()).collect();
         let mut modes: Vec<Option<TaskMode>> = (0..n).map(|_| None).collect();
@@ -289,9 +248,6 @@ impl<E: ServeExecutor> Server<E> {
         }
         let modes: Vec<TaskMode> =
             modes.into_iter().map(|m| m.unwrap_or(TaskMode::Sporadic { early: config.early })).collect();
-        let specs: Vec<InputSpec> = (0..n).map(|i| b.exec.input_spec(i)).collect();
-        let bounds = runtime.analysis().tasks.iter().map(|t| t.bound).collect();
-        let plan = runtime.plan();
         let (tx, rx) = std::sync::mpsc::channel();
         let mut periodic = Vec::new();
         let mut callbacks = Vec::new();
@@ -317,53 +273,40 @@ impl<E: ServeExecutor> Server<E> {
                             PeriodicSource::Callback(cb)
                         }
                     };
-                    periodic.push(Periodic {
-                        task: i,
-                        source,
-                        stale,
-                        last_input: None,
-                        taken: 0,
-                        next_release: plan.tasks[i].offset,
-                    });
+                    periodic.push(Periodic::new(i, source, stale, plan.tasks[i].offset));
                 }
             }
         }
-        let capacity = n * (config.max_backlog + 1);
-        let trace = config.trace_window.map(|_| (0..plan.resources).map(|_| Mutex::new(VecDeque::new())).collect());
-        let core = Arc::new(Core {
-            queues: (0..plan.resources).map(|_| crate::queue::ResourceQueue::new(capacity)).collect(),
-            tasks: (0..n).map(|_| Mutex::new(TaskSlot::default())).collect(),
-            active_marks: (0..n).map(|_| AtomicU64::new(Time::MAX)).collect(),
-            exec: b.exec,
-            config,
+        let sink = ServeSink {
+            bounds: runtime.analysis().tasks.iter().map(|t| t.bound).collect(),
             names,
-            specs,
-            modes: is_periodic,
-            early,
-            bounds,
-            origin: AtomicU64::new(os::monotonic_ns()),
-            delayed: Mutex::new(Delayed { jobs: BTreeMap::new(), seq: 0 }),
-            release_cv: Condvar::new(),
             streams,
-            slots,
             done: Mutex::new(tx),
             stats: Stats::new(n),
-            trace,
-            outstanding: AtomicUsize::new(0),
-            warming: AtomicUsize::new(0),
-            stopping: AtomicBool::new(false),
-            cancel: AtomicBool::new(false),
-            exit: AtomicBool::new(false),
-            runtime,
-        });
-        if core.config.realtime {
+            trace: config.trace_window.map(|_| (0..plan.resources).map(|_| Mutex::new(VecDeque::new())).collect()),
+            trace_window: config.trace_window.unwrap_or(0),
+            trace_max_slots: config.trace_max_slots,
+            max_backlog: config.max_backlog,
+        };
+        let core_config = CoreConfig {
+            realtime: config.realtime,
+            late: config.late,
+            overrun: OverrunPolicy::Queue,
+            max_backlog: config.max_backlog,
+        };
+        let core = Arc::new(Core::new(Exec::Owned(b.exec), &runtime, core_config, sink, StopHandle::new()));
+        if config.realtime {
             os::keep_freed_memory();
         }
-        let platform = &core.runtime.system().platform;
-        let owned: Vec<usize> = platform.resources.iter().flat_map(|r| r.cores.iter().copied()).collect();
-        let spare: Vec<usize> = os::available_cores().into_iter().filter(|c| !owned.contains(c)).collect();
+        let platform = runtime.system().platform.clone();
+        let spare = spare_cores(&platform);
         let server = Self {
             core: core.clone(),
+            runtime,
+            drain_timeout: config.drain_timeout,
+            periodic: is_periodic,
+            early,
+            slots,
             threads: Mutex::new(Vec::new()),
             delivery: Mutex::new(None),
             sources: callbacks.iter().map(|(_, cb, _)| cb.clone()).collect(),
@@ -377,13 +320,12 @@ impl<E: ServeExecutor> Server<E> {
         };
         {
             let c = core.clone();
-            *lock(&server.delivery) =
-                Some(spawn("lalarand-deliver".into(), Box::new(move || core::delivery_loop(&c, rx)))?);
+            *lock(&server.delivery) = Some(spawn("lalarand-deliver".into(), Box::new(move || delivery_loop(&c, rx)))?);
         }
         for (r, res) in platform.resources.iter().enumerate() {
             let c = core.clone();
-            let cores = if res.cores.is_empty() { spare.clone() } else { res.cores.clone() };
-            let h = spawn(format!("lalarand-{}", res.name), Box::new(move || core::worker(&c, r, &cores)));
+            let cores = worker_cores(&platform, r);
+            let h = spawn(format!("lalarand-{}", res.name), Box::new(move || c.worker(r, &cores)));
             match h {
                 Ok(h) => lock(&server.threads).push(h),
                 Err(e) => {
@@ -392,16 +334,16 @@ impl<E: ServeExecutor> Server<E> {
                 }
             }
         }
-        if core.config.warm_up {
-            if let Err(e) = server.warm_up() {
+        if config.warm_up {
+            if let Err(e) = core.warm_up() {
                 server.shutdown_threads();
-                return Err(e);
+                return Err(ServeError::Os(e));
             }
         }
-        core.origin.store(os::monotonic_ns(), Ordering::Release);
+        core.set_origin(os::monotonic_ns());
         for (i, cb, mut f) in callbacks {
-            let name = core.names[i].clone();
-            let h = spawn(format!("lalarand-source-{i}"), Box::new(move || core::source_loop(&cb, &mut *f)));
+            let name = core.sink.names[i].clone();
+            let h = spawn(format!("lalarand-source-{i}"), Box::new(move || source_loop(&cb, &mut *f)));
             match h {
                 Ok(h) => lock(&server.threads).push(h),
                 Err(e) => {
@@ -411,16 +353,7 @@ impl<E: ServeExecutor> Server<E> {
             }
         }
         let c = core.clone();
-        let spare_r = spare.clone();
-        let h = spawn(
-            "lalarand-release".into(),
-            Box::new(move || {
-                if let Err(e) = os::pin_current_thread(&spare_r) {
-                    tracing::warn!("cannot keep the release thread on cores {spare_r:?} ({e})");
-                }
-                core::release_loop(&c, periodic)
-            }),
-        );
+        let h = spawn("lalarand-release".into(), Box::new(move || c.release_loop(&spare, (), periodic, None)));
         match h {
             Ok(h) => lock(&server.threads).push(h),
             Err(e) => {
@@ -431,37 +364,6 @@ impl<E: ServeExecutor> Server<E> {
         Ok(server)
     }
 
-    /// Two rounds of one job per task through every stage, inputs of zeros.
-    fn warm_up(&self) -> Result<(), ServeError> {
-        let core = &self.core;
-        let plan = core.runtime.plan();
-        for _ in 0..crate::run::WARM_UP_JOBS {
-            let mut jobs = Vec::new();
-            for (i, t) in plan.tasks.iter().enumerate() {
-                if t.layers.is_empty() {
-                    continue;
-                }
-                let input = Input::zeros(core.specs[i].example_dims());
-                let mut job = core.new_job(i, 0, 0, 0, input, Reply::WarmUp);
-                job.warm_up = true;
-                job.deadline = Time::MAX;
-                jobs.push(job);
-            }
-            core.warming.store(jobs.len(), Ordering::SeqCst);
-            for job in jobs {
-                core.queue(job);
-            }
-            let end = os::monotonic_ns() + WARM_UP_TIMEOUT_NS;
-            while core.warming.load(Ordering::SeqCst) > 0 {
-                if os::monotonic_ns() > end {
-                    return Err(ServeError::Os("the warm-up jobs did not end within 120 s".into()));
-                }
-                os::sleep_until(os::monotonic_ns() + 200_000);
-            }
-        }
-        Ok(())
-    }
-
     /// Nanoseconds since the server's time 0 (the clock of every [`JobTiming`]).
     pub fn now(&self) -> Time {
         self.core.now()
@@ -469,20 +371,21 @@ impl<E: ServeExecutor> Server<E> {
 
     /// The validated runtime (plan, analysis, system) the server serves.
     pub fn runtime(&self) -> &Runtime {
-        &self.core.runtime
+        &self.runtime
     }
 
     pub fn task_names(&self) -> &[String] {
-        &self.core.names
+        &self.core.sink.names
     }
 
     /// The index of task `name`, or [`ServeError::UnknownTask`].
     pub fn task_index(&self, name: &str) -> Result<usize, ServeError> {
         self.core
+            .sink
             .names
             .iter()
             .position(|n| n == name)
-            .ok_or_else(|| ServeError::UnknownTask { name: name.into(), known: self.core.names.clone() })
+            .ok_or_else(|| ServeError::UnknownTask { name: name.into(), known: self.core.sink.names.clone() })
     }
 
     /// The input task `name` takes.
@@ -492,7 +395,7 @@ impl<E: ServeExecutor> Server<E> {
 
     /// Whether task `name` is periodic (else sporadic).
     pub fn is_periodic(&self, name: &str) -> Result<bool, ServeError> {
-        Ok(self.core.modes[self.task_index(name)?])
+        Ok(self.periodic[self.task_index(name)?])
     }
 
     /// Submits a job of sporadic task `task`. Fails at once (nothing admitted) for an unknown
@@ -503,17 +406,17 @@ impl<E: ServeExecutor> Server<E> {
         let core = &*self.core;
         let submitted = core.now();
         let i = self.task_index(task)?;
-        let name = &core.names[i];
-        if core.modes[i] {
+        let name = &core.sink.names[i];
+        if self.periodic[i] {
             return Err(ServeError::WrongKind {
                 task: name.clone(),
                 problem: "is periodic: its inputs come from its source (input_slot / callback), not submit".into(),
             });
         }
         core.specs[i].check(input.dims()).map_err(|problem| ServeError::Input { task: name.clone(), problem })?;
-        let period = core.runtime.plan().tasks[i].period;
+        let period = core.plan.tasks[i].period;
         let mut slot = core.task(i);
-        if core.stopping.load(Ordering::SeqCst) {
+        if core.stopping() {
             return Err(ServeError::Stopped { task: name.clone() });
         }
         let now = core.now();
@@ -524,9 +427,9 @@ impl<E: ServeExecutor> Server<E> {
             slot.last_release = Some(now);
             drop(slot);
             let handle = Slot::new();
-            core.count_admitted(i);
-            let job = core.new_job(i, k, now, submitted, input, Reply::Handle(handle.clone()));
-            core.release(job, &core.stats.stalls.submit);
+            core.admit(i);
+            let job = core.new_job(i, k, now, submitted, input, Some(Reply::Handle(handle.clone())));
+            core.release(&mut (), job, &core.stalls.submit);
             return Ok(JobHandle {
                 task: name.clone(),
                 job: k,
@@ -534,10 +437,10 @@ impl<E: ServeExecutor> Server<E> {
                 slot: handle,
             });
         }
-        match core.early[i] {
+        match self.early[i] {
             EarlyPolicy::Reject => {
                 drop(slot);
-                inc(&core.stats.tasks[i].rejected);
+                inc(&core.sink.stats.tasks[i].rejected);
                 let e = ServeError::TooEarly { task: name.clone(), early: earliest - now, period };
                 Ok(JobHandle {
                     task: name.clone(),
@@ -550,7 +453,7 @@ impl<E: ServeExecutor> Server<E> {
                 if slot.waiting >= core.config.max_backlog {
                     let waiting = slot.waiting;
                     drop(slot);
-                    inc(&core.stats.tasks[i].rejected);
+                    inc(&core.sink.stats.tasks[i].rejected);
                     return Err(ServeError::Backlog { task: name.clone(), waiting });
                 }
                 slot.next_job += 1;
@@ -558,8 +461,8 @@ impl<E: ServeExecutor> Server<E> {
                 slot.waiting += 1;
                 drop(slot);
                 let handle = Slot::new();
-                core.count_admitted(i);
-                let job = core.new_job(i, k, earliest, submitted, input, Reply::Handle(handle.clone()));
+                core.admit(i);
+                let job = core.new_job(i, k, earliest, submitted, input, Some(Reply::Handle(handle.clone())));
                 let mut d = lock(&core.delayed);
                 let seq = d.seq;
                 d.seq += 1;
@@ -584,7 +487,7 @@ impl<E: ServeExecutor> Server<E> {
     /// The latest-value slot of periodic task `task` (served with [`Source::Slot`]).
     pub fn input_slot(&self, task: &str) -> Result<InputSlot, ServeError> {
         let i = self.task_index(task)?;
-        match &self.core.slots[i] {
+        match &self.slots[i] {
             Some(inner) => Ok(InputSlot { task: task.into(), spec: self.core.specs[i].clone(), inner: inner.clone() }),
             None => Err(ServeError::WrongKind {
                 task: task.into(),
@@ -596,7 +499,7 @@ impl<E: ServeExecutor> Server<E> {
     /// The results of periodic task `task`.
     pub fn results(&self, task: &str) -> Result<ResultStream, ServeError> {
         let i = self.task_index(task)?;
-        match &self.core.streams[i] {
+        match &self.core.sink.streams[i] {
             Some(s) => Ok(ResultStream { task: task.into(), stream: s.clone() }),
             None => Err(ServeError::WrongKind {
                 task: task.into(),
@@ -606,31 +509,37 @@ impl<E: ServeExecutor> Server<E> {
     }
 
     fn task_info(&self) -> Vec<(String, bool, Option<Time>, Time, Time)> {
-        let plan = self.core.runtime.plan();
-        (0..self.core.names.len())
+        let (plan, sink) = (&self.core.plan, &self.core.sink);
+        (0..sink.names.len())
             .map(|i| {
                 let t = &plan.tasks[i];
-                (self.core.names[i].clone(), self.core.modes[i], self.core.bounds[i], t.deadline, t.period)
+                (sink.names[i].clone(), self.periodic[i], sink.bounds[i], t.deadline, t.period)
             })
             .collect()
     }
 
     /// Live statistics; workers are not paused.
     pub fn stats(&self) -> ServeStats {
-        self.core.stats.snapshot(&self.task_info(), self.now(), self.core.stopping.load(Ordering::SeqCst))
+        self.snapshot(self.is_stopped())
+    }
+
+    fn snapshot(&self, stopped: bool) -> ServeStats {
+        let core = &*self.core;
+        let machine = (&core.stalls, core.overruns.load(Ordering::Relaxed), !core.fifo_refused.load(Ordering::Relaxed));
+        core.sink.stats.snapshot(&self.task_info(), machine, self.now(), stopped)
     }
 
     /// The stage executions of the last [`ServeConfig::trace_window`] as Chrome / Perfetto
     /// trace-event JSON (`None` without a trace window).
     pub fn chrome_trace(&self) -> Option<serde_json::Value> {
-        let trace = self.core.trace.as_ref()?;
+        let trace = self.core.sink.trace.as_ref()?;
         let resources = trace.iter().map(|r| lock(r).iter().copied().collect()).collect();
         let run = crate::RunTrace { resources, jobs: Vec::new() };
-        Some(run.chrome_trace(&self.core.runtime.labels()))
+        Some(run.chrome_trace(self.runtime.system()))
     }
 
     pub fn is_stopped(&self) -> bool {
-        self.core.stopping.load(Ordering::SeqCst)
+        self.core.stopping()
     }
 
     /// Stops: no new submissions or releases; [`StopPolicy::Drain`] lets every admitted job
@@ -645,8 +554,8 @@ impl<E: ServeExecutor> Server<E> {
         let core = &*self.core;
         {
             // Under every task's lock, so no submission is half admitted.
-            let _guards: Vec<_> = (0..core.names.len()).map(|i| core.task(i)).collect();
-            core.stopping.store(true, Ordering::SeqCst);
+            let _guards: Vec<_> = (0..core.plan.tasks.len()).map(|i| core.task(i)).collect();
+            core.stop.stop();
         }
         core.wake_all();
         let drained = |timeout: Time| {
@@ -659,14 +568,14 @@ impl<E: ServeExecutor> Server<E> {
             }
             true
         };
-        if policy == StopPolicy::Cancel || !drained(core.config.drain_timeout) {
+        if policy == StopPolicy::Cancel || !drained(self.drain_timeout) {
             self.cancel_waiting();
         }
         // Running stages are not preempted; a stage that never returns leaves its job
         // unresolved (reported as not accounted).
-        let all_done = drained(core.config.drain_timeout.max(1_000_000_000));
+        let all_done = drained(self.drain_timeout.max(1_000_000_000));
         self.shutdown_threads();
-        let stats = self.core.stats.snapshot(&self.task_info(), self.now(), true);
+        let stats = self.snapshot(true);
         let every_job_accounted = all_done
             && stats.tasks.iter().all(|t| t.released == t.completed + t.failed + t.aborted + t.cancelled + t.dropped);
         let r = ServeReport { stats, policy, every_job_accounted };
@@ -683,14 +592,12 @@ impl<E: ServeExecutor> Server<E> {
         let delayed: Vec<_> = std::mem::take(&mut lock(&core.delayed).jobs).into_values().collect();
         for job in delayed {
             core.task(job.task).waiting -= 1;
-            let e = core.cancelled(&job);
-            core.deliver(job, now, Err(e));
+            core.deliver(&mut (), job, now, Err(Ending::Cancelled));
         }
-        for i in 0..core.names.len() {
+        for i in 0..core.plan.tasks.len() {
             let backlog: Vec<_> = core.task(i).backlog.drain(..).collect();
             for job in backlog {
-                let e = core.cancelled(&job);
-                core.deliver(job, now, Err(e));
+                core.deliver(&mut (), job, now, Err(Ending::Cancelled));
             }
         }
         core.wake_all();
@@ -699,9 +606,8 @@ impl<E: ServeExecutor> Server<E> {
     /// Ends and joins every thread (each after finishing what it runs), then closes the streams.
     fn shutdown_threads(&self) {
         let core = &*self.core;
-        core.stopping.store(true, Ordering::SeqCst);
-        core.exit.store(true, Ordering::SeqCst);
-        core.wake_all();
+        core.stop.stop();
+        core.exit();
         for cb in &self.sources {
             lock(&cb.state).exit = true;
             cb.cv.notify_all();
@@ -711,25 +617,25 @@ impl<E: ServeExecutor> Server<E> {
                 tracing::error!("a server thread panicked");
             }
         }
-        let _ = lock(&core.done).send(Msg::Exit);
+        let _ = lock(&core.sink.done).send(Msg::Exit);
         if let Some(h) = lock(&self.delivery).take() {
             if h.join().is_err() {
                 tracing::error!("the delivery thread panicked");
             }
         }
-        for s in core.streams.iter().flatten() {
+        for s in core.sink.streams.iter().flatten() {
             s.close();
         }
     }
 }
 
-impl<E: ServeExecutor> std::fmt::Debug for Server<E> {
+impl<E: StageExecutor> std::fmt::Debug for Server<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("tasks", &self.core.names).field("stopped", &self.is_stopped()).finish()
+        f.debug_struct("Server").field("tasks", &self.core.sink.names).field("stopped", &self.is_stopped()).finish()
     }
 }
 
-impl<E: ServeExecutor> Drop for Server<E> {
+impl<E: StageExecutor> Drop for Server<E> {
     /// A server dropped without `stop` cancels what is left and joins its threads.
     fn drop(&mut self) {
         if lock(&self.report).is_none() {

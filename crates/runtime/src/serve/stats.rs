@@ -2,11 +2,11 @@
 //! them without a lock; a reader never pauses them) and per-task counters kept by the
 //! delivery thread.
 
+use crate::dispatch::{get, StallCounters};
 use crate::report::LatencyStats;
 use lalarand_model::Time;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 /// Sub-buckets per power of two: a percentile is read as its bucket's upper edge, at most
 /// 1/64 (1.6%) above the true value.
@@ -133,47 +133,15 @@ pub(crate) fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-fn get(c: &AtomicU64) -> u64 {
-    c.load(Ordering::Relaxed)
-}
-
-/// Time the machine spent outside what the analysis assumes of it, summed over every resource
-/// and the release path: what the bounds do not cover. Each part is the excess over what the
-/// plan charges, so a machine that keeps to its platform file adds nothing.
-#[derive(Default)]
-pub(crate) struct StallCounters {
-    /// Stage executions (plus their hand-off) past their planned cost less the wake-up charge.
-    pub stage: AtomicU64,
-    /// Woken workers that started later than their resource's `wakeup_overhead` after the stage
-    /// that woke them was queued.
-    pub wakeup: AtomicU64,
-    /// Jobs queued (or put in their task's backlog) by the release thread after their release:
-    /// it woke late, or waited for a lock.
-    pub release: AtomicU64,
-    /// Sporadic jobs queued by `submit` after their release (taken inside `submit`): the
-    /// application's thread descheduled, or waiting for a lock, in between.
-    pub submit: AtomicU64,
-}
-
-impl StallCounters {
-    pub fn add(&self, part: &AtomicU64, ns: Time) {
-        if ns > 0 {
-            part.fetch_add(ns, Ordering::Relaxed);
-        }
-    }
-
-    /// Every stall so far, ns; a job's `stalled` is the growth of this while it is in flight.
-    pub fn total(&self) -> Time {
-        get(&self.stage) + get(&self.wakeup) + get(&self.release) + get(&self.submit)
-    }
-}
-
 /// The machine's stalls so far: time past what the plan charges, in ns, summed over resources
 /// (docs/runtime.md, "Stalls").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StallStats {
-    /// Stage executions (with their hand-off) longer than their planned cost.
+    /// Stage executions longer than their planned cost.
     pub stage_ns: Time,
+    /// Hand-offs past what their stage's planned cost left for them: the server's own overrun,
+    /// not the machine's, so not in any job's `stalled`.
+    pub handoff_ns: Time,
     /// Worker wake-ups longer than the resource's `wakeup_overhead`.
     pub wakeup_ns: Time,
     /// Jobs queued by the release thread after their release (it woke late).
@@ -268,11 +236,8 @@ pub(crate) struct Stats {
     pub dispatch: Histogram,
     pub handoff: Histogram,
     pub jitter: Histogram,
-    pub overruns: AtomicU64,
-    pub stalls: StallCounters,
     /// Per task: admitted and not yet resolved.
     pub in_flight: Vec<AtomicU64>,
-    pub fifo_refused: Mutex<bool>,
 }
 
 impl Stats {
@@ -283,20 +248,20 @@ impl Stats {
             dispatch: Histogram::new(),
             handoff: Histogram::new(),
             jitter: Histogram::new(),
-            overruns: AtomicU64::new(0),
-            stalls: StallCounters::default(),
             in_flight: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            fifo_refused: Mutex::new(false),
         }
     }
 
-    /// A snapshot; `info[i]` = (name, periodic, bound, deadline, period).
+    /// A snapshot; `info[i]` = (name, periodic, bound, deadline, period); `machine` = the
+    /// core's stalls, stage overruns and whether every thread got SCHED_FIFO.
     pub fn snapshot(
         &self,
         info: &[(String, bool, Option<Time>, Time, Time)],
+        machine: (&StallCounters, u64, bool),
         uptime: Time,
         stopped: bool,
     ) -> ServeStats {
+        let (stalls, overruns, realtime) = machine;
         let tasks = info
             .iter()
             .enumerate()
@@ -332,15 +297,16 @@ impl Stats {
             dispatch_latency: self.dispatch.latency(),
             handoff: self.handoff.latency(),
             release_jitter: self.jitter.latency(),
-            overruns: get(&self.overruns),
+            overruns,
             stalls: StallStats {
-                stage_ns: get(&self.stalls.stage),
-                wakeup_ns: get(&self.stalls.wakeup),
-                release_ns: get(&self.stalls.release),
-                submit_ns: get(&self.stalls.submit),
+                stage_ns: get(&stalls.stage),
+                handoff_ns: get(&stalls.handoff),
+                wakeup_ns: get(&stalls.wakeup),
+                release_ns: get(&stalls.release),
+                submit_ns: get(&stalls.submit),
             },
             uptime,
-            realtime: !*self.fifo_refused.lock().unwrap_or_else(|e| e.into_inner()),
+            realtime,
             stopped,
         }
     }

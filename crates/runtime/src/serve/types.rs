@@ -162,7 +162,7 @@ pub struct JobTiming {
     /// How long the machine ran outside the analysis' assumptions, on any resource, from the
     /// release of the oldest job in flight at this one's release (its own, when none was) to its
     /// finish ([`super::ServeStats::stalls`]: stages past their planned cost, wake-ups past the
-    /// charged overhead, late queueing). The bound holds for a machine that keeps to its
+    /// charged overhead, late queueing; not the server's own hand-offs past theirs). The bound holds for a machine that keeps to its
     /// platform file; a response past the bound by more than this is not the machine's doing.
     pub stalled: Time,
 }

@@ -1,7 +1,7 @@
 //! Random plans shaped to stress the analysis.
 
 use super::CampaignSet;
-use crate::engine::{hyperperiod, Horizon, Releases, SimConfig};
+use crate::engine::{Horizon, Releases, SimConfig};
 use crate::exec::ExecutionTimeModel;
 use lalarand_model::{ExecutionPlan, Mode, PlannedLayer, PlannedTask, Time};
 use rand::seq::SliceRandom;
@@ -66,7 +66,7 @@ pub fn campaign_set(seed: u64, index: u64) -> CampaignSet {
     let releases =
         if rng.gen_bool(0.5) { Releases::Sporadic { max_extra: rng.gen_range(0.05..1.0) } } else { Releases::Periodic };
     let max_offset = plan.tasks.iter().map(|t| t.offset).max().unwrap_or(0);
-    let hyper = hyperperiod(&plan).expect("periods divide 120 * scale");
+    let hyper = plan.hyperperiod().expect("periods divide 120 * scale");
     let config = SimConfig {
         horizon: Horizon::Until(max_offset + HYPERPERIODS * hyper),
         execution,

@@ -2,7 +2,7 @@
 
 use super::generate::HYPERPERIODS;
 use super::CampaignSet;
-use crate::engine::{hyperperiod, Horizon};
+use crate::engine::Horizon;
 use crate::exec::ExecutionTimeModel;
 
 /// Greedily shrinks a violating set (drops tasks and layers, zeroes offsets, runs at the WCET,
@@ -61,7 +61,7 @@ fn candidates(set: &CampaignSet) -> Vec<CampaignSet> {
     // Keep the horizon covering the (possibly changed) hyperperiod.
     for c in &mut out {
         let max_offset = c.plan.tasks.iter().map(|t| t.offset).max().unwrap_or(0);
-        if let Some(h) = hyperperiod(&c.plan) {
+        if let Some(h) = c.plan.hyperperiod() {
             c.config.horizon = Horizon::Until(max_offset + HYPERPERIODS * h);
         }
     }

@@ -2,7 +2,7 @@
 //! its trace and Gantt chart, and the verdict on it.
 
 use super::platform::Here;
-use crate::cmd::run::render;
+use crate::cmd::run::{render, write_gantt};
 use crate::engine_exec::EngineExecutor;
 use crate::files::write_atomic_with;
 use crate::Verdict;
@@ -66,7 +66,7 @@ pub(super) fn run(
     let trace = out.join("trace.json");
     write_atomic_with(&trace, |tmp| outcome.write_chrome_trace(&runtime, tmp))?;
     let gantt = out.join("gantt.svg");
-    write_atomic_with(&gantt, |tmp| outcome.write_gantt(&runtime, tmp, Some((0, window))))?;
+    write_gantt(&outcome, &runtime, &gantt, Some((0, window)))?;
     spinner.finish_and_clear();
     Ok(LiveRun { report: outcome.report, files: vec![trace, gantt] })
 }
