@@ -108,9 +108,9 @@ def main():
           f"{'max ms':>8} {'bound ms':>9} {'deadline':>9}")
     for t in stats["tasks"]:
         ms = lambda v: f"{v / 1e6:8.3f}" if v is not None else "       -"  # noqa: E731
-        print(f"{t['name']:<11} {t['kind']:<9} {t['completed']:>5} {t['misses']:>6} {ms(t['response_min'])} "
-              f"{ms(t['response_mean'])} {ms(t['response_p99'])} {ms(t['response_max'])} "
-              f"{ms(t['bound']):>9} {ms(t['deadline']):>9}")
+        print(f"{t['name']:<11} {t['kind']:<9} {t['completed']:>5} {t['misses']:>6} {ms(t['response_min_ns'])} "
+              f"{ms(t['response_mean_ns'])} {ms(t['response_p99_ns'])} {ms(t['response_max_ns'])} "
+              f"{ms(t['bound_ns']):>9} {ms(t['deadline_ns']):>9}")
 
 
 if __name__ == "__main__":
