@@ -144,7 +144,7 @@ pub struct Profile {
 impl Profile {
     /// Loads a profile JSON file (as `lalarand profile` writes).
     #[staticmethod]
-    fn load(path: PathBuf) -> PyResult<Self> {
+    pub(crate) fn load(path: PathBuf) -> PyResult<Self> {
         let inner = Arc::new(DnnProfile::load(&path).map_err(format_error)?);
         Ok(Self { inner, path: std::path::absolute(&path).ok() })
     }

@@ -30,6 +30,34 @@ class SimulationError(LalarandError):
 def policies() -> list[str]:
     """The allocation policies the library has, in the order reports list them."""
 
+def profile(
+    model: _Path,
+    out: Optional[_Path] = None,
+    *,
+    input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+    modes: Sequence[Literal["gpu", "cpu-fp32", "cpu-int8"]] = ("gpu", "cpu-fp32", "cpu-int8"),
+    calibration: Union[_Path, npt.NDArray[np.float32], Sequence[npt.NDArray[np.float32]], None] = None,
+    dataset: Optional[_Path] = None,
+    train_per_class: int = 400,
+    runs: int = 100,
+    min_cold_runs: int = 10,
+    warmup: int = 10,
+    cores: Sequence[int] = (),
+    threads: int = 1,
+    margin: float = 1.2,
+    warm_cache: bool = False,
+    granularity: Literal["layer", "block", "auto"] = "layer",
+) -> Profile:
+    """Profiles ``model`` stage by stage (as ``lalarand profile``), writes the profile JSON to
+    ``out`` (default: beside the model) and returns it. ``calibration``: a file or numpy
+    float32 samples of batch 1 (unlabeled inputs); ``dataset``: a labeled CSV that measures
+    each stage's int8 accuracy cost."""
+
+def zoo(architecture: str, out: _Path, *, seed: int = 0) -> _Path:
+    """Writes a standard architecture with seeded random weights as ONNX (as ``lalarand zoo``)."""
+
+def zoo_architectures() -> list[str]: ...
+
 class Resource:
     """A resource of a platform, as one ``[[resource]]`` table of a platform file; checked at
     once (``ValueError`` naming the argument)."""
