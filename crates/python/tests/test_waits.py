@@ -92,10 +92,12 @@ def test_ctrl_c_interrupts_a_blocking_wait_promptly(wait):
 
 
 def test_a_handle_behaves_as_a_future(system):
-    with serve(system, max_backlog=8) as server:
+    # A 300 ms minimum inter-arrival time: the second submission is early even on a loaded machine.
+    slow = lalarand.System(system.platform, [lalarand.Task("request", lalarand.Profile.chain("d", [("a", 0.5, 1.0)]), 300.0)])
+    with serve(slow, max_backlog=8) as server:
         x = np.full(3, 2.0, dtype=np.float32)
         server.infer("request", x, timeout=10)
-        h = server.submit("request", x)  # delayed ~10 ms to its legal release
+        h = server.submit("request", x)  # delayed to its legal release
         assert h.admission[0] == "delayed"
         assert h.running() and not h.done()
         assert h.cancel() is False and h.cancelled() is False  # admitted jobs run to their end
@@ -106,7 +108,7 @@ def test_a_handle_behaves_as_a_future(system):
         assert h.result() is r and h.exception() is None
         np.testing.assert_array_equal(r.output, x)
 
-    with serve(system, early="reject") as server:
+    with serve(slow, early="reject") as server:
         server.infer("request", x, timeout=10)
         h = server.submit("request", x)
         error = h.exception(timeout=10)
@@ -144,7 +146,8 @@ def test_a_handle_can_be_awaited(system):
         await server.submit("request", np.zeros(1, dtype=np.float32))
         await server.submit("request", np.zeros(1, dtype=np.float32))
 
-    with serve(system, early="reject") as server:
+    slow = lalarand.System(system.platform, [lalarand.Task("request", lalarand.Profile.chain("d", [("a", 0.5, 1.0)]), 300.0)])
+    with serve(slow, early="reject") as server:
         with pytest.raises(lalarand.RejectedError):
             asyncio.run(rejected(server))
 
