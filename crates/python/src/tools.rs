@@ -27,7 +27,12 @@ use std::sync::Arc;
 /// returns its exit status; what the `lalarand` console script calls.
 #[pyfunction]
 pub fn _cli_main(py: Python<'_>, argv: Vec<OsString>) -> u8 {
-    py.detach(|| lalarand::main_with_args(argv))
+    py.detach(|| {
+        let status = lalarand::main_with_args(argv);
+        // Everything written reaches the file descriptor before the caller reads or moves it.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        status
+    })
 }
 
 /// Writes a standard architecture with seeded random weights as ONNX at `out` (as `lalarand

@@ -97,3 +97,22 @@ def test_profile_names_its_bad_arguments(tmp_path):
         lalarand.profile(MNIST, tmp_path / "p.json", margin=0.5)
     with pytest.raises(ValueError, match=r"profile\(calibration=...\)"):
         lalarand.profile(MNIST, tmp_path / "p.json", calibration=[[1.0, 2.0]])
+
+
+DATASET = ROOT / "crates" / "engine" / "testdata" / "mnist_5k.csv.gz"
+
+
+def test_verify_returns_the_command_lines_report(cli):
+    ours = lalarand.verify(MNIST, modes=["cpu-fp32"], samples=2)
+    code, theirs = cli("verify", MNIST, "--modes", "cpu-fp32", "--samples", 2)
+    assert code == 0 and ours["passed"] is True
+    assert ours["stages"] == theirs["stages"] and [m["mode"] for m in ours["modes"]] == ["cpu-fp32"]
+    assert ours["modes"][0]["cosine"] == pytest.approx(theirs["modes"][0]["cosine"], abs=1e-6)
+    with pytest.raises(lalarand.LalarandError, match=r"lalarand.verify: MODEL .*nope.onnx: no such file"):
+        lalarand.verify(MNIST.parent / "nope.onnx")
+
+
+def test_accuracy_returns_the_command_lines_report(cli):
+    ours = lalarand.accuracy(MNIST, DATASET, int8="none")
+    code, theirs = cli("accuracy", MNIST, "--dataset", DATASET, "--int8", "none")
+    assert code == 0 and ours == theirs
