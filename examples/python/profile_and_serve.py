@@ -25,6 +25,8 @@ import lalarand
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / "crates" / "engine" / "testdata"
+# The classifier's period (and deadline): 20 requests a second.
+PERIOD_MS = 50.0
 
 
 def test_rows(path, train_per_class=400):
@@ -59,7 +61,7 @@ def main():
     # 2. A task with a period, on a platform of one cpu (with the runtime's measured overheads).
     platform = lalarand.Platform([lalarand.Resource("cpu", "cpu", cores=[core], dispatch_overhead_us=100.0,
                                                     wakeup_overhead_us=100.0)])
-    system = lalarand.System(platform, [lalarand.Task("digits", profile, period_ms=10.0)])
+    system = lalarand.System(platform, [lalarand.Task("digits", profile, period_ms=PERIOD_MS)])
 
     # 3. Allocate and prove.
     result = system.allocate("lalarand-fp32")
@@ -70,18 +72,24 @@ def main():
     # 4. Serve: the test rows through the server, one job per row.
     images, labels = test_rows(TESTDATA / "mnist_5k.csv.gz")
     images, labels = images[: args.rows], labels[: args.rows]
-    correct, worst = 0, 0
+    correct, worst, past, unexplained = 0, 0, 0, 0
     with lalarand.serve(system, result.allocation) as server:  # the model is found beside its profile
         for image, label in zip(images, labels):
             r = server.infer("digits", image[None])
             correct += int(np.argmax(r.output) == label)
             worst = max(worst, r.response_ns)
+            # A response past the bound by no more than the machine's stalls (stages past their
+            # profiled time, late wake-ups) was made late by the machine, not the schedule.
+            past += r.response_ns > bound
+            unexplained += r.response_ns > bound + r.stalled_ns
         stats = server.stop()
     digits = stats["tasks"][0]
     print(f"digits: top-1 {100.0 * correct / len(labels):.2f}% over {len(labels)} test rows")
     print(f"digits: responses mean {digits['response_mean_ns'] / 1e6:.3f} ms, "
-          f"max {worst / 1e6:.3f} ms, proven bound {bound / 1e6:.3f} ms, deadline 10.000 ms, "
+          f"max {worst / 1e6:.3f} ms, proven bound {bound / 1e6:.3f} ms, deadline {PERIOD_MS:.3f} ms, "
           f"misses {digits['misses']}, SCHED_FIFO {stats['realtime']}")
+    print(f"digits: {past} responses past the bound, {unexplained} of them beyond the machine's stalls "
+          f"(profile with more --runs on a quiet machine for a tighter WCET)")
 
 
 if __name__ == "__main__":

@@ -166,6 +166,13 @@ fn slice_until(deadline: Option<Instant>) -> Duration {
     deadline.map_or(WAIT_SLICE, |d| d.saturating_duration_since(Instant::now()).min(WAIT_SLICE))
 }
 
+/// Python's `TimeoutError` (what `Future.result` raises) for a wait of `timeout` seconds.
+fn not_done(task: &str, job: u64, timeout: f64) -> PyErr {
+    PyTimeoutError::new_err(format!(
+        "task {task:?} job {job}: not done after {timeout} s (a handle can be waited on again; the job goes on)"
+    ))
+}
+
 /// Where a job's outcome lands: the library hands it to the completion callback registered at
 /// submit, which wakes the waiters and runs the Python done-callbacks.
 #[derive(Default)]
@@ -249,12 +256,7 @@ impl JobHandle {
                 return Ok(());
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(PyTimeoutError::new_err(format!(
-                    "task {:?} job {}: not done after {} s (the handle can be waited on again)",
-                    self.task,
-                    self.job,
-                    timeout.unwrap_or_default()
-                )));
+                return Err(not_done(&self.task, self.job, timeout.unwrap_or_default()));
             }
             py.check_signals()?;
         }
@@ -556,7 +558,12 @@ impl Server {
         let handle = py.detach(|| with_server!(&self.server, s => s.submit(task, input))).map_err(serve_error)?;
         loop {
             match py.detach(|| handle.wait_timeout(slice_until(deadline))) {
-                Err(ServeError::Timeout { .. }) if deadline.is_none_or(|d| Instant::now() < d) => py.check_signals()?,
+                Err(ServeError::Timeout { .. }) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(not_done(task, handle.job(), timeout.unwrap_or_default()));
+                    }
+                    py.check_signals()?
+                }
                 result => return JobResult::new(py, result.map_err(serve_error)?),
             }
         }

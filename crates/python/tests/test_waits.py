@@ -107,6 +107,9 @@ def test_a_handle_behaves_as_a_future(system):
         assert h.done() and not h.running()
         assert h.result() is r and h.exception() is None
         np.testing.assert_array_equal(r.output, x)
+        # infer's timeout raises the same TimeoutError; the job goes on inside the server.
+        with pytest.raises(TimeoutError, match=r'task "request" job 2: not done after 0.01 s'):
+            server.infer("request", x, timeout=0.01)
 
     with serve(slow, early="reject") as server:
         server.infer("request", x, timeout=10)
