@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 import lalarand
+from lalarand import _lalarand
 
 
 def percentile(values, q):
@@ -57,10 +58,15 @@ def main():
             parts["response"].append(r.response_ns)
             parts["total"].append(t1 - t0)
             parts["total - response"].append(t1 - t0 - r.response_ns)
+        # The same calls from Rust (`Server::infer`, timed in Rust without the GIL): the fixed
+        # cost Rust callers pay too.
+        rust = _lalarand._bench_rust_infer(server, "bench", list(shape), args.calls, 0.0012)
+        parts["rust: total"] = [took for took, _ in rust]
+        parts["rust: total - response"] = [took - response for took, response in rust]
         realtime = server.realtime
     print(f"{args.calls} calls, input {shape} float32, SCHED_FIFO: {realtime}")
     for name, values in parts.items():
-        print(f"{name:>17}: median {statistics.median(values) / 1e3:7.1f} us   p99 {percentile(values, 0.99) / 1e3:7.1f} us")
+        print(f"{name:>23}: median {statistics.median(values) / 1e3:7.1f} us   p99 {percentile(values, 0.99) / 1e3:7.1f} us")
 
 
 if __name__ == "__main__":

@@ -669,9 +669,10 @@ impl Server {
     }
 }
 
-/// For the overhead benchmark (bench/infer_overhead.py): `n` Rust `Server::infer` calls of
-/// task `task` on a Rust-owned zero input of `shape`, `gap_s` seconds apart (so that each is
-/// released at once), timed around the call alone, without the GIL; nanoseconds per call.
+/// For the overhead benchmarks (bench/infer_overhead.py, bench/call_overhead.py): `n` Rust
+/// `Server::infer` calls of task `task` on a Rust-owned zero input of `shape`, `gap_s` seconds
+/// apart (so that each is released at once), timed around the call alone, without the GIL;
+/// per call (nanoseconds the call took, the job's response time).
 #[pyfunction]
 pub fn _bench_rust_infer(
     py: Python<'_>,
@@ -680,7 +681,7 @@ pub fn _bench_rust_infer(
     shape: Vec<usize>,
     n: usize,
     gap_s: f64,
-) -> PyResult<Vec<u64>> {
+) -> PyResult<Vec<(u64, Time)>> {
     let gap = seconds(gap_s)?;
     let values: usize = shape.iter().product();
     let input = Input::from_vec(shape, vec![0.0; values]).map_err(PyValueError::new_err)?;
@@ -688,10 +689,10 @@ pub fn _bench_rust_infer(
         let mut times = Vec::with_capacity(n);
         for _ in 0..n {
             std::thread::sleep(gap);
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let result = with_server!(&server.server, s => s.infer(task, input.clone()));
-            times.push(started.elapsed().as_nanos() as u64);
-            result?;
+            let took = started.elapsed().as_nanos() as u64;
+            times.push((took, result?.timing.response));
         }
         Ok(times)
     })
