@@ -7,8 +7,12 @@ import json
 import os
 import sys
 import tempfile
+from os import PathLike
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from . import _lalarand
+
+_Path = Union[str, "PathLike[str]"]
 
 
 def _shapes(input_shapes):
@@ -42,7 +46,16 @@ def _run_json(command, args):
     return status, json.loads(report)
 
 
-def verify(model, *, input_shapes=None, dataset=None, train_per_class=400, samples=8, seed=1, modes=None):
+def verify(
+    model: _Path,
+    *,
+    input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+    dataset: Optional[_Path] = None,
+    train_per_class: int = 400,
+    samples: int = 8,
+    seed: int = 1,
+    modes: Optional[Sequence[str]] = None,
+) -> dict[str, Any]:
     """Do the stages compute what the model computes? ``lalarand verify``: the chained stages in
     every mode (default: gpu where there is one, cpu-fp32, cpu-int8) next to the whole fp32
     model on the same inputs (``samples`` seeded ones, or rows of the labeled CSV ``dataset``).
@@ -59,8 +72,20 @@ def verify(model, *, input_shapes=None, dataset=None, train_per_class=400, sampl
     return _run_json("verify", args)[1]
 
 
-def accuracy(model, dataset, *, input_shapes=None, profile=None, train_per_class=400, int8="all",
-             allocation=None, tasks=None, platform=None, task=None, threads=1):
+def accuracy(
+    model: _Path,
+    dataset: _Path,
+    *,
+    input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+    profile: Optional[_Path] = None,
+    train_per_class: int = 400,
+    int8: Union[str, Sequence[str]] = "all",
+    allocation: Optional[_Path] = None,
+    tasks: Optional[_Path] = None,
+    platform: Optional[_Path] = None,
+    task: Optional[str] = None,
+    threads: int = 1,
+) -> dict[str, Any]:
     """Top-1 accuracy on the labeled CSV ``dataset``'s test rows: fp32, and with ``int8``
     stages ("all", "none" or a list of stage names; calibrated as ``profile`` recorded, if
     given), or of one task's stages under an allocation (``allocation``, ``tasks``, ``task``,
