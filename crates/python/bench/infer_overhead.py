@@ -47,7 +47,7 @@ def main():
         for _ in range(5):  # warm-up
             server.infer("bench", x)
         for _ in range(args.rounds):
-            rust += _lalarand._bench_rust_infer(server, "bench", list(SHAPE), per_round, gap)
+            rust += [took for took, _ in _lalarand._bench_rust_infer(server, "bench", list(SHAPE), per_round, gap)]
             for _ in range(per_round):
                 time.sleep(gap)
                 t0 = time.perf_counter_ns()

@@ -67,3 +67,30 @@ pub fn serve_error(err: lalarand_runtime::serve::ServeError) -> PyErr {
         _ => ServerError::new_err(message),
     }
 }
+
+/// The library's message for a value built in code (not read from a file): `call` (e.g.
+/// `Resource("x", "tpu")`) instead of a file name, the field as the keyword argument it came
+/// from, and a fix in Python terms where the library's fix is about editing the file.
+pub fn code_message(call: &str, err: &lalarand_model::FormatError) -> String {
+    // "resource[0].kind" -> "kind"; a TOML parser's byte span names nothing a caller wrote.
+    let field = err.field.split_once("].").map_or(err.field.as_str(), |(_, f)| f);
+    let at = if field.starts_with('(') { String::new() } else { format!("{field}: ") };
+    let name = call.split('(').next().unwrap_or(call);
+    let fix = if err.fix.starts_with("correct the TOML") || err.fix.starts_with("correct the JSON") {
+        format!("pass valid arguments; help(lalarand.{name}) lists them")
+    } else {
+        err.fix.clone()
+    };
+    format!("{call}: {at}{}; fix: {fix}", err.problem)
+}
+
+/// A constructor's argument the library refused: `ValueError`, as Python constructors raise.
+pub fn argument_error(call: &str, err: &lalarand_model::FormatError) -> PyErr {
+    pyo3::exceptions::PyValueError::new_err(code_message(call, err))
+}
+
+/// A value built in code that does not fit the rest of the system: [`FormatError`], with the
+/// message said for code (see [`code_message`]).
+pub fn code_format_error(call: &str, err: &lalarand_model::FormatError) -> PyErr {
+    FormatError::new_err(code_message(call, err))
+}

@@ -8,6 +8,7 @@
 mod errors;
 mod serving;
 mod system;
+mod tools;
 
 use pyo3::prelude::*;
 
@@ -49,5 +50,9 @@ fn _lalarand(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SLOT", serving::Slot)?;
     m.add_function(wrap_pyfunction!(serving::serve, m)?)?;
     m.add_function(wrap_pyfunction!(serving::_bench_rust_infer, m)?)?;
+    m.add_function(wrap_pyfunction!(tools::profile, m)?)?;
+    m.add_function(wrap_pyfunction!(tools::zoo, m)?)?;
+    m.add_function(wrap_pyfunction!(tools::zoo_architectures, m)?)?;
+    m.add_function(wrap_pyfunction!(tools::_cli_main, m)?)?;
     Ok(())
 }

@@ -1,10 +1,12 @@
 //! The server from Python: `serve(...)` starts a `lalarand_runtime::serve::Server`; numpy
-//! arrays go in without a copy and come out as arrays; handles are future-like.
+//! arrays are copied in at submit and come out as arrays (no copy); handles behave as
+//! `concurrent.futures.Future`s.
 //!
 //! The GIL is released around every call that waits or works in Rust (`py.detach`), and is
 //! taken only on the threads that run Python code: the caller's, a periodic task's source
 //! thread (its callable), and the server's delivery thread (done-callbacks). No resource worker
-//! ever takes it, so Python cannot delay a stage.
+//! ever takes it, so Python cannot delay a stage. Blocking waits wait in short slices and check
+//! for signals between them, so Ctrl-C interrupts them as it does any Python wait.
 
 use crate::errors::serve_error;
 use crate::system::{Allocation, System};
@@ -12,45 +14,23 @@ use lalarand_engine::serving::{model_paths, EngineExecutor};
 use lalarand_model::Time;
 use lalarand_runtime::serve::ServerBuilder;
 use lalarand_runtime::serve::{
-    Admission, EarlyPolicy, Input, InputBuffer, InputSlot as CoreSlot, JobHandle as CoreHandle,
-    JobResult as CoreResult, ResultStream as CoreStream, ServeConfig, ServeError, Server as CoreServer, Source,
-    StalePolicy, StopPolicy,
+    Admission, EarlyPolicy, Input, InputSlot as CoreSlot, JobHandle as CoreHandle, JobResult as CoreResult,
+    ResultStream as CoreStream, ServeConfig, ServeError, Server as CoreServer, Source, StalePolicy, StopPolicy,
 };
 use lalarand_runtime::{BusyTime, BusyWait, LatePolicy};
 use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyRuntimeError, PyRuntimeWarning, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// A C-contiguous float32 numpy array lent to the server as a job's input: the array object is
-/// kept alive (a reference held) and its memory read in place, so nothing is copied.
-struct NumpyBuffer {
-    _array: Py<PyArrayDyn<f32>>,
-    data: *const f32,
-    len: usize,
-}
-
-// SAFETY: the pointer is into the memory of the array held by `_array`, which stays allocated
-// and in place while the reference is held (numpy refuses to resize an array others refer
-// to); the server only reads it. Writing into the array while its job runs is the
-// application's race, as documented on `InputBuffer` and `Server.submit`.
-unsafe impl Send for NumpyBuffer {}
-unsafe impl Sync for NumpyBuffer {}
-
-impl InputBuffer for NumpyBuffer {
-    fn as_f32(&self) -> &[f32] {
-        // SAFETY: see the Send/Sync impls; `len` elements were contiguous at construction.
-        unsafe { std::slice::from_raw_parts(self.data, self.len) }
-    }
-}
-
-/// A numpy array as task `task`'s input: a C-contiguous float32 array is shared, any other
-/// float32 array copied once into a contiguous buffer; another dtype or type is an error naming
-/// the task and what it expects (the server checks the shape).
+/// A numpy array as task `task`'s input, copied at once (any float32 layout): the server
+/// never reads Python memory later, so writing into the array after `submit` cannot change
+/// what the model sees. Another dtype or type is an error naming the task and what it expects
+/// (the server checks the shape).
 fn to_input(task: &str, expected: impl FnOnce() -> String, obj: &Bound<'_, PyAny>) -> Result<Input, ServeError> {
     let bad = |problem: String| ServeError::Input { task: task.to_string(), problem };
     let Ok(array) = obj.cast::<PyArrayDyn<f32>>() else {
@@ -61,14 +41,12 @@ fn to_input(task: &str, expected: impl FnOnce() -> String, obj: &Bound<'_, PyAny
         return Err(bad(format!("got {what}, expected a float32 numpy array, shape {}", expected())));
     };
     let dims = array.shape().to_vec();
-    let input = if array.is_c_contiguous() {
-        let buffer = NumpyBuffer { data: array.data() as *const f32, len: array.len(), _array: array.clone().unbind() };
-        Input::new(dims, Arc::new(buffer))
-    } else {
-        let values: Vec<f32> = array.to_owned_array().iter().copied().collect();
-        Input::from_vec(dims, values)
+    let readonly = array.try_readonly().map_err(|e| bad(format!("the array cannot be read: {e}")))?;
+    let values: Vec<f32> = match readonly.as_slice() {
+        Ok(contiguous) => contiguous.to_vec(),
+        Err(_) => readonly.as_array().iter().copied().collect(),
     };
-    input.map_err(bad)
+    Input::from_vec(dims, values).map_err(bad)
 }
 
 /// The expected input shape of `task`, as text, for messages.
@@ -179,31 +157,127 @@ impl JobResult {
     }
 }
 
-/// Where the result of a handle with done-callbacks goes: the library hands it to one
-/// completion callback, kept here for `result()`.
+/// How long a blocking wait waits without the GIL before it checks for signals (Ctrl-C): well
+/// under the 100 ms a person notices, and rare enough to cost nothing measurable.
+const WAIT_SLICE: Duration = Duration::from_millis(20);
+
+/// The next slice of a wait that ends at `deadline` (None: never).
+fn slice_until(deadline: Option<Instant>) -> Duration {
+    deadline.map_or(WAIT_SLICE, |d| d.saturating_duration_since(Instant::now()).min(WAIT_SLICE))
+}
+
+/// Python's `TimeoutError` (what `Future.result` raises) for a wait of `timeout` seconds.
+fn not_done(task: &str, job: u64, timeout: f64) -> PyErr {
+    PyTimeoutError::new_err(format!(
+        "task {task:?} job {job}: not done after {timeout} s (a handle can be waited on again; the job goes on)"
+    ))
+}
+
+/// Where a job's outcome lands: the library hands it to the completion callback registered at
+/// submit, which wakes the waiters and runs the Python done-callbacks.
 #[derive(Default)]
-struct Delivered {
-    state: Mutex<DeliveredState>,
+struct Outcome {
+    state: Mutex<OutcomeState>,
     cv: Condvar,
 }
 
 #[derive(Default)]
-struct DeliveredState {
-    result: Option<Result<CoreResult, ServeError>>,
+struct OutcomeState {
+    /// The library's outcome, until a Python wait converts it.
+    raw: Option<Result<CoreResult, ServeError>>,
     fired: bool,
     callbacks: Vec<Py<PyAny>>,
+    /// The handle's Python object, held while callbacks wait for it (they are called with it).
+    owner: Option<Py<JobHandle>>,
 }
 
-/// A sporadic job's future: `result(timeout=None)`, `done()`, `add_done_callback(fn)`.
-///
-/// As in the library, the result is taken once: a second `result()` raises
-/// `AlreadyTakenError`.
+impl Outcome {
+    /// The library's completion callback (the delivery thread, or the submitting thread for a
+    /// job that resolved at once). Takes the GIL only when Python callbacks wait.
+    fn deliver(&self, r: Result<CoreResult, ServeError>) {
+        let (callbacks, owner) = {
+            let mut state = lock(&self.state);
+            state.raw = Some(r);
+            state.fired = true;
+            (std::mem::take(&mut state.callbacks), state.owner.take())
+        };
+        self.cv.notify_all();
+        if let Some(owner) = owner {
+            Python::attach(|py| {
+                for cb in callbacks {
+                    call_done_callback(py, &cb, owner.bind(py).as_any());
+                }
+            });
+        }
+    }
+
+    /// Waits at most `slice` for the outcome; whether it is there.
+    fn wait_fired(&self, slice: Duration) -> bool {
+        let state = lock(&self.state);
+        let (state, _) = self.cv.wait_timeout_while(state, slice, |s| !s.fired).unwrap_or_else(|e| e.into_inner());
+        state.fired
+    }
+}
+
+/// A sporadic job's future, behaving as a `concurrent.futures.Future`: `result(timeout)`,
+/// `exception(timeout)`, `done()`, `add_done_callback(fn)`, `cancel()`; `await handle` in a
+/// coroutine. The result (or exception) is the same object on every call.
 #[pyclass(module = "lalarand", frozen)]
 pub struct JobHandle {
-    handle: CoreHandle,
-    delivered: Arc<Delivered>,
-    /// Whether a done-callback was registered (then the result goes through `delivered`).
-    registered: Mutex<bool>,
+    task: String,
+    job: u64,
+    admission: Admission,
+    outcome: Arc<Outcome>,
+    /// The outcome as Python objects, once a wait converted it.
+    converted: Mutex<Option<Result<Py<JobResult>, PyErr>>>,
+}
+
+impl JobHandle {
+    /// A handle for `handle`'s job; its outcome is delivered to this handle from now on.
+    fn new(handle: CoreHandle) -> Self {
+        let outcome = Arc::new(Outcome::default());
+        let delivered = outcome.clone();
+        handle.on_complete(move |r| delivered.deliver(r));
+        Self {
+            task: handle.task().to_string(),
+            job: handle.job(),
+            admission: handle.admission(),
+            outcome,
+            converted: Mutex::new(None),
+        }
+    }
+
+    /// Waits (in slices without the GIL, checking for signals between them) until the job
+    /// resolved or `timeout` ran out (Python's `TimeoutError`, as `Future.result` raises).
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let deadline = timeout.map(seconds).transpose()?.map(|t| Instant::now() + t);
+        loop {
+            if py.detach(|| self.outcome.wait_fired(slice_until(deadline))) {
+                return Ok(());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(not_done(&self.task, self.job, timeout.unwrap_or_default()));
+            }
+            py.check_signals()?;
+        }
+    }
+
+    /// The outcome as Python objects (converted once); the job must have resolved.
+    fn outcome(&self, py: Python<'_>) -> PyResult<Result<Py<JobResult>, PyErr>> {
+        let mut converted = lock(&self.converted);
+        if converted.is_none() {
+            let raw = lock(&self.outcome.state).raw.take();
+            let raw = raw.ok_or_else(|| PyRuntimeError::new_err("the job has not resolved"))?;
+            *converted = Some(match raw {
+                Ok(r) => Ok(Py::new(py, JobResult::new(py, r)?)?),
+                Err(e) => Err(serve_error(e)),
+            });
+        }
+        Ok(match converted.as_ref().expect("converted above") {
+            Ok(r) => Ok(r.clone_ref(py)),
+            Err(e) => Err(e.clone_ref(py)),
+        })
+    }
 }
 
 #[pymethods]
@@ -211,131 +285,96 @@ impl JobHandle {
     /// The task's name.
     #[getter]
     fn task(&self) -> &str {
-        self.handle.task()
+        &self.task
     }
 
     /// The job's index within its task.
     #[getter]
     fn job(&self) -> u64 {
-        self.handle.job()
+        self.job
     }
 
     /// What the submission became: ("released", release_ns), ("delayed", release_ns) or
     /// ("rejected", earliest_ns).
     #[getter]
     fn admission(&self) -> (&'static str, Time) {
-        match self.handle.admission() {
+        match self.admission {
             Admission::Released { release } => ("released", release),
             Admission::Delayed { release, .. } => ("delayed", release),
             Admission::Rejected { earliest } => ("rejected", earliest),
         }
     }
 
-    /// Whether the job has resolved.
+    /// Whether the job has resolved (with a result or an error).
     fn done(&self) -> bool {
-        if *lock(&self.registered) {
-            lock(&self.delivered.state).fired
-        } else {
-            self.handle.is_done()
-        }
+        lock(&self.outcome.state).fired
     }
 
-    /// Waits (without the GIL) for the job and returns its `JobResult`, or raises its error:
-    /// `JobError` (a failed stage or source, with the Python traceback of a raising source),
-    /// `StoppedError` (cancelled by stop), `RejectedError` (too early), `TimeoutError` after
-    /// `timeout` seconds (the handle can be waited on again), `AlreadyTakenError` if taken.
+    /// Whether the job is still pending (admitted and not resolved), as `Future.running`.
+    fn running(&self) -> bool {
+        !self.done()
+    }
+
+    /// Always False: a job the server admitted runs to its end (its deadline depends on it
+    /// being accounted for); `server.stop("cancel")` cancels jobs that have not run, and their
+    /// handles then raise `StoppedError`.
+    fn cancel(&self) -> bool {
+        false
+    }
+
+    /// Always False (see `cancel`).
+    fn cancelled(&self) -> bool {
+        false
+    }
+
+    /// Waits (Ctrl-C interrupts it) for the job and returns its `JobResult`, the same object on
+    /// every call, or raises its error: `JobError` (a failed stage or source, with the Python
+    /// traceback of a raising source), `StoppedError` (cancelled by stop), `RejectedError` (too
+    /// early); `TimeoutError` after `timeout` seconds (the handle can be waited on again).
     #[pyo3(signature = (timeout=None))]
-    fn result(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<JobResult> {
-        let timeout = timeout.map(seconds).transpose()?;
-        let outcome = if *lock(&self.registered) {
-            py.detach(|| self.wait_delivered(timeout))
-        } else {
-            py.detach(|| match timeout {
-                None => self.handle.wait(),
-                Some(t) => self.handle.wait_timeout(t),
-            })
-        };
-        JobResult::new(py, outcome.map_err(serve_error)?)
+    fn result(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<JobResult>> {
+        self.wait(py, timeout)?;
+        self.outcome(py)?
+    }
+
+    /// Waits as `result` does and returns the job's exception, or None if it succeeded.
+    #[pyo3(signature = (timeout=None))]
+    fn exception(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Py<PyAny>>> {
+        self.wait(py, timeout)?;
+        Ok(self.outcome(py)?.err().map(|e| e.value(py).clone().into_any().unbind()))
     }
 
     /// Calls `fn(handle)` once the job resolves: on the server's delivery thread (or here at
     /// once if it has); `fn` may call `handle.result()`. A raising callback is reported with
     /// `sys.unraisablehook` and does not stop the server.
-    fn add_done_callback(slf: &Bound<'_, Self>, callback: Py<PyAny>) -> PyResult<()> {
+    fn add_done_callback(slf: &Bound<'_, Self>, callback: Py<PyAny>) {
         let this = slf.get();
-        let mut registered = lock(&this.registered);
-        let mut state = lock(&this.delivered.state);
+        let mut state = lock(&this.outcome.state);
         if state.fired {
             drop(state);
-            drop(registered);
             call_done_callback(slf.py(), &callback, slf.as_any());
-            return Ok(());
+            return;
         }
         state.callbacks.push(callback);
-        drop(state);
-        let first = !*registered;
-        *registered = true;
-        // Released before `on_complete`, which runs the callbacks here at once when the job
-        // already resolved, and they may call `done()` or `result()`.
-        drop(registered);
-        if first {
-            let delivered = this.delivered.clone();
-            let handle_obj: Py<JobHandle> = slf.clone().unbind();
-            this.handle.on_complete(move |r| {
-                let callbacks = {
-                    let mut state = lock(&delivered.state);
-                    state.result = Some(r);
-                    state.fired = true;
-                    std::mem::take(&mut state.callbacks)
-                };
-                delivered.cv.notify_all();
-                Python::attach(|py| {
-                    for cb in callbacks {
-                        call_done_callback(py, &cb, handle_obj.bind(py).as_any());
-                    }
-                });
-            });
+        if state.owner.is_none() {
+            state.owner = Some(slf.clone().unbind());
         }
-        Ok(())
+    }
+
+    /// `await handle` in a coroutine: the result, or the job's exception raised.
+    fn __await__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.py().import("lalarand._aio")?.call_method1("await_handle", (slf,))
     }
 
     fn __repr__(&self) -> String {
         let (kind, at) = self.admission();
         format!(
             "<JobHandle {} #{}: {kind} at {:.3} ms, {}>",
-            self.handle.task(),
-            self.handle.job(),
+            self.task,
+            self.job,
             at as f64 / 1e6,
             if self.done() { "done" } else { "pending" }
         )
-    }
-}
-
-impl JobHandle {
-    fn wait_delivered(&self, timeout: Option<Duration>) -> Result<CoreResult, ServeError> {
-        let started = std::time::Instant::now();
-        let mut state = lock(&self.delivered.state);
-        loop {
-            if state.fired {
-                return state.result.take().unwrap_or_else(|| {
-                    Err(ServeError::AlreadyTaken { task: self.handle.task().into(), job: self.handle.job() })
-                });
-            }
-            state = match timeout {
-                None => self.delivered.cv.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(t) => {
-                    let waited = started.elapsed();
-                    if waited >= t {
-                        return Err(ServeError::Timeout {
-                            task: self.handle.task().into(),
-                            job: self.handle.job(),
-                            waited: waited.as_nanos() as Time,
-                        });
-                    }
-                    self.delivered.cv.wait_timeout(state, t - waited).unwrap_or_else(|e| e.into_inner()).0
-                }
-            };
-        }
     }
 }
 
@@ -383,18 +422,81 @@ pub struct ResultStream {
     stream: CoreStream,
 }
 
+/// What a sliced wait on a result stream found.
+enum Next {
+    Item(Result<CoreResult, ServeError>),
+    /// The server stopped and every result was read.
+    Closed,
+    TimedOut,
+}
+
+impl ResultStream {
+    /// The next result, waiting at most `timeout` (None: forever) in slices without the GIL,
+    /// checking for signals between them.
+    fn wait_next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Next> {
+        let deadline = timeout.map(seconds).transpose()?.map(|t| Instant::now() + t);
+        loop {
+            let slice = slice_until(deadline);
+            let started = Instant::now();
+            if let Some(r) = py.detach(|| self.stream.recv_timeout(slice)) {
+                return Ok(Next::Item(r));
+            }
+            // `recv_timeout` returns None before its slice ran out only when the stream closed.
+            if started.elapsed() < slice {
+                return Ok(Next::Closed);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Next::TimedOut);
+            }
+            py.check_signals()?;
+        }
+    }
+}
+
 #[pymethods]
 impl ResultStream {
-    /// The next result (waiting at most `timeout` seconds, forever with None); None when the
-    /// server stopped and every result was read, or on timeout. A failed job raises its error.
+    /// The next result (waiting at most `timeout` seconds, forever with None; Ctrl-C interrupts
+    /// it); None when the server stopped and every result was read, or on timeout. A failed
+    /// job raises its error.
     #[pyo3(signature = (timeout=None))]
     fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<JobResult>> {
-        let timeout = timeout.map(seconds).transpose()?;
-        let r = py.detach(|| match timeout {
-            None => self.stream.recv(),
-            Some(t) => self.stream.recv_timeout(t),
-        });
-        r.map(|r| JobResult::new(py, r.map_err(serve_error)?)).transpose()
+        match self.wait_next(py, timeout)? {
+            Next::Item(r) => JobResult::new(py, r.map_err(serve_error)?).map(Some),
+            Next::Closed | Next::TimedOut => Ok(None),
+        }
+    }
+
+    /// `for result in stream:` yields every result until the server stopped and every result
+    /// was read; a failed job raises its error (the loop can be entered again after it).
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<JobResult>> {
+        match self.wait_next(py, None)? {
+            Next::Item(r) => JobResult::new(py, r.map_err(serve_error)?).map(Some),
+            Next::Closed | Next::TimedOut => Ok(None),
+        }
+    }
+
+    /// `async for result in stream:` as `for`, each wait on a worker thread of the running loop.
+    fn __aiter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.py().import("lalarand._aio")?.call_method1("stream_anext", (slf,))
+    }
+
+    /// For `async for`: the next result within `timeout` seconds, None on timeout, False once
+    /// the stream ended.
+    fn _poll<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
+        use pyo3::IntoPyObjectExt;
+        match self.wait_next(py, Some(timeout))? {
+            Next::Item(r) => Bound::new(py, JobResult::new(py, r.map_err(serve_error)?)?).map(|b| b.into_any()),
+            Next::Closed => false.into_bound_py_any(py),
+            Next::TimedOut => Ok(py.None().into_bound(py)),
+        }
     }
 
     /// Every result waiting now, oldest first, without blocking; a failed job is its
@@ -422,6 +524,8 @@ impl ResultStream {
 #[pyclass(module = "lalarand", frozen)]
 pub struct Server {
     server: AnyServer,
+    /// Whether every worker and the release thread run under SCHED_FIFO.
+    realtime: bool,
 }
 
 impl Drop for Server {
@@ -434,32 +538,35 @@ impl Drop for Server {
 
 #[pymethods]
 impl Server {
-    /// Submits `array` (float32, the task's input shape; a contiguous array is shared, not
-    /// copied: do not write into it until its job resolved) as a job of sporadic task `task`.
+    /// Submits `array` (float32, the task's input shape; copied here, so the array can be
+    /// reused at once) as a job of sporadic task `task`.
     /// Returns at once with a `JobHandle`. Raises `InputError` (unknown task, wrong shape or
     /// dtype), `StoppedError` (after stop) or `RejectedError` (backlog full); a submission
     /// before the task's minimum inter-arrival time waits for its legal release or is rejected,
     /// as the task's `early` policy says (see the handle's `admission`).
     fn submit(&self, py: Python<'_>, task: &str, array: &Bound<'_, PyAny>) -> PyResult<JobHandle> {
         let input = to_input(task, || expected_shape(&self.server, task), array).map_err(serve_error)?;
-        let handle = py.detach(|| with_server!(&self.server, s => s.submit(task, input))).map_err(serve_error)?;
-        Ok(JobHandle { handle, delivered: Arc::default(), registered: Mutex::new(false) })
+        py.detach(|| with_server!(&self.server, s => s.submit(task, input)).map(JobHandle::new)).map_err(serve_error)
     }
 
-    /// `submit` then `result(timeout)`: blocks (without the GIL) until the job resolves.
+    /// `submit` then `result(timeout)`: blocks until the job resolves (without the GIL; Ctrl-C
+    /// interrupts the wait, and the job still resolves inside the server).
     #[pyo3(signature = (task, array, timeout=None))]
     fn infer(&self, py: Python<'_>, task: &str, array: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<JobResult> {
         let input = to_input(task, || expected_shape(&self.server, task), array).map_err(serve_error)?;
-        let timeout = timeout.map(seconds).transpose()?;
-        let result = py
-            .detach(|| {
-                with_server!(&self.server, s => match timeout {
-                    None => s.infer(task, input),
-                    Some(t) => s.submit(task, input).and_then(|h| h.wait_timeout(t)),
-                })
-            })
-            .map_err(serve_error)?;
-        JobResult::new(py, result)
+        let deadline = timeout.map(seconds).transpose()?.map(|t| Instant::now() + t);
+        let handle = py.detach(|| with_server!(&self.server, s => s.submit(task, input))).map_err(serve_error)?;
+        loop {
+            match py.detach(|| handle.wait_timeout(slice_until(deadline))) {
+                Err(ServeError::Timeout { .. }) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(not_done(task, handle.job(), timeout.unwrap_or_default()));
+                    }
+                    py.check_signals()?
+                }
+                result => return JobResult::new(py, result.map_err(serve_error)?),
+            }
+        }
     }
 
     /// The latest-value slot of periodic task `task` (served with `lalarand.SLOT`).
@@ -474,11 +581,13 @@ impl Server {
         Ok(ResultStream { stream })
     }
 
-    /// Live statistics (workers are not paused), as a dict: per task jobs, misses, response
-    /// min/mean/p99/max and bound (ns); dispatch latency, overruns, uptime.
+    /// Live statistics (workers are not paused), as a dict: per task (`tasks`) jobs, misses,
+    /// `response_{min,mean,p99,max}_ns`, `bound_ns`, `deadline_ns`, `period_ns`;
+    /// `dispatch_latency`, `handoff` and `release_jitter` (`samples`, `median_ns`, `p99_ns`,
+    /// `max_ns`), `overruns`, `stalls` (`*_ns`), `uptime_ns`, `realtime`, `stopped`.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let stats = py.detach(|| with_server!(&self.server, s => serde_json::to_value(s.stats())));
-        json_to_py(py, &stats.map_err(|e| PyValueError::new_err(e.to_string()))?)
+        json_to_py(py, &with_units(stats.map_err(|e| PyValueError::new_err(e.to_string()))?))
     }
 
     /// The last `trace_window_ms` of stage executions as a Chrome/Perfetto trace (a dict to
@@ -489,8 +598,9 @@ impl Server {
     }
 
     /// Stops: "drain" lets every admitted job end, "cancel" cancels what has not run. Resolves
-    /// every pending handle, joins every thread and returns the final report (a dict; the same
-    /// one again on a later call).
+    /// every pending handle, joins every thread and returns the final statistics (the dict
+    /// `stats()` returns, with `policy` and `every_job_accounted`: every admitted job resolved);
+    /// the same dict again on a later call.
     #[pyo3(signature = (policy="drain"))]
     fn stop<'py>(&self, py: Python<'py>, policy: &str) -> PyResult<Bound<'py, PyAny>> {
         let policy = match policy {
@@ -499,7 +609,12 @@ impl Server {
             other => return Err(PyValueError::new_err(format!("stop policy {other:?}: use \"drain\" or \"cancel\""))),
         };
         let report = py.detach(|| with_server!(&self.server, s => s.stop(policy))).map_err(serve_error)?;
-        json_to_py(py, &serde_json::to_value(report).map_err(|e| PyValueError::new_err(e.to_string()))?)
+        let mut stats = serde_json::to_value(&report.stats).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if let serde_json::Value::Object(map) = &mut stats {
+            map.insert("policy".into(), serde_json::to_value(report.policy).unwrap_or_default());
+            map.insert("every_job_accounted".into(), report.every_job_accounted.into());
+        }
+        json_to_py(py, &with_units(stats))
     }
 
     /// The tasks' names, in task set order.
@@ -516,6 +631,14 @@ impl Server {
     /// Nanoseconds since the server's time 0.
     fn now_ns(&self) -> Time {
         with_server!(&self.server, s => s.now())
+    }
+
+    /// Whether the server runs real-time: every worker and the release thread under
+    /// SCHED_FIFO. False with `realtime=False`, and where the OS refused SCHED_FIFO (`serve`
+    /// then warned with a `RuntimeWarning`).
+    #[getter]
+    fn realtime(&self) -> bool {
+        self.realtime
     }
 
     /// Whether the server was stopped.
@@ -546,9 +669,10 @@ impl Server {
     }
 }
 
-/// For the overhead benchmark (bench/infer_overhead.py): `n` Rust `Server::infer` calls of
-/// task `task` on a Rust-owned zero input of `shape`, `gap_s` seconds apart (so that each is
-/// released at once), timed around the call alone, without the GIL; nanoseconds per call.
+/// For the overhead benchmarks (bench/infer_overhead.py, bench/call_overhead.py): `n` Rust
+/// `Server::infer` calls of task `task` on a Rust-owned zero input of `shape`, `gap_s` seconds
+/// apart (so that each is released at once), timed around the call alone, without the GIL;
+/// per call (nanoseconds the call took, the job's response time).
 #[pyfunction]
 pub fn _bench_rust_infer(
     py: Python<'_>,
@@ -557,7 +681,7 @@ pub fn _bench_rust_infer(
     shape: Vec<usize>,
     n: usize,
     gap_s: f64,
-) -> PyResult<Vec<u64>> {
+) -> PyResult<Vec<(u64, Time)>> {
     let gap = seconds(gap_s)?;
     let values: usize = shape.iter().product();
     let input = Input::from_vec(shape, vec![0.0; values]).map_err(PyValueError::new_err)?;
@@ -565,10 +689,10 @@ pub fn _bench_rust_infer(
         let mut times = Vec::with_capacity(n);
         for _ in 0..n {
             std::thread::sleep(gap);
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let result = with_server!(&server.server, s => s.infer(task, input.clone()));
-            times.push(started.elapsed().as_nanos() as u64);
-            result?;
+            let took = started.elapsed().as_nanos() as u64;
+            times.push((took, result?.timing.response));
         }
         Ok(times)
     })
@@ -602,10 +726,17 @@ impl Slot {
 /// for its legal release or is "reject"ed. `late`: a job still running at its deadline
 /// "continue"s or is "abort"ed at its next stage boundary.
 ///
+/// `realtime`: True runs the workers and the release thread under SCHED_FIFO where the OS
+/// allows it, and warns (`RuntimeWarning`) where it refuses; "required" refuses to start
+/// instead; False runs at normal priority. `server.realtime` says which the server got.
+///
 /// `busy=True` runs each stage as a busy wait of its planned time and echoes the input as the
 /// output "output" (no models needed: a stand-in with known times).
 #[pyfunction]
-#[pyo3(signature = (system, allocation, models=None, *, periodic=None, busy=false, stale="reuse", early="wait", late="continue", force=false, realtime=true, max_backlog=4, results_capacity=64, trace_window_ms=None, drain_timeout_ms=10_000.0, warm_up=true))]
+#[pyo3(signature = (system, allocation, models=None, *, periodic=None, busy=false, stale="reuse", early="wait", late="continue", force=false, realtime=RealtimeArg::On, max_backlog=4, results_capacity=64, trace_window_ms=None, drain_timeout_ms=10_000.0, warm_up=true))]
+#[pyo3(
+    text_signature = "(system, allocation, models=None, *, periodic=None, busy=False, stale='reuse', early='wait', late='continue', force=False, realtime=True, max_backlog=4, results_capacity=64, trace_window_ms=None, drain_timeout_ms=10000.0, warm_up=True)"
+)]
 #[allow(clippy::too_many_arguments)]
 pub fn serve(
     py: Python<'_>,
@@ -618,7 +749,7 @@ pub fn serve(
     early: &str,
     late: &str,
     force: bool,
-    realtime: bool,
+    realtime: RealtimeArg,
     max_backlog: usize,
     results_capacity: usize,
     trace_window_ms: Option<f64>,
@@ -649,7 +780,7 @@ pub fn serve(
     };
     let config = ServeConfig {
         force,
-        realtime,
+        realtime: realtime != RealtimeArg::Off,
         late,
         max_backlog,
         results_capacity,
@@ -687,8 +818,10 @@ pub fn serve(
         let builder = CoreServer::builder(&core_system, &alloc, exec).config(config);
         AnyServer::Busy(py.detach(|| start(builder, sources, stale)).map_err(serve_error)?)
     } else {
+        let models = models.unwrap_or_default();
+        check_model_keys(&core_system, &models)?;
         let tasks_file = system.tasks_file.clone().unwrap_or_default();
-        let paths = model_paths(&core_system, &tasks_file, &models.unwrap_or_default()).map_err(engine_error)?;
+        let paths = model_paths(&core_system, &tasks_file, &models).map_err(engine_error)?;
         // Loading and warming up the models takes a while: without the GIL.
         let exec = py.detach(|| EngineExecutor::new(&core_system, &alloc, &paths)).map_err(engine_error)?;
         let builder = CoreServer::builder(&core_system, &alloc, exec).config(config);
@@ -697,7 +830,50 @@ pub fn serve(
     for (name, shape) in shapes {
         let _ = shape.set(expected_shape(&server, &name));
     }
-    Ok(Server { server })
+    // Every worker asked for SCHED_FIFO as it started (the warm-up ran on each); the release
+    // thread as it started.
+    let granted = realtime != RealtimeArg::Off && with_server!(&server, s => s.stats().realtime);
+    let server = Server { server, realtime: granted };
+    if realtime != RealtimeArg::Off && !granted {
+        let refused = "the OS refused SCHED_FIFO (no CAP_SYS_NICE and RLIMIT_RTPRIO is 0, as in most containers), \
+                       so the server runs at normal priority and a loaded machine can delay its jobs past their bounds";
+        let fix = "run as root or with CAP_SYS_NICE, or raise RLIMIT_RTPRIO (ulimit -r 99)";
+        if realtime == RealtimeArg::Required {
+            py.detach(|| with_server!(&server.server, s => { let _ = s.stop(StopPolicy::Cancel); }));
+            return Err(crate::errors::ServerError::new_err(format!(
+                "cannot start the server: realtime=\"required\" but {refused}; fix: {fix}, or pass realtime=True to accept the fallback"
+            )));
+        }
+        let warning = std::ffi::CString::new(format!(
+            "lalarand.serve: {refused}; fix: {fix}, or pass realtime=False to run at normal priority without this warning \
+             (realtime=\"required\" refuses to start instead)"
+        ))?;
+        PyErr::warn(py, &py.get_type::<PyRuntimeWarning>(), &warning, 1)?;
+    }
+    Ok(server)
+}
+
+/// `serve(realtime=...)`: True (SCHED_FIFO where the OS allows it, else a `RuntimeWarning`),
+/// False (normal priority), or "required" (refuse to start without SCHED_FIFO).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum RealtimeArg {
+    On,
+    Off,
+    Required,
+}
+
+impl<'py> FromPyObject<'_, 'py> for RealtimeArg {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'_, 'py, PyAny>) -> PyResult<Self> {
+        if let Ok(on) = obj.extract::<bool>() {
+            return Ok(if on { Self::On } else { Self::Off });
+        }
+        match obj.extract::<String>().as_deref() {
+            Ok("required") => Ok(Self::Required),
+            _ => Err(PyValueError::new_err(format!("realtime={}: use True, False or \"required\"", obj.str()?))),
+        }
+    }
 }
 
 fn start<E: lalarand_runtime::StageExecutor>(
@@ -711,10 +887,45 @@ fn start<E: lalarand_runtime::StageExecutor>(
     builder.start()
 }
 
+/// Every key of `models` names a task or a profile's model: a typo would otherwise fall back to
+/// the default path and fail there, naming a file the caller never meant.
+fn check_model_keys(system: &lalarand_model::System, models: &HashMap<String, PathBuf>) -> PyResult<()> {
+    let known = |key: &str| system.tasks.iter().any(|t| t.name == key || t.dnn.model == key);
+    let mut unknown: Vec<&String> = models.keys().filter(|k| !known(k)).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort();
+    let tasks: Vec<&str> = system.tasks.iter().map(|t| t.name.as_str()).collect();
+    let mut model_names: Vec<&str> = system.tasks.iter().map(|t| t.dnn.model.as_str()).collect();
+    model_names.dedup();
+    Err(PyValueError::new_err(format!(
+        "serve(models=...): {} names no task and no profile's model; fix: key models by a task name ({}) or a model name ({}), e.g. models={{{:?}: \"model.onnx\"}}",
+        unknown.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", "),
+        tasks.join(", "),
+        model_names.join(", "),
+        tasks.first().copied().unwrap_or_default(),
+    )))
+}
+
 /// The engine's errors (a model missing, changed since profiling, not matching its profile)
-/// refuse the start, with the engine's message.
+/// refuse the start, with the engine's message; its fixes name the command line's `--models`,
+/// said here as the keyword argument.
 fn engine_error(err: lalarand_engine::error::EngineError) -> PyErr {
-    crate::errors::ServerError::new_err(format!("cannot start the server: {err}"))
+    use lalarand_engine::error::EngineError;
+    let message = match err {
+        EngineError::Serving { task, problem, fix } => {
+            let fix = fix
+                .replace(
+                    &format!("--models {task}=MODEL.onnx"),
+                    &format!("serve(..., models={{{task:?}: \"path/to/model.onnx\"}})"),
+                )
+                .replace("point --models at", "point serve(models=...) at");
+            format!("task {task:?}: {problem}; fix: {fix}")
+        }
+        other => other.to_string(),
+    };
+    crate::errors::ServerError::new_err(format!("cannot start the server: {message}"))
 }
 
 /// A Python callable as a periodic task's source: called with the job index on the task's
@@ -747,6 +958,36 @@ fn traceback_text(py: Python<'_>, err: &PyErr) -> String {
     match formatted {
         Ok(lines) => lines.concat().trim_end().to_string(),
         Err(_) => err.to_string(),
+    }
+}
+
+/// The server's statistics with the unit in every time's name, as everywhere in the Python
+/// API: the library's `response_p99`, `bound`, `uptime`, a latency's `median`... are
+/// nanoseconds, named `response_p99_ns`, `bound_ns`, `uptime_ns`, `median_ns`.
+fn with_units(value: serde_json::Value) -> serde_json::Value {
+    const NANOSECONDS: [&str; 11] = [
+        "response_min",
+        "response_mean",
+        "response_p99",
+        "response_max",
+        "bound",
+        "deadline",
+        "period",
+        "median",
+        "p99",
+        "max",
+        "uptime",
+    ];
+    match value {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| {
+                let k = if NANOSECONDS.contains(&k.as_str()) { format!("{k}_ns") } else { k };
+                (k, with_units(v))
+            })
+            .collect(),
+        serde_json::Value::Array(items) => items.into_iter().map(with_units).collect(),
+        other => other,
     }
 }
 

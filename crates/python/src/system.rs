@@ -6,7 +6,7 @@
 //! would hold), so they are checked by the library's rules and their errors name the field and
 //! the fix exactly as for a file.
 
-use crate::errors::{format_error, AllocationError, SimulationError};
+use crate::errors::{argument_error, code_format_error, format_error, AllocationError, SimulationError};
 use lalarand_alloc::{AllocOptions, Outcome, Policy};
 use lalarand_analysis::{analyze, Analysis as CoreAnalysis};
 use lalarand_model::examples::chain_profile;
@@ -35,6 +35,9 @@ impl Resource {
     /// intra-op threads, the CUDA device of a gpu, and whether a cpu stands in for the accelerator.
     #[new]
     #[pyo3(signature = (name, kind, *, dispatch_overhead_us=0.0, wakeup_overhead_us=0.0, cores=Vec::new(), threads=None, device=None, accelerator=false))]
+    #[pyo3(
+        text_signature = "(name, kind, *, dispatch_overhead_us=0.0, wakeup_overhead_us=0.0, cores=(), threads=None, device=None, accelerator=False)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
@@ -45,7 +48,8 @@ impl Resource {
         threads: Option<i64>,
         device: Option<i64>,
         accelerator: bool,
-    ) -> Self {
+    ) -> PyResult<Self> {
+        let call = format!("Resource({name:?}, {kind:?})");
         let mut table = toml::Table::new();
         table.insert("name".into(), name.into());
         table.insert("kind".into(), kind.into());
@@ -59,12 +63,21 @@ impl Resource {
             table.insert("device".into(), d.into());
         }
         table.insert("accelerator".into(), accelerator.into());
-        Self { table }
+        // Checked now by the platform file's rules, as a platform of this one resource.
+        platform_of(std::slice::from_ref(&table)).map_err(|e| argument_error(&call, &e))?;
+        Ok(Self { table })
     }
 
     fn __repr__(&self) -> String {
         format!("Resource({})", inline_table(&self.table))
     }
+}
+
+/// A platform of these `[[resource]]` tables, by the platform file's parser.
+fn platform_of(tables: &[toml::Table]) -> Result<CorePlatform, lalarand_model::FormatError> {
+    let mut doc = toml::Table::new();
+    doc.insert("resource".into(), toml::Value::Array(tables.iter().cloned().map(toml::Value::Table).collect()));
+    CorePlatform::parse(&toml::to_string(&doc).unwrap_or_default(), Path::new("Platform(...)"))
 }
 
 fn inline_table(table: &toml::Table) -> String {
@@ -84,11 +97,8 @@ impl Platform {
     /// A platform of the given resources; checked as a platform file would be.
     #[new]
     fn new(resources: Vec<PyRef<'_, Resource>>) -> PyResult<Self> {
-        let tables: Vec<toml::Value> = resources.iter().map(|r| toml::Value::Table(r.table.clone())).collect();
-        let mut doc = toml::Table::new();
-        doc.insert("resource".into(), toml::Value::Array(tables));
-        let text = toml::to_string(&doc).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let inner = CorePlatform::parse(&text, Path::new("<Platform(...)>")).map_err(format_error)?;
+        let tables: Vec<toml::Table> = resources.iter().map(|r| r.table.clone()).collect();
+        let inner = platform_of(&tables).map_err(|e| argument_error("Platform(...)", &e))?;
         Ok(Self { inner })
     }
 
@@ -134,7 +144,7 @@ pub struct Profile {
 impl Profile {
     /// Loads a profile JSON file (as `lalarand profile` writes).
     #[staticmethod]
-    fn load(path: PathBuf) -> PyResult<Self> {
+    pub(crate) fn load(path: PathBuf) -> PyResult<Self> {
         let inner = Arc::new(DnnProfile::load(&path).map_err(format_error)?);
         Ok(Self { inner, path: std::path::absolute(&path).ok() })
     }
@@ -204,7 +214,8 @@ impl Task {
         deadline_ms: Option<f64>,
         offset_ms: Option<f64>,
         priority: Option<i64>,
-    ) -> Self {
+    ) -> PyResult<Self> {
+        let call = format!("Task({name:?}, period_ms={period_ms})");
         let mut table = toml::Table::new();
         table.insert("name".into(), name.into());
         table.insert("period_ms".into(), period_ms.into());
@@ -217,12 +228,36 @@ impl Task {
         if let Some(p) = priority {
             table.insert("priority".into(), p.into());
         }
-        Self { table, profile: profile.inner.clone(), profile_path: profile.path.clone() }
+        let task = Self { table, profile: profile.inner.clone(), profile_path: profile.path.clone() };
+        // Checked now by the task set file's rules, as a task set of this one task (a priority
+        // is checked against the other tasks by `System`).
+        let policy = if priority.is_some() { "explicit" } else { "rate-monotonic" };
+        task_set_of(std::slice::from_ref(&task), policy).map_err(|e| argument_error(&call, &e))?;
+        Ok(task)
     }
 
     fn __repr__(&self) -> String {
         format!("Task({}, profile={})", inline_table(&self.table), self.profile.model)
     }
+}
+
+/// A task set of `tasks` under priority policy `priority`, by the task set file's parser.
+fn task_set_of(tasks: &[Task], priority: &str) -> Result<TaskSet, lalarand_model::FormatError> {
+    let mut doc = toml::Table::new();
+    doc.insert("priority".into(), priority.into());
+    let tables = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut table = t.table.clone();
+            // The resolver below hands task i its own profile.
+            table.insert("profile".into(), format!("<task {i}'s profile>").into());
+            toml::Value::Table(table)
+        })
+        .collect();
+    doc.insert("task".into(), toml::Value::Array(tables));
+    let text = toml::to_string(&doc).unwrap_or_default();
+    TaskSet::parse_with(&text, Path::new("System(...)"), |i, _| Ok(tasks[i].profile.clone()))
 }
 
 /// Static facts about one task of a system.
@@ -269,22 +304,8 @@ impl System {
     #[new]
     #[pyo3(signature = (platform, tasks, *, priority="rate-monotonic"))]
     fn new(platform: PyRef<'_, Platform>, tasks: Vec<PyRef<'_, Task>>, priority: &str) -> PyResult<Self> {
-        let mut doc = toml::Table::new();
-        doc.insert("priority".into(), priority.into());
-        let tables = tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let mut table = t.table.clone();
-                // The resolver below hands task i its own profile.
-                table.insert("profile".into(), format!("<task {i}'s profile>").into());
-                toml::Value::Table(table)
-            })
-            .collect();
-        doc.insert("task".into(), toml::Value::Array(tables));
-        let text = toml::to_string(&doc).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let mut set = TaskSet::parse_with(&text, Path::new("<System(...)>"), |i, _| Ok(tasks[i].profile.clone()))
-            .map_err(format_error)?;
+        let owned: Vec<Task> = tasks.iter().map(|t| (**t).clone()).collect();
+        let mut set = task_set_of(&owned, priority).map_err(|e| code_format_error("System(...)", &e))?;
         // Where each profile really is (a server looks for its model beside it), not the
         // placeholder the parser was given.
         for (task, given) in set.tasks.iter_mut().zip(&tasks) {

@@ -5,7 +5,7 @@ use crate::report::print_json;
 use crate::Verdict;
 use anyhow::{bail, Context, Result};
 use lalarand_engine::dataset::Dataset;
-use lalarand_engine::profile::{load_inputs, partial_path, profile_shaped_to_file, synthetic_inputs, ProfileOptions};
+use lalarand_engine::profile::{calibration_inputs, partial_path, profile_shaped_to_file, ProfileOptions};
 use lalarand_engine::{ExecConfig, StagedModel};
 use lalarand_model::{time_to_us, DnnProfile, Mode};
 use lalarand_onnx::fold::InputShape;
@@ -14,12 +14,6 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-/// Samples drawn when neither `--calibration` nor `--dataset` gives real inputs.
-const SYNTHETIC_SAMPLES: usize = 16;
-/// Training rows of every class that calibrate int8 when only `--dataset` is given (as
-/// `lalarand accuracy`).
-const CALIBRATION_PER_CLASS: usize = 20;
 
 /// Profile an ONNX model stage by stage: per mode max, p99, mean and WCET (max x margin).
 ///
@@ -181,24 +175,8 @@ pub fn run(args: Args) -> Result<Verdict> {
     stopped()?;
     let staged = StagedModel::load_with(&args.model, &args.input_shape)?;
     stopped()?;
-    let inputs = match (&args.calibration, &dataset) {
-        (Some(p), _) => load_inputs(p, &staged)?,
-        (None, Some(d)) => {
-            let (train, _) = d.split_per_class(args.train_per_class);
-            let rows = d.take_per_class(&train, CALIBRATION_PER_CLASS);
-            let dims = staged.input_shape(1);
-            let (_, all) = d.batch(&rows, &dims[1..])?;
-            all.chunks(dims.iter().product()).map(<[f32]>::to_vec).collect()
-        }
-        (None, None) => {
-            if modes.contains(&Mode::CpuInt8) {
-                tracing::warn!(
-                    "no --calibration or --dataset: int8 is calibrated on {SYNTHETIC_SAMPLES} synthetic inputs (good for timing only)"
-                );
-            }
-            synthetic_inputs(&staged, SYNTHETIC_SAMPLES)
-        }
-    };
+    let inputs =
+        calibration_inputs(&staged, args.calibration.as_deref(), dataset.as_ref(), args.train_per_class, &modes)?;
     stopped()?;
     let stages = staged.stage_count();
     drop(staged);

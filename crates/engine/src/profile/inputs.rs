@@ -2,6 +2,7 @@
 //! or generated.
 
 use crate::dataset::Dataset;
+use lalarand_model::Mode;
 use crate::error::{EngineError, Result};
 use crate::staged::StagedModel;
 use std::path::Path;
@@ -32,6 +33,44 @@ pub fn load_inputs(path: &Path, staged: &StagedModel) -> Result<Vec<Vec<f32>>> {
     }
     let values: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     Ok(values.chunks(per).map(<[f32]>::to_vec).collect())
+}
+
+/// Samples drawn when neither calibration inputs nor a dataset give real inputs.
+pub const SYNTHETIC_SAMPLES: usize = 16;
+/// Training rows of every class that calibrate int8 when only a dataset is given (as
+/// `lalarand accuracy`).
+pub const CALIBRATION_PER_CLASS: usize = 20;
+
+/// The inputs a profile run times and calibrates int8 with (`lalarand profile` and the Python
+/// package's `profile`): the `calibration` file ([`load_inputs`]) if given, else
+/// [`CALIBRATION_PER_CLASS`] training rows of every class of `dataset` (the first
+/// `train_per_class` rows of each class are its training rows), else [`SYNTHETIC_SAMPLES`]
+/// synthetic inputs, which are fine for timing only (a warning when `modes` has int8).
+pub fn calibration_inputs(
+    staged: &StagedModel,
+    calibration: Option<&Path>,
+    dataset: Option<&Dataset>,
+    train_per_class: usize,
+    modes: &[Mode],
+) -> Result<Vec<Vec<f32>>> {
+    match (calibration, dataset) {
+        (Some(p), _) => load_inputs(p, staged),
+        (None, Some(d)) => {
+            let (train, _) = d.split_per_class(train_per_class);
+            let rows = d.take_per_class(&train, CALIBRATION_PER_CLASS);
+            let dims = staged.input_shape(1);
+            let (_, all) = d.batch(&rows, &dims[1..])?;
+            Ok(all.chunks(dims.iter().product()).map(<[f32]>::to_vec).collect())
+        }
+        (None, None) => {
+            if modes.contains(&Mode::CpuInt8) {
+                tracing::warn!(
+                    "no calibration inputs or dataset: int8 is calibrated on {SYNTHETIC_SAMPLES} synthetic inputs (good for timing only)"
+                );
+            }
+            Ok(synthetic_inputs(staged, SYNTHETIC_SAMPLES))
+        }
+    }
 }
 
 /// Inputs drawn uniformly from [0, 1) with a fixed seed, for models without calibration data.

@@ -31,7 +31,9 @@ pub mod working_set;
 pub use cache::{eviction_bytes, CacheEvictor, CacheSizes, LAST_LEVEL_SHARE};
 pub use cold_runs::ColdRuns;
 pub use digest::sha256_file;
-pub use inputs::{load_inputs, seeded_inputs, synthetic_inputs};
+pub use inputs::{
+    calibration_inputs, load_inputs, seeded_inputs, synthetic_inputs, CALIBRATION_PER_CLASS, SYNTHETIC_SAMPLES,
+};
 pub use layer_sources::layer_sources;
 pub use options::{stop_on_flag, ProfileOptions, StopFn, LABEL_FREE_SAMPLES};
 pub use stats::stats;

@@ -23,6 +23,12 @@ proven bound::
         print(result.output, result.response_ns, result.bound_ns, result.met)
         print(server.stats())
 
+Start from an ONNX model: ``lalarand.profile(model, modes=[...], dataset=...)`` returns its
+``Profile``; ``lalarand.verify(model)`` and ``lalarand.accuracy(model, dataset)`` check it;
+``lalarand.zoo(architecture, out)`` writes a standard one. pip also installs the ``lalarand``
+command. Waits are Python's: Ctrl-C interrupts them, ``submit`` returns a future you can
+``await``, result streams are iterable.
+
 ``lalarand.policies()`` lists the allocation policies. Every error is a ``LalarandError``
 whose message is the library's: what is wrong, where (file and field), and the fix.
 
@@ -32,5 +38,6 @@ workspace); docs/analysis.md and docs/runtime.md there describe what it computes
 
 from ._lalarand import *  # noqa: F401,F403
 from ._lalarand import __all__ as _native_all, __version__  # noqa: F401
+from ._commands import accuracy, verify  # noqa: F401
 
-__all__ = [name for name in _native_all if not name.startswith("_")]
+__all__ = [name for name in _native_all if not name.startswith("_")] + ["accuracy", "verify"]

@@ -1,9 +1,12 @@
-"""Type stubs of lalarand's native module (crates/python/src). Times are integer nanoseconds
-(``*_ns``) as in the command line's ``--json`` output; arguments in ``*_ms``/``*_us`` are
-milliseconds/microseconds as in the files."""
+"""Type stubs of lalarand's native module (crates/python/src).
+
+Units: every duration's name says its unit. Results and statistics are integer nanoseconds
+(``*_ns``), as in the command line's ``--json`` output; arguments are ``*_ms``/``*_us``
+(milliseconds/microseconds) as in the files; ``timeout`` is seconds (float), as everywhere in
+Python's standard library."""
 
 from os import PathLike
-from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, AsyncIterator, Callable, Generator, Iterator, Literal, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -27,8 +30,37 @@ class SimulationError(LalarandError):
 def policies() -> list[str]:
     """The allocation policies the library has, in the order reports list them."""
 
+def profile(
+    model: _Path,
+    out: Optional[_Path] = None,
+    *,
+    input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+    modes: Sequence[Literal["gpu", "cpu-fp32", "cpu-int8"]] = ("gpu", "cpu-fp32", "cpu-int8"),
+    calibration: Union[_Path, npt.NDArray[np.float32], Sequence[npt.NDArray[np.float32]], None] = None,
+    dataset: Optional[_Path] = None,
+    train_per_class: int = 400,
+    runs: int = 100,
+    min_cold_runs: int = 10,
+    warmup: int = 10,
+    cores: Sequence[int] = (),
+    threads: int = 1,
+    margin: float = 1.2,
+    warm_cache: bool = False,
+    granularity: Literal["layer", "block", "auto"] = "layer",
+) -> Profile:
+    """Profiles ``model`` stage by stage (as ``lalarand profile``), writes the profile JSON to
+    ``out`` (default: beside the model) and returns it. ``calibration``: a file or numpy
+    float32 samples of batch 1 (unlabeled inputs); ``dataset``: a labeled CSV that measures
+    each stage's int8 accuracy cost."""
+
+def zoo(architecture: str, out: _Path, *, seed: int = 0) -> _Path:
+    """Writes a standard architecture with seeded random weights as ONNX (as ``lalarand zoo``)."""
+
+def zoo_architectures() -> list[str]: ...
+
 class Resource:
-    """A resource of a platform, as one ``[[resource]]`` table of a platform file."""
+    """A resource of a platform, as one ``[[resource]]`` table of a platform file; checked at
+    once (``ValueError`` naming the argument)."""
 
     def __init__(
         self,
@@ -73,7 +105,8 @@ class Profile:
     def to_json(self) -> str: ...
 
 class Task:
-    """A DNN task: periodic, or sporadic with ``period_ms`` as its minimum inter-arrival time."""
+    """A DNN task: periodic, or sporadic with ``period_ms`` as its minimum inter-arrival time;
+    checked at once (``ValueError`` naming the argument)."""
 
     def __init__(
         self,
@@ -216,7 +249,7 @@ class JobError(ServerError):
     """A job failed: a stage, its input source (with the Python traceback), or aborted late."""
 
 class AlreadyTakenError(ServerError):
-    """A handle's result was already taken by an earlier wait."""
+    """Kept for compatibility: a handle's result is now the same on every call."""
 
 class Slot:
     """The type of ``SLOT``."""
@@ -245,7 +278,9 @@ class JobResult:
         """The single output, when the model has exactly one."""
 
 class JobHandle:
-    """A sporadic job's future. The result can be taken once."""
+    """A sporadic job's future, behaving as a ``concurrent.futures.Future`` (the result or
+    exception is the same object on every call; Ctrl-C interrupts a wait); ``await handle``
+    in a coroutine."""
 
     @property
     def task(self) -> str: ...
@@ -254,8 +289,17 @@ class JobHandle:
     @property
     def admission(self) -> tuple[Literal["released", "delayed", "rejected"], int]: ...
     def done(self) -> bool: ...
-    def result(self, timeout: Optional[float] = None) -> JobResult: ...
+    def running(self) -> bool:
+        """Admitted and not resolved."""
+    def cancel(self) -> bool:
+        """Always False: an admitted job runs to its end (``Server.stop("cancel")`` cancels
+        jobs that have not run; their handles raise ``StoppedError``)."""
+    def cancelled(self) -> bool: ...
+    def result(self, timeout: Optional[float] = None) -> JobResult:
+        """Raises ``TimeoutError`` after ``timeout`` seconds, or the job's error."""
+    def exception(self, timeout: Optional[float] = None) -> Optional[ServerError]: ...
     def add_done_callback(self, callback: Callable[[JobHandle], Any]) -> None: ...
+    def __await__(self) -> Generator[Any, None, JobResult]: ...
 
 class InputSlot:
     @property
@@ -263,10 +307,17 @@ class InputSlot:
     def put(self, array: _Array) -> None: ...
 
 class ResultStream:
+    """A periodic task's results, oldest first: ``for r in stream`` / ``async for r in stream``
+    until the server stopped and every result was read (a failed job raises its error)."""
+
     @property
     def task(self) -> str: ...
     def next(self, timeout: Optional[float] = None) -> Optional[JobResult]: ...
     def drain(self) -> list[Union[JobResult, ServerError]]: ...
+    def __iter__(self) -> Iterator[JobResult]: ...
+    def __next__(self) -> JobResult: ...
+    def __aiter__(self) -> AsyncIterator[JobResult]: ...
+    async def __anext__(self) -> JobResult: ...
 
 class Server:
     """A running server; a context manager that stops it on exit (drain, or cancel after an
@@ -278,9 +329,13 @@ class Server:
     def results(self, task: str) -> ResultStream: ...
     def stats(self) -> dict[str, Any]: ...
     def trace(self) -> Optional[dict[str, Any]]: ...
-    def stop(self, policy: Literal["drain", "cancel"] = "drain") -> dict[str, Any]: ...
+    def stop(self, policy: Literal["drain", "cancel"] = "drain") -> dict[str, Any]:
+        """The final ``stats()``, with ``policy`` and ``every_job_accounted``."""
     @property
     def tasks(self) -> list[str]: ...
+    @property
+    def realtime(self) -> bool:
+        """Every worker and the release thread run under SCHED_FIFO."""
     def input_shape(self, task: str) -> str: ...
     def now_ns(self) -> int: ...
     @property
@@ -299,7 +354,7 @@ def serve(
     early: Literal["wait", "reject"] = "wait",
     late: Literal["continue", "abort"] = "continue",
     force: bool = False,
-    realtime: bool = True,
+    realtime: Union[bool, Literal["required"]] = True,
     max_backlog: int = 4,
     results_capacity: int = 64,
     trace_window_ms: Optional[float] = None,
@@ -307,4 +362,6 @@ def serve(
     warm_up: bool = True,
 ) -> Server:
     """Starts a server for ``system`` under ``allocation`` (refused when not proven, unless
-    ``force``)."""
+    ``force``). ``realtime=True`` warns (``RuntimeWarning``) where the OS refuses SCHED_FIFO,
+    ``"required"`` refuses to start instead. A ``models`` key must name a task or a profile's
+    model (``ValueError`` otherwise)."""
