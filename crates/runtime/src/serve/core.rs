@@ -559,7 +559,7 @@ fn release_periodic<E: ServeExecutor>(core: &Core<E>, p: &mut Periodic, t: Time)
             }
         }
     };
-    let fresh = fresh.map(|r| r.and_then(|input| core.specs[i].check(input.dims()).map(|()| input)));
+    let fresh = fresh.map(|r| r.and_then(|input| core.specs[i].check(&input).map(|()| input)));
     let input = match fresh {
         Some(Ok(input)) => {
             p.last_input = Some(input.clone());

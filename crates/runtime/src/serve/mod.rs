@@ -72,8 +72,8 @@ mod types;
 pub use handle::{JobHandle, ResultStream};
 pub use stats::{ServeReport, ServeStats, StallStats, TaskStats};
 pub use types::{
-    Admission, EarlyPolicy, HostTensor, Input, InputBuffer, InputSpec, JobResult, JobTiming, ServeConfig, ServeError,
-    Source, SourceFn, StalePolicy, StopPolicy, TaskMode,
+    Admission, ByteBuffer, DataType, EarlyPolicy, HostTensor, Input, InputBuffer, InputSpec, JobResult, JobTiming,
+    ServeConfig, ServeError, Source, SourceFn, StalePolicy, StopPolicy, TaskMode, Tensor, TensorData, TensorSpec,
 };
 
 use self::core::{lock, CallbackShared, Core, Delayed, Msg, Periodic, PeriodicSource, Reply, SlotInner, TaskSlot};
@@ -122,7 +122,7 @@ impl ServeExecutor for BusyWait {
     type Job = Input;
 
     fn input_spec(&self, _task: usize) -> InputSpec {
-        InputSpec::any("input")
+        InputSpec::any()
     }
 
     fn start_job(&self, _task: usize, _job: u64, input: &Input) -> Result<Input, StageError> {
@@ -134,7 +134,27 @@ impl ServeExecutor for BusyWait {
     }
 
     fn outputs(&self, _task: usize, state: Input) -> Result<Vec<HostTensor>, StageError> {
-        Ok(vec![HostTensor { name: "output".into(), dims: state.dims().to_vec(), data: state.data().to_vec() }])
+        Ok(echo(&state))
+    }
+}
+
+/// The busy-wait output: a single input back as `output`, several under their own names (fp32;
+/// other datatypes as their values in fp32).
+fn echo(input: &Input) -> Vec<HostTensor> {
+    let as_f32 = |t: &Tensor| -> Vec<f32> {
+        let b = t.bytes();
+        match t.dtype() {
+            DataType::Fp32 => t.f32().unwrap_or(&[]).to_vec(),
+            DataType::Int64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
+            DataType::Int32 => b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
+            DataType::Uint8 | DataType::Bool => b.iter().map(|&v| v as f32).collect(),
+        }
+    };
+    match input.tensors() {
+        [only] => vec![HostTensor { name: "output".into(), dims: only.dims().to_vec(), data: as_f32(only) }],
+        all => {
+            all.iter().map(|t| HostTensor { name: t.name().into(), dims: t.dims().to_vec(), data: as_f32(t) }).collect()
+        }
     }
 }
 
@@ -160,7 +180,7 @@ impl InputSlot {
 
     /// Makes `input` the latest (replacing one no release took); checks its shape.
     pub fn put(&self, input: Input) -> Result<(), ServeError> {
-        self.spec.check(input.dims()).map_err(|problem| ServeError::Input { task: self.task.clone(), problem })?;
+        self.spec.check(&input).map_err(|problem| ServeError::Input { task: self.task.clone(), problem })?;
         let mut latest = lock(&self.inner.latest);
         latest.1 += 1;
         latest.0 = Some(input);
@@ -441,7 +461,7 @@ impl<E: ServeExecutor> Server<E> {
                 if t.layers.is_empty() {
                     continue;
                 }
-                let input = Input::zeros(core.specs[i].example_dims());
+                let input = core.specs[i].example_input();
                 let mut job = core.new_job(i, 0, 0, 0, input, Reply::WarmUp);
                 job.warm_up = true;
                 job.deadline = Time::MAX;
@@ -510,7 +530,7 @@ impl<E: ServeExecutor> Server<E> {
                 problem: "is periodic: its inputs come from its source (input_slot / callback), not submit".into(),
             });
         }
-        core.specs[i].check(input.dims()).map_err(|problem| ServeError::Input { task: name.clone(), problem })?;
+        core.specs[i].check(&input).map_err(|problem| ServeError::Input { task: name.clone(), problem })?;
         let period = core.runtime.plan().tasks[i].period;
         let mut slot = core.task(i);
         if core.stopping.load(Ordering::SeqCst) {
