@@ -116,22 +116,33 @@ fn dims_i64(dims: &[Option<usize>]) -> Vec<i64> {
     dims.iter().map(|d| d.map_or(-1, |v| v as i64)).collect()
 }
 
+/// Checks a request's outputs and decodes its inputs for `model` (takes the tensors out of `r`).
+pub(crate) fn decode_request(
+    model: &crate::ModelInfo,
+    r: &mut ModelInferRequest,
+    shm: &crate::shm::Registry,
+    limits: &crate::Limits,
+) -> Result<(lalarand_runtime::serve::Input, Vec<RequestedOutput>), ProtocolError> {
+    let requested = r
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let field = format!("outputs[{i}] {:?}", o.name);
+            Ok(RequestedOutput { name: o.name.clone(), shm: shm_ref(&o.parameters, &field)?, binary: None })
+        })
+        .collect::<Result<Vec<_>, ProtocolError>>()?;
+    codec::check_outputs(model, &requested, shm)?;
+    let tensors = request_tensors(r)?;
+    let input = codec::decode_input(model, tensors, shm, limits)?;
+    Ok((input, requested))
+}
+
 impl Service {
     async fn infer(&self, mut r: ModelInferRequest) -> Result<ModelInferResponse, ProtocolError> {
         let state = &*self.state;
         let model = state.model(&r.model_name, &r.model_version)?;
-        let requested = r
-            .outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                let field = format!("outputs[{i}] {:?}", o.name);
-                Ok(RequestedOutput { name: o.name.clone(), shm: shm_ref(&o.parameters, &field)?, binary: None })
-            })
-            .collect::<Result<Vec<_>, ProtocolError>>()?;
-        codec::check_outputs(model, &requested, &state.shm)?;
-        let tensors = request_tensors(&mut r)?;
-        let input = codec::decode_input(model, tensors, &state.shm, &state.limits)?;
+        let (input, requested) = decode_request(model, &mut r, &state.shm, &state.limits)?;
         let result = state.run_job(&model.name, input).await?;
         let parameters =
             codec::timing_parameters(&result).into_iter().map(|(k, v)| (k.to_string(), to_param(v))).collect();

@@ -407,7 +407,7 @@ async fn check_token(Shared(state): S, req: Request, next: Next) -> Response {
 }
 
 /// Every route, behind the size limit and the bearer-token check.
-pub fn router(state: Arc<State>) -> Router {
+pub(crate) fn router(state: Arc<State>) -> Router {
     let limit = state.limits.max_request_bytes;
     Router::new()
         .route("/v2/health/live", get(live))

@@ -18,8 +18,10 @@ mod catalog;
 pub mod codec;
 mod error;
 mod frontend;
+#[cfg(test)]
+mod fuzz;
 mod grpc;
-mod http;
+pub mod http;
 mod listen;
 mod metrics;
 pub mod proto;

@@ -5,7 +5,6 @@ use crate::grpc::{input, request};
 use lalarand_model::Time;
 use lalarand_runtime::serve::{EarlyPolicy, TensorSpec};
 use lalarand_runtime::{BusyTime, BusyWait};
-use lalarand_server::proto::*;
 use serde_json::json;
 
 /// A busy server whose `fast` model declares one input `x` of [*, 3] FP32 (as a real model

@@ -124,7 +124,7 @@ fn metrics_expose_jobs_misses_rejected_responses_bounds_and_stalls() {
         "lalarand_misses_total{task=\"fast\"}",
         "lalarand_rejected_total{task=\"slow\"} 0",
         "lalarand_response_seconds_count{task=\"fast\"} 3",
-        "lalarand_response_seconds_bucket{task=\"fast\",le=",
+        "lalarand_response_seconds_bucket{le=",
         "lalarand_bound_seconds{task=\"fast\"}",
         "lalarand_stall_seconds_total{kind=\"stage\"}",
         "lalarand_unauthenticated_requests_total 0",
