@@ -22,7 +22,7 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Two sporadic busy-wait tasks on one cpu resource (the first core): `fast` (period 2 ms,
+/// Two sporadic busy-wait tasks on one cpu resource (the first core): `fast` (period 4 ms,
 /// one 1 ms stage) and `slow` (period 20 ms, 2 ms).
 pub fn busy_system() -> (System, Allocation) {
     let core = os::available_cores()[0];
@@ -31,7 +31,7 @@ pub fn busy_system() -> (System, Allocation) {
     let task = |name: &str, period: Time, t: Time| {
         Task::new(name, period, Arc::new(chain_profile(name, &[LayerProfile::gpu_cpu("l0", t, t)])))
     };
-    let tasks = vec![task("fast", 2 * MS, MS), task("slow", 20 * MS, 2 * MS)];
+    let tasks = vec![task("fast", 4 * MS, MS), task("slow", 20 * MS, 2 * MS)];
     let alloc = Allocation { tasks: vec![vec![Placement { mode: Mode::CpuFp32, resource: 0 }]; 2] };
     (System::new(platform, TaskSet::new(tasks, PriorityPolicy::RateMonotonic)), alloc)
 }
