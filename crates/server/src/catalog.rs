@@ -32,6 +32,8 @@ impl ModelInfo {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     pub models: Vec<ModelInfo>,
+    /// The platform's resources, in order (metrics label their busy time with these).
+    pub resources: Vec<String>,
 }
 
 impl Catalog {
@@ -54,7 +56,8 @@ impl Catalog {
                 periodic: server.is_periodic(name).unwrap_or(false),
             })
             .collect();
-        Self { models }
+        let resources = server.runtime().system().platform.resources.iter().map(|r| r.name.clone()).collect();
+        Self { models, resources }
     }
 
     /// What the busy-wait executor returns: its input back, as `output`.

@@ -24,6 +24,7 @@ type Responses = Family<TaskLabel, Histogram, fn() -> Histogram>;
 /// What the front end observes itself.
 pub(crate) struct Metrics {
     responses: Responses,
+    resources: Vec<String>,
     /// Per task, when its last job ended (ms since the epoch; 0: never).
     last_inference_ms: HashMap<String, AtomicU64>,
 }
@@ -46,6 +47,7 @@ impl Metrics {
         }
         Self {
             responses,
+            resources: catalog.resources.clone(),
             last_inference_ms: catalog.models.iter().map(|m| (m.name.clone(), AtomicU64::new(0))).collect(),
         }
     }
@@ -67,7 +69,7 @@ impl Metrics {
             "Response time of the jobs served to clients (release to finish)",
             self.responses.clone(),
         );
-        registry.register_collector(Box::new(Snapshot { stats, refused }));
+        registry.register_collector(Box::new(Snapshot { stats, refused, resources: self.resources.clone() }));
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
             tracing::error!("encoding the metrics failed");
@@ -81,6 +83,7 @@ impl Metrics {
 struct Snapshot {
     stats: ServeStats,
     refused: u64,
+    resources: Vec<String>,
 }
 
 fn per_task<M: EncodeMetric>(
@@ -138,6 +141,15 @@ impl Collector for Snapshot {
             [("stage", st.stage_ns), ("wakeup", st.wakeup_ns), ("release", st.release_ns), ("submit", st.submit_ns)]
         {
             ConstCounter::new(ns as f64 / 1e9).encode(m.encode_family(&[("kind", kind)])?)?;
+        }
+        let mut m = e.encode_descriptor(
+            "lalarand_resource_busy_seconds",
+            "Time each resource's worker spent running stages",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, ns) in self.resources.iter().zip(&s.resource_busy) {
+            ConstCounter::new(*ns as f64 / 1e9).encode(m.encode_family(&[("resource", name.as_str())])?)?;
         }
         let m = e.encode_descriptor(
             "lalarand_unauthenticated_requests",

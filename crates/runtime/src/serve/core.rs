@@ -418,6 +418,7 @@ pub(crate) fn worker<E: ServeExecutor>(core: &Core<E>, r: usize, cores: &[usize]
         }))
         .unwrap_or_else(|p| Err(StageError(format!("panicked: {}", panic_text(&p)))));
         let end = core.now();
+        core.stats.busy[r].fetch_add(end - start, Ordering::Relaxed);
         let layer = &plan.tasks[i].layers[stage];
         if end - start > layer.wcet {
             inc(&core.stats.overruns);

@@ -367,7 +367,7 @@ impl<E: ServeExecutor> Server<E> {
             streams,
             slots,
             done: Mutex::new(tx),
-            stats: Stats::new(n),
+            stats: Stats::new(n, plan.resources),
             trace,
             outstanding: AtomicUsize::new(0),
             warming: AtomicUsize::new(0),

@@ -238,6 +238,8 @@ pub struct ServeStats {
     /// Time the machine spent outside the analysis' assumptions; a job's share is its
     /// [`super::JobTiming::stalled`].
     pub stalls: StallStats,
+    /// Per resource (platform order), time its worker spent running stages, ns.
+    pub resource_busy: Vec<Time>,
     /// Nanoseconds since the server's time 0.
     pub uptime: Time,
     /// Whether every worker and the release thread got SCHED_FIFO.
@@ -273,10 +275,12 @@ pub(crate) struct Stats {
     /// Per task: admitted and not yet resolved.
     pub in_flight: Vec<AtomicU64>,
     pub fifo_refused: Mutex<bool>,
+    /// Per resource, ns its worker ran stages.
+    pub busy: Vec<AtomicU64>,
 }
 
 impl Stats {
-    pub fn new(n: usize) -> Self {
+    pub fn new(n: usize, resources: usize) -> Self {
         Self {
             tasks: (0..n).map(|_| TaskCounters::default()).collect(),
             responses: (0..n).map(|_| Histogram::new()).collect(),
@@ -287,6 +291,7 @@ impl Stats {
             stalls: StallCounters::default(),
             in_flight: (0..n).map(|_| AtomicU64::new(0)).collect(),
             fifo_refused: Mutex::new(false),
+            busy: (0..resources).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -339,6 +344,7 @@ impl Stats {
                 release_ns: get(&self.stalls.release),
                 submit_ns: get(&self.stalls.submit),
             },
+            resource_busy: self.busy.iter().map(get).collect(),
             uptime,
             realtime: !*self.fifo_refused.lock().unwrap_or_else(|e| e.into_inner()),
             stopped,

@@ -128,6 +128,7 @@ fn metrics_expose_jobs_misses_rejected_responses_bounds_and_stalls() {
         "lalarand_bound_seconds{task=\"fast\"}",
         "lalarand_stall_seconds_total{kind=\"stage\"}",
         "lalarand_unauthenticated_requests_total 0",
+        "lalarand_resource_busy_seconds_total{resource=\"cpu0\"}",
         "# EOF",
     ] {
         assert!(m.contains(want), "{want} not in\n{m}");
