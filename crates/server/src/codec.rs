@@ -219,7 +219,7 @@ pub fn decode_input(
 
 fn raw_data(dtype: DataType, b: Bytes) -> TensorData {
     match dtype {
-        DataType::Fp32 if (b.as_ptr() as usize) % 4 == 0 => TensorData::F32(Arc::new(AlignedF32(b))),
+        DataType::Fp32 if (b.as_ptr() as usize).is_multiple_of(4) => TensorData::F32(Arc::new(AlignedF32(b))),
         DataType::Fp32 => TensorData::F32(Arc::new(
             b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<f32>>(),
         )),

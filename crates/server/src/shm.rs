@@ -111,7 +111,7 @@ pub struct ShmView {
 impl ShmView {
     /// Whether the view can be read as f32 in place (4-byte aligned).
     pub fn is_f32_aligned(&self) -> bool {
-        (self.map.ptr as usize + self.at) % std::mem::align_of::<f32>() == 0 && self.len % 4 == 0
+        (self.map.ptr as usize + self.at).is_multiple_of(std::mem::align_of::<f32>()) && self.len.is_multiple_of(4)
     }
 }
 

@@ -139,7 +139,7 @@ impl Tensor {
         let Some(want) = want else { return Err(format!("input {name:?}: shape {dims:?} overflows")) };
         if let TensorData::Bytes(d, b) = &data {
             let bytes = b.as_bytes().len();
-            if bytes % d.size() != 0 {
+            if !bytes.is_multiple_of(d.size()) {
                 return Err(format!("input {name:?}: {bytes} bytes is not a whole number of {d} elements"));
             }
         }

@@ -2,7 +2,6 @@
 
 use crate::common::*;
 use crate::grpc::{input, request};
-use lalarand_model::Time;
 use lalarand_runtime::serve::{EarlyPolicy, TensorSpec};
 use lalarand_runtime::{BusyTime, BusyWait};
 use serde_json::json;
@@ -273,5 +272,4 @@ fn a_client_that_disconnects_mid_job_leaves_the_job_accounted_and_the_server_ser
     assert_eq!(r.json()["parameters"]["job"], 1);
     let s = running.server.stats();
     assert_eq!((s.tasks[1].released, s.tasks[1].completed, s.tasks[1].in_flight), (2, 2, 0));
-    let _: Time = 0;
 }

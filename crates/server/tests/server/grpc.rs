@@ -92,7 +92,7 @@ fn grpc_over_a_unix_socket_with_mode_0660() {
     let running = start_with(&system, &alloc, exec, outputs, EarlyPolicy::Wait, |o| {
         o.listen = vec![lalarand_server::Listen::parse(&url).unwrap()];
     });
-    assert_eq!(running.front.as_ref().unwrap().endpoints(), [url.clone()]);
+    assert_eq!(running.front.as_ref().unwrap().endpoints(), std::slice::from_ref(&url));
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o660);
     rt().block_on(async {
         let p = path.clone();
