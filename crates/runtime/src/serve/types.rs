@@ -333,10 +333,12 @@ impl InputSpec {
         Self { tensors: Some(vec![TensorSpec { name: name.into(), dtype: DataType::Fp32, dims }]) }
     }
 
-    /// The expected inputs as text, `"x" [*, 1, 28, 28] FP32`.
+    /// The expected inputs as text: a single input's shape, `[*, 1, 28, 28]` (`*` for a free
+    /// dim), several as `"ids" [*, 8] INT64, "mask" [*, 8] BOOL`.
     pub fn shape_text(&self) -> String {
         match &self.tensors {
             None => "any shape".into(),
+            Some(ts) if ts.len() == 1 => ts[0].shape_text(),
             Some(ts) => {
                 let parts: Vec<String> =
                     ts.iter().map(|t| format!("{:?} {} {}", t.name, t.shape_text(), t.dtype)).collect();

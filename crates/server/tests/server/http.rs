@@ -134,3 +134,32 @@ fn metrics_expose_jobs_misses_rejected_responses_bounds_and_stalls() {
         assert!(m.contains(want), "{want} not in\n{m}");
     }
 }
+
+#[test]
+fn http_over_a_unix_socket() {
+    use std::io::{Read, Write};
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sock");
+    let url = format!("http+unix://{}", path.display());
+    let (system, alloc) = busy_system();
+    let plan = lalarand_model::ExecutionPlan::new(&system, &alloc).unwrap();
+    let exec = lalarand_runtime::BusyWait::from_plan(&plan, &system.platform, lalarand_runtime::BusyTime::Wcet);
+    let outputs = vec![lalarand_server::Catalog::busy_outputs(); 2];
+    let running = start_with(&system, &alloc, exec, outputs, EarlyPolicy::Wait, |o| {
+        o.listen = vec![lalarand_server::Listen::parse(&url).unwrap()];
+    });
+    assert_eq!(running.front.as_ref().unwrap().endpoints(), std::slice::from_ref(&url));
+    let body = json!({"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1, 2]}]}).to_string();
+    let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    write!(
+        s,
+        "POST /v2/models/fast/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"data\":[1.0,2.0]") && response.contains("\"deadline_met\""), "{response}");
+}
