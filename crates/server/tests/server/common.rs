@@ -16,14 +16,26 @@ use std::time::Duration;
 
 pub const MS: Time = 1_000_000;
 
-/// Runs take turns: their workers pin to the same cores.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+/// Runs take turns, across test threads and processes (nextest), with the runtime's tests too
+/// (the same lock file): their workers pin to the same cores.
+pub struct Turn {
+    _file: std::fs::File,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+pub fn serial() -> Turn {
+    use std::os::fd::AsRawFd;
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let path = std::env::temp_dir().join("lalarand-runtime-tests.lock");
+    let file = std::fs::File::options().create(true).truncate(false).write(true).open(&path).expect("lock file");
+    // SAFETY: flock on an open descriptor; released when the file is closed.
+    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0, "flock {}", path.display());
+    Turn { _file: file, _guard: guard }
 }
 
 /// Two sporadic busy-wait tasks on one cpu resource (the first core): `fast` (period 4 ms,
-/// one 1 ms stage) and `slow` (period 20 ms, 2 ms).
+/// one 1 ms stage) and `slow` (period 100 ms, 2 ms).
 pub fn busy_system() -> (System, Allocation) {
     let core = os::available_cores()[0];
     let platform =
@@ -31,7 +43,7 @@ pub fn busy_system() -> (System, Allocation) {
     let task = |name: &str, period: Time, t: Time| {
         Task::new(name, period, Arc::new(chain_profile(name, &[LayerProfile::gpu_cpu("l0", t, t)])))
     };
-    let tasks = vec![task("fast", 4 * MS, MS), task("slow", 20 * MS, 2 * MS)];
+    let tasks = vec![task("fast", 4 * MS, MS), task("slow", 100 * MS, 2 * MS)];
     let alloc = Allocation { tasks: vec![vec![Placement { mode: Mode::CpuFp32, resource: 0 }]; 2] };
     (System::new(platform, TaskSet::new(tasks, PriorityPolicy::RateMonotonic)), alloc)
 }
