@@ -21,7 +21,7 @@ use crate::stage::{gpu_present, ExecConfig};
 use crate::staged::{Pipeline, StageTensors, StagedModel};
 use crate::tensor::f32_data;
 use lalarand_model::{Allocation, Mode, ResourceKind, System};
-use lalarand_runtime::serve::{HostTensor, Input, InputSpec, Server, ServerBuilder};
+use lalarand_runtime::serve::{DataType, HostTensor, Input, InputSpec, Server, ServerBuilder, TensorData, TensorSpec};
 use lalarand_runtime::{StageError, StageExecutor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -185,13 +185,27 @@ impl EngineExecutor {
             for _ in 0..WARMUP_RUNS {
                 pipeline.run_all(&dims, input.clone())?;
             }
-            let spec = InputSpec {
-                name: staged.input_name.clone(),
-                dims: Some(staged.input_dims.iter().map(|d| d.map(|v| v as usize)).collect()),
-            };
+            let spec = InputSpec::single(
+                staged.input_name.clone(),
+                staged.input_dims.iter().map(|d| d.map(|v| v as usize)).collect(),
+            );
             tasks.push(TaskPipeline { pipeline, spec, dims, input });
         }
         Ok(Self { tasks })
+    }
+
+    /// The outputs task `task`'s model returns: name, fp32, dims (`None`: a free dim).
+    pub fn output_specs(&self, task: usize) -> Vec<TensorSpec> {
+        let model = self.tasks[task].pipeline.model();
+        model
+            .partition
+            .graph_outputs
+            .iter()
+            .map(|name| {
+                let dims = model.types.get(name).map(|i| i.dims.iter().map(|d| d.map(|v| v as usize)).collect());
+                TensorSpec { name: name.clone(), dtype: DataType::Fp32, dims: dims.unwrap_or_default() }
+            })
+            .collect()
     }
 
     /// Task `task`'s pipeline.
@@ -250,12 +264,19 @@ impl StageExecutor for EngineExecutor {
         })
     }
 
-    /// A view of the input's memory (no copy, see the module doc).
+    /// A view of the input's memory (no copy, see the module doc), fed to the graph input of
+    /// its name (the runtime checked names, datatypes and shapes against [`Self::input_spec`]).
     fn start_job(&self, task: usize, _job: u64, input: &Input) -> Result<StageTensors, StageError> {
-        self.tasks[task]
-            .pipeline
-            .input_shared(input.dims(), input.buffer().clone())
-            .map_err(|e| StageError(e.to_string()))
+        let t = &self.tasks[task];
+        let specs = t.spec.tensors.as_deref().unwrap_or_default();
+        let [spec] = specs else {
+            return Err(StageError(format!("the model takes {} inputs; the engine feeds one", specs.len())));
+        };
+        let tensor = input.get(&spec.name).ok_or_else(|| StageError(format!("input {:?} is missing", spec.name)))?;
+        let TensorData::F32(buffer) = tensor.data() else {
+            return Err(StageError(format!("input {:?} is {}, the model takes FP32", spec.name, tensor.dtype())));
+        };
+        t.pipeline.input_shared(tensor.dims(), buffer.clone()).map_err(|e| StageError(e.to_string()))
     }
 
     fn run_stage(&self, task: usize, stage: usize, _job: u64, job: &mut StageTensors) -> Result<(), StageError> {

@@ -1,7 +1,7 @@
 //! What a stage does: the [`StageExecutor`] trait, and [`BusyWait`], which spins for a given
 //! time so that runs can be checked against the simulator and the analysis.
 
-use crate::serve::{HostTensor, Input, InputSpec};
+use crate::serve::{DataType, HostTensor, Input, InputSpec, Tensor};
 use lalarand_model::{ExecutionPlan, Platform, Time};
 
 /// A stage's failure: it fails its job, which is reported with task and stage; other jobs and
@@ -21,9 +21,9 @@ pub trait StageExecutor: Send + Sync + 'static {
     fn input_spec(&self, task: usize) -> InputSpec;
 
     /// The input of every job of `task` in a run ([`crate::Runtime::run`]: nothing feeds it
-    /// inputs). Default: zeros of [`InputSpec::example_dims`].
+    /// inputs). Default: zeros of [`InputSpec::example_input`].
     fn run_input(&self, task: usize) -> Input {
-        Input::zeros(self.input_spec(task).example_dims())
+        self.input_spec(task).example_input()
     }
 
     /// State of job `job` of `task` from its input (checked against [`Self::input_spec`]),
@@ -134,7 +134,7 @@ impl StageExecutor for BusyWait {
     type Job = Input;
 
     fn input_spec(&self, _task: usize) -> InputSpec {
-        InputSpec::any("input")
+        InputSpec::any()
     }
 
     fn start_job(&self, _task: usize, _job: u64, input: &Input) -> Result<Input, StageError> {
@@ -147,7 +147,27 @@ impl StageExecutor for BusyWait {
     }
 
     fn outputs(&self, _task: usize, state: Input) -> Result<Vec<HostTensor>, StageError> {
-        Ok(vec![HostTensor { name: "output".into(), dims: state.dims().to_vec(), data: state.data().to_vec() }])
+        Ok(echo(&state))
+    }
+}
+
+/// The busy-wait output: a single input back as `output`, several under their own names (fp32;
+/// other datatypes as their values in fp32).
+fn echo(input: &Input) -> Vec<HostTensor> {
+    let as_f32 = |t: &Tensor| -> Vec<f32> {
+        let b = t.bytes();
+        match t.dtype() {
+            DataType::Fp32 => t.f32().unwrap_or(&[]).to_vec(),
+            DataType::Int64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
+            DataType::Int32 => b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
+            DataType::Uint8 | DataType::Bool => b.iter().map(|&v| v as f32).collect(),
+        }
+    };
+    match input.tensors() {
+        [only] => vec![HostTensor { name: "output".into(), dims: only.dims().to_vec(), data: as_f32(only) }],
+        all => {
+            all.iter().map(|t| HostTensor { name: t.name().into(), dims: t.dims().to_vec(), data: as_f32(t) }).collect()
+        }
     }
 }
 

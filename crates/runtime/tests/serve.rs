@@ -197,7 +197,7 @@ struct Checked(BusyWait);
 impl StageExecutor for Checked {
     type Job = Input;
     fn input_spec(&self, _task: usize) -> InputSpec {
-        InputSpec { name: "x".into(), dims: Some(vec![None, Some(3)]) }
+        InputSpec::single("x", vec![None, Some(3)])
     }
     fn start_job(&self, task: usize, job: u64, input: &Input) -> Result<Input, StageError> {
         self.0.start_job(task, job, input)

@@ -104,6 +104,7 @@ fn a_job_not_accounted_for_fails_the_check() {
         release_jitter: LatencyStats::default(),
         overruns: 0,
         stalls: Default::default(),
+        resource_busy: vec![0, 0],
         uptime: 0,
         realtime: true,
         stopped: true,

@@ -35,7 +35,7 @@ impl StageExecutor for Recorder {
     type Job = usize;
 
     fn input_spec(&self, _task: usize) -> InputSpec {
-        InputSpec::any("input")
+        InputSpec::any()
     }
 
     fn start_job(&self, task: usize, _job: u64, _input: &Input) -> Result<usize, StageError> {

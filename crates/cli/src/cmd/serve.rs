@@ -10,8 +10,9 @@ use crate::Verdict;
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets, CellAlignment, Table};
 use lalarand_model::{Platform, System, TaskSet, Time};
-use lalarand_runtime::serve::{EarlyPolicy, Input, ServeConfig, ServeReport, Server, StalePolicy, StopPolicy};
+use lalarand_runtime::serve::{EarlyPolicy, Input, ServeConfig, ServeReport, Server, StalePolicy, StopPolicy, TensorSpec};
 use lalarand_runtime::{BusyTime, BusyWait, StageExecutor, StopHandle};
+use lalarand_server::{Catalog, FrontEnd, Listen};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -75,6 +76,20 @@ pub struct Args {
     /// Print the final report as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Serve every task (sporadic) to network clients over the Open Inference Protocol (KServe
+    /// v2, what Triton's clients speak) instead of feeding it synthetic inputs: http://HOST:PORT,
+    /// grpc://HOST:PORT, http+unix:///PATH, grpc+unix:///PATH (repeatable; port 0 picks one).
+    /// Only 127.0.0.1 and Unix sockets unless --allow-remote. Prints `lalarand: listening on
+    /// URL` per endpoint once serving (docs/runtime.md, "Network server").
+    #[arg(long, value_name = "URL", conflicts_with = "sporadic")]
+    pub listen: Vec<String>,
+    /// Allow --listen addresses other machines can reach; needs --token-file.
+    #[arg(long, requires = "listen")]
+    pub allow_remote: bool,
+    /// A bearer token (first line of FILE, at least 16 characters) every request must carry
+    /// (`Authorization: Bearer TOKEN`); others are refused (HTTP 401, gRPC UNAUTHENTICATED).
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub token_file: Option<PathBuf>,
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -132,10 +147,19 @@ pub fn run(args: Args) -> Result<Verdict> {
         early: if args.early == "reject" { EarlyPolicy::Reject } else { EarlyPolicy::Wait },
         ..ServeConfig::default()
     };
+    let listen = args.listen.iter().map(|u| Listen::parse(u)).collect::<Result<Vec<_>, _>>()?;
+    let auth = match &args.token_file {
+        Some(f) => lalarand_server::auth::Auth::from_file(f)?,
+        None => lalarand_server::auth::Auth::open(),
+    };
+    let mut network = (!listen.is_empty()).then(|| NetworkArgs { listen, auth, outputs: Vec::new() });
     if args.busy {
         let plan = lalarand_model::ExecutionPlan::new(&system, &alloc)?;
         let exec = BusyWait::from_plan(&plan, &system.platform, BusyTime::Wcet);
-        serve(&args, &system, &alloc, exec, config, Vec::new(), "busy", &stop)
+        if let Some(n) = &mut network {
+            n.outputs = system.tasks.iter().map(|_| Catalog::busy_outputs()).collect();
+        }
+        serve(&args, &system, &alloc, exec, config, Vec::new(), "busy", &stop, network)
     } else {
         let given: HashMap<String, PathBuf> = args.models.iter().cloned().collect();
         let known: Vec<&str> = system.tasks.iter().flat_map(|t| [t.name.as_str(), t.dnn.model.as_str()]).collect();
@@ -144,7 +168,10 @@ pub fn run(args: Args) -> Result<Verdict> {
         }
         let models = model_paths(&system, &args.tasks, &given)?;
         let exec = EngineExecutor::new(&system, &alloc, &models)?;
-        serve(&args, &system, &alloc, exec, config, models, "engine", &stop)
+        if let Some(n) = &mut network {
+            n.outputs = (0..system.tasks.len()).map(|i| exec.output_specs(i)).collect();
+        }
+        serve(&args, &system, &alloc, exec, config, models, "engine", &stop, network)
     }
 }
 
@@ -154,6 +181,44 @@ fn synthetic(exec: &impl StageExecutor, task: usize, seed: u64) -> Input {
     let n: usize = dims.iter().product();
     let data = lalarand_engine::profile::seeded_inputs(1, n, seed).pop().unwrap_or_default();
     Input::from_vec(dims, data).expect("sized to its dims")
+}
+
+/// `--listen`: the endpoints, the token, and what each task's model returns.
+struct NetworkArgs {
+    listen: Vec<Listen>,
+    auth: lalarand_server::auth::Auth,
+    outputs: Vec<Vec<TensorSpec>>,
+}
+
+/// Starts the network front end on `server`, its threads on the cores no cpu resource owns, and
+/// prints one line per endpoint.
+fn start_front_end<E: StageExecutor>(
+    server: &Arc<Server<E>>,
+    system: &System,
+    network: NetworkArgs,
+    allow_remote: bool,
+) -> Result<FrontEnd> {
+    let owned: Vec<usize> = system.platform.resources.iter().flat_map(|r| r.cores.iter().copied()).collect();
+    let spare: Vec<usize> =
+        lalarand_runtime::os::available_cores().into_iter().filter(|c| !owned.contains(c)).collect();
+    if spare.is_empty() {
+        tracing::warn!("every core belongs to a cpu resource: the network threads share them with the workers");
+    }
+    let catalog = Catalog::of_server(server, network.outputs);
+    let options = lalarand_server::Options {
+        listen: network.listen,
+        allow_remote,
+        auth: network.auth,
+        limits: lalarand_server::Limits::default(),
+        threads: spare.len().clamp(1, 4),
+        cores: spare,
+    };
+    let backend: Arc<dyn lalarand_server::Backend> = server.clone();
+    let front = FrontEnd::start(backend, catalog, options)?;
+    for url in front.endpoints() {
+        eprintln!("lalarand: listening on {url}");
+    }
+    Ok(front)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -166,11 +231,15 @@ fn serve<E: StageExecutor>(
     models: Vec<PathBuf>,
     executor: &str,
     stop: &StopHandle,
+    network: Option<NetworkArgs>,
 ) -> Result<Verdict> {
     let inputs: Vec<Input> = (0..system.tasks.len()).map(|i| synthetic(&exec, i, 7 + i as u64)).collect();
     let mut builder = Server::builder(system, alloc, exec).config(config);
+    // With --listen every task is sporadic: its releases are the clients' requests.
+    let networked = network.is_some();
+    let sporadic = |name: &String| networked || args.sporadic.contains(name);
     for t in &system.tasks {
-        builder = if args.sporadic.contains(&t.name) {
+        builder = if sporadic(&t.name) {
             builder.sporadic(&t.name, if args.early == "reject" { EarlyPolicy::Reject } else { EarlyPolicy::Wait })
         } else {
             builder.periodic_slot(&t.name, StalePolicy::Reuse)
@@ -184,8 +253,12 @@ fn serve<E: StageExecutor>(
         }
         Err(e) => return Err(e).with_context(|| args.allocation.display().to_string()),
     };
+    let front = match network {
+        Some(n) => Some(start_front_end(&server, system, n, args.allow_remote)?),
+        None => None,
+    };
     for (t, input) in system.tasks.iter().zip(&inputs) {
-        if !args.sporadic.contains(&t.name) {
+        if !sporadic(&t.name) {
             server.input_slot(&t.name)?.put(input.clone())?;
         }
     }
@@ -194,7 +267,7 @@ fn serve<E: StageExecutor>(
     let done = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
     for (t, input) in system.tasks.iter().zip(&inputs) {
-        if !args.sporadic.contains(&t.name) {
+        if front.is_some() || !args.sporadic.contains(&t.name) {
             continue;
         }
         let (server, done, name, input) = (server.clone(), done.clone(), t.name.clone(), input.clone());
@@ -246,6 +319,10 @@ fn serve<E: StageExecutor>(
         }
     }
     done.store(true, Ordering::SeqCst);
+    if let Some(front) = front {
+        // No new requests; those in flight get their answers while the server drains.
+        front.shutdown(Duration::from_secs(2));
+    }
     let report = server.stop(StopPolicy::Drain)?;
     for c in clients {
         let _ = c.join();

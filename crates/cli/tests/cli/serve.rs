@@ -106,3 +106,89 @@ fn bad_serve_arguments_are_refused_by_name() {
         .code(2)
         .stderr(predicates::str::contains("no saved int8 calibration"));
 }
+
+/// Reads `lalarand: listening on URL` lines from the child's stderr until `n` came.
+fn listening(stderr: &mut impl std::io::BufRead, n: usize) -> Vec<String> {
+    let mut urls = Vec::new();
+    let mut line = String::new();
+    while urls.len() < n {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "stderr ended before {n} endpoints: {urls:?}");
+        if let Some(url) = line.trim().strip_prefix("lalarand: listening on ") {
+            urls.push(url.to_string());
+        }
+    }
+    urls
+}
+
+#[test]
+fn listen_serves_every_task_to_network_clients_and_sigterm_drains() {
+    use std::io::{BufReader, Read, Write};
+    let dir = mnist_dir();
+    let d = dir.path();
+    let sock = d.join("l.sock");
+    let _turn = turn();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lalarand"))
+        .current_dir(d)
+        .args(BASE)
+        .args(["--busy", "--early", "reject", "--json", "--stats-every", "0"])
+        .args(["--listen", "http://127.0.0.1:0", "--listen"])
+        .arg(format!("grpc+unix://{}", sock.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let urls = listening(&mut stderr, 2);
+    assert!(urls[0].starts_with("http://127.0.0.1:") && !urls[0].ends_with(":0"), "{urls:?}");
+    assert_eq!(urls[1], format!("grpc+unix://{}", sock.display()));
+    let addr = urls[0].trim_start_matches("http://");
+    let body = r#"{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}"#;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    for key in ["\"job\":0", "\"release_ns\"", "\"response_ns\"", "\"bound_ns\"", "\"deadline_met\"", "\"stalled_ns\""]
+    {
+        assert!(response.contains(key), "{key} not in {response}");
+    }
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{rest}");
+    let j = stdout_json(&out);
+    assert_eq!(j["report"]["every_job_accounted"], true);
+    let tasks = j["report"]["stats"]["tasks"].as_array().unwrap();
+    assert!(tasks.iter().all(|t| t["kind"] == "sporadic"), "every task is served to clients: {j}");
+    assert_eq!(tasks[0]["completed"], 1, "only the client's request ran: {j}");
+    assert!(!sock.exists(), "the socket file is removed");
+}
+
+#[test]
+fn listen_refuses_remote_addresses_and_bad_urls_by_name() {
+    let dir = mnist_dir();
+    let d = dir.path();
+    lalarand()
+        .current_dir(d)
+        .args(BASE)
+        .args(["--busy", "--listen", "http://0.0.0.0:0", "--seconds", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--listen http://0.0.0.0:0"))
+        .stderr(predicates::str::contains("--allow-remote"));
+    lalarand()
+        .current_dir(d)
+        .args(BASE)
+        .args(["--busy", "--listen", "ftp://127.0.0.1:1", "--seconds", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("grpc+unix:///PATH"));
+}

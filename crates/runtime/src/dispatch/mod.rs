@@ -465,7 +465,7 @@ impl<'e, E: StageExecutor, S: Sink<E>> Core<'e, E, S> {
             let jobs: Vec<Job<E, S>> = (0..self.plan.tasks.len())
                 .filter(|&i| !self.plan.tasks[i].layers.is_empty())
                 .map(|i| {
-                    let mut job = self.new_job(i, 0, 0, 0, Input::zeros(self.specs[i].example_dims()), None);
+                    let mut job = self.new_job(i, 0, 0, 0, self.specs[i].example_input(), None);
                     job.warm_up = true;
                     job.deadline = Time::MAX;
                     job

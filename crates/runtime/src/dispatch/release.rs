@@ -196,7 +196,7 @@ impl<E: StageExecutor, S: Sink<E>> Core<'_, E, S> {
                 }
             }
         };
-        let fresh = fresh.map(|r| r.and_then(|input| self.specs[i].check(input.dims()).map(|()| input)));
+        let fresh = fresh.map(|r| r.and_then(|input| self.specs[i].check(&input).map(|()| input)));
         let input = match fresh {
             Some(Ok(input)) => {
                 if !matches!(p.source, PeriodicSource::Fixed(_)) {

@@ -72,6 +72,7 @@ impl<E: StageExecutor> Sink<E> for ServeSink<E> {
     }
 
     fn stage_ran(&self, _log: &mut (), resource: usize, slot: StageSlot) {
+        self.stats.busy[resource].fetch_add(slot.end - slot.start, Ordering::Relaxed);
         if let Some(trace) = &self.trace {
             let mut ring = lock(&trace[resource]);
             ring.push_back(slot);

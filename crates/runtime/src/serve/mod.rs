@@ -72,8 +72,8 @@ mod types;
 pub use handle::{JobHandle, ResultStream};
 pub use stats::{ServeReport, ServeStats, StallStats, TaskStats};
 pub use types::{
-    Admission, EarlyPolicy, HostTensor, Input, InputBuffer, InputSpec, JobResult, JobTiming, ServeConfig, ServeError,
-    Source, SourceFn, StalePolicy, StopPolicy, TaskMode,
+    Admission, ByteBuffer, DataType, EarlyPolicy, HostTensor, Input, InputBuffer, InputSpec, JobResult, JobTiming,
+    ServeConfig, ServeError, Source, SourceFn, StalePolicy, StopPolicy, TaskMode, Tensor, TensorData, TensorSpec,
 };
 
 use crate::config::{OverrunPolicy, StopHandle};
@@ -114,7 +114,7 @@ impl InputSlot {
 
     /// Makes `input` the latest (replacing one no release took); checks its shape.
     pub fn put(&self, input: Input) -> Result<(), ServeError> {
-        self.spec.check(input.dims()).map_err(|problem| ServeError::Input { task: self.task.clone(), problem })?;
+        self.spec.check(&input).map_err(|problem| ServeError::Input { task: self.task.clone(), problem })?;
         let mut latest = lock(&self.inner.latest);
         latest.1 += 1;
         latest.0 = Some(input);
@@ -282,7 +282,7 @@ impl<E: StageExecutor> Server<E> {
             names,
             streams,
             done: Mutex::new(tx),
-            stats: Stats::new(n),
+            stats: Stats::new(n, plan.resources),
             trace: config.trace_window.map(|_| (0..plan.resources).map(|_| Mutex::new(VecDeque::new())).collect()),
             trace_window: config.trace_window.unwrap_or(0),
             trace_max_slots: config.trace_max_slots,
@@ -413,7 +413,7 @@ impl<E: StageExecutor> Server<E> {
                 problem: "is periodic: its inputs come from its source (input_slot / callback), not submit".into(),
             });
         }
-        core.specs[i].check(input.dims()).map_err(|problem| ServeError::Input { task: name.clone(), problem })?;
+        core.specs[i].check(&input).map_err(|problem| ServeError::Input { task: name.clone(), problem })?;
         let period = core.plan.tasks[i].period;
         let mut slot = core.task(i);
         if core.stopping() {

@@ -206,6 +206,8 @@ pub struct ServeStats {
     /// Time the machine spent outside the analysis' assumptions; a job's share is its
     /// [`super::JobTiming::stalled`].
     pub stalls: StallStats,
+    /// Per resource (platform order), time its worker spent running stages, ns.
+    pub resource_busy: Vec<Time>,
     /// Nanoseconds since the server's time 0.
     pub uptime: Time,
     /// Whether every worker and the release thread got SCHED_FIFO.
@@ -238,10 +240,12 @@ pub(crate) struct Stats {
     pub jitter: Histogram,
     /// Per task: admitted and not yet resolved.
     pub in_flight: Vec<AtomicU64>,
+    /// Per resource, ns its worker ran stages.
+    pub busy: Vec<AtomicU64>,
 }
 
 impl Stats {
-    pub fn new(n: usize) -> Self {
+    pub fn new(n: usize, resources: usize) -> Self {
         Self {
             tasks: (0..n).map(|_| TaskCounters::default()).collect(),
             responses: (0..n).map(|_| Histogram::new()).collect(),
@@ -249,6 +253,7 @@ impl Stats {
             handoff: Histogram::new(),
             jitter: Histogram::new(),
             in_flight: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            busy: (0..resources).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -305,6 +310,7 @@ impl Stats {
                 release_ns: get(&stalls.release),
                 submit_ns: get(&stalls.submit),
             },
+            resource_busy: self.busy.iter().map(get).collect(),
             uptime,
             realtime,
             stopped,

@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
 
-/// Memory holding a job's input as fp32 values, shared with the server without a copy.
+/// Memory holding an fp32 input tensor, shared with the server without a copy.
 ///
 /// `as_f32` must return the same values on every call for as long as the buffer lives (the
 /// executor reads them from another thread while the job runs; an application that writes
@@ -35,97 +35,354 @@ impl AsRef<[f32]> for dyn InputBuffer {
     }
 }
 
-/// A job's input: a shape and shared fp32 memory of exactly `dims.iter().product()` values.
-/// Cloning shares the memory.
-#[derive(Clone)]
-pub struct Input {
-    dims: Vec<usize>,
-    data: Arc<dyn InputBuffer>,
+/// Memory holding an input tensor of another datatype as its little-endian bytes (same rule as
+/// [`InputBuffer`]: unchanged while the buffer lives).
+pub trait ByteBuffer: Send + Sync + 'static {
+    fn as_bytes(&self) -> &[u8];
 }
 
-impl Input {
-    /// Checks that `data` holds `dims.iter().product()` values.
-    pub fn new(dims: Vec<usize>, data: Arc<dyn InputBuffer>) -> Result<Self, String> {
-        let want: usize = dims.iter().product();
-        let have = data.as_f32().len();
-        if want != have {
-            return Err(format!("{have} values for shape {dims:?} ({want} values)"));
+impl ByteBuffer for Vec<u8> {
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+/// The element type of a tensor. Named as the Open Inference Protocol names them
+/// ([`Self::protocol_name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum DataType {
+    Fp32,
+    Int64,
+    Int32,
+    Uint8,
+    Bool,
+}
+
+impl DataType {
+    pub const ALL: [DataType; 5] = [Self::Fp32, Self::Int64, Self::Int32, Self::Uint8, Self::Bool];
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Self::Fp32 | Self::Int32 => 4,
+            Self::Int64 => 8,
+            Self::Uint8 | Self::Bool => 1,
         }
-        Ok(Self { dims, data })
     }
 
-    /// An input owning `data`.
-    pub fn from_vec(dims: Vec<usize>, data: Vec<f32>) -> Result<Self, String> {
-        Self::new(dims, Arc::new(data))
+    /// `FP32`, `INT64`, `INT32`, `UINT8`, `BOOL`.
+    pub fn protocol_name(self) -> &'static str {
+        match self {
+            Self::Fp32 => "FP32",
+            Self::Int64 => "INT64",
+            Self::Int32 => "INT32",
+            Self::Uint8 => "UINT8",
+            Self::Bool => "BOOL",
+        }
     }
 
-    /// Zeros of shape `dims` (warm-up jobs).
-    pub fn zeros(dims: Vec<usize>) -> Self {
-        let n = dims.iter().product();
-        Self { dims, data: Arc::new(vec![0.0f32; n]) }
+    /// The datatype called `name` ([`Self::protocol_name`]), if it is one of these.
+    pub fn from_protocol_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.protocol_name() == name)
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.protocol_name())
+    }
+}
+
+/// A tensor's memory: fp32 values, or the bytes of another [`DataType`].
+#[derive(Clone)]
+pub enum TensorData {
+    F32(Arc<dyn InputBuffer>),
+    Bytes(DataType, Arc<dyn ByteBuffer>),
+}
+
+impl TensorData {
+    pub fn dtype(&self) -> DataType {
+        match self {
+            Self::F32(_) => DataType::Fp32,
+            Self::Bytes(d, _) => *d,
+        }
+    }
+
+    /// Elements held.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::F32(b) => b.as_f32().len(),
+            Self::Bytes(d, b) => b.as_bytes().len() / d.size(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One named input tensor: a shape and shared memory of exactly `dims.iter().product()`
+/// elements. An empty name is the model's only input (single-input call sites).
+#[derive(Clone)]
+pub struct Tensor {
+    name: String,
+    dims: Vec<usize>,
+    data: TensorData,
+}
+
+impl Tensor {
+    /// Checks that `data` holds `dims.iter().product()` elements (and, for bytes, a whole
+    /// number of them).
+    pub fn new(name: impl Into<String>, dims: Vec<usize>, data: TensorData) -> Result<Self, String> {
+        let name = name.into();
+        let want = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let Some(want) = want else { return Err(format!("input {name:?}: shape {dims:?} overflows")) };
+        if let TensorData::Bytes(d, b) = &data {
+            let bytes = b.as_bytes().len();
+            if !bytes.is_multiple_of(d.size()) {
+                return Err(format!("input {name:?}: {bytes} bytes is not a whole number of {d} elements"));
+            }
+        }
+        let have = data.len();
+        if want != have {
+            return Err(format!("input {name:?}: {have} values for shape {dims:?} ({want} values)"));
+        }
+        Ok(Self { name, dims, data })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn dims(&self) -> &[usize] {
         &self.dims
     }
 
-    pub fn data(&self) -> &[f32] {
-        self.data.as_f32()
+    pub fn dtype(&self) -> DataType {
+        self.data.dtype()
     }
 
-    /// The shared memory (for an executor that hands it on without copying).
-    pub fn buffer(&self) -> &Arc<dyn InputBuffer> {
+    pub fn data(&self) -> &TensorData {
         &self.data
+    }
+
+    /// The fp32 values (`None` for another datatype).
+    pub fn f32(&self) -> Option<&[f32]> {
+        match &self.data {
+            TensorData::F32(b) => Some(b.as_f32()),
+            TensorData::Bytes(..) => None,
+        }
+    }
+
+    /// The elements as little-endian bytes, whatever the datatype.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            TensorData::F32(b) => {
+                let v = b.as_f32();
+                // SAFETY: f32 has no padding or invalid bit patterns; u8 has alignment 1.
+                unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+            }
+            TensorData::Bytes(_, b) => b.as_bytes(),
+        }
+    }
+
+    /// Zeros of `dtype` and shape `dims`.
+    pub fn zeros(name: impl Into<String>, dtype: DataType, dims: Vec<usize>) -> Self {
+        let n: usize = dims.iter().product();
+        let data = match dtype {
+            DataType::Fp32 => TensorData::F32(Arc::new(vec![0.0f32; n])),
+            d => TensorData::Bytes(d, Arc::new(vec![0u8; n * d.size()])),
+        };
+        Self { name: name.into(), dims, data }
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tensor")
+            .field("name", &self.name)
+            .field("dtype", &self.dtype())
+            .field("dims", &self.dims)
+            .field("values", &self.data.len())
+            .finish()
+    }
+}
+
+/// A job's input: one tensor per model input, by name (as onnxruntime's `run` takes a dict),
+/// or one unnamed fp32 tensor for a single-input model ([`Self::new`], [`Self::from_vec`]).
+/// Cloning shares the memory.
+#[derive(Clone)]
+pub struct Input {
+    tensors: Vec<Tensor>,
+}
+
+impl Input {
+    /// One unnamed fp32 tensor (the model's only input); checks that `data` holds
+    /// `dims.iter().product()` values.
+    pub fn new(dims: Vec<usize>, data: Arc<dyn InputBuffer>) -> Result<Self, String> {
+        let want: usize = dims.iter().product();
+        let have = data.as_f32().len();
+        if want != have {
+            return Err(format!("{have} values for shape {dims:?} ({want} values)"));
+        }
+        Ok(Self { tensors: vec![Tensor { name: String::new(), dims, data: TensorData::F32(data) }] })
+    }
+
+    /// An input owning `data` (one unnamed fp32 tensor).
+    pub fn from_vec(dims: Vec<usize>, data: Vec<f32>) -> Result<Self, String> {
+        Self::new(dims, Arc::new(data))
+    }
+
+    /// Named tensors (every name distinct, at least one tensor).
+    pub fn named(tensors: Vec<Tensor>) -> Result<Self, String> {
+        if tensors.is_empty() {
+            return Err("no input tensors".into());
+        }
+        for (i, t) in tensors.iter().enumerate() {
+            if tensors[..i].iter().any(|u| u.name == t.name) {
+                return Err(format!("input {:?} is given twice", t.name));
+            }
+        }
+        Ok(Self { tensors })
+    }
+
+    /// Zeros of shape `dims` (one unnamed fp32 tensor).
+    pub fn zeros(dims: Vec<usize>) -> Self {
+        Self { tensors: vec![Tensor::zeros("", DataType::Fp32, dims)] }
+    }
+
+    pub fn tensors(&self) -> &[Tensor] {
+        &self.tensors
+    }
+
+    /// The tensor called `name`, or the only (unnamed) one.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        match self.tensors.as_slice() {
+            [only] if only.name.is_empty() => Some(only),
+            all => all.iter().find(|t| t.name == name),
+        }
+    }
+
+    /// The first tensor's dims (single-input call sites).
+    pub fn dims(&self) -> &[usize] {
+        &self.tensors[0].dims
+    }
+
+    /// The first tensor's fp32 values (empty for another datatype; single-input call sites).
+    pub fn data(&self) -> &[f32] {
+        self.tensors[0].f32().unwrap_or(&[])
     }
 }
 
 impl fmt::Debug for Input {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Input").field("dims", &self.dims).field("values", &self.data.as_f32().len()).finish()
+        f.debug_list().entries(&self.tensors).finish()
     }
 }
 
-/// The input a task's model takes: its name and dims (`None`: any size, e.g. a symbolic
-/// batch). `dims: None` accepts any shape (busy-wait stages).
+/// One input a task's model takes: its name, datatype and dims (`None`: any size, e.g. a
+/// symbolic batch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: DataType,
+    pub dims: Vec<Option<usize>>,
+}
+
+impl TensorSpec {
+    /// The expected shape as text, `[*, 1, 28, 28]` (`*` for a free dim).
+    pub fn shape_text(&self) -> String {
+        let parts: Vec<String> = self.dims.iter().map(|d| d.map_or("*".into(), |v| v.to_string())).collect();
+        format!("[{}]", parts.join(", "))
+    }
+
+    /// Why `t` does not fit, if it does not.
+    pub fn check(&self, t: &Tensor) -> Result<(), String> {
+        if t.dtype() != self.dtype {
+            return Err(format!("input {:?} has datatype {}, expected {}", self.name, t.dtype(), self.dtype));
+        }
+        let dims = t.dims();
+        let fits = dims.len() == self.dims.len() && dims.iter().zip(&self.dims).all(|(&d, w)| w.is_none_or(|w| w == d));
+        if fits {
+            Ok(())
+        } else {
+            Err(format!("input {:?} has shape {dims:?}, expected {} ({})", self.name, self.shape_text(), self.dtype))
+        }
+    }
+
+    /// A concrete shape (free dims as 1).
+    pub fn example_dims(&self) -> Vec<usize> {
+        self.dims.iter().map(|d| d.unwrap_or(1)).collect()
+    }
+}
+
+/// The inputs a task's model takes. `tensors: None` accepts any inputs (busy-wait stages).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InputSpec {
-    pub name: String,
-    pub dims: Option<Vec<Option<usize>>>,
+    pub tensors: Option<Vec<TensorSpec>>,
 }
 
 impl InputSpec {
-    /// Accepts any shape.
-    pub fn any(name: impl Into<String>) -> Self {
-        Self { name: name.into(), dims: None }
+    /// Accepts any inputs.
+    pub fn any() -> Self {
+        Self { tensors: None }
     }
 
-    /// The expected shape as text, `[batch, 1, 28, 28]` (`*` for a free dim).
+    /// One fp32 input.
+    pub fn single(name: impl Into<String>, dims: Vec<Option<usize>>) -> Self {
+        Self { tensors: Some(vec![TensorSpec { name: name.into(), dtype: DataType::Fp32, dims }]) }
+    }
+
+    /// The expected inputs as text: a single input's shape, `[*, 1, 28, 28]` (`*` for a free
+    /// dim), several as `"ids" [*, 8] INT64, "mask" [*, 8] BOOL`.
     pub fn shape_text(&self) -> String {
-        match &self.dims {
+        match &self.tensors {
             None => "any shape".into(),
-            Some(d) => {
-                let parts: Vec<String> = d.iter().map(|d| d.map_or("*".into(), |v| v.to_string())).collect();
-                format!("[{}]", parts.join(", "))
+            Some(ts) if ts.len() == 1 => ts[0].shape_text(),
+            Some(ts) => {
+                let parts: Vec<String> =
+                    ts.iter().map(|t| format!("{:?} {} {}", t.name, t.shape_text(), t.dtype)).collect();
+                parts.join(", ")
             }
         }
     }
 
-    /// Why `dims` does not fit, if it does not.
-    pub fn check(&self, dims: &[usize]) -> Result<(), String> {
-        let Some(want) = &self.dims else { return Ok(()) };
-        let fits = dims.len() == want.len() && dims.iter().zip(want).all(|(&d, w)| w.is_none_or(|w| w == d));
-        if fits {
-            Ok(())
-        } else {
-            Err(format!("input {:?} has shape {dims:?}, expected {} (fp32)", self.name, self.shape_text()))
+    /// Why `input` does not fit, if it does not: every declared input present (by name, or
+    /// the only unnamed tensor for a single-input model) with its datatype and shape, and
+    /// nothing else.
+    pub fn check(&self, input: &Input) -> Result<(), String> {
+        let Some(specs) = &self.tensors else { return Ok(()) };
+        if let ([spec], [only]) = (specs.as_slice(), input.tensors()) {
+            if only.name().is_empty() {
+                return spec.check(only);
+            }
         }
+        for t in input.tensors() {
+            if !specs.iter().any(|s| s.name == t.name()) {
+                let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+                return Err(format!("the model has no input {:?} (inputs: {})", t.name(), known.join(", ")));
+            }
+        }
+        for s in specs {
+            let t = input.tensors().iter().find(|t| t.name() == s.name);
+            let t = t.ok_or_else(|| format!("input {:?} is missing ({} {})", s.name, s.shape_text(), s.dtype))?;
+            s.check(t)?;
+        }
+        Ok(())
     }
 
-    /// A concrete shape (free dims as 1), for warm-up inputs.
+    /// The first input's concrete shape (free dims as 1; `[1]` for any).
     pub fn example_dims(&self) -> Vec<usize> {
-        match &self.dims {
-            None => vec![1],
-            Some(d) => d.iter().map(|d| d.unwrap_or(1)).collect(),
+        self.tensors.as_ref().and_then(|t| t.first()).map_or(vec![1], |t| t.example_dims())
+    }
+
+    /// Zeros of every input (warm-up jobs).
+    pub fn example_input(&self) -> Input {
+        match &self.tensors {
+            Some(ts) if !ts.is_empty() => {
+                Input { tensors: ts.iter().map(|t| Tensor::zeros(t.name.clone(), t.dtype, t.example_dims())).collect() }
+            }
+            _ => Input::zeros(self.example_dims()),
         }
     }
 }
