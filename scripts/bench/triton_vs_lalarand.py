@@ -46,6 +46,7 @@ import tritonclient.utils.shared_memory as shm
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples" / "multiprocess"))
 from lalarand_serve import ServeProcess, find_binary  # noqa: E402
+from oip_client import timing  # noqa: E402
 
 E2E = ROOT / "examples" / "e2e"
 # name: (model file, input shape, minimum inter-arrival time in s: examples/e2e/taskset.toml)
@@ -195,7 +196,7 @@ class Caller:
             y = shm.get_contents_as_numpy(self.shm[1], np.float32, [self.shm[3] // 4])
         else:
             y = result.as_numpy(self.output)
-        return y, timing_parameter(result, "response_ns")
+        return y, timing(result).get("response_ns")
 
     def close(self):
         if self.shm:
@@ -203,15 +204,6 @@ class Caller:
             for region in self.shm[:2]:
                 shm.destroy_shared_memory_region(region)
         self.client.close()
-
-
-def timing_parameter(result, key):
-    """An int64 parameter of the response, from either client (None when absent: Triton)."""
-    response = result.get_response()
-    if isinstance(response, dict):
-        return response.get("parameters", {}).get(key)
-    param = response.parameters.get(key)
-    return None if param is None else param.int64_param
 
 
 def percentile(values, q):
