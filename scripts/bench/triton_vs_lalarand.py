@@ -235,8 +235,10 @@ def measure(protocol, url, model, calls, warmup):
             next_send = t2 + 1.1 * period
             y, response_ns = caller.call(x)
             t3 = time.perf_counter()
-            if i == 0:
-                np.testing.assert_allclose(y.reshape(expected.shape), expected, rtol=1e-3, atol=1e-4)
+            if i == 0:  # examples/e2e runs part of SqueezeNet in int8: only MNIST is compared
+                assert y.size == expected.size, (model, protocol, y.shape)
+                if model == "digits":
+                    np.testing.assert_allclose(y.reshape(expected.shape), expected, rtol=1e-3, atol=1e-4)
             if i >= warmup:
                 directs.append((t1 - t0) * 1e6)
                 rtts.append((t3 - t2) * 1e6)
