@@ -167,9 +167,9 @@ def check(seconds, results, statuses, before, after, rss, server_status):
     checks["the server's success counts grew by the answered requests"] = all(
         grew.get(task, 0) == n for task, n in answered.items())
     responses = [x for r in results if r["role"] == "classifier" for x in r["responses"]]
-    within = [x for x in responses if x["bound_ns"] is not None and x["response_ns"] <= x["bound_ns"]]
-    covered = [x for x in responses if x not in within and x["bound_ns"] is not None
-               and x["response_ns"] - x["stalled_ns"] <= x["bound_ns"]]
+    timed = [x for x in responses if None not in (x["response_ns"], x["bound_ns"], x["stalled_ns"])]
+    within = [x for x in timed if x["response_ns"] <= x["bound_ns"]]
+    covered = [x for x in timed if x["response_ns"] > x["bound_ns"] and x["response_ns"] - x["stalled_ns"] <= x["bound_ns"]]
     checks["the classifier's responses within its bound (or covered by the machine's stalls)"] = \
         bool(responses) and len(within) + len(covered) == len(responses)
     samples = [kib for t, kib in rss]
@@ -182,14 +182,14 @@ def check(seconds, results, statuses, before, after, rss, server_status):
     for r in results:
         for reason, n in r["refused"].items():
             refused_reasons[reason] = refused_reasons.get(reason, 0) + n
-    response_ms = sorted(x["response_ns"] / 1e6 for x in responses)
+    response_ms = sorted(x["response_ns"] / 1e6 for x in timed)
     return {
         "ok": all(checks.values()), "checks": checks, "seconds": seconds,
         "clients": [{k: r[k] for k in ("role", "url", "task", "sent", "answered", "refused", "failed")} for r in results],
         "server_success_growth": grew, "refused_by_reason": refused_reasons,
         "classifier": {
             "responses": len(responses), "within_bound": len(within), "covered_by_stalls": len(covered),
-            "bound_ms": responses[0]["bound_ns"] / 1e6 if responses and responses[0]["bound_ns"] else None,
+            "bound_ms": timed[0]["bound_ns"] / 1e6 if timed else None,
             "median_ms": statistics.median(response_ms) if response_ms else None,
             "p99_ms": response_ms[min(len(response_ms) - 1, int(0.99 * len(response_ms)))] if response_ms else None,
             "max_ms": response_ms[-1] if response_ms else None,
@@ -208,7 +208,7 @@ def report(s):
     for reason, n in sorted(s["refused_by_reason"].items(), key=lambda kv: -kv[1]):
         print(f"  refused {n} x: {reason}")
     c = s["classifier"]
-    if c["responses"]:
+    if c["median_ms"] is not None:
         print(f"classifier: {c['responses']} responses, median {c['median_ms']:.3f} ms, p99 {c['p99_ms']:.3f} ms, "
               f"max {c['max_ms']:.3f} ms, bound {c['bound_ms']:.3f} ms; {c['within_bound']} within it, "
               f"{c['covered_by_stalls']} over it by no more than the machine's stalls")
