@@ -12,10 +12,13 @@ import os
 import pathlib
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 ROOT = pathlib.Path(__file__).resolve().parents[4]
 E2E = ROOT / "examples" / "e2e"
@@ -78,9 +81,10 @@ def busy_wait_server(lalarand_bin):
 
 
 def stop_cleanly(server):
-    """SIGTERM drains the server: it must end by itself, without a signal's exit status."""
+    """SIGTERM drains the server: it ends by itself with its report's verdict, 0 (no miss) or 1
+    (a deadline missed on this shared machine), not 2 (a failure) or a signal's status."""
     status, _ = server.stop()
-    assert status is not None and status >= 0, f"the server ended with {status}:\n{server.stderr()[-4000:]}"
+    assert status in (0, 1), f"the server ended with {status}:\n{server.stderr()[-4000:]}"
 
 
 def client(server, protocol):
@@ -103,5 +107,29 @@ parameters = timing
 
 def wait_period(model):
     """Sleep one minimum inter-arrival time (and a margin), so the next request is not early."""
-    import time
     time.sleep(PERIOD[model] * 1.5)
+
+
+def concurrent_infers(server, protocol, model, count):
+    """`count` requests of `model` sent at once from as many threads (one client each):
+    [(parameters or None, error message or None)]."""
+    results = [None] * count
+    gate = threading.Barrier(count)
+
+    def one(i):
+        c = client(server, protocol)
+        inputs = inputs_for(c, model)
+        gate.wait()
+        try:
+            results[i] = (parameters(c.infer(model, inputs)), None)
+        except InferenceServerException as e:
+            results[i] = (None, e.message())
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results

@@ -1,14 +1,12 @@
 """An infer request is a release of a sporadic task: the response carries the job's timing, and
-the task's period is enforced as its minimum inter-arrival time (reject or wait, by policy)."""
-
-import threading
+the task's period is enforced as its minimum inter-arrival time (`--early wait` here; `reject`:
+test_reject_policy.py)."""
 
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
 
-from conftest import PERIOD, client, inputs_for, parameters, wait_period
+from conftest import PERIOD, client, concurrent_infers, inputs_for, parameters, wait_period
 
 TIMING = ["job", "release_ns", "start_ns", "finish_ns", "response_ns", "deadline_ns", "stalled_ns", "deadline_met"]
 
@@ -31,48 +29,6 @@ def test_every_response_carries_its_jobs_timing(busy_wait_server, protocol):
         jobs.append(p["job"])
         wait_period("digits")
     assert jobs == sorted(jobs) and len(set(jobs)) == len(jobs)
-    c.close()
-
-
-def concurrent_infers(server, protocol, model, count):
-    """`count` requests of `model` sent at once from as many threads (one client each):
-    [(parameters or None, error message or None)]."""
-    results = [None] * count
-    gate = threading.Barrier(count)
-
-    def one(i):
-        c = client(server, protocol)
-        inputs = inputs_for(c, model)
-        gate.wait()
-        try:
-            results[i] = (parameters(c.infer(model, inputs)), None)
-        except InferenceServerException as e:
-            results[i] = (None, e.message())
-        finally:
-            c.close()
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results
-
-
-@pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_reject_policy_refuses_a_request_before_the_minimum_inter_arrival_time(busy_reject_server, protocol):
-    """Three requests of `squeezenet` (12 ms) at once: the first admitted runs, the others
-    come before its release + 12 ms and are refused with an error that says so."""
-    wait_period("squeezenet")
-    results = concurrent_infers(busy_reject_server, protocol, "squeezenet", 3)
-    answered = [p for p, _ in results if p is not None]
-    refused = [e for _, e in results if e is not None]
-    assert len(answered) >= 1 and len(refused) >= 1, results
-    assert all("squeezenet" in e and "inter-arrival" in e for e in refused), refused
-    # The server goes on: after a period the task takes a request again.
-    wait_period("squeezenet")
-    c = client(busy_reject_server, protocol)
-    assert parameters(c.infer("squeezenet", inputs_for(c, "squeezenet")))["response_ns"] > 0
     c.close()
 
 
