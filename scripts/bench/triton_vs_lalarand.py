@@ -46,7 +46,7 @@ import tritonclient.utils.shared_memory as shm
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples" / "multiprocess"))
 from lalarand_serve import ServeProcess, find_binary  # noqa: E402
-from oip_client import timing  # noqa: E402
+from oip_client import UNIX_CHANNEL_ARGS, timing  # noqa: E402
 
 E2E = ROOT / "examples" / "e2e"
 # name: (model file, input shape, minimum inter-arrival time in s: examples/e2e/taskset.toml)
@@ -161,7 +161,9 @@ class Caller:
 
     def __init__(self, protocol, url, model):
         self.module = grpcclient if protocol.startswith("grpc") else httpclient
-        self.client = self.module.InferenceServerClient(url)
+        unix = url.startswith("unix://")
+        self.client = grpcclient.InferenceServerClient(url, channel_args=UNIX_CHANNEL_ARGS) if unix \
+            else self.module.InferenceServerClient(url)
         self.model = model
         meta = self.client.get_model_metadata(model)
         if self.module is grpcclient:

@@ -2,10 +2,15 @@
 tritonclient (http and grpc).
 
 The binary is $LALARAND_BIN (required: the suite fails without it rather than skip; .ci/run
-sets it to the build it tested). The servers serve examples/e2e: `digits` (the MNIST ResNet,
-3 ms minimum inter-arrival time, the higher priority) and `squeezenet` (12 ms), on the
-allocation the analysis proves; with the models (ONNX Runtime) or `--busy` (each stage
-busy-waits its planned time).
+sets it to the build it tested). Two systems, each on examples/e2e/platform.toml and an
+allocation the analysis proves:
+
+* with the models (ONNX Runtime): examples/multiprocess, `classifier` (the MNIST ResNet, 10 ms
+  minimum inter-arrival time, the higher priority) and `camera` (SqueezeNet 1.1, 50 ms), all
+  fp32 (examples/e2e's allocation runs SqueezeNet stages in int8, and its profile carries no
+  int8 calibration to rebuild them from, so the engine refuses to serve it);
+* `--busy` (each stage busy-waits its planned time): examples/e2e, `digits` (3 ms) and
+  `squeezenet` (12 ms).
 """
 
 import os
@@ -25,11 +30,14 @@ E2E = ROOT / "examples" / "e2e"
 MNIST = ROOT / "crates" / "engine" / "testdata" / "mnist_resnet.onnx"
 sys.path.insert(0, str(ROOT / "examples" / "multiprocess"))
 from lalarand_serve import ServeProcess  # noqa: E402
-from oip_client import concrete, metadata, module_of, random_inputs, timing  # noqa: E402,F401
+from oip_client import UNIX_CHANNEL_ARGS, concrete, metadata, module_of, random_inputs, timing  # noqa: E402,F401
 
-# Minimum inter-arrival times of examples/e2e/taskset.toml, seconds.
-PERIOD = {"digits": 0.003, "squeezenet": 0.012}
+MULTIPROCESS = ROOT / "examples" / "multiprocess"
+# Minimum inter-arrival times of examples/e2e/taskset.toml and examples/multiprocess/taskset.toml, s.
+PERIOD = {"digits": 0.003, "squeezenet": 0.012, "classifier": 0.010, "camera": 0.050}
 E2E_ARGS = ["--platform", E2E / "platform.toml", "--tasks", E2E / "taskset.toml", "--allocation", E2E / "allocation.toml"]
+MULTIPROCESS_ARGS = ["--platform", E2E / "platform.toml", "--tasks", MULTIPROCESS / "taskset.toml",
+                     "--allocation", MULTIPROCESS / "allocation.toml"]
 
 
 @pytest.fixture(scope="session")
@@ -52,14 +60,14 @@ def squeezenet_onnx(lalarand_bin, tmp_path_factory):
 
 
 def start(lalarand_bin, *args, unix_socket=False):
-    return ServeProcess([*E2E_ARGS, *args], binary=lalarand_bin, unix_socket=unix_socket)
+    return ServeProcess(list(args), binary=lalarand_bin, unix_socket=unix_socket)
 
 
 @pytest.fixture(scope="module")
 def engine_server(lalarand_bin, squeezenet_onnx):
     """The models through ONNX Runtime, early requests waiting for their legal release."""
-    server = start(lalarand_bin, "--models", f"digits={MNIST},squeezenet={squeezenet_onnx}", "--early", "wait",
-                   unix_socket=True)
+    server = start(lalarand_bin, *MULTIPROCESS_ARGS, "--models", f"classifier={MNIST},camera={squeezenet_onnx}",
+                   "--early", "wait", unix_socket=True)
     yield server
     stop_cleanly(server)
 
@@ -67,7 +75,7 @@ def engine_server(lalarand_bin, squeezenet_onnx):
 @pytest.fixture(scope="module")
 def busy_reject_server(lalarand_bin):
     """Busy-waiting stages, early requests rejected."""
-    server = start(lalarand_bin, "--busy", "--early", "reject")
+    server = start(lalarand_bin, *E2E_ARGS, "--busy", "--early", "reject")
     yield server
     stop_cleanly(server)
 
@@ -75,7 +83,7 @@ def busy_reject_server(lalarand_bin):
 @pytest.fixture(scope="module")
 def busy_wait_server(lalarand_bin):
     """Busy-waiting stages, early requests waiting for their legal release."""
-    server = start(lalarand_bin, "--busy", "--early", "wait")
+    server = start(lalarand_bin, *E2E_ARGS, "--busy", "--early", "wait")
     yield server
     stop_cleanly(server)
 
@@ -94,7 +102,7 @@ def client(server, protocol):
     if protocol == "grpc":
         return grpcclient.InferenceServerClient(server.grpc)
     if protocol == "grpc-unix":
-        return grpcclient.InferenceServerClient(server.unix)
+        return grpcclient.InferenceServerClient(server.unix, channel_args=UNIX_CHANNEL_ARGS)
     raise ValueError(protocol)
 
 

@@ -26,11 +26,11 @@ def post(server, path, body, headers=None):
 
 
 def still_serves(server):
-    wait_period("digits")
+    wait_period("classifier")
     c = httpclient.InferenceServerClient(server.http)
     x = httpclient.InferInput("input", [1, 1, 28, 28], "FP32")
     x.set_data_from_numpy(np.zeros((1, 1, 28, 28), np.float32))
-    assert parameters(c.infer("digits", [x]))["response_ns"] > 0
+    assert parameters(c.infer("classifier", [x]))["response_ns"] > 0
     c.close()
 
 
@@ -47,14 +47,14 @@ def test_unknown_model(engine_server, protocol):
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-@pytest.mark.parametrize("shape", [[1, 1, 28, 27], [2, 1, 28, 28], [784]])
+@pytest.mark.parametrize("shape", [[1, 1, 28, 27], [1, 3, 28, 28], [784]])
 def test_wrong_shape(engine_server, protocol, shape):
     c = client(engine_server, protocol)
     x = module_of(c).InferInput("input", shape, "FP32")
     x.set_data_from_numpy(np.zeros(shape, np.float32))
     with pytest.raises(InferenceServerException, match="shape") as e:
-        c.infer("digits", [x])
-    assert "digits" in e.value.message()
+        c.infer("classifier", [x])
+    assert "classifier" in e.value.message()
     c.close()
     still_serves(engine_server)
 
@@ -66,7 +66,7 @@ def test_wrong_datatype(engine_server, protocol, dtype, name):
     x = module_of(c).InferInput("input", [1, 1, 28, 28], name)
     x.set_data_from_numpy(np.zeros((1, 1, 28, 28), dtype))
     with pytest.raises(InferenceServerException, match="FP32"):
-        c.infer("digits", [x])
+        c.infer("classifier", [x])
     c.close()
     still_serves(engine_server)
 
@@ -77,7 +77,7 @@ def test_wrong_input_name(engine_server, protocol):
     x = module_of(c).InferInput("image", [1, 1, 28, 28], "FP32")
     x.set_data_from_numpy(np.zeros((1, 1, 28, 28), np.float32))
     with pytest.raises(InferenceServerException, match="input"):
-        c.infer("digits", [x])
+        c.infer("classifier", [x])
     c.close()
     still_serves(engine_server)
 
@@ -87,7 +87,7 @@ def test_http_truncated_binary_body(engine_server):
     header = json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32",
                                      "parameters": {"binary_data_size": 3136}}]}).encode()
     body = header + bytes(1000)
-    status, text = post(engine_server, "/v2/models/digits/infer", body,
+    status, text = post(engine_server, "/v2/models/classifier/infer", body,
                         {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"})
     assert status == 400, text
     assert "error" in json.loads(text)
@@ -95,7 +95,7 @@ def test_http_truncated_binary_body(engine_server):
 
 
 def test_http_header_length_past_the_body(engine_server):
-    status, text = post(engine_server, "/v2/models/digits/infer", b'{"inputs": []}',
+    status, text = post(engine_server, "/v2/models/classifier/infer", b'{"inputs": []}',
                         {"Inference-Header-Content-Length": "4096"})
     assert status == 400, text
     still_serves(engine_server)
@@ -105,7 +105,7 @@ def test_http_header_length_past_the_body(engine_server):
                                   b'{"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", '
                                   b'"data": [1, 2, 3]}]}'])
 def test_http_malformed_json(engine_server, body):
-    status, text = post(engine_server, "/v2/models/digits/infer", body, {"Content-Type": "application/json"})
+    status, text = post(engine_server, "/v2/models/classifier/infer", body, {"Content-Type": "application/json"})
     assert status == 400, text
     assert json.loads(text)["error"]
     still_serves(engine_server)
@@ -115,7 +115,7 @@ def test_grpc_raw_contents_shorter_than_the_shape(engine_server):
     """gRPC's raw_input_contents with 1000 bytes for a 3136-byte tensor."""
     channel = grpc.insecure_channel(engine_server.grpc)
     stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
-    request = service_pb2.ModelInferRequest(model_name="digits")
+    request = service_pb2.ModelInferRequest(model_name="classifier")
     tensor = request.inputs.add()
     tensor.name, tensor.datatype = "input", "FP32"
     tensor.shape.extend([1, 1, 28, 28])
@@ -137,7 +137,7 @@ def test_huge_declared_shape_is_refused_before_allocating(engine_server):
     out of memory."""
     header = json.dumps({"inputs": [{"name": "input", "shape": [1 << 20, 1 << 20], "datatype": "FP32",
                                      "parameters": {"binary_data_size": 16}}]}).encode()
-    status, text = post(engine_server, "/v2/models/digits/infer", header + bytes(16),
+    status, text = post(engine_server, "/v2/models/classifier/infer", header + bytes(16),
                         {"Inference-Header-Content-Length": str(len(header))})
     assert status == 400, text
     still_serves(engine_server)
@@ -147,7 +147,7 @@ def test_client_gone_mid_job_leaves_the_server_serving(engine_server):
     """A gRPC call whose deadline passes (the client gives up) while the job runs."""
     channel = grpc.insecure_channel(engine_server.grpc)
     stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
-    request = service_pb2.ModelInferRequest(model_name="squeezenet")
+    request = service_pb2.ModelInferRequest(model_name="camera")
     tensor = request.inputs.add()
     tensor.name, tensor.datatype = "input", "FP32"
     tensor.shape.extend([1, 3, 224, 224])
@@ -155,6 +155,7 @@ def test_client_gone_mid_job_leaves_the_server_serving(engine_server):
     for _ in range(3):
         with pytest.raises(grpc.RpcError) as e:
             stub.ModelInfer(request, timeout=0.0005)
-        assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        # The client gives up: DEADLINE_EXCEEDED, or CANCELLED when its own timer fires first.
+        assert e.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
     channel.close()
     still_serves(engine_server)

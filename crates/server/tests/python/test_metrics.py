@@ -1,11 +1,12 @@
-"""Prometheus metrics at /metrics, read with prometheus_client's own text parser, and the
-protocol's statistics endpoint, both against the requests this module sent."""
+"""Prometheus metrics at /metrics, read with prometheus_client's own parsers, and the protocol's
+statistics endpoint, both against the requests this module sent."""
 
 import urllib.request
 
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
@@ -34,10 +35,18 @@ def served(busy_reject_server):
 
 
 def scrape(server):
+    """The families, read with the parser of the format the response declares: Prometheus text
+    (0.0.4) or OpenMetrics."""
     with urllib.request.urlopen(f"http://{server.http}/metrics", timeout=30) as response:
         assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/plain")
-        return list(text_string_to_metric_families(response.read().decode()))
+        content_type, text = response.headers["Content-Type"], response.read().decode()
+    if content_type.startswith("application/openmetrics-text"):
+        return list(openmetrics_families(text))
+    assert content_type.startswith("text/plain"), content_type
+    assert "# EOF" not in text, \
+        f"an OpenMetrics body (`# EOF`, counters' `_total` samples) declared as {content_type!r}: " \
+        "declare application/openmetrics-text; version=1.0.0, or write the 0.0.4 text format"
+    return list(text_string_to_metric_families(text))
 
 
 def families(scraped, *words, kind=None):
@@ -46,7 +55,8 @@ def families(scraped, *words, kind=None):
 
 
 def task_value(family, task, suffix=""):
-    values = [s.value for s in family.samples if s.labels.get("task") == task and s.name == family.name + suffix]
+    values = [s.value for s in family.samples
+              if s.labels.get("task") == task and s.name in (family.name + suffix, family.name)]
     assert len(values) == 1, (family.name, task, family.samples)
     return values[0]
 

@@ -44,18 +44,18 @@ def test_server_is_live_ready_and_describes_itself(engine_server, protocol):
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_models_are_the_tasks_with_their_tensors(engine_server, protocol):
     c = client(engine_server, protocol)
-    assert c.is_model_ready("digits") and c.is_model_ready("squeezenet")
-    digits = metadata(c, "digits")
-    assert digits["name"] == "digits"
-    (inp,), (out,) = digits["inputs"], digits["outputs"]
+    assert c.is_model_ready("classifier") and c.is_model_ready("camera")
+    classifier = metadata(c, "classifier")
+    assert classifier["name"] == "classifier"
+    (inp,), (out,) = classifier["inputs"], classifier["outputs"]
     assert (inp["name"], inp["datatype"]) == ("input", "FP32")
     assert concrete(inp["shape"]) == [1, 1, 28, 28]
     assert (out["name"], out["datatype"]) == ("logits", "FP32")
     assert concrete(out["shape"]) == [1, 10]
-    squeezenet = metadata(c, "squeezenet")
-    assert [(t["name"], t["datatype"], concrete(t["shape"])) for t in squeezenet["inputs"]] == \
+    camera = metadata(c, "camera")
+    assert [(t["name"], t["datatype"], concrete(t["shape"])) for t in camera["inputs"]] == \
         [("input", "FP32", [1, 3, 224, 224])]
-    assert [(t["name"], t["datatype"], concrete(t["shape"])) for t in squeezenet["outputs"]] == \
+    assert [(t["name"], t["datatype"], concrete(t["shape"])) for t in camera["outputs"]] == \
         [("output", "FP32", [1, 1000])]
     c.close()
 
@@ -81,7 +81,7 @@ def test_mnist_logits_are_onnx_runtimes(engine_server, mnist_rows, protocol):
     for image, expected in mnist_rows:
         x = module.InferInput("input", [1, 1, 28, 28], "FP32")
         x.set_data_from_numpy(image)
-        result = c.infer("digits", [x], outputs=[module.InferRequestedOutput("logits")])
+        result = c.infer("classifier", [x], outputs=[module.InferRequestedOutput("logits")])
         logits = result.as_numpy("logits")
         assert logits.dtype == np.float32 and logits.shape == (1, 10)
         np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
@@ -95,16 +95,16 @@ def test_http_json_tensor_data_gives_the_same_logits(engine_server, mnist_rows):
     image, expected = mnist_rows[0]
     x = httpclient.InferInput("input", [1, 1, 28, 28], "FP32")
     x.set_data_from_numpy(image, binary_data=False)
-    result = c.infer("digits", [x], outputs=[httpclient.InferRequestedOutput("logits", binary_data=False)])
+    result = c.infer("classifier", [x], outputs=[httpclient.InferRequestedOutput("logits", binary_data=False)])
     np.testing.assert_allclose(result.as_numpy("logits").reshape(1, 10), expected, rtol=1e-4, atol=1e-5)
     c.close()
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_squeezenet_answers_a_224x224_frame(engine_server, protocol):
+def test_camera_squeezenet_answers_a_224x224_frame(engine_server, protocol):
     """The 1x3x224x224 input through the e2e allocation (int8 stages: not compared with fp32)."""
     c = client(engine_server, protocol)
-    result = c.infer("squeezenet", inputs_for(c, "squeezenet", seed=3))
+    result = c.infer("camera", inputs_for(c, "camera", seed=3))
     out = result.as_numpy("output")
     assert out.shape == (1, 1000) and out.dtype == np.float32 and np.isfinite(out).all()
     c.close()
@@ -112,6 +112,6 @@ def test_squeezenet_answers_a_224x224_frame(engine_server, protocol):
 
 def test_all_outputs_come_back_when_none_is_named(engine_server):
     c = grpcclient.InferenceServerClient(engine_server.grpc)
-    result = c.infer("digits", inputs_for(c, "digits"))
+    result = c.infer("classifier", inputs_for(c, "classifier"))
     assert result.as_numpy("logits").shape == (1, 10)
     c.close()

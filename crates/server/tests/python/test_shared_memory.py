@@ -67,7 +67,7 @@ def test_input_and_output_in_one_registered_region(engine_server, region, protoc
     x.set_shared_memory(name, IN_BYTES)
     out = module.InferRequestedOutput("logits")
     out.set_shared_memory(name, OUT_BYTES, offset=IN_BYTES)
-    result = c.infer("digits", [x], outputs=[out])
+    result = c.infer("classifier", [x], outputs=[out])
     assert not tensor_data_in(result, "logits"), "the output was to go into the region, not the response"
     logits = shm.get_contents_as_numpy(handle, np.float32, [1, 10], offset=IN_BYTES)
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
@@ -87,10 +87,10 @@ def test_input_in_shared_memory_output_in_the_response(engine_server, region, pr
     c.register_system_shared_memory(name, key, IN_BYTES)
     x = module.InferInput("input", [1, 1, 28, 28], "FP32")
     x.set_shared_memory(name, IN_BYTES)
-    from_shm = c.infer("digits", [x]).as_numpy("logits")
+    from_shm = c.infer("classifier", [x]).as_numpy("logits")
     y = module.InferInput("input", [1, 1, 28, 28], "FP32")
     y.set_data_from_numpy(image)
-    np.testing.assert_array_equal(from_shm, c.infer("digits", [y]).as_numpy("logits"))
+    np.testing.assert_array_equal(from_shm, c.infer("classifier", [y]).as_numpy("logits"))
     c.unregister_system_shared_memory(name)
     c.close()
 
@@ -106,7 +106,7 @@ def test_regions_out_of_bounds_unknown_or_missing_are_errors(engine_server, regi
     def infer_from(region_name, byte_size, offset=0):
         x = module.InferInput("input", [1, 1, 28, 28], "FP32")
         x.set_shared_memory(region_name, byte_size, offset=offset)
-        return c.infer("digits", [x])
+        return c.infer("classifier", [x])
 
     # The input reaches past the region's end.
     with pytest.raises(InferenceServerException, match=name):
@@ -117,7 +117,7 @@ def test_regions_out_of_bounds_unknown_or_missing_are_errors(engine_server, regi
     out = module.InferRequestedOutput("logits")
     out.set_shared_memory(name, OUT_BYTES, offset=IN_BYTES - 8)
     with pytest.raises(InferenceServerException, match=name):
-        c.infer("digits", [x], outputs=[out])
+        c.infer("classifier", [x], outputs=[out])
     # A byte size that is not the tensor's.
     with pytest.raises(InferenceServerException):
         infer_from(name, IN_BYTES - 4)
