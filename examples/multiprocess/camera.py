@@ -17,7 +17,7 @@ import numpy as np
 import tritonclient.http as httpclient
 import tritonclient.utils.shared_memory as shm
 
-from oip_client import timing
+from oip_client import over_bound, timing
 
 
 def main():
@@ -54,7 +54,7 @@ def main():
             misses += not t["deadline_met"]
             bound = t.get("bound_ns")
             print(f"camera     job {t['job']:>4}: response {responses[-1]:7.3f} ms   bound "
-                  f"{bound / 1e6 if bound else float('nan'):7.3f} ms   {'met' if t['deadline_met'] else 'MISSED'}",
+                  f"{bound / 1e6 if bound else float('nan'):7.3f} ms   {'met' if t['deadline_met'] else 'MISSED'}{over_bound(t)}",
                   flush=True)
             k += 1
     finally:

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import tritonclient.grpc as grpcclient
 
-from oip_client import timing
+from oip_client import over_bound, timing
 
 DATASET = pathlib.Path(__file__).resolve().parents[2] / "crates" / "engine" / "testdata" / "mnist_5k.csv.gz"
 
@@ -52,7 +52,7 @@ def main():
         misses += not t["deadline_met"]
         bound = t.get("bound_ns")
         print(f"classifier job {t['job']:>4}: response {responses[-1]:7.3f} ms   bound "
-              f"{bound / 1e6 if bound else float('nan'):7.3f} ms   {'met' if t['deadline_met'] else 'MISSED'}   "
+              f"{bound / 1e6 if bound else float('nan'):7.3f} ms   {'met' if t['deadline_met'] else 'MISSED'}{over_bound(t)}   "
               f"digit {digit} (label {labels[i % len(labels)]})", flush=True)
         i += 1
         # Sporadic: the next request 1 to 3 minimum inter-arrival times after this one was sent.

@@ -72,3 +72,12 @@ def timing(result):
     if isinstance(response, dict):
         return response.get("parameters", {})
     return {key: getattr(p, p.WhichOneof("parameter_choice")) for key, p in response.parameters.items()}
+
+
+def over_bound(t):
+    """'' when the job's response is within its bound, else by how much it is over and how much
+    of it the machine stalled the server (docs/runtime.md, "Stalls")."""
+    bound = t.get("bound_ns")
+    if bound is None or t["response_ns"] <= bound:
+        return ""
+    return f"   over its bound by {(t['response_ns'] - bound) / 1e6:.3f} ms, stalled {t['stalled_ns'] / 1e6:.3f} ms"

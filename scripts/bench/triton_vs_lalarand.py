@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
 """Triton Inference Server and `lalarand serve` in one run, with the same tritonclient code.
 
-Both servers serve the same two ONNX models under the same names: `digits` (the MNIST ResNet,
-crates/engine/testdata/mnist_resnet.onnx, input 1x1x28x28) and `squeezenet` (`lalarand zoo
-squeezenet1_1 --seed 1`, input 1x3x224x224, the model examples/e2e's profile was measured on).
+Both servers serve the same two ONNX models under the same names, those of
+examples/multiprocess: `classifier` (the MNIST ResNet, crates/engine/testdata/mnist_resnet.onnx,
+input 1x1x28x28) and `camera` (`lalarand zoo squeezenet1_1 --seed 1`, input 1x3x224x224, the
+model examples/e2e's profile was measured on).
 
 * Triton: the plain `tritonserver` of the `nvidia-pytriton` wheel with its Python backend, each
   model a `model.py` running onnxruntime (1 thread); the model repository is written by this
   script (docs/runtime.md, "Against Triton"; ../shared/anchors/triton.md).
-* lalarand: `lalarand serve` on examples/e2e/{platform,taskset,allocation}.toml (the models
-  layer by layer on two pinned cpu resources, the allocation the analysis proves).
+* lalarand: `lalarand serve` on examples/multiprocess/{taskset,allocation}.toml and
+  examples/e2e/platform.toml (the models layer by layer in fp32 on a pinned cpu resource, the
+  allocation the analysis proves).
 
 For each server, model and protocol (HTTP, gRPC, HTTP with system shared memory for input and
 output, and for lalarand gRPC over a Unix socket): `--warmup` calls, then `--calls` sequential
-calls, each sent no earlier than 1.1 periods of the task (3 ms, 12 ms) after the previous one,
+calls, each sent no earlier than 1.1 periods of the task (10 ms, 50 ms) after the previous one,
 so no call waits for lalarand's minimum inter-arrival time, and the same pacing for Triton.
 Between two calls the client runs the model itself with onnxruntime (1 thread): "added" is the
 median round trip minus the median of these direct runs. For lalarand the table also gives the
@@ -49,10 +51,11 @@ from lalarand_serve import ServeProcess, find_binary  # noqa: E402
 from oip_client import UNIX_CHANNEL_ARGS, timing  # noqa: E402
 
 E2E = ROOT / "examples" / "e2e"
-# name: (model file, input shape, minimum inter-arrival time in s: examples/e2e/taskset.toml)
+SYSTEM = ROOT / "examples" / "multiprocess"
+# name: (model file, input shape, minimum inter-arrival time in s: examples/multiprocess/taskset.toml)
 MODELS = {
-    "digits": (ROOT / "crates" / "engine" / "testdata" / "mnist_resnet.onnx", (1, 1, 28, 28), 0.003),
-    "squeezenet": (E2E / "squeezenet1_1.onnx", (1, 3, 224, 224), 0.012),
+    "classifier": (ROOT / "crates" / "engine" / "testdata" / "mnist_resnet.onnx", (1, 1, 28, 28), 0.010),
+    "camera": (E2E / "squeezenet1_1.onnx", (1, 3, 224, 224), 0.050),
 }
 
 TRITON_MODEL_PY = '''
@@ -237,10 +240,8 @@ def measure(protocol, url, model, calls, warmup):
             next_send = t2 + 1.1 * period
             y, response_ns = caller.call(x)
             t3 = time.perf_counter()
-            if i == 0:  # examples/e2e runs part of SqueezeNet in int8: only MNIST is compared
-                assert y.size == expected.size, (model, protocol, y.shape)
-                if model == "digits":
-                    np.testing.assert_allclose(y.reshape(expected.shape), expected, rtol=1e-3, atol=1e-4)
+            if i == 0:  # both run the models in fp32
+                np.testing.assert_allclose(y.reshape(expected.shape), expected, rtol=1e-3, atol=1e-4)
             if i >= warmup:
                 directs.append((t1 - t0) * 1e6)
                 rtts.append((t3 - t2) * 1e6)
@@ -264,7 +265,7 @@ def run_server(label, server, protocols, args):
     for model in MODELS:
         for protocol in protocols:
             url = server.unix if protocol == "grpc-unix" else (server.grpc if protocol.startswith("grpc") else server.http)
-            calls = args.calls if model == "digits" else args.squeezenet_calls
+            calls = args.calls if model == "classifier" else args.squeezenet_calls
             row = measure(protocol, url, model, calls, args.warmup)
             row["server"] = label
             print(f"  {label} {model} {protocol}: median {row['median_us']:.0f} us, p99 {row['p99_us']:.0f} us, "
@@ -283,8 +284,8 @@ def main():
     parser.add_argument("--json", type=pathlib.Path, help="also write the rows as JSON here")
     args = parser.parse_args()
     binary = find_binary(args.lalarand_bin)
-    if not MODELS["squeezenet"][0].is_file():
-        subprocess.run([binary, "zoo", "squeezenet1_1", "--seed", "1", "--out", str(MODELS["squeezenet"][0])], check=True)
+    if not MODELS["camera"][0].is_file():
+        subprocess.run([binary, "zoo", "squeezenet1_1", "--seed", "1", "--out", str(MODELS["camera"][0])], check=True)
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="triton-vs-lalarand-") as scratch:
@@ -299,8 +300,8 @@ def main():
                     triton.stop()
         if "lalarand" in args.servers:
             models = ",".join(f"{name}={path}" for name, (path, _, _) in MODELS.items())
-            serve = ServeProcess(["--platform", E2E / "platform.toml", "--tasks", E2E / "taskset.toml",
-                                  "--allocation", E2E / "allocation.toml", "--models", models, "--early", "wait"],
+            serve = ServeProcess(["--platform", E2E / "platform.toml", "--tasks", SYSTEM / "taskset.toml",
+                                  "--allocation", SYSTEM / "allocation.toml", "--models", models, "--early", "wait"],
                                  binary=binary, unix_socket=True)
             try:
                 rows += run_server("lalarand", serve, ["http", "grpc", "grpc-unix", "http+shm", "grpc+shm"], args)
