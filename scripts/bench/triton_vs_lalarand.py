@@ -281,6 +281,8 @@ def main():
     parser.add_argument("--squeezenet-calls", type=int, default=200, help="measured calls for SqueezeNet (default 200)")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--servers", default="triton,lalarand", help="comma-separated: triton, lalarand")
+    parser.add_argument("--platform", type=pathlib.Path, default=E2E / "platform.toml",
+                        help="lalarand's platform (default examples/e2e/platform.toml; the allocation uses cpu0 only)")
     parser.add_argument("--json", type=pathlib.Path, help="also write the rows as JSON here")
     args = parser.parse_args()
     binary = find_binary(args.lalarand_bin)
@@ -300,7 +302,7 @@ def main():
                     triton.stop()
         if "lalarand" in args.servers:
             models = ",".join(f"{name}={path}" for name, (path, _, _) in MODELS.items())
-            serve = ServeProcess(["--platform", E2E / "platform.toml", "--tasks", SYSTEM / "taskset.toml",
+            serve = ServeProcess(["--platform", args.platform, "--tasks", SYSTEM / "taskset.toml",
                                   "--allocation", SYSTEM / "allocation.toml", "--models", models, "--early", "wait"],
                                  binary=binary, unix_socket=True)
             try:
