@@ -8,10 +8,10 @@ from conftest import client, concurrent_infers, inputs_for, parameters, wait_per
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_reject_policy_refuses_a_request_before_the_minimum_inter_arrival_time(busy_reject_server, protocol):
-    """Three requests of `squeezenet` (12 ms) at once: the first admitted runs, the others
+    """Four requests of `squeezenet` (12 ms) at once: the first admitted runs, the others
     come before its release + 12 ms and are refused with an error that says so."""
     wait_period("squeezenet")
-    results = concurrent_infers(busy_reject_server, protocol, "squeezenet", 3)
+    results = concurrent_infers(busy_reject_server, protocol, "squeezenet", 4)
     answered = [p for p, _ in results if p is not None]
     refused = [e for _, e in results if e is not None]
     assert len(answered) >= 1 and len(refused) >= 1, results
