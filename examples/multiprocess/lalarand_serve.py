@@ -27,7 +27,7 @@ def find_binary(given=None):
                       ROOT / "target" / "release" / "lalarand", ROOT / "target" / "debug" / "lalarand"]:
         if candidate and pathlib.Path(candidate).is_file():
             return str(candidate)
-    raise FileNotFoundError("no lalarand binary: build it (cargo build -p lalarand) or set LALARAND_BIN")
+    raise FileNotFoundError("no lalarand binary: build it (cargo build -p lalarand-cli) or set LALARAND_BIN")
 
 
 class ServeProcess:

@@ -44,7 +44,7 @@ MULTIPROCESS_ARGS = ["--platform", E2E / "platform.toml", "--tasks", MULTIPROCES
 def lalarand_bin():
     given = os.environ.get("LALARAND_BIN")
     if not given:
-        pytest.fail("set LALARAND_BIN to a built lalarand (cargo build -p lalarand): this suite tests its server")
+        pytest.fail("set LALARAND_BIN to a built lalarand (cargo build -p lalarand-cli): this suite tests its server")
     if not pathlib.Path(given).is_file():
         pytest.fail(f"LALARAND_BIN={given} does not exist")
     return given
