@@ -207,10 +207,6 @@ pub struct ModeChangeReport {
     pub wall: Duration,
 }
 
-fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
 impl ModeChangeReport {
     fn merge(mut self, other: Self) -> Self {
         self.sets += other.sets;
