@@ -203,7 +203,7 @@ pub struct ModeChangeReport {
     pub max_response_ratio: f64,
     /// Largest (switch - start) / drain bound over changes with a positive drain bound.
     pub max_drain_ratio: f64,
-    #[serde(serialize_with = "seconds")]
+    #[serde(serialize_with = "super::seconds")]
     pub wall: Duration,
 }
 
