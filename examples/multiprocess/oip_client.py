@@ -14,15 +14,6 @@ DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np
           "BOOL": np.bool_}
 
 
-# gRPC's C core names a Unix socket's path as the request's `:authority`, which the server's
-# HTTP/2 stack (hyper, under tonic) refuses as malformed (RST_STREAM, PROTOCOL_ERROR): a
-# client over a Unix socket names the authority `localhost`, as grpc-go and tonic clients do.
-# tritonclient replaces its default channel options when given some: its message size limits
-# are restated.
-UNIX_CHANNEL_ARGS = [("grpc.default_authority", "localhost"), ("grpc.max_send_message_length", 2**31 - 1),
-                     ("grpc.max_receive_message_length", 2**31 - 1)]
-
-
 def connect(url):
     """`http://host:port`, `grpc://host:port` or `unix:///path.sock` (gRPC over a Unix socket)."""
     if url.startswith("http://"):
@@ -30,7 +21,7 @@ def connect(url):
     if url.startswith("grpc://"):
         return grpcclient.InferenceServerClient(url[len("grpc://"):])
     if url.startswith("unix://"):
-        return grpcclient.InferenceServerClient(url, channel_args=UNIX_CHANNEL_ARGS)
+        return grpcclient.InferenceServerClient(url)
     raise ValueError(f"{url}: expected http://HOST:PORT, grpc://HOST:PORT or unix:///PATH")
 
 

@@ -20,7 +20,9 @@ so no call waits for lalarand's minimum inter-arrival time, and the same pacing 
 Between two calls the client runs the model itself with onnxruntime (1 thread): "added" is the
 median round trip minus the median of these direct runs. For lalarand the table also gives the
 median of the job's own response (`response_ns`, release to finish, inside the server) and
-"protocol" = median of (round trip - response_ns): what the network front end adds.
+"protocol" = median of (round trip - response_ns): what the network front end adds. After each
+series the same client sends health checks (`is_server_live`) after the same idle gap: their
+median is what any request costs on this machine once both sides' threads slept.
 
     pip install nvidia-pytriton "tritonclient[http,grpc]" onnxruntime numpy
     python3 scripts/bench/triton_vs_lalarand.py [--lalarand-bin target/release/lalarand] [--json out.json]
@@ -48,7 +50,7 @@ import tritonclient.utils.shared_memory as shm
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples" / "multiprocess"))
 from lalarand_serve import ServeProcess, find_binary  # noqa: E402
-from oip_client import UNIX_CHANNEL_ARGS, timing  # noqa: E402
+from oip_client import timing  # noqa: E402
 
 E2E = ROOT / "examples" / "e2e"
 SYSTEM = ROOT / "examples" / "multiprocess"
@@ -164,9 +166,7 @@ class Caller:
 
     def __init__(self, protocol, url, model):
         self.module = grpcclient if protocol.startswith("grpc") else httpclient
-        unix = url.startswith("unix://")
-        self.client = grpcclient.InferenceServerClient(url, channel_args=UNIX_CHANNEL_ARGS) if unix \
-            else self.module.InferenceServerClient(url)
+        self.client = self.module.InferenceServerClient(url)
         self.model = model
         meta = self.client.get_model_metadata(model)
         if self.module is grpcclient:
@@ -211,6 +211,9 @@ class Caller:
         self.client.close()
 
 
+IDLE_HEALTH_CALLS = 100
+
+
 def percentile(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -227,7 +230,7 @@ def measure(protocol, url, model, calls, warmup):
     caller = Caller(protocol.replace("+shm", "").replace("-unix", ""), url, model)
     if protocol.endswith("+shm"):
         caller.use_shared_memory(shape, expected.nbytes)
-    rtts, directs, responses = [], [], []
+    rtts, directs, responses, idle_health = [], [], [], []
     next_send = time.perf_counter()
     try:
         for i in range(warmup + calls):
@@ -247,12 +250,20 @@ def measure(protocol, url, model, calls, warmup):
                 rtts.append((t3 - t2) * 1e6)
                 if response_ns is not None:
                     responses.append((rtts[-1], response_ns / 1e3))
+        # The same client's health check after the same idle gap: what any request costs here
+        # once both sides' threads slept (wake-ups from idle), whatever the server does.
+        for _ in range(IDLE_HEALTH_CALLS):
+            time.sleep(1.1 * period)
+            t0 = time.perf_counter()
+            caller.client.is_server_live()
+            idle_health.append((time.perf_counter() - t0) * 1e6)
     finally:
         caller.close()
     row = {"model": model, "protocol": protocol, "calls": calls,
            "median_us": statistics.median(rtts), "p99_us": percentile(rtts, 0.99),
            "direct_median_us": statistics.median(directs)}
     row["added_us"] = row["median_us"] - row["direct_median_us"]
+    row["idle_health_median_us"] = statistics.median(idle_health)
     if responses:
         row["response_median_us"] = statistics.median(r for _, r in responses)
         row["protocol_median_us"] = statistics.median(rtt - r for rtt, r in responses)
@@ -310,13 +321,14 @@ def main():
             finally:
                 serve.stop()
 
-    print("| server | model | protocol | median µs | p99 µs | added µs | in-server response µs | protocol µs (median, p99) |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| server | model | protocol | median µs | p99 µs | added µs | in-server response µs | protocol µs (median, p99) "
+          "| health check after the same idle µs |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         inside = f"{r['response_median_us']:.0f}" if "response_median_us" in r else "-"
         proto = f"{r['protocol_median_us']:.0f}, {r['protocol_p99_us']:.0f}" if "protocol_median_us" in r else "-"
         print(f"| {r['server']} | {r['model']} | {r['protocol']} | {r['median_us']:.0f} | {r['p99_us']:.0f} | "
-              f"{r['added_us']:.0f} | {inside} | {proto} |")
+              f"{r['added_us']:.0f} | {inside} | {proto} | {r['idle_health_median_us']:.0f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -343,7 +343,9 @@ pub(crate) async fn serve_tcp(state: Arc<State>, listener: tokio::net::TcpListen
 }
 
 pub(crate) async fn serve_unix(state: Arc<State>, listener: tokio::net::UnixListener, stop: watch::Receiver<bool>) {
-    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    // grpc-core sends the socket's path as the authority, which hyper refuses: see `authority`.
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener)
+        .map(|s| s.map(crate::authority::AuthorityRewrite::new));
     let r = tonic::transport::Server::builder()
         .add_service(service(state))
         .serve_with_incoming_shutdown(incoming, until_stopped(stop))

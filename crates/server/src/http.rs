@@ -389,7 +389,9 @@ async fn shm_unregister_all(Shared(state): S) -> StatusCode {
 
 async fn metrics(Shared(state): S) -> Response {
     let text = state.metrics.render(state.backend.stats(), state.auth.refused());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+    // prometheus_client writes OpenMetrics (`# EOF`, counters' `_total`): say so.
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
 async fn unknown() -> ProtocolError {

@@ -13,6 +13,7 @@
 //! - [`Backend`] is the one thing the front end needs of a server (any executor).
 
 pub mod auth;
+mod authority;
 mod backend;
 mod catalog;
 pub mod codec;

@@ -30,7 +30,7 @@ E2E = ROOT / "examples" / "e2e"
 MNIST = ROOT / "crates" / "engine" / "testdata" / "mnist_resnet.onnx"
 sys.path.insert(0, str(ROOT / "examples" / "multiprocess"))
 from lalarand_serve import ServeProcess  # noqa: E402
-from oip_client import UNIX_CHANNEL_ARGS, concrete, metadata, module_of, random_inputs, timing  # noqa: E402,F401
+from oip_client import concrete, metadata, module_of, random_inputs, timing  # noqa: E402,F401
 
 MULTIPROCESS = ROOT / "examples" / "multiprocess"
 # Minimum inter-arrival times of examples/e2e/taskset.toml and examples/multiprocess/taskset.toml, s.
@@ -102,7 +102,7 @@ def client(server, protocol):
     if protocol == "grpc":
         return grpcclient.InferenceServerClient(server.grpc)
     if protocol == "grpc-unix":
-        return grpcclient.InferenceServerClient(server.unix, channel_args=UNIX_CHANNEL_ARGS)
+        return grpcclient.InferenceServerClient(server.unix)
     raise ValueError(protocol)
 
 

@@ -6,8 +6,7 @@ import urllib.request
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from conftest import client, inputs_for, wait_period
@@ -35,17 +34,12 @@ def served(busy_reject_server):
 
 
 def scrape(server):
-    """The families, read with the parser of the format the response declares: Prometheus text
-    (0.0.4) or OpenMetrics."""
+    """The families, read with prometheus_client's OpenMetrics parser, the format the response
+    declares."""
     with urllib.request.urlopen(f"http://{server.http}/metrics", timeout=30) as response:
         assert response.status == 200
         content_type, text = response.headers["Content-Type"], response.read().decode()
-    if content_type.startswith("application/openmetrics-text"):
-        return list(openmetrics_families(text))
-    assert content_type.startswith("text/plain"), content_type
-    assert "# EOF" not in text, \
-        f"an OpenMetrics body (`# EOF`, counters' `_total` samples) declared as {content_type!r}: " \
-        "declare application/openmetrics-text; version=1.0.0, or write the 0.0.4 text format"
+    assert content_type == "application/openmetrics-text; version=1.0.0; charset=utf-8", content_type
     return list(text_string_to_metric_families(text))
 
 

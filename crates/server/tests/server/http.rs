@@ -117,7 +117,7 @@ fn metrics_expose_jobs_misses_rejected_responses_bounds_and_stalls() {
     }
     let r = http_get(&a, "/metrics");
     assert_eq!(r.status, 200);
-    assert!(r.header("content-type").unwrap().starts_with("text/plain"), "{r:?}");
+    assert!(r.header("content-type").unwrap().starts_with("application/openmetrics-text; version=1.0.0"), "{r:?}");
     let m = r.text();
     for want in [
         "lalarand_jobs_total{task=\"fast\"} 3",
