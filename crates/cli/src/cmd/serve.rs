@@ -10,7 +10,9 @@ use crate::Verdict;
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets, CellAlignment, Table};
 use lalarand_model::{Platform, System, TaskSet, Time};
-use lalarand_runtime::serve::{EarlyPolicy, Input, ServeConfig, ServeReport, Server, StalePolicy, StopPolicy, TensorSpec};
+use lalarand_runtime::serve::{
+    EarlyPolicy, Input, ServeConfig, ServeReport, Server, StalePolicy, StopPolicy, TensorSpec,
+};
 use lalarand_runtime::{BusyTime, BusyWait, StageExecutor, StopHandle};
 use lalarand_server::{Catalog, FrontEnd, Listen};
 use serde::Serialize;

@@ -2,9 +2,9 @@
 //! or generated.
 
 use crate::dataset::Dataset;
-use lalarand_model::Mode;
 use crate::error::{EngineError, Result};
 use crate::staged::StagedModel;
+use lalarand_model::Mode;
 use std::path::Path;
 
 /// Reads profiling inputs: a raw little-endian fp32 file (`.bin`, `.f32`: whole samples of the

@@ -66,6 +66,7 @@
 
 mod deliver;
 mod handle;
+pub mod modes;
 mod stats;
 mod types;
 
@@ -130,6 +131,15 @@ pub struct ServerBuilder<E: StageExecutor> {
     config: ServeConfig,
     modes: Vec<(String, TaskMode)>,
     cores: Option<Vec<usize>>,
+    resume: Option<Resume>,
+}
+
+/// Where a server takes over from a drained one (a mode change, [`modes`]): the same time 0,
+/// and each continuing task's last release, so its next is at least a period later (P3).
+pub(crate) struct Resume {
+    /// The old server's time 0, as monotonic time.
+    pub origin: Time,
+    pub last_releases: Vec<(String, Time)>,
 }
 
 impl<E: StageExecutor> ServerBuilder<E> {
@@ -177,6 +187,12 @@ impl<E: StageExecutor> ServerBuilder<E> {
         self
     }
 
+    /// Continues the clock and the tasks' releases of a drained server.
+    pub(crate) fn resume(mut self, resume: Resume) -> Self {
+        self.resume = Some(resume);
+        self
+    }
+
     /// Validates, starts every thread, warms up and starts serving.
     pub fn start(self) -> Result<Server<E>, ServeError> {
         Server::start(self)
@@ -209,6 +225,7 @@ impl<E: StageExecutor> Server<E> {
             config: ServeConfig::default(),
             modes: Vec::new(),
             cores: None,
+            resume: None,
         }
     }
 
@@ -340,7 +357,17 @@ impl<E: StageExecutor> Server<E> {
                 return Err(ServeError::Os(e));
             }
         }
-        core.set_origin(os::monotonic_ns());
+        match &b.resume {
+            Some(resume) => {
+                core.set_origin(resume.origin);
+                for (name, last) in &resume.last_releases {
+                    if let Some(i) = core.sink.names.iter().position(|n| n == name) {
+                        core.task(i).last_release = Some(*last);
+                    }
+                }
+            }
+            None => core.set_origin(os::monotonic_ns()),
+        }
         for (i, cb, mut f) in callbacks {
             let name = core.sink.names[i].clone();
             let h = spawn(format!("lalarand-source-{i}"), Box::new(move || source_loop(&cb, &mut *f)));
@@ -386,6 +413,24 @@ impl<E: StageExecutor> Server<E> {
             .iter()
             .position(|n| n == name)
             .ok_or_else(|| ServeError::UnknownTask { name: name.into(), known: self.core.sink.names.clone() })
+    }
+
+    /// Monotonic time of the server's time 0.
+    pub(crate) fn origin(&self) -> Time {
+        self.core.origin()
+    }
+
+    /// The executor serving the stages.
+    pub(crate) fn executor(&self) -> &E {
+        &self.core.exec
+    }
+
+    /// Every task's last release so far (tasks never released left out).
+    pub(crate) fn last_releases(&self) -> Vec<(String, Time)> {
+        let core = &*self.core;
+        (0..core.sink.names.len())
+            .filter_map(|i| core.task(i).last_release.map(|r| (core.sink.names[i].clone(), r)))
+            .collect()
     }
 
     /// The input task `name` takes.
