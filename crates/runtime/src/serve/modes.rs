@@ -19,8 +19,12 @@
 //!
 //! Submissions that arrive during a drain wait until the switch and are then submitted to the
 //! new mode (so they are released at or after `t_s`); a submission for an unloaded task then
-//! fails with [`ServeError::UnknownTask`]. Jobs a submission had already admitted with a
-//! later release ([`EarlyPolicy::Wait`]) belong to the old mode: the drain waits for them.
+//! fails with [`ServeError::UnknownTask`]. Jobs a submission had admitted before the request
+//! with a release after it ([`EarlyPolicy::Wait`]) are not released by the old mode (P1): they
+//! keep their handles and are released by the new one, in order, each at its task's earliest
+//! legal release from `t_s` on (a job of an unloaded task resolves with
+//! [`ServeError::UnknownTask`]). So the drain waits only for jobs released before the request
+//! and ends within [`Admitted::drain_bound`] of it.
 //!
 //! Workers never take a new lock: a change swaps whole servers, so the dispatch hot path is the
 //! [`Server`]'s. The cost is that the new mode's threads start (and warm up, if
@@ -233,6 +237,7 @@ impl<E: StageExecutor> ModeServer<E> {
 
         // P1, P2: no more old-mode releases; its jobs drain under the old allocation.
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let carried = current.close_releases();
         let old_mode = current.stop(StopPolicy::Drain).map_err(ModeChangeError::Switch)?;
         let switched = now();
         // P3: the new mode on the same clock, continuing tasks a period after their last release.
@@ -246,6 +251,7 @@ impl<E: StageExecutor> ModeServer<E> {
             ModeChangeError::Switch(e)
         })?;
         let resumed = server.now();
+        server.carry_over(carried);
         *current = Arc::new(server);
         drop(current);
         let new_bounds = system.tasks.iter().zip(admitted.proven.bounds()).map(|(t, b)| (t.name.clone(), b)).collect();
