@@ -7,7 +7,7 @@ use common::{serial, system, Spec, MS};
 use lalarand_alloc::admission::{AdmissionError, AdmissionOptions, LoadPriority, LoadRequest, Proven};
 use lalarand_model::{Allocation, ExecutionPlan, System, Task, Time};
 use lalarand_runtime::serve::modes::{ModeChange, ModeChangeError, ModeServer};
-use lalarand_runtime::serve::{Input, JobTiming, ServeConfig, ServeError, StopPolicy};
+use lalarand_runtime::serve::{Admission, EarlyPolicy, Input, JobTiming, ServeConfig, ServeError, StopPolicy};
 use lalarand_runtime::{BusyTime, BusyWait};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -202,5 +202,32 @@ fn concurrent_changes_take_turns() {
     names.sort();
     assert_eq!(names, ["a", "b", "c", "d"]);
     server.infer("d", input()).unwrap();
+    server.stop(StopPolicy::Drain).unwrap();
+}
+
+#[test]
+fn a_job_waiting_for_its_release_at_the_request_is_released_by_the_new_mode() {
+    let _turn = serial();
+    let (proven, exec) = running();
+    let config = ServeConfig { early: EarlyPolicy::Wait, ..config() };
+    let server = ModeServer::start(proven, exec, config, AdmissionOptions::default()).unwrap();
+    let first = server.submit("b", input()).unwrap();
+    let waiting = server.submit("b", input()).unwrap();
+    let Admission::Delayed { release: planned, .. } = waiting.admission() else { panic!("{:?}", waiting.admission()) };
+    let gone = server.submit("a", input()).unwrap();
+    let gone_waiting = server.submit("a", input()).unwrap();
+    assert!(matches!(gone_waiting.admission(), Admission::Delayed { .. }));
+    let change = server.unload_task("a", busy).unwrap();
+    assert!(change.requested < planned, "the test submits within b's period: {change:?}");
+
+    let first = first.wait().unwrap().timing;
+    assert!(first.release < change.requested && first.finish <= change.switched, "old mode: {first:?}");
+    gone.wait().unwrap();
+    // P1: not released by the old mode; the new mode releases it a period after the last one.
+    let carried = waiting.wait().unwrap().timing;
+    assert!(carried.release >= change.resumed && carried.release >= first.release + 10 * MS, "{carried:?}");
+    assert_eq!(carried.bound, bound_of(&change, "b"), "the new mode's bound");
+    let e = gone_waiting.wait().unwrap_err();
+    assert!(matches!(e, ServeError::UnknownTask { .. }), "its task left: {e}");
     server.stop(StopPolicy::Drain).unwrap();
 }
