@@ -232,7 +232,7 @@ impl<E: StageExecutor> ModeServer<E> {
             None => Runtime::new(system, alloc, run),
         }
         .map_err(|e| ModeChangeError::Start(e.into()))?;
-        let exec = build(system, alloc, &self.current().executor())
+        let exec = build(system, alloc, self.current().executor())
             .map_err(|problem| ModeChangeError::Executor { task: task.clone(), problem })?;
 
         // P1, P2: no more old-mode releases; its jobs drain under the old allocation.
