@@ -142,6 +142,7 @@ impl Service {
     async fn infer(&self, mut r: ModelInferRequest) -> Result<ModelInferResponse, ProtocolError> {
         let state = &*self.state;
         let model = state.model(&r.model_name, &r.model_version)?;
+        let model = &*model;
         let (input, requested) = decode_request(model, &mut r, &state.shm, &state.limits)?;
         let result = state.run_job(&model.name, input).await?;
         let parameters =
