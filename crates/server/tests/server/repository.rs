@@ -24,10 +24,14 @@ fn start_loadable() -> (Arc<ModeServer<BusyWait>>, FrontEnd, String) {
     let current = server.current();
     let catalog = Catalog::of_server(&current, vec![Catalog::busy_outputs(); 2]);
     drop(current);
-    let options = Options::local(vec![Listen::parse("http://127.0.0.1:0").unwrap()]);
+    let options = Options::local(vec![
+        Listen::parse("http://127.0.0.1:0").unwrap(),
+        Listen::parse("grpc://127.0.0.1:0").unwrap(),
+    ]);
     let repo = Arc::new(BusyRepository { server: server.clone() });
     let front = FrontEnd::start_with_repository(server.clone(), catalog, options, Some(repo)).unwrap();
     let addr = front.endpoints()[0].trim_start_matches("http://").to_string();
+    assert!(front.endpoints()[1].starts_with("grpc://"));
     (server, front, addr)
 }
 
@@ -106,4 +110,39 @@ fn without_the_extension_a_load_is_refused() {
     let r = http_post_json(&running.http_addr(), "/v2/repository/models/x/load", &json!({}));
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.text().contains("--allow-load"), "{}", r.text());
+}
+
+#[test]
+fn grpc_repository_load_index_and_unload() {
+    use lalarand_server::proto::model_repository_parameter::ParameterChoice as P;
+    use lalarand_server::proto::*;
+    let _turn = serial();
+    let (server, front, a) = start_loadable();
+    let url = front.endpoints()[1].replace("grpc://", "http://");
+    let param = |p: P| ModelRepositoryParameter { parameter_choice: Some(p) };
+    rt().block_on(async {
+        let mut c = grpc(&url).await;
+        let parameters = [
+            ("profile".to_string(), param(P::StringParam(profile("extra", 1.0)))),
+            ("period_ms".to_string(), param(P::Int64Param(50))),
+        ]
+        .into_iter()
+        .collect();
+        let load =
+            RepositoryModelLoadRequest { repository_name: String::new(), model_name: "extra".into(), parameters };
+        c.repository_model_load(load.clone()).await.unwrap();
+        let e = c.repository_model_load(load).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e}");
+        let index = c.repository_index(RepositoryIndexRequest::default()).await.unwrap().into_inner();
+        let names: Vec<&str> = index.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["fast", "slow", "extra"]);
+        let infer = json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [7]}]});
+        assert_eq!(http_post_json(&a, "/v2/models/extra/infer", &infer).status, 200);
+        let unload = RepositoryModelUnloadRequest { model_name: "extra".into(), ..Default::default() };
+        c.repository_model_unload(unload.clone()).await.unwrap();
+        let e = c.repository_model_unload(unload).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+    });
+    assert_eq!(server.current().task_names(), ["fast", "slow"]);
+    front.shutdown(Duration::from_secs(1));
 }
