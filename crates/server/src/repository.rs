@@ -57,8 +57,18 @@ fn field_ms(p: &Map<String, Value>, key: &str) -> Result<Option<Time>, ProtocolE
 
 impl LoadParameters {
     /// Reads a load request's `parameters` (values as JSON, as the HTTP body and the gRPC
-    /// `ModelRepositoryParameter`s give them).
+    /// `ModelRepositoryParameter`s give them). A `config` parameter (what tritonclient's
+    /// `load_model(name, config=...)` sends) is a JSON object text holding them instead.
     pub fn from_json(p: &Map<String, Value>) -> Result<Self, ProtocolError> {
+        if let Some(config) = field_str(p, "config")? {
+            let inner: Map<String, Value> = serde_json::from_str(config).map_err(|e| {
+                ProtocolError::invalid(format!("parameters.config: not a JSON object with the load's parameters: {e}"))
+            })?;
+            if inner.contains_key("config") {
+                return Err(ProtocolError::invalid("parameters.config: holds another config"));
+            }
+            return Self::from_json(&inner);
+        }
         let profile = match (field_str(p, "profile")?, field_str(p, "profile_path")?) {
             (Some(text), None) => ProfileSource::Inline(text.to_string()),
             (None, Some(path)) => ProfileSource::Path(path.into()),

@@ -65,7 +65,13 @@ fn a_model_loaded_over_http_serves_its_first_infer_and_unloads() {
     let r = http_post_json(&a, "/v2/repository/models/extra/unload", &json!({}));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(http_post_json(&a, "/v2/models/extra/infer", &infer).status, 404);
-    assert_eq!(server.current().task_names(), ["fast", "slow"]);
+
+    // tritonclient's load_model(name, config=TEXT): the parameters as one JSON text.
+    let config = json!({"profile": profile("other", 1.0), "period_ms": 60}).to_string();
+    let r = http_post_json(&a, "/v2/repository/models/other/load", &json!({"parameters": {"config": config}}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(http_post_json(&a, "/v2/models/other/infer", &infer).status, 200);
+    assert_eq!(server.current().task_names(), ["fast", "slow", "other"]);
     front.shutdown(Duration::from_secs(1));
 }
 
