@@ -238,7 +238,10 @@ impl<E: StageExecutor> ModeServer<E> {
         // P1, P2: no more old-mode releases; its jobs drain under the old allocation.
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         let carried = current.close_releases();
-        let old_mode = current.stop(StopPolicy::Drain).map_err(ModeChangeError::Switch)?;
+        let old_mode = current.stop(StopPolicy::Drain).map_err(|e| {
+            self.stopped.store(true, Ordering::SeqCst);
+            ModeChangeError::Switch(e)
+        })?;
         let switched = now();
         // P3: the new mode on the same clock, continuing tasks a period after their last release.
         let resume = Resume { origin, last_releases: current.last_releases() };
