@@ -7,10 +7,11 @@ use crate::catalog::Catalog;
 use crate::error::{ProtocolError, StartError};
 use crate::listen::{Address, Listen, Scheme};
 use crate::metrics::Metrics;
+use crate::repository::Repository;
 use crate::shm::Registry;
 use lalarand_runtime::serve::{Input, JobResult};
 use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -60,7 +61,12 @@ impl Options {
 /// What every handler shares.
 pub(crate) struct State {
     pub backend: Arc<dyn Backend>,
-    pub catalog: Catalog,
+    /// Replaced whole by a model load or unload (the repository extension).
+    pub catalog: RwLock<Arc<Catalog>>,
+    /// Loads and unloads models (`None`: the repository extension is off).
+    pub repository: Option<Arc<dyn Repository>>,
+    /// Held from a change's request to its catalog's swap, so catalogs swap in change order.
+    pub changing: Mutex<()>,
     pub shm: Registry,
     pub auth: Auth,
     pub limits: Limits,
@@ -68,18 +74,54 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The models served now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The repository, or why models cannot be loaded here.
+    pub fn repository(&self) -> Result<Arc<dyn Repository>, ProtocolError> {
+        self.repository.clone().ok_or_else(|| {
+            ProtocolError::new(
+                crate::Code::Unavailable,
+                "the model repository extension is off; start the server with --allow-load",
+            )
+        })
+    }
+
+    /// Loads (`Some(parameters)`) or unloads model `name` through the repository, on a blocking
+    /// thread (a change waits for the old mode to drain), then serves the new catalog.
+    pub async fn change_model(
+        self: &Arc<Self>,
+        name: &str,
+        load: Option<crate::LoadParameters>,
+    ) -> Result<serde_json::Value, ProtocolError> {
+        let repo = self.repository()?;
+        let (state, name) = (self.clone(), name.to_string());
+        let changed = tokio::task::spawn_blocking(move || {
+            let _turn = state.changing.lock().unwrap_or_else(PoisonError::into_inner);
+            let changed = match &load {
+                Some(p) => repo.load(&name, p),
+                None => repo.unload(&name),
+            }?;
+            *state.catalog.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(changed.catalog);
+            Ok::<_, ProtocolError>(changed.report)
+        })
+        .await
+        .map_err(|e| ProtocolError::new(crate::Code::Internal, format!("the model change failed: {e}")))??;
+        Ok(changed)
+    }
+
     /// The model called `name` (version "" or "1"), served to clients.
-    pub fn model(&self, name: &str, version: &str) -> Result<&crate::ModelInfo, ProtocolError> {
-        let m = self.catalog.get(name).ok_or_else(|| {
-            ProtocolError::not_found(format!(
-                "no model is called {name:?} (models: {})",
-                self.catalog.names().join(", ")
-            ))
+    pub fn model(&self, name: &str, version: &str) -> Result<ModelRef, ProtocolError> {
+        let catalog = self.catalog();
+        let index = catalog.models.iter().position(|m| m.name == name).ok_or_else(|| {
+            ProtocolError::not_found(format!("no model is called {name:?} (models: {})", catalog.names().join(", ")))
         })?;
         if !(version.is_empty() || version == "1") {
             return Err(ProtocolError::not_found(format!("model {name:?} has only version 1, not {version:?}")));
         }
-        Ok(m)
+        Ok(ModelRef { catalog, index })
     }
 
     /// Whether model `name` takes infer requests now.
@@ -101,6 +143,19 @@ impl State {
         let result = result?;
         self.metrics.observe(task, result.timing.response);
         Ok(result)
+    }
+}
+
+/// A served model, valid while a request uses it even if the model is unloaded meanwhile.
+pub(crate) struct ModelRef {
+    catalog: Arc<Catalog>,
+    index: usize,
+}
+
+impl std::ops::Deref for ModelRef {
+    type Target = crate::ModelInfo;
+    fn deref(&self) -> &crate::ModelInfo {
+        &self.catalog.models[self.index]
     }
 }
 
@@ -169,6 +224,17 @@ impl FrontEnd {
     /// Checks the endpoints (local unless allowed with a token), starts the runtime's threads
     /// on `options.cores`, binds every endpoint and starts serving.
     pub fn start(backend: Arc<dyn Backend>, catalog: Catalog, options: Options) -> Result<Self, StartError> {
+        Self::start_with_repository(backend, catalog, options, None)
+    }
+
+    /// [`Self::start`] with the model repository extension: `POST /v2/repository/...` and the
+    /// gRPC `Repository*` calls load and unload models through `repository`.
+    pub fn start_with_repository(
+        backend: Arc<dyn Backend>,
+        catalog: Catalog,
+        options: Options,
+        repository: Option<Arc<dyn Repository>>,
+    ) -> Result<Self, StartError> {
         check_security(&options)?;
         if options.listen.is_empty() {
             return Err(StartError::Listen { url: String::new(), problem: "no endpoint to listen on".into() });
@@ -191,7 +257,9 @@ impl FrontEnd {
         let metrics = Metrics::new(&catalog);
         let state = Arc::new(State {
             backend,
-            catalog,
+            catalog: RwLock::new(Arc::new(catalog)),
+            repository,
+            changing: Mutex::new(()),
             shm: Registry::default(),
             auth: options.auth,
             limits: options.limits,

@@ -142,6 +142,7 @@ impl Service {
     async fn infer(&self, mut r: ModelInferRequest) -> Result<ModelInferResponse, ProtocolError> {
         let state = &*self.state;
         let model = state.model(&r.model_name, &r.model_version)?;
+        let model = &*model;
         let (input, requested) = decode_request(model, &mut r, &state.shm, &state.limits)?;
         let result = state.run_job(&model.name, input).await?;
         let parameters =
@@ -291,6 +292,65 @@ impl GrpcInferenceService for Service {
         self.state.shm.unregister(&r.into_inner().name);
         ok(SystemSharedMemoryUnregisterResponse {})
     }
+
+    async fn repository_index(&self, _: Request<RepositoryIndexRequest>) -> Reply<RepositoryIndexResponse> {
+        let catalog = self.state.catalog();
+        let models = catalog
+            .models
+            .iter()
+            .map(|m| repository_index_response::ModelIndex {
+                name: m.name.clone(),
+                version: "1".into(),
+                state: "READY".into(),
+                reason: String::new(),
+            })
+            .collect();
+        ok(RepositoryIndexResponse { models })
+    }
+
+    async fn repository_model_load(
+        &self,
+        r: Request<RepositoryModelLoadRequest>,
+    ) -> Reply<RepositoryModelLoadResponse> {
+        let r = r.into_inner();
+        self.state.repository().map_err(status)?;
+        let parameters = repository_parameters(r.parameters).map_err(status)?;
+        let parameters = crate::LoadParameters::from_json(&parameters)
+            .map_err(|e| status(ProtocolError::new(e.code, format!("load of model {:?}: {e}", r.model_name))))?;
+        self.state.change_model(&r.model_name, Some(parameters)).await.map_err(status)?;
+        ok(RepositoryModelLoadResponse {})
+    }
+
+    async fn repository_model_unload(
+        &self,
+        r: Request<RepositoryModelUnloadRequest>,
+    ) -> Reply<RepositoryModelUnloadResponse> {
+        let r = r.into_inner();
+        self.state.change_model(&r.model_name, None).await.map_err(status)?;
+        ok(RepositoryModelUnloadResponse {})
+    }
+}
+
+/// A load's parameters as JSON values (what [`crate::LoadParameters::from_json`] reads).
+fn repository_parameters(
+    p: HashMap<String, ModelRepositoryParameter>,
+) -> Result<serde_json::Map<String, serde_json::Value>, ProtocolError> {
+    use model_repository_parameter::ParameterChoice as P;
+    p.into_iter()
+        .map(|(k, v)| {
+            let v = match v.parameter_choice {
+                Some(P::BoolParam(b)) => serde_json::Value::from(b),
+                Some(P::Int64Param(i)) => serde_json::Value::from(i),
+                Some(P::StringParam(s)) => serde_json::Value::from(s),
+                Some(P::BytesParam(b)) => serde_json::Value::from(
+                    String::from_utf8(b.to_vec())
+                        .map_err(|_| ProtocolError::invalid(format!("parameters.{k}: bytes that are not UTF-8")))?,
+                ),
+                None => return Err(ProtocolError::invalid(format!("parameters.{k}: no value"))),
+            };
+            Ok((k, v))
+        })
+        .collect()
 }
 
 /// The bearer-token check in front of every method.

@@ -183,6 +183,7 @@ async fn infer_at(
     body: Bytes,
 ) -> Result<Response, ProtocolError> {
     let m = state.model(model, version)?;
+    let m = &*m;
     let ParsedInfer { id, tensors, outputs: requested, binary_default } = parse_infer(&headers, body)?;
     codec::check_outputs(m, &requested, &state.shm)?;
     let input = codec::decode_input(m, tensors, &state.shm, &state.limits)?;
@@ -394,6 +395,51 @@ async fn metrics(Shared(state): S) -> Response {
     ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
+/// The request body's `parameters` object (an empty body: none).
+fn body_parameters(body: &Bytes) -> Result<Map<String, Value>, ProtocolError> {
+    if body.is_empty() {
+        return Ok(Map::new());
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| ProtocolError::invalid(format!("request body: {e}")))?;
+    match v.get("parameters") {
+        None => Ok(Map::new()),
+        Some(Value::Object(p)) => Ok(p.clone()),
+        Some(p) => Err(ProtocolError::invalid(format!("parameters: {p} is not an object"))),
+    }
+}
+
+async fn repository_load(
+    Shared(state): S,
+    Path(model): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ProtocolError> {
+    state.repository()?;
+    let parameters = crate::LoadParameters::from_json(&body_parameters(&body)?)
+        .map_err(|e| ProtocolError::new(e.code, format!("load of model {model:?}: {e}")))?;
+    Ok(Json(state.change_model(&model, Some(parameters)).await?))
+}
+
+async fn repository_unload(
+    Shared(state): S,
+    Path(model): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ProtocolError> {
+    body_parameters(&body)?;
+    Ok(Json(state.change_model(&model, None).await?))
+}
+
+/// Every model served, all `READY` (an unloaded model is no longer listed).
+async fn repository_index(Shared(state): S) -> Json<Value> {
+    let catalog = state.catalog();
+    Json(Value::Array(
+        catalog
+            .models
+            .iter()
+            .map(|m| json!({ "name": m.name, "version": "1", "state": "READY", "reason": "" }))
+            .collect(),
+    ))
+}
+
 async fn unknown() -> ProtocolError {
     ProtocolError::not_found("no such endpoint (see docs/runtime.md, \"Network server\", for the routes)")
 }
@@ -429,6 +475,9 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/v2/systemsharedmemory/region/{name}/status", get(shm_region_status))
         .route("/v2/systemsharedmemory/region/{name}/register", post(shm_register))
         .route("/v2/systemsharedmemory/region/{name}/unregister", post(shm_unregister))
+        .route("/v2/repository/index", post(repository_index))
+        .route("/v2/repository/models/{model}/load", post(repository_load))
+        .route("/v2/repository/models/{model}/unload", post(repository_unload))
         .route("/metrics", get(metrics))
         .fallback(unknown)
         .layer(DefaultBodyLimit::max(limit))

@@ -26,6 +26,7 @@ pub mod http;
 mod listen;
 mod metrics;
 pub mod proto;
+pub mod repository;
 pub mod shm;
 
 pub use backend::Backend;
@@ -33,3 +34,4 @@ pub use catalog::{Catalog, ModelInfo};
 pub use error::{Code, ProtocolError, StartError};
 pub use frontend::{FrontEnd, Limits, Options};
 pub use listen::{Listen, Scheme};
+pub use repository::{BusyRepository, LoadParameters, Repository};

@@ -10,6 +10,7 @@ pub mod init;
 pub mod profile;
 pub mod run;
 pub mod serve;
+mod serve_loadable;
 pub mod simulate;
 pub mod verify;
 pub mod zoo;

@@ -10,6 +10,7 @@ use crate::Verdict;
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets, CellAlignment, Table};
 use lalarand_model::{Platform, System, TaskSet, Time};
+use lalarand_runtime::serve::modes::ModeServer;
 use lalarand_runtime::serve::{
     EarlyPolicy, Input, ServeConfig, ServeReport, Server, StalePolicy, StopPolicy, TensorSpec,
 };
@@ -92,6 +93,13 @@ pub struct Args {
     /// (`Authorization: Bearer TOKEN`); others are refused (HTTP 401, gRPC UNAUTHENTICATED).
     #[arg(long, value_name = "FILE", requires = "listen")]
     pub token_file: Option<PathBuf>,
+    /// Let clients load and unload models while serving: the KServe v2 model repository
+    /// extension (POST /v2/repository/models/NAME/load with the task's profile, period_ms,
+    /// deadline_ms and priority in its parameters; gRPC RepositoryModelLoad). Each change is
+    /// decided by admission control and carried out by drain-then-switch (docs/runtime.md,
+    /// "Mode changes"). Off by default; with --busy only for now.
+    #[arg(long, requires_all = ["listen", "busy"])]
+    pub allow_load: bool,
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -110,7 +118,7 @@ fn parse_interval(s: &str) -> Result<f64, String> {
 
 /// The process' resident memory over the run.
 #[derive(Debug, Default, Serialize)]
-struct Memory {
+pub(super) struct Memory {
     /// Resident set, KiB, sampled once a second: (seconds since serving started, KiB).
     samples: Vec<(f64, u64)>,
     /// After the first minute (runs longer than a minute): min and max against the sample at
@@ -161,6 +169,15 @@ pub fn run(args: Args) -> Result<Verdict> {
         if let Some(n) = &mut network {
             n.outputs = system.tasks.iter().map(|_| Catalog::busy_outputs()).collect();
         }
+        if let Some(n) = network.take_if(|_| args.allow_load) {
+            let proven = lalarand_alloc::admission::Proven::new(system.clone(), alloc.clone())
+                .with_context(|| format!("--allow-load: {}", args.allocation.display()))?;
+            let front = |server: Arc<ModeServer<BusyWait>>| {
+                let repository = Arc::new(lalarand_server::BusyRepository { server: server.clone() });
+                start_front_end_with(&server.current(), server.clone(), Some(repository), &system, n, args.allow_remote)
+            };
+            return super::serve_loadable::serve_loadable(&args, proven, exec, config, &stop, front);
+        }
         serve(&args, &system, &alloc, exec, config, Vec::new(), "busy", &stop, network)
     } else {
         let given: HashMap<String, PathBuf> = args.models.iter().cloned().collect();
@@ -200,6 +217,18 @@ fn start_front_end<E: StageExecutor>(
     network: NetworkArgs,
     allow_remote: bool,
 ) -> Result<FrontEnd> {
+    start_front_end_with(server, server.clone(), None, system, network, allow_remote)
+}
+
+/// [`start_front_end`] serving `backend` (with `repository`: the model repository extension).
+fn start_front_end_with<E: StageExecutor>(
+    server: &Server<E>,
+    backend: Arc<dyn lalarand_server::Backend>,
+    repository: Option<Arc<dyn lalarand_server::Repository>>,
+    system: &System,
+    network: NetworkArgs,
+    allow_remote: bool,
+) -> Result<FrontEnd> {
     let owned: Vec<usize> = system.platform.resources.iter().flat_map(|r| r.cores.iter().copied()).collect();
     let spare: Vec<usize> =
         lalarand_runtime::os::available_cores().into_iter().filter(|c| !owned.contains(c)).collect();
@@ -215,8 +244,7 @@ fn start_front_end<E: StageExecutor>(
         threads: spare.len().clamp(1, 4),
         cores: spare,
     };
-    let backend: Arc<dyn lalarand_server::Backend> = server.clone();
-    let front = FrontEnd::start(backend, catalog, options)?;
+    let front = FrontEnd::start_with_repository(backend, catalog, options, repository)?;
     for url in front.endpoints() {
         eprintln!("lalarand: listening on {url}");
     }
@@ -351,7 +379,7 @@ fn serve<E: StageExecutor>(
             trace: args.trace.as_deref(),
         })?;
     } else {
-        out!("{}", render(&report, executor, &memory))?;
+        out!("{}", render_report(&report, executor, &memory))?;
     }
     let failed: u64 = report.stats.tasks.iter().map(|t| t.failed).sum();
     if failed > 0 {
@@ -370,7 +398,7 @@ fn ms(t: Time) -> String {
     format!("{:.3}", t as f64 / 1e6)
 }
 
-fn render(r: &ServeReport, executor: &str, memory: &Memory) -> String {
+pub(super) fn render_report(r: &ServeReport, executor: &str, memory: &Memory) -> String {
     let mut table = Table::new();
     table.load_preset(presets::ASCII_MARKDOWN).set_header(vec![
         "task", "kind", "jobs", "misses", "skipped", "rejected", "min ms", "mean ms", "p99 ms", "max ms", "bound ms",

@@ -66,6 +66,7 @@
 
 mod deliver;
 mod handle;
+pub mod modes;
 mod stats;
 mod types;
 
@@ -130,6 +131,23 @@ pub struct ServerBuilder<E: StageExecutor> {
     config: ServeConfig,
     modes: Vec<(String, TaskMode)>,
     cores: Option<Vec<usize>>,
+    resume: Option<Resume>,
+}
+
+/// A job admitted by a drained mode but not released by it: the next mode releases it.
+pub(crate) struct Carried {
+    task: String,
+    submitted: Time,
+    input: Input,
+    reply: Arc<Slot>,
+}
+
+/// Where a server takes over from a drained one (a mode change, [`modes`]): the same time 0,
+/// and each continuing task's last release, so its next is at least a period later (P3).
+pub(crate) struct Resume {
+    /// The old server's time 0, as monotonic time.
+    pub origin: Time,
+    pub last_releases: Vec<(String, Time)>,
 }
 
 impl<E: StageExecutor> ServerBuilder<E> {
@@ -177,6 +195,12 @@ impl<E: StageExecutor> ServerBuilder<E> {
         self
     }
 
+    /// Continues the clock and the tasks' releases of a drained server.
+    pub(crate) fn resume(mut self, resume: Resume) -> Self {
+        self.resume = Some(resume);
+        self
+    }
+
     /// Validates, starts every thread, warms up and starts serving.
     pub fn start(self) -> Result<Server<E>, ServeError> {
         Server::start(self)
@@ -209,6 +233,7 @@ impl<E: StageExecutor> Server<E> {
             config: ServeConfig::default(),
             modes: Vec::new(),
             cores: None,
+            resume: None,
         }
     }
 
@@ -340,7 +365,17 @@ impl<E: StageExecutor> Server<E> {
                 return Err(ServeError::Os(e));
             }
         }
-        core.set_origin(os::monotonic_ns());
+        match &b.resume {
+            Some(resume) => {
+                core.set_origin(resume.origin);
+                for (name, last) in &resume.last_releases {
+                    if let Some(i) = core.sink.names.iter().position(|n| n == name) {
+                        core.task(i).last_release = Some(*last);
+                    }
+                }
+            }
+            None => core.set_origin(os::monotonic_ns()),
+        }
         for (i, cb, mut f) in callbacks {
             let name = core.sink.names[i].clone();
             let h = spawn(format!("lalarand-source-{i}"), Box::new(move || source_loop(&cb, &mut *f)));
@@ -386,6 +421,91 @@ impl<E: StageExecutor> Server<E> {
             .iter()
             .position(|n| n == name)
             .ok_or_else(|| ServeError::UnknownTask { name: name.into(), known: self.core.sink.names.clone() })
+    }
+
+    /// Monotonic time of the server's time 0.
+    pub(crate) fn origin(&self) -> Time {
+        self.core.origin()
+    }
+
+    /// The executor serving the stages.
+    pub(crate) fn executor(&self) -> &E {
+        &self.core.exec
+    }
+
+    /// Every task's last release so far (tasks never released left out).
+    pub(crate) fn last_releases(&self) -> Vec<(String, Time)> {
+        let core = &*self.core;
+        (0..core.sink.names.len())
+            .filter_map(|i| core.task(i).last_release.map(|r| (core.sink.names[i].clone(), r)))
+            .collect()
+    }
+
+    /// P1 of a mode change: stops every release at once (as [`Self::stop`] does) and withdraws
+    /// the jobs admitted but not yet released ([`EarlyPolicy::Wait`]), oldest first, for the
+    /// new mode to release ([`Self::carry_over`]). Each task's last release goes back to its
+    /// last actual one. The caller then drains with [`Self::stop`].
+    pub(crate) fn close_releases(&self) -> Vec<Carried> {
+        let core = &*self.core;
+        let mut slots: Vec<_> = (0..core.plan.tasks.len()).map(|i| core.task(i)).collect();
+        core.stop.stop();
+        let waiting: Vec<_> = std::mem::take(&mut lock(&core.delayed).jobs).into_values().collect();
+        let mut carried = Vec::with_capacity(waiting.len());
+        for mut job in waiting {
+            let i = job.task;
+            let slot = &mut slots[i];
+            slot.waiting -= 1;
+            let before = job.release.saturating_sub(core.plan.tasks[i].period);
+            slot.last_release = slot.last_release.map(|r| r.min(before));
+            core.sink.stats.tasks[i].released.fetch_sub(1, Ordering::SeqCst);
+            core.sink.stats.in_flight[i].fetch_sub(1, Ordering::SeqCst);
+            core.outstanding.fetch_sub(1, Ordering::SeqCst);
+            if let (Some(input), Some(Reply::Handle(reply))) = (job.input.take(), job.reply.take()) {
+                carried.push(Carried { task: core.sink.names[i].clone(), submitted: job.submitted, input, reply });
+            }
+        }
+        drop(slots);
+        core.wake_all();
+        carried
+    }
+
+    /// P3 of a mode change: releases the jobs withdrawn from the old mode, in order, each at
+    /// its task's earliest legal release (the same rule as [`Self::submit`] under
+    /// [`EarlyPolicy::Wait`]); a job of a task no longer served resolves with
+    /// [`ServeError::UnknownTask`].
+    pub(crate) fn carry_over(&self, jobs: Vec<Carried>) {
+        let core = &*self.core;
+        for Carried { task, submitted, input, reply } in jobs {
+            let i = match self.task_index(&task) {
+                Ok(i) => i,
+                Err(e) => {
+                    reply.resolve(Err(e));
+                    continue;
+                }
+            };
+            let period = core.plan.tasks[i].period;
+            let mut slot = core.task(i);
+            let now = core.now();
+            let release = slot.last_release.map_or(now, |r| now.max(r.saturating_add(period)));
+            let k = slot.next_job;
+            slot.next_job += 1;
+            slot.last_release = Some(release);
+            core.admit(i);
+            let job = core.new_job(i, k, release, submitted, input, Some(Reply::Handle(reply)));
+            if release <= now {
+                drop(slot);
+                core.release(&mut (), job, &core.stalls.submit);
+                continue;
+            }
+            slot.waiting += 1;
+            drop(slot);
+            let mut d = lock(&core.delayed);
+            let seq = d.seq;
+            d.seq += 1;
+            d.jobs.insert((release, seq), job);
+            drop(d);
+            core.release_cv.notify_all();
+        }
     }
 
     /// The input task `name` takes.

@@ -118,13 +118,14 @@ fn methods_outside_the_protocol_subset_answer_unimplemented() {
     let _turn = serial();
     let running = start_busy(EarlyPolicy::Wait);
     rt().block_on(async {
-        // A raw gRPC call to Triton's RepositoryIndex, which this server does not implement.
+        // A raw gRPC call to Triton's CudaSharedMemoryStatus, which this server does not implement.
         let mut c = tonic::client::Grpc::new(
             tonic::transport::Endpoint::from_shared(running.grpc_url()).unwrap().connect().await.unwrap(),
         );
         c.ready().await.unwrap();
-        let path =
-            tonic::codegen::http::uri::PathAndQuery::from_static("/inference.GRPCInferenceService/RepositoryIndex");
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/inference.GRPCInferenceService/CudaSharedMemoryStatus",
+        );
         let codec = tonic_prost::ProstCodec::<ServerLiveRequest, ServerLiveResponse>::default();
         let e = c.unary(tonic::Request::new(ServerLiveRequest {}), path, codec).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unimplemented, "{e:?}");

@@ -6,5 +6,6 @@ mod common;
 mod grpc;
 mod http;
 mod mnist;
+mod repository;
 mod security;
 mod shm;
