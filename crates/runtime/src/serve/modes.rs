@@ -14,13 +14,13 @@
 //!   system, allocation and executor, on the same time 0, each continuing task's last
 //!   release carried over so its first new-mode release is at `max(t_s, last + T)`
 //!   ([`lalarand_analysis::mode_change::continuing_release`]: a submission before that is
-//!   early and handled by the task's [`EarlyPolicy`], as any early submission);
+//!   early and handled by the task's [`EarlyPolicy`](super::EarlyPolicy), as any early submission);
 //! - **P4** a change requested while another is under way waits for it, in request order.
 //!
 //! Submissions that arrive during a drain wait until the switch and are then submitted to the
 //! new mode (so they are released at or after `t_s`); a submission for an unloaded task then
 //! fails with [`ServeError::UnknownTask`]. Jobs a submission had admitted before the request
-//! with a release after it ([`EarlyPolicy::Wait`]) are not released by the old mode (P1): they
+//! with a release after it ([`EarlyPolicy::Wait`](super::EarlyPolicy::Wait)) are not released by the old mode (P1): they
 //! keep their handles and are released by the new one, in order, each at its task's earliest
 //! legal release from `t_s` on (a job of an unloaded task resolves with
 //! [`ServeError::UnknownTask`]). So the drain waits only for jobs released before the request
