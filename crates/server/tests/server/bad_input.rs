@@ -251,21 +251,24 @@ fn a_client_that_disconnects_mid_job_leaves_the_job_accounted_and_the_server_ser
     let running = declared();
     let a = running.http_addr();
     let body = json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}).to_string();
-    // Send a full request to the slow task and hang up before its 2 ms stage ends.
+    let wait_until = |f: &dyn Fn() -> bool| {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !f() {
+            assert!(std::time::Instant::now() < end, "timed out");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    };
+    // Send a full request to the slow task and hang up once its job is released, before its
+    // response is read (its 2 ms stage usually still running; hanging up before the release may
+    // cancel the request before it is submitted, which is not what this test is about).
     {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(&a).unwrap();
         let req =
             format!("POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         s.write_all(req.as_bytes()).unwrap();
+        wait_until(&|| running.server.stats().tasks[1].released == 1);
     }
-    let wait_until = |f: &dyn Fn() -> bool| {
-        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !f() {
-            assert!(std::time::Instant::now() < end, "timed out");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-    };
     wait_until(&|| running.server.stats().tasks[1].completed == 1);
     let r = http_post_json(&a, "/v2/models/slow/infer", &serde_json::from_str(&body).unwrap());
     assert_eq!(r.status, 200, "{}", r.text());
