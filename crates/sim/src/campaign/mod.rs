@@ -169,19 +169,23 @@ pub fn violations(set: &CampaignSet) -> Vec<(usize, Time, Time)> {
     check(&mut Simulator::default(), set).violations
 }
 
+/// A campaign's progress bar over `sets` sets (hidden unless `progress`).
+pub(crate) fn progress_bar(sets: u64, progress: bool) -> indicatif::ProgressBar {
+    if !progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(sets);
+    let style = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sets, {per_sec}, eta {eta}")
+        .expect("valid template");
+    bar.set_style(style);
+    bar
+}
+
 /// Simulates `sets` generated sets (see [`campaign_set`]) on all cores and checks every
 /// schedulable task's observed responses against its bound.
 pub fn soundness_campaign(sets: u64, seed: u64, progress: bool) -> CampaignReport {
     let started = Instant::now();
-    let bar = if progress {
-        let bar = indicatif::ProgressBar::new(sets);
-        let style = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sets, {per_sec}, eta {eta}")
-            .expect("valid template");
-        bar.set_style(style);
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar(sets, progress);
     let mut report = (0..sets)
         .into_par_iter()
         .map_init(Simulator::default, |sim, index| {

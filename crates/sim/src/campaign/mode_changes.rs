@@ -332,15 +332,7 @@ pub fn check_mode_change_set(seed: u64, index: u64) -> ModeChangeReport {
 /// Runs `sets` generated sequences (see [`mode_change_set`]) on all cores and checks them.
 pub fn mode_change_campaign(sets: u64, seed: u64, progress: bool) -> ModeChangeReport {
     let started = Instant::now();
-    let bar = if progress {
-        let bar = indicatif::ProgressBar::new(sets);
-        let style = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sets, {per_sec}, eta {eta}")
-            .expect("valid template");
-        bar.set_style(style);
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = super::progress_bar(sets, progress);
     let mut report = (0..sets)
         .into_par_iter()
         .map(|index| {
