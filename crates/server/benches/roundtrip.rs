@@ -30,6 +30,10 @@ const MODES: [&str; 5] = ["in-process", "gRPC unix", "gRPC tcp", "gRPC unix + sh
 
 /// One task of `staged`'s stages, all cpu-fp32 on the first core; `force`d (the profile's
 /// 1 µs stages are not its real times: the bench measures the protocol, not the schedule).
+#[path = "../tests/server/shm_region.rs"]
+mod shm_region;
+use shm_region::Shm;
+
 fn system_for(staged: &StagedModel, period: u64) -> (System, Allocation) {
     let core = lalarand_runtime::os::available_cores()[0];
     let platform =
@@ -68,41 +72,6 @@ impl Http {
         let mut out = vec![0u8; len];
         self.reader.read_exact(&mut out).unwrap();
         out
-    }
-}
-
-/// A POSIX shared-memory object, unlinked on drop.
-struct Shm {
-    key: String,
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Shm {
-    fn new(len: usize) -> Self {
-        let key = format!("/lalarand-bench-{}", std::process::id());
-        let c = std::ffi::CString::new(key.clone()).unwrap();
-        // SAFETY: checked libc calls.
-        unsafe {
-            let fd = libc::shm_open(c.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600);
-            assert!(fd >= 0);
-            assert_eq!(libc::ftruncate(fd, len as libc::off_t), 0);
-            let p = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0);
-            assert_ne!(p, libc::MAP_FAILED);
-            libc::close(fd);
-            Self { key, ptr: p.cast(), len }
-        }
-    }
-}
-
-impl Drop for Shm {
-    fn drop(&mut self) {
-        let c = std::ffi::CString::new(self.key.clone()).unwrap();
-        // SAFETY: the mapping and name made in `new`.
-        unsafe {
-            libc::munmap(self.ptr.cast(), self.len);
-            libc::shm_unlink(c.as_ptr());
-        }
     }
 }
 

@@ -9,3 +9,4 @@ mod mnist;
 mod repository;
 mod security;
 mod shm;
+mod shm_region;

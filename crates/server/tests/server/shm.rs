@@ -7,45 +7,7 @@ use lalarand_server::proto::*;
 use serde_json::json;
 use std::collections::HashMap;
 
-/// A POSIX shared-memory object of `len` bytes, unlinked on drop.
-struct Shm {
-    key: String,
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Shm {
-    fn new(len: usize) -> Self {
-        let key = format!("/lalarand-test-{}-{len}", std::process::id());
-        let c = std::ffi::CString::new(key.clone()).unwrap();
-        // SAFETY: test-only libc calls, each checked.
-        unsafe {
-            let fd = libc::shm_open(c.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600);
-            assert!(fd >= 0);
-            assert_eq!(libc::ftruncate(fd, len as libc::off_t), 0);
-            let p = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0);
-            assert_ne!(p, libc::MAP_FAILED);
-            libc::close(fd);
-            Self { key, ptr: p.cast(), len }
-        }
-    }
-
-    fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping made in `new`.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
-}
-
-impl Drop for Shm {
-    fn drop(&mut self) {
-        let c = std::ffi::CString::new(self.key.clone()).unwrap();
-        // SAFETY: the mapping and name made in `new`.
-        unsafe {
-            libc::munmap(self.ptr.cast(), self.len);
-            libc::shm_unlink(c.as_ptr());
-        }
-    }
-}
+use crate::shm_region::Shm;
 
 fn shm_params(region: &str, offset: i64, size: i64) -> HashMap<String, InferParameter> {
     let p = |c| InferParameter { parameter_choice: Some(c) };
