@@ -173,8 +173,10 @@ fn not_done(task: &str, job: u64, timeout: f64) -> PyErr {
     ))
 }
 
-/// Where a job's outcome lands: the library hands it to the completion callback registered at
-/// submit, which wakes the waiters and runs the Python done-callbacks.
+/// Where a job's outcome lands, once: taken from the library's handle by a wait (on the waiting
+/// thread, which reads the outputs), or handed to the completion callback the first Python
+/// done-callback registers (on the server's delivery thread); either wakes the other waiters
+/// and runs the Python done-callbacks.
 #[derive(Default)]
 struct Outcome {
     state: Mutex<OutcomeState>,
@@ -189,6 +191,8 @@ struct OutcomeState {
     callbacks: Vec<Py<PyAny>>,
     /// The handle's Python object, held while callbacks wait for it (they are called with it).
     owner: Option<Py<JobHandle>>,
+    /// A completion callback is registered with the library's handle.
+    registered: bool,
 }
 
 impl Outcome {
@@ -197,6 +201,9 @@ impl Outcome {
     fn deliver(&self, r: Result<CoreResult, ServeError>) {
         let (callbacks, owner) = {
             let mut state = lock(&self.state);
+            if state.fired {
+                return;
+            }
             state.raw = Some(r);
             state.fired = true;
             (std::mem::take(&mut state.callbacks), state.owner.take())
@@ -227,24 +234,47 @@ pub struct JobHandle {
     task: String,
     job: u64,
     admission: Admission,
+    /// The library's handle, which a wait takes the result from.
+    core: CoreHandle,
     outcome: Arc<Outcome>,
     /// The outcome as Python objects, once a wait converted it.
     converted: Mutex<Option<Result<Py<JobResult>, PyErr>>>,
 }
 
 impl JobHandle {
-    /// A handle for `handle`'s job; its outcome is delivered to this handle from now on.
     fn new(handle: CoreHandle) -> Self {
-        let outcome = Arc::new(Outcome::default());
-        let delivered = outcome.clone();
-        handle.on_complete(move |r| delivered.deliver(r));
         Self {
             task: handle.task().to_string(),
             job: handle.job(),
             admission: handle.admission(),
-            outcome,
+            core: handle,
+            outcome: Arc::new(Outcome::default()),
             converted: Mutex::new(None),
         }
+    }
+
+    /// Waits at most `slice` for the outcome (call without the GIL); whether it is there.
+    fn wait_slice(&self, slice: Duration) -> bool {
+        let registered = {
+            let state = lock(&self.outcome.state);
+            if state.fired {
+                return true;
+            }
+            state.registered
+        };
+        if !registered {
+            match self.core.wait_timeout(slice) {
+                Err(ServeError::Timeout { .. }) => return false,
+                // Taken by another waiting thread, or bound for a done-callback registered
+                // meanwhile: it lands in `outcome`.
+                Err(ServeError::AlreadyTaken { .. }) => {}
+                r => {
+                    self.outcome.deliver(r);
+                    return true;
+                }
+            }
+        }
+        self.outcome.wait_fired(slice)
     }
 
     /// Waits (in slices without the GIL, checking for signals between them) until the job
@@ -252,7 +282,7 @@ impl JobHandle {
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let deadline = timeout.map(seconds).transpose()?.map(|t| Instant::now() + t);
         loop {
-            if py.detach(|| self.outcome.wait_fired(slice_until(deadline))) {
+            if py.detach(|| self.wait_slice(slice_until(deadline))) {
                 return Ok(());
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -307,7 +337,7 @@ impl JobHandle {
 
     /// Whether the job has resolved (with a result or an error).
     fn done(&self) -> bool {
-        lock(&self.outcome.state).fired
+        lock(&self.outcome.state).fired || self.core.is_done()
     }
 
     /// Whether the job is still pending (admitted and not resolved), as `Future.running`.
@@ -344,8 +374,8 @@ impl JobHandle {
         Ok(self.outcome(py)?.err().map(|e| e.value(py).clone().into_any().unbind()))
     }
 
-    /// Calls `fn(handle)` once the job resolves: on the server's delivery thread (or here at
-    /// once if it has); `fn` may call `handle.result()`. A raising callback is reported with
+    /// Calls `fn(handle)` once the job resolves: on the server's delivery thread, or on the
+    /// thread whose `result()` took it, or here at once if it has; `fn` may call `handle.result()`. A raising callback is reported with
     /// `sys.unraisablehook` and does not stop the server.
     fn add_done_callback(slf: &Bound<'_, Self>, callback: Py<PyAny>) {
         let this = slf.get();
@@ -358,6 +388,18 @@ impl JobHandle {
         state.callbacks.push(callback);
         if state.owner.is_none() {
             state.owner = Some(slf.clone().unbind());
+        }
+        let register = !std::mem::replace(&mut state.registered, true);
+        drop(state);
+        if register {
+            // From now on the delivery thread resolves it (or this thread at once, if it ended).
+            let delivered = this.outcome.clone();
+            this.core.on_complete(move |r| {
+                // Taken by a waiting thread, which delivers it.
+                if !matches!(r, Err(ServeError::AlreadyTaken { .. })) {
+                    delivered.deliver(r)
+                }
+            });
         }
     }
 

@@ -129,18 +129,12 @@ impl State {
         !self.backend.is_stopped() && self.model(name, version).is_ok_and(|m| !m.periodic)
     }
 
-    /// Releases a job of `task` and waits for it without blocking a thread. A client that goes
-    /// away drops this future: the job still runs and counts, its result is discarded.
+    /// Releases a job of `task` and waits for it without blocking a thread: the worker that ends
+    /// the job wakes this task, which reads the outputs (on a front-end thread, off the
+    /// workers' cores). A client that goes away drops this future: the job still runs and
+    /// counts, its result is discarded.
     pub async fn run_job(&self, task: &str, input: Input) -> Result<JobResult, ProtocolError> {
-        let handle = self.backend.submit(task, input)?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        handle.on_complete(move |r| {
-            let _ = tx.send(r);
-        });
-        let result = rx.await.map_err(|_| {
-            ProtocolError::new(crate::Code::Internal, format!("task {task:?}: the job's result was lost"))
-        })?;
-        let result = result?;
+        let result = self.backend.submit(task, input)?.await?;
         self.metrics.observe(task, result.timing.response);
         Ok(result)
     }

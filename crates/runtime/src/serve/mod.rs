@@ -90,7 +90,7 @@ use lalarand_model::{Allocation, System, Time};
 use stats::{inc, Stats};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 /// A periodic task's latest-value input slot ([`Source::Slot`]): the application puts each new
@@ -312,6 +312,7 @@ impl<E: StageExecutor> Server<E> {
             trace_window: config.trace_window.unwrap_or(0),
             trace_max_slots: config.trace_max_slots,
             max_backlog: config.max_backlog,
+            core: OnceLock::new(),
         };
         let core_config = CoreConfig {
             realtime: config.realtime,
@@ -320,6 +321,7 @@ impl<E: StageExecutor> Server<E> {
             max_backlog: config.max_backlog,
         };
         let core = Arc::new(Core::new(Exec::Owned(b.exec), &runtime, core_config, sink, StopHandle::new()));
+        let _ = core.sink.core.set(Arc::downgrade(&core));
         if config.realtime {
             os::keep_freed_memory();
         }
