@@ -6,6 +6,7 @@
 //! comments) and in `python/lalarand/_lalarand.pyi`.
 
 mod errors;
+mod logs;
 mod serving;
 mod system;
 mod tools;
@@ -54,5 +55,6 @@ fn _lalarand(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tools::zoo, m)?)?;
     m.add_function(wrap_pyfunction!(tools::zoo_architectures, m)?)?;
     m.add_function(wrap_pyfunction!(tools::_cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(logs::_forward_logs, m)?)?;
     Ok(())
 }

@@ -798,6 +798,9 @@ pub fn serve(
     drain_timeout_ms: f64,
     warm_up: bool,
 ) -> PyResult<Server> {
+    // Before any server thread starts: the real-time fallback's warning is logged by the first
+    // thread refused SCHED_FIFO.
+    crate::logs::forward_to_python();
     let stale = match stale {
         "reuse" => StalePolicy::Reuse,
         "skip" => StalePolicy::Skip,

@@ -91,6 +91,7 @@ pub fn profile(
     warm_cache: bool,
     granularity: &str,
 ) -> PyResult<Profile> {
+    crate::logs::forward_to_python();
     let arg = |name: &str, problem: String| PyValueError::new_err(format!("profile({name}=...): {problem}"));
     let modes: Vec<Mode> = match modes {
         None => Mode::ALL.to_vec(),

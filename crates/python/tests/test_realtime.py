@@ -89,3 +89,40 @@ def test_refused_sched_fifo_warns_and_required_refuses():
     assert lines[1].startswith("warned ['lalarand.serve: the OS refused SCHED_FIFO"), lines[1]
     assert "fix: run as root or with CAP_SYS_NICE" in lines[1] and "realtime=False" in lines[1]
     assert lines[2].startswith('required refused cannot start the server: realtime="required" but the OS refused SCHED_FIFO'), lines[2]
+
+
+# The same refusal, seen through Python's `logging`: the server's own warning (Rust's tracing,
+# from the first thread refused SCHED_FIFO) reaches the `lalarand.runtime.os` logger. Records
+# are collected as caplog does (a handler on the root logger), in the child where the refusal
+# is forced.
+LOGGED = textwrap.dedent("""
+    import logging, os, time, warnings, lalarand
+    records = []
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+    logging.getLogger().addHandler(Collect())
+    logging.getLogger().setLevel(logging.INFO)
+    dnn = lalarand.Profile.chain("d", [("a", 1.0, 1.0)])
+    system = lalarand.System(lalarand.Platform([lalarand.Resource("cpu", "cpu", cores=[sorted(os.sched_getaffinity(0))[-1]])]), [lalarand.Task("t", dnn, 50.0)])
+    allocation = system.allocation({"t": ["cpu-fp32@cpu"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = lalarand.serve(system, allocation, busy=True)
+    server.stop()
+    end = time.monotonic() + 5  # the records reach logging from a thread of their own
+    while time.monotonic() < end and not any("SCHED_FIFO" in r.getMessage() for r in records):
+        time.sleep(0.01)
+    for r in records:
+        print(r.name, r.levelname, r.getMessage())
+""")
+
+
+def test_refused_sched_fifo_reaches_python_logging():
+    child = subprocess.run([sys.executable, "-c", LOGGED], capture_output=True, text=True, timeout=60,
+                           preexec_fn=_drop_realtime_rights)
+    assert child.returncode == 0, child.stderr
+    fallback = [line for line in child.stdout.splitlines() if "SCHED_FIFO refused" in line]
+    assert len(fallback) == 1, child.stdout + child.stderr
+    assert fallback[0].startswith("lalarand.runtime.os WARNING "), fallback[0]
+    assert "running under the normal scheduler" in fallback[0]

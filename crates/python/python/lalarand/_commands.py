@@ -29,6 +29,7 @@ def _run_json(command, args):
         try:
             os.dup2(out.fileno(), 1)
             os.dup2(err.fileno(), 2)
+            _lalarand._forward_logs()  # the command's warnings reach `logging`
             status = _lalarand._cli_main(["lalarand", command, *args, "--json"])
         finally:
             os.dup2(saved[0], 1)

@@ -176,7 +176,8 @@ impl<E: StageExecutor> ServeSink<E> {
             release: done.release,
             start: done.start.unwrap_or(done.finish),
             finish: done.finish,
-            response: done.finish - done.release,
+            // A job cancelled before its (delayed) release ends before it: no response.
+            response: done.finish.saturating_sub(done.release),
             bound: self.bounds[done.task],
             deadline: done.deadline,
             met: !late,
@@ -215,17 +216,24 @@ impl<E: StageExecutor> ServeSink<E> {
     /// Counts a job whose handle is held and has no callback and publishes it there (see the
     /// module doc); gives it back for the delivery thread otherwise.
     fn publish(&self, mut done: Done<E::Job, Reply>) -> Result<(), Done<E::Job, Reply>> {
-        let Some(Reply::Handle(slot)) = done.reply.take() else { return Err(done) };
+        let slot = match done.reply.take() {
+            Some(Reply::Handle(slot)) => slot,
+            other => {
+                done.reply = other;
+                return Err(done);
+            }
+        };
+        let back = |mut done: Done<E::Job, Reply>, slot: Arc<Slot>| {
+            done.reply = Some(Reply::Handle(slot));
+            done
+        };
         // Nobody holds the handle (no one can clone it any more): the job's state is freed on
         // the delivery thread, not on this worker.
         let core = match self.core.get().and_then(Weak::upgrade) {
             Some(core) if Arc::strong_count(&slot) > 1 => core,
-            _ => {
-                done.reply = Some(Reply::Handle(slot));
-                return Err(done);
-            }
+            _ => return Err(back(done, slot)),
         };
-        slot.publish(done, |done| {
+        let published = slot.publish(done, |done| {
             let timing = self.timing(&done);
             let (task, job) = (done.task, done.job);
             let finished = match done.outcome {
@@ -241,11 +249,10 @@ impl<E: StageExecutor> ServeSink<E> {
             };
             self.stats.in_flight[task].fetch_sub(1, Ordering::SeqCst);
             finished
-        })
-        .map_err(|mut done| {
-            done.reply = Some(Reply::Handle(slot.clone()));
-            done
-        })?;
+        });
+        if let Err(done) = published {
+            return Err(back(done, slot));
+        }
         // The handle was dropped meanwhile with the job's state in it (the usual last holder,
         // a taker, leaves nothing to free here).
         if Arc::strong_count(&slot) == 1 && slot.holds_job() {
