@@ -36,8 +36,11 @@ pub trait StageExecutor: Send + Sync + 'static {
     /// resource).
     fn run_stage(&self, task: usize, stage: usize, job: u64, state: &mut Self::Job) -> Result<(), StageError>;
 
-    /// The job's outputs after its last stage, on the server's delivery thread (not timed: the
-    /// copy to the host is not part of any stage; a run does not read them).
+    /// The job's outputs after its last stage, never on a worker (not timed: the copy to the
+    /// host is not part of any stage; a run does not read them): on the thread that takes a
+    /// handle's result ([`crate::serve::JobHandle::wait`], the task awaiting it), or on the
+    /// server's delivery thread (result streams, completion callbacks). Several threads may
+    /// call it at once, for different jobs.
     fn outputs(&self, task: usize, state: Self::Job) -> Result<Vec<HostTensor>, StageError>;
 
     /// Runs stage `stage` of `task` before time 0, untimed and unrecorded, on the stage's

@@ -36,7 +36,9 @@
 //!   server and the other tasks go on.
 //! - **Threads.** The application's callbacks (periodic sources, [`JobHandle::on_complete`])
 //!   never run on a worker or the release thread: a source runs on its task's source thread,
-//!   completions on the delivery thread. A slow source makes its own task's releases stale
+//!   completions on the delivery thread. A job whose handle is waited on or awaited skips the
+//!   delivery thread: the worker that ran its last stage counts it and wakes the waiter (or
+//!   the awaiting task's `Waker`), which reads the outputs on its own thread. A slow source makes its own task's releases stale
 //!   (see [`StalePolicy`]), a slow completion callback delays the delivery of later results;
 //!   neither delays a stage.
 //! - **Statistics.** [`Server::stats`] reads counters and histograms the threads update
