@@ -77,60 +77,49 @@ def main():
     name = session.get_inputs()[0].name
     expected = session.run(None, {name: x})[0]
 
-    ort = []
     per_round = max(1, args.calls // args.rounds)
-    results = {}
-    responses = {}  # the server's own release -> finish of each Python call's job
-    servers = {}
+    us = lambda v: v / 1e3  # noqa: E731
+    print(f"{per_round * args.rounds} calls per path, MNIST 1x1x28x28 float32, load average {os.getloadavg()[0]:.2f}")
+    # One server at a time, its calls alternating with onnxruntime's in rounds.
     for label, profile in profiles().items():
         platform = lalarand.Platform([lalarand.Resource("cpu", "cpu", cores=[core])])
         dnn = lalarand.Profile.from_json(json.dumps(profile))
         system = lalarand.System(platform, [lalarand.Task("digits", dnn, 5.0)])
         allocation = system.allocation({"digits": ["cpu-fp32@cpu"] * len(profile["layers"])})
-        servers[label] = lalarand.serve(system, allocation, {"digits": str(MODEL)})
-        results[label] = []
-        responses[label] = []
-        results[label + ", Rust"] = []
-    try:
-        for server in servers.values():  # warm-up
-            for _ in range(20):
+        ort, python, rust, responses, rust_fixed = [], [], [], [], []
+        with lalarand.serve(system, allocation, {"digits": str(MODEL)}) as server:
+            for _ in range(20):  # warm-up
                 time.sleep(GAP_S)
                 out = server.infer("digits", x)
                 assert np.allclose(next(iter(out.outputs.values())), expected, atol=1e-4)
-        for _ in range(args.rounds):
-            for _ in range(per_round):
-                time.sleep(GAP_S)
-                t0 = time.perf_counter_ns()
-                session.run(None, {name: x})
-                ort.append(time.perf_counter_ns() - t0)
-            for label, server in servers.items():
+            for _ in range(args.rounds):
+                for _ in range(per_round):
+                    time.sleep(GAP_S)
+                    t0 = time.perf_counter_ns()
+                    session.run(None, {name: x})
+                    ort.append(time.perf_counter_ns() - t0)
                 for _ in range(per_round):
                     time.sleep(GAP_S)
                     t0 = time.perf_counter_ns()
                     result = server.infer("digits", x)
-                    results[label].append(time.perf_counter_ns() - t0)
-                    responses[label].append(result.response_ns)
+                    python.append(time.perf_counter_ns() - t0)
+                    responses.append(result.response_ns)
                     del result
-                rust = _lalarand._bench_rust_infer(server, "digits", [1, 1, 28, 28], per_round, GAP_S)
-                results[label + ", Rust"] += [took for took, _ in rust]
-        realtime = all(s.realtime for s in servers.values())
-    finally:
-        for server in servers.values():
-            server.stop()
-
-    us = lambda v: v / 1e3  # noqa: E731
-    print(f"{len(ort)} calls per path, MNIST 1x1x28x28 float32, SCHED_FIFO: {realtime}, "
-          f"load average {os.getloadavg()[0]:.2f}")
-    ort_median = statistics.median(ort)
-    print(f"onnxruntime run        : median {us(ort_median):7.1f} us   p99 {us(percentile(ort, 0.99)):7.1f} us")
-    for label, t in results.items():
-        median = statistics.median(t)
-        print(f"infer, {label:<15}: median {us(median):7.1f} us   p99 {us(percentile(t, 0.99)):7.1f} us   "
-              f"median - onnxruntime {us(median - ort_median):6.1f} us   ratio {median / ort_median:.2f}x")
-    for label, r in responses.items():
-        fixed = [t - j for t, j in zip(results[label], r)]
-        print(f"server response, {label:<9}: median {us(statistics.median(r)):7.1f} us   p99 {us(percentile(r, 0.99)):7.1f} us"
-              f"   call - response (fixed cost): median {us(statistics.median(fixed)):6.1f} us   p99 {us(percentile(fixed, 0.99)):6.1f} us")
+                timed = _lalarand._bench_rust_infer(server, "digits", [1, 1, 28, 28], per_round, GAP_S)
+                rust += [took for took, _ in timed]
+                rust_fixed += [took - response for took, response in timed]
+            realtime = server.realtime
+        ort_median = statistics.median(ort)
+        fixed = [t - r for t, r in zip(python, responses)]
+        print(f"{label} (SCHED_FIFO: {realtime})")
+        print(f"  onnxruntime run      : median {us(ort_median):7.1f} us   p99 {us(percentile(ort, 0.99)):7.1f} us")
+        for path, t in (("server.infer (Python)", python), ("Server::infer (Rust)", rust)):
+            median = statistics.median(t)
+            print(f"  {path:<21}: median {us(median):7.1f} us   p99 {us(percentile(t, 0.99)):7.1f} us   "
+                  f"- onnxruntime {us(median - ort_median):6.1f} us   ratio {median / ort_median:.2f}x")
+        print(f"  server response      : median {us(statistics.median(responses)):7.1f} us   p99 {us(percentile(responses, 0.99)):7.1f} us")
+        for path, f in (("Python", fixed), ("Rust", rust_fixed)):
+            print(f"  {path} call - response (fixed cost): median {us(statistics.median(f)):6.1f} us   p99 {us(percentile(f, 0.99)):6.1f} us")
 
 
 if __name__ == "__main__":
