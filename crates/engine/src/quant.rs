@@ -14,7 +14,6 @@ pub use crate::int8_stages::{
 };
 use crate::stage::{ExecConfig, StageRunner, Tensors};
 use crate::staged::{Pipeline, StagedModel};
-use crate::tensor::f32_value;
 use lalarand_model::Mode;
 use lalarand_onnx::partition;
 use lalarand_onnx::quantize::{quantize, CalibrationMethod, Calibrator, QParams, QuantizeOptions};
@@ -57,11 +56,14 @@ pub fn calibrate_until(
             )));
         }
         staged.check_input(dims, &format!("calibration input {k}"))?;
-        cal.observe(&staged.input_name, data);
-        let mut t = Tensors::new();
-        t.insert(staged.input_name.clone(), f32_value(dims, data.clone())?);
+        if staged.sample_input().is_float() {
+            cal.observe(&staged.input_name, data);
+        }
+        // The other graph inputs are fixed values ([`StagedModel::companions`]), not observed:
+        // a range of zeros would quantize their real values to nothing.
+        let mut t = staged.feed(dims, data.clone())?;
         runner.run(&mut t)?;
-        for (name, v) in t.iter().filter(|(n, _)| **n != staged.input_name) {
+        for (name, v) in t.iter().filter(|(n, _)| staged.graph_input(n).is_none()) {
             // Shape computations (int64) are not activations.
             if let Ok((_, data)) = v.try_extract_tensor::<f32>() {
                 cal.observe(name, data);
