@@ -86,7 +86,7 @@ impl Fed {
 fn masked_gather_inputs(seed: u64) -> Vec<Fed> {
     vec![
         float("image", &[1, 3, 8, 8], seed),
-        boolean("mask", &[1, 4, 8, 8], |i| (i / 3 + seed as usize) % 4 != 0),
+        boolean("mask", &[1, 4, 8, 8], |i| !(i / 3 + seed as usize).is_multiple_of(4)),
         int64("index", &[2], &[3, (seed % 3) as i64]),
     ]
 }
