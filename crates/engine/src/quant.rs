@@ -119,7 +119,18 @@ pub fn quantize_stages_until(
         let attempts = [QuantizeOptions { uint8_inputs: u8_in, uint8_outputs: u8_out }, QuantizeOptions::default()];
         let mut result = Err(String::new());
         let mut report = StageReport::default();
-        for opts in &attempts {
+        // A float graph input the samples do not fill (a recurrent state, ...) is fed fixed
+        // values during calibration and has no range: its stage is refused, saying so.
+        let unranged = stage.inputs.iter().find(|t| {
+            staged.graph_input(t).is_some_and(|i| i.is_float()) && **t != staged.input_name && !ranges.contains_key(*t)
+        });
+        if let Some(t) = unranged {
+            result = Err(format!(
+                "it reads the float graph input {t:?}, which calibration fed fixed zeros (the samples fill {:?} only), so it has no range to quantize with; this stage runs in fp32 only",
+                staged.input_name
+            ));
+        }
+        for opts in attempts.iter().filter(|_| unranged.is_none()) {
             match quantize(&fp32, ranges, opts) {
                 Ok(q) => {
                     report.kept_fp32 = q.kept_fp32.iter().map(|k| k.to_string()).collect();

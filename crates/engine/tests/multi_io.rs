@@ -362,3 +362,22 @@ fn a_multi_input_model_profiles_with_int8_and_is_served_from_its_profile() {
     assert!(verdicts[0].cosine > 0.99999, "{:?}", verdicts[0]);
     assert!(verdicts[1].stages_in_mode > 0, "{:?}", verdicts[1]);
 }
+
+/// The samples fill `x`; the state `h` is fed zeros during calibration and has no range, so
+/// the stage reading it is refused int8 naming it, and the others are quantized.
+#[test]
+fn a_stage_reading_an_uncalibrated_state_is_refused_int8_with_the_reason() {
+    let m = staged("recurrent_cell", fixtures::recurrent_cell());
+    let samples: Vec<(Vec<usize>, Vec<f32>)> = synthetic_inputs(&m, 8).into_iter().map(|x| (vec![1, 8], x)).collect();
+    let ranges = lalarand_engine::calibrate(&m, &samples, Calibration::default().method).unwrap();
+    assert!(!ranges.contains_key("h"), "the fixed state is not observed");
+    let int8 = lalarand_engine::quantize_stages(&m, &ranges);
+    for (stage, q) in m.partition.stages.iter().zip(&int8.stages) {
+        if stage.inputs.iter().any(|t| t == "h") {
+            let e = q.as_ref().unwrap_err();
+            assert!(e.contains("\"h\"") && e.contains("\"x\"") && e.contains("fp32"), "{e}");
+        } else {
+            assert!(q.is_ok(), "{}: {:?}", stage.name, q.as_ref().err());
+        }
+    }
+}
