@@ -381,3 +381,22 @@ fn a_stage_reading_an_uncalibrated_state_is_refused_int8_with_the_reason() {
         }
     }
 }
+
+/// The recurrent cell with a symbolic batch on every input and output: the chain equals the
+/// whole model at batch 3, and the state fed beside samples takes the samples' batch.
+#[test]
+fn inputs_sharing_a_symbolic_batch_run_at_any_batch() {
+    use lalarand_onnx::proto::tensor_shape_proto::dimension::Value;
+    use lalarand_onnx::proto::type_proto::Value as T;
+    let mut model = fixtures::recurrent_cell();
+    let g = model.graph.as_mut().unwrap();
+    for vi in g.input.iter_mut().chain(g.output.iter_mut()) {
+        if let Some(T::TensorType(t)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+            t.shape.as_mut().unwrap().dim[0].value = Some(Value::DimParam("batch".into()));
+        }
+    }
+    let m = chain_equals_whole(model, "recurrent_batch", &[float("x", &[3, 8], 5), float("h", &[3, 16], 6)]);
+    assert!(m.inputs.iter().all(|i| i.dims[0].is_none()), "{:?}", m.inputs);
+    let fed = m.feed(&[3, 8], vec![0.5; 24]).unwrap();
+    assert_eq!(fed["h"].try_extract_tensor::<f32>().unwrap().0.to_vec(), [3, 16]);
+}
