@@ -14,8 +14,9 @@ use lalarand_engine::serving::{model_paths, EngineExecutor};
 use lalarand_model::Time;
 use lalarand_runtime::serve::ServerBuilder;
 use lalarand_runtime::serve::{
-    Admission, EarlyPolicy, Input, InputSlot as CoreSlot, JobHandle as CoreHandle, JobResult as CoreResult,
-    ResultStream as CoreStream, ServeConfig, ServeError, Server as CoreServer, Source, StalePolicy, StopPolicy,
+    Admission, DataType, EarlyPolicy, Input, InputSlot as CoreSlot, JobHandle as CoreHandle, JobResult as CoreResult,
+    ResultStream as CoreStream, ServeConfig, ServeError, Server as CoreServer, Source, StalePolicy, StopPolicy, Tensor,
+    TensorData,
 };
 use lalarand_runtime::{BusyTime, BusyWait, LatePolicy};
 use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
@@ -33,6 +34,14 @@ use std::time::{Duration, Instant};
 /// (the server checks the shape).
 fn to_input(task: &str, expected: impl FnOnce() -> String, obj: &Bound<'_, PyAny>) -> Result<Input, ServeError> {
     let bad = |problem: String| ServeError::Input { task: task.to_string(), problem };
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        let mut tensors = Vec::with_capacity(dict.len());
+        for (name, value) in dict.iter() {
+            let name: String = name.extract().map_err(|_| bad(format!("a key {name} is not an input name (str)")))?;
+            tensors.push(named_tensor(&name, &value).map_err(&bad)?);
+        }
+        return Input::named(tensors).map_err(bad);
+    }
     let Ok(array) = obj.cast::<PyArrayDyn<f32>>() else {
         let what = match obj.getattr("dtype") {
             Ok(dtype) => format!("an array of dtype {dtype}"),
@@ -47,6 +56,54 @@ fn to_input(task: &str, expected: impl FnOnce() -> String, obj: &Bound<'_, PyAny
         Err(_) => readonly.as_array().iter().copied().collect(),
     };
     Input::from_vec(dims, values).map_err(bad)
+}
+
+/// One input of a dict (`{name: array}`, as onnxruntime's `run` takes): a numpy array of
+/// float32, int64, int32, uint8 or bool, copied.
+fn named_tensor(name: &str, value: &Bound<'_, PyAny>) -> Result<Tensor, String> {
+    fn values<T: numpy::Element + Copy>(a: &Bound<'_, PyArrayDyn<T>>) -> Result<Vec<T>, String> {
+        let r = a.try_readonly().map_err(|e| format!("the array cannot be read: {e}"))?;
+        Ok(match r.as_slice() {
+            Ok(contiguous) => contiguous.to_vec(),
+            Err(_) => r.as_array().iter().copied().collect(),
+        })
+    }
+    fn bytes<T: numpy::Element + Copy, const N: usize>(
+        a: &Bound<'_, PyArrayDyn<T>>,
+        le: fn(T) -> [u8; N],
+    ) -> Result<Vec<u8>, String> {
+        Ok(values(a)?.into_iter().flat_map(le).collect())
+    }
+    let in_input = |e: String| format!("input {name:?}: {e}");
+    let (dims, data) = if let Ok(a) = value.cast::<PyArrayDyn<f32>>() {
+        (a.shape().to_vec(), TensorData::F32(Arc::new(values(a).map_err(in_input)?)))
+    } else if let Ok(a) = value.cast::<PyArrayDyn<i64>>() {
+        (
+            a.shape().to_vec(),
+            TensorData::Bytes(DataType::Int64, Arc::new(bytes(a, i64::to_le_bytes).map_err(in_input)?)),
+        )
+    } else if let Ok(a) = value.cast::<PyArrayDyn<i32>>() {
+        (
+            a.shape().to_vec(),
+            TensorData::Bytes(DataType::Int32, Arc::new(bytes(a, i32::to_le_bytes).map_err(in_input)?)),
+        )
+    } else if let Ok(a) = value.cast::<PyArrayDyn<u8>>() {
+        (a.shape().to_vec(), TensorData::Bytes(DataType::Uint8, Arc::new(bytes(a, |x: u8| [x]).map_err(in_input)?)))
+    } else if let Ok(a) = value.cast::<PyArrayDyn<bool>>() {
+        (
+            a.shape().to_vec(),
+            TensorData::Bytes(DataType::Bool, Arc::new(bytes(a, |x: bool| [u8::from(x)]).map_err(in_input)?)),
+        )
+    } else {
+        let what = match value.getattr("dtype") {
+            Ok(dtype) => format!("an array of dtype {dtype}"),
+            Err(_) => format!("a {}", value.get_type().name().map_or("?".into(), |n| n.to_string())),
+        };
+        return Err(format!(
+            "input {name:?}: got {what}, expected a numpy array of float32, int64, int32, uint8 or bool"
+        ));
+    };
+    Tensor::new(name, dims, data)
 }
 
 /// The expected input shape of `task`, as text, for messages.
@@ -539,7 +596,9 @@ impl Drop for Server {
 #[pymethods]
 impl Server {
     /// Submits `array` (float32, the task's input shape; copied here, so the array can be
-    /// reused at once) as a job of sporadic task `task`.
+    /// reused at once) as a job of sporadic task `task`. A model with several inputs takes a
+    /// dict `{name: array}` (as onnxruntime's `run`), each array of the input's dtype (float32,
+    /// int64, int32, uint8 or bool).
     /// Returns at once with a `JobHandle`. Raises `InputError` (unknown task, wrong shape or
     /// dtype), `StoppedError` (after stop) or `RejectedError` (backlog full); a submission
     /// before the task's minimum inter-arrival time waits for its legal release or is rejected,
