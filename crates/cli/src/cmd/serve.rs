@@ -95,10 +95,11 @@ pub struct Args {
     pub token_file: Option<PathBuf>,
     /// Let clients load and unload models while serving: the KServe v2 model repository
     /// extension (POST /v2/repository/models/NAME/load with the task's profile, period_ms,
-    /// deadline_ms and priority in its parameters; gRPC RepositoryModelLoad). Each change is
-    /// decided by admission control and carried out by drain-then-switch (docs/runtime.md,
-    /// "Mode changes"). Off by default; with --busy only for now.
-    #[arg(long, requires_all = ["listen", "busy"])]
+    /// deadline_ms and priority in its parameters, and model_path, the ONNX model on this
+    /// machine, unless --busy; gRPC RepositoryModelLoad). Each change is decided by admission
+    /// control and carried out by drain-then-switch (docs/runtime.md, "Mode changes"). Off by
+    /// default.
+    #[arg(long, requires = "listen")]
     pub allow_load: bool,
 }
 
@@ -176,7 +177,7 @@ pub fn run(args: Args) -> Result<Verdict> {
                 let repository = Arc::new(lalarand_server::BusyRepository { server: server.clone() });
                 start_front_end_with(&server.current(), server.clone(), Some(repository), &system, n, args.allow_remote)
             };
-            return super::serve_loadable::serve_loadable(&args, proven, exec, config, &stop, front);
+            return super::serve_loadable::serve_loadable(&args, proven, exec, "busy", config, &stop, front);
         }
         serve(&args, &system, &alloc, exec, config, Vec::new(), "busy", &stop, network)
     } else {
@@ -189,6 +190,15 @@ pub fn run(args: Args) -> Result<Verdict> {
         let exec = EngineExecutor::new(&system, &alloc, &models)?;
         if let Some(n) = &mut network {
             n.outputs = (0..system.tasks.len()).map(|i| exec.output_specs(i)).collect();
+        }
+        if let Some(n) = network.take_if(|_| args.allow_load) {
+            let proven = lalarand_alloc::admission::Proven::new(system.clone(), alloc.clone())
+                .with_context(|| format!("--allow-load: {}", args.allocation.display()))?;
+            let front = |server: Arc<ModeServer<EngineExecutor>>| {
+                let repository = Arc::new(crate::engine_repository::EngineRepository { server: server.clone() });
+                start_front_end_with(&server.current(), server.clone(), Some(repository), &system, n, args.allow_remote)
+            };
+            return super::serve_loadable::serve_loadable(&args, proven, exec, "engine", config, &stop, front);
         }
         serve(&args, &system, &alloc, exec, config, models, "engine", &stop, network)
     }

@@ -1,5 +1,6 @@
-//! `lalarand serve --listen ... --busy --allow-load`: a server whose models clients load and
-//! unload while it runs (the runtime's `ModeServer`, docs/runtime.md "Mode changes").
+//! `lalarand serve --listen ... --allow-load`: a server whose models clients load and unload
+//! while it runs (the runtime's `ModeServer`, docs/runtime.md "Mode changes"), with busy-wait
+//! stages (`--busy`, `BusyRepository`) or ONNX models (`EngineRepository`).
 
 use super::serve::{render_report, Args, Memory};
 use crate::Verdict;
@@ -7,19 +8,20 @@ use anyhow::{Context, Result};
 use lalarand_alloc::admission::{AdmissionOptions, Proven};
 use lalarand_runtime::serve::modes::ModeServer;
 use lalarand_runtime::serve::{ServeConfig, StopPolicy};
-use lalarand_runtime::{BusyWait, StopHandle};
+use lalarand_runtime::{StageExecutor, StopHandle};
 use lalarand_server::FrontEnd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Serves `proven` until Ctrl-C or `--seconds`, then prints the last mode's report.
-pub(super) fn serve_loadable(
+pub(super) fn serve_loadable<E: StageExecutor>(
     args: &Args,
     proven: Proven,
-    exec: BusyWait,
+    exec: E,
+    executor: &str,
     config: ServeConfig,
     stop: &StopHandle,
-    front_end: impl FnOnce(Arc<ModeServer<BusyWait>>) -> Result<FrontEnd>,
+    front_end: impl FnOnce(Arc<ModeServer<E>>) -> Result<FrontEnd>,
 ) -> Result<Verdict> {
     let server = Arc::new(
         ModeServer::start(proven, exec, config, AdmissionOptions::default())
@@ -34,7 +36,7 @@ pub(super) fn serve_loadable(
     // No new requests; those in flight get their answers while the server drains.
     front.shutdown(Duration::from_secs(2));
     let report = server.stop(StopPolicy::Drain)?;
-    out!("{}", render_report(&report, "busy", &Memory::default()))?;
+    out!("{}", render_report(&report, executor, &Memory::default()))?;
     anyhow::ensure!(report.every_job_accounted, "some admitted jobs were not resolved");
     Ok(Verdict::of(report.stats.misses() == 0))
 }
