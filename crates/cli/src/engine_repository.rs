@@ -10,12 +10,11 @@
 //! names the request field and the fix, and changes nothing.
 
 use lalarand_alloc::admission::LoadRequest;
-use lalarand_engine::mode_change::Rebuilt;
+use lalarand_engine::mode_change::{self, Rebuilt};
 use lalarand_engine::serving::{open_model, EngineExecutor, ModelProblem};
 use lalarand_runtime::serve::modes::ModeServer;
 use lalarand_server::{change_error, change_report, Catalog, Changed, LoadParameters, ProtocolError, Repository};
-use serde_json::{json, Value};
-use std::collections::HashMap;
+use serde_json::Value;
 use std::sync::Arc;
 
 /// Loads and unloads ONNX models on a running [`ModeServer`].
@@ -31,10 +30,10 @@ impl EngineRepository {
         Catalog::of_server(&current, outputs)
     }
 
-    fn changed(&self, report: Value, rebuilt: Option<Rebuilt>) -> Changed {
+    fn changed(&self, report: Value, rebuilt: Rebuilt) -> Changed {
         let mut report = report;
-        if let (Some(r), Value::Object(map)) = (rebuilt, &mut report) {
-            map.insert("pipelines".into(), json!({"kept": r.kept, "rebuilt": r.rebuilt, "added": r.added}));
+        if let Value::Object(map) = &mut report {
+            map.insert("pipelines".into(), rebuilt.to_json());
         }
         Changed { catalog: Self::catalog(&self.server), report }
     }
@@ -61,35 +60,18 @@ impl Repository for EngineRepository {
                 "model {name:?}: parameters.model_path: missing; fix: give the ONNX model's path on the server's machine"
             ))
         })?;
-        let task = parameters.task(name)?;
+        let mut task = parameters.task(name)?;
+        task.dnn = std::sync::Arc::new(mode_change::servable(&task.dnn));
         // The model is read and checked before the change takes its turn: a bad file delays no
         // other change.
         let staged = open_model(&task, path).map_err(|p| model_refused(name, p))?;
         let request = LoadRequest { task, priority: parameters.priority };
-        let mut rebuilt = None;
-        let change = self
-            .server
-            .load_task(request, |system, alloc, running| {
-                let (exec, r) = running
-                    .for_mode(system, alloc, HashMap::from([(name.to_string(), staged)]))
-                    .map_err(|e| e.to_string())?;
-                rebuilt = Some(r);
-                Ok(exec)
-            })
-            .map_err(|e| change_error(name, e))?;
+        let (change, rebuilt) = mode_change::load(&self.server, request, staged).map_err(|e| change_error(name, e))?;
         Ok(self.changed(change_report(&change), rebuilt))
     }
 
     fn unload(&self, name: &str) -> Result<Changed, ProtocolError> {
-        let mut rebuilt = None;
-        let change = self
-            .server
-            .unload_task(name, |system, alloc, running| {
-                let (exec, r) = running.for_mode(system, alloc, HashMap::new()).map_err(|e| e.to_string())?;
-                rebuilt = Some(r);
-                Ok(exec)
-            })
-            .map_err(|e| change_error(name, e))?;
+        let (change, rebuilt) = mode_change::unload(&self.server, name).map_err(|e| change_error(name, e))?;
         Ok(self.changed(change_report(&change), rebuilt))
     }
 }

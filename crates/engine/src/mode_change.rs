@@ -15,7 +15,9 @@
 use crate::error::{EngineError, Result};
 use crate::serving::{int8_stages_for, load_runtime_for, EngineExecutor, TaskModel, TaskPipeline};
 use crate::staged::StagedModel;
-use lalarand_model::{Allocation, Mode, System};
+use lalarand_alloc::admission::LoadRequest;
+use lalarand_model::{Allocation, DnnProfile, Mode, System};
+use lalarand_runtime::serve::modes::{ModeChange, ModeChangeError, ModeServer};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -28,6 +30,13 @@ pub struct Rebuilt {
     pub rebuilt: Vec<String>,
     /// Tasks new in this mode: pipeline built from the model given.
     pub added: Vec<String>,
+}
+
+impl Rebuilt {
+    /// `{"kept": [...], "rebuilt": [...], "added": [...]}`, for change reports.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"kept": self.kept, "rebuilt": self.rebuilt, "added": self.added})
+    }
 }
 
 impl EngineExecutor {
@@ -83,4 +92,54 @@ impl EngineExecutor {
     pub fn shares_pipeline(&self, task: usize, other: &Self, other_task: usize) -> bool {
         Arc::ptr_eq(&self.tasks[task], &other.tasks[other_task])
     }
+}
+
+/// The modes of `profile` the engine can serve: `cpu-int8` stages are rebuilt from the int8
+/// calibration saved with the profile, so a profile without one offers its fp32 modes only (a
+/// load's admission then never picks an int8 stage it could not build). A layer with no other
+/// mode keeps its int8 one, so the refusal says why (the accuracy budget, or the missing
+/// calibration).
+pub fn servable(profile: &DnnProfile) -> DnnProfile {
+    let mut p = profile.clone();
+    if p.calibration.is_none() {
+        for layer in &mut p.layers {
+            if layer.modes.iter().enumerate().any(|(m, t)| m != Mode::CpuInt8.index() && t.is_some()) {
+                layer.modes[Mode::CpuInt8.index()] = None;
+            }
+        }
+    }
+    p
+}
+
+/// Loads `request`'s task, whose model is `staged` (opened and checked against the task's
+/// profile by [`crate::serving::open_model`]), into a running server: admission control, then
+/// the new mode's executor ([`EngineExecutor::for_mode`], before anything changes), then the
+/// drain-then-switch. What the CLI's model repository and the Python package both call.
+pub fn load(
+    server: &ModeServer<EngineExecutor>,
+    request: LoadRequest,
+    staged: StagedModel,
+) -> std::result::Result<(ModeChange, Rebuilt), ModeChangeError> {
+    let name = request.task.name.clone();
+    let mut rebuilt = Rebuilt::default();
+    let change = server.load_task(request, |system, alloc, running| {
+        let (exec, r) = running.for_mode(system, alloc, HashMap::from([(name, staged)])).map_err(|e| e.to_string())?;
+        rebuilt = r;
+        Ok(exec)
+    })?;
+    Ok((change, rebuilt))
+}
+
+/// Unloads task `name` from a running server (the remaining tasks keep their pipelines).
+pub fn unload(
+    server: &ModeServer<EngineExecutor>,
+    name: &str,
+) -> std::result::Result<(ModeChange, Rebuilt), ModeChangeError> {
+    let mut rebuilt = Rebuilt::default();
+    let change = server.unload_task(name, |system, alloc, running| {
+        let (exec, r) = running.for_mode(system, alloc, HashMap::new()).map_err(|e| e.to_string())?;
+        rebuilt = r;
+        Ok(exec)
+    })?;
+    Ok((change, rebuilt))
 }
