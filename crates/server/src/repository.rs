@@ -205,6 +205,9 @@ pub fn change_report(change: &lalarand_runtime::serve::modes::ModeChange) -> Val
         "moved_layers": change.moved_layers,
         "drain_bound_ns": change.drain_bound,
         "decision_ns": change.decision_ns(),
+        "requested_ns": change.requested,
+        "switched_ns": change.switched,
+        "resumed_ns": change.resumed,
         "to_first_release_ns": change.to_first_release_ns(),
         "bounds_ns": change.new_bounds.iter().map(|(n, b)| (n.clone(), Value::from(*b))).collect::<Map<_, _>>(),
     })

@@ -3,7 +3,10 @@ model into a running `lalarand serve --allow-load` (`load_model(name, config=JSO
 parameters as one JSON text, as docs/runtime.md says), infers with it and unloads it; bad loads
 are refused with an error naming the parameter, and change nothing."""
 
+import ast
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -99,4 +102,21 @@ def test_bad_loads_name_the_parameter_and_change_nothing(loadable, protocol):
     index = c.get_model_repository_index()
     names = [m["name"] for m in index] if isinstance(index, list) else [m.name for m in index.models]
     assert names == ["classifier"], names
+    c.close()
+
+
+def test_the_readmes_registering_program_gets_its_first_result(loadable):
+    """docs/snippets/register.py, the README's second process, run as written from the
+    repository's root (its URL replaced by the test server's); then its model is unloaded."""
+    code = (ROOT / "docs" / "snippets" / "register.py").read_text()
+    assert "127.0.0.1:8000" in code and code.strip() in (ROOT / "README.md").read_text(), "the README shows it"
+    done = subprocess.run([sys.executable, "-c", code.replace("127.0.0.1:8000", loadable.http)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    digit, params = done.stdout.strip().split(" ", 1)
+    assert 0 <= int(digit) <= 9
+    params = ast.literal_eval(params)
+    assert params["job"] == 0 and params["bound_ns"] > 0, params
+    c = client(loadable, "http")
+    c.unload_model("digits2")
     c.close()
