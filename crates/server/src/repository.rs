@@ -56,11 +56,25 @@ fn field_ms(p: &Map<String, Value>, key: &str) -> Result<Option<Time>, ProtocolE
     }
 }
 
+/// A load parameter `file:PATH` (tritonclient's `load_model(..., files=...)`: a model directory
+/// uploaded with the request) is refused: models are not uploaded, the server reads
+/// `model_path` on its own machine (and checks it against the profile).
+pub(crate) fn file_parameter(key: &str) -> Option<ProtocolError> {
+    key.starts_with("file:").then(|| {
+        ProtocolError::invalid(format!(
+            "parameters.{key}: model files are not uploaded to this server; fix: give parameters.model_path, the model's path on the server's machine"
+        ))
+    })
+}
+
 impl LoadParameters {
     /// Reads a load request's `parameters` (values as JSON, as the HTTP body and the gRPC
     /// `ModelRepositoryParameter`s give them). A `config` parameter (what tritonclient's
     /// `load_model(name, config=...)` sends) is a JSON object text holding them instead.
     pub fn from_json(p: &Map<String, Value>) -> Result<Self, ProtocolError> {
+        if let Some(e) = p.keys().find_map(|k| file_parameter(k)) {
+            return Err(e);
+        }
         if let Some(config) = field_str(p, "config")? {
             let inner: Map<String, Value> = serde_json::from_str(config).map_err(|e| {
                 ProtocolError::invalid(format!("parameters.config: not a JSON object with the load's parameters: {e}"))

@@ -99,6 +99,9 @@ def test_bad_loads_name_the_parameter_and_change_nothing(loadable, protocol):
         message = refusal(lambda: c.load_model(name, config=text))
         assert says in message, (says, message)
     assert "nobody" in refusal(lambda: c.unload_model("nobody"))
+    if protocol == "grpc":  # tritonclient's HTTP client cannot send files (bytes are not JSON)
+        message = refusal(lambda: c.load_model("third", config=config(good), files={"file:1/model.onnx": b"\x08\x07"}))
+        assert "parameters.file:1/model.onnx" in message and "model_path" in message, message
     index = c.get_model_repository_index()
     names = [m["name"] for m in index] if isinstance(index, list) else [m.name for m in index.models]
     assert names == ["classifier"], names
