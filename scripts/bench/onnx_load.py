@@ -14,6 +14,7 @@ the client's infer request are inside it). Standard library only.
 import argparse
 import json
 import statistics
+import threading
 import time
 import urllib.request
 
@@ -30,6 +31,30 @@ def get(url, path):
         return json.loads(r.read())
 
 
+def get_index(url):
+    return [m["name"] for m in post(url, "/v2/repository/index", {})]
+
+
+def zeros_request(url, model):
+    """An infer request of zeros of `model`'s first input."""
+    spec = get(url, f"/v2/models/{model}")["inputs"][0]
+    shape = [1 if d < 0 else d for d in spec["shape"]]
+    count = 1
+    for d in shape:
+        count *= d
+    return {"inputs": [{"name": spec["name"], "shape": shape, "datatype": "FP32", "data": [0.0] * count}]}
+
+
+def traffic(url, model, stop, counts):
+    """Requests of `model` back to back (each waits for its legal release) until `stop`."""
+    body = zeros_request(url, model)
+    while not stop.is_set():
+        t = post(url, f"/v2/models/{model}/infer", body)["parameters"]
+        counts[model] = counts.get(model, 0) + 1
+        if not t["deadline_met"]:
+            counts[f"{model} misses"] = counts.get(f"{model} misses", 0) + 1
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", required=True, help="host:port of the server's HTTP endpoint")
@@ -39,20 +64,22 @@ def main():
     p.add_argument("--name", default="loaded")
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--json", help="write every run's figures here")
+    p.add_argument("--traffic", action="store_true",
+                   help="keep every running model busy (one client each, requests back to back) during the loads")
     args = p.parse_args()
+    stop, counts, clients = threading.Event(), {}, []
+    if args.traffic:
+        for m in get_index(args.url):
+            clients.append(threading.Thread(target=traffic, args=(args.url, m, stop, counts), daemon=True))
+            clients[-1].start()
+        time.sleep(1.0)
     parameters = {"model_path": args.model, "profile_path": args.profile, "period_ms": args.period_ms}
     rows = []
     for run in range(args.runs):
         started = time.monotonic_ns()
         report = post(args.url, f"/v2/repository/models/{args.name}/load", {"parameters": parameters})
         loaded = time.monotonic_ns()
-        meta = get(args.url, f"/v2/models/{args.name}")
-        spec = meta["inputs"][0]
-        shape = [1 if d < 0 else d for d in spec["shape"]]
-        count = 1
-        for d in shape:
-            count *= d
-        body = {"inputs": [{"name": spec["name"], "shape": shape, "datatype": "FP32", "data": [0.0] * count}]}
+        body = zeros_request(args.url, args.name)
         result = post(args.url, f"/v2/models/{args.name}/infer", body)
         answered = time.monotonic_ns()
         t = result["parameters"]
@@ -78,6 +105,11 @@ def main():
         values = [r[key] / 1e6 for r in rows]
         print(f"  {key:32s} {statistics.median(values):9.3f} [{min(values):.3f}, {max(values):.3f}]")
     print(f"  moved layers: {sorted({r['moved_layers'] for r in rows})}")
+    if args.traffic:
+        stop.set()
+        for c in clients:
+            c.join(timeout=10)
+        print(f"  running models' jobs during the runs (completed, misses): {counts}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
