@@ -3,6 +3,7 @@
 //! it (drain), and report every task's jobs and responses next to its bound, with the
 //! process' resident memory over time (the soak).
 
+use super::serve_loadable::serve_loadable;
 use crate::engine_exec::{model_paths, EngineExecutor};
 use crate::input::load_allocation;
 use crate::report::print_json;
@@ -10,7 +11,6 @@ use crate::Verdict;
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets, CellAlignment, Table};
 use lalarand_model::{Platform, System, TaskSet, Time};
-use lalarand_runtime::serve::modes::ModeServer;
 use lalarand_runtime::serve::{
     EarlyPolicy, Input, ServeConfig, ServeReport, Server, StalePolicy, StopPolicy, TensorSpec,
 };
@@ -171,13 +171,8 @@ pub fn run(args: Args) -> Result<Verdict> {
             n.outputs = system.tasks.iter().map(|_| Catalog::busy_outputs()).collect();
         }
         if let Some(n) = network.take_if(|_| args.allow_load) {
-            let proven = lalarand_alloc::admission::Proven::new(system.clone(), alloc.clone())
-                .with_context(|| format!("--allow-load: {}", args.allocation.display()))?;
-            let front = |server: Arc<ModeServer<BusyWait>>| {
-                let repository = Arc::new(lalarand_server::BusyRepository { server: server.clone() });
-                start_front_end_with(&server.current(), server.clone(), Some(repository), &system, n, args.allow_remote)
-            };
-            return super::serve_loadable::serve_loadable(&args, proven, exec, "busy", config, &stop, front);
+            let repository = |server| Arc::new(lalarand_server::BusyRepository { server }) as _;
+            return serve_loadable(&args, &system, &alloc, (exec, "busy"), config, &stop, n, repository);
         }
         serve(&args, &system, &alloc, exec, config, Vec::new(), "busy", &stop, network)
     } else {
@@ -192,13 +187,8 @@ pub fn run(args: Args) -> Result<Verdict> {
             n.outputs = (0..system.tasks.len()).map(|i| exec.output_specs(i)).collect();
         }
         if let Some(n) = network.take_if(|_| args.allow_load) {
-            let proven = lalarand_alloc::admission::Proven::new(system.clone(), alloc.clone())
-                .with_context(|| format!("--allow-load: {}", args.allocation.display()))?;
-            let front = |server: Arc<ModeServer<EngineExecutor>>| {
-                let repository = Arc::new(crate::engine_repository::EngineRepository { server: server.clone() });
-                start_front_end_with(&server.current(), server.clone(), Some(repository), &system, n, args.allow_remote)
-            };
-            return super::serve_loadable::serve_loadable(&args, proven, exec, "engine", config, &stop, front);
+            let repository = |server| Arc::new(crate::engine_repository::EngineRepository { server }) as _;
+            return serve_loadable(&args, &system, &alloc, (exec, "engine"), config, &stop, n, repository);
         }
         serve(&args, &system, &alloc, exec, config, models, "engine", &stop, network)
     }
@@ -213,7 +203,7 @@ fn synthetic(exec: &impl StageExecutor, task: usize, seed: u64) -> Input {
 }
 
 /// `--listen`: the endpoints, the token, and what each task's model returns.
-struct NetworkArgs {
+pub(super) struct NetworkArgs {
     listen: Vec<Listen>,
     auth: lalarand_server::auth::Auth,
     outputs: Vec<Vec<TensorSpec>>,
@@ -231,7 +221,7 @@ fn start_front_end<E: StageExecutor>(
 }
 
 /// [`start_front_end`] serving `backend` (with `repository`: the model repository extension).
-fn start_front_end_with<E: StageExecutor>(
+pub(super) fn start_front_end_with<E: StageExecutor>(
     server: &Server<E>,
     backend: Arc<dyn lalarand_server::Backend>,
     repository: Option<Arc<dyn lalarand_server::Repository>>,
