@@ -128,13 +128,13 @@ pub(super) struct Memory {
 }
 
 #[derive(Serialize)]
-struct ServeJson<'a> {
-    executor: &'a str,
-    models: Vec<PathBuf>,
-    sporadic: &'a [String],
-    report: &'a ServeReport,
-    memory: Memory,
-    trace: Option<&'a std::path::Path>,
+pub(super) struct ServeJson<'a> {
+    pub executor: &'a str,
+    pub models: Vec<PathBuf>,
+    pub sporadic: &'a [String],
+    pub report: &'a ServeReport,
+    pub memory: Memory,
+    pub trace: Option<&'a std::path::Path>,
 }
 
 pub fn run(args: Args) -> Result<Verdict> {

@@ -2,7 +2,7 @@
 //! while it runs (the runtime's `ModeServer`, docs/runtime.md "Mode changes"), with busy-wait
 //! stages (`--busy`, `BusyRepository`) or ONNX models (`EngineRepository`).
 
-use super::serve::{render_report, start_front_end_with, Args, Memory, NetworkArgs};
+use super::serve::{render_report, start_front_end_with, Args, Memory, NetworkArgs, ServeJson};
 use crate::Verdict;
 use anyhow::{Context, Result};
 use lalarand_alloc::admission::{AdmissionOptions, Proven};
@@ -50,7 +50,19 @@ pub(super) fn serve_loadable<E: StageExecutor>(
     // No new requests; those in flight get their answers while the server drains.
     front.shutdown(Duration::from_secs(2));
     let report = server.stop(StopPolicy::Drain)?;
-    out!("{}", render_report(&report, executor, &Memory::default()))?;
+    if args.json {
+        let json = ServeJson {
+            executor,
+            models: Vec::new(),
+            sporadic: &[],
+            report: &report,
+            memory: Memory::default(),
+            trace: None,
+        };
+        crate::report::print_json(&json)?;
+    } else {
+        out!("{}", render_report(&report, executor, &Memory::default()))?;
+    }
     anyhow::ensure!(report.every_job_accounted, "some admitted jobs were not resolved");
     Ok(Verdict::of(report.stats.misses() == 0))
 }

@@ -70,7 +70,7 @@ fn an_onnx_model_loads_into_a_running_server_serves_and_unloads() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lalarand"))
         .current_dir(d)
         .args(["serve", "--platform", "platform.toml", "--tasks", "taskset.toml", "--allocation", "allocation.toml"])
-        .args(["--listen", "http://127.0.0.1:0", "--allow-load", "--stats-every", "0"])
+        .args(["--listen", "http://127.0.0.1:0", "--allow-load", "--stats-every", "0", "--json"])
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -157,6 +157,12 @@ fn an_onnx_model_loads_into_a_running_server_serves_and_unloads() {
     let mut rest = String::new();
     stderr.read_to_string(&mut rest).unwrap();
     assert!(matches!(out.status.code(), Some(0 | 1)), "{rest}");
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("engine stages") && table.contains("every job accounted for: yes"), "{table}");
+    let j = crate::stdout_json(&out);
+    assert_eq!((j["executor"].as_str(), &j["report"]["every_job_accounted"]), (Some("engine"), &json!(true)), "{j}");
+    let digits = &j["report"]["stats"]["tasks"][0];
+    assert_eq!(
+        (&digits["name"], &digits["completed"]),
+        (&json!("digits"), &json!(2)),
+        "totals across the changes: {j}"
+    );
 }
