@@ -433,13 +433,12 @@ impl<E: StageExecutor> Server<E> {
         &self.core.exec
     }
 
-    /// Every task's last release so far (tasks never released left out).
     /// P3 of a mode change, on the new mode's server before it serves: its statistics continue
-    /// `old`'s (every counter, histogram, stall and busy time, and each task's job numbers),
-    /// so totals never go backwards
-    /// across a change. A task of `old` this server does not serve (unloaded) leaves its totals
-    /// in `retired`; a task new here takes back the totals `retired` kept under its name.
-    /// Called before any job is in flight here, so no job's `stalled` grows by the old stalls.
+    /// `old`'s (every counter, histogram, stall and busy time, and each task's job numbers), so
+    /// totals never go backwards across a change. A task of `old` this server does not serve
+    /// (unloaded) leaves its totals in `retired`; a task new here takes back the totals
+    /// `retired` kept under its name. Called before any job is in flight here, so no job's
+    /// `stalled` grows by the old stalls.
     pub(crate) fn continue_totals(&self, old: &Server<E>, retired: &mut HashMap<String, TaskTotals>) {
         let (new, old) = (&*self.core, &*old.core);
         let stats = &new.sink.stats;
@@ -469,6 +468,7 @@ impl<E: StageExecutor> Server<E> {
         }
     }
 
+    /// Every task's last release so far (tasks never released left out).
     pub(crate) fn last_releases(&self) -> Vec<(String, Time)> {
         let core = &*self.core;
         (0..core.sink.names.len())
