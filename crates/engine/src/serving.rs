@@ -25,13 +25,14 @@ use crate::quant::Int8Stages;
 use crate::stage::{gpu_present, ExecConfig};
 use crate::staged::{Pipeline, StageTensors, StagedModel};
 use crate::tensor::{elem, f32_values};
-use lalarand_model::{Allocation, Mode, ResourceKind, System};
+use lalarand_model::{Allocation, Mode, Placement, ResourceKind, System, Task};
 use lalarand_runtime::serve::{
     DataType, HostTensor, Input, InputSpec, Server, ServerBuilder, Tensor, TensorData, TensorSpec,
 };
 use lalarand_runtime::{StageError, StageExecutor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Untimed runs of every pipeline when it is built (sessions warmed up, converters built).
 const WARMUP_RUNS: usize = 3;
@@ -44,9 +45,12 @@ pub struct TaskModel {
     pub int8: Option<Int8Stages>,
 }
 
-/// One task's model, in its allocated modes.
-struct TaskPipeline {
-    pipeline: Pipeline,
+/// One task's model, in its allocated modes. Shared (`Arc`) with the executor of a later mode
+/// in which the task keeps its modes ([`EngineExecutor::for_mode`]).
+pub(crate) struct TaskPipeline {
+    pub(crate) name: String,
+    pub(crate) modes: Vec<Mode>,
+    pub(crate) pipeline: Pipeline,
     spec: InputSpec,
     /// The input every `lalarand run` job starts from: the sample input seeded and synthetic,
     /// batch 1, the others zeros (as [`StagedModel::feed`]).
@@ -56,7 +60,7 @@ struct TaskPipeline {
 /// Runs stage `j` of task `i` as stage `j` of task `i`'s staged model (profile layer `j` is
 /// stage `j`: the profiler names layers after the stages).
 pub struct EngineExecutor {
-    tasks: Vec<TaskPipeline>,
+    pub(crate) tasks: Vec<Arc<TaskPipeline>>,
 }
 
 impl std::fmt::Debug for EngineExecutor {
@@ -110,33 +114,23 @@ impl EngineExecutor {
         }
         let mut loaded = Vec::with_capacity(models.len());
         for ((task, places), path) in system.tasks.iter().zip(&alloc.tasks).zip(models) {
-            if !path.is_file() {
-                return Err(serving_err(
-                    &task.name,
-                    format!("model {}: no such file", path.display()),
-                    format!("regenerate it (lalarand zoo) or give --models {}=MODEL.onnx", task.name),
-                ));
-            }
-            if let Some(want) = &task.dnn.model_sha256 {
-                let have = sha256_file(path)?;
-                if &have != want {
-                    return Err(serving_err(
-                        &task.name,
-                        format!(
-                            "model {} has changed since it was profiled (sha256 {have}, the profile measured {want})",
-                            path.display()
-                        ),
-                        "profile it again (lalarand profile), or point --models at the file that was profiled",
-                    ));
+            let staged = open_model(task, path).map_err(|problem| {
+                let fix = match &problem {
+                    ModelProblem::Missing { .. } => {
+                        format!("regenerate it (lalarand zoo) or give --models {}=MODEL.onnx", task.name)
+                    }
+                    ModelProblem::Digest { .. } => {
+                        "profile it again (lalarand profile), or point --models at the file that was profiled".into()
+                    }
+                    ModelProblem::Stages { .. } => "profile this model with lalarand profile".into(),
+                    ModelProblem::Unreadable(_) => String::new(),
+                };
+                match problem {
+                    ModelProblem::Unreadable(e) => e,
+                    other => serving_err(&task.name, other.to_string(), fix),
                 }
-            }
-            let staged = StagedModel::load_for_profile(path, &task.dnn)?;
-            check_stages(&task.name, &staged, &task.dnn)?;
-            let int8 = if places.iter().any(|p| p.mode == Mode::CpuInt8) {
-                Some(profiled_int8_stages(&staged, &task.dnn, &task.name)?)
-            } else {
-                None
-            };
+            })?;
+            let int8 = int8_stages_for(task, places, &staged)?;
             loaded.push(TaskModel { staged, int8 });
         }
         Self::from_models(system, alloc, loaded)
@@ -157,44 +151,10 @@ impl EngineExecutor {
                 ));
             }
         }
-        // One process loads one ONNX Runtime library, and the GPU build also runs the CPU modes:
-        // it must be loaded before any CPU session (docs/engine.md). Without a GPU the gpu
-        // stages fail with the engine's NoGpu error when their sessions are built.
-        if alloc.tasks.iter().flatten().any(|p| p.mode == Mode::Gpu) && gpu_present() {
-            crate::runtime::environment(crate::runtime::Flavor::Gpu)?;
-        }
+        load_runtime_for(alloc)?;
         let mut tasks = Vec::with_capacity(models.len());
         for ((task, places), model) in system.tasks.iter().zip(&alloc.tasks).zip(models) {
-            let staged = &model.staged;
-            if places.len() != staged.stage_count() {
-                return Err(serving_err(
-                    &task.name,
-                    format!(
-                        "the allocation places {} layers, {} has {} stages",
-                        places.len(),
-                        staged.source.display(),
-                        staged.stage_count()
-                    ),
-                    "allocate the task set whose profiles were made from these models",
-                ));
-            }
-            let modes: Vec<Mode> = places.iter().map(|p| p.mode).collect();
-            if modes.contains(&Mode::CpuInt8) && model.int8.is_none() {
-                return Err(serving_err(
-                    &task.name,
-                    "the allocation has cpu-int8 stages but no int8 stages were given".into(),
-                    "pass the profiled int8 stages (EngineExecutor::new rebuilds them from the profile)",
-                ));
-            }
-            let spec = input_spec(&task.name, staged)?;
-            let pipeline = Pipeline::new(staged, &modes, model.int8.as_ref(), &ExecConfig::default())?;
-            let dims = staged.input_shape(1);
-            let sample = synthetic_inputs(staged, 1).pop().expect("one input");
-            for _ in 0..WARMUP_RUNS {
-                pipeline.run_all(&dims, sample.clone())?;
-            }
-            let input = run_input(&task.name, staged, &spec, &dims, sample)?;
-            tasks.push(TaskPipeline { pipeline, spec, input });
+            tasks.push(Arc::new(TaskPipeline::build(task, places, model)?));
         }
         Ok(Self { tasks })
     }
@@ -298,25 +258,106 @@ fn value_bytes(v: &ort::value::DynValue, name: &str) -> Result<Vec<u8>> {
         .ok_or_else(|| EngineError::tensor("the run's input", name, "not an integer or bool tensor"))
 }
 
-/// The model's stages must be the profile's layers, by name and in order.
-fn check_stages(task: &str, staged: &StagedModel, profile: &lalarand_model::DnnProfile) -> Result<()> {
-    let names = staged.stage_names();
-    let layers: Vec<&str> = profile.layers.iter().map(|l| l.name.as_str()).collect();
-    if names == layers {
-        return Ok(());
+/// Why a model file cannot serve a task with its profile. `Display` says what is wrong; the
+/// fix depends on how the caller named the model and the profile (a flag, a request field, a
+/// keyword argument), so callers add it.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelProblem {
+    #[error("model {}: no such file", path.display())]
+    Missing { path: PathBuf },
+    /// The profile recorded another model's sha256 (`model_sha256`).
+    #[error("model {} has changed since it was profiled (sha256 {have}, the profile measured {want})", path.display())]
+    Digest { path: PathBuf, have: String, want: String },
+    /// The model's stages are not the profile's layers (count or names).
+    #[error(
+        "model {} has {stages} stages, its profile {layers} layers, or their names differ (first stage {first_stage:?}, first layer {first_layer:?})",
+        path.display()
+    )]
+    Stages { path: PathBuf, stages: usize, layers: usize, first_stage: Option<String>, first_layer: Option<String> },
+    /// Not a readable ONNX model, or one the engine cannot partition.
+    #[error(transparent)]
+    Unreadable(EngineError),
+}
+
+/// Opens `path` as task `task`'s model: the file its profile measured (`model_sha256`, where
+/// the profile records it), cut into the profile's layers (count and names, in order).
+pub fn open_model(task: &Task, path: &Path) -> std::result::Result<StagedModel, ModelProblem> {
+    if !path.is_file() {
+        return Err(ModelProblem::Missing { path: path.into() });
     }
-    Err(serving_err(
-        task,
-        format!(
-            "model {} has {} stages, its profile {} layers, or their names differ (first stage {:?}, first layer {:?})",
-            staged.source.display(),
-            names.len(),
-            layers.len(),
-            names.first(),
-            layers.first()
-        ),
-        "profile this model with lalarand profile",
-    ))
+    if let Some(want) = &task.dnn.model_sha256 {
+        let have = sha256_file(path).map_err(ModelProblem::Unreadable)?;
+        if &have != want {
+            return Err(ModelProblem::Digest { path: path.into(), have, want: want.clone() });
+        }
+    }
+    let staged = StagedModel::load_for_profile(path, &task.dnn).map_err(ModelProblem::Unreadable)?;
+    let names = staged.stage_names();
+    if names.iter().copied().ne(task.dnn.layers.iter().map(|l| l.name.as_str())) {
+        return Err(ModelProblem::Stages {
+            path: path.into(),
+            stages: names.len(),
+            layers: task.dnn.layers.len(),
+            first_stage: names.first().map(|s| s.to_string()),
+            first_layer: task.dnn.layers.first().map(|l| l.name.clone()),
+        });
+    }
+    Ok(staged)
+}
+
+/// The profiled int8 stages, where `places` runs any stage in `cpu-int8`.
+pub(crate) fn int8_stages_for(task: &Task, places: &[Placement], staged: &StagedModel) -> Result<Option<Int8Stages>> {
+    if places.iter().any(|p| p.mode == Mode::CpuInt8) {
+        Ok(Some(profiled_int8_stages(staged, &task.dnn, &task.name)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// One process loads one ONNX Runtime library, and the GPU build also runs the CPU modes: it
+/// must be loaded before any CPU session (docs/engine.md). Without a GPU the gpu stages fail
+/// with the engine's NoGpu error when their sessions are built.
+pub(crate) fn load_runtime_for(alloc: &Allocation) -> Result<()> {
+    if alloc.tasks.iter().flatten().any(|p| p.mode == Mode::Gpu) && gpu_present() {
+        crate::runtime::environment(crate::runtime::Flavor::Gpu)?;
+    }
+    Ok(())
+}
+
+impl TaskPipeline {
+    /// Task `task`'s pipeline in the modes of `places`, warmed up.
+    pub(crate) fn build(task: &Task, places: &[Placement], model: TaskModel) -> Result<Self> {
+        let staged = &model.staged;
+        if places.len() != staged.stage_count() {
+            return Err(serving_err(
+                &task.name,
+                format!(
+                    "the allocation places {} layers, {} has {} stages",
+                    places.len(),
+                    staged.source.display(),
+                    staged.stage_count()
+                ),
+                "allocate the task set whose profiles were made from these models",
+            ));
+        }
+        let modes: Vec<Mode> = places.iter().map(|p| p.mode).collect();
+        if modes.contains(&Mode::CpuInt8) && model.int8.is_none() {
+            return Err(serving_err(
+                &task.name,
+                "the allocation has cpu-int8 stages but no int8 stages were given".into(),
+                "pass the profiled int8 stages (EngineExecutor::new rebuilds them from the profile)",
+            ));
+        }
+        let spec = input_spec(&task.name, staged)?;
+        let pipeline = Pipeline::new(staged, &modes, model.int8.as_ref(), &ExecConfig::default())?;
+        let dims = staged.input_shape(1);
+        let sample = synthetic_inputs(staged, 1).pop().expect("one input");
+        for _ in 0..WARMUP_RUNS {
+            pipeline.run_all(&dims, sample.clone())?;
+        }
+        let input = run_input(&task.name, staged, &spec, &dims, sample)?;
+        Ok(Self { name: task.name.clone(), modes, pipeline, spec, input })
+    }
 }
 
 /// A server builder for `system` under `alloc` with the models at `models` (one per task,

@@ -248,6 +248,10 @@ class RejectedError(ServerError):
 class JobError(ServerError):
     """A job failed: a stage, its input source (with the Python traceback), or aborted late."""
 
+class AdmissionError(ServerError):
+    """A load or unload refused by admission control: a name taken, an unknown task, a task that
+    would miss (which, and by how much), the accuracy budget. Nothing changed."""
+
 class AlreadyTakenError(ServerError):
     """Kept for compatibility: a handle's result is now the same on every call."""
 
@@ -340,6 +344,23 @@ class Server:
     @property
     def realtime(self) -> bool:
         """Every worker and the release thread run under SCHED_FIFO."""
+    def load(
+        self,
+        name: str,
+        *,
+        profile: Union[Profile, _Path],
+        period_ms: float,
+        model: Optional[_Path] = None,
+        deadline_ms: Optional[float] = None,
+        priority: Union[int, Literal["rate-monotonic", "deadline-monotonic"], None] = None,
+    ) -> dict[str, Any]:
+        """Loads a task while serving (every task sporadic, the allocation proven): admitted
+        only if the analysis proves the new task set, then drain-then-switch. Returns the
+        change's report (``moved_layers``, ``moves``, ``decision_ns``, ``drain_ns``,
+        ``to_first_release_ns``, ``bounds_ns``, ``pipelines``, ...). Raises ``AdmissionError``,
+        ``ValueError`` naming the argument, or ``ServerError``; a refusal changes nothing."""
+    def unload(self, name: str) -> dict[str, Any]:
+        """Unloads a task (always admitted); its jobs in flight finish first."""
     def input_shape(self, task: str) -> str: ...
     def now_ns(self) -> int: ...
     @property
