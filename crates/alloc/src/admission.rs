@@ -226,7 +226,7 @@ pub fn admit_load(
     let budget = options.alloc.accuracy_budget;
     let running_cost = running.allocation.accuracy_cost(&running.system);
     let needed = int8_cost_needed(&system, system.tasks.len() - 1, &options.alloc);
-    if running_cost + needed > budget + 1e-9 {
+    if running_cost + needed > budget + crate::ACCURACY_EPS {
         return Err(AdmissionError::AccuracyBudget { task: name, needed, running: running_cost, budget });
     }
     let choices = all_placements(&system, &options.alloc)?;
@@ -235,7 +235,8 @@ pub fn admit_load(
     let mut start = running.allocation.clone();
     start.tasks.push(fastest_fp32(&system, &choices).tasks.pop().expect("the new task"));
 
-    let admissible = |o: &Outcome| o.schedulable() && o.allocation.accuracy_cost(&system) <= budget + 1e-9;
+    let admissible =
+        |o: &Outcome| o.schedulable() && o.allocation.accuracy_cost(&system) <= budget + crate::ACCURACY_EPS;
     let mut attempts = Attempts::default();
     // Cheapest change first: only the new task moves.
     let frozen = MoveLimit { origin: origin.clone(), max_moved: 0 };

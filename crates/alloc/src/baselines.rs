@@ -12,14 +12,11 @@
 //! None of them searches layer by layer; all report the analysis of what they chose, schedulable
 //! or not.
 
+use crate::ACCURACY_EPS;
 use crate::{AllocError, AllocOptions, Allocator, Outcome};
 use lalarand_analysis::{analyze, Analysis};
 use lalarand_model::{Allocation, ExecutionPlan, Mode, Placement, PlannedTask, ResourceKind, System, Time};
 use std::cmp::Ordering;
-
-/// Accuracy sums are compared with this slack so that a budget equal to a sum computed in
-/// another order is not rejected by rounding.
-const ACCURACY_EPS: f64 = 1e-9;
 
 /// [`TaskLevel`] enumerates every assignment when there are at most this many.
 pub const TASK_LEVEL_EXHAUSTIVE_LIMIT: u64 = 4_096;

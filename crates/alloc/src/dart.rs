@@ -10,7 +10,7 @@
 //! profiles were measured at that many intra-op threads: the node configuration is the
 //! platform's, the same for every policy. Sources: docs/analysis.md, "Allocators".
 
-use crate::{AllocError, AllocOptions, Allocator, Outcome};
+use crate::{AllocError, AllocOptions, Allocator, Outcome, ACCURACY_EPS};
 use lalarand_analysis::{analyze, analyze_after_change_if_better, analyze_summaries, Score, TaskSummary};
 use lalarand_model::plan::layer_cost;
 use lalarand_model::{Allocation, ExecutionPlan, Mode, Placement, PlannedTask, ResourceId, ResourceKind, System, Time};
@@ -24,18 +24,18 @@ pub const DART_PIPELINES_LIMIT: u64 = 5_000;
 pub const DART_EXHAUSTIVE_LIMIT: u64 = 4_096;
 
 /// The resource nodes a DART stage can run on: each gpu in `gpu` mode and each cpu (the one
-/// standing in for the accelerator included) in `cpu-fp32`, in platform order.
-fn nodes(system: &System) -> Vec<Placement> {
-    system
-        .platform
-        .resources
-        .iter()
-        .enumerate()
-        .map(|(resource, r)| Placement {
-            mode: if r.kind == ResourceKind::Gpu { Mode::Gpu } else { Mode::CpuFp32 },
-            resource,
-        })
-        .collect()
+/// standing in for the accelerator included) in `cpu-fp32`, in platform order; with `int8`,
+/// then each cpu in `cpu-int8` as a node of its own (`lalarand`'s int8-aware start).
+fn nodes(system: &System, int8: bool) -> Vec<Placement> {
+    let resources = system.platform.resources.iter().enumerate();
+    let fp32 = resources.clone().map(|(resource, r)| Placement {
+        mode: if r.kind == ResourceKind::Gpu { Mode::Gpu } else { Mode::CpuFp32 },
+        resource,
+    });
+    let int8_nodes = resources
+        .filter(|(_, r)| int8 && r.kind == ResourceKind::Cpu)
+        .map(|(resource, _)| Placement { mode: Mode::CpuInt8, resource });
+    fp32.chain(int8_nodes).collect()
 }
 
 /// Upper bound on the pipelines of `m` stages for `layers` layers over `nodes` nodes:
@@ -72,11 +72,21 @@ pub struct Dart;
 impl Dart {
     /// Every DART pipeline of task `task`, as per-layer placements, in the order above.
     pub fn pipelines(system: &System, task: usize) -> Result<Vec<Vec<Placement>>, AllocError> {
+        Self::pipelines_over(system, task, &nodes(system, false), usize::MAX)
+    }
+
+    /// The pipelines over `nodes` with at most `max_stages` stages (one- and two-stage ones
+    /// always), in [`Self::pipelines`]' order.
+    fn pipelines_over(
+        system: &System,
+        task: usize,
+        nodes: &[Placement],
+        max_stages: usize,
+    ) -> Result<Vec<Vec<Placement>>, AllocError> {
         let policy = "dart";
         if system.platform.accelerator().is_none() {
             return Err(AllocError::NoAccelerator { policy });
         }
-        let nodes = nodes(system);
         let t = &system.tasks[task];
         let layers = &t.dnn.layers;
         let n = layers.len();
@@ -88,14 +98,14 @@ impl Dart {
         singles.sort_by_key(|p| Some(p.resource) != accelerator);
         out.extend(singles.iter().map(|&p| vec![p; n]));
         let mut stages = 2;
-        while stages <= nodes.len() && stages <= n {
+        while stages <= nodes.len() && stages <= n && (stages <= 2 || stages <= max_stages) {
             let count = pipelines_of(stages as u64, n as u64, nodes.len() as u64);
             if stages > 2 && out.len() as u64 + count > DART_PIPELINES_LIMIT {
                 break;
             }
             let mut current = Vec::with_capacity(n);
             let mut used = vec![false; nodes.len()];
-            enumerate(&nodes, &reach, 0, n, stages, &mut used, &mut current, &mut out);
+            enumerate(nodes, &reach, 0, n, stages, &mut used, &mut current, &mut out);
             stages += 1;
         }
         if out.is_empty() {
@@ -163,6 +173,10 @@ fn enumerate(
 struct DartSearch<'a> {
     system: &'a System,
     options: Vec<Vec<Vec<Placement>>>,
+    /// Per task and pipeline: the accuracy cost of its int8 layers (0 in fp32), and the most
+    /// the chosen pipelines may sum to ([`f64::INFINITY`] for DART itself, fp32 only).
+    costs: Vec<Vec<f64>>,
+    budget: f64,
     planned: Vec<Vec<(PlannedTask, TaskSummary)>>,
     choice: Vec<usize>,
     plan: ExecutionPlan,
@@ -172,8 +186,13 @@ struct DartSearch<'a> {
 }
 
 impl<'a> DartSearch<'a> {
-    fn new(system: &'a System, options: Vec<Vec<Vec<Placement>>>, choice: Vec<usize>) -> Self {
+    fn new(system: &'a System, options: Vec<Vec<Vec<Placement>>>, choice: Vec<usize>, budget: f64) -> Self {
         let resources = system.platform.resources.len();
+        let costs = options
+            .iter()
+            .enumerate()
+            .map(|(i, opts)| opts.iter().map(|places| pipeline_accuracy_cost(system, i, places)).collect())
+            .collect();
         let planned: Vec<Vec<(PlannedTask, TaskSummary)>> = options
             .iter()
             .enumerate()
@@ -193,7 +212,20 @@ impl<'a> DartSearch<'a> {
         };
         let summaries: Vec<TaskSummary> = choice.iter().enumerate().map(|(i, &c)| planned[i][c].1.clone()).collect();
         let analysis = analyze_summaries(&plan, &summaries);
-        Self { system, options, planned, choice, plan, summaries, analysis, evaluations: 1 }
+        Self { system, options, costs, budget, planned, choice, plan, summaries, analysis, evaluations: 1 }
+    }
+
+    /// Whether `choice` keeps the int8 layers' accuracy cost within the budget.
+    fn within_budget(&self, choice: &[usize]) -> bool {
+        let cost: f64 = choice.iter().enumerate().map(|(i, &c)| self.costs[i][c]).sum();
+        cost <= self.budget + ACCURACY_EPS
+    }
+
+    /// Whether task `task` on pipeline `option`, the others as chosen, stays within the budget.
+    fn fits(&self, task: usize, option: usize) -> bool {
+        let mut choice = self.choice.clone();
+        choice[task] = option;
+        self.within_budget(&choice)
     }
 
     fn set(&mut self, task: usize, option: usize) {
@@ -226,7 +258,7 @@ impl<'a> DartSearch<'a> {
                 }
                 let mut best: Option<(usize, lalarand_analysis::Analysis)> = None;
                 for option in 0..self.options[i].len() {
-                    if option == self.choice[i] {
+                    if option == self.choice[i] || !self.fits(i, option) {
                         continue;
                     }
                     let cutoff = best.as_ref().map_or(self.analysis.score(), |(_, a)| a.score());
@@ -253,10 +285,14 @@ impl<'a> DartSearch<'a> {
         let order = self.system.by_priority();
         let mut choice = self.choice.clone();
         let mut placed: Vec<usize> = Vec::new();
+        let mut spent = 0.0;
         for &i in &order {
             placed.push(i);
             let mut best: Option<(usize, Score)> = None;
             for option in 0..self.options[i].len() {
+                if spent + self.costs[i][option] > self.budget + ACCURACY_EPS {
+                    continue;
+                }
                 let plan = ExecutionPlan {
                     resources: self.plan.resources,
                     tasks: placed
@@ -270,7 +306,11 @@ impl<'a> DartSearch<'a> {
                     best = Some((option, score));
                 }
             }
-            choice[i] = best.expect("pipelines are non-empty").0;
+            // None fits only where the task has no fp32 pipeline: it keeps its start.
+            if let Some((option, _)) = best {
+                choice[i] = option;
+            }
+            spent += self.costs[i][choice[i]];
         }
         choice
     }
@@ -286,7 +326,7 @@ impl<'a> DartSearch<'a> {
             };
             self.evaluations += 1;
             let analysis = analyze(&plan);
-            if analysis.score().better_than(&self.analysis.score()) {
+            if self.within_budget(&trial) && analysis.score().better_than(&self.analysis.score()) {
                 for (i, &c) in trial.iter().enumerate() {
                     self.set(i, c);
                 }
@@ -319,45 +359,83 @@ impl Allocator for Dart {
 
     fn allocate(&self, system: &System, _options: &AllocOptions) -> Result<Outcome, AllocError> {
         let options = (0..system.tasks.len()).map(|i| Dart::pipelines(system, i)).collect::<Result<Vec<_>, _>>()?;
-        let (accelerator, _) = system.platform.accelerator().ok_or(AllocError::NoAccelerator { policy: "dart" })?;
-        // Start: all on the accelerator (listed first when valid), else the fastest pipeline.
-        let start: Vec<usize> = options
-            .iter()
-            .enumerate()
-            .map(|(i, opts)| {
-                if opts[0].iter().all(|p| p.resource == accelerator) {
-                    return 0;
-                }
-                let cost = |places: &Vec<Placement>| -> Time {
-                    (0..places.len()).map(|j| layer_cost(&system.platform, &system.tasks[i].dnn, places, j)).sum()
-                };
-                (0..opts.len()).min_by_key(|&k| (cost(&opts[k]), k)).expect("pipelines are non-empty")
-            })
-            .collect();
-        let mut search = DartSearch::new(system, options, start.clone());
-        search.improve();
-        if !search.analysis.schedulable() {
-            // Second start: the greedy pass in priority order, then the same moves.
-            let greedy = search.greedy();
-            let evaluations = search.evaluations;
-            let mut second = DartSearch::new(system, search.options.clone(), greedy);
-            second.evaluations += evaluations;
-            second.improve();
-            if second.analysis.score().better_than(&search.analysis.score()) {
-                search = second;
-            } else {
-                search.evaluations = second.evaluations;
-            }
-        }
-        let space = search.options.iter().fold(1u64, |acc, o| acc.saturating_mul(o.len() as u64));
-        if !search.analysis.schedulable() && space <= DART_EXHAUSTIVE_LIMIT {
-            search.exhaustive();
-        }
-        let allocation = Allocation {
-            tasks: search.choice.iter().enumerate().map(|(i, &c)| search.options[i][c].clone()).collect(),
-        };
-        Ok(Outcome::evaluate(system, allocation, search.evaluations))
+        search_pipelines(system, options, f64::INFINITY)
     }
+}
+
+/// Stages at most in [`int8_pipelines_start`]'s pipelines: with `cpu-int8` as a third node,
+/// three-stage pipelines are 15 times as many as all the shorter ones on a 29-layer DNN, and
+/// `lalarand`'s layer moves refine the start anyway.
+const INT8_START_MAX_STAGES: usize = 2;
+
+/// `lalarand`'s int8-aware start: DART's search over pipelines whose nodes include each cpu in
+/// `cpu-int8` (up to [`INT8_START_MAX_STAGES`] stages), the int8 layers' summed accuracy cost
+/// within `options`' budget. `None` when int8 is not allowed or DART cannot run here.
+pub(crate) fn int8_pipelines_start(system: &System, options: &AllocOptions) -> Option<Outcome> {
+    if !options.allow_int8 {
+        return None;
+    }
+    let nodes = nodes(system, true);
+    let pipelines = (0..system.tasks.len())
+        .map(|i| Dart::pipelines_over(system, i, &nodes, INT8_START_MAX_STAGES))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    let outcome = search_pipelines(system, pipelines, options.accuracy_budget).ok()?;
+    // A task without an fp32 pipeline starts in int8 whatever the budget: no start then.
+    (outcome.allocation.accuracy_cost(system) <= options.accuracy_budget + ACCURACY_EPS).then_some(outcome)
+}
+
+/// The sum of the int8 layers' accuracy costs of task `task` on `places`.
+fn pipeline_accuracy_cost(system: &System, task: usize, places: &[Placement]) -> f64 {
+    let layers = &system.tasks[task].dnn.layers;
+    places.iter().zip(layers).filter(|(p, _)| p.mode.is_int8()).map(|(_, l)| l.int8_accuracy_cost.max(0.0)).sum()
+}
+
+/// DART's search (see [`Dart`]) over `options`, every task's pipelines, the chosen pipelines'
+/// accuracy cost within `budget`.
+fn search_pipelines(system: &System, options: Vec<Vec<Vec<Placement>>>, budget: f64) -> Result<Outcome, AllocError> {
+    let (accelerator, _) = system.platform.accelerator().ok_or(AllocError::NoAccelerator { policy: "dart" })?;
+    // Start: all on the accelerator (listed first when valid), else the fastest pipeline.
+    let start: Vec<usize> = options
+        .iter()
+        .enumerate()
+        .map(|(i, opts)| {
+            if opts[0].iter().all(|p| p.resource == accelerator) {
+                return 0;
+            }
+            let cost = |places: &Vec<Placement>| -> Time {
+                (0..places.len()).map(|j| layer_cost(&system.platform, &system.tasks[i].dnn, places, j)).sum()
+            };
+            // The fastest fp32 pipeline, so that the start spends none of the budget.
+            let fp32 = |k: &usize| opts[*k].iter().all(|p| !p.mode.is_int8());
+            let fastest = |ks: &mut dyn Iterator<Item = usize>| ks.min_by_key(|&k| (cost(&opts[k]), k));
+            fastest(&mut (0..opts.len()).filter(fp32))
+                .or_else(|| fastest(&mut (0..opts.len())))
+                .expect("pipelines are non-empty")
+        })
+        .collect();
+    let mut search = DartSearch::new(system, options, start.clone(), budget);
+    search.improve();
+    if !search.analysis.schedulable() {
+        // Second start: the greedy pass in priority order, then the same moves.
+        let greedy = search.greedy();
+        let evaluations = search.evaluations;
+        let mut second = DartSearch::new(system, search.options.clone(), greedy, budget);
+        second.evaluations += evaluations;
+        second.improve();
+        if second.analysis.score().better_than(&search.analysis.score()) {
+            search = second;
+        } else {
+            search.evaluations = second.evaluations;
+        }
+    }
+    let space = search.options.iter().fold(1u64, |acc, o| acc.saturating_mul(o.len() as u64));
+    if !search.analysis.schedulable() && space <= DART_EXHAUSTIVE_LIMIT {
+        search.exhaustive();
+    }
+    let allocation =
+        Allocation { tasks: search.choice.iter().enumerate().map(|(i, &c)| search.options[i][c].clone()).collect() };
+    Ok(Outcome::evaluate(system, allocation, search.evaluations))
 }
 
 /// A DART cut of one task: layers `..gpu_layers` in `gpu_mode` on `gpu`, the rest in `cpu-fp32`
@@ -501,5 +579,56 @@ impl Allocator for DartUtil {
             tasks: system.tasks.iter().zip(&cuts).map(|(t, c)| c.placements(t.dnn.layers.len())).collect(),
         };
         Ok(Outcome::evaluate(system, allocation, 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lalarand_model::examples::chain_profile;
+    use lalarand_model::Transitions;
+    use lalarand_model::{ms_to_time, LayerProfile, ModeTiming, Platform, PriorityPolicy, Resource, Task, TaskSet};
+    use std::sync::Arc;
+
+    fn layer(name: &str, gpu_ms: f64, cpu_ms: Option<(f64, f64)>, int8_cost: f64) -> LayerProfile {
+        let t = |ms: f64| Some(ModeTiming::from_wcet(ms_to_time(ms)));
+        LayerProfile {
+            name: name.into(),
+            modes: [t(gpu_ms), cpu_ms.and_then(|c| t(c.0)), cpu_ms.and_then(|c| t(c.1))],
+            int8_accuracy_cost: int8_cost,
+            transitions: Transitions::default(),
+        }
+    }
+
+    /// `h` (gpu only, 3 ms, T = D = 3.5 ms) misses if any layer of `l` blocks it on the GPU, so
+    /// `l` (D = 8 ms) runs on the cpu: 10 ms in fp32, 7 ms with one layer in `cpu-int8` (5 ms
+    /// in fp32, 2 ms in int8, 0.3 pp each).
+    fn system() -> System {
+        let h = Task::new("h", ms_to_time(3.5), Arc::new(chain_profile("h", &[layer("h0", 3.0, None, 0.0)])));
+        let l_layers = [layer("l0", 1.0, Some((5.0, 2.0)), 0.3), layer("l1", 1.0, Some((5.0, 2.0)), 0.3)];
+        let l = Task::new("l", ms_to_time(8.0), Arc::new(chain_profile("l", &l_layers)));
+        let platform = Platform {
+            resources: vec![Resource::new("gpu", ResourceKind::Gpu), Resource::new("cpu", ResourceKind::Cpu)],
+        };
+        System::new(platform, TaskSet::new(vec![h, l], PriorityPolicy::RateMonotonic))
+    }
+
+    #[test]
+    fn int8_pipelines_prove_what_fp32_pipelines_cannot_within_the_budget() {
+        let sys = system();
+        let fp32 = Dart.allocate(&sys, &AllocOptions::default()).unwrap();
+        assert!(!fp32.schedulable(), "no fp32 pipeline fits l");
+        for budget in [1.0, 0.5] {
+            let options = AllocOptions { accuracy_budget: budget, ..Default::default() };
+            let start = int8_pipelines_start(&sys, &options).expect("int8 allowed");
+            assert!(start.schedulable(), "budget {budget}");
+            let cost = start.allocation.accuracy_cost(&sys);
+            assert!(cost > 0.0 && cost <= budget + ACCURACY_EPS, "budget {budget}: cost {cost}");
+        }
+        let none = AllocOptions { accuracy_budget: 0.2, ..Default::default() };
+        let start = int8_pipelines_start(&sys, &none).expect("int8 allowed");
+        assert_eq!(start.allocation.accuracy_cost(&sys), 0.0, "no int8 layer fits a 0.2 pp budget");
+        assert!(!start.schedulable());
+        assert!(int8_pipelines_start(&sys, &AllocOptions { allow_int8: false, ..Default::default() }).is_none());
     }
 }

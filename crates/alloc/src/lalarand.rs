@@ -13,9 +13,11 @@
 //!    estimate of the bound they save, analyze them best-first in batches, and apply the best
 //!    move that improves the lexicographic score (unschedulable tasks, total deadline
 //!    overshoot). int8 modes are offered only while the accuracy budget allows. Stops when
-//!    schedulable or when no move improves. Starts: the fastest-fp32 allocation (usually all on
-//!    the GPU), then the `dart`, `dart-util` and task-level allocations, so the result never
-//!    schedules less than those baselines.
+//!    schedulable or when no move improves. Its own starts: the fastest-fp32 allocation
+//!    (usually all on the GPU), then DART's pipeline search with `cpu-int8` as a node of its own
+//!    and the accuracy budget kept (int8-aware pipelines, which DART lacks). [`LalarandOwn`]
+//!    stops there. [`Lalarand`], the portfolio, then restarts from the `dart`, `dart-util` and
+//!    task-level allocations, so the result never schedules less than those baselines.
 //! 2. **Accuracy recovery.** int8 layers, costliest first, are moved back to an fp32 mode (same
 //!    CPU, then a GPU, then other CPUs) whenever the set stays schedulable.
 //!
@@ -30,13 +32,18 @@ use lalarand_analysis::Score;
 use lalarand_model::plan::placed_cost;
 use lalarand_model::{Allocation, Mode, Placement, System, Time};
 
+/// The portfolio: LaLaRAND's own search, then restarts from the baselines' allocations.
 pub struct Lalarand;
+
+/// LaLaRAND's own search alone: its two starts, no baseline's allocation as a seed (what
+/// the search itself contributes, reported next to the portfolio).
+pub struct LalarandOwn;
 
 /// Analyses per batch of best-first candidates.
 const BATCH: usize = 12;
 
-/// Batches a restart (from the `dart`, `dart-util` or task-level allocation) may scan per step. The first
-/// start scans every move before giving up; restarts exist to keep `lalarand` at least as good
+/// Batches a restart (the int8-aware pipelines, or the `dart`, `dart-util` or task-level
+/// allocation) may scan per step. The first start scans every move before giving up; restarts exist to keep `lalarand` at least as good
 /// as those baselines, and an exhaustive scan from each would triple the cost of proving
 /// that a set is out of reach.
 const RESTART_BATCHES: usize = 8;
@@ -47,38 +54,59 @@ impl Allocator for Lalarand {
     }
 
     fn allocate(&self, system: &System, options: &AllocOptions) -> Result<Outcome, AllocError> {
-        let choices = all_placements(system, options)?;
-        let mut evaluations = 0;
-        let mut best: Option<(Score, Evaluator)> = None;
-        let fp32 = AllocOptions { allow_int8: false, ..*options };
-        let starts = [
-            Some(fastest_fp32(system, &choices)),
-            start_from(Dart, system, &fp32),
-            start_from(DartUtil, system, &fp32),
-            start_from(TaskLevel, system, options),
-        ];
-        for (n, start) in starts.into_iter().enumerate() {
-            let Some(start) = start else { continue };
-            let mut ev = Evaluator::new(system, start);
-            let batches = if n == 0 { usize::MAX } else { RESTART_BATCHES };
-            let score = make_schedulable(&mut ev, &choices, options, batches, None);
-            evaluations += ev.evaluations;
-            let done = score.unschedulable == 0;
-            if best.as_ref().is_none_or(|(s, _)| score.better_than(s)) {
-                best = Some((score, ev));
-            }
-            if done {
-                break;
-            }
-        }
-        let (score, mut ev) = best.expect("at least one start");
-        if score.unschedulable == 0 {
-            let before = ev.evaluations;
-            recover_accuracy(&mut ev, &choices, None);
-            evaluations += ev.evaluations - before;
-        }
-        Ok(Outcome::evaluate(system, ev.allocation, evaluations))
+        search(system, options, true)
     }
+}
+
+impl Allocator for LalarandOwn {
+    fn name(&self) -> &'static str {
+        "lalarand-own"
+    }
+
+    fn allocate(&self, system: &System, options: &AllocOptions) -> Result<Outcome, AllocError> {
+        search(system, options, false)
+    }
+}
+
+/// The search from each start in turn until one is proven, the best result kept; `seeds`: the
+/// baselines' allocations after the own starts.
+fn search(system: &System, options: &AllocOptions, seeds: bool) -> Result<Outcome, AllocError> {
+    let choices = all_placements(system, options)?;
+    let mut evaluations = 0;
+    let mut best: Option<(Score, Evaluator)> = None;
+    let fp32 = AllocOptions { allow_int8: false, ..*options };
+    // Each start is made only if the ones before it fail.
+    type Start<'a> = Box<dyn Fn() -> Option<Allocation> + 'a>;
+    let mut starts: Vec<Start> = vec![
+        Box::new(|| Some(fastest_fp32(system, &choices))),
+        Box::new(|| crate::dart::int8_pipelines_start(system, options).map(|o| o.allocation)),
+    ];
+    if seeds {
+        starts.push(Box::new(|| start_from(Dart, system, &fp32)));
+        starts.push(Box::new(|| start_from(DartUtil, system, &fp32)));
+        starts.push(Box::new(|| start_from(TaskLevel, system, options)));
+    }
+    for (n, start) in starts.iter().enumerate() {
+        let Some(start) = start() else { continue };
+        let mut ev = Evaluator::new(system, start);
+        let batches = if n == 0 { usize::MAX } else { RESTART_BATCHES };
+        let score = make_schedulable(&mut ev, &choices, options, batches, None);
+        evaluations += ev.evaluations;
+        let done = score.unschedulable == 0;
+        if best.as_ref().is_none_or(|(s, _)| score.better_than(s)) {
+            best = Some((score, ev));
+        }
+        if done {
+            break;
+        }
+    }
+    let (score, mut ev) = best.expect("the first start always exists");
+    if score.unschedulable == 0 {
+        let before = ev.evaluations;
+        recover_accuracy(&mut ev, &choices, None);
+        evaluations += ev.evaluations - before;
+    }
+    Ok(Outcome::evaluate(system, ev.allocation, evaluations))
 }
 
 /// LaLaRAND's two phases from `start` (valid for `system`), making only the moves `limit`

@@ -19,7 +19,7 @@ pub mod search;
 
 pub use baselines::{CpuOnly, GpuOnly, Preferable, TaskLevel};
 pub use dart::{Dart, DartCut, DartUtil};
-pub use lalarand::Lalarand;
+pub use lalarand::{Lalarand, LalarandOwn};
 pub use optimal::Optimal;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -33,6 +33,10 @@ pub enum AllocError {
     #[error("task {task:?} layer {layer:?} cannot run on any resource of this platform; fix: profile a mode whose resource kind the platform has")]
     Unplaceable { task: String, layer: String },
 }
+
+/// Accuracy sums are compared with this slack so that a budget equal to a sum computed in
+/// another order is not rejected by rounding.
+pub(crate) const ACCURACY_EPS: f64 = 1e-9;
 
 /// What the caller allows.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -95,12 +99,15 @@ pub enum Policy {
     Dart,
     /// LaLaRAND restricted to fp32 modes.
     LalarandFp32,
+    /// LaLaRAND's own search, without the baselines' allocations as seeds.
+    LalarandOwn,
+    /// LaLaRAND, the portfolio: its own search, then the baselines' allocations as seeds.
     Lalarand,
     Optimal,
 }
 
 impl Policy {
-    pub const ALL: [Policy; 9] = [
+    pub const ALL: [Policy; 10] = [
         Policy::GpuOnly,
         Policy::CpuOnly,
         Policy::Preferable,
@@ -108,6 +115,7 @@ impl Policy {
         Policy::DartUtil,
         Policy::Dart,
         Policy::LalarandFp32,
+        Policy::LalarandOwn,
         Policy::Lalarand,
         Policy::Optimal,
     ];
@@ -121,6 +129,7 @@ impl Policy {
             Policy::DartUtil => "dart-util",
             Policy::Dart => "dart",
             Policy::LalarandFp32 => "lalarand-fp32",
+            Policy::LalarandOwn => "lalarand-own",
             Policy::Lalarand => "lalarand",
             Policy::Optimal => "optimal",
         }
@@ -136,7 +145,8 @@ impl Policy {
             Policy::DartUtil => "dart-util (ablation: DART cut by utilization balance)",
             Policy::Dart => "dart (DART allocation, lalarand analysis)",
             Policy::LalarandFp32 => "lalarand-fp32 (no quantization)",
-            Policy::Lalarand => "lalarand",
+            Policy::LalarandOwn => "lalarand-own (its own search: no baseline's allocation as a seed)",
+            Policy::Lalarand => "lalarand (portfolio: its own search, then the baselines' allocations as seeds)",
             Policy::Optimal => "optimal (exact search)",
         }
     }
@@ -151,6 +161,7 @@ impl Policy {
             Policy::DartUtil => DartUtil.allocate(system, options),
             Policy::Dart => Dart.allocate(system, options),
             Policy::LalarandFp32 => Lalarand.allocate(system, &AllocOptions { allow_int8: false, ..*options }),
+            Policy::LalarandOwn => LalarandOwn.allocate(system, options),
             Policy::Lalarand => Lalarand.allocate(system, options),
             Policy::Optimal => Optimal.allocate(system, options),
         }

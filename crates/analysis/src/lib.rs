@@ -14,7 +14,9 @@
 //! Higher-priority work on a resource is bounded with the carry-in workload of a task whose
 //! every job executes `C_k^r` on that resource somewhere inside `[release, release + R_k]`:
 //! `(floor((w + R_k - C_k^r) / T_k) + 1) * C_k^r` in any closed window of length `w` (jitter `R_k - C_k^r`;
-//! the sound way to model dynamic self-suspension, Chen et al. 2019). A task is deemed
+//! the sound way to model dynamic self-suspension, Chen et al. 2019), or, where smaller, the sum
+//! of the same bound per segment of `τ_k` on that resource with the segment's own jitter: its
+//! end's bound (Theorem 2's prefix sum) less its cost (docs/analysis.md, Lemma 3'). A task is deemed
 //! schedulable only if its bound is at most its deadline and every higher-priority task is
 //! schedulable (otherwise no `R_k` is known); deadlines are constrained (`D <= T`), so a job
 //! finishes before its task's next release and jobs of one task never overlap.
@@ -58,6 +60,12 @@ impl TaskBound {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Analysis {
     pub tasks: Vec<TaskBound>,
+    /// Per segment, tasks in priority order and each task's segments in chain order: a bound
+    /// on the time from a job's release to the end of that segment (Theorem 2's prefix sums;
+    /// `Time::MAX` where none was found). Lower-priority tasks' carry-in jitter per segment
+    /// comes from it (Lemma 3'), and `analyze_after_change` reuses it with the bounds.
+    #[serde(skip)]
+    segment_ends: Vec<Time>,
 }
 
 impl Analysis {
@@ -118,7 +126,7 @@ pub fn analyze(plan: &ExecutionPlan) -> Analysis {
 pub fn analyze_summaries(plan: &ExecutionPlan, summaries: &[TaskSummary]) -> Analysis {
     let order = priority_order(plan);
     let blocking = summary::blocking_per_resource(plan, |i| &summaries[i].longest_layer, &order);
-    analyze_core(plan, summaries, &order, &blocking, |_, _| None, None).expect("no cutoff")
+    analyze_core(plan, summaries, &order, &blocking, None, None).expect("no cutoff")
 }
 
 /// The analysis after only task `changed` changed (its summary was `before`, `previous` the
@@ -152,18 +160,13 @@ pub fn analyze_after_change_if_better(
         &order,
     );
     let changed_priority = plan.tasks[changed].priority;
-    analyze_core(
-        plan,
-        summaries,
-        &order,
-        &blocking,
-        |rank, i| {
-            (plan.tasks[i].priority < changed_priority && blocking[rank] == old_blocking[rank])
-                .then(|| previous.tasks[i])
-        },
-        cutoff,
-    )
+    let reusable =
+        |rank: usize, i: usize| plan.tasks[i].priority < changed_priority && blocking[rank] == old_blocking[rank];
+    analyze_core(plan, summaries, &order, &blocking, Some((previous, &reusable)), cutoff)
 }
+
+/// A previous analysis, and which tasks (rank, index) keep their bounds from it.
+type Reuse<'a> = (&'a Analysis, &'a dyn Fn(usize, usize) -> bool);
 
 fn priority_order(plan: &ExecutionPlan) -> Vec<usize> {
     let mut order: Vec<usize> = (0..plan.tasks.len()).collect();
@@ -176,7 +179,7 @@ fn analyze_core(
     summaries: &[TaskSummary],
     order: &[usize],
     blocking: &[Vec<Time>],
-    reuse: impl Fn(usize, usize) -> Option<TaskBound>,
+    reuse: Option<Reuse>,
     cutoff: Option<Score>,
 ) -> Option<Analysis> {
     let n = plan.tasks.len();
@@ -190,14 +193,22 @@ fn analyze_core(
     };
 
     let mut results: Vec<Option<TaskBound>> = vec![None; n];
-    // Higher-priority tasks analyzed so far: (index, response used for jitter).
-    let mut higher: Vec<(usize, Time)> = Vec::with_capacity(n);
+    // Higher-priority tasks analyzed so far: (index, response used for jitter, where its
+    // segments' ends start in `segment_ends`).
+    let mut higher: Vec<(usize, Time, usize)> = Vec::with_capacity(n);
+    let mut segment_ends: Vec<Time> = Vec::with_capacity(order.iter().map(|&i| summaries[i].segments.len()).sum());
     let mut all_higher_schedulable = true;
     for (rank, &i) in order.iter().enumerate() {
         let task = &plan.tasks[i];
-        if let Some(known) = reuse(rank, i) {
+        let ends_at = segment_ends.len();
+        let segments = summaries[i].segments.len();
+        if let Some((previous, _)) = reuse.filter(|(_, reusable)| reusable(rank, i)) {
+            // Every task before the changed one has the summary it had, so its segments sit
+            // at the same place in `previous.segment_ends`.
+            let known = previous.tasks[i];
+            segment_ends.extend_from_slice(&previous.segment_ends[ends_at..ends_at + segments]);
             all_higher_schedulable &= known.bound.is_some();
-            higher.push((i, known.bound.unwrap_or(task.deadline)));
+            higher.push((i, known.bound.unwrap_or(task.deadline), ends_at));
             results[i] = Some(known);
             score.add(&known);
             if hopeless(&score) {
@@ -213,16 +224,26 @@ fn analyze_core(
         let interference = |w: Time, r: usize| -> Time {
             higher
                 .iter()
-                .map(|&(k, rk)| {
+                .map(|&(k, rk, ends_at)| {
                     let c = summaries[k].on_resource[r];
                     if c == 0 {
                         return 0;
                     }
-                    let jitter = rk.saturating_sub(c);
-                    // Releases in the *closed* window [t - J, t + w] count: a higher-priority
-                    // layer ready at the very instant the waiting layer could start wins the
-                    // resource. Saturating: absurd inputs must not wrap.
-                    (w.saturating_add(jitter) / plan.tasks[k].period + 1).saturating_mul(c)
+                    let period = plan.tasks[k].period;
+                    // Lemma 3: all of τ_k's work on r inside [release, release + R_k].
+                    let whole = carry_in(w, rk.saturating_sub(c), period, c);
+                    // Lemma 3': each segment on r inside [release, its end's bound].
+                    let per_segment = summaries[k]
+                        .segments
+                        .iter()
+                        .zip(&segment_ends[ends_at..])
+                        .filter(|(seg, _)| seg.resource == r)
+                        .map(|(seg, &end)| {
+                            let cost = seg.before_last + seg.last;
+                            carry_in(w, end.min(rk).saturating_sub(cost), period, cost)
+                        })
+                        .fold(0, Time::saturating_add);
+                    whole.min(per_segment)
                 })
                 .fold(0, Time::saturating_add)
         };
@@ -234,15 +255,20 @@ fn analyze_core(
             s.visited.iter().map(|&(r, _)| interference(w, r)).fold(0, Time::saturating_add)
         });
 
-        // Segment-level: each run on one resource separately, summed.
+        // Segment-level: each run on one resource separately, summed; the running sums bound
+        // each segment's end for lower-priority tasks' jitter.
         let mut seg_total: Time = 0;
         let mut seg_ok = true;
+        let mut ends = Vec::with_capacity(segments);
         for seg in &s.segments {
             let budget = limit.saturating_sub(seg_total);
             match fixed_point(block[seg.resource].saturating_add(seg.before_last), seg.last, budget, |w| {
                 interference(w, seg.resource)
             }) {
-                Ok(r) => seg_total += r,
+                Ok(r) => {
+                    seg_total += r;
+                    ends.push(seg_total);
+                }
                 Err(reached) => {
                     seg_total = seg_total.saturating_add(reached);
                     seg_ok = false;
@@ -250,6 +276,8 @@ fn analyze_core(
                 }
             }
         }
+        ends.resize(segments, Time::MAX);
+        segment_ends.extend_from_slice(&ends);
         let segment = if seg_ok && seg_total <= limit { Ok(seg_total) } else { Err(seg_total.max(limit + 1)) };
 
         let (job_level, segment_level) = if all_higher_schedulable { (job.ok(), segment.ok()) } else { (None, None) };
@@ -267,9 +295,18 @@ fn analyze_core(
             return None;
         }
         // Jitter for lower-priority tasks: the bound, or the deadline as a stand-in for guidance.
-        higher.push((i, bound.unwrap_or(task.deadline)));
+        higher.push((i, bound.unwrap_or(task.deadline), ends_at));
     }
-    Some(Analysis { tasks: results.into_iter().map(|r| r.expect("every task analyzed")).collect() })
+    let tasks = results.into_iter().map(|r| r.expect("every task analyzed")).collect();
+    Some(Analysis { tasks, segment_ends })
+}
+
+/// The most a task with period `period` executes of `cost` (each job inside a window of
+/// jitter `jitter`) in a closed window of length `w`: releases in `[t - jitter, t + w]` count,
+/// since a higher-priority layer ready at the very instant the waiting layer could start wins
+/// the resource. Saturating: absurd inputs must not wrap.
+fn carry_in(w: Time, jitter: Time, period: Time, cost: Time) -> Time {
+    (w.saturating_add(jitter) / period + 1).saturating_mul(cost)
 }
 
 /// Least fixed point of `w = base + f(w)` (f non-decreasing), plus `last`; `Err(value)` once

@@ -52,7 +52,7 @@ mod tests {
             .iter()
             .map(|&bound| TaskBound { bound, job_level: bound, segment_level: bound, estimate: 0, deadline: 100 })
             .collect();
-        Analysis { tasks }
+        Analysis { tasks, segment_ends: Vec::new() }
     }
 
     #[test]

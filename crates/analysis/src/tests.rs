@@ -74,6 +74,22 @@ fn jitter_from_other_resources_is_charged() {
     assert_eq!(a.tasks[1].bound, Some(40));
 }
 
+/// Lemma 3': a higher-priority task whose response is mostly spent elsewhere is charged, on a
+/// resource, the jitter of its segments there. hp: 10 on resource 0, then 80 on resource 1,
+/// T = D = 120, blocked by lp's 25 on resource 0: R_hp = 35 + 80 = 115, and its resource-0
+/// segment ends within 35 of its release. lp: four layers of 25 on resource 0. With the whole
+/// response as jitter (115 - 10 = 105), lp's window of 75 + 20 meets two hp jobs:
+/// w = 75 + 2 * 10 = 95, R = 120. With the segment's (35 - 10 = 25): w = 75 + 10, R = 110.
+#[test]
+fn carry_in_jitter_is_taken_per_segment_where_smaller() {
+    let hp = task(0, 120, &[(0, 10), (1, 80)]);
+    let lp = task(1, 1_000, &[(0, 25), (0, 25), (0, 25), (0, 25)]);
+    let a = analyze(&plan(2, vec![hp, lp]));
+    assert_eq!(a.tasks[0].bound, Some(115));
+    assert_eq!(a.tasks[1].job_level, Some(110));
+    assert_eq!(a.tasks[1].segment_level, Some(110));
+}
+
 #[test]
 fn overload_is_unschedulable_not_a_hang() {
     // hp: C 4, T 20, blocked by 7: R = 11. lp: C 7, T 10: w = 4 (one hp job), R = 11 > 10.

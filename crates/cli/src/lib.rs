@@ -24,6 +24,7 @@ macro_rules! outln {
 
 mod cmd;
 mod engine_exec;
+mod engine_repository;
 mod files;
 mod input;
 mod report;

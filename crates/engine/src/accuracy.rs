@@ -256,7 +256,7 @@ pub fn verify(
     cfg: &ExecConfig,
 ) -> Result<Vec<ModeVerdict>> {
     use crate::quant::{Agreement, MIN_STAGE_COSINE};
-    use crate::stage::{StageRunner, Tensors};
+    use crate::stage::StageRunner;
     if inputs.is_empty() {
         return Err(EngineError::tensor("verify", &staged.input_name, "no inputs to verify on"));
     }
@@ -265,13 +265,12 @@ pub fn verify(
     let mut reference = Vec::with_capacity(inputs.len());
     for (dims, x) in inputs {
         staged.check_input(dims, "verify input")?;
-        let mut t = Tensors::new();
-        t.insert(staged.input_name.clone(), crate::tensor::f32_value(dims, x.clone())?);
+        let mut t = staged.feed(dims, x.clone())?;
         whole.run(&mut t)?;
         let mut flat = Vec::new();
         for o in outputs {
             let v = t.get(o).ok_or_else(|| EngineError::tensor("verify", o, "the whole model did not produce it"))?;
-            flat.extend_from_slice(crate::tensor::f32_data(v, o)?.1);
+            flat.extend(crate::tensor::f32_values(v, o)?.1);
         }
         reference.push(flat);
     }
@@ -302,7 +301,7 @@ pub fn verify(
                 let v = held
                     .get(o)
                     .ok_or_else(|| EngineError::tensor("verify", o, "the chained stages did not produce it"))?;
-                got.extend_from_slice(crate::tensor::f32_data(v, o)?.1);
+                got.extend(crate::tensor::f32_values(v, o)?.1);
             }
             sum.add(want, &got);
             scale = want.iter().fold(scale, |m, v| m.max(v.abs() as f64));
@@ -358,8 +357,7 @@ pub fn label_free_costs_until(
             let held = p.run_all(dims, x.clone())?;
             for o in &staged.partition.graph_outputs {
                 let v = held.get(o).ok_or_else(|| EngineError::tensor("label-free int8 costs", o, "not produced"))?;
-                let (shape, data) = crate::tensor::f32_data(v, o)?;
-                all.push((shape, data.to_vec()));
+                all.push(crate::tensor::f32_values(v, o)?);
             }
         }
         Ok(all)

@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod error;
 pub mod granularity;
 pub mod int8_stages;
+pub mod mode_change;
 pub mod onnxruntime;
 pub mod profile;
 pub mod quant;

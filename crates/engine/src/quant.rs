@@ -14,7 +14,6 @@ pub use crate::int8_stages::{
 };
 use crate::stage::{ExecConfig, StageRunner, Tensors};
 use crate::staged::{Pipeline, StagedModel};
-use crate::tensor::f32_value;
 use lalarand_model::Mode;
 use lalarand_onnx::partition;
 use lalarand_onnx::quantize::{quantize, CalibrationMethod, Calibrator, QParams, QuantizeOptions};
@@ -57,11 +56,14 @@ pub fn calibrate_until(
             )));
         }
         staged.check_input(dims, &format!("calibration input {k}"))?;
-        cal.observe(&staged.input_name, data);
-        let mut t = Tensors::new();
-        t.insert(staged.input_name.clone(), f32_value(dims, data.clone())?);
+        if staged.sample_input().is_float() {
+            cal.observe(&staged.input_name, data);
+        }
+        // The other graph inputs are fixed values ([`StagedModel::companions`]), not observed:
+        // a range of zeros would quantize their real values to nothing.
+        let mut t = staged.feed(dims, data.clone())?;
         runner.run(&mut t)?;
-        for (name, v) in t.iter().filter(|(n, _)| **n != staged.input_name) {
+        for (name, v) in t.iter().filter(|(n, _)| staged.graph_input(n).is_none()) {
             // Shape computations (int64) are not activations.
             if let Ok((_, data)) = v.try_extract_tensor::<f32>() {
                 cal.observe(name, data);
@@ -117,7 +119,18 @@ pub fn quantize_stages_until(
         let attempts = [QuantizeOptions { uint8_inputs: u8_in, uint8_outputs: u8_out }, QuantizeOptions::default()];
         let mut result = Err(String::new());
         let mut report = StageReport::default();
-        for opts in &attempts {
+        // A float graph input the samples do not fill (a recurrent state, ...) is fed fixed
+        // values during calibration and has no range: its stage is refused, saying so.
+        let unranged = stage.inputs.iter().find(|t| {
+            staged.graph_input(t).is_some_and(|i| i.is_float()) && **t != staged.input_name && !ranges.contains_key(*t)
+        });
+        if let Some(t) = unranged {
+            result = Err(format!(
+                "it reads the float graph input {t:?}, which calibration fed fixed zeros (the samples fill {:?} only), so it has no range to quantize with; this stage runs in fp32 only",
+                staged.input_name
+            ));
+        }
+        for opts in attempts.iter().filter(|_| unranged.is_none()) {
             match quantize(&fp32, ranges, opts) {
                 Ok(q) => {
                     report.kept_fp32 = q.kept_fp32.iter().map(|k| k.to_string()).collect();

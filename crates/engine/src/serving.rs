@@ -7,11 +7,16 @@
 //! The int8 stages are the profiled ones: rebuilt from the calibration saved with each task's
 //! profile and checked against its digest ([`crate::calibration`]).
 //!
-//! Inputs are not copied: a job's [`Input`] buffer is handed to ONNX Runtime as a tensor that
-//! views it ([`Pipeline::input_shared`]), so an fp32 first stage reads the application's
+//! A task takes every graph input of its model by name, in its declared datatype
+//! ([`EngineExecutor::input_spec`]), and returns every graph output.
+//!
+//! fp32 inputs are not copied: a job's buffer is handed to ONNX Runtime as a tensor that
+//! views it ([`Pipeline::add_shared`]), so an fp32 first stage reads the application's
 //! memory in place (0 copies; an int8 first stage quantizes it, which is its `quantize_in`).
+//! Integer and bool inputs are copied once into ONNX Runtime's memory ([`Pipeline::add_bytes`]).
 //! Outputs are copied once, from ONNX Runtime's memory to the [`HostTensor`]s, on the server's
-//! delivery thread.
+//! delivery thread; [`HostTensor`]s are fp32, so an integer or bool output is converted (exact
+//! up to 2^24).
 
 use crate::calibration::profiled_int8_stages;
 use crate::error::{EngineError, Result};
@@ -19,12 +24,15 @@ use crate::profile::{sha256_file, synthetic_inputs};
 use crate::quant::Int8Stages;
 use crate::stage::{gpu_present, ExecConfig};
 use crate::staged::{Pipeline, StageTensors, StagedModel};
-use crate::tensor::f32_data;
-use lalarand_model::{Allocation, Mode, ResourceKind, System};
-use lalarand_runtime::serve::{DataType, HostTensor, Input, InputSpec, Server, ServerBuilder, TensorData, TensorSpec};
+use crate::tensor::{elem, f32_values};
+use lalarand_model::{Allocation, Mode, Placement, ResourceKind, System, Task};
+use lalarand_runtime::serve::{
+    DataType, HostTensor, Input, InputSpec, Server, ServerBuilder, Tensor, TensorData, TensorSpec,
+};
 use lalarand_runtime::{StageError, StageExecutor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Untimed runs of every pipeline when it is built (sessions warmed up, converters built).
 const WARMUP_RUNS: usize = 3;
@@ -37,19 +45,22 @@ pub struct TaskModel {
     pub int8: Option<Int8Stages>,
 }
 
-/// One task's model, in its allocated modes.
-struct TaskPipeline {
-    pipeline: Pipeline,
+/// One task's model, in its allocated modes. Shared (`Arc`) with the executor of a later mode
+/// in which the task keeps its modes ([`EngineExecutor::for_mode`]).
+pub(crate) struct TaskPipeline {
+    pub(crate) name: String,
+    pub(crate) modes: Vec<Mode>,
+    pub(crate) pipeline: Pipeline,
     spec: InputSpec,
-    /// Batch-1 dims and the input every `lalarand run` job starts from (seeded, synthetic).
-    dims: Vec<usize>,
-    input: Vec<f32>,
+    /// The input every `lalarand run` job starts from: the sample input seeded and synthetic,
+    /// batch 1, the others zeros (as [`StagedModel::feed`]).
+    input: Input,
 }
 
 /// Runs stage `j` of task `i` as stage `j` of task `i`'s staged model (profile layer `j` is
 /// stage `j`: the profiler names layers after the stages).
 pub struct EngineExecutor {
-    tasks: Vec<TaskPipeline>,
+    pub(crate) tasks: Vec<Arc<TaskPipeline>>,
 }
 
 impl std::fmt::Debug for EngineExecutor {
@@ -103,33 +114,23 @@ impl EngineExecutor {
         }
         let mut loaded = Vec::with_capacity(models.len());
         for ((task, places), path) in system.tasks.iter().zip(&alloc.tasks).zip(models) {
-            if !path.is_file() {
-                return Err(serving_err(
-                    &task.name,
-                    format!("model {}: no such file", path.display()),
-                    format!("regenerate it (lalarand zoo) or give --models {}=MODEL.onnx", task.name),
-                ));
-            }
-            if let Some(want) = &task.dnn.model_sha256 {
-                let have = sha256_file(path)?;
-                if &have != want {
-                    return Err(serving_err(
-                        &task.name,
-                        format!(
-                            "model {} has changed since it was profiled (sha256 {have}, the profile measured {want})",
-                            path.display()
-                        ),
-                        "profile it again (lalarand profile), or point --models at the file that was profiled",
-                    ));
+            let staged = open_model(task, path).map_err(|problem| {
+                let fix = match &problem {
+                    ModelProblem::Missing { .. } => {
+                        format!("regenerate it (lalarand zoo) or give --models {}=MODEL.onnx", task.name)
+                    }
+                    ModelProblem::Digest { .. } => {
+                        "profile it again (lalarand profile), or point --models at the file that was profiled".into()
+                    }
+                    ModelProblem::Stages { .. } => "profile this model with lalarand profile".into(),
+                    ModelProblem::Unreadable(_) => String::new(),
+                };
+                match problem {
+                    ModelProblem::Unreadable(e) => e,
+                    other => serving_err(&task.name, other.to_string(), fix),
                 }
-            }
-            let staged = StagedModel::load_for_profile(path, &task.dnn)?;
-            check_stages(&task.name, &staged, &task.dnn)?;
-            let int8 = if places.iter().any(|p| p.mode == Mode::CpuInt8) {
-                Some(profiled_int8_stages(&staged, &task.dnn, &task.name)?)
-            } else {
-                None
-            };
+            })?;
+            let int8 = int8_stages_for(task, places, &staged)?;
             loaded.push(TaskModel { staged, int8 });
         }
         Self::from_models(system, alloc, loaded)
@@ -150,51 +151,16 @@ impl EngineExecutor {
                 ));
             }
         }
-        // One process loads one ONNX Runtime library, and the GPU build also runs the CPU modes:
-        // it must be loaded before any CPU session (docs/engine.md). Without a GPU the gpu
-        // stages fail with the engine's NoGpu error when their sessions are built.
-        if alloc.tasks.iter().flatten().any(|p| p.mode == Mode::Gpu) && gpu_present() {
-            crate::runtime::environment(crate::runtime::Flavor::Gpu)?;
-        }
+        load_runtime_for(alloc)?;
         let mut tasks = Vec::with_capacity(models.len());
         for ((task, places), model) in system.tasks.iter().zip(&alloc.tasks).zip(models) {
-            let staged = &model.staged;
-            if places.len() != staged.stage_count() {
-                return Err(serving_err(
-                    &task.name,
-                    format!(
-                        "the allocation places {} layers, {} has {} stages",
-                        places.len(),
-                        staged.source.display(),
-                        staged.stage_count()
-                    ),
-                    "allocate the task set whose profiles were made from these models",
-                ));
-            }
-            let modes: Vec<Mode> = places.iter().map(|p| p.mode).collect();
-            if modes.contains(&Mode::CpuInt8) && model.int8.is_none() {
-                return Err(serving_err(
-                    &task.name,
-                    "the allocation has cpu-int8 stages but no int8 stages were given".into(),
-                    "pass the profiled int8 stages (EngineExecutor::new rebuilds them from the profile)",
-                ));
-            }
-            let pipeline = Pipeline::new(staged, &modes, model.int8.as_ref(), &ExecConfig::default())?;
-            let dims = staged.input_shape(1);
-            let input = synthetic_inputs(staged, 1).pop().expect("one input");
-            for _ in 0..WARMUP_RUNS {
-                pipeline.run_all(&dims, input.clone())?;
-            }
-            let spec = InputSpec::single(
-                staged.input_name.clone(),
-                staged.input_dims.iter().map(|d| d.map(|v| v as usize)).collect(),
-            );
-            tasks.push(TaskPipeline { pipeline, spec, dims, input });
+            tasks.push(Arc::new(TaskPipeline::build(task, places, model)?));
         }
         Ok(Self { tasks })
     }
 
-    /// The outputs task `task`'s model returns: name, fp32, dims (`None`: a free dim).
+    /// The outputs task `task`'s model returns: name, fp32 (an integer or bool output is
+    /// converted), dims (`None`: a free dim).
     pub fn output_specs(&self, task: usize) -> Vec<TensorSpec> {
         let model = self.tasks[task].pipeline.model();
         model
@@ -214,25 +180,184 @@ impl EngineExecutor {
     }
 }
 
-/// The model's stages must be the profile's layers, by name and in order.
-fn check_stages(task: &str, staged: &StagedModel, profile: &lalarand_model::DnnProfile) -> Result<()> {
-    let names = staged.stage_names();
-    let layers: Vec<&str> = profile.layers.iter().map(|l| l.name.as_str()).collect();
-    if names == layers {
-        return Ok(());
+/// The protocol's datatype of an ONNX element type, where it has one.
+fn data_type(elem_type: i32) -> Option<DataType> {
+    match elem_type {
+        elem::FLOAT => Some(DataType::Fp32),
+        elem::INT64 => Some(DataType::Int64),
+        elem::INT32 => Some(DataType::Int32),
+        elem::UINT8 => Some(DataType::Uint8),
+        elem::BOOL => Some(DataType::Bool),
+        _ => None,
     }
-    Err(serving_err(
-        task,
-        format!(
-            "model {} has {} stages, its profile {} layers, or their names differ (first stage {:?}, first layer {:?})",
-            staged.source.display(),
-            names.len(),
-            layers.len(),
-            names.first(),
-            layers.first()
-        ),
-        "profile this model with lalarand profile",
-    ))
+}
+
+/// Every graph input of `staged`, by name, with its declared datatype and dims.
+fn input_spec(task: &str, staged: &StagedModel) -> Result<InputSpec> {
+    let tensors = staged
+        .inputs
+        .iter()
+        .map(|i| {
+            let dtype = data_type(i.elem_type).ok_or_else(|| {
+                serving_err(
+                    task,
+                    format!(
+                        "input {:?} of {} is of {}; served inputs are FP32, INT64, INT32, UINT8 or BOOL",
+                        i.name,
+                        staged.source.display(),
+                        elem::name(i.elem_type)
+                    ),
+                    format!("export input {:?} as float, int64, int32, uint8 or bool", i.name),
+                )
+            })?;
+            Ok(TensorSpec { name: i.name.clone(), dtype, dims: i.dims.iter().map(|d| d.map(|v| v as usize)).collect() })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(InputSpec { tensors: Some(tensors) })
+}
+
+/// The input of every `lalarand run` job: `sample` (fp32, `dims`) for the sample input,
+/// converted to its datatype, zeros for the others. One fp32 input stays unnamed.
+fn run_input(task: &str, staged: &StagedModel, spec: &InputSpec, dims: &[usize], sample: Vec<f32>) -> Result<Input> {
+    let specs = spec.tensors.as_deref().unwrap_or_default();
+    let bad = |e: String| serving_err(task, format!("the run's input: {e}"), "report this as a bug");
+    if let [only] = specs {
+        if only.dtype == DataType::Fp32 {
+            return Input::from_vec(dims.to_vec(), sample).map_err(bad);
+        }
+    }
+    let value = crate::tensor::typed_value(staged.sample_input().elem_type, dims, sample)?;
+    let tensors = specs
+        .iter()
+        .map(|s| {
+            if s.name != staged.input_name {
+                return Ok(Tensor::zeros(s.name.clone(), s.dtype, s.example_dims()));
+            }
+            let data = match s.dtype {
+                DataType::Fp32 => TensorData::F32(std::sync::Arc::new(f32_values(&value, &s.name)?.1)),
+                d => TensorData::Bytes(d, std::sync::Arc::new(value_bytes(&value, &s.name)?)),
+            };
+            Tensor::new(s.name.clone(), dims.to_vec(), data).map_err(bad)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Input::named(tensors).map_err(bad)
+}
+
+/// The little-endian bytes of an integer or bool value.
+fn value_bytes(v: &ort::value::DynValue, name: &str) -> Result<Vec<u8>> {
+    fn le<T: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug, const N: usize>(
+        v: &ort::value::DynValue,
+        f: fn(T) -> [u8; N],
+    ) -> Option<Vec<u8>> {
+        Some(v.try_extract_tensor::<T>().ok()?.1.iter().flat_map(|&x| f(x)).collect())
+    }
+    le::<i64, 8>(v, i64::to_le_bytes)
+        .or_else(|| le::<i32, 4>(v, i32::to_le_bytes))
+        .or_else(|| le::<u8, 1>(v, |x| [x]))
+        .or_else(|| le::<bool, 1>(v, |x| [u8::from(x)]))
+        .ok_or_else(|| EngineError::tensor("the run's input", name, "not an integer or bool tensor"))
+}
+
+/// Why a model file cannot serve a task with its profile. `Display` says what is wrong; the
+/// fix depends on how the caller named the model and the profile (a flag, a request field, a
+/// keyword argument), so callers add it.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelProblem {
+    #[error("model {}: no such file", path.display())]
+    Missing { path: PathBuf },
+    /// The profile recorded another model's sha256 (`model_sha256`).
+    #[error("model {} has changed since it was profiled (sha256 {have}, the profile measured {want})", path.display())]
+    Digest { path: PathBuf, have: String, want: String },
+    /// The model's stages are not the profile's layers (count or names).
+    #[error(
+        "model {} has {stages} stages, its profile {layers} layers, or their names differ (first stage {first_stage:?}, first layer {first_layer:?})",
+        path.display()
+    )]
+    Stages { path: PathBuf, stages: usize, layers: usize, first_stage: Option<String>, first_layer: Option<String> },
+    /// Not a readable ONNX model, or one the engine cannot partition.
+    #[error(transparent)]
+    Unreadable(EngineError),
+}
+
+/// Opens `path` as task `task`'s model: the file its profile measured (`model_sha256`, where
+/// the profile records it), cut into the profile's layers (count and names, in order).
+pub fn open_model(task: &Task, path: &Path) -> std::result::Result<StagedModel, ModelProblem> {
+    if !path.is_file() {
+        return Err(ModelProblem::Missing { path: path.into() });
+    }
+    if let Some(want) = &task.dnn.model_sha256 {
+        let have = sha256_file(path).map_err(ModelProblem::Unreadable)?;
+        if &have != want {
+            return Err(ModelProblem::Digest { path: path.into(), have, want: want.clone() });
+        }
+    }
+    let staged = StagedModel::load_for_profile(path, &task.dnn).map_err(ModelProblem::Unreadable)?;
+    let names = staged.stage_names();
+    if names.iter().copied().ne(task.dnn.layers.iter().map(|l| l.name.as_str())) {
+        return Err(ModelProblem::Stages {
+            path: path.into(),
+            stages: names.len(),
+            layers: task.dnn.layers.len(),
+            first_stage: names.first().map(|s| s.to_string()),
+            first_layer: task.dnn.layers.first().map(|l| l.name.clone()),
+        });
+    }
+    Ok(staged)
+}
+
+/// The profiled int8 stages, where `places` runs any stage in `cpu-int8`.
+pub(crate) fn int8_stages_for(task: &Task, places: &[Placement], staged: &StagedModel) -> Result<Option<Int8Stages>> {
+    if places.iter().any(|p| p.mode == Mode::CpuInt8) {
+        Ok(Some(profiled_int8_stages(staged, &task.dnn, &task.name)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// One process loads one ONNX Runtime library, and the GPU build also runs the CPU modes: it
+/// must be loaded before any CPU session (docs/engine.md). Without a GPU the gpu stages fail
+/// with the engine's NoGpu error when their sessions are built.
+pub(crate) fn load_runtime_for(alloc: &Allocation) -> Result<()> {
+    if alloc.tasks.iter().flatten().any(|p| p.mode == Mode::Gpu) && gpu_present() {
+        crate::runtime::environment(crate::runtime::Flavor::Gpu)?;
+    }
+    Ok(())
+}
+
+impl TaskPipeline {
+    /// Task `task`'s pipeline in the modes of `places`, warmed up.
+    pub(crate) fn build(task: &Task, places: &[Placement], model: TaskModel) -> Result<Self> {
+        let staged = &model.staged;
+        if places.len() != staged.stage_count() {
+            return Err(serving_err(
+                &task.name,
+                format!(
+                    "the allocation places {} layers, {} has {} stages",
+                    places.len(),
+                    staged.source.display(),
+                    staged.stage_count()
+                ),
+                "allocate the task set whose profiles were made from these models",
+            ));
+        }
+        let modes: Vec<Mode> = places.iter().map(|p| p.mode).collect();
+        if modes.contains(&Mode::CpuInt8) && model.int8.is_none() {
+            return Err(serving_err(
+                &task.name,
+                "the allocation has cpu-int8 stages but no int8 stages were given".into(),
+                "pass the profiled int8 stages (EngineExecutor::new rebuilds them from the profile)",
+            ));
+        }
+        let spec = input_spec(&task.name, staged)?;
+        let pipeline = Pipeline::new(staged, &modes, model.int8.as_ref(), &ExecConfig::default())?;
+        let dims = staged.input_shape(1);
+        let sample = synthetic_inputs(staged, 1).pop().expect("one input");
+        for _ in 0..WARMUP_RUNS {
+            pipeline.run_all(&dims, sample.clone())?;
+        }
+        let input = run_input(&task.name, staged, &spec, &dims, sample)?;
+        Ok(Self { name: task.name.clone(), modes, pipeline, spec, input })
+    }
 }
 
 /// A server builder for `system` under `alloc` with the models at `models` (one per task,
@@ -253,30 +378,29 @@ impl StageExecutor for EngineExecutor {
         self.tasks[task].spec.clone()
     }
 
-    /// The task's seeded synthetic input, batch 1.
+    /// The task's seeded synthetic input, batch 1 (the model's other inputs zeros).
     fn run_input(&self, task: usize) -> Input {
-        let t = &self.tasks[task];
-        Input::from_vec(t.dims.clone(), t.input.clone()).unwrap_or_else(|e| {
-            // The warm-up runs of `new` ran this input; should it not fit anyway, stage 0 fails
-            // each job with the shape error.
-            tracing::error!("task {task}: the run's input: {e}");
-            Input::zeros(t.dims.clone())
-        })
+        self.tasks[task].input.clone()
     }
 
-    /// A view of the input's memory (no copy, see the module doc), fed to the graph input of
-    /// its name (the runtime checked names, datatypes and shapes against [`Self::input_spec`]).
+    /// Every graph input from the tensor of its name (the runtime checked names, datatypes and
+    /// shapes against [`Self::input_spec`]): an fp32 one as a view of its memory (no copy, see
+    /// the module doc), another datatype copied once.
     fn start_job(&self, task: usize, _job: u64, input: &Input) -> Result<StageTensors, StageError> {
         let t = &self.tasks[task];
-        let specs = t.spec.tensors.as_deref().unwrap_or_default();
-        let [spec] = specs else {
-            return Err(StageError(format!("the model takes {} inputs; the engine feeds one", specs.len())));
-        };
-        let tensor = input.get(&spec.name).ok_or_else(|| StageError(format!("input {:?} is missing", spec.name)))?;
-        let TensorData::F32(buffer) = tensor.data() else {
-            return Err(StageError(format!("input {:?} is {}, the model takes FP32", spec.name, tensor.dtype())));
-        };
-        t.pipeline.input_shared(tensor.dims(), buffer.clone()).map_err(|e| StageError(e.to_string()))
+        let err = |e: EngineError| StageError(e.to_string());
+        let mut held = StageTensors::default();
+        for spec in t.spec.tensors.as_deref().unwrap_or_default() {
+            let tensor =
+                input.get(&spec.name).ok_or_else(|| StageError(format!("input {:?} is missing", spec.name)))?;
+            match tensor.data() {
+                TensorData::F32(buffer) => t.pipeline.add_shared(&mut held, &spec.name, tensor.dims(), buffer.clone()),
+                TensorData::Bytes(..) => t.pipeline.add_bytes(&mut held, &spec.name, tensor.dims(), tensor.bytes()),
+            }
+            .map_err(err)?;
+        }
+        t.pipeline.check_fed(&held).map_err(err)?;
+        Ok(held)
     }
 
     fn run_stage(&self, task: usize, stage: usize, _job: u64, job: &mut StageTensors) -> Result<(), StageError> {
@@ -295,8 +419,8 @@ impl StageExecutor for EngineExecutor {
                     .f32()
                     .get(name)
                     .ok_or_else(|| StageError(format!("the last stage did not produce the output {name:?}")))?;
-                let (dims, data) = f32_data(v, name).map_err(|e| StageError(e.to_string()))?;
-                Ok(HostTensor { name: name.clone(), dims, data: data.to_vec() })
+                let (dims, data) = f32_values(v, name).map_err(|e| StageError(e.to_string()))?;
+                Ok(HostTensor { name: name.clone(), dims, data })
             })
             .collect()
     }

@@ -17,6 +17,7 @@ fn colour(policy: Policy) -> RGBColor {
         Policy::DartUtil => RGBColor(0x17, 0xbe, 0xcf),
         Policy::Dart => RGBColor(0x1f, 0x77, 0xb4),
         Policy::LalarandFp32 => RGBColor(0x2c, 0xa0, 0x2c),
+        Policy::LalarandOwn => RGBColor(0xe3, 0x77, 0xc2),
         Policy::Lalarand => RGBColor(0xd6, 0x27, 0x28),
         Policy::Optimal => RGBColor(0xff, 0x7f, 0x0e),
     }

@@ -87,6 +87,9 @@ pub struct Summary {
     pub lalarand_vs_task_level: Option<Comparison>,
     /// Against the artifact's "Preferable" baseline.
     pub lalarand_vs_preferable: Option<Comparison>,
+    /// LaLaRAND's own search (no baseline's allocation as a seed) against DART: what the
+    /// search earns by itself, next to the portfolio's `lalarand_vs_dart`.
+    pub own_vs_dart: Option<Comparison>,
     /// Over the sets where optimal finished: `ratio` is lalarand's share of optimal's count.
     pub lalarand_vs_optimal: Option<Comparison>,
     /// Sets where optimal finished / sets it ran on.
@@ -114,13 +117,13 @@ impl SweepResult {
         };
         let totals: Vec<PolicyTotal> = self.policies().iter().filter_map(|&p| total(p)).collect();
         let count = |p: Policy| totals.iter().find(|t| t.policy == p).map(|t| t.schedulable);
-        let vs = |other: Policy, paper: Option<f64>| {
-            let mut c = Comparison::new(count(Policy::Lalarand)?, count(other)?, paper);
+        let versus = |ours: Policy, other: Policy, paper: Option<f64>| {
+            let mut c = Comparison::new(count(ours)?, count(other)?, paper);
             c.largest_gap = self
                 .points
                 .iter()
                 .filter_map(|pt| {
-                    let (ours, theirs) = (pt.policy(Policy::Lalarand)?.schedulable, pt.policy(other)?.schedulable);
+                    let (ours, theirs) = (pt.policy(ours)?.schedulable, pt.policy(other)?.schedulable);
                     let ratio = (theirs > 0).then(|| ours as f64 / theirs as f64);
                     (ours > theirs).then_some(Gap { utilization: pt.utilization, ours, theirs, ratio })
                 })
@@ -131,6 +134,7 @@ impl SweepResult {
                 });
             Some(c)
         };
+        let vs = |other: Policy, paper: Option<f64>| versus(Policy::Lalarand, other, paper);
         let optimal_ran = self.points.iter().any(|pt| pt.optimal_finished.is_some());
         let optimal_finished = optimal_ran
             .then(|| self.points.iter().fold((0, 0), |(f, n), pt| (f + pt.optimal_finished.unwrap_or(0), n + pt.sets)));
@@ -156,6 +160,7 @@ impl SweepResult {
             lalarand_vs_gpu_only: vs(Policy::GpuOnly, Some(PAPER_VS_GPU_ONLY_PERCENT)),
             lalarand_vs_task_level: vs(Policy::TaskLevel, None),
             lalarand_vs_preferable: vs(Policy::Preferable, None),
+            own_vs_dart: versus(Policy::LalarandOwn, Policy::Dart, Some(PAPER_VS_DART_PERCENT)),
             lalarand_vs_optimal,
             optimal_finished,
             totals,
@@ -204,12 +209,13 @@ impl fmt::Display for Summary {
             )?;
         }
         let comparisons = [
-            ("dart", &self.lalarand_vs_dart),
-            ("gpu-only", &self.lalarand_vs_gpu_only),
-            ("task-level", &self.lalarand_vs_task_level),
-            ("preferable", &self.lalarand_vs_preferable),
+            ("lalarand", "dart", &self.lalarand_vs_dart),
+            ("lalarand", "gpu-only", &self.lalarand_vs_gpu_only),
+            ("lalarand", "task-level", &self.lalarand_vs_task_level),
+            ("lalarand", "preferable", &self.lalarand_vs_preferable),
+            ("lalarand-own", "dart", &self.own_vs_dart),
         ];
-        for (label, c) in comparisons {
+        for (ours, label, c) in comparisons {
             if let Some(c) = c {
                 let paper = c.paper_more_percent.map(|p| format!("; paper: {}", percent(Some(p)))).unwrap_or_default();
                 let gap = c.largest_gap.map_or(String::from("; nowhere ahead"), |g| {
@@ -217,7 +223,7 @@ impl fmt::Display for Summary {
                 });
                 writeln!(
                     f,
-                    "lalarand vs {label:<10}: {} vs {} sets: {} more ({}){gap}{paper}",
+                    "{ours} vs {label:<10}: {} vs {} sets: {} more ({}){gap}{paper}",
                     c.ours,
                     c.theirs,
                     percent(c.more_percent),

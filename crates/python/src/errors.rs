@@ -50,6 +50,12 @@ create_exception!(
     "A job failed: a stage, its input source (with the Python traceback), or aborted past its deadline."
 );
 create_exception!(lalarand, AlreadyTakenError, ServerError, "A handle's result was already taken by an earlier wait.");
+create_exception!(
+    lalarand,
+    AdmissionError,
+    ServerError,
+    "A load or unload refused by admission control (a name taken, an unknown task, a task that would miss and by how much, the accuracy budget); nothing changed."
+);
 
 /// Maps the server's errors onto the exception classes, the library's message intact.
 pub fn serve_error(err: lalarand_runtime::serve::ServeError) -> PyErr {

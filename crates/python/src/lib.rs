@@ -7,6 +7,7 @@
 
 mod errors;
 mod logs;
+mod modes;
 mod serving;
 mod system;
 mod tools;
@@ -42,6 +43,7 @@ fn _lalarand(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RejectedError", py.get_type::<errors::RejectedError>())?;
     m.add("JobError", py.get_type::<errors::JobError>())?;
     m.add("AlreadyTakenError", py.get_type::<errors::AlreadyTakenError>())?;
+    m.add("AdmissionError", py.get_type::<errors::AdmissionError>())?;
     m.add_class::<serving::Server>()?;
     m.add_class::<serving::JobHandle>()?;
     m.add_class::<serving::JobResult>()?;

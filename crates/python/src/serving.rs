@@ -10,12 +10,15 @@
 
 use crate::errors::serve_error;
 use crate::system::{Allocation, System};
+use lalarand_alloc::admission::{AdmissionOptions, Proven};
 use lalarand_engine::serving::{model_paths, EngineExecutor};
 use lalarand_model::Time;
+use lalarand_runtime::serve::modes::ModeServer;
 use lalarand_runtime::serve::ServerBuilder;
 use lalarand_runtime::serve::{
-    Admission, EarlyPolicy, Input, InputSlot as CoreSlot, JobHandle as CoreHandle, JobResult as CoreResult,
-    ResultStream as CoreStream, ServeConfig, ServeError, Server as CoreServer, Source, StalePolicy, StopPolicy,
+    Admission, DataType, EarlyPolicy, Input, InputSlot as CoreSlot, JobHandle as CoreHandle, JobResult as CoreResult,
+    ResultStream as CoreStream, ServeConfig, ServeError, Server as CoreServer, Source, StalePolicy, StopPolicy, Tensor,
+    TensorData,
 };
 use lalarand_runtime::{BusyTime, BusyWait, LatePolicy};
 use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
@@ -33,6 +36,14 @@ use std::time::{Duration, Instant};
 /// (the server checks the shape).
 fn to_input(task: &str, expected: impl FnOnce() -> String, obj: &Bound<'_, PyAny>) -> Result<Input, ServeError> {
     let bad = |problem: String| ServeError::Input { task: task.to_string(), problem };
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        let mut tensors = Vec::with_capacity(dict.len());
+        for (name, value) in dict.iter() {
+            let name: String = name.extract().map_err(|_| bad(format!("a key {name} is not an input name (str)")))?;
+            tensors.push(named_tensor(&name, &value).map_err(&bad)?);
+        }
+        return Input::named(tensors).map_err(bad);
+    }
     let Ok(array) = obj.cast::<PyArrayDyn<f32>>() else {
         let what = match obj.getattr("dtype") {
             Ok(dtype) => format!("an array of dtype {dtype}"),
@@ -49,27 +60,111 @@ fn to_input(task: &str, expected: impl FnOnce() -> String, obj: &Bound<'_, PyAny
     Input::from_vec(dims, values).map_err(bad)
 }
 
+/// One input of a dict (`{name: array}`, as onnxruntime's `run` takes): a numpy array of
+/// float32, int64, int32, uint8 or bool, copied.
+fn named_tensor(name: &str, value: &Bound<'_, PyAny>) -> Result<Tensor, String> {
+    fn values<T: numpy::Element + Copy>(a: &Bound<'_, PyArrayDyn<T>>) -> Result<Vec<T>, String> {
+        let r = a.try_readonly().map_err(|e| format!("the array cannot be read: {e}"))?;
+        Ok(match r.as_slice() {
+            Ok(contiguous) => contiguous.to_vec(),
+            Err(_) => r.as_array().iter().copied().collect(),
+        })
+    }
+    fn bytes<T: numpy::Element + Copy, const N: usize>(
+        a: &Bound<'_, PyArrayDyn<T>>,
+        le: fn(T) -> [u8; N],
+    ) -> Result<Vec<u8>, String> {
+        Ok(values(a)?.into_iter().flat_map(le).collect())
+    }
+    let in_input = |e: String| format!("input {name:?}: {e}");
+    let (dims, data) = if let Ok(a) = value.cast::<PyArrayDyn<f32>>() {
+        (a.shape().to_vec(), TensorData::F32(Arc::new(values(a).map_err(in_input)?)))
+    } else if let Ok(a) = value.cast::<PyArrayDyn<i64>>() {
+        (
+            a.shape().to_vec(),
+            TensorData::Bytes(DataType::Int64, Arc::new(bytes(a, i64::to_le_bytes).map_err(in_input)?)),
+        )
+    } else if let Ok(a) = value.cast::<PyArrayDyn<i32>>() {
+        (
+            a.shape().to_vec(),
+            TensorData::Bytes(DataType::Int32, Arc::new(bytes(a, i32::to_le_bytes).map_err(in_input)?)),
+        )
+    } else if let Ok(a) = value.cast::<PyArrayDyn<u8>>() {
+        (a.shape().to_vec(), TensorData::Bytes(DataType::Uint8, Arc::new(bytes(a, |x: u8| [x]).map_err(in_input)?)))
+    } else if let Ok(a) = value.cast::<PyArrayDyn<bool>>() {
+        (
+            a.shape().to_vec(),
+            TensorData::Bytes(DataType::Bool, Arc::new(bytes(a, |x: bool| [u8::from(x)]).map_err(in_input)?)),
+        )
+    } else {
+        let what = match value.getattr("dtype") {
+            Ok(dtype) => format!("an array of dtype {dtype}"),
+            Err(_) => format!("a {}", value.get_type().name().map_or("?".into(), |n| n.to_string())),
+        };
+        return Err(format!(
+            "input {name:?}: got {what}, expected a numpy array of float32, int64, int32, uint8 or bool"
+        ));
+    };
+    Tensor::new(name, dims, data)
+}
+
 /// The expected input shape of `task`, as text, for messages.
 fn expected_shape(server: &AnyServer, task: &str) -> String {
     with_server!(server, s => s.input_spec(task).map(|spec| spec.shape_text()).unwrap_or_else(|_| "?".into()))
 }
 
-/// A server over any of the executors the bindings offer.
-enum AnyServer {
+/// A server over any of the executors the bindings offer: one whose task set is fixed (it has
+/// periodic tasks, or serves an allocation the analysis does not prove), or one whose tasks
+/// load and unload while it serves (`ModeServer`, every task sporadic: `crate::modes`).
+pub(crate) enum AnyServer {
     Engine(CoreServer<EngineExecutor>),
     Busy(CoreServer<BusyWait>),
+    EngineModes(ModeServer<EngineExecutor>),
+    BusyModes(ModeServer<BusyWait>),
 }
 
-/// Runs `$body` with `$s` bound to the concrete server.
+/// Runs `$body` with `$s` bound to the concrete server (a `ModeServer`'s current mode).
 macro_rules! with_server {
     ($server:expr, $s:ident => $body:expr) => {
         match $server {
             AnyServer::Engine($s) => $body,
             AnyServer::Busy($s) => $body,
+            AnyServer::EngineModes(m) => {
+                let current = m.current();
+                let $s = &*current;
+                $body
+            }
+            AnyServer::BusyModes(m) => {
+                let current = m.current();
+                let $s = &*current;
+                $body
+            }
         }
     };
 }
 use with_server;
+
+impl AnyServer {
+    /// A release of `task` (during a mode change, on the next mode).
+    fn submit(&self, task: &str, input: Input) -> Result<CoreHandle, ServeError> {
+        match self {
+            Self::Engine(s) => s.submit(task, input),
+            Self::Busy(s) => s.submit(task, input),
+            Self::EngineModes(m) => m.submit(task, input),
+            Self::BusyModes(m) => m.submit(task, input),
+        }
+    }
+
+    /// Stops (a `ModeServer` refuses changes from then on).
+    fn stop(&self, policy: StopPolicy) -> Result<lalarand_runtime::serve::ServeReport, ServeError> {
+        match self {
+            Self::Engine(s) => s.stop(policy),
+            Self::Busy(s) => s.stop(policy),
+            Self::EngineModes(m) => m.stop(policy),
+            Self::BusyModes(m) => m.stop(policy),
+        }
+    }
+}
 
 /// One job's outputs and timing. Times are nanoseconds since the server's time 0.
 #[pyclass(module = "lalarand", frozen, get_all)]
@@ -574,21 +669,27 @@ impl Drop for Server {
     fn drop(&mut self) {
         // Stopping joins threads that may be waiting for the GIL (a source callable, a
         // done-callback): let them have it.
-        Python::attach(|py| py.detach(|| with_server!(&self.server, s => { let _ = s.stop(StopPolicy::Cancel); })));
+        Python::attach(|py| {
+            py.detach(|| {
+                let _ = self.server.stop(StopPolicy::Cancel);
+            })
+        });
     }
 }
 
 #[pymethods]
 impl Server {
     /// Submits `array` (float32, the task's input shape; copied here, so the array can be
-    /// reused at once) as a job of sporadic task `task`.
+    /// reused at once) as a job of sporadic task `task`. A model with several inputs takes a
+    /// dict `{name: array}` (as onnxruntime's `run`), each array of the input's dtype (float32,
+    /// int64, int32, uint8 or bool).
     /// Returns at once with a `JobHandle`. Raises `InputError` (unknown task, wrong shape or
     /// dtype), `StoppedError` (after stop) or `RejectedError` (backlog full); a submission
     /// before the task's minimum inter-arrival time waits for its legal release or is rejected,
     /// as the task's `early` policy says (see the handle's `admission`).
     fn submit(&self, py: Python<'_>, task: &str, array: &Bound<'_, PyAny>) -> PyResult<JobHandle> {
         let input = to_input(task, || expected_shape(&self.server, task), array).map_err(serve_error)?;
-        py.detach(|| with_server!(&self.server, s => s.submit(task, input)).map(JobHandle::new)).map_err(serve_error)
+        py.detach(|| self.server.submit(task, input).map(JobHandle::new)).map_err(serve_error)
     }
 
     /// `submit` then `result(timeout)`: blocks until the job resolves (without the GIL; Ctrl-C
@@ -597,7 +698,7 @@ impl Server {
     fn infer(&self, py: Python<'_>, task: &str, array: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<JobResult> {
         let input = to_input(task, || expected_shape(&self.server, task), array).map_err(serve_error)?;
         let deadline = timeout.map(seconds).transpose()?.map(|t| Instant::now() + t);
-        let handle = py.detach(|| with_server!(&self.server, s => s.submit(task, input))).map_err(serve_error)?;
+        let handle = py.detach(|| self.server.submit(task, input)).map_err(serve_error)?;
         loop {
             match py.detach(|| handle.wait_timeout(slice_until(deadline))) {
                 Err(ServeError::Timeout { .. }) => {
@@ -650,13 +751,49 @@ impl Server {
             "cancel" => StopPolicy::Cancel,
             other => return Err(PyValueError::new_err(format!("stop policy {other:?}: use \"drain\" or \"cancel\""))),
         };
-        let report = py.detach(|| with_server!(&self.server, s => s.stop(policy))).map_err(serve_error)?;
+        let report = py.detach(|| self.server.stop(policy)).map_err(serve_error)?;
         let mut stats = serde_json::to_value(&report.stats).map_err(|e| PyValueError::new_err(e.to_string()))?;
         if let serde_json::Value::Object(map) = &mut stats {
             map.insert("policy".into(), serde_json::to_value(report.policy).unwrap_or_default());
             map.insert("every_job_accounted".into(), report.every_job_accounted.into());
         }
         json_to_py(py, &with_units(stats))
+    }
+
+    /// Loads task `name` while the server serves: `profile` (a `Profile`, or the path of its
+    /// JSON), `model` (its ONNX file; default `<profile folder>/<profile model>.onnx`; none
+    /// with `busy=True`), `period_ms` (its minimum inter-arrival time), `deadline_ms` (default:
+    /// the period) and `priority` ("rate-monotonic", "deadline-monotonic" or a rank, 0 the
+    /// highest). Admitted only if the analysis proves every task under a new allocation within
+    /// the accuracy budget; then the running jobs drain and the new mode starts
+    /// (docs/runtime.md, "Mode changes"). Returns the change's report. Raises
+    /// `AdmissionError` (name taken, a task that would miss and by how much, the accuracy
+    /// budget), `ValueError` (an argument, named: a model that does not match its profile, a
+    /// missing file), `ServerError` (a server whose task set cannot change); a refusal changes
+    /// nothing.
+    #[pyo3(signature = (name, *, profile, period_ms, model=None, deadline_ms=None, priority=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn load<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        profile: &Bound<'py, PyAny>,
+        period_ms: f64,
+        model: Option<PathBuf>,
+        deadline_ms: Option<f64>,
+        priority: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = crate::modes::LoadArgs { name, profile, period_ms, model, deadline_ms, priority };
+        let report = crate::modes::load(py, &self.server, request)?;
+        json_to_py(py, &report)
+    }
+
+    /// Unloads task `name` (always admitted: the other tasks' bounds cannot grow); its jobs in
+    /// flight finish first. Returns the change's report; `AdmissionError` for a task that does
+    /// not run.
+    fn unload<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let report = crate::modes::unload(py, &self.server, name)?;
+        json_to_py(py, &report)
     }
 
     /// The tasks' names, in task set order.
@@ -732,7 +869,7 @@ pub fn _bench_rust_infer(
         for _ in 0..n {
             std::thread::sleep(gap);
             let started = Instant::now();
-            let result = with_server!(&server.server, s => s.infer(task, input.clone()));
+            let result = server.server.submit(task, input.clone()).and_then(|h| h.wait());
             let took = started.elapsed().as_nanos() as u64;
             times.push((took, result?.timing.response));
         }
@@ -857,11 +994,21 @@ pub fn serve(
             sources.push((name, source));
         }
     }
+    // Every task sporadic and the allocation proven: tasks can load and unload (`Server.load`).
+    let loadable = if sources.is_empty() { Proven::new((*core_system).clone(), alloc.clone()).ok() } else { None };
     let server = if busy {
         let plan = lalarand_model::ExecutionPlan::new(&core_system, &alloc).map_err(crate::errors::format_error)?;
         let exec = BusyWait::from_plan(&plan, &core_system.platform, BusyTime::Wcet);
-        let builder = CoreServer::builder(&core_system, &alloc, exec).config(config);
-        AnyServer::Busy(py.detach(|| start(builder, sources, stale)).map_err(serve_error)?)
+        match loadable {
+            Some(proven) => AnyServer::BusyModes(
+                py.detach(|| ModeServer::start(proven, exec, config, AdmissionOptions::default()))
+                    .map_err(serve_error)?,
+            ),
+            None => {
+                let builder = CoreServer::builder(&core_system, &alloc, exec).config(config);
+                AnyServer::Busy(py.detach(|| start(builder, sources, stale)).map_err(serve_error)?)
+            }
+        }
     } else {
         let models = models.unwrap_or_default();
         check_model_keys(&core_system, &models)?;
@@ -869,8 +1016,16 @@ pub fn serve(
         let paths = model_paths(&core_system, &tasks_file, &models).map_err(engine_error)?;
         // Loading and warming up the models takes a while: without the GIL.
         let exec = py.detach(|| EngineExecutor::new(&core_system, &alloc, &paths)).map_err(engine_error)?;
-        let builder = CoreServer::builder(&core_system, &alloc, exec).config(config);
-        AnyServer::Engine(py.detach(|| start(builder, sources, stale)).map_err(serve_error)?)
+        match loadable {
+            Some(proven) => AnyServer::EngineModes(
+                py.detach(|| ModeServer::start(proven, exec, config, AdmissionOptions::default()))
+                    .map_err(serve_error)?,
+            ),
+            None => {
+                let builder = CoreServer::builder(&core_system, &alloc, exec).config(config);
+                AnyServer::Engine(py.detach(|| start(builder, sources, stale)).map_err(serve_error)?)
+            }
+        }
     };
     for (name, shape) in shapes {
         let _ = shape.set(expected_shape(&server, &name));
@@ -884,7 +1039,9 @@ pub fn serve(
                        so the server runs at normal priority and a loaded machine can delay its jobs past their bounds";
         let fix = "run as root or with CAP_SYS_NICE, or raise RLIMIT_RTPRIO (ulimit -r 99)";
         if realtime == RealtimeArg::Required {
-            py.detach(|| with_server!(&server.server, s => { let _ = s.stop(StopPolicy::Cancel); }));
+            py.detach(|| {
+                let _ = server.server.stop(StopPolicy::Cancel);
+            });
             return Err(crate::errors::ServerError::new_err(format!(
                 "cannot start the server: realtime=\"required\" but {refused}; fix: {fix}, or pass realtime=True to accept the fallback"
             )));
@@ -1037,7 +1194,7 @@ fn with_units(value: serde_json::Value) -> serde_json::Value {
 }
 
 /// serde JSON as Python values (dicts, lists, numbers, strings, None).
-fn json_to_py<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn json_to_py<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
     use pyo3::IntoPyObjectExt;
     Ok(match value {
         serde_json::Value::Null => py.None().into_bound(py),

@@ -137,7 +137,7 @@ impl Platform {
 pub struct Profile {
     pub(crate) inner: Arc<DnnProfile>,
     /// The file it was loaded from (absolute): a server finds the model beside it.
-    path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
 }
 
 #[pymethods]

@@ -231,3 +231,40 @@ fn a_job_waiting_for_its_release_at_the_request_is_released_by_the_new_mode() {
     assert!(matches!(e, ServeError::UnknownTask { .. }), "its task left: {e}");
     server.stop(StopPolicy::Drain).unwrap();
 }
+
+#[test]
+fn statistics_are_totals_across_changes_and_never_go_backwards() {
+    let _turn = serial();
+    let (proven, exec) = running();
+    let server = ModeServer::start(proven, exec, config(), AdmissionOptions::default()).unwrap();
+    let task = |name: &str| server.current().stats().tasks.into_iter().find(|t| t.name == name);
+    for _ in 0..3 {
+        server.infer("a", input()).unwrap();
+        server.infer("b", input()).unwrap();
+    }
+    let (a, b) = (task("a").unwrap(), task("b").unwrap());
+    assert_eq!((a.completed, b.completed, a.released), (3, 3, 3));
+    let busy_before = server.current().stats().resource_busy;
+
+    let change = server.load_task(load("c", 80 * MS, &[(0, MS)]), busy).unwrap();
+    assert_eq!(change.old_mode.stats.tasks[0].completed, 3, "the old mode's report: its totals");
+    let after = server.current().stats();
+    let a2 = after.tasks.iter().find(|t| t.name == "a").unwrap();
+    assert_eq!((a2.completed, a2.released, a2.misses), (a.completed, a.released, a.misses), "continued, not reset");
+    assert_eq!((a2.response_min, a2.response_max), (a.response_min, a.response_max), "the histogram carried on");
+    assert!(after.resource_busy.iter().zip(&busy_before).all(|(now, then)| now >= then), "{after:?}");
+    let job = server.infer("a", input()).unwrap();
+    assert_eq!(job.job, 3, "job numbers continue");
+    assert_eq!(task("a").unwrap().completed, 4);
+
+    // An unloaded task leaves the statistics; loaded again, it continues its totals.
+    server.unload_task("b", busy).unwrap();
+    assert!(task("b").is_none());
+    server.load_task(load("b", 10 * MS, &[(1, 2 * MS)]), busy).unwrap();
+    assert_eq!(task("b").unwrap().completed, 3);
+    assert_eq!(server.infer("b", input()).unwrap().job, 3);
+    let report = server.stop(StopPolicy::Drain).unwrap();
+    assert!(report.every_job_accounted, "{report:?}");
+    let b = report.stats.tasks.iter().find(|t| t.name == "b").unwrap();
+    assert_eq!((b.completed, b.released), (4, 4));
+}

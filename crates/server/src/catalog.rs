@@ -39,7 +39,7 @@ pub struct Catalog {
 
 impl Catalog {
     /// The models of `server`; `outputs[i]` are task `i`'s outputs (the executor knows them:
-    /// [`lalarand_engine::serving::EngineExecutor::output_specs`], [`Self::busy_outputs`]).
+    /// the engine's `EngineExecutor::output_specs`, [`Self::busy_outputs`]).
     pub fn of_server<E: StageExecutor>(server: &Server<E>, outputs: Vec<Vec<TensorSpec>>) -> Self {
         let plan = server.runtime().plan();
         let analysis = server.runtime().analysis();

@@ -338,6 +338,9 @@ fn repository_parameters(
     use model_repository_parameter::ParameterChoice as P;
     p.into_iter()
         .map(|(k, v)| {
+            if let Some(e) = crate::repository::file_parameter(&k) {
+                return Err(e);
+            }
             let v = match v.parameter_choice {
                 Some(P::BoolParam(b)) => serde_json::Value::from(b),
                 Some(P::Int64Param(i)) => serde_json::Value::from(i),

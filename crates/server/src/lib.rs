@@ -34,4 +34,4 @@ pub use catalog::{Catalog, ModelInfo};
 pub use error::{Code, ProtocolError, StartError};
 pub use frontend::{FrontEnd, Limits, Options};
 pub use listen::{Listen, Scheme};
-pub use repository::{BusyRepository, LoadParameters, Repository};
+pub use repository::{change_error, change_report, BusyRepository, Changed, LoadParameters, Repository};

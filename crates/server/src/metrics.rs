@@ -16,6 +16,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 type TaskLabel = Vec<(String, String)>;
@@ -25,8 +26,9 @@ type Responses = Family<TaskLabel, Histogram, fn() -> Histogram>;
 pub(crate) struct Metrics {
     responses: Responses,
     resources: Vec<String>,
-    /// Per task, when its last job ended (ms since the epoch; 0: never).
-    last_inference_ms: HashMap<String, AtomicU64>,
+    /// Per task, when its last job ended (ms since the epoch; absent: never). Keyed by name,
+    /// so a model loaded while serving gets its entry at its first result.
+    last_inference_ms: RwLock<HashMap<String, AtomicU64>>,
 }
 
 fn response_histogram() -> Histogram {
@@ -48,20 +50,34 @@ impl Metrics {
         Self {
             responses,
             resources: catalog.resources.clone(),
-            last_inference_ms: catalog.models.iter().map(|m| (m.name.clone(), AtomicU64::new(0))).collect(),
+            last_inference_ms: RwLock::new(
+                catalog.models.iter().map(|m| (m.name.clone(), AtomicU64::new(0))).collect(),
+            ),
         }
     }
 
     /// A job of `task` served with this response time (ns).
     pub fn observe(&self, task: &str, response_ns: u64) {
         self.responses.get_or_create(&label(task)).observe(response_ns as f64 / 1e9);
-        if let Some(last) = self.last_inference_ms.get(task) {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-            last.store(now, Ordering::Relaxed);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let known = self.last_inference_ms.read().unwrap_or_else(PoisonError::into_inner);
+        match known.get(task) {
+            Some(last) => last.store(now, Ordering::Relaxed),
+            None => {
+                drop(known);
+                let mut all = self.last_inference_ms.write().unwrap_or_else(PoisonError::into_inner);
+                all.entry(task.to_string()).or_default().store(now, Ordering::Relaxed);
+            }
         }
     }
 
     /// The text exposition of every metric.
+    /// When task `task`'s last job ended (ms since the epoch; 0: never).
+    pub fn last_inference(&self, task: &str) -> u64 {
+        let known = self.last_inference_ms.read().unwrap_or_else(PoisonError::into_inner);
+        known.get(task).map_or(0, |v| v.load(Ordering::Relaxed))
+    }
+
     pub fn render(&self, stats: ServeStats, refused: u64) -> String {
         let mut registry = Registry::default();
         registry.register(
@@ -193,7 +209,7 @@ pub(crate) fn model_statistics(state: &State, name: &str, version: &str) -> Resu
             success: t.completed,
             success_ns: (t.response_mean * t.completed as f64) as u64,
             fail: t.failed + t.aborted + t.cancelled + t.rejected,
-            last_inference_ms: state.metrics.last_inference_ms.get(&t.name).map_or(0, |v| v.load(Ordering::Relaxed)),
+            last_inference_ms: state.metrics.last_inference(&t.name),
         })
         .collect())
 }

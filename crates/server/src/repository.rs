@@ -27,7 +27,8 @@ pub enum ProfileSource {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadParameters {
     pub profile: ProfileSource,
-    /// `model_path`: the ONNX model on the server's machine (engine executors).
+    /// `model_path`: the ONNX model on the server's machine (a server running models needs it;
+    /// a busy-wait one refuses it).
     pub model_path: Option<PathBuf>,
     /// `period_ms` (the minimum inter-arrival time).
     pub period: Time,
@@ -55,11 +56,25 @@ fn field_ms(p: &Map<String, Value>, key: &str) -> Result<Option<Time>, ProtocolE
     }
 }
 
+/// A load parameter `file:PATH` (tritonclient's `load_model(..., files=...)`: a model directory
+/// uploaded with the request) is refused: models are not uploaded, the server reads
+/// `model_path` on its own machine (and checks it against the profile).
+pub(crate) fn file_parameter(key: &str) -> Option<ProtocolError> {
+    key.starts_with("file:").then(|| {
+        ProtocolError::invalid(format!(
+            "parameters.{key}: model files are not uploaded to this server; fix: give parameters.model_path, the model's path on the server's machine"
+        ))
+    })
+}
+
 impl LoadParameters {
     /// Reads a load request's `parameters` (values as JSON, as the HTTP body and the gRPC
     /// `ModelRepositoryParameter`s give them). A `config` parameter (what tritonclient's
     /// `load_model(name, config=...)` sends) is a JSON object text holding them instead.
     pub fn from_json(p: &Map<String, Value>) -> Result<Self, ProtocolError> {
+        if let Some(e) = p.keys().find_map(|k| file_parameter(k)) {
+            return Err(e);
+        }
         if let Some(config) = field_str(p, "config")? {
             let inner: Map<String, Value> = serde_json::from_str(config).map_err(|e| {
                 ProtocolError::invalid(format!("parameters.config: not a JSON object with the load's parameters: {e}"))
@@ -144,7 +159,10 @@ impl<E: StageExecutor> Backend for ModeServer<E> {
     }
 }
 
-fn change_error(name: &str, e: ModeChangeError) -> ProtocolError {
+/// A refused or failed change as the protocol says it: a name taken 409 / ALREADY_EXISTS, an
+/// unknown model 404 / NOT_FOUND, a task that would miss or the accuracy budget 429 /
+/// RESOURCE_EXHAUSTED, a stopped server 503 / UNAVAILABLE, anything else 400 / INVALID_ARGUMENT.
+pub fn change_error(name: &str, e: ModeChangeError) -> ProtocolError {
     let code = match &e {
         ModeChangeError::Admission(AdmissionError::NameTaken { .. }) => Code::AlreadyExists,
         ModeChangeError::Admission(AdmissionError::UnknownTask { .. }) => Code::NotFound,
@@ -157,7 +175,9 @@ fn change_error(name: &str, e: ModeChangeError) -> ProtocolError {
     ProtocolError::new(code, format!("model {name:?}: {e}"))
 }
 
-/// The repository of a busy-wait server: a loaded task's stages spin its profile's times.
+/// The repository of a busy-wait server: a loaded task's stages spin its profile's times. (The
+/// repository of a server running ONNX models binds the engine, so it lives where the engine
+/// and this crate meet: the CLI's `EngineRepository`.)
 pub struct BusyRepository {
     pub server: Arc<ModeServer<BusyWait>>,
 }
@@ -184,21 +204,24 @@ impl Repository for BusyRepository {
         }
         let request = LoadRequest { task: parameters.task(name)?, priority: parameters.priority };
         let change = self.server.load_task(request, busy).map_err(|e| change_error(name, e))?;
-        Ok(Changed { catalog: self.catalog(), report: report(&change) })
+        Ok(Changed { catalog: self.catalog(), report: change_report(&change) })
     }
 
     fn unload(&self, name: &str) -> Result<Changed, ProtocolError> {
         let change = self.server.unload_task(name, busy).map_err(|e| change_error(name, e))?;
-        Ok(Changed { catalog: self.catalog(), report: report(&change) })
+        Ok(Changed { catalog: self.catalog(), report: change_report(&change) })
     }
 }
 
-/// A change's report without the old mode's statistics.
-fn report(change: &lalarand_runtime::serve::modes::ModeChange) -> Value {
+/// A change's report (the answer to a load or unload) without the old mode's statistics.
+pub fn change_report(change: &lalarand_runtime::serve::modes::ModeChange) -> Value {
     serde_json::json!({
         "moved_layers": change.moved_layers,
         "drain_bound_ns": change.drain_bound,
         "decision_ns": change.decision_ns(),
+        "requested_ns": change.requested,
+        "switched_ns": change.switched,
+        "resumed_ns": change.resumed,
         "to_first_release_ns": change.to_first_release_ns(),
         "bounds_ns": change.new_bounds.iter().map(|(n, b)| (n.clone(), Value::from(*b))).collect::<Map<_, _>>(),
     })

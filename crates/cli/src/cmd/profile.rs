@@ -41,6 +41,8 @@ pub struct Args {
     /// Calibration inputs: raw little-endian fp32 (`.bin`, `.f32`, whole batch-1 samples) or a
     /// labeled CSV (`.csv`, `.csv.gz`, label ignored). Default: the training rows of
     /// `--dataset` (20 per class), else 16 seeded uniform [0,1) samples (fine for timing only).
+    /// With several model inputs, the samples fill the first float input; the others get zeros
+    /// (all-true for bool; docs/engine.md, "Several inputs and outputs").
     #[arg(long, value_name = "FILE")]
     pub calibration: Option<PathBuf>,
     /// Labeled CSV dataset (features, then an integer label; values / 255): measures each

@@ -3,6 +3,7 @@
 //! it (drain), and report every task's jobs and responses next to its bound, with the
 //! process' resident memory over time (the soak).
 
+use super::serve_loadable::serve_loadable;
 use crate::engine_exec::{model_paths, EngineExecutor};
 use crate::input::load_allocation;
 use crate::report::print_json;
@@ -10,7 +11,6 @@ use crate::Verdict;
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets, CellAlignment, Table};
 use lalarand_model::{Platform, System, TaskSet, Time};
-use lalarand_runtime::serve::modes::ModeServer;
 use lalarand_runtime::serve::{
     EarlyPolicy, Input, ServeConfig, ServeReport, Server, StalePolicy, StopPolicy, TensorSpec,
 };
@@ -95,10 +95,11 @@ pub struct Args {
     pub token_file: Option<PathBuf>,
     /// Let clients load and unload models while serving: the KServe v2 model repository
     /// extension (POST /v2/repository/models/NAME/load with the task's profile, period_ms,
-    /// deadline_ms and priority in its parameters; gRPC RepositoryModelLoad). Each change is
-    /// decided by admission control and carried out by drain-then-switch (docs/runtime.md,
-    /// "Mode changes"). Off by default; with --busy only for now.
-    #[arg(long, requires_all = ["listen", "busy"])]
+    /// deadline_ms and priority in its parameters, and model_path, the ONNX model on this
+    /// machine, unless --busy; gRPC RepositoryModelLoad). Each change is decided by admission
+    /// control and carried out by drain-then-switch (docs/runtime.md, "Mode changes"). Off by
+    /// default.
+    #[arg(long, requires = "listen")]
     pub allow_load: bool,
 }
 
@@ -127,13 +128,13 @@ pub(super) struct Memory {
 }
 
 #[derive(Serialize)]
-struct ServeJson<'a> {
-    executor: &'a str,
-    models: Vec<PathBuf>,
-    sporadic: &'a [String],
-    report: &'a ServeReport,
-    memory: Memory,
-    trace: Option<&'a std::path::Path>,
+pub(super) struct ServeJson<'a> {
+    pub executor: &'a str,
+    pub models: Vec<PathBuf>,
+    pub sporadic: &'a [String],
+    pub report: &'a ServeReport,
+    pub memory: Memory,
+    pub trace: Option<&'a std::path::Path>,
 }
 
 pub fn run(args: Args) -> Result<Verdict> {
@@ -170,13 +171,8 @@ pub fn run(args: Args) -> Result<Verdict> {
             n.outputs = system.tasks.iter().map(|_| Catalog::busy_outputs()).collect();
         }
         if let Some(n) = network.take_if(|_| args.allow_load) {
-            let proven = lalarand_alloc::admission::Proven::new(system.clone(), alloc.clone())
-                .with_context(|| format!("--allow-load: {}", args.allocation.display()))?;
-            let front = |server: Arc<ModeServer<BusyWait>>| {
-                let repository = Arc::new(lalarand_server::BusyRepository { server: server.clone() });
-                start_front_end_with(&server.current(), server.clone(), Some(repository), &system, n, args.allow_remote)
-            };
-            return super::serve_loadable::serve_loadable(&args, proven, exec, config, &stop, front);
+            let repository = |server| Arc::new(lalarand_server::BusyRepository { server }) as _;
+            return serve_loadable(&args, &system, &alloc, (exec, "busy"), config, &stop, n, repository);
         }
         serve(&args, &system, &alloc, exec, config, Vec::new(), "busy", &stop, network)
     } else {
@@ -189,6 +185,10 @@ pub fn run(args: Args) -> Result<Verdict> {
         let exec = EngineExecutor::new(&system, &alloc, &models)?;
         if let Some(n) = &mut network {
             n.outputs = (0..system.tasks.len()).map(|i| exec.output_specs(i)).collect();
+        }
+        if let Some(n) = network.take_if(|_| args.allow_load) {
+            let repository = |server| Arc::new(crate::engine_repository::EngineRepository { server }) as _;
+            return serve_loadable(&args, &system, &alloc, (exec, "engine"), config, &stop, n, repository);
         }
         serve(&args, &system, &alloc, exec, config, models, "engine", &stop, network)
     }
@@ -203,7 +203,7 @@ fn synthetic(exec: &impl StageExecutor, task: usize, seed: u64) -> Input {
 }
 
 /// `--listen`: the endpoints, the token, and what each task's model returns.
-struct NetworkArgs {
+pub(super) struct NetworkArgs {
     listen: Vec<Listen>,
     auth: lalarand_server::auth::Auth,
     outputs: Vec<Vec<TensorSpec>>,
@@ -221,7 +221,7 @@ fn start_front_end<E: StageExecutor>(
 }
 
 /// [`start_front_end`] serving `backend` (with `repository`: the model repository extension).
-fn start_front_end_with<E: StageExecutor>(
+pub(super) fn start_front_end_with<E: StageExecutor>(
     server: &Server<E>,
     backend: Arc<dyn lalarand_server::Backend>,
     repository: Option<Arc<dyn lalarand_server::Repository>>,

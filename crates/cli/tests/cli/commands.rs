@@ -157,6 +157,7 @@ fn demo_compares_policies_and_writes_loadable_files() {
             "dart-util",
             "dart",
             "lalarand-fp32",
+            "lalarand-own",
             "lalarand",
             "optimal"
         ]

@@ -404,6 +404,20 @@ fn timing_core_does_not_depend_on_the_engine() {
     }
 }
 
+/// The network front end sits above the runtime, never above the engine: the CLI binds the two
+/// (`EngineRepository`). Cargo.lock does not tell dependencies from dev-dependencies (the
+/// server's tests serve real models), so this reads the server's manifest.
+#[test]
+fn the_network_server_does_not_depend_on_the_engine() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/Cargo.toml");
+    let manifest: toml::Value = toml::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
+    let deps = manifest["dependencies"].as_table().unwrap();
+    assert!(deps.contains_key("lalarand-runtime"), "the manifest is read right");
+    for banned in ["lalarand-engine", "lalarand-onnx", "ort"] {
+        assert!(!deps.contains_key(banned), "lalarand-server depends on {banned}");
+    }
+}
+
 /// A labeled CSV for torch_script.onnx (3x64x64 inputs, 10 classes): `per_class` rows of
 /// every class, values 0..=255 from a fixed pattern.
 fn exporter_dataset(dir: &Path, per_class: usize) -> PathBuf {

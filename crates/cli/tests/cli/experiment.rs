@@ -61,9 +61,9 @@ fn measured_profiles_on_a_stand_in_platform_run_every_policy() {
     ]);
     assert_eq!(settings["platform"], stated, "every policy's platform, stated");
     assert!(settings["utilization_axis"].as_str().unwrap().contains("all-accel cpu-fp32"), "{settings}");
-    // Eight default policies, two points; gpu-only and dart run on `accel` instead of failing.
+    // Nine default policies, two points; gpu-only and dart run on `accel` instead of failing.
     let rows = json["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 16);
+    assert_eq!(rows.len(), 18);
     assert!(rows.iter().all(|r| r["errors"] == 0), "{rows:?}");
     let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap();
     assert!(

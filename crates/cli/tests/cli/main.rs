@@ -8,6 +8,7 @@ mod examples;
 mod experiment;
 mod run;
 mod serve;
+mod serve_load;
 mod verify;
 
 use assert_cmd::Command;

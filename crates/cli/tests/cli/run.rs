@@ -246,7 +246,7 @@ fn demo_profiles_proves_and_runs_the_zoo_models_and_the_digit_classifier() {
     assert!(stdout.lines().any(|l| l.starts_with("| lalarand ") && l.contains("| yes")), "{stdout}");
     // With the stand-in accelerator every policy has an allocation.
     let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ") && l.contains("/4 ")).collect();
-    assert_eq!(rows.len(), 9, "{stdout}"); // every policy of `lalarand allocate --help`
+    assert_eq!(rows.len(), 10, "{stdout}"); // every policy of `lalarand allocate --help`
     assert!(rows.iter().all(|l| !l.contains("error")), "{stdout}");
     assert!(stdout.contains("measured on 1000 test rows") && stdout.contains("not measured (random weights)"));
     assert!(stdout.contains(&format!("everything is in {}", std::path::Path::new("demo").display())), "{stdout}");

@@ -5,7 +5,7 @@ use crate::{examples_dir, lalarand, stdout_json};
 use std::os::fd::AsRawFd;
 
 /// Takes turns with the runtime's tests and `run`'s (their workers pin to the same cores).
-fn turn() -> std::fs::File {
+pub fn turn() -> std::fs::File {
     let path = std::env::temp_dir().join("lalarand-runtime-tests.lock");
     let file = std::fs::File::options().create(true).truncate(false).write(true).open(&path).expect("lock file");
     // SAFETY: flock on an open descriptor; released when the file is closed.

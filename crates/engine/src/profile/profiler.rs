@@ -296,15 +296,17 @@ impl<'a> Profiler<'a> {
         }
         bar.finish_and_clear();
         if self.layers.last().is_some_and(|l| l.modes[Mode::Gpu.index()].is_some()) {
-            self.output.copy_out = self.time_gpu_copy(std::slice::from_ref(&staged.output_name), &tensors)?;
+            self.output.copy_out = self.time_gpu_copy(&staged.partition.graph_outputs, &tensors)?;
         }
-        self.output.dequantize_out = match int8.stages.last().and_then(|s| s.as_ref().ok()) {
-            Some(q) => match q.outputs.get(&staged.output_name).copied().flatten() {
-                Some(qp) => self.time_conversion(&staged.output_name, qp, false, &tensors)?,
-                None => 0,
-            },
-            None => 0,
-        };
+        // Every graph output the last int8 stage writes as uint8 is dequantized, one after another.
+        self.output.dequantize_out = 0;
+        if let Some(q) = int8.stages.last().and_then(|s| s.as_ref().ok()) {
+            for out in &staged.partition.graph_outputs {
+                if let Some(qp) = q.outputs.get(out).copied().flatten() {
+                    self.output.dequantize_out += self.time_conversion(out, qp, false, &tensors)?;
+                }
+            }
+        }
         phases.end("transitions");
         tracing::info!("profiled {}: {}", staged.name, phases);
         Ok(())
@@ -426,9 +428,10 @@ impl Profiler<'_> {
                 staged.types.get(n).ok_or_else(|| EngineError::tensor("profiling", n, "not a stage boundary"))?;
             let dims: Vec<i64> = info.dims.iter().map(|d| d.unwrap_or(1)).collect();
             let (x, y) = (format!("x{k}"), format!("y{k}"));
-            b.input(&x, DataType::Float, &dims);
+            let ty = DataType::try_from(info.elem_type).unwrap_or(DataType::Float);
+            b.input(&x, ty, &dims);
             b.node("Identity", &format!("copy{k}"), &[&x], &[&y], vec![]);
-            b.output(&y, DataType::Float, &dims);
+            b.output(&y, ty, &dims);
             let v = tensors.get(n).ok_or_else(|| EngineError::tensor("profiling", n, "missing from the fp32 run"))?;
             inputs.push((x, copy_of(v, n)?));
         }

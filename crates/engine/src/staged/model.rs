@@ -2,7 +2,7 @@
 
 use crate::error::{EngineError, Result};
 use crate::stage::{ExecConfig, StageRunner, Tensors};
-use crate::tensor::{f32_value, info_of};
+use crate::tensor::{elem, info_of, typed_value, zeros_value};
 use lalarand_model::Mode;
 use lalarand_onnx::fold::{self, InputShape};
 use lalarand_onnx::granularity;
@@ -22,9 +22,16 @@ pub struct StagedModel {
     /// The whole model, encoded.
     pub bytes: Vec<u8>,
     pub partition: Partition,
+    /// Every graph input, in the graph's order, with its declared element type and dims.
+    pub inputs: Vec<ModelInput>,
+    /// The sample input: the one that profiling, calibration and verify samples fill (the
+    /// first float input, else the first input). The other inputs get fixed values of their
+    /// type ([`Self::companions`]): zeros (a recurrent model's initial state, a valid index),
+    /// true for bool (a mask that keeps everything).
     pub input_name: String,
-    /// Input dims; `None` is the symbolic batch.
+    /// The sample input's dims; `None` is the symbolic batch.
     pub input_dims: Vec<Option<i64>>,
+    /// The first graph output (`partition.graph_outputs` has them all).
     pub output_name: String,
     /// Type and shape of every tensor that crosses a stage boundary.
     pub types: HashMap<String, TensorInfo>,
@@ -38,6 +45,30 @@ pub struct StagedModel {
     pub stage_groups: Vec<usize>,
     stage_fp32: Vec<Vec<u8>>,
 }
+
+/// A graph input: its name, declared element type (ONNX numbering, [`crate::tensor::elem`])
+/// and dims (`None`: the symbolic batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInput {
+    pub name: String,
+    pub elem_type: i32,
+    pub dims: Vec<Option<i64>>,
+}
+
+impl ModelInput {
+    /// Dims with the symbolic batch set to `batch`.
+    pub fn shape(&self, batch: usize) -> Vec<usize> {
+        self.dims.iter().map(|d| d.map_or(batch, |v| v as usize)).collect()
+    }
+
+    pub fn is_float(&self) -> bool {
+        self.elem_type == elem::FLOAT
+    }
+}
+
+/// Element types a graph input may declare (what ONNX Runtime values are made of here).
+const INPUT_TYPES: [i32; 7] =
+    [elem::FLOAT, elem::DOUBLE, elem::INT64, elem::INT32, elem::INT8, elem::UINT8, elem::BOOL];
 
 fn onnx_err(source: &Path, e: OnnxError) -> EngineError {
     match e {
@@ -89,25 +120,18 @@ impl StagedModel {
             tracing::warn!("{}: {note}", source.display());
         }
         let graph = model.graph.as_ref().expect("partition checked the graph");
-        let [input_name] = partition.graph_inputs.as_slice() else {
-            return Err(EngineError::Unsupported {
-                stage: "(model)".into(),
-                mode: "any".into(),
-                problem: format!(
-                    "{}: {} graph inputs {:?}; lalarand stages single-input models",
-                    source.display(),
-                    partition.graph_inputs.len(),
-                    partition.graph_inputs
-                ),
-            });
-        };
-        let input_name = input_name.clone();
-        let input_dims = input_dims(graph, &input_name).ok_or_else(|| {
-            EngineError::tensor(source.display().to_string(), &input_name, "the graph input declares no tensor shape")
+        let inputs =
+            partition.graph_inputs.iter().map(|name| model_input(graph, name, &source)).collect::<Result<Vec<_>>>()?;
+        let sample = inputs.iter().find(|i| i.is_float()).or(inputs.first()).ok_or_else(|| {
+            EngineError::graph(
+                source.display().to_string(),
+                "the graph has no inputs; fix: export the model with its inputs as graph inputs",
+            )
         })?;
+        let (input_name, input_dims) = (sample.name.clone(), sample.dims.clone());
         let output_name = partition.graph_outputs[0].clone();
         let bytes = encode_model(&model);
-        let types = infer_types(&model, &partition, &input_name, &input_dims, &source)?;
+        let types = infer_types(&model, &partition, &inputs, &source)?;
         let stage_fp32 = partition
             .stages
             .iter()
@@ -122,6 +146,7 @@ impl StagedModel {
             stage_groups: vec![1; partition.stages.len()],
             layer_partition: partition.clone(),
             partition,
+            inputs,
             input_name,
             input_dims,
             output_name,
@@ -196,12 +221,48 @@ impl StagedModel {
         &self.stage_fp32[i]
     }
 
-    /// Input dims with the symbolic batch set to `batch`.
+    /// The sample input's dims with the symbolic batch set to `batch`.
     pub fn input_shape(&self, batch: usize) -> Vec<usize> {
         self.input_dims.iter().map(|d| d.map_or(batch, |v| v as usize)).collect()
     }
 
-    /// Checks that `dims` fits the model input; `context` says where the data came from.
+    /// The sample input ([`Self::input_name`]).
+    pub fn sample_input(&self) -> &ModelInput {
+        self.inputs.iter().find(|i| i.name == self.input_name).expect("the sample input is a graph input")
+    }
+
+    /// The graph input called `name`.
+    pub fn graph_input(&self, name: &str) -> Option<&ModelInput> {
+        self.inputs.iter().find(|i| i.name == name)
+    }
+
+    /// Every graph input of one job whose sample input is `data` (fp32, shape `dims`,
+    /// converted to the input's declared type: [`typed_value`]); every other input as
+    /// [`Self::companions`], its symbolic batch the sample's (`dims[0]`).
+    pub fn feed(&self, dims: &[usize], data: Vec<f32>) -> Result<crate::stage::Tensors> {
+        self.check_input(dims, "model input")?;
+        let mut t = self.companions(dims.first().copied().unwrap_or(1))?;
+        let sample = self.sample_input();
+        let v = typed_value(sample.elem_type, dims, data)
+            .map_err(|e| EngineError::tensor("model input", &sample.name, e.to_string()))?;
+        t.insert(sample.name.clone(), v);
+        Ok(t)
+    }
+
+    /// Every graph input but the sample input, of its declared type, at batch `batch`: zeros
+    /// (a recurrent model's initial state, index 0), and true for bool (a mask that keeps
+    /// everything, so that calibration sees the values a mask lets through).
+    pub fn companions(&self, batch: usize) -> Result<crate::stage::Tensors> {
+        let mut t = crate::stage::Tensors::new();
+        for i in self.inputs.iter().filter(|i| i.name != self.input_name) {
+            let dims = i.shape(batch);
+            let fill = if i.elem_type == elem::BOOL { 1.0 } else { 0.0 };
+            t.insert(i.name.clone(), typed_value(i.elem_type, &dims, vec![fill; dims.iter().product()])?);
+        }
+        Ok(t)
+    }
+
+    /// Checks that `dims` fits the sample input; `context` says where the data came from.
     pub fn check_input(&self, dims: &[usize], context: &str) -> Result<()> {
         let fits = dims.len() == self.input_dims.len()
             && dims.iter().zip(&self.input_dims).all(|(&d, e)| e.is_none_or(|e| e as usize == d));
@@ -264,7 +325,8 @@ fn prepare(model: &mut ModelProto, shapes: &[InputShape], source: &Path) -> Resu
     let mut tensors = Tensors::new();
     for (name, dims, _) in fold::input_dims(model) {
         let dims: Vec<usize> = dims.unwrap_or_default().iter().map(|d| d.unwrap_or(1) as usize).collect();
-        tensors.insert(name, f32_value(&dims, vec![0.0; dims.iter().product()])?);
+        let elem_type = model_input(graph, &name, source)?.elem_type;
+        tensors.insert(name, zeros_value(elem_type, &dims)?);
     }
     runner.run(&mut tensors)?;
     let values = names
@@ -325,31 +387,60 @@ fn tensor_proto_of(v: &ort::value::DynValue, name: &str) -> std::result::Result<
     })
 }
 
-fn input_dims(graph: &lalarand_onnx::GraphProto, name: &str) -> Option<Vec<Option<i64>>> {
+/// Graph input `name`: its declared element type and dims. An input without a tensor shape,
+/// or of an element type lalarand does not feed, is an error naming it and the fix.
+fn model_input(graph: &lalarand_onnx::GraphProto, name: &str, source: &Path) -> Result<ModelInput> {
     use lalarand_onnx::proto::tensor_shape_proto::dimension::Value;
     use lalarand_onnx::proto::type_proto::Value as T;
-    let vi = graph.input.iter().find(|i| i.name() == name)?;
-    let Some(T::TensorType(t)) = vi.r#type.as_ref()?.value.as_ref() else { return None };
-    Some(
-        t.shape
-            .as_ref()?
-            .dim
-            .iter()
-            .map(|d| match d.value {
-                Some(Value::DimValue(v)) if v > 0 => Some(v),
-                _ => None,
-            })
-            .collect(),
-    )
+    let file = source.display().to_string();
+    let tensor =
+        graph.input.iter().find(|i| i.name() == name).and_then(|vi| match vi.r#type.as_ref()?.value.as_ref() {
+            Some(T::TensorType(t)) => Some(t),
+            _ => None,
+        });
+    let Some(t) = tensor else {
+        return Err(EngineError::tensor(
+            file,
+            name,
+            "the graph input is not a tensor; fix: export it as a tensor input",
+        ));
+    };
+    let elem_type = t.elem_type.unwrap_or(0);
+    if !INPUT_TYPES.contains(&elem_type) {
+        return Err(EngineError::tensor(
+            file,
+            name,
+            format!(
+                "the graph input is of {}; lalarand feeds float, double, int64, int32, int8, uint8 and bool inputs; fix: export this input as one of those",
+                elem::name(elem_type)
+            ),
+        ));
+    }
+    let shape = t.shape.as_ref().ok_or_else(|| {
+        EngineError::tensor(
+            &file,
+            name,
+            "the graph input declares no tensor shape; fix: export it with a shape (or give --input-shape NAME=DIMS)",
+        )
+    })?;
+    let dims = shape
+        .dim
+        .iter()
+        .map(|d| match d.value {
+            Some(Value::DimValue(v)) if v > 0 => Some(v),
+            _ => None,
+        })
+        .collect();
+    Ok(ModelInput { name: name.to_string(), elem_type, dims })
 }
 
-/// Runs the model once with every cut tensor as an output to learn their types and shapes.
-/// A symbolic batch is run as 2, and dim 0 of every tensor of that size is made symbolic.
+/// Runs the model once, on zeros of every input's declared type, with every cut tensor as an
+/// output to learn their types and shapes. A symbolic batch is run as 2, and dim 0 of every
+/// tensor of that size is made symbolic.
 fn infer_types(
     model: &ModelProto,
     partition: &Partition,
-    input_name: &str,
-    input_dims: &[Option<i64>],
+    inputs: &[ModelInput],
     source: &Path,
 ) -> Result<HashMap<String, TensorInfo>> {
     const PROBE_BATCH: i64 = 2;
@@ -360,11 +451,12 @@ fn infer_types(
     let probe = encode_model(&partition::with_outputs(model, &produced));
     let whole = format!("{} (whole model)", source.display());
     let mut runner = StageRunner::new(&whole, Mode::CpuFp32, &probe, &ExecConfig::default()).map_err(not_runnable)?;
-    let dims: Vec<usize> = input_dims.iter().map(|d| d.unwrap_or(PROBE_BATCH) as usize).collect();
     let mut tensors = Tensors::new();
-    tensors.insert(input_name.to_string(), f32_value(&dims, vec![0.0; dims.iter().product()])?);
+    for input in inputs {
+        tensors.insert(input.name.clone(), zeros_value(input.elem_type, &input.shape(PROBE_BATCH as usize))?);
+    }
     runner.run(&mut tensors)?;
-    let symbolic_batch = input_dims.first().is_some_and(|d| d.is_none());
+    let symbolic_batch = inputs.iter().any(|i| i.dims.first().is_some_and(|d| d.is_none()));
     let mut types = HashMap::new();
     for name in cuts {
         let v = tensors.get(&name).ok_or_else(|| {

@@ -5,7 +5,6 @@ use super::model::StagedModel;
 use crate::error::{EngineError, Result};
 use crate::int8_stages::{Int8Stages, Repr};
 use crate::stage::{ExecConfig, StageRunner, Tensors};
-use crate::tensor::f32_value;
 use lalarand_model::Mode;
 use lalarand_onnx::quantize::QParams;
 use ort::value::{DynValue, DynValueRef, TensorRef};
@@ -36,7 +35,6 @@ type Converter = (QParams, Arc<Mutex<StageRunner>>);
 #[derive(Debug)]
 pub struct Pipeline {
     stages: Vec<PipelineStage>,
-    input_name: String,
     output_name: String,
     model: StagedModel,
     cfg: ExecConfig,
@@ -45,8 +43,9 @@ pub struct Pipeline {
     last_times: Mutex<Vec<Duration>>,
 }
 
-/// The tensors of one job in flight, owned, by representation: fp32 values, and the uint8
-/// (NHWC) values int8 stages exchange. Made by [`Pipeline::input`], advanced by
+/// The tensors of one job in flight, owned, by representation: fp32 values (and the integer
+/// and bool tensors of the model, which are never quantized), and the uint8 (NHWC) values
+/// int8 stages exchange. Made by [`Pipeline::input`], advanced by
 /// [`Pipeline::run_stage`]; it moves between threads with its job (`Send`), without copies.
 #[derive(Default)]
 pub struct StageTensors {
@@ -136,7 +135,6 @@ impl Pipeline {
         }
         Ok(Self {
             stages,
-            input_name: staged.input_name.clone(),
             output_name: staged.output_name.clone(),
             model: staged.clone(),
             cfg: cfg.clone(),
@@ -206,41 +204,107 @@ impl Pipeline {
         self.stages.iter().find_map(|s| s.outputs.get(name).copied().flatten())
     }
 
-    /// The tensors of a job whose input is `input` (fp32, shape `dims`), ready for stage 0.
+    /// The tensors of a job whose sample input is `input` (fp32, shape `dims`; the model's
+    /// other inputs fixed: [`StagedModel::feed`]), ready for stage 0.
     pub fn input(&self, dims: &[usize], input: Vec<f32>) -> Result<StageTensors> {
-        self.model.check_input(dims, "pipeline input")?;
-        let mut held = StageTensors::default();
-        held.f32.insert(self.input_name.clone(), f32_value(dims, input)?);
-        Ok(held)
+        Ok(StageTensors { f32: self.model.feed(dims, input)?, ..StageTensors::default() })
     }
 
-    /// The tensors of a job whose input is the fp32 memory `buffer` (shape `dims`), without
-    /// copying it: ONNX Runtime reads it in place, and the returned tensors keep `buffer`
-    /// alive until they are dropped. `buffer` must not be written to meanwhile.
+    /// The tensors of a job whose sample input is the fp32 memory `buffer` (shape `dims`; the
+    /// model's other inputs fixed, [`StagedModel::companions`]), without copying it: see
+    /// [`Self::add_shared`].
     pub fn input_shared<B>(&self, dims: &[usize], buffer: Arc<B>) -> Result<StageTensors>
     where
         B: ?Sized + AsRef<[f32]> + Send + Sync + 'static,
     {
         self.model.check_input(dims, "pipeline input")?;
+        let mut held =
+            StageTensors { f32: self.model.companions(dims.first().copied().unwrap_or(1))?, ..Default::default() };
+        self.add_shared(&mut held, &self.model.input_name.clone(), dims, buffer)?;
+        Ok(held)
+    }
+
+    /// Feeds the fp32 graph input `name` from `buffer` (shape `dims`) without copying it:
+    /// ONNX Runtime reads it in place, and `held` keeps `buffer` alive until it is dropped.
+    /// `buffer` must not be written to meanwhile.
+    pub fn add_shared<B>(&self, held: &mut StageTensors, name: &str, dims: &[usize], buffer: Arc<B>) -> Result<()>
+    where
+        B: ?Sized + AsRef<[f32]> + Send + Sync + 'static,
+    {
+        let input = self.graph_input(name, dims)?;
+        if !input.is_float() {
+            return Err(EngineError::tensor(
+                "pipeline input",
+                name,
+                format!("given fp32 values, the model declares {}", crate::tensor::elem::name(input.elem_type)),
+            ));
+        }
         let data: &[f32] = (*buffer).as_ref();
         if data.len() != dims.iter().product::<usize>() {
             return Err(EngineError::tensor(
                 "pipeline input",
-                &self.input_name,
+                name,
                 format!("{} values for shape {dims:?}", data.len()),
             ));
         }
-        // SAFETY: the slice lives as long as `buffer`, which the returned tensors own (`keep`)
-        // and drop after the view (`views` is declared, so dropped, first); an `Arc`'s
-        // contents do not move, and shared memory is only read.
+        // SAFETY: the slice lives as long as `buffer`, which `held` owns (`keep`) and drops
+        // after the view (`views` is declared, so dropped, first); an `Arc`'s contents do not
+        // move, and shared memory is only read.
         let data: &'static [f32] = unsafe { std::slice::from_raw_parts(data.as_ptr(), data.len()) };
         let view = TensorRef::from_array_view((dims.to_vec(), data))
-            .map_err(|e| EngineError::tensor("pipeline input", &self.input_name, e.to_string()))?
+            .map_err(|e| EngineError::tensor("pipeline input", name, e.to_string()))?
             .into_dyn();
-        let mut held = StageTensors::default();
-        held.views.insert(self.input_name.clone(), view);
+        held.f32.remove(name);
+        held.views.insert(name.to_string(), view);
         held.keep.push(Arc::new(buffer));
-        Ok(held)
+        Ok(())
+    }
+
+    /// Feeds graph input `name` the little-endian bytes of its declared element type (one copy
+    /// into ONNX Runtime's memory).
+    pub fn add_bytes(&self, held: &mut StageTensors, name: &str, dims: &[usize], bytes: &[u8]) -> Result<()> {
+        let input = self.graph_input(name, dims)?;
+        let value = crate::tensor::value_from_bytes(input.elem_type, dims, bytes)
+            .map_err(|e| EngineError::tensor("pipeline input", name, e.to_string()))?;
+        held.views.remove(name);
+        held.f32.insert(name.to_string(), value);
+        Ok(())
+    }
+
+    /// Graph input `name`, checked to take shape `dims`.
+    fn graph_input(&self, name: &str, dims: &[usize]) -> Result<&super::model::ModelInput> {
+        let input = self.model.graph_input(name).ok_or_else(|| {
+            let known: Vec<&str> = self.model.inputs.iter().map(|i| i.name.as_str()).collect();
+            EngineError::tensor(
+                "pipeline input",
+                name,
+                format!("the model has no such input (inputs: {})", known.join(", ")),
+            )
+        })?;
+        let fits = dims.len() == input.dims.len()
+            && dims.iter().zip(&input.dims).all(|(&d, e)| e.is_none_or(|e| e as usize == d));
+        if !fits {
+            let want: Vec<String> = input.dims.iter().map(|d| d.map_or("batch".into(), |v| v.to_string())).collect();
+            return Err(EngineError::tensor(
+                "pipeline input",
+                name,
+                format!(
+                    "shape {dims:?} does not fit the input [{}] of {}",
+                    want.join(", "),
+                    self.model.source.display()
+                ),
+            ));
+        }
+        Ok(input)
+    }
+
+    /// Checks that every graph input is fed (before stage 0 of a job built with
+    /// [`Self::add_shared`] / [`Self::add_bytes`]).
+    pub fn check_fed(&self, held: &StageTensors) -> Result<()> {
+        match self.model.inputs.iter().find(|i| held.f32_get(&i.name).is_none()) {
+            Some(i) => Err(EngineError::tensor("pipeline input", &i.name, "not given; fix: give every graph input")),
+            None => Ok(()),
+        }
     }
 
     /// Runs stage `i` on the calling thread: converts the inputs it reads to the representation
@@ -297,8 +361,7 @@ impl Pipeline {
         let v = held.f32.get(&self.output_name).ok_or_else(|| {
             EngineError::tensor("running the pipeline", &self.output_name, "the last stage did not produce it")
         })?;
-        let (shape, data) = crate::tensor::f32_data(v, &self.output_name)?;
-        Ok((shape, data.to_vec()))
+        crate::tensor::f32_values(v, &self.output_name)
     }
 
     /// Runs all stages and returns the graph output's shape and values.

@@ -248,6 +248,10 @@ class RejectedError(ServerError):
 class JobError(ServerError):
     """A job failed: a stage, its input source (with the Python traceback), or aborted late."""
 
+class AdmissionError(ServerError):
+    """A load or unload refused by admission control: a name taken, an unknown task, a task that
+    would miss (which, and by how much), the accuracy budget. Nothing changed."""
+
 class AlreadyTakenError(ServerError):
     """Kept for compatibility: a handle's result is now the same on every call."""
 
@@ -323,8 +327,12 @@ class Server:
     """A running server; a context manager that stops it on exit (drain, or cancel after an
     exception)."""
 
-    def submit(self, task: str, array: _Array) -> JobHandle: ...
-    def infer(self, task: str, array: _Array, timeout: Optional[float] = None) -> JobResult: ...
+    def submit(self, task: str, array: Union[_Array, Mapping[str, npt.NDArray[Any]]]) -> JobHandle:
+        """One float32 array, or for a model with several inputs a dict ``{name: array}`` (as
+        onnxruntime's ``run``), each of its input's dtype: float32, int64, int32, uint8, bool."""
+    def infer(
+        self, task: str, array: Union[_Array, Mapping[str, npt.NDArray[Any]]], timeout: Optional[float] = None
+    ) -> JobResult: ...
     def slot(self, task: str) -> InputSlot: ...
     def results(self, task: str) -> ResultStream: ...
     def stats(self) -> dict[str, Any]: ...
@@ -336,6 +344,23 @@ class Server:
     @property
     def realtime(self) -> bool:
         """Every worker and the release thread run under SCHED_FIFO."""
+    def load(
+        self,
+        name: str,
+        *,
+        profile: Union[Profile, _Path],
+        period_ms: float,
+        model: Optional[_Path] = None,
+        deadline_ms: Optional[float] = None,
+        priority: Union[int, Literal["rate-monotonic", "deadline-monotonic"], None] = None,
+    ) -> dict[str, Any]:
+        """Loads a task while serving (every task sporadic, the allocation proven): admitted
+        only if the analysis proves the new task set, then drain-then-switch. Returns the
+        change's report (``moved_layers``, ``moves``, ``decision_ns``, ``drain_ns``,
+        ``to_first_release_ns``, ``bounds_ns``, ``pipelines``, ...). Raises ``AdmissionError``,
+        ``ValueError`` naming the argument, or ``ServerError``; a refusal changes nothing."""
+    def unload(self, name: str) -> dict[str, Any]:
+        """Unloads a task (always admitted); its jobs in flight finish first."""
     def input_shape(self, task: str) -> str: ...
     def now_ns(self) -> int: ...
     @property

@@ -36,6 +36,19 @@ impl StallCounters {
         }
     }
 
+    /// Adds `other`'s stalls (a mode change carries them on, before any job is in flight).
+    pub fn add_all(&self, other: &StallCounters) {
+        for (mine, theirs) in [
+            (&self.stage, &other.stage),
+            (&self.handoff, &other.handoff),
+            (&self.wakeup, &other.wakeup),
+            (&self.release, &other.release),
+            (&self.submit, &other.submit),
+        ] {
+            self.add(mine, get(theirs));
+        }
+    }
+
     /// Every stall of the machine so far (the hand-offs' excess left out), ns; a job's
     /// `stalled` is the growth of this while it is in flight.
     pub fn total(&self) -> Time {

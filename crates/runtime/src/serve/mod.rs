@@ -89,8 +89,8 @@ use crate::{os, RunConfig, Runtime};
 use deliver::{delivery_loop, Msg, Reply, ServeCore, ServeSink};
 use handle::{Slot, Stream};
 use lalarand_model::{Allocation, System, Time};
-use stats::{inc, Stats};
-use std::collections::VecDeque;
+use stats::{inc, Stats, TaskTotals};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -432,9 +432,44 @@ impl<E: StageExecutor> Server<E> {
         self.core.origin()
     }
 
-    /// The executor serving the stages.
-    pub(crate) fn executor(&self) -> &E {
+    /// The executor serving the stages (e.g. what each task's model outputs).
+    pub fn executor(&self) -> &E {
         &self.core.exec
+    }
+
+    /// P3 of a mode change, on the new mode's server before it serves: its statistics continue
+    /// `old`'s (every counter, histogram, stall and busy time, and each task's job numbers), so
+    /// totals never go backwards across a change. A task of `old` this server does not serve
+    /// (unloaded) leaves its totals in `retired`; a task new here takes back the totals
+    /// `retired` kept under its name. Called before any job is in flight here, so no job's
+    /// `stalled` grows by the old stalls.
+    pub(crate) fn continue_totals(&self, old: &Server<E>, retired: &mut HashMap<String, TaskTotals>) {
+        let (new, old) = (&*self.core, &*old.core);
+        let stats = &new.sink.stats;
+        stats.add_machine(&old.sink.stats);
+        new.stalls.add_all(&old.stalls);
+        new.overruns.fetch_add(old.overruns.load(Ordering::Relaxed), Ordering::Relaxed);
+        for (j, name) in old.sink.names.iter().enumerate() {
+            let (counters, responses) = (&old.sink.stats.tasks[j], &old.sink.stats.responses[j]);
+            let next_job = old.task(j).next_job;
+            match new.sink.names.iter().position(|n| n == name) {
+                Some(i) => {
+                    stats.add_task(i, counters, responses);
+                    new.task(i).next_job = next_job;
+                }
+                None => {
+                    let kept = retired.entry(name.clone()).or_insert_with(TaskTotals::new);
+                    kept.add(counters, responses);
+                    kept.next_job = next_job;
+                }
+            }
+        }
+        for (i, name) in new.sink.names.iter().enumerate() {
+            if let Some(kept) = retired.remove(name) {
+                stats.add_task(i, &kept.counters, &kept.responses);
+                new.task(i).next_job = kept.next_job;
+            }
+        }
     }
 
     /// Every task's last release so far (tasks never released left out).

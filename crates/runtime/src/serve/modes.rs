@@ -30,9 +30,15 @@
 //! [`Server`]'s. The cost is that the new mode's threads start (and warm up, if
 //! [`ServeConfig::warm_up`]) after the drain; [`ModeChange`] reports the time from the request
 //! to the decision, to the switch and to the new mode's first possible release.
-//! Periodic tasks are not served here (their sources belong to one server); statistics
-//! ([`Server::stats`] of [`ModeServer::current`]) count from the latest change.
+//! Periodic tasks are not served here (their sources belong to one server).
+//!
+//! Statistics ([`Server::stats`] of [`ModeServer::current`]) are totals since the server
+//! started, across changes: the new mode's server starts from the old one's counters,
+//! histograms, stalls, busy times and job numbers (a continuing task keeps its own), so no
+//! counter goes backwards. An unloaded task leaves the statistics; loaded again under the same
+//! name, it continues its totals. Bounds, deadlines and periods are the current mode's.
 
+use super::stats::TaskTotals;
 use super::{Input, JobHandle, JobResult};
 use super::{Resume, ServeConfig, ServeError, ServeReport, Server, StopPolicy};
 use crate::executor::StageExecutor;
@@ -41,6 +47,7 @@ use lalarand_alloc::admission::{admit_load, admit_unload, AdmissionError, Admiss
 use lalarand_alloc::admission::{Proven, TaskMoves};
 use lalarand_model::{Allocation, System, Time};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 
@@ -119,6 +126,8 @@ pub struct ModeServer<E: StageExecutor> {
     options: AdmissionOptions,
     cores: Option<Vec<usize>>,
     stopped: AtomicBool,
+    /// Totals of the tasks unloaded, by name, for a task loaded again under its name.
+    retired: Mutex<HashMap<String, TaskTotals>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -153,6 +162,7 @@ impl<E: StageExecutor> ModeServer<E> {
             options,
             cores,
             stopped: AtomicBool::new(false),
+            retired: Mutex::new(HashMap::new()),
         })
     }
 
@@ -253,6 +263,7 @@ impl<E: StageExecutor> ModeServer<E> {
             self.stopped.store(true, Ordering::SeqCst);
             ModeChangeError::Switch(e)
         })?;
+        server.continue_totals(&current, &mut lock(&self.retired));
         let resumed = server.now();
         server.carry_over(carried);
         *current = Arc::new(server);

@@ -104,6 +104,20 @@ impl Histogram {
         self.max()
     }
 
+    /// Adds every value `other` recorded (a mode change carries a task's histogram on).
+    pub fn add(&self, other: &Histogram) {
+        for (b, o) in self.buckets.iter().zip(other.buckets.iter()) {
+            let n = o.load(Ordering::Relaxed);
+            if n > 0 {
+                b.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(other.count(), Ordering::Relaxed);
+        self.sum.fetch_add(other.sum.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.min.fetch_min(other.min.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.max.fetch_max(other.max(), Ordering::Relaxed);
+    }
+
     pub fn latency(&self) -> LatencyStats {
         LatencyStats {
             samples: self.count(),
@@ -127,6 +141,47 @@ pub(crate) struct TaskCounters {
     pub dropped: AtomicU64,
     pub misses: AtomicU64,
     pub results_dropped: AtomicU64,
+}
+
+impl TaskCounters {
+    /// Adds `other`'s counts.
+    pub fn add(&self, other: &TaskCounters) {
+        let pairs = [
+            (&self.released, &other.released),
+            (&self.completed, &other.completed),
+            (&self.failed, &other.failed),
+            (&self.aborted, &other.aborted),
+            (&self.cancelled, &other.cancelled),
+            (&self.rejected, &other.rejected),
+            (&self.skipped, &other.skipped),
+            (&self.dropped, &other.dropped),
+            (&self.misses, &other.misses),
+            (&self.results_dropped, &other.results_dropped),
+        ];
+        for (mine, theirs) in pairs {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+}
+
+/// The totals of a task that an earlier mode served and the current one does not (unloaded),
+/// kept by a `ModeServer` so that a task loaded again under the same name continues them.
+pub(crate) struct TaskTotals {
+    pub counters: TaskCounters,
+    pub responses: Histogram,
+    /// The index its next job takes (job numbers continue too).
+    pub next_job: u64,
+}
+
+impl TaskTotals {
+    pub fn new() -> Self {
+        Self { counters: TaskCounters::default(), responses: Histogram::new(), next_job: 0 }
+    }
+
+    pub fn add(&self, counters: &TaskCounters, responses: &Histogram) {
+        self.counters.add(counters);
+        self.responses.add(responses);
+    }
 }
 
 pub(crate) fn inc(c: &AtomicU64) {
@@ -254,6 +309,22 @@ impl Stats {
             jitter: Histogram::new(),
             in_flight: (0..n).map(|_| AtomicU64::new(0)).collect(),
             busy: (0..resources).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Adds task counts and responses to task `to`.
+    pub fn add_task(&self, to: usize, counters: &TaskCounters, responses: &Histogram) {
+        self.tasks[to].add(counters);
+        self.responses[to].add(responses);
+    }
+
+    /// Adds `other`'s server-wide histograms and per-resource busy times (same platform).
+    pub fn add_machine(&self, other: &Stats) {
+        self.dispatch.add(&other.dispatch);
+        self.handoff.add(&other.handoff);
+        self.jitter.add(&other.jitter);
+        for (mine, theirs) in self.busy.iter().zip(&other.busy) {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
         }
     }
 

@@ -152,3 +152,43 @@ fn grpc_repository_load_index_and_unload() {
     assert_eq!(server.current().task_names(), ["fast", "slow"]);
     front.shutdown(Duration::from_secs(1));
 }
+
+/// The value of the metric line starting with `series` (e.g. `lalarand_jobs_total{task="fast"}`).
+fn metric(text: &str, series: &str) -> f64 {
+    let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in {text}"));
+    line[series.len()..].trim().parse().unwrap()
+}
+
+#[test]
+fn counters_continue_across_loads_and_unloads() {
+    let _turn = serial();
+    let (_server, front, a) = start_loadable();
+    let infer = json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]});
+    for _ in 0..3 {
+        assert_eq!(http_post_json(&a, "/v2/models/fast/infer", &infer).status, 200);
+    }
+    let scrape = || http_get(&a, "/metrics").text();
+    let fast_jobs = |m: &str| metric(m, "lalarand_jobs_total{task=\"fast\"}");
+    let before = scrape();
+    assert_eq!(fast_jobs(&before), 3.0);
+    let load = json!({"parameters": {"profile": profile("extra", 1.0), "period_ms": 50}});
+    assert_eq!(http_post_json(&a, "/v2/repository/models/extra/load", &load).status, 200);
+    let after = scrape();
+    assert_eq!(fast_jobs(&after), 3.0, "a Prometheus counter never goes backwards");
+    for series in ["lalarand_released_total{task=\"fast\"}", "lalarand_response_seconds_count{task=\"fast\"}"] {
+        assert_eq!(metric(&after, series), metric(&before, series), "{series}");
+    }
+    let stats = http_get(&a, "/v2/models/fast/stats").json();
+    assert_eq!(stats["model_stats"][0]["inference_count"], 3, "{stats}");
+    assert!(stats["model_stats"][0]["last_inference"].as_u64().unwrap() > 0, "{stats}");
+
+    assert_eq!(http_post_json(&a, "/v2/models/extra/infer", &infer).status, 200);
+    let stats = http_get(&a, "/v2/models/extra/stats").json();
+    assert!(stats["model_stats"][0]["last_inference"].as_u64().unwrap() > 0, "a loaded model's too: {stats}");
+    assert_eq!(http_post_json(&a, "/v2/repository/models/extra/unload", &json!({})).status, 200);
+    assert_eq!(http_post_json(&a, "/v2/repository/models/extra/load", &load).status, 200);
+    let again = scrape();
+    assert_eq!(metric(&again, "lalarand_jobs_total{task=\"extra\"}"), 1.0, "loaded again, it continues");
+    assert_eq!(fast_jobs(&again), 3.0);
+    front.shutdown(Duration::from_secs(1));
+}

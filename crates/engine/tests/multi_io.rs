@@ -1,0 +1,402 @@
+//! Models with several inputs and outputs, of several element types (float, int64, bool):
+//! staged, chained, profiled (int8 included), verified and served, each output equal to the
+//! whole model's in ONNX Runtime; a recurrent state passed back job after job.
+
+#[path = "fixtures/multi_io.rs"]
+mod fixtures;
+
+use lalarand_engine::accuracy::{verify, Calibration};
+use lalarand_engine::profile::{profile_to_file, synthetic_inputs, ProfileOptions};
+use lalarand_engine::serving::{EngineExecutor, TaskModel};
+use lalarand_engine::stage::{ExecConfig, StageRunner};
+use lalarand_engine::tensor::{elem, f32_values, max_abs_diff, value_from_bytes};
+use lalarand_engine::{Pipeline, StageTensors, StagedModel, Tensors};
+use lalarand_model::examples::chain_profile;
+use lalarand_model::{
+    Allocation, DnnProfile, LayerProfile, Mode, ModeTiming, Placement, Platform, PriorityPolicy, Resource,
+    ResourceKind, System, Task, TaskSet, Time,
+};
+use lalarand_onnx::{encode_model, ModelProto};
+use lalarand_runtime::os;
+use lalarand_runtime::serve::{DataType, Input, JobResult, ServeConfig, Server, StopPolicy, Tensor, TensorData};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn testdata(f: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(f)
+}
+
+fn staged(name: &str, model: ModelProto) -> StagedModel {
+    StagedModel::from_model(name, model, PathBuf::from(format!("{name}.onnx"))).unwrap()
+}
+
+/// One input of a job: its name, dims and data (fp32 values, or the little-endian bytes of
+/// `dtype`).
+#[derive(Clone)]
+struct Fed {
+    name: &'static str,
+    dims: Vec<usize>,
+    dtype: DataType,
+    f32: Vec<f32>,
+    bytes: Vec<u8>,
+}
+
+fn float(name: &'static str, dims: &[usize], seed: u64) -> Fed {
+    let n = dims.iter().product();
+    let f32 = lalarand_engine::profile::seeded_inputs(1, n, seed).remove(0).iter().map(|x| x * 2.0 - 1.0).collect();
+    Fed { name, dims: dims.to_vec(), dtype: DataType::Fp32, f32, bytes: Vec::new() }
+}
+
+fn int64(name: &'static str, dims: &[usize], values: &[i64]) -> Fed {
+    let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    Fed { name, dims: dims.to_vec(), dtype: DataType::Int64, f32: Vec::new(), bytes }
+}
+
+fn boolean(name: &'static str, dims: &[usize], f: impl Fn(usize) -> bool) -> Fed {
+    let bytes = (0..dims.iter().product()).map(|i| u8::from(f(i))).collect();
+    Fed { name, dims: dims.to_vec(), dtype: DataType::Bool, f32: Vec::new(), bytes }
+}
+
+impl Fed {
+    fn elem_type(&self) -> i32 {
+        match self.dtype {
+            DataType::Fp32 => elem::FLOAT,
+            DataType::Int64 => elem::INT64,
+            DataType::Bool => elem::BOOL,
+            other => panic!("{other}"),
+        }
+    }
+
+    fn value(&self) -> ort::value::DynValue {
+        match self.dtype {
+            DataType::Fp32 => lalarand_engine::tensor::f32_value(&self.dims, self.f32.clone()).unwrap(),
+            _ => value_from_bytes(self.elem_type(), &self.dims, &self.bytes).unwrap(),
+        }
+    }
+
+    fn tensor(&self) -> Tensor {
+        let data = match self.dtype {
+            DataType::Fp32 => TensorData::F32(Arc::new(self.f32.clone())),
+            d => TensorData::Bytes(d, Arc::new(self.bytes.clone())),
+        };
+        Tensor::new(self.name, self.dims.clone(), data).unwrap()
+    }
+}
+
+fn masked_gather_inputs(seed: u64) -> Vec<Fed> {
+    vec![
+        float("image", &[1, 3, 8, 8], seed),
+        boolean("mask", &[1, 4, 8, 8], |i| !(i / 3 + seed as usize).is_multiple_of(4)),
+        int64("index", &[2], &[3, (seed % 3) as i64]),
+    ]
+}
+
+fn token_inputs(seed: u64) -> Vec<Fed> {
+    let ids: Vec<i64> = (0..6).map(|i| (i * 7 + seed as i64) % 10).collect();
+    vec![int64("ids", &[1, 6], &ids), boolean("mask", &[1, 6], |i| i < 4)]
+}
+
+/// Every graph output of the whole model, in one ONNX Runtime session.
+fn whole(model: &ModelProto, inputs: &[Fed]) -> Tensors {
+    let mut runner = StageRunner::new("whole", Mode::CpuFp32, &encode_model(model), &ExecConfig::default()).unwrap();
+    let mut t = Tensors::new();
+    for f in inputs {
+        t.insert(f.name.into(), f.value());
+    }
+    runner.run(&mut t).unwrap();
+    t
+}
+
+/// `got` (name, dims, values) within 1e-5 of its range of the whole model's output.
+fn assert_close(want: &Tensors, name: &str, dims: &[usize], got: &[f32]) {
+    let (want_dims, want) = f32_values(&want[name], name).unwrap();
+    assert_eq!(dims, want_dims, "{name}");
+    let (lo, hi) = want.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    assert!(hi > lo, "output {name} is constant; the test would prove nothing");
+    let (diff, _) = max_abs_diff(&want, got);
+    assert!(diff <= 1e-5 * (hi - lo), "output {name}: max |diff| {diff} > 1e-5 x {}", hi - lo);
+}
+
+/// The chained fp32 stages, every input fed by name in its own type, equal the whole model.
+fn chain_equals_whole(model: ModelProto, name: &str, inputs: &[Fed]) -> StagedModel {
+    let staged = staged(name, model.clone());
+    let cfg = ExecConfig::default();
+    let p = Pipeline::new(&staged, &vec![Mode::CpuFp32; staged.stage_count()], None, &cfg).unwrap();
+    let mut held = StageTensors::default();
+    for f in inputs {
+        match f.dtype {
+            DataType::Fp32 => p.add_shared(&mut held, f.name, &f.dims, Arc::new(f.f32.clone())).unwrap(),
+            _ => p.add_bytes(&mut held, f.name, &f.dims, &f.bytes).unwrap(),
+        }
+    }
+    p.check_fed(&held).unwrap();
+    for i in 0..staged.stage_count() {
+        p.run_stage(i, &mut held).unwrap();
+    }
+    let want = whole(&model, inputs);
+    for out in &staged.partition.graph_outputs {
+        let (dims, got) = f32_values(&held.f32()[out], out).unwrap();
+        assert_close(&want, out, &dims, &got);
+    }
+    staged
+}
+
+#[test]
+fn the_committed_fixtures_are_what_the_generator_builds() {
+    for (file, model) in fixtures::all() {
+        let committed = std::fs::read(testdata(file)).unwrap();
+        assert!(
+            committed == encode_model(&model),
+            "testdata/{file} differs from tests/fixtures/multi_io.rs; fix: cargo run -p lalarand-engine --example multi_io_models -- crates/engine/testdata"
+        );
+    }
+}
+
+#[test]
+fn every_input_keeps_its_declared_type() {
+    let m = staged("masked_gather", fixtures::masked_gather());
+    let types: Vec<(&str, i32)> = m.inputs.iter().map(|i| (i.name.as_str(), i.elem_type)).collect();
+    assert_eq!(types, [("image", elem::FLOAT), ("mask", elem::BOOL), ("index", elem::INT64)]);
+    assert_eq!(m.input_name, "image", "samples fill the float input");
+    assert_eq!(m.partition.graph_outputs, ["picked", "pooled"]);
+    let t = staged("token_bag", fixtures::token_bag());
+    assert_eq!(t.input_name, "ids", "without a float input, samples fill the first");
+    // Synthetic samples in [0, 1) are token 0; the mask keeps everything.
+    let fed = t.feed(&[1, 6], synthetic_inputs(&t, 1).remove(0)).unwrap();
+    let ids = fed["ids"].try_extract_tensor::<i64>().unwrap().1.to_vec();
+    assert_eq!(ids, [0; 6]);
+    assert!(fed["mask"].try_extract_tensor::<bool>().unwrap().1.iter().all(|m| *m));
+}
+
+#[test]
+fn later_stages_read_graph_inputs_and_the_chain_equals_the_whole_model() {
+    let m = chain_equals_whole(fixtures::masked_gather(), "masked_gather", &masked_gather_inputs(1));
+    let reads = |t: &str| m.partition.stages.iter().position(|s| s.inputs.iter().any(|i| i == t)).unwrap();
+    assert!(reads("mask") > 0 && reads("index") > 0, "{:#?}", m.partition.stages);
+    chain_equals_whole(
+        fixtures::recurrent_cell(),
+        "recurrent_cell",
+        &[float("x", &[1, 8], 2), float("h", &[1, 16], 3)],
+    );
+    chain_equals_whole(fixtures::token_bag(), "token_bag", &token_inputs(4));
+}
+
+#[test]
+fn a_missing_or_mistyped_input_is_named() {
+    let m = staged("masked_gather", fixtures::masked_gather());
+    let p = Pipeline::new(&m, &vec![Mode::CpuFp32; m.stage_count()], None, &ExecConfig::default()).unwrap();
+    let mut held = StageTensors::default();
+    p.add_shared(&mut held, "image", &[1, 3, 8, 8], Arc::new(vec![0.0f32; 192])).unwrap();
+    let e = p.check_fed(&held).unwrap_err().to_string();
+    assert!(e.contains("\"mask\"") && e.contains("fix"), "{e}");
+    let e = p.add_shared(&mut held, "index", &[2], Arc::new(vec![0.0f32; 2])).unwrap_err().to_string();
+    assert!(e.contains("\"index\"") && e.contains("int64"), "{e}");
+    let e = p.add_bytes(&mut held, "labels", &[2], &[0; 16]).unwrap_err().to_string();
+    assert!(e.contains("\"labels\"") && e.contains("image, mask, index"), "{e}");
+}
+
+#[test]
+fn an_input_of_an_unfed_type_is_refused_with_the_fix() {
+    let mut model = fixtures::token_bag();
+    let g = model.graph.as_mut().unwrap();
+    let ty = g.input[1].r#type.as_mut().unwrap();
+    if let Some(lalarand_onnx::proto::type_proto::Value::TensorType(t)) = ty.value.as_mut() {
+        t.elem_type = Some(lalarand_onnx::proto::tensor_proto::DataType::String as i32);
+    }
+    let e = StagedModel::from_model("strings", model, "strings.onnx".into()).unwrap_err().to_string();
+    assert!(e.contains("strings.onnx") && e.contains("\"mask\"") && e.contains("string") && e.contains("fix"), "{e}");
+}
+
+/// Two cpu resources (one core each), the first half of the stages on the first; stage times
+/// `wcet` (ns), a long period.
+fn system_for(profile: DnnProfile, modes: &[Mode], wcet: Time) -> (System, Allocation) {
+    let cores = os::available_cores();
+    let resource = |name: &str, core: usize| Resource { cores: vec![core], ..Resource::new(name, ResourceKind::Cpu) };
+    let platform = Platform { resources: vec![resource("cpu0", cores[0]), resource("cpu1", *cores.last().unwrap())] };
+    let n = profile.layers.len();
+    let mut profile = profile;
+    for l in &mut profile.layers {
+        l.modes[Mode::CpuFp32.index()] = Some(ModeTiming::from_wcet(wcet));
+        l.modes[Mode::CpuInt8.index()] = Some(ModeTiming::from_wcet(wcet));
+    }
+    let task = Task::new("model", 100_000_000, Arc::new(profile));
+    let places = (0..n).map(|j| Placement { mode: modes[j], resource: usize::from(j >= n / 2) }).collect();
+    (System::new(platform, TaskSet::new(vec![task], PriorityPolicy::RateMonotonic)), Allocation { tasks: vec![places] })
+}
+
+fn untimed() -> ServeConfig {
+    ServeConfig { realtime: false, ..ServeConfig::default() }
+}
+
+fn fp32_server(m: &StagedModel) -> Server<EngineExecutor> {
+    let layers: Vec<LayerProfile> =
+        m.stage_names().iter().map(|n| LayerProfile::gpu_cpu(*n, 1_000_000, 1_000_000)).collect();
+    let (system, alloc) = system_for(chain_profile(&m.name, &layers), &vec![Mode::CpuFp32; m.stage_count()], 1_000_000);
+    let exec = EngineExecutor::from_models(&system, &alloc, vec![TaskModel { staged: m.clone(), int8: None }]).unwrap();
+    Server::builder(&system, &alloc, exec).config(untimed()).start().unwrap()
+}
+
+fn submit(server: &Server<EngineExecutor>, inputs: &[Fed]) -> JobResult {
+    let input = Input::named(inputs.iter().map(Fed::tensor).collect()).unwrap();
+    server.submit("model", input).unwrap().wait().unwrap()
+}
+
+#[test]
+fn several_named_inputs_of_several_types_are_served() {
+    let model = fixtures::masked_gather();
+    let m = staged("masked_gather", model.clone());
+    let server = fp32_server(&m);
+    let spec = server.input_spec("model").unwrap();
+    let declared: Vec<(String, DataType)> =
+        spec.tensors.clone().unwrap().into_iter().map(|t| (t.name, t.dtype)).collect();
+    assert_eq!(
+        declared,
+        [("image".into(), DataType::Fp32), ("mask".into(), DataType::Bool), ("index".into(), DataType::Int64)]
+    );
+    for seed in 0..3 {
+        let inputs = masked_gather_inputs(seed);
+        let result = submit(&server, &inputs);
+        let want = whole(&model, &inputs);
+        let names: Vec<&str> = result.outputs.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["picked", "pooled"]);
+        for out in &result.outputs {
+            assert_close(&want, &out.name, &out.dims, &out.data);
+        }
+    }
+    // A wrong datatype is refused before any stage runs, naming the input.
+    let mut wrong = masked_gather_inputs(0);
+    wrong[2] = Fed { dtype: DataType::Fp32, f32: vec![1.0, 2.0], bytes: Vec::new(), ..wrong[2].clone() };
+    let e = server.submit("model", Input::named(wrong.iter().map(Fed::tensor).collect()).unwrap()).unwrap_err();
+    assert!(e.to_string().contains("\"index\"") && e.to_string().contains("INT64"), "{e}");
+    assert!(server.stop(StopPolicy::Drain).unwrap().every_job_accounted);
+}
+
+#[test]
+fn a_recurrent_state_goes_back_in_job_after_job() {
+    let model = fixtures::recurrent_cell();
+    let m = staged("recurrent_cell", model.clone());
+    let server = fp32_server(&m);
+    let mut state = Fed { f32: vec![0.0; 16], ..float("h", &[1, 16], 0) };
+    for step in 0..4 {
+        let inputs = [float("x", &[1, 8], 10 + step), state.clone()];
+        let result = submit(&server, &inputs);
+        let want = whole(&model, &inputs);
+        for out in &result.outputs {
+            assert_close(&want, &out.name, &out.dims, &out.data);
+        }
+        // The new state is the next job's state.
+        state.f32 = result.output("h_new").unwrap().data.clone();
+    }
+    assert!(state.f32.iter().any(|&v| v != 0.0));
+    server.stop(StopPolicy::Drain).unwrap();
+}
+
+#[test]
+fn a_token_model_without_float_inputs_is_served() {
+    let model = fixtures::token_bag();
+    let m = staged("token_bag", model.clone());
+    let server = fp32_server(&m);
+    for seed in 0..2 {
+        let inputs = token_inputs(seed);
+        let result = submit(&server, &inputs);
+        let want = whole(&model, &inputs);
+        assert_close(&want, "logits", &result.outputs[0].dims, &result.outputs[0].data);
+    }
+    server.stop(StopPolicy::Drain).unwrap();
+}
+
+/// Profiled with int8 (synthetic samples for the image, zeros for the mask and indices), the
+/// profile served with its int8 stages rebuilt; `verify` runs the int8 chain. Integer and bool
+/// tensors are never quantized: every int8 stage keeps them in their type.
+#[test]
+fn a_multi_input_model_profiles_with_int8_and_is_served_from_its_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = testdata("masked_gather.onnx");
+    let m = StagedModel::load(&path).unwrap();
+    let opts = ProfileOptions {
+        runs: 2,
+        warmup: 1,
+        modes: vec![Mode::CpuFp32, Mode::CpuInt8],
+        progress: false,
+        cold_cache: false,
+        ..ProfileOptions::default()
+    };
+    let out = dir.path().join("masked_gather.json");
+    let profile = profile_to_file(&path, &synthetic_inputs(&m, 8), &opts, &out).unwrap().profile;
+    assert_eq!(DnnProfile::load(&out).unwrap().layers.len(), m.stage_count(), "the profile loads back");
+    let int8_stages = profile.layers.iter().filter(|l| l.modes[Mode::CpuInt8.index()].is_some()).count();
+    assert!(int8_stages > 0, "no stage has an int8 mode: {:?}", profile.int8_notes);
+    let modes: Vec<Mode> = profile
+        .layers
+        .iter()
+        .map(|l| if l.modes[Mode::CpuInt8.index()].is_some() { Mode::CpuInt8 } else { Mode::CpuFp32 })
+        .collect();
+    let (system, alloc) = system_for(profile, &modes, 1_000_000);
+    let exec = EngineExecutor::new(&system, &alloc, std::slice::from_ref(&path)).unwrap();
+    let server = Server::builder(&system, &alloc, exec).config(untimed()).start().unwrap();
+    // An image from the calibration's distribution ([0, 1), as the synthetic samples).
+    let mut inputs = masked_gather_inputs(2);
+    inputs[0].f32 = synthetic_inputs(&m, 9).remove(8);
+    let result = submit(&server, &inputs);
+    server.stop(StopPolicy::Drain).unwrap();
+    let want = whole(&fixtures::masked_gather(), &inputs);
+    for out in &result.outputs {
+        let (_, w) = f32_values(&want[&out.name], &out.name).unwrap();
+        let dot: f32 = w.iter().zip(&out.data).map(|(a, b)| a * b).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let cosine = dot / (norm(&w) * norm(&out.data));
+        eprintln!("{}: cosine {cosine} of the int8 allocation to the whole model", out.name);
+        assert!(cosine > 0.95, "{}: cosine {cosine} of the int8 allocation to the whole model", out.name);
+    }
+    let samples: Vec<(Vec<usize>, Vec<f32>)> =
+        synthetic_inputs(&m, 4).into_iter().map(|x| (vec![1, 3, 8, 8], x)).collect();
+    let verdicts = verify(
+        &m,
+        &[Mode::CpuFp32, Mode::CpuInt8],
+        &samples,
+        &samples,
+        Calibration::default().method,
+        &ExecConfig::default(),
+    )
+    .unwrap();
+    assert!(verdicts[0].cosine > 0.99999, "{:?}", verdicts[0]);
+    assert!(verdicts[1].stages_in_mode > 0, "{:?}", verdicts[1]);
+}
+
+/// The samples fill `x`; the state `h` is fed zeros during calibration and has no range, so
+/// the stage reading it is refused int8 naming it, and the others are quantized.
+#[test]
+fn a_stage_reading_an_uncalibrated_state_is_refused_int8_with_the_reason() {
+    let m = staged("recurrent_cell", fixtures::recurrent_cell());
+    let samples: Vec<(Vec<usize>, Vec<f32>)> = synthetic_inputs(&m, 8).into_iter().map(|x| (vec![1, 8], x)).collect();
+    let ranges = lalarand_engine::calibrate(&m, &samples, Calibration::default().method).unwrap();
+    assert!(!ranges.contains_key("h"), "the fixed state is not observed");
+    let int8 = lalarand_engine::quantize_stages(&m, &ranges);
+    for (stage, q) in m.partition.stages.iter().zip(&int8.stages) {
+        if stage.inputs.iter().any(|t| t == "h") {
+            let e = q.as_ref().unwrap_err();
+            assert!(e.contains("\"h\"") && e.contains("\"x\"") && e.contains("fp32"), "{e}");
+        } else {
+            assert!(q.is_ok(), "{}: {:?}", stage.name, q.as_ref().err());
+        }
+    }
+}
+
+/// The recurrent cell with a symbolic batch on every input and output: the chain equals the
+/// whole model at batch 3, and the state fed beside samples takes the samples' batch.
+#[test]
+fn inputs_sharing_a_symbolic_batch_run_at_any_batch() {
+    use lalarand_onnx::proto::tensor_shape_proto::dimension::Value;
+    use lalarand_onnx::proto::type_proto::Value as T;
+    let mut model = fixtures::recurrent_cell();
+    let g = model.graph.as_mut().unwrap();
+    for vi in g.input.iter_mut().chain(g.output.iter_mut()) {
+        if let Some(T::TensorType(t)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+            t.shape.as_mut().unwrap().dim[0].value = Some(Value::DimParam("batch".into()));
+        }
+    }
+    let m = chain_equals_whole(model, "recurrent_batch", &[float("x", &[3, 8], 5), float("h", &[3, 16], 6)]);
+    assert!(m.inputs.iter().all(|i| i.dims[0].is_none()), "{:?}", m.inputs);
+    let fed = m.feed(&[3, 8], vec![0.5; 24]).unwrap();
+    assert_eq!(fed["h"].try_extract_tensor::<f32>().unwrap().0.to_vec(), [3, 16]);
+}
