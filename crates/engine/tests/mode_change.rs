@@ -110,3 +110,59 @@ fn without_a_calibration_only_the_fp32_modes_are_servable() {
     assert!(s.layers[1].modes[Mode::CpuInt8.index()].is_some(), "its only mode is kept (the refusal says why)");
     assert_eq!(s.layers[0].modes[Mode::CpuFp32.index()], p.layers[0].modes[Mode::CpuFp32.index()]);
 }
+
+/// A running task whose modes change is rebuilt from the model it has, its int8 stages from
+/// its profile's saved calibration: its outputs are then those of a pipeline built from the
+/// same ranges, and the other task keeps its pipeline.
+#[test]
+fn a_task_whose_modes_change_is_rebuilt_with_its_profiled_int8_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = mnist_path();
+    let opts = lalarand_engine::profile::ProfileOptions {
+        runs: 2,
+        warmup: 1,
+        modes: vec![Mode::CpuFp32, Mode::CpuInt8],
+        progress: false,
+        cold_cache: false,
+        ..Default::default()
+    };
+    let staged = StagedModel::load(&model).unwrap();
+    let inputs = lalarand_engine::profile::synthetic_inputs(&staged, 4);
+    let out = dir.path().join("mnist.json");
+    let profiled = lalarand_engine::profile::profile_to_file(&model, &inputs, &opts, &out).unwrap().profile;
+    let ranges = profiled.calibration.as_ref().expect("the profiler saves the calibration").ranges.clone();
+    let (sys, _) = system(&staged, &["a", "b"], &[0, 1]);
+    let sys = System::new(
+        sys.platform.clone(),
+        TaskSet::new(
+            ["a", "b"].iter().map(|n| Task::new(*n, 100_000_000, Arc::new(profiled.clone()))).collect(),
+            PriorityPolicy::RateMonotonic,
+        ),
+    );
+    let n = staged.stage_count();
+    let places = |modes: &dyn Fn(usize) -> Mode, r: usize| -> Vec<Placement> {
+        (0..n).map(|j| Placement { mode: modes(j), resource: r }).collect()
+    };
+    let fp32 = Allocation { tasks: vec![places(&|_| Mode::CpuFp32, 0), places(&|_| Mode::CpuFp32, 1)] };
+    let old = EngineExecutor::new(&sys, &fp32, &[model.clone(), model.clone()]).unwrap();
+    // `a` now runs its first half in cpu-int8.
+    let half_int8 = |j: usize| if j < n / 2 { Mode::CpuInt8 } else { Mode::CpuFp32 };
+    let mixed = Allocation { tasks: vec![places(&half_int8, 0), places(&|_| Mode::CpuFp32, 1)] };
+    let (new, rebuilt) = old.for_mode(&sys, &mixed, HashMap::new()).unwrap();
+    assert_eq!(rebuilt, Rebuilt { kept: vec!["b".into()], rebuilt: vec!["a".into()], added: vec![] });
+    assert!(new.shares_pipeline(1, &old, 1) && !new.shares_pipeline(0, &old, 0));
+    let input = new.run_input(0);
+    let mut job = new.start_job(0, 0, &input).unwrap();
+    for stage in 0..n {
+        new.run_stage(0, stage, 0, &mut job).unwrap();
+    }
+    let served = new.outputs(0, job).unwrap();
+    let ranges = ranges.iter().map(|(k, r)| (k.clone(), (r[0], r[1]))).collect();
+    let int8 = lalarand_engine::quantize_stages(&staged, &ranges);
+    let modes: Vec<Mode> = (0..n).map(half_int8).collect();
+    let pipeline =
+        lalarand_engine::Pipeline::new(&staged, &modes, Some(&int8), &lalarand_engine::ExecConfig::default()).unwrap();
+    let dims = staged.input_shape(1);
+    let x = lalarand_engine::profile::synthetic_inputs(&staged, 1).pop().unwrap();
+    assert_eq!(served[0].data, pipeline.run(&dims, x).unwrap().1, "the profiled int8 stages");
+}
