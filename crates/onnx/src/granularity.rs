@@ -85,18 +85,18 @@ pub fn merge(partition: &Partition, sizes: &[usize], weight: &[f64]) -> Result<P
         return Err(OnnxError::graph("(stage groups)", format!("{} weights for {n} stages", weight.len())));
     }
     let mut stages = Vec::with_capacity(sizes.len());
-    let mut names: HashMap<String, usize> = HashMap::new();
     let mut first = 0;
     for &size in sizes {
         let range = first..first + size;
         let main = range.clone().max_by(|&a, &b| weight[a].total_cmp(&weight[b]).then(b.cmp(&a))).expect("size > 0");
         let mut stage = merged_stage(partition, range);
-        let base = partition.stages[main].name.clone();
-        let count = names.entry(base.clone()).or_insert(0);
-        *count += 1;
-        stage.name = if *count == 1 { base } else { format!("{base}_{count}") };
+        stage.name = partition.stages[main].name.clone();
         stages.push(stage);
         first += size;
+    }
+    let unique = crate::partition::unique_names(stages.iter().map(|s| s.name.clone()).collect());
+    for (stage, name) in stages.iter_mut().zip(unique) {
+        stage.name = name;
     }
     Ok(Partition { stages, ..partition.clone() })
 }

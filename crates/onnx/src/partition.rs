@@ -256,7 +256,6 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
         return Err(OnnxError::graph(&gname, "no node computes anything from the graph input"));
     }
 
-    let mut names = HashMap::<String, usize>::new();
     let mut result = Vec::with_capacity(stages.len());
     for (s, nodes) in stages.iter().enumerate() {
         let produced: HashSet<&str> =
@@ -279,11 +278,12 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
                 }
             }
         }
-        let base = stage_name(&graph.node[nodes[0]], s);
-        let count = names.entry(base.clone()).or_insert(0);
-        *count += 1;
-        let name = if *count == 1 { base } else { format!("{base}_{count}") };
+        let name = stage_name(&graph.node[nodes[0]], s);
         result.push(Stage { name, nodes: nodes.clone(), inputs, outputs });
+    }
+    let names = unique_names(result.iter().map(|st| st.name.clone()).collect());
+    for (stage, name) in result.iter_mut().zip(names) {
+        stage.name = name;
     }
     for o in &graph_outputs {
         if !producer.contains_key(o.as_str()) && !graph_inputs.contains(o) {
@@ -370,6 +370,28 @@ fn constant_values(graph: &GraphProto, order: &[usize]) -> HashSet<String> {
 /// the module path `layer1.0.conv1` (`/layer2/layer2.0/downsample/downsample.0/Conv` becomes
 /// `layer2.0.downsample.0`); functional ops inside a module get the op appended
 /// (`layer1.0.add`). Other names are kept, unnamed nodes are named by op and position.
+/// `names` made unique: the first of equal names keeps it, a later one becomes `{name}_{k}`
+/// with the least `k >= 2` that no other stage is named (before or after) and no earlier one
+/// took, so a repeated module `cell` never takes the name of a real module `cell_2`.
+pub(crate) fn unique_names(names: Vec<String>) -> Vec<String> {
+    let given: HashSet<String> = names.iter().cloned().collect();
+    let mut taken: HashSet<String> = HashSet::with_capacity(names.len());
+    names
+        .into_iter()
+        .map(|name| {
+            if taken.insert(name.clone()) {
+                return name;
+            }
+            let free = (2..)
+                .map(|k| format!("{name}_{k}"))
+                .find(|c| !given.contains(c) && !taken.contains(c))
+                .expect("a free suffix exists");
+            taken.insert(free.clone());
+            free
+        })
+        .collect()
+}
+
 fn stage_name(node: &NodeProto, index: usize) -> String {
     let op = node.op_type();
     let raw = node.name();
@@ -673,5 +695,22 @@ mod tests {
         let p = partition(&b.finish()).unwrap();
         let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["relu0", "sigmoid1", "plain", "plain_2"]);
+    }
+
+    /// A repeated module never takes a real module's name, wherever the real one comes.
+    #[test]
+    fn a_repeated_name_never_takes_another_stages_name() {
+        let names = |v: &[&str]| unique_names(v.iter().map(|s| s.to_string()).collect());
+        assert_eq!(names(&["cell", "cell", "cell_2"]), ["cell", "cell_3", "cell_2"]);
+        assert_eq!(names(&["cell_2", "cell", "cell", "cell"]), ["cell_2", "cell", "cell_3", "cell_4"]);
+        let mut b = GraphBuilder::new("n");
+        b.input("x", DataType::Float, &[1, 4]);
+        b.node("Relu", "cell", &["x"], &["a"], vec![]);
+        b.node("Sigmoid", "cell", &["x"], &["b"], vec![]);
+        b.node("Add", "cell_2", &["a", "b"], &["c"], vec![]);
+        b.output("c", DataType::Float, &[1, 4]);
+        let p = partition(&b.finish()).unwrap();
+        let got: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(got, ["cell", "cell_3", "cell_2"]);
     }
 }
