@@ -92,6 +92,26 @@ fn chain_equals_whole(model: ModelProto, name: &str) -> StagedModel {
     staged
 }
 
+/// An IR-3 export lists its weights as graph inputs too (early PyTorch): they are constants, as
+/// ONNX Runtime takes them, and the model stages like any other.
+#[test]
+fn weights_listed_as_inputs_are_constants() {
+    let mut b = GraphBuilder::new("ir3");
+    b.input("x", DataType::Float, &[1, 4, 3, 3]);
+    let c = conv_relu(&mut b, "x", "a");
+    let y = conv_relu(&mut b, &c, "b");
+    b.output(&y, DataType::Float, &[1, 4, 3, 3]);
+    let mut model = b.finish();
+    let graph = model.graph.as_mut().unwrap();
+    for w in ["a_w", "b_w"] {
+        graph.input.push(value_info(w, DataType::Float, &[4, 4, 3, 3]));
+    }
+    model.ir_version = Some(3);
+    let staged = chain_equals_whole(model, "ir3");
+    assert_eq!(staged.partition.graph_inputs, ["x"]);
+    assert_eq!(staged.stage_count(), 2, "{:?}", staged.stage_names());
+}
+
 #[test]
 fn control_flow_runs_whole_as_one_stage() {
     let staged = chain_equals_whole(if_model(), "branchy");

@@ -503,6 +503,23 @@ pub fn upgrade_to_opset13(model: &mut ModelProto) -> bool {
     true
 }
 
+/// Graph inputs that are also initializers become plain initializers, as ONNX Runtime treats
+/// them: every export before IR version 4 (early PyTorch, old converters) lists its weights as
+/// inputs, and lalarand never feeds a weight, so it is a constant like any other (a newer model
+/// could override one; lalarand does not). The IR version is raised to 4, the first that does
+/// not require the listing. Returns how many inputs were weights.
+pub fn weights_as_initializers(model: &mut ModelProto) -> usize {
+    let Some(graph) = model.graph.as_mut() else { return 0 };
+    let weights: HashSet<String> = graph.initializer.iter().map(|t| t.name().to_string()).collect();
+    let before = graph.input.len();
+    graph.input.retain(|i| !weights.contains(i.name()));
+    let removed = before - graph.input.len();
+    if removed > 0 {
+        model.ir_version = Some(model.ir_version.unwrap_or(4).max(4));
+    }
+    removed
+}
+
 /// Before opset 13, `Softmax`, `LogSoftmax` and `Hardmax` with `axis = a` (default 1) work on
 /// their input flattened to 2-D at `a`; from 13 on, along `a` alone. Each such op whose axis is
 /// not `-1` (where both mean the same) becomes `Flatten(a)`, the op along `-1`, and a `Reshape`

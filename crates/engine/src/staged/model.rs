@@ -283,6 +283,10 @@ impl StagedModel {
 /// Fixes the input shapes and folds what they determine (see [`StagedModel::from_model_with`]).
 fn prepare(model: &mut ModelProto, shapes: &[InputShape], source: &Path) -> Result<()> {
     let file = source.display().to_string();
+    let weights = fold::weights_as_initializers(model);
+    if weights > 0 {
+        tracing::debug!("{file}: {weights} weights listed as graph inputs taken as initializers (an IR < 4 export)");
+    }
     fold::constants_to_initializers(model).map_err(|e| onnx_err(source, e))?;
     fold::check_outputs_reachable(model).map_err(|e| onnx_err(source, e))?;
     let copies = fold::remove_identities(model);
