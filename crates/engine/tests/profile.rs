@@ -133,6 +133,35 @@ fn fixed_batch_model_with_several_inputs() {
     assert!(p.layers.iter().all(|l| l.mode(Mode::CpuInt8).is_some() && l.mode(Mode::CpuFp32).is_some()));
 }
 
+/// A model whose batch is fixed above 1 (exported at batch 10): each input already fills the
+/// batch, so calibration takes it as a batch of its own rather than stacking ten of them.
+#[test]
+fn a_fixed_batch_of_ten_profiles_in_int8() {
+    use lalarand_onnx::builder::{attr, GraphBuilder};
+    use lalarand_onnx::proto::tensor_proto::DataType;
+    let mut b = GraphBuilder::new("batch10");
+    b.input("x", DataType::Float, &[10, 4, 8, 8]);
+    let mut x = "x".to_string();
+    for name in ["a", "b"] {
+        let w: Vec<f32> = (0..4 * 4 * 9).map(|i| ((i * 37 % 17) as f32 - 8.0) / 20.0).collect();
+        let w = b.f32_initializer(&format!("{name}_w"), &[4, 4, 3, 3], &w);
+        let c = b.op("Conv", &format!("{name}_conv"), &[&x, &w], vec![attr::ints("pads", &[1, 1, 1, 1])]);
+        x = b.op("Relu", &format!("{name}_relu"), &[&c], vec![]);
+    }
+    b.output(&x, DataType::Float, &[10, 4, 8, 8]);
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("batch10.onnx");
+    lalarand_onnx::save_model(&b.finish(), &model).unwrap();
+    let staged = StagedModel::load(&model).unwrap();
+    assert_eq!(staged.input_dims[0], Some(10));
+    let inputs = lalarand_engine::profile::synthetic_inputs(&staged, 3);
+    assert_eq!(inputs[0].len(), 10 * 4 * 8 * 8);
+    let o = ProfileOptions { runs: 2, warmup: 0, modes: vec![Mode::CpuFp32, Mode::CpuInt8], ..opts() };
+    let p = profile_to_file(&model, &inputs, &o, &dir.path().join("p.json")).unwrap().profile;
+    assert!(p.layers.iter().all(|l| l.mode(Mode::CpuInt8).is_some()), "every stage has its int8 mode");
+    assert_eq!(p.calibration.expect("saved").samples, 30, "three inputs of ten rows each");
+}
+
 /// Without a labeled dataset the int8 accuracy costs are not known: written as `null`, read
 /// back as unknown, never as a free 0.
 #[test]

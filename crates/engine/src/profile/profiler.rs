@@ -198,14 +198,17 @@ impl<'a> Profiler<'a> {
         phases.end("fp32 reference");
 
         let int8 = if modes.contains(&Mode::CpuInt8) {
-            // Calibration batches: up to 32 samples where the batch is symbolic, else the fixed batch.
-            let per_batch = staged.input_dims.first().copied().flatten().map_or(32, |b| b as usize);
+            // Calibration batches: up to 32 samples stacked where the batch is symbolic; where it
+            // is fixed, each input already fills the model's batch and is a batch of its own.
+            let fixed_batch = staged.input_dims.first().copied().flatten().is_some();
+            let per_batch = if fixed_batch { 1 } else { 32 };
             let batches: Vec<(Vec<usize>, Vec<f32>)> = inputs
                 .chunks(per_batch)
-                .filter(|c| staged.input_dims.first().copied().flatten().is_none() || c.len() == per_batch)
                 .map(|c| {
                     let mut d = dims.clone();
-                    d[0] = c.len();
+                    if !fixed_batch {
+                        d[0] = c.len();
+                    }
                     (d, c.concat())
                 })
                 .collect();
