@@ -69,6 +69,10 @@ pub struct Args {
     /// Serve an allocation the analysis cannot bound (to observe the misses).
     #[arg(long)]
     pub force: bool,
+    /// Run the workers at normal priority instead of SCHED_FIFO (where real-time priority is
+    /// not allowed or not wanted). The bounds assume SCHED_FIFO: the report says it was off.
+    #[arg(long)]
+    pub no_realtime: bool,
     /// Keep the last this-many seconds of stage executions and write them as a Perfetto trace
     /// to `--trace` at the end.
     #[arg(long, value_name = "S", requires = "trace", value_parser = parse_seconds)]
@@ -154,6 +158,7 @@ pub fn run(args: Args) -> Result<Verdict> {
     stop.on_ctrl_c().context("cannot install the Ctrl-C handler")?;
     let config = ServeConfig {
         force: args.force,
+        realtime: !args.no_realtime,
         trace_window: args.trace_seconds.map(|s| (s * 1e9) as Time),
         early: if args.early == "reject" { EarlyPolicy::Reject } else { EarlyPolicy::Wait },
         ..ServeConfig::default()

@@ -31,12 +31,13 @@ fn busy_serve_reports_every_task_and_accounts_for_every_job() {
         .current_dir(d)
         .args(BASE)
         .args(["--busy", "--sporadic", "digits", "--seconds", "1", "--json", "--stats-every", "0"])
-        .args(["--trace", "trace.json", "--trace-seconds", "0.5"])
+        .args(["--trace", "trace.json", "--trace-seconds", "0.5", "--no-realtime"])
         .output()
         .unwrap();
     assert!(matches!(out.status.code(), Some(0 | 1)), "{}", String::from_utf8_lossy(&out.stderr));
     let j = stdout_json(&out);
     assert_eq!(j["executor"], "busy");
+    assert_eq!(j["report"]["stats"]["realtime"], false, "--no-realtime: normal priority, said so");
     assert_eq!(j["report"]["every_job_accounted"], true, "{j}");
     let tasks = j["report"]["stats"]["tasks"].as_array().unwrap();
     assert_eq!((tasks[0]["name"].as_str(), tasks[0]["kind"].as_str()), (Some("digits"), Some("sporadic")));

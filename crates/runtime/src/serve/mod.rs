@@ -684,7 +684,8 @@ impl<E: StageExecutor> Server<E> {
 
     fn snapshot(&self, stopped: bool) -> ServeStats {
         let core = &*self.core;
-        let machine = (&core.stalls, core.overruns.load(Ordering::Relaxed), !core.fifo_refused.load(Ordering::Relaxed));
+        let realtime = core.config.realtime && !core.fifo_refused.load(Ordering::Relaxed);
+        let machine = (&core.stalls, core.overruns.load(Ordering::Relaxed), realtime);
         core.sink.stats.snapshot(&self.task_info(), machine, self.now(), stopped)
     }
 
