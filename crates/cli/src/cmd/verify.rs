@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 /// and prints per mode the max abs difference and the cosine similarity to the whole model.
 ///
 /// Thresholds (docs/engine.md, "int8 safety"): cpu-fp32 max abs diff <= 1e-4 x the output's
-/// largest magnitude, gpu 1e-3 x, cpu-int8 cosine >= 0.99. Inputs: seeded uniform [0, 1)
+/// largest magnitude (at least 1e-2), gpu 1e-3 x, cpu-int8 cosine >= 0.99. Inputs: seeded uniform [0, 1)
 /// samples (int8 calibrated on other seeded samples), or with `--dataset` test rows of a
 /// labeled CSV (int8 calibrated on 20 training rows of every class, as `lalarand accuracy`).
 #[derive(Debug, clap::Args)]
