@@ -266,7 +266,7 @@ fn render(p: &DnnProfile) -> String {
                 None => "-".into(),
             });
         }
-        // "n/m": not measured (no --dataset), written as null; not a free 0.
+        // "n/m": not measured (neither --dataset nor --calibration), written as null; not a free 0.
         row.push(if p.int8_accuracy_known(j) { format!("{:.2}", l.int8_accuracy_cost) } else { "n/m".into() });
         table.add_row(row);
     }
@@ -279,7 +279,7 @@ fn render(p: &DnnProfile) -> String {
     let unknown = if p.int8_accuracy_unknown.is_empty() {
         ""
     } else {
-        "int8 cost n/m: not measured (give --dataset to measure it)\n"
+        "int8 cost n/m: not measured (give --dataset, labeled, or --calibration, your own inputs, to measure it)\n"
     };
     format!("{table}\n{unknown}{} stages of {}; total WCET: {}\n", p.layers.len(), p.model, totals.join(", "))
 }
