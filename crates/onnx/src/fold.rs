@@ -176,7 +176,8 @@ fn show_dims(dims: &[Option<i64>]) -> String {
 }
 
 /// `--input-shape NAME=1,3,<height>,<width>` for an input: its fixed dims, 1 for a symbolic
-/// batch, the exporter's name of any other symbolic dim.
+/// batch (axis 0, or a dim whose name says batch), the exporter's name of any other symbolic
+/// dim, or its axis where it has no name.
 fn flag_example((name, shape, params): &InputDims) -> String {
     let shape: Vec<String> = shape
         .as_deref()
@@ -186,7 +187,9 @@ fn flag_example((name, shape, params): &InputDims) -> String {
         .enumerate()
         .map(|(axis, (d, p))| match d {
             Some(v) => v.to_string(),
-            None if axis == 0 => "1".into(),
+            // lalarand runs batch 1, wherever the exporter put the batch (an LSTM state's is axis 1).
+            None if axis == 0 || p.to_ascii_lowercase().contains("batch") => "1".into(),
+            None if p == "?" => format!("<size of axis {axis}>"),
             None => format!("<{p}>"),
         })
         .collect();
@@ -673,6 +676,18 @@ mod tests {
         assert!("images".parse::<InputShape>().unwrap_err().contains("NAME="));
         assert!("x=1,0,3".parse::<InputShape>().unwrap_err().contains("positive"));
         assert!("=1,2".parse::<InputShape>().is_err());
+    }
+
+    /// A hint fills every dim it can: a batch named anywhere is 1, an unnamed dim says which axis.
+    #[test]
+    fn flag_examples_fill_the_batch_and_name_unnamed_dims() {
+        let input = |name: &str, dims: &[Option<i64>], params: &[&str]| -> InputDims {
+            (name.into(), Some(dims.to_vec()), params.iter().map(|p| p.to_string()).collect())
+        };
+        let h0 = input("h0", &[Some(3), None, Some(512)], &["?", "batch_size", "?"]);
+        assert_eq!(flag_example(&h0), "--input-shape h0=3,1,512");
+        let x = input("x", &[None, Some(3), None, None], &["?", "?", "?", "?"]);
+        assert_eq!(flag_example(&x), "--input-shape x=1,3,<size of axis 2>,<size of axis 3>");
     }
 
     #[test]
