@@ -110,8 +110,10 @@ fn joins(op: &str, prev_stage_ops: &[&str]) -> bool {
 
 /// The stage an elementwise `node` joins when all its data inputs come from one stage `s` and
 /// every other reader of those inputs is an elementwise node that reads nothing else from
-/// outside `s`: SiLU exported as `Sigmoid(x) * x`, hard-swish as `HardSigmoid(x) * x`, a
-/// squeeze-and-excitation `x * gate`. Those tensors then never leave the stage.
+/// outside `s` and the chain of elementwise nodes those readers feed: SiLU exported as
+/// `Sigmoid(x) * x`, hard-swish as `HardSigmoid(x) * x` or, as paddle2onnx writes it,
+/// `x * Clip(x + 3, 0, 6) / 6`, a squeeze-and-excitation `x * gate`. Those tensors then never
+/// leave the stage.
 fn closed_cluster(
     graph: &GraphProto,
     node: &NodeProto,
@@ -131,9 +133,9 @@ fn closed_cluster(
     }
     for t in data_inputs {
         let readers = consumers.get(t).map_or(&[][..], Vec::as_slice);
-        // What the readers of `t` produce may feed each other (Sigmoid -> Mul).
-        let cluster: HashSet<&str> =
-            readers.iter().flat_map(|&r| graph.node[r].output.iter().map(String::as_str)).collect();
+        // What the readers of `t` produce, and what elementwise nodes make of it, may feed each
+        // other (Sigmoid -> Mul; Add -> Clip -> Mul).
+        let cluster = elementwise_descendants(graph, readers, consumers);
         for &r in readers {
             let rn = &graph.node[r];
             if !FOLLOWERS.contains(&rn.op_type()) {
@@ -151,6 +153,38 @@ fn closed_cluster(
         }
     }
     Some(s)
+}
+
+/// Elementwise chains this short are what activations written out in ops span (hard-swish as
+/// Add, Clip, Mul, Div is 4); a longer one is a block of its own.
+const CLUSTER_DEPTH: usize = 4;
+
+/// The outputs of `readers` and of the [`FOLLOWERS`] nodes they feed, up to [`CLUSTER_DEPTH`]
+/// nodes deep.
+fn elementwise_descendants<'g>(
+    graph: &'g GraphProto,
+    readers: &[usize],
+    consumers: &HashMap<&str, Vec<usize>>,
+) -> HashSet<&'g str> {
+    let mut cluster: HashSet<&str> = HashSet::new();
+    let mut level: Vec<usize> = readers.to_vec();
+    for _ in 0..CLUSTER_DEPTH {
+        let outputs: Vec<&str> = level
+            .iter()
+            .flat_map(|&n| graph.node[n].output.iter().map(String::as_str))
+            .filter(|o| cluster.insert(o))
+            .collect();
+        level = outputs
+            .iter()
+            .flat_map(|o| consumers.get(o).map_or(&[][..], Vec::as_slice))
+            .copied()
+            .filter(|&c| FOLLOWERS.contains(&graph.node[c].op_type()))
+            .collect();
+        if level.is_empty() {
+            break;
+        }
+    }
+    cluster
 }
 
 /// What `node` reads: its inputs and what its subgraphs (If branches, Loop and Scan bodies)
@@ -695,6 +729,31 @@ mod tests {
         let p = partition(&b.finish()).unwrap();
         let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["relu0", "sigmoid1", "plain", "plain_2"]);
+    }
+
+    /// paddle2onnx's hard-swish, `y * Clip(y + 3, 0, 6) / 6` after a convolution, stays in the
+    /// convolution's stage: `y`'s readers are Add and Mul, and Mul also reads the Clip that Add
+    /// feeds.
+    #[test]
+    fn hard_swish_written_out_stays_with_its_convolution() {
+        let mut b = GraphBuilder::new("hs");
+        b.input("x", DataType::Float, &[1, 2, 4, 4]);
+        let w = b.f32_initializer("w", &[2, 2, 1, 1], &[1.0, 0.5, -0.5, 1.0]);
+        let w2 = b.f32_initializer("w2", &[2, 2, 1, 1], &[0.5, 1.0, 1.0, -1.0]);
+        for (name, v) in [("three", 3.0), ("zero", 0.0), ("six", 6.0)] {
+            b.f32_initializer(name, &[], &[v]);
+        }
+        b.node("Conv", "conv1", &["x", &w], &["y"], vec![]);
+        b.node("Add", "hs_add", &["y", "three"], &["shifted"], vec![]);
+        b.node("Clip", "hs_clip", &["shifted", "zero", "six"], &["clipped"], vec![]);
+        b.node("Mul", "hs_mul", &["y", "clipped"], &["scaled"], vec![]);
+        b.node("Div", "hs_div", &["scaled", "six"], &["hs"], vec![]);
+        b.node("Conv", "conv2", &["hs", &w2], &["out"], vec![]);
+        b.output("out", DataType::Float, &[1, 2, 4, 4]);
+        let p = partition(&b.finish()).unwrap();
+        let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["conv1", "conv2"], "{:?}", p.stages);
+        assert_eq!(p.stages[0].nodes.len(), 5);
     }
 
     /// A repeated module never takes a real module's name, wherever the real one comes.
