@@ -35,8 +35,13 @@ pub struct Args {
     #[arg(long = "input-shape", value_name = "NAME=D1,D2,...")]
     pub input_shape: Vec<InputShape>,
     /// Labeled CSV dataset (`.csv`, `.csv.gz`) to take the inputs from instead of seeded ones.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "inputs")]
     pub dataset: Option<PathBuf>,
+    /// Your own inputs, unlabeled, as `lalarand profile --calibration` reads them: raw
+    /// little-endian fp32 samples of the model's input shape, back to back (or a CSV dataset's
+    /// rows). Every other sample calibrates int8, the rest are compared on (one sample: both).
+    #[arg(long, value_name = "FILE")]
+    pub inputs: Option<PathBuf>,
     /// With `--dataset`: rows of every class at the start that are training rows (calibration).
     #[arg(long, default_value_t = 400, requires = "dataset")]
     pub train_per_class: usize,
@@ -137,9 +142,10 @@ pub fn run(args: Args) -> Result<Verdict> {
         bail!("--modes: nothing to verify here ({}); fix: add cpu-fp32 or cpu-int8", skipped.join("; "));
     }
     let staged = StagedModel::load_with(&args.model, &args.input_shape)?;
-    let (inputs, calibration, source) = match &args.dataset {
-        Some(path) => dataset_inputs(&staged, path, args.train_per_class, args.samples as usize)?,
-        None => {
+    let (inputs, calibration, source) = match (&args.dataset, &args.inputs) {
+        (Some(path), _) => dataset_inputs(&staged, path, args.train_per_class, args.samples as usize)?,
+        (None, Some(path)) => own_inputs(&staged, path, args.samples as usize)?,
+        (None, None) => {
             let dims = staged.input_shape(1);
             let per: usize = dims.iter().product();
             let with_dims = |xs: Vec<Vec<f32>>| xs.into_iter().map(|x| (dims.clone(), x)).collect::<Samples>();
@@ -164,7 +170,11 @@ pub fn run(args: Args) -> Result<Verdict> {
             passed,
         })?;
     } else {
-        let from = if args.dataset.is_some() { format!("rows of {source}") } else { format!("{source} inputs") };
+        let from = match (&args.dataset, &args.inputs) {
+            (Some(_), _) => format!("rows of {source}"),
+            (None, Some(_)) => format!("inputs of {source}"),
+            (None, None) => format!("{source} inputs"),
+        };
         outln!(
             "{}: {} stages chained vs the whole model in fp32, on {} {from}",
             staged.name,
@@ -200,6 +210,25 @@ pub fn run(args: Args) -> Result<Verdict> {
 
 /// Comparison inputs spread over the test rows, calibration rows (20 per class) from the
 /// training rows.
+/// `--inputs`: the file's samples, every other one for calibration and the rest (at most
+/// `samples`) to compare on; a single sample does both.
+fn own_inputs(staged: &StagedModel, path: &Path, samples: usize) -> Result<(Samples, Samples, String)> {
+    if !path.is_file() {
+        bail!("--inputs {}: no such file", path.display());
+    }
+    let all =
+        lalarand_engine::profile::load_inputs(path, staged).with_context(|| format!("--inputs {}", path.display()))?;
+    let dims = staged.input_shape(1);
+    let with_dims = |xs: Vec<&Vec<f32>>| xs.into_iter().map(|x| (dims.clone(), x.clone())).collect::<Samples>();
+    let (calibration, compared): (Vec<_>, Vec<_>) = if all.len() == 1 {
+        (vec![&all[0]], vec![&all[0]])
+    } else {
+        let (even, odd): (Vec<_>, Vec<_>) = all.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        (even.into_iter().map(|(_, x)| x).collect(), odd.into_iter().map(|(_, x)| x).take(samples).collect())
+    };
+    Ok((with_dims(compared), with_dims(calibration), path.display().to_string()))
+}
+
 fn dataset_inputs(
     staged: &StagedModel,
     path: &Path,

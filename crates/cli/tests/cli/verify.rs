@@ -122,3 +122,35 @@ fn exported_models_verify_at_their_input_shape() {
         .code(2)
         .stderr(predicate::str::contains("--input-shape x=1,3,<"));
 }
+
+/// Unlabeled inputs of the user's own (raw fp32, as `profile --calibration` reads): every other
+/// sample calibrates int8, the rest are compared on; a file of the wrong size is named.
+#[test]
+fn verify_takes_the_users_own_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("digits.f32");
+    let per = 28 * 28;
+    let values: Vec<u8> = (0..6 * per).flat_map(|i| (((i * 7919) % 256) as f32 / 255.0).to_le_bytes()).collect();
+    std::fs::write(&raw, values).unwrap();
+    let out = lalarand()
+        .arg("verify")
+        .arg(testdata("mnist_resnet.onnx"))
+        .args(["--json", "--modes", "cpu-fp32,cpu-int8", "--inputs"])
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json = stdout_json(&out);
+    assert_eq!((json["samples"].as_u64(), json["passed"].as_bool()), (Some(3), Some(true)), "{json}");
+    assert!(json["inputs"].as_str().unwrap().ends_with("digits.f32"), "{json}");
+
+    std::fs::write(&raw, vec![0u8; 4 * per + 4]).unwrap();
+    lalarand()
+        .arg("verify")
+        .arg(testdata("mnist_resnet.onnx"))
+        .arg("--inputs")
+        .arg(&raw)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("digits.f32").and(predicate::str::contains("[1, 1, 28, 28]")));
+}
