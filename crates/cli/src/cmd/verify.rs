@@ -70,7 +70,7 @@ const CALIBRATION_SAMPLES: usize = 16;
 #[derive(Serialize)]
 struct VerifyJson<'a> {
     model: &'a Path,
-    /// `seeded` or the dataset file.
+    /// `seeded`, or the `--dataset` or `--inputs` file.
     inputs: String,
     samples: usize,
     stages: usize,
