@@ -117,7 +117,9 @@ pub fn quantize(
     // that an operator of kind SameAsInput sees its input's parameters.
     let range_qparams = |t: &str| -> Result<QParams, OnnxError> {
         let &(lo, hi) = ranges.get(t).ok_or_else(|| {
-            fail(format!("no calibration range for tensor `{t}` of graph `{gname}`; fix: calibrate with this tensor as an output"))
+            fail(format!(
+                "no calibration range for tensor `{t}` of graph `{gname}`: the calibration runs never computed it (is it an input the calibration samples do not fill?); the stage can only run in fp32, or calibrate on samples that fill it"
+            ))
         })?;
         QParams::from_range(lo, hi).map_err(|e| fail(format!("tensor `{t}`: {e}")))
     };
