@@ -223,9 +223,9 @@ impl<'a> DartSearch<'a> {
 
     /// Whether task `task` on pipeline `option`, the others as chosen, stays within the budget.
     fn fits(&self, task: usize, option: usize) -> bool {
-        let mut choice = self.choice.clone();
-        choice[task] = option;
-        self.within_budget(&choice)
+        let others: f64 =
+            self.choice.iter().enumerate().filter(|&(i, _)| i != task).map(|(i, &c)| self.costs[i][c]).sum();
+        others + self.costs[task][option] <= self.budget + ACCURACY_EPS
     }
 
     fn set(&mut self, task: usize, option: usize) {
