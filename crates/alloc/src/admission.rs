@@ -373,7 +373,7 @@ fn int8_cost_needed(system: &System, index: usize, options: &AllocOptions) -> f6
         .layers
         .iter()
         .filter(|l| !l.available_modes().any(|m| !m.is_int8() && platform.of_kind(m.kind()).next().is_some()))
-        .map(|l| l.int8_accuracy_cost.max(0.0))
+        .map(|l| l.budgeted_int8_cost())
         .sum()
 }
 

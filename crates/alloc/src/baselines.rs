@@ -50,7 +50,7 @@ fn planned(system: &System, task: usize, places: &[Placement]) -> PlannedTask {
 /// Int8 accuracy cost of a task if all its layers ran int8 (negative costs count as zero, as in
 /// [`Allocation::accuracy_cost`]).
 fn whole_int8_cost(system: &System, task: usize) -> f64 {
-    system.tasks[task].dnn.layers.iter().map(|l| l.int8_accuracy_cost.max(0.0)).sum()
+    system.tasks[task].dnn.layers.iter().map(|l| l.budgeted_int8_cost()).sum()
 }
 
 pub struct GpuOnly;

@@ -13,7 +13,10 @@
 use crate::{AllocError, AllocOptions, Allocator, Outcome, ACCURACY_EPS};
 use lalarand_analysis::{analyze, analyze_after_change_if_better, analyze_summaries, Score, TaskSummary};
 use lalarand_model::plan::layer_cost;
-use lalarand_model::{Allocation, ExecutionPlan, Mode, Placement, PlannedTask, ResourceId, ResourceKind, System, Time};
+use lalarand_model::{
+    placements_accuracy_cost, Allocation, ExecutionPlan, Mode, Placement, PlannedTask, ResourceId, ResourceKind,
+    System, Time,
+};
 use std::cmp::Ordering;
 
 /// Pipelines enumerated per DNN at most, beyond the one- and two-stage ones (which are always
@@ -191,7 +194,7 @@ impl<'a> DartSearch<'a> {
         let costs = options
             .iter()
             .enumerate()
-            .map(|(i, opts)| opts.iter().map(|places| pipeline_accuracy_cost(system, i, places)).collect())
+            .map(|(i, opts)| opts.iter().map(|places| placements_accuracy_cost(&system.tasks[i].dnn, places)).collect())
             .collect();
         let planned: Vec<Vec<(PlannedTask, TaskSummary)>> = options
             .iter()
@@ -383,12 +386,6 @@ pub(crate) fn int8_pipelines_start(system: &System, options: &AllocOptions) -> O
     let outcome = search_pipelines(system, pipelines, options.accuracy_budget).ok()?;
     // A task without an fp32 pipeline starts in int8 whatever the budget: no start then.
     (outcome.allocation.accuracy_cost(system) <= options.accuracy_budget + ACCURACY_EPS).then_some(outcome)
-}
-
-/// The sum of the int8 layers' accuracy costs of task `task` on `places`.
-fn pipeline_accuracy_cost(system: &System, task: usize, places: &[Placement]) -> f64 {
-    let layers = &system.tasks[task].dnn.layers;
-    places.iter().zip(layers).filter(|(p, _)| p.mode.is_int8()).map(|(_, l)| l.int8_accuracy_cost.max(0.0)).sum()
 }
 
 /// DART's search (see [`Dart`]) over `options`, every task's pipelines, the chosen pipelines'

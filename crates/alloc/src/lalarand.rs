@@ -316,7 +316,7 @@ impl ChainCosts {
                 sum_before[r][j + 1] = sum_before[r][j] + here as i64;
                 max_before[r][j + 1] = max_before[r][j].max(here);
             }
-            let added = if layer.mode.is_int8() { 0.0 } else { dnn.layers[j].int8_accuracy_cost.max(0.0) };
+            let added = if layer.mode.is_int8() { 0.0 } else { dnn.layers[j].budgeted_int8_cost() };
             int8_before[j + 1] = int8_before[j] + added;
         }
         for j in (0..n).rev() {

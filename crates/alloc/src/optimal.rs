@@ -158,7 +158,7 @@ impl<'a> Search<'a> {
         for c in 0..self.choices[task][layer].len() {
             let place = self.choices[task][layer][c];
             let layer_profile = &self.system.tasks[task].dnn.layers[layer];
-            let added = if place.mode.is_int8() { layer_profile.int8_accuracy_cost.max(0.0) } else { 0.0 };
+            let added = if place.mode.is_int8() { layer_profile.budgeted_int8_cost() } else { 0.0 };
             let new_cost = cost + added;
             if new_cost > self.budget + 1e-12 || (self.minimize_accuracy && new_cost >= self.incumbent_cost - 1e-12) {
                 continue;

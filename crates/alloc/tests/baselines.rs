@@ -463,7 +463,7 @@ proptest! {
         let gpu = has(&sys, ResourceKind::Gpu);
         let cpu = has(&sys, ResourceKind::Cpu);
         let whole_int8 = |t: &Task| {
-            let cost: f64 = t.dnn.layers.iter().map(|l| l.int8_accuracy_cost.max(0.0)).sum();
+            let cost: f64 = t.dnn.layers.iter().map(|l| l.budgeted_int8_cost()).sum();
             allow_int8 && cost <= budget && all_have(t, Mode::CpuInt8)
         };
         let pipeline = |t: &Task| dart_pipeline_exists(&sys, t, 0, &mut vec![false; sys.platform.resources.len()]);

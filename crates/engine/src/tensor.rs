@@ -7,16 +7,16 @@ use ort::value::{DynValue, Tensor};
 
 /// An owned fp32 tensor (one copy of `data`, into ONNX Runtime's memory).
 pub fn f32_value(dims: &[usize], data: Vec<f32>) -> Result<DynValue> {
-    let n: usize = dims.iter().product();
-    if n != data.len() {
-        return Err(EngineError::tensor(
-            "building an input",
-            "(input)",
-            format!("{} values for shape {dims:?}", data.len()),
-        ));
-    }
-    let shape: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+    let shape = shape_of(dims, data.len())?;
     Ok(Tensor::from_array((shape, data)).ctx(|| "creating an fp32 tensor".into())?.into_dyn())
+}
+
+/// ONNX Runtime's shape for `dims`, once `values` is checked to fill it.
+fn shape_of(dims: &[usize], values: usize) -> Result<Vec<i64>> {
+    if dims.iter().product::<usize>() != values {
+        return Err(EngineError::tensor("building an input", "(input)", format!("{values} values for shape {dims:?}")));
+    }
+    Ok(dims.iter().map(|&d| d as i64).collect())
 }
 
 /// ONNX element type numbers (`TensorProto.DataType`; ONNX Runtime numbers them the same).
@@ -40,15 +40,7 @@ pub mod elem {
 /// integers are truncated toward zero, bool is `x >= 0.5` (so synthetic inputs in [0, 1) are
 /// index 0 and a half-true mask).
 pub fn typed_value(elem_type: i32, dims: &[usize], data: Vec<f32>) -> Result<DynValue> {
-    let n: usize = dims.iter().product();
-    if n != data.len() {
-        return Err(EngineError::tensor(
-            "building an input",
-            "(input)",
-            format!("{} values for shape {dims:?}", data.len()),
-        ));
-    }
-    let shape: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+    let shape = shape_of(dims, data.len())?;
     let what = || format!("creating an {} tensor", elem::name(elem_type));
     Ok(match elem_type {
         elem::FLOAT => return f32_value(dims, data),

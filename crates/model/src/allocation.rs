@@ -2,7 +2,7 @@
 
 use crate::error::{read_file, toml_error, FormatError, ModelError};
 use crate::platform::ResourceId;
-use crate::profile::Mode;
+use crate::profile::{DnnProfile, Mode};
 use crate::task::System;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -122,20 +122,7 @@ impl Allocation {
 
     /// Per task: the sum of its int8 layers' accuracy costs.
     pub fn task_accuracy_costs(&self, system: &System) -> Vec<f64> {
-        system
-            .tasks
-            .iter()
-            .zip(&self.tasks)
-            .map(|(t, ps)| {
-                t.dnn
-                    .layers
-                    .iter()
-                    .zip(ps)
-                    .filter(|(_, p)| p.mode.is_int8())
-                    .map(|(l, _)| l.int8_accuracy_cost.max(0.0))
-                    .sum()
-            })
-            .collect()
+        system.tasks.iter().zip(&self.tasks).map(|(t, ps)| placements_accuracy_cost(&t.dnn, ps)).collect()
     }
 
     pub fn int8_layers(&self) -> usize {
@@ -276,6 +263,12 @@ impl Allocation {
         };
         toml::to_string_pretty(&file).expect("allocation serializes")
     }
+}
+
+/// The budgeted accuracy cost ([`crate::LayerProfile::budgeted_int8_cost`]) of `dnn`'s layers
+/// that `places` runs in int8.
+pub fn placements_accuracy_cost(dnn: &DnnProfile, places: &[Placement]) -> f64 {
+    dnn.layers.iter().zip(places).filter(|(_, p)| p.mode.is_int8()).map(|(l, _)| l.budgeted_int8_cost()).sum()
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub mod record;
 pub mod task;
 pub mod time;
 
-pub use allocation::{Allocation, Placement};
+pub use allocation::{placements_accuracy_cost, Allocation, Placement};
 pub use error::{FormatError, ModelError};
 pub use plan::{ExecutionPlan, PlannedLayer, PlannedTask};
 pub use platform::{Platform, Resource, ResourceId, ResourceKind};

@@ -122,6 +122,12 @@ pub struct LayerProfile {
 }
 
 impl LayerProfile {
+    /// The accuracy cost an int8 run of this layer is budgeted at: a negative measured cost (int8
+    /// happened to score better) counts as zero, so budget sums are never optimistic.
+    pub fn budgeted_int8_cost(&self) -> f64 {
+        self.int8_accuracy_cost.max(0.0)
+    }
+
     /// A layer with only fp32 modes and no transition costs.
     pub fn gpu_cpu(name: impl Into<String>, gpu: Time, cpu: Time) -> Self {
         Self {
