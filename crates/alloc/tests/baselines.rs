@@ -604,3 +604,19 @@ fn preferable_puts_each_whole_dnn_on_its_fastest_resource_in_fp32() {
     assert_eq!(places(&o, 1), vec![(Mode::CpuFp32, 1)], "fp32 only, even where int8 is faster");
     assert_eq!(places(&o, 2), vec![(Mode::Gpu, 0)], "ties go to the gpu");
 }
+
+/// `lalarand init --cpu-only`'s system: on two cpus, all-fp32 work fills both, so every fp32
+/// policy fails and only an allocation with `cpu-int8` layers (within the budget) is proven.
+#[test]
+fn the_cpu_only_template_needs_int8_and_lalarand_proves_it() {
+    use lalarand_alloc::Policy;
+    let sys = lalarand_model::examples::demo_system_cpu_only();
+    assert!(sys.platform.of_kind(ResourceKind::Gpu).next().is_none());
+    let opts = AllocOptions::default();
+    for fp32_only in [Policy::GpuOnly, Policy::CpuOnly, Policy::LalarandFp32] {
+        assert!(!fp32_only.allocate(&sys, &opts).unwrap().schedulable(), "{fp32_only}");
+    }
+    let proven = checked(&sys, Policy::Lalarand.allocate(&sys, &opts).unwrap());
+    assert!(proven.schedulable());
+    assert!(proven.allocation.tasks.iter().flatten().any(|p| p.mode == Mode::CpuInt8));
+}
