@@ -60,13 +60,8 @@ pub fn demo_system_cpu_only() -> System {
         .tasks
         .into_iter()
         .map(|task| {
-            let fp32_us: f64 = task
-                .dnn
-                .layers
-                .iter()
-                .filter_map(|l| l.wcet(crate::Mode::CpuFp32))
-                .map(|t| crate::time::time_to_us(t))
-                .sum();
+            let fp32_us: f64 =
+                task.dnn.layers.iter().filter_map(|l| l.wcet(crate::Mode::CpuFp32)).map(crate::time::time_to_us).sum();
             let period_us = (fp32_us * CPU_ONLY_PERIOD_PER_FP32_WCET / 100.0).ceil() * 100.0;
             Task::new(task.name, us_to_time(period_us), task.dnn)
         })
