@@ -34,7 +34,7 @@ pub fn load_npy(path: &Path, input: &str, dims: &[usize]) -> Result<Vec<Vec<f32>
     };
     let per: usize = dims.iter().product();
     let sample: Vec<u64> = dims[1..].iter().map(|&d| d as u64).collect();
-    let fits = shape.ends_with(&sample) && per > 0 && !values.is_empty() && values.len() % per == 0;
+    let fits = shape.ends_with(&sample) && per > 0 && !values.is_empty() && values.len().is_multiple_of(per);
     if !fits {
         return Err(bad(format!(
             "an array of shape {shape:?} does not hold samples of the model's input shape {dims:?}; fix: save an array of shape [n, {}]",
@@ -87,7 +87,7 @@ pub fn load_image_folder(dir: &Path, input: &str, dims: &[usize]) -> Result<Vec<
             let img = image::open(file).map_err(|e| {
                 EngineError::tensor(format!("inputs {}", file.display()), input, format!("not a readable image: {e}"))
             })?;
-            let plane = (width * height) as usize;
+            let plane = width * height;
             let mut sample = vec![0f32; channels * plane];
             if channels == 1 {
                 let gray = image::imageops::resize(&img.to_luma8(), w, h, filter);
