@@ -76,7 +76,8 @@ impl Choice {
                 r.chosen_ratio, r.whole_ms, r.layer_ratio
             );
             if r.noisy > 0 {
-                line += &format!(" ({} measurements below {NOISE_FLOOR}x were noise and measured again)", r.noisy);
+                let (what, were) = if r.noisy == 1 { ("measurement", "was") } else { ("measurements", "were") };
+                line += &format!(" ({} {what} below {NOISE_FLOOR}x {were} noise, measured again)", r.noisy);
             }
         }
         line
