@@ -400,3 +400,130 @@ fn inputs_sharing_a_symbolic_batch_run_at_any_batch() {
     let fed = m.feed(&[3, 8], vec![0.5; 24]).unwrap();
     assert_eq!(fed["h"].try_extract_tensor::<f32>().unwrap().0.to_vec(), [3, 16]);
 }
+
+fn seq_inputs(seed: u64) -> Vec<Fed> {
+    vec![float("x", &[1, 5, 4], seed), float("h0", &[1, 1, 8], seed + 1), float("c0", &[1, 1, 8], seed + 2)]
+}
+
+fn if_inputs(seed: u64, flip: bool) -> Vec<Fed> {
+    vec![float("x", &[5, 1, 4], seed), boolean("flip", &[], |_| flip)]
+}
+
+/// An LSTM's stage is named after it (not the Transpose it starts with), the LSTM is never cut,
+/// its state crosses stages as its own outputs, and the chain equals the whole model; with an
+/// If in front, both branches.
+#[test]
+fn recurrent_models_are_staged_by_what_they_are_and_chain_to_the_whole_model() {
+    let m = chain_equals_whole(fixtures::stateful_lstm(), "stateful_lstm", &seq_inputs(1));
+    assert_eq!(m.stage_names(), ["lstm", "head.squeeze"]);
+    assert_eq!(m.partition.stages[0].inputs, ["x", "h0", "c0"]);
+    assert_eq!(m.partition.stages[0].outputs, ["h_n", "c_n"], "the new state leaves the LSTM's stage");
+    for flip in [true, false] {
+        let m = chain_equals_whole(fixtures::if_lstm(), "if_lstm", &if_inputs(2, flip));
+        assert_eq!(m.stage_names(), ["pick", "encoder", "head.squeeze"]);
+    }
+}
+
+/// The LSTM's stage reads the state, which calibration cannot fill: it is refused int8 naming
+/// `h0`; the head is quantized. With an If in front, every stage is quantized or refused with
+/// why, and the int8 chain runs.
+#[test]
+fn recurrent_models_run_int8_where_they_can_and_say_why_not_elsewhere() {
+    let m = staged("stateful_lstm", fixtures::stateful_lstm());
+    let samples: Vec<(Vec<usize>, Vec<f32>)> =
+        synthetic_inputs(&m, 8).into_iter().map(|x| (vec![1, 5, 4], x)).collect();
+    let int8 = lalarand_engine::quantize_stages(
+        &m,
+        &lalarand_engine::calibrate(&m, &samples, Calibration::default().method).unwrap(),
+    );
+    let e = int8.stages[0].as_ref().unwrap_err();
+    assert!(e.contains("\"h0\"") && e.contains("fp32"), "{e}");
+    assert!(int8.stages[1].is_ok(), "{:?}", int8.stages[1]);
+    let m = staged("if_lstm", fixtures::if_lstm());
+    let samples: Vec<(Vec<usize>, Vec<f32>)> =
+        synthetic_inputs(&m, 8).into_iter().map(|x| (vec![5, 1, 4], x)).collect();
+    let v = verify(&m, &[Mode::CpuInt8], &samples, &samples, Calibration::default().method, &ExecConfig::default())
+        .unwrap();
+    assert!(v[0].stages_in_mode > 0, "{:?}", v[0]);
+    assert!(v[0].not_in_mode.iter().all(|(_, why)| !why.is_empty()), "{:?}", v[0]);
+    assert!(v[0].cosine > 0.99, "{:?}", v[0]);
+}
+
+/// Served with its state passed back: `h_n` and `c_n` of each job are the next job's `h0` and
+/// `c0`, every output equal to the whole model's in ONNX Runtime; the If model served with
+/// its bool scalar.
+#[test]
+fn a_stateful_lstm_and_an_if_model_are_served() {
+    let model = fixtures::stateful_lstm();
+    let server = fp32_server(&staged("stateful_lstm", model.clone()));
+    let mut state = [
+        Fed { f32: vec![0.0; 8], ..float("h0", &[1, 1, 8], 0) },
+        Fed { f32: vec![0.0; 8], ..float("c0", &[1, 1, 8], 0) },
+    ];
+    for step in 0..3 {
+        let inputs = [float("x", &[1, 5, 4], 20 + step), state[0].clone(), state[1].clone()];
+        let result = submit(&server, &inputs);
+        let want = whole(&model, &inputs);
+        assert_eq!(result.outputs.len(), 3);
+        for out in &result.outputs {
+            assert_close(&want, &out.name, &out.dims, &out.data);
+        }
+        state[0].f32 = result.output("h_n").unwrap().data.clone();
+        state[1].f32 = result.output("c_n").unwrap().data.clone();
+    }
+    server.stop(StopPolicy::Drain).unwrap();
+    let model = fixtures::if_lstm();
+    let server = fp32_server(&staged("if_lstm", model.clone()));
+    for flip in [true, false] {
+        let inputs = if_inputs(3, flip);
+        let result = submit(&server, &inputs);
+        assert_close(&whole(&model, &inputs), "y", &result.outputs[0].dims, &result.outputs[0].data);
+    }
+    server.stop(StopPolicy::Drain).unwrap();
+}
+
+/// An already-quantized (QDQ) model: recognized, cut between QuantizeLinear and
+/// DequantizeLinear (its stages hand over uint8), the chain equal to the whole model, no stage
+/// quantized again (each says why), and served equal to the whole model.
+#[test]
+fn an_already_quantized_model_runs_as_it_is() {
+    let model = fixtures::qdq_conv_matmul();
+    let inputs = |seed| vec![float("x", &[1, 3, 8, 8], seed)];
+    let m = chain_equals_whole(model.clone(), "qdq", &inputs(4));
+    let what = m.prequantized.clone().expect("recognized as quantized");
+    assert!(what.starts_with("QDQ") && what.contains("QuantizeLinear"), "{what}");
+    assert_eq!(m.stage_count(), 2, "{:?}", m.partition.stages);
+    assert_eq!(m.types[&m.partition.stages[0].outputs[0]].elem_type, elem::UINT8, "uint8 crosses the cut");
+    let samples: Vec<(Vec<usize>, Vec<f32>)> = vec![(vec![1, 3, 8, 8], inputs(5).remove(0).f32)];
+    let int8 = lalarand_engine::quant::build_int8(&m, &samples, Calibration::default().method, &mut || false).unwrap();
+    for q in &int8.stages {
+        let e = q.as_ref().unwrap_err();
+        assert!(e.contains("already quantized") && e.contains("fix"), "{e}");
+    }
+    let server = fp32_server(&m);
+    for seed in 6..8 {
+        let result = submit(&server, &inputs(seed));
+        assert_close(&whole(&model, &inputs(seed)), "y", &result.outputs[0].dims, &result.outputs[0].data);
+    }
+    server.stop(StopPolicy::Drain).unwrap();
+}
+
+/// An opset 9 export (Upsample, Pad, Clip and Slice with attributes) is lifted to opset 13:
+/// the lifted stages chained equal the original model in ONNX Runtime, and int8 stages build.
+#[test]
+fn an_opset9_export_is_lifted_for_int8() {
+    let original = fixtures::opset9_export();
+    let inputs = |seed| vec![float("x", &[1, 3, 8, 8], seed)];
+    // `chain_equals_whole` compares with the original, opset 9 model.
+    let m = chain_equals_whole(original.clone(), "opset9", &inputs(1));
+    assert_eq!(m.model.opset_import[0].version, Some(13));
+    let samples: Vec<(Vec<usize>, Vec<f32>)> =
+        synthetic_inputs(&m, 8).into_iter().map(|x| (vec![1, 3, 8, 8], x)).collect();
+    let int8 = lalarand_engine::quant::build_int8(&m, &samples, Calibration::default().method, &mut || false).unwrap();
+    let built = int8.stages.iter().filter(|s| s.is_ok()).count();
+    assert!(built > 0, "{:?}", int8.stages);
+    let server = fp32_server(&m);
+    let result = submit(&server, &inputs(2));
+    assert_close(&whole(&original, &inputs(2)), "prob", &result.outputs[0].dims, &result.outputs[0].data);
+    server.stop(StopPolicy::Drain).unwrap();
+}

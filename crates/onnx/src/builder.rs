@@ -151,6 +151,11 @@ pub mod attr {
         AttributeProto { s: Some(v.as_bytes().to_vec()), ..named(name, AttributeType::String) }
     }
 
+    /// A subgraph (an If's branch, a Loop's body).
+    pub fn graph(name: &str, g: GraphProto) -> AttributeProto {
+        AttributeProto { g: Some(g), ..named(name, AttributeType::Graph) }
+    }
+
     pub fn tensor(name: &str, v: TensorProto) -> AttributeProto {
         AttributeProto { t: Some(v), ..named(name, AttributeType::Tensor) }
     }

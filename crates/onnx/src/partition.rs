@@ -356,6 +356,19 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
                 }
             }
         }
+        // A recurrent op also reads its state: it joins the data movement in front of its
+        // sequence input (a batch-first Transpose) all the same.
+        if target.is_none() && is_recurrent(node) {
+            let x = node.input.first().and_then(|x| producer.get(x.as_str()).map(|&p| (x, stage_of_node[&p])));
+            if let Some((x, s)) = x {
+                let sole_use =
+                    consumers.get(x.as_str()).is_some_and(|c| c.len() == 1) && !outputs_set.contains(x.as_str());
+                let moves_data = stages[s].iter().all(|&n| DATA_MOVEMENT.contains(&graph.node[n].op_type()));
+                if s + 1 == stages.len() && sole_use && moves_data {
+                    target = Some(s);
+                }
+            }
+        }
         let s = target.unwrap_or_else(|| {
             stages.push(Vec::new());
             stages.len() - 1
@@ -903,7 +916,8 @@ mod tests {
         let w = b.f32_initializer("w", &[1, 12, 4], &[0.1; 48]);
         let r = b.f32_initializer("r", &[1, 12, 3], &[0.1; 36]);
         let hidden = crate::builder::attr::int("hidden_size", 3);
-        b.node("GRU", "node_GRU_15", &["xt", &w, &r], &["y", "y_h"], vec![hidden]);
+        b.input("h0", DataType::Float, &[1, 1, 3]);
+        b.node("GRU", "node_GRU_15", &["xt", &w, &r, "", "", "h0"], &["y", "y_h"], vec![hidden]);
         b.output("y_h", DataType::Float, &[1, 1, 3]);
         let p = partition(&b.finish()).unwrap();
         let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();

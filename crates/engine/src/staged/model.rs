@@ -43,6 +43,9 @@ pub struct StagedModel {
     /// How many layer stages each stage takes (all 1 at `layer` granularity; recorded in the
     /// profile as `stage_groups`, so that whatever loads the model gets the same stages).
     pub stage_groups: Vec<usize>,
+    /// What makes the model already quantized (`lalarand_onnx::quantize::prequantized`), if
+    /// it is: its fp32 modes run it as it is, and it has no cpu-int8 mode of lalarand's.
+    pub prequantized: Option<String>,
     stage_fp32: Vec<Vec<u8>>,
 }
 
@@ -116,6 +119,13 @@ impl StagedModel {
     pub fn from_model_with(name: &str, mut model: ModelProto, source: PathBuf, shapes: &[InputShape]) -> Result<Self> {
         prepare(&mut model, shapes, &source)?;
         let partition = partition::partition(&model).map_err(|e| onnx_err(&source, e))?;
+        let prequantized = lalarand_onnx::quantize::prequantized(&model);
+        if let Some(what) = &prequantized {
+            tracing::info!(
+                "{}: already quantized ({what}): every mode runs it as it is, and lalarand does not quantize it again (no cpu-int8 mode)",
+                source.display()
+            );
+        }
         for note in &partition.notes {
             tracing::warn!("{}: {note}", source.display());
         }
@@ -152,6 +162,7 @@ impl StagedModel {
             output_name,
             types,
             input_shapes: shapes.to_vec(),
+            prequantized,
             stage_fp32,
         })
     }
@@ -293,8 +304,14 @@ fn prepare(model: &mut ModelProto, shapes: &[InputShape], source: &Path) -> Resu
     if copies > 0 {
         tracing::debug!("{file}: {copies} Identity nodes removed (their readers read the source)");
     }
+    let opset = model.opset_import.iter().find(|o| o.domain().is_empty()).and_then(|o| o.version).unwrap_or(0);
     if fold::upgrade_to_opset13(model) {
-        tracing::debug!("{file}: opset 11/12 rewritten as opset 13 (per-channel int8 needs it)");
+        tracing::debug!("{file}: opset {opset} rewritten as opset 13 (per-channel int8 needs it)");
+    } else if let Some(why) =
+        model.graph.as_ref().filter(|_| (7..13).contains(&opset)).and_then(|g| fold::opset13_blocker(g, opset))
+    {
+        // Said once per model (its stages' int8 refusals name the opset).
+        tracing::info!("{file}: opset {opset} kept ({why}); it runs in fp32 modes, and gets no cpu-int8 mode");
     }
     fold::fix_input_shapes(model, shapes).map_err(|e| onnx_err(source, e))?;
     let symbolic = fold::symbolic_dims(model);
