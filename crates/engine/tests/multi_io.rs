@@ -207,6 +207,26 @@ fn an_input_of_an_unfed_type_is_refused_with_the_fix() {
     assert!(e.contains("strings.onnx") && e.contains("\"mask\"") && e.contains("string") && e.contains("fix"), "{e}");
 }
 
+/// The input lalarand cannot feed is named before any symbolic dimension is asked for: fixing
+/// the shapes first would be for nothing.
+#[test]
+fn an_unfed_input_type_is_said_before_the_input_shapes() {
+    use lalarand_onnx::proto::tensor_shape_proto::dimension::Value;
+    use lalarand_onnx::proto::type_proto::Value as T;
+    let mut model = fixtures::token_bag();
+    let g = model.graph.as_mut().unwrap();
+    for (k, vi) in g.input.iter_mut().enumerate() {
+        if let Some(T::TensorType(t)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+            t.shape.as_mut().unwrap().dim[1].value = Some(Value::DimParam("tokens".into()));
+            if k == 1 {
+                t.elem_type = Some(lalarand_onnx::proto::tensor_proto::DataType::String as i32);
+            }
+        }
+    }
+    let e = StagedModel::from_model("strings", model, "strings.onnx".into()).unwrap_err().to_string();
+    assert!(e.contains("\"mask\"") && e.contains("string") && !e.contains("symbolic"), "{e}");
+}
+
 /// Two cpu resources (one core each), the first half of the stages on the first; stage times
 /// `wcet` (ns), a long period.
 fn system_for(profile: DnnProfile, modes: &[Mode], wcet: Time) -> (System, Allocation) {

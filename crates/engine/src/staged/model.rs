@@ -313,6 +313,16 @@ fn prepare(model: &mut ModelProto, shapes: &[InputShape], source: &Path) -> Resu
         // Said once per model (its stages' int8 refusals name the opset).
         tracing::info!("{file}: opset {opset} kept ({why}); it runs in fp32 modes, and gets no cpu-int8 mode");
     }
+    // An input lalarand cannot feed at all is said before its shapes are asked for (a user
+    // would fix the shapes for nothing).
+    if let Some(graph) = model.graph.as_ref() {
+        let inits: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
+        for vi in graph.input.iter().filter(|i| !inits.contains(i.name())) {
+            if let Some(t) = lalarand_onnx::builder::elem_type_of(vi) {
+                check_input_type(vi.name(), t, source)?;
+            }
+        }
+    }
     fold::fix_input_shapes(model, shapes).map_err(|e| onnx_err(source, e))?;
     let symbolic = fold::symbolic_dims(model);
     if symbolic.iter().any(|d| d.axis != 0) {
@@ -408,6 +418,21 @@ fn tensor_proto_of(v: &ort::value::DynValue, name: &str) -> std::result::Result<
     })
 }
 
+/// An input of an element type lalarand does not feed is an error naming it and the fix.
+fn check_input_type(name: &str, elem_type: i32, source: &Path) -> Result<()> {
+    if INPUT_TYPES.contains(&elem_type) {
+        return Ok(());
+    }
+    Err(EngineError::tensor(
+        source.display().to_string(),
+        name,
+        format!(
+            "the graph input is of {}; lalarand feeds float, double, int64, int32, int8, uint8 and bool inputs; fix: export this input as one of those",
+            elem::name(elem_type)
+        ),
+    ))
+}
+
 /// Graph input `name`: its declared element type and dims. An input without a tensor shape,
 /// or of an element type lalarand does not feed, is an error naming it and the fix.
 fn model_input(graph: &lalarand_onnx::GraphProto, name: &str, source: &Path) -> Result<ModelInput> {
@@ -427,16 +452,7 @@ fn model_input(graph: &lalarand_onnx::GraphProto, name: &str, source: &Path) -> 
         ));
     };
     let elem_type = t.elem_type.unwrap_or(0);
-    if !INPUT_TYPES.contains(&elem_type) {
-        return Err(EngineError::tensor(
-            file,
-            name,
-            format!(
-                "the graph input is of {}; lalarand feeds float, double, int64, int32, int8, uint8 and bool inputs; fix: export this input as one of those",
-                elem::name(elem_type)
-            ),
-        ));
-    }
+    check_input_type(name, elem_type, source)?;
     let shape = t.shape.as_ref().ok_or_else(|| {
         EngineError::tensor(
             &file,
