@@ -526,6 +526,28 @@ fn an_already_quantized_model_runs_as_it_is() {
         assert_close(&whole(&model, &inputs(seed)), "y", &result.outputs[0].dims, &result.outputs[0].data);
     }
     server.stop(StopPolicy::Drain).unwrap();
+    // Profiled with cpu-int8 asked for: no layer has it, and every layer's note says why.
+    let dir = tempfile::tempdir().unwrap();
+    let path = testdata("qdq_conv_matmul.onnx");
+    let opts = ProfileOptions {
+        runs: 2,
+        warmup: 1,
+        modes: vec![Mode::CpuFp32, Mode::CpuInt8],
+        progress: false,
+        cold_cache: false,
+        ..ProfileOptions::default()
+    };
+    let out = dir.path().join("qdq.json");
+    profile_to_file(&path, &synthetic_inputs(&m, 4), &opts, &out).unwrap();
+    let profile = DnnProfile::load(&out).unwrap();
+    assert!(profile
+        .layers
+        .iter()
+        .all(|l| l.modes[Mode::CpuInt8.index()].is_none() && l.modes[Mode::CpuFp32.index()].is_some()));
+    for i in 0..profile.layers.len() {
+        let note = profile.int8_notes.get(&i).and_then(|n| n.note.clone()).unwrap_or_default();
+        assert!(note.contains("already quantized (QDQ"), "layer {i}: {note:?}");
+    }
 }
 
 /// An opset 9 export (Upsample, Pad, Clip and Slice with attributes) is lifted to opset 13:

@@ -188,6 +188,12 @@ impl<'a> Profiler<'a> {
         if self.no_gpu {
             modes.retain(|m| *m != Mode::Gpu);
         }
+        if let (Some(what), true) = (&staged.prequantized, modes.contains(&Mode::CpuInt8)) {
+            tracing::warn!(
+                "cpu-int8 left out: the model is already quantized ({what}); its int8 ops run in the fp32 modes as they are"
+            );
+            self.skipped.push(format!("(every layer): cpu-int8: the model is already quantized ({what})"));
+        }
 
         // Every boundary tensor of one fp32 run: the inputs each stage is timed with.
         self.check_stop_before("the fp32 reference run")?;
@@ -270,7 +276,10 @@ impl<'a> Profiler<'a> {
             if note != lalarand_model::Int8Note::default() {
                 self.int8_notes.insert(i, note);
             }
-            for &mode in &modes {
+            // An already-quantized model has no cpu-int8 mode: each layer's note says why (above),
+            // and the mode is left out once, not per stage.
+            let prequantized = staged.prequantized.is_some();
+            for &mode in modes.iter().filter(|m| !(prequantized && **m == Mode::CpuInt8)) {
                 self.check_stop()?;
                 bar.set_message(format!("{} {mode}", stage.name));
                 let timed = self.time_stage(i, mode, &int8, &tensors);
