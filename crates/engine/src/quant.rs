@@ -92,15 +92,6 @@ pub fn quantize_stages_until(
     ranges: &Ranges,
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<Int8Stages> {
-    if let Some(what) = &staged.prequantized {
-        // Said in every stage's note (the profile's int8_notes); the model's own int8 ops
-        // already run in the fp32 modes, and quantizing again would re-quantize what they compute.
-        let why = format!(
-            "the model is already quantized ({what}): its own int8 ops run in cpu-fp32 and gpu as they are, and lalarand does not quantize it again; fix: profile the model's fp32 export for lalarand's cpu-int8 mode"
-        );
-        let n = staged.stage_count();
-        return Ok(Int8Stages { stages: vec![Err(why); n], reports: vec![StageReport::default(); n] });
-    }
     // The uint8 parameters of each cut tensor as its producer writes it, so consumers agree.
     let mut canonical: HashMap<String, QParams> = HashMap::new();
     let mut stages = Vec::with_capacity(staged.stage_count());
@@ -128,6 +119,14 @@ pub fn quantize_stages_until(
         let attempts = [QuantizeOptions { uint8_inputs: u8_in, uint8_outputs: u8_out }, QuantizeOptions::default()];
         let mut result = Err(String::new());
         let mut report = StageReport::default();
+        // A stage of an already-quantized model that computes with the model's own int8 ops
+        // already runs them in the fp32 modes: quantizing again would re-quantize their int32
+        // accumulators and dequantized values. Its float stages are quantized as any other.
+        if let Some(why) = staged.prequantized_stage(i) {
+            stages.push(Err(why));
+            reports.push(report);
+            continue;
+        }
         // A float graph input the samples do not fill (a recurrent state, ...) is fed fixed
         // values during calibration and has no range: its stage is refused, saying so.
         let unranged = stage.inputs.iter().find(|t| {

@@ -569,3 +569,35 @@ fn an_opset9_export_is_lifted_for_int8() {
     assert_close(&whole(&original, &inputs(2)), "prob", &result.outputs[0].dims, &result.outputs[0].data);
     server.stop(StopPolicy::Drain).unwrap();
 }
+
+/// The QDQ fixture with a float head after its last DequantizeLinear (`z = y W`, [1, 4]): a
+/// partly quantized model.
+fn qdq_with_float_head() -> ModelProto {
+    let mut model = fixtures::qdq_conv_matmul();
+    let g = model.graph.as_mut().unwrap();
+    let w: Vec<f32> = (0..20).map(|i| (i % 7) as f32 * 0.2 - 0.6).collect();
+    g.initializer.push(lalarand_onnx::tensor::f32_tensor("head.w", &[5, 4], &w));
+    g.node.push(lalarand_onnx::builder::node("MatMul", "head", &["y", "head.w"], &["z"], vec![]));
+    g.output =
+        vec![lalarand_onnx::builder::value_info("z", lalarand_onnx::proto::tensor_proto::DataType::Float, &[1, 4])];
+    model
+}
+
+/// A partly quantized model: the stages that run the model's own int8 ops have no cpu-int8
+/// mode (saying so), its float stage is quantized by lalarand, and the int8 chain agrees
+/// with the whole model.
+#[test]
+fn only_the_float_stages_of_a_quantized_model_are_offered_int8() {
+    let model = qdq_with_float_head();
+    let m = chain_equals_whole(model, "qdq_head", &[float("x", &[1, 3, 8, 8], 9)]);
+    let refused: Vec<bool> = (0..m.stage_count()).map(|i| m.prequantized_stage(i).is_some()).collect();
+    assert_eq!(refused, [true, true, false], "{:?}", m.partition.stages);
+    let why = m.prequantized_stage(0).unwrap();
+    assert!(why.contains("QuantizeLinear") && why.contains("fix"), "{why}");
+    let samples: Vec<(Vec<usize>, Vec<f32>)> =
+        synthetic_inputs(&m, 8).into_iter().map(|x| (vec![1, 3, 8, 8], x)).collect();
+    let v = verify(&m, &[Mode::CpuInt8], &samples, &samples, Calibration::default().method, &ExecConfig::default())
+        .unwrap();
+    assert_eq!(v[0].stages_in_mode, 1, "{:?}", v[0]);
+    assert!(v[0].cosine > 0.99, "{:?}", v[0]);
+}

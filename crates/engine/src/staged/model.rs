@@ -232,6 +232,22 @@ impl StagedModel {
         &self.stage_fp32[i]
     }
 
+    /// Why stage `i` has no cpu-int8 mode of lalarand's because it computes with the model's
+    /// own quantized ops (`lalarand_onnx::quantize::quantized_stage_op`), if it has none; `None`
+    /// for a float model and a float stage of a quantized one.
+    pub fn prequantized_stage(&self, i: usize) -> Option<String> {
+        let what = self.prequantized.as_ref()?;
+        let graph = self.model.graph.as_ref()?;
+        let stage = &self.partition.stages[i];
+        let op =
+            lalarand_onnx::quantize::quantized_stage_op(stage.nodes.iter().map(|&n| &graph.node[n]), &stage.inputs)?;
+        Some(format!(
+            "the model is already quantized ({what}) and this stage runs its {} `{}`: its own int8 ops run in cpu-fp32 and gpu as they are, and lalarand does not quantize them again; fix: profile the model's fp32 export for lalarand's cpu-int8 mode",
+            op.op_type(),
+            op.name()
+        ))
+    }
+
     /// The sample input's dims with the symbolic batch set to `batch`.
     pub fn input_shape(&self, batch: usize) -> Vec<usize> {
         self.input_dims.iter().map(|d| d.map_or(batch, |v| v as usize)).collect()

@@ -31,7 +31,7 @@ use std::collections::{HashMap, HashSet};
 
 pub use calibrate::{CalibrationMethod, Calibrator};
 pub use passes::fold_batch_norm;
-pub use prequantized::prequantized;
+pub use prequantized::{prequantized, quantized_op, quantized_stage_op};
 pub use qdq::{int32_bias_limit, quantize};
 
 use crate::proto::ModelProto;

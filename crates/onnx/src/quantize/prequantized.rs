@@ -39,12 +39,27 @@ fn is_microsoft_quantized(op: &str) -> bool {
         )
 }
 
-fn quantized_op(node: &NodeProto) -> bool {
+/// Whether `node` is an op only a quantized model has (any of the formats above).
+pub fn quantized_op(node: &NodeProto) -> bool {
     match node.domain() {
         "" | "ai.onnx" => QUANTIZED_OPS.contains(&node.op_type()),
         "com.microsoft" => is_microsoft_quantized(node.op_type()),
         _ => false,
     }
+}
+
+/// Why a stage of an already-quantized model (its nodes `nodes`, reading `inputs`) cannot be
+/// quantized by lalarand, if it cannot: it computes with the model's own quantized ops. A
+/// stage whose only such op is a DequantizeLinear of one of its inputs (the uint8 a quantized
+/// stage before it handed over) computes in float after it, and lalarand can quantize it.
+pub fn quantized_stage_op<'a>(
+    nodes: impl IntoIterator<Item = &'a NodeProto>,
+    inputs: &[String],
+) -> Option<&'a NodeProto> {
+    nodes.into_iter().find(|n| {
+        let entry = n.op_type() == "DequantizeLinear" && n.input.first().is_some_and(|x| inputs.contains(x));
+        quantized_op(n) && !entry
+    })
 }
 
 /// What makes `model` already quantized, in words (`"QDQ: 3 QuantizeLinear, 4
