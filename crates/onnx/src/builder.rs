@@ -147,6 +147,10 @@ pub mod attr {
         AttributeProto { f: Some(v), ..named(name, AttributeType::Float) }
     }
 
+    pub fn floats(name: &str, v: &[f32]) -> AttributeProto {
+        AttributeProto { floats: v.to_vec(), ..named(name, AttributeType::Floats) }
+    }
+
     pub fn string(name: &str, v: &str) -> AttributeProto {
         AttributeProto { s: Some(v.as_bytes().to_vec()), ..named(name, AttributeType::String) }
     }

@@ -840,4 +840,33 @@ mod tests {
         let i = g.initializer.iter().find(|t| t.name() == "i_out").unwrap();
         assert_eq!(crate::tensor::to_i64(i).unwrap(), [3, 4]);
     }
+
+    /// Opset 7's Upsample (scales as an attribute) becomes Resize with a scales input; an op
+    /// opset 13 no longer has keeps the model at its opset, saying which.
+    #[test]
+    fn opset7_attributes_become_inputs_and_removed_ops_block_the_lift() {
+        let mut b = GraphBuilder::new("old");
+        b.input("x", DataType::Float, &[1, 1, 2, 2]);
+        b.node("Upsample", "up", &["x"], &["u"], vec![attr::floats("scales", &[1.0, 1.0, 2.0, 2.0])]);
+        b.node("Clip", "clip", &["u"], &["y"], vec![attr::float("max", 6.0)]);
+        b.output("y", DataType::Float, &[1, 1, 4, 4]);
+        let mut m = b.finish();
+        m.opset_import[0].version = Some(7);
+        let mut blocked = m.clone();
+        assert!(upgrade_to_opset13(&mut m));
+        let g = m.graph.as_ref().unwrap();
+        assert_eq!(g.node[0].op_type(), "Resize");
+        assert_eq!(g.node[0].input[1], "", "no roi");
+        let scales = g.initializer.iter().find(|t| t.name() == g.node[0].input[2]).unwrap();
+        assert_eq!(crate::tensor::to_f32(scales).unwrap(), [1.0, 1.0, 2.0, 2.0]);
+        assert_eq!(g.node[1].input[1], "", "Clip without min");
+        assert_eq!(g.node[1].input.len(), 3);
+        let bg = blocked.graph.as_mut().unwrap();
+        bg.node.insert(0, crate::builder::node("ImageScaler", "scaler", &["x"], &["xs"], vec![]));
+        bg.node[1].input[0] = "xs".into();
+        let why = opset13_blocker(bg, 7).unwrap();
+        assert!(why.contains("`scaler`") && why.contains("ImageScaler"), "{why}");
+        assert!(!upgrade_to_opset13(&mut blocked));
+        assert_eq!(blocked.opset_import[0].version, Some(7));
+    }
 }
