@@ -601,3 +601,45 @@ fn only_the_float_stages_of_a_quantized_model_are_offered_int8() {
     assert_eq!(v[0].stages_in_mode, 1, "{:?}", v[0]);
     assert!(v[0].cosine > 0.99, "{:?}", v[0]);
 }
+
+/// The token model with a second output, the predicted class (`label`, int64 [1], ArgMax of
+/// the logits).
+fn token_bag_with_label() -> ModelProto {
+    let mut model = fixtures::token_bag();
+    let g = model.graph.as_mut().unwrap();
+    let attrs = vec![lalarand_onnx::builder::attr::int("axis", 1), lalarand_onnx::builder::attr::int("keepdims", 0)];
+    g.node.push(lalarand_onnx::builder::node("ArgMax", "label", &["logits"], &["label"], attrs));
+    g.output.push(lalarand_onnx::builder::value_info(
+        "label",
+        lalarand_onnx::proto::tensor_proto::DataType::Int64,
+        &[1],
+    ));
+    model
+}
+
+/// An int64 output is served as INT64, its elements exactly those of ONNX Runtime's whole
+/// model (the fp32 values beside them), and declared so in the task's output specs.
+#[test]
+fn an_integer_output_is_served_in_its_own_datatype() {
+    let model = token_bag_with_label();
+    let m = staged("token_label", model.clone());
+    let server = fp32_server(&m);
+    for seed in 0..3 {
+        let inputs = token_inputs(seed);
+        let result = submit(&server, &inputs);
+        let want = whole(&model, &inputs);
+        let label = result.output("label").unwrap();
+        assert_eq!(label.dtype, DataType::Int64);
+        let expected = want["label"].try_extract_tensor::<i64>().unwrap().1.to_vec();
+        assert_eq!(label.i64s().unwrap(), expected);
+        assert_eq!(label.data, expected.iter().map(|&v| v as f32).collect::<Vec<_>>());
+        assert_eq!(result.output("logits").unwrap().dtype, DataType::Fp32);
+    }
+    server.stop(StopPolicy::Drain).unwrap();
+    let layers: Vec<LayerProfile> =
+        m.stage_names().iter().map(|n| LayerProfile::gpu_cpu(*n, 1_000_000, 1_000_000)).collect();
+    let (system, alloc) = system_for(chain_profile(&m.name, &layers), &vec![Mode::CpuFp32; m.stage_count()], 1_000_000);
+    let exec = EngineExecutor::from_models(&system, &alloc, vec![TaskModel { staged: m.clone(), int8: None }]).unwrap();
+    let specs: Vec<(String, DataType)> = exec.output_specs(0).into_iter().map(|s| (s.name, s.dtype)).collect();
+    assert_eq!(specs, [("logits".to_string(), DataType::Fp32), ("label".to_string(), DataType::Int64)]);
+}
