@@ -926,6 +926,10 @@ mod tests {
         assert_eq!(n("/encoder/lstm/LSTM"), "encoder.lstm");
         assert_eq!(n("LSTM_3"), "lstm");
         assert_eq!(n(""), "lstm");
+        let mut q = crate::builder::node("DynamicQuantizeLSTM", "DynamicQuantizeLSTM_2", &[], &[], vec![]);
+        q.domain = Some("com.microsoft".into());
+        assert!(is_recurrent(&q));
+        assert_eq!(recurrent_name(&q, 0), "dynamicquantizelstm");
     }
 
     /// An LSTM cell written out in ops (`/cell/...`: two Gemm, Split, three Sigmoid, two Tanh,
