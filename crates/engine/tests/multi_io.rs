@@ -444,6 +444,34 @@ fn recurrent_models_are_staged_by_what_they_are_and_chain_to_the_whole_model() {
     }
 }
 
+/// An LSTM cell written out in ops is one stage named after its module (never cut between
+/// its gates), reading `x`, `h`, `c` and writing the new state; the chain equals the whole
+/// model, and the state goes back job after job when served.
+#[test]
+fn an_unrolled_cell_is_one_stage_and_serves_its_state_back() {
+    let model = fixtures::unrolled_lstm_cell();
+    let inputs = |seed, h: &[f32], c: &[f32]| {
+        let state = |name, v: &[f32]| Fed { f32: v.to_vec(), ..float(name, &[1, 6], 0) };
+        vec![float("x", &[1, 4], seed), state("h", h), state("c", c)]
+    };
+    let m = chain_equals_whole(model.clone(), "unrolled", &inputs(1, &[0.3; 6], &[-0.2; 6]));
+    assert_eq!(m.stage_names(), ["cell", "head"]);
+    assert_eq!(m.partition.stages[0].inputs, ["x", "h", "c"]);
+    let server = fp32_server(&m);
+    let (mut h, mut c) = (vec![0.0; 6], vec![0.0; 6]);
+    for step in 0..3 {
+        let fed = inputs(30 + step, &h, &c);
+        let result = submit(&server, &fed);
+        let want = whole(&model, &fed);
+        for out in &result.outputs {
+            assert_close(&want, &out.name, &out.dims, &out.data);
+        }
+        h = result.output("h_new").unwrap().data.clone();
+        c = result.output("c_new").unwrap().data.clone();
+    }
+    server.stop(StopPolicy::Drain).unwrap();
+}
+
 /// The LSTM's stage reads the state, which calibration cannot fill: it is refused int8 naming
 /// `h0`; the head is quantized. With an If in front, every stage is quantized or refused with
 /// why, and the int8 chain runs.
