@@ -12,6 +12,7 @@ pub mod granularity;
 pub mod int8_stages;
 pub mod mode_change;
 pub mod onnxruntime;
+mod ort_log;
 pub mod profile;
 pub mod quant;
 pub mod serving;

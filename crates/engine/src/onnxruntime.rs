@@ -250,6 +250,7 @@ pub fn environment(flavor: Flavor) -> Result<ort::environment::Environment> {
         ort::init_from(&path).map_err(|e| EngineError::RuntimeLoad { path: path.clone(), reason: e.to_string() })?;
     let env = builder
         .with_name("lalarand")
+        .with_logger(crate::ort_log::logger())
         .build()
         .ctx(|| format!("creating ONNX Runtime environment from {}", path.display()))?;
     let _ = LOADED.set(Loaded { flavor, path, env: env.clone() });

@@ -119,6 +119,14 @@ pub fn quantize_stages_until(
         let attempts = [QuantizeOptions { uint8_inputs: u8_in, uint8_outputs: u8_out }, QuantizeOptions::default()];
         let mut result = Err(String::new());
         let mut report = StageReport::default();
+        // A stage of an already-quantized model that computes with the model's own int8 ops
+        // already runs them in the fp32 modes: quantizing again would re-quantize their int32
+        // accumulators and dequantized values. Its float stages are quantized as any other.
+        if let Some(why) = staged.prequantized_stage(i) {
+            stages.push(Err(why));
+            reports.push(report);
+            continue;
+        }
         // A float graph input the samples do not fill (a recurrent state, ...) is fed fixed
         // values during calibration and has no range: its stage is refused, saying so.
         let unranged = stage.inputs.iter().find(|t| {

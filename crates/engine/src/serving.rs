@@ -15,8 +15,8 @@
 //! memory in place (0 copies; an int8 first stage quantizes it, which is its `quantize_in`).
 //! Integer and bool inputs are copied once into ONNX Runtime's memory ([`Pipeline::add_bytes`]).
 //! Outputs are copied once, from ONNX Runtime's memory to the [`HostTensor`]s, on the server's
-//! delivery thread; [`HostTensor`]s are fp32, so an integer or bool output is converted (exact
-//! up to 2^24).
+//! delivery thread; an integer or bool output keeps its datatype ([`HostTensor::raw`]), its
+//! fp32 values beside it.
 
 use crate::calibration::profiled_int8_stages;
 use crate::error::{EngineError, Result};
@@ -159,8 +159,8 @@ impl EngineExecutor {
         Ok(Self { tasks })
     }
 
-    /// The outputs task `task`'s model returns: name, fp32 (an integer or bool output is
-    /// converted), dims (`None`: a free dim).
+    /// The outputs task `task`'s model returns: name, datatype (the model's; fp32 for a type the
+    /// protocol has no name for here, e.g. double, converted), dims (`None`: a free dim).
     pub fn output_specs(&self, task: usize) -> Vec<TensorSpec> {
         let model = self.tasks[task].pipeline.model();
         model
@@ -169,7 +169,8 @@ impl EngineExecutor {
             .iter()
             .map(|name| {
                 let dims = model.types.get(name).map(|i| i.dims.iter().map(|d| d.map(|v| v as usize)).collect());
-                TensorSpec { name: name.clone(), dtype: DataType::Fp32, dims: dims.unwrap_or_default() }
+                let dtype = model.types.get(name).and_then(|i| data_type(i.elem_type)).unwrap_or(DataType::Fp32);
+                TensorSpec { name: name.clone(), dtype, dims: dims.unwrap_or_default() }
             })
             .collect()
     }
@@ -178,6 +179,32 @@ impl EngineExecutor {
     pub fn pipeline(&self, task: usize) -> &Pipeline {
         &self.tasks[task].pipeline
     }
+}
+
+/// Output `name`'s value on the host, in its own datatype where the protocol has one (int64,
+/// int32, uint8, bool), else as fp32 values.
+fn host_tensor(name: &str, v: &ort::value::DynValue) -> Result<HostTensor> {
+    fn raw<T: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug, const N: usize>(
+        v: &ort::value::DynValue,
+        name: &str,
+        bytes: impl Fn(T) -> [u8; N],
+    ) -> Result<(Vec<usize>, Vec<u8>)> {
+        let (shape, data) =
+            v.try_extract_tensor::<T>().map_err(|e| EngineError::tensor("serving", name, e.to_string()))?;
+        Ok((shape.iter().map(|&d| d as usize).collect(), data.iter().flat_map(|x| bytes(*x)).collect()))
+    }
+    let elem_type = crate::tensor::info_of(v).map_or(elem::FLOAT, |i| i.elem_type);
+    let (dims, bytes) = match data_type(elem_type) {
+        Some(DataType::Int64) => raw::<i64, 8>(v, name, i64::to_le_bytes)?,
+        Some(DataType::Int32) => raw::<i32, 4>(v, name, i32::to_le_bytes)?,
+        Some(DataType::Uint8) => raw::<u8, 1>(v, name, |x| [x])?,
+        Some(DataType::Bool) => raw::<bool, 1>(v, name, |x| [u8::from(x)])?,
+        _ => {
+            let (dims, data) = f32_values(v, name)?;
+            return Ok(HostTensor::f32(name, dims, data));
+        }
+    };
+    Ok(HostTensor::typed(name, dims, data_type(elem_type).expect("matched above"), bytes))
 }
 
 /// The protocol's datatype of an ONNX element type, where it has one.
@@ -419,8 +446,7 @@ impl StageExecutor for EngineExecutor {
                     .f32()
                     .get(name)
                     .ok_or_else(|| StageError(format!("the last stage did not produce the output {name:?}")))?;
-                let (dims, data) = f32_values(v, name).map_err(|e| StageError(e.to_string()))?;
-                Ok(HostTensor { name: name.clone(), dims, data })
+                host_tensor(name, v).map_err(|e| StageError(e.to_string()))
             })
             .collect()
     }

@@ -207,6 +207,26 @@ fn an_input_of_an_unfed_type_is_refused_with_the_fix() {
     assert!(e.contains("strings.onnx") && e.contains("\"mask\"") && e.contains("string") && e.contains("fix"), "{e}");
 }
 
+/// The input lalarand cannot feed is named before any symbolic dimension is asked for: fixing
+/// the shapes first would be for nothing.
+#[test]
+fn an_unfed_input_type_is_said_before_the_input_shapes() {
+    use lalarand_onnx::proto::tensor_shape_proto::dimension::Value;
+    use lalarand_onnx::proto::type_proto::Value as T;
+    let mut model = fixtures::token_bag();
+    let g = model.graph.as_mut().unwrap();
+    for (k, vi) in g.input.iter_mut().enumerate() {
+        if let Some(T::TensorType(t)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+            t.shape.as_mut().unwrap().dim[1].value = Some(Value::DimParam("tokens".into()));
+            if k == 1 {
+                t.elem_type = Some(lalarand_onnx::proto::tensor_proto::DataType::String as i32);
+            }
+        }
+    }
+    let e = StagedModel::from_model("strings", model, "strings.onnx".into()).unwrap_err().to_string();
+    assert!(e.contains("\"mask\"") && e.contains("string") && !e.contains("symbolic"), "{e}");
+}
+
 /// Two cpu resources (one core each), the first half of the stages on the first; stage times
 /// `wcet` (ns), a long period.
 fn system_for(profile: DnnProfile, modes: &[Mode], wcet: Time) -> (System, Allocation) {
@@ -399,4 +419,255 @@ fn inputs_sharing_a_symbolic_batch_run_at_any_batch() {
     assert!(m.inputs.iter().all(|i| i.dims[0].is_none()), "{:?}", m.inputs);
     let fed = m.feed(&[3, 8], vec![0.5; 24]).unwrap();
     assert_eq!(fed["h"].try_extract_tensor::<f32>().unwrap().0.to_vec(), [3, 16]);
+}
+
+fn seq_inputs(seed: u64) -> Vec<Fed> {
+    vec![float("x", &[1, 5, 4], seed), float("h0", &[1, 1, 8], seed + 1), float("c0", &[1, 1, 8], seed + 2)]
+}
+
+fn if_inputs(seed: u64, flip: bool) -> Vec<Fed> {
+    vec![float("x", &[5, 1, 4], seed), boolean("flip", &[], |_| flip)]
+}
+
+/// An LSTM's stage is named after it (not the Transpose it starts with), the LSTM is never cut,
+/// its state crosses stages as its own outputs, and the chain equals the whole model; with an
+/// If in front, both branches.
+#[test]
+fn recurrent_models_are_staged_by_what_they_are_and_chain_to_the_whole_model() {
+    let m = chain_equals_whole(fixtures::stateful_lstm(), "stateful_lstm", &seq_inputs(1));
+    assert_eq!(m.stage_names(), ["lstm", "head.squeeze"]);
+    assert_eq!(m.partition.stages[0].inputs, ["x", "h0", "c0"]);
+    assert_eq!(m.partition.stages[0].outputs, ["h_n", "c_n"], "the new state leaves the LSTM's stage");
+    for flip in [true, false] {
+        let m = chain_equals_whole(fixtures::if_lstm(), "if_lstm", &if_inputs(2, flip));
+        assert_eq!(m.stage_names(), ["pick", "encoder", "head.squeeze"]);
+    }
+}
+
+/// An LSTM cell written out in ops is one stage named after its module (never cut between
+/// its gates), reading `x`, `h`, `c` and writing the new state; the chain equals the whole
+/// model, and the state goes back job after job when served.
+#[test]
+fn an_unrolled_cell_is_one_stage_and_serves_its_state_back() {
+    let model = fixtures::unrolled_lstm_cell();
+    let inputs = |seed, h: &[f32], c: &[f32]| {
+        let state = |name, v: &[f32]| Fed { f32: v.to_vec(), ..float(name, &[1, 6], 0) };
+        vec![float("x", &[1, 4], seed), state("h", h), state("c", c)]
+    };
+    let m = chain_equals_whole(model.clone(), "unrolled", &inputs(1, &[0.3; 6], &[-0.2; 6]));
+    assert_eq!(m.stage_names(), ["cell", "head"]);
+    assert_eq!(m.partition.stages[0].inputs, ["x", "h", "c"]);
+    let server = fp32_server(&m);
+    let (mut h, mut c) = (vec![0.0; 6], vec![0.0; 6]);
+    for step in 0..3 {
+        let fed = inputs(30 + step, &h, &c);
+        let result = submit(&server, &fed);
+        let want = whole(&model, &fed);
+        for out in &result.outputs {
+            assert_close(&want, &out.name, &out.dims, &out.data);
+        }
+        h = result.output("h_new").unwrap().data.clone();
+        c = result.output("c_new").unwrap().data.clone();
+    }
+    server.stop(StopPolicy::Drain).unwrap();
+}
+
+/// The LSTM's stage reads the state, which calibration cannot fill: it is refused int8 naming
+/// `h0`; the head is quantized. With an If in front, every stage is quantized or refused with
+/// why, and the int8 chain runs.
+#[test]
+fn recurrent_models_run_int8_where_they_can_and_say_why_not_elsewhere() {
+    let m = staged("stateful_lstm", fixtures::stateful_lstm());
+    let samples: Vec<(Vec<usize>, Vec<f32>)> =
+        synthetic_inputs(&m, 8).into_iter().map(|x| (vec![1, 5, 4], x)).collect();
+    let int8 = lalarand_engine::quantize_stages(
+        &m,
+        &lalarand_engine::calibrate(&m, &samples, Calibration::default().method).unwrap(),
+    );
+    let e = int8.stages[0].as_ref().unwrap_err();
+    assert!(e.contains("\"h0\"") && e.contains("fp32"), "{e}");
+    assert!(int8.stages[1].is_ok(), "{:?}", int8.stages[1]);
+    let m = staged("if_lstm", fixtures::if_lstm());
+    let samples: Vec<(Vec<usize>, Vec<f32>)> =
+        synthetic_inputs(&m, 8).into_iter().map(|x| (vec![5, 1, 4], x)).collect();
+    let v = verify(&m, &[Mode::CpuInt8], &samples, &samples, Calibration::default().method, &ExecConfig::default())
+        .unwrap();
+    assert!(v[0].stages_in_mode > 0, "{:?}", v[0]);
+    assert!(v[0].not_in_mode.iter().all(|(_, why)| !why.is_empty()), "{:?}", v[0]);
+    assert!(v[0].cosine > 0.99, "{:?}", v[0]);
+}
+
+/// Served with its state passed back: `h_n` and `c_n` of each job are the next job's `h0` and
+/// `c0`, every output equal to the whole model's in ONNX Runtime; the If model served with
+/// its bool scalar.
+#[test]
+fn a_stateful_lstm_and_an_if_model_are_served() {
+    let model = fixtures::stateful_lstm();
+    let server = fp32_server(&staged("stateful_lstm", model.clone()));
+    let mut state = [
+        Fed { f32: vec![0.0; 8], ..float("h0", &[1, 1, 8], 0) },
+        Fed { f32: vec![0.0; 8], ..float("c0", &[1, 1, 8], 0) },
+    ];
+    for step in 0..3 {
+        let inputs = [float("x", &[1, 5, 4], 20 + step), state[0].clone(), state[1].clone()];
+        let result = submit(&server, &inputs);
+        let want = whole(&model, &inputs);
+        assert_eq!(result.outputs.len(), 3);
+        for out in &result.outputs {
+            assert_close(&want, &out.name, &out.dims, &out.data);
+        }
+        state[0].f32 = result.output("h_n").unwrap().data.clone();
+        state[1].f32 = result.output("c_n").unwrap().data.clone();
+    }
+    server.stop(StopPolicy::Drain).unwrap();
+    let model = fixtures::if_lstm();
+    let server = fp32_server(&staged("if_lstm", model.clone()));
+    for flip in [true, false] {
+        let inputs = if_inputs(3, flip);
+        let result = submit(&server, &inputs);
+        assert_close(&whole(&model, &inputs), "y", &result.outputs[0].dims, &result.outputs[0].data);
+    }
+    server.stop(StopPolicy::Drain).unwrap();
+}
+
+/// An already-quantized (QDQ) model: recognized, cut between QuantizeLinear and
+/// DequantizeLinear (its stages hand over uint8), the chain equal to the whole model, no stage
+/// quantized again (each says why), and served equal to the whole model.
+#[test]
+fn an_already_quantized_model_runs_as_it_is() {
+    let model = fixtures::qdq_conv_matmul();
+    let inputs = |seed| vec![float("x", &[1, 3, 8, 8], seed)];
+    let m = chain_equals_whole(model.clone(), "qdq", &inputs(4));
+    let what = m.prequantized.clone().expect("recognized as quantized");
+    assert!(what.starts_with("QDQ") && what.contains("QuantizeLinear"), "{what}");
+    assert_eq!(m.stage_count(), 2, "{:?}", m.partition.stages);
+    assert_eq!(m.types[&m.partition.stages[0].outputs[0]].elem_type, elem::UINT8, "uint8 crosses the cut");
+    let samples: Vec<(Vec<usize>, Vec<f32>)> = vec![(vec![1, 3, 8, 8], inputs(5).remove(0).f32)];
+    let int8 = lalarand_engine::quant::build_int8(&m, &samples, Calibration::default().method, &mut || false).unwrap();
+    for q in &int8.stages {
+        let e = q.as_ref().unwrap_err();
+        assert!(e.contains("already quantized") && e.contains("fix"), "{e}");
+    }
+    let server = fp32_server(&m);
+    for seed in 6..8 {
+        let result = submit(&server, &inputs(seed));
+        assert_close(&whole(&model, &inputs(seed)), "y", &result.outputs[0].dims, &result.outputs[0].data);
+    }
+    server.stop(StopPolicy::Drain).unwrap();
+    // Profiled with cpu-int8 asked for: no layer has it, and every layer's note says why.
+    let dir = tempfile::tempdir().unwrap();
+    let path = testdata("qdq_conv_matmul.onnx");
+    let opts = ProfileOptions {
+        runs: 2,
+        warmup: 1,
+        modes: vec![Mode::CpuFp32, Mode::CpuInt8],
+        progress: false,
+        cold_cache: false,
+        ..ProfileOptions::default()
+    };
+    let out = dir.path().join("qdq.json");
+    profile_to_file(&path, &synthetic_inputs(&m, 4), &opts, &out).unwrap();
+    let profile = DnnProfile::load(&out).unwrap();
+    assert!(profile
+        .layers
+        .iter()
+        .all(|l| l.modes[Mode::CpuInt8.index()].is_none() && l.modes[Mode::CpuFp32.index()].is_some()));
+    for i in 0..profile.layers.len() {
+        let note = profile.int8_notes.get(&i).and_then(|n| n.note.clone()).unwrap_or_default();
+        assert!(note.contains("already quantized (QDQ"), "layer {i}: {note:?}");
+    }
+}
+
+/// An opset 9 export (Upsample, Pad, Clip and Slice with attributes) is lifted to opset 13:
+/// the lifted stages chained equal the original model in ONNX Runtime, and int8 stages build.
+#[test]
+fn an_opset9_export_is_lifted_for_int8() {
+    let original = fixtures::opset9_export();
+    let inputs = |seed| vec![float("x", &[1, 3, 8, 8], seed)];
+    // `chain_equals_whole` compares with the original, opset 9 model.
+    let m = chain_equals_whole(original.clone(), "opset9", &inputs(1));
+    assert_eq!(m.model.opset_import[0].version, Some(13));
+    let samples: Vec<(Vec<usize>, Vec<f32>)> =
+        synthetic_inputs(&m, 8).into_iter().map(|x| (vec![1, 3, 8, 8], x)).collect();
+    let int8 = lalarand_engine::quant::build_int8(&m, &samples, Calibration::default().method, &mut || false).unwrap();
+    let built = int8.stages.iter().filter(|s| s.is_ok()).count();
+    assert!(built > 0, "{:?}", int8.stages);
+    let server = fp32_server(&m);
+    let result = submit(&server, &inputs(2));
+    assert_close(&whole(&original, &inputs(2)), "prob", &result.outputs[0].dims, &result.outputs[0].data);
+    server.stop(StopPolicy::Drain).unwrap();
+}
+
+/// The QDQ fixture with a float head after its last DequantizeLinear (`z = y W`, [1, 4]): a
+/// partly quantized model.
+fn qdq_with_float_head() -> ModelProto {
+    let mut model = fixtures::qdq_conv_matmul();
+    let g = model.graph.as_mut().unwrap();
+    let w: Vec<f32> = (0..20).map(|i| (i % 7) as f32 * 0.2 - 0.6).collect();
+    g.initializer.push(lalarand_onnx::tensor::f32_tensor("head.w", &[5, 4], &w));
+    g.node.push(lalarand_onnx::builder::node("MatMul", "head", &["y", "head.w"], &["z"], vec![]));
+    g.output =
+        vec![lalarand_onnx::builder::value_info("z", lalarand_onnx::proto::tensor_proto::DataType::Float, &[1, 4])];
+    model
+}
+
+/// A partly quantized model: the stages that run the model's own int8 ops have no cpu-int8
+/// mode (saying so), its float stage is quantized by lalarand, and the int8 chain agrees
+/// with the whole model.
+#[test]
+fn only_the_float_stages_of_a_quantized_model_are_offered_int8() {
+    let model = qdq_with_float_head();
+    let m = chain_equals_whole(model, "qdq_head", &[float("x", &[1, 3, 8, 8], 9)]);
+    let refused: Vec<bool> = (0..m.stage_count()).map(|i| m.prequantized_stage(i).is_some()).collect();
+    assert_eq!(refused, [true, true, false], "{:?}", m.partition.stages);
+    let why = m.prequantized_stage(0).unwrap();
+    assert!(why.contains("QuantizeLinear") && why.contains("fix"), "{why}");
+    let samples: Vec<(Vec<usize>, Vec<f32>)> =
+        synthetic_inputs(&m, 8).into_iter().map(|x| (vec![1, 3, 8, 8], x)).collect();
+    let v = verify(&m, &[Mode::CpuInt8], &samples, &samples, Calibration::default().method, &ExecConfig::default())
+        .unwrap();
+    assert_eq!(v[0].stages_in_mode, 1, "{:?}", v[0]);
+    assert!(v[0].cosine > 0.99, "{:?}", v[0]);
+}
+
+/// The token model with a second output, the predicted class (`label`, int64 [1], ArgMax of
+/// the logits).
+fn token_bag_with_label() -> ModelProto {
+    let mut model = fixtures::token_bag();
+    let g = model.graph.as_mut().unwrap();
+    let attrs = vec![lalarand_onnx::builder::attr::int("axis", 1), lalarand_onnx::builder::attr::int("keepdims", 0)];
+    g.node.push(lalarand_onnx::builder::node("ArgMax", "label", &["logits"], &["label"], attrs));
+    g.output.push(lalarand_onnx::builder::value_info(
+        "label",
+        lalarand_onnx::proto::tensor_proto::DataType::Int64,
+        &[1],
+    ));
+    model
+}
+
+/// An int64 output is served as INT64, its elements exactly those of ONNX Runtime's whole
+/// model (the fp32 values beside them), and declared so in the task's output specs.
+#[test]
+fn an_integer_output_is_served_in_its_own_datatype() {
+    let model = token_bag_with_label();
+    let m = staged("token_label", model.clone());
+    let server = fp32_server(&m);
+    for seed in 0..3 {
+        let inputs = token_inputs(seed);
+        let result = submit(&server, &inputs);
+        let want = whole(&model, &inputs);
+        let label = result.output("label").unwrap();
+        assert_eq!(label.dtype, DataType::Int64);
+        let expected = want["label"].try_extract_tensor::<i64>().unwrap().1.to_vec();
+        assert_eq!(label.i64s().unwrap(), expected);
+        assert_eq!(label.data, expected.iter().map(|&v| v as f32).collect::<Vec<_>>());
+        assert_eq!(result.output("logits").unwrap().dtype, DataType::Fp32);
+    }
+    server.stop(StopPolicy::Drain).unwrap();
+    let layers: Vec<LayerProfile> =
+        m.stage_names().iter().map(|n| LayerProfile::gpu_cpu(*n, 1_000_000, 1_000_000)).collect();
+    let (system, alloc) = system_for(chain_profile(&m.name, &layers), &vec![Mode::CpuFp32; m.stage_count()], 1_000_000);
+    let exec = EngineExecutor::from_models(&system, &alloc, vec![TaskModel { staged: m.clone(), int8: None }]).unwrap();
+    let specs: Vec<(String, DataType)> = exec.output_specs(0).into_iter().map(|s| (s.name, s.dtype)).collect();
+    assert_eq!(specs, [("logits".to_string(), DataType::Fp32), ("label".to_string(), DataType::Int64)]);
 }

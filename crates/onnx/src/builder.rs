@@ -147,8 +147,17 @@ pub mod attr {
         AttributeProto { f: Some(v), ..named(name, AttributeType::Float) }
     }
 
+    pub fn floats(name: &str, v: &[f32]) -> AttributeProto {
+        AttributeProto { floats: v.to_vec(), ..named(name, AttributeType::Floats) }
+    }
+
     pub fn string(name: &str, v: &str) -> AttributeProto {
         AttributeProto { s: Some(v.as_bytes().to_vec()), ..named(name, AttributeType::String) }
+    }
+
+    /// A subgraph (an If's branch, a Loop's body).
+    pub fn graph(name: &str, g: GraphProto) -> AttributeProto {
+        AttributeProto { g: Some(g), ..named(name, AttributeType::Graph) }
     }
 
     pub fn tensor(name: &str, v: TensorProto) -> AttributeProto {

@@ -455,21 +455,23 @@ pub fn producers(graph: &GraphProto) -> HashMap<&str, &NodeProto> {
     graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect()
 }
 
-/// Rewrites an opset 11 or 12 model to opset 13, the first whose QuantizeLinear takes a
+/// Rewrites an opset 7 to 12 model to opset 13, the first whose QuantizeLinear takes a
 /// per-channel axis (what int8 stages need). Only the ops whose signature changed in between
-/// are touched: `Split`'s `split`, `Squeeze`/`Unsqueeze`'s and `ReduceSum`'s `axes` become
-/// inputs, `Dropout`'s `ratio` attribute goes (inference ignores it), and a `Softmax`-like op
-/// whose axis is not `-1` becomes what it meant before 13 (`flatten_softmax`). Returns
-/// `false` (model unchanged) for other opsets and for graphs with subgraphs.
+/// are touched: attributes that became inputs (`Split`'s `split`, `Squeeze`/`Unsqueeze`'s and
+/// `ReduceSum`'s `axes`, before 10 `Slice`'s `starts`/`ends`/`axes` and `TopK`'s `k`, before 11
+/// `Pad`'s `pads`/`value` and `Clip`'s `min`/`max`), `Dropout`'s `ratio` and `BatchNormalization`'s
+/// `spatial` go (inference ignores the one, 1 is the only meaning left of the other),
+/// `Upsample` and opset 10's `Resize` become the `Resize` that computes the same (asymmetric
+/// coordinates, nearest rounding down), `Scatter` is `ScatterElements`, and a `Softmax`-like
+/// op whose axis is not `-1` becomes what it meant before 13 (`flatten_softmax`). Returns
+/// `false` (model unchanged) for other opsets, for graphs with subgraphs and for graphs with
+/// an op it cannot carry over ([`opset13_blocker`]).
 pub fn upgrade_to_opset13(model: &mut ModelProto) -> bool {
     let Some(version) = model.opset_import.iter().find(|o| o.domain().is_empty()).and_then(|o| o.version) else {
         return false;
     };
     let Some(graph) = model.graph.as_mut() else { return false };
-    if !(11..13).contains(&version) {
-        return false;
-    }
-    if graph.node.iter().any(|n| n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())) {
+    if !(7..13).contains(&version) || opset13_blocker(graph, version).is_some() {
         return false;
     }
     flatten_softmax(graph);
@@ -478,24 +480,69 @@ pub fn upgrade_to_opset13(model: &mut ModelProto) -> bool {
         if !n.domain().is_empty() {
             continue;
         }
-        let moved = match n.op_type() {
-            "Split" => Some(("split", 1)),
-            "Squeeze" | "Unsqueeze" | "ReduceSum" => Some(("axes", 1)),
-            _ => None,
+        let out = n.output.first().map_or("node", String::as_str).to_string();
+        // An fp32 constant input made from an attribute.
+        let constant = |extra: &mut Vec<TensorProto>, name: &str, v: &[f32], dims: &[i64]| {
+            let tn = format!("{out}__{name}_{k}");
+            extra.push(crate::tensor::f32_tensor(&tn, dims, v));
+            tn
         };
-        if let Some((name, at)) = moved {
+        let moved: &[(&str, usize)] = match n.op_type() {
+            "Split" => &[("split", 1)],
+            "Squeeze" | "Unsqueeze" | "ReduceSum" => &[("axes", 1)],
+            "Slice" if version < 10 => &[("starts", 1), ("ends", 2), ("axes", 3)],
+            "Pad" if version < 11 => &[("pads", 1)],
+            _ => &[],
+        };
+        for &(name, at) in moved {
             if let Some(pos) = n.attribute.iter().position(|a| a.name() == name) {
                 let a = n.attribute.remove(pos);
-                let t = format!("{}__{name}_{k}", n.output.first().map_or("node", String::as_str));
+                let t = format!("{out}__{name}_{k}");
                 extra.push(crate::tensor::i64_tensor(&t, &[a.ints.len() as i64], &a.ints));
-                while n.input.len() < at {
-                    n.input.push(String::new());
-                }
-                n.input.insert(at, t);
+                set_input(n, at, t);
             }
         }
-        if n.op_type() == "Dropout" {
-            n.attribute.retain(|a| a.name() != "ratio");
+        match n.op_type() {
+            "Dropout" => n.attribute.retain(|a| a.name() != "ratio"),
+            "BatchNormalization" => n.attribute.retain(|a| a.name() != "spatial"),
+            "Pad" if version < 11 => {
+                let value = take_attr(n, "value").and_then(|a| a.f).unwrap_or(0.0);
+                let t = constant(&mut extra, "value", &[value], &[]);
+                set_input(n, 2, t);
+            }
+            "Clip" if version < 11 => {
+                for (name, at) in [("min", 1), ("max", 2)] {
+                    if let Some(v) = take_attr(n, name).and_then(|a| a.f) {
+                        let t = constant(&mut extra, name, &[v], &[]);
+                        set_input(n, at, t);
+                    }
+                }
+            }
+            "TopK" if version < 10 => {
+                if let Some(kk) = take_attr(n, "k").and_then(|a| a.i) {
+                    let t = format!("{out}__k_{k}");
+                    extra.push(crate::tensor::i64_tensor(&t, &[1], &[kk]));
+                    set_input(n, 1, t);
+                }
+            }
+            "Scatter" => n.op_type = Some("ScatterElements".into()),
+            "Upsample" | "Resize" if version < 11 => {
+                let mode = take_attr(n, "mode").and_then(|a| a.s).map(|s| String::from_utf8_lossy(&s).into_owned());
+                let mode = mode.unwrap_or_else(|| "nearest".into());
+                let scales = match take_attr(n, "scales") {
+                    Some(a) => constant(&mut extra, "scales", &a.floats, &[a.floats.len() as i64]),
+                    None => n.input.get(1).cloned().unwrap_or_default(),
+                };
+                n.op_type = Some("Resize".into());
+                n.input = vec![n.input[0].clone(), String::new(), scales];
+                n.attribute.clear();
+                n.attribute.push(crate::builder::attr::string("mode", &mode));
+                n.attribute.push(crate::builder::attr::string("coordinate_transformation_mode", "asymmetric"));
+                if mode == "nearest" {
+                    n.attribute.push(crate::builder::attr::string("nearest_mode", "floor"));
+                }
+            }
+            _ => {}
         }
     }
     graph.initializer.extend(extra);
@@ -504,6 +551,53 @@ pub fn upgrade_to_opset13(model: &mut ModelProto) -> bool {
     }
     model.ir_version = Some(model.ir_version.unwrap_or(7).max(7));
     true
+}
+
+/// Why a graph of opset `version` (7 to 12) cannot be carried over to 13, if it cannot: an op
+/// that opset 13 no longer has (`ImageScaler`, `Crop`, ...) or whose meaning it no longer has
+/// (`BatchNormalization` with `spatial = 0`).
+pub fn opset13_blocker(graph: &GraphProto, version: i64) -> Option<String> {
+    const GONE: &[&str] = &[
+        "ImageScaler",
+        "Crop",
+        "Affine",
+        "ParametricSoftplus",
+        "ScaledTanh",
+        "GivenTensorFill",
+        "Scale",
+        "DynamicSlice",
+    ];
+    if graph.node.iter().any(|n| n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())) {
+        return Some("the graph has control flow (If, Loop, Scan)".into());
+    }
+    graph.node.iter().filter(|n| n.domain().is_empty()).find_map(|n| {
+        let spatial = crate::builder::find_attr(n, "spatial").and_then(|a| a.i).unwrap_or(1);
+        if GONE.contains(&n.op_type()) {
+            Some(format!("node `{}` is a {} (opset {version}), which opset 13 does not have", n.name(), n.op_type()))
+        } else if n.op_type() == "BatchNormalization" && spatial == 0 {
+            Some(format!("node `{}` is a BatchNormalization with spatial = 0, which opset 13 does not have", n.name()))
+        } else {
+            None
+        }
+    })
+}
+
+/// Removes attribute `name` of `n` and returns it.
+fn take_attr(n: &mut NodeProto, name: &str) -> Option<crate::proto::AttributeProto> {
+    let pos = n.attribute.iter().position(|a| a.name() == name)?;
+    Some(n.attribute.remove(pos))
+}
+
+/// Sets input `at` of `n` to `t`, the optional inputs before it left empty.
+fn set_input(n: &mut NodeProto, at: usize, t: String) {
+    while n.input.len() < at {
+        n.input.push(String::new());
+    }
+    if n.input.len() == at {
+        n.input.push(t);
+    } else {
+        n.input.insert(at, t);
+    }
 }
 
 /// Graph inputs that are also initializers become plain initializers, as ONNX Runtime treats
@@ -745,5 +839,34 @@ mod tests {
         assert_eq!(crate::tensor::to_f32(k).unwrap(), [1.0, 2.0]);
         let i = g.initializer.iter().find(|t| t.name() == "i_out").unwrap();
         assert_eq!(crate::tensor::to_i64(i).unwrap(), [3, 4]);
+    }
+
+    /// Opset 7's Upsample (scales as an attribute) becomes Resize with a scales input; an op
+    /// opset 13 no longer has keeps the model at its opset, saying which.
+    #[test]
+    fn opset7_attributes_become_inputs_and_removed_ops_block_the_lift() {
+        let mut b = GraphBuilder::new("old");
+        b.input("x", DataType::Float, &[1, 1, 2, 2]);
+        b.node("Upsample", "up", &["x"], &["u"], vec![attr::floats("scales", &[1.0, 1.0, 2.0, 2.0])]);
+        b.node("Clip", "clip", &["u"], &["y"], vec![attr::float("max", 6.0)]);
+        b.output("y", DataType::Float, &[1, 1, 4, 4]);
+        let mut m = b.finish();
+        m.opset_import[0].version = Some(7);
+        let mut blocked = m.clone();
+        assert!(upgrade_to_opset13(&mut m));
+        let g = m.graph.as_ref().unwrap();
+        assert_eq!(g.node[0].op_type(), "Resize");
+        assert_eq!(g.node[0].input[1], "", "no roi");
+        let scales = g.initializer.iter().find(|t| t.name() == g.node[0].input[2]).unwrap();
+        assert_eq!(crate::tensor::to_f32(scales).unwrap(), [1.0, 1.0, 2.0, 2.0]);
+        assert_eq!(g.node[1].input[1], "", "Clip without min");
+        assert_eq!(g.node[1].input.len(), 3);
+        let bg = blocked.graph.as_mut().unwrap();
+        bg.node.insert(0, crate::builder::node("ImageScaler", "scaler", &["x"], &["xs"], vec![]));
+        bg.node[1].input[0] = "xs".into();
+        let why = opset13_blocker(bg, 7).unwrap();
+        assert!(why.contains("`scaler`") && why.contains("ImageScaler"), "{why}");
+        assert!(!upgrade_to_opset13(&mut blocked));
+        assert_eq!(blocked.opset_import[0].version, Some(7));
     }
 }

@@ -89,6 +89,11 @@ const FOLLOWERS: &[&str] = &[
     "Sub",
     "Mul",
     "Div",
+    // A pre-quantized (QDQ) model: the QuantizeLinear of a node's output stays with the node,
+    // so stages hand over uint8 and each keeps its DequantizeLinear-op-QuantizeLinear group,
+    // the pattern ONNX Runtime fuses into its int8 kernel (QLinearConv, QLinearMatMul) as it
+    // does in the whole model.
+    "QuantizeLinear",
 ];
 
 /// Ops whose output depends on nothing but their inputs' values (so a node of such an op with
@@ -101,7 +106,69 @@ fn is_deterministic(op: &str) -> bool {
 /// the node it feeds joins it (a Flatten before a fully connected layer, tf2onnx's Transpose of
 /// the NHWC input before the first convolution, paddle2onnx's Unsqueeze-Pad-Squeeze in front of
 /// a convolution).
-const DATA_MOVEMENT: &[&str] = &["Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Pad", "Slice", "Identity"];
+const DATA_MOVEMENT: &[&str] = &[
+    "Flatten",
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Pad",
+    "Slice",
+    "Identity",
+    // A pre-quantized model's DequantizeLinear joins the node it feeds (see FOLLOWERS).
+    "QuantizeLinear",
+    "DequantizeLinear",
+];
+
+/// Recurrent ops: one node runs every time step, its state inside. A stage holding one is named
+/// after it (`lstm`, or its module), whatever node comes first (a Transpose of a batch-first
+/// input), and the op is never cut: its state crosses stages only as its own inputs (`h0`,
+/// `c0`) and outputs (`Y_h`, `Y_c`), which a later stage or the application reads.
+const RECURRENT: &[&str] = &["LSTM", "GRU", "RNN", "DynamicQuantizeLSTM"];
+
+/// Whether `node` is one of the [`RECURRENT`] ops.
+pub fn is_recurrent(node: &NodeProto) -> bool {
+    RECURRENT.contains(&node.op_type())
+}
+
+/// The module a node belongs to: its innermost torch scope (dynamo's
+/// `pkg.torch.onnx.name_scopes`, or the path of a `/cell/Gemm`-style name), or the path of a
+/// `lstm/lstm_cell/MatMul`-style name; `None` for a node without one.
+fn module_scope(node: &NodeProto) -> Option<String> {
+    if let Some(scopes) = node.metadata_props.iter().find(|p| p.key() == "pkg.torch.onnx.name_scopes") {
+        let scopes: Vec<&str> =
+            scopes.value().trim_matches(['[', ']']).split(',').map(|p| p.trim().trim_matches(['\'', '"'])).collect();
+        return scopes[..scopes.len().saturating_sub(1)].iter().rev().find(|p| !p.is_empty()).map(|s| s.to_string());
+    }
+    let (path, _) = node.name().trim_start_matches('/').rsplit_once('/')?;
+    (!path.is_empty()).then(|| path.to_string())
+}
+
+/// Modules that are unrolled recurrent cells: an `LSTMCell` or `GRUCell` (torch), an
+/// `lstm_cell` (TensorFlow) exported as ops, recognized by what a cell is made of: a matrix
+/// product, sigmoid gates and a tanh, the gates multiplied in, and no convolution. Each such
+/// module's nodes make one stage: a cell is never cut, its state crosses stages only as its
+/// inputs and outputs.
+fn recurrent_cells(graph: &GraphProto) -> HashSet<String> {
+    let mut ops: HashMap<String, Vec<&str>> = HashMap::new();
+    for n in &graph.node {
+        if let Some(m) = module_scope(n) {
+            ops.entry(m).or_default().push(n.op_type());
+        }
+    }
+    ops.into_iter()
+        .filter(|(_, ops)| {
+            let count = |op: &str| ops.iter().filter(|o| **o == op).count();
+            (count("Gemm") + count("MatMul")) > 0
+                && count("Sigmoid") > 0
+                && count("Tanh") > 0
+                && count("Sigmoid") + count("Tanh") >= 3
+                && count("Mul") > 0
+                && count("Conv") == 0
+        })
+        .map(|(m, _)| m)
+        .collect()
+}
 
 /// Whether `node` continues the stage whose last node produced its input.
 fn joins(op: &str, prev_stage_ops: &[&str]) -> bool {
@@ -238,6 +305,9 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
     let mut stages: Vec<Vec<usize>> = Vec::new();
     let mut stage_of_node: HashMap<usize, usize> = HashMap::new();
     let mut producer: HashMap<&str, usize> = HashMap::new();
+    let cells = recurrent_cells(graph);
+    // The stage of each recurrent cell's nodes so far.
+    let mut cell_stage: HashMap<String, usize> = HashMap::new();
     for &i in &order {
         let node = &graph.node[i];
         if node.output.iter().all(|o| is_const(o)) {
@@ -256,7 +326,15 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
         let sequence_from = data_inputs
             .iter()
             .find_map(|t| producer.get(t).filter(|&&p| makes_sequence(&graph.node[p])).map(|&p| stage_of_node[&p]));
+        let cell = module_scope(node).filter(|m| cells.contains(m));
+        // A cell's node joins the cell's stage while that stage is the last one (a module's
+        // nodes come one after the other; anything else in between would make a cycle).
+        let cell_target = cell.as_ref().and_then(|m| cell_stage.get(m)).copied().filter(|&s| s + 1 == stages.len());
+        let final_dequantize = node.op_type() == "DequantizeLinear"
+            && node.output.iter().all(|o| outputs_set.contains(o.as_str()) && !consumers.contains_key(o.as_str()));
         if let Some(s) = sequence_from {
+            target = Some(s);
+        } else if let Some(s) = cell_target {
             target = Some(s);
         } else if let Some(s) =
             closed_cluster(graph, node, &data_inputs, &producer, &stage_of_node, &consumers, &outputs_set)
@@ -271,7 +349,22 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
                 // Only fuse when the producer's output goes nowhere else, so the stage stays
                 // one chain and the intermediate tensor never has to leave it.
                 let sole_use = consumers.get(only).is_some_and(|c| c.len() == 1) && !outputs_set.contains(only);
-                if last == p && prev.output.len() == 1 && sole_use && joins(node.op_type(), &ops) {
+                // A model's last DequantizeLinear (to its fp32 output) stays with its op.
+                if last == p && prev.output.len() == 1 && sole_use && (joins(node.op_type(), &ops) || final_dequantize)
+                {
+                    target = Some(s);
+                }
+            }
+        }
+        // A recurrent op also reads its state: it joins the data movement in front of its
+        // sequence input (a batch-first Transpose) all the same.
+        if target.is_none() && is_recurrent(node) {
+            let x = node.input.first().and_then(|x| producer.get(x.as_str()).map(|&p| (x, stage_of_node[&p])));
+            if let Some((x, s)) = x {
+                let sole_use =
+                    consumers.get(x.as_str()).is_some_and(|c| c.len() == 1) && !outputs_set.contains(x.as_str());
+                let moves_data = stages[s].iter().all(|&n| DATA_MOVEMENT.contains(&graph.node[n].op_type()));
+                if s + 1 == stages.len() && sole_use && moves_data {
                     target = Some(s);
                 }
             }
@@ -282,6 +375,9 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
         });
         stages[s].push(i);
         stage_of_node.insert(i, s);
+        if let Some(m) = cell {
+            cell_stage.entry(m).or_insert(s);
+        }
         for o in &node.output {
             producer.insert(o.as_str(), i);
         }
@@ -312,7 +408,13 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
                 }
             }
         }
-        let name = stage_name(&graph.node[nodes[0]], s);
+        let name = match nodes.iter().map(|&n| &graph.node[n]).find(|n| is_recurrent(n)) {
+            Some(rnn) => recurrent_name(rnn, s),
+            None => match module_scope(&graph.node[nodes[0]]).filter(|m| cells.contains(m)) {
+                Some(m) => module_name(&m),
+                None => stage_name(&graph.node[nodes[0]], s),
+            },
+        };
         result.push(Stage { name, nodes: nodes.clone(), inputs, outputs });
     }
     let names = unique_names(result.iter().map(|st| st.name.clone()).collect());
@@ -424,6 +526,36 @@ pub(crate) fn unique_names(names: Vec<String>) -> Vec<String> {
             free
         })
         .collect()
+}
+
+/// A recurrent op's stage name: its module (`/encoder/lstm/LSTM` is `encoder.lstm`), or the
+/// op (`lstm`) where its name is an exporter's numbering (`node_LSTM_14`, `LSTM_3`) or empty.
+fn recurrent_name(node: &NodeProto, index: usize) -> String {
+    let name = stage_name(node, index);
+    let op = node.op_type();
+    let numbered = |n: &str| {
+        let rest = n.strip_prefix("node_").unwrap_or(n);
+        rest.strip_prefix(op)
+            .or_else(|| rest.strip_prefix(&op.to_lowercase()))
+            .is_some_and(|tail| tail.trim_start_matches(['_', '.']).chars().all(|c| c.is_ascii_digit()))
+    };
+    if numbered(&name) {
+        op.to_lowercase()
+    } else {
+        name
+    }
+}
+
+/// A module path as a stage name: `/encoder/encoder.cell` or `encoder/cell` is `encoder.cell`.
+fn module_name(module: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut prev = "";
+    for p in module.split('/').filter(|p| !p.is_empty()) {
+        // torch repeats the parent's path in a child's scope (`encoder/encoder.cell`).
+        parts.push(p.strip_prefix(prev).and_then(|r| r.strip_prefix('.')).filter(|_| !prev.is_empty()).unwrap_or(p));
+        prev = p;
+    }
+    parts.join(".")
 }
 
 fn stage_name(node: &NodeProto, index: usize) -> String {
@@ -771,5 +903,114 @@ mod tests {
         let p = partition(&b.finish()).unwrap();
         let got: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(got, ["cell", "cell_3", "cell_2"]);
+    }
+
+    /// A batch-first LSTM as torch exports it (Transpose, LSTM, Squeeze) is named after the
+    /// LSTM, not the Transpose that starts its stage; a numbered name becomes the op.
+    #[test]
+    fn a_recurrent_op_names_its_stage() {
+        let mut b = GraphBuilder::new("r");
+        b.input("x", DataType::Float, &[1, 5, 4]);
+        let perm = crate::builder::attr::ints("perm", &[1, 0, 2]);
+        b.node("Transpose", "node_Transpose_14", &["x"], &["xt"], vec![perm]);
+        let w = b.f32_initializer("w", &[1, 12, 4], &[0.1; 48]);
+        let r = b.f32_initializer("r", &[1, 12, 3], &[0.1; 36]);
+        let hidden = crate::builder::attr::int("hidden_size", 3);
+        b.input("h0", DataType::Float, &[1, 1, 3]);
+        b.node("GRU", "node_GRU_15", &["xt", &w, &r, "", "", "h0"], &["y", "y_h"], vec![hidden]);
+        b.output("y_h", DataType::Float, &[1, 1, 3]);
+        let p = partition(&b.finish()).unwrap();
+        let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["gru"], "{:?}", p.stages);
+        let n = |name: &str| recurrent_name(&crate::builder::node("LSTM", name, &[], &[], vec![]), 3);
+        assert_eq!(n("/encoder/lstm/LSTM"), "encoder.lstm");
+        assert_eq!(n("LSTM_3"), "lstm");
+        assert_eq!(n(""), "lstm");
+        let mut q = crate::builder::node("DynamicQuantizeLSTM", "DynamicQuantizeLSTM_2", &[], &[], vec![]);
+        q.domain = Some("com.microsoft".into());
+        assert!(is_recurrent(&q));
+        assert_eq!(recurrent_name(&q, 0), "dynamicquantizelstm");
+    }
+
+    /// An LSTM cell written out in ops (`/cell/...`: two Gemm, Split, three Sigmoid, two Tanh,
+    /// Mul and Add) is one stage named after the module, reading x, h and c and writing the
+    /// new h and c; the head after it is a stage of its own.
+    #[test]
+    fn an_unrolled_cell_is_one_stage() {
+        let model = unrolled_lstm_cell();
+        let p = partition(&model).unwrap();
+        let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["cell", "head"], "{:?}", p.stages);
+        assert_eq!(p.stages[0].inputs, ["x", "h", "c"]);
+        assert_eq!(p.stages[0].outputs, ["c_new", "h_new"]);
+    }
+
+    /// x [1, 4], h and c [1, 3]: the gates `x Wx + h Wh` split in four, c_new = f c + i g,
+    /// h_new = o tanh(c_new); then a head `y = h_new Wy`.
+    pub(crate) fn unrolled_lstm_cell() -> ModelProto {
+        use crate::builder::attr;
+        let mut b = GraphBuilder::new("cell");
+        b.input("x", DataType::Float, &[1, 4]);
+        b.input("h", DataType::Float, &[1, 3]);
+        b.input("c", DataType::Float, &[1, 3]);
+        let wx = b.f32_initializer("wx", &[4, 12], &(0..48).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect::<Vec<_>>());
+        let wh = b.f32_initializer("wh", &[3, 12], &(0..36).map(|i| (i % 5) as f32 * 0.1 - 0.2).collect::<Vec<_>>());
+        let wy = b.f32_initializer("wy", &[3, 2], &[0.5, -0.5, 0.25, 1.0, -1.0, 0.75]);
+        b.node("Gemm", "/cell/Gemm", &["x", &wx], &["gx"], vec![]);
+        b.node("Gemm", "/cell/Gemm_1", &["h", &wh], &["gh"], vec![]);
+        b.node("Add", "/cell/Add", &["gx", "gh"], &["g"], vec![]);
+        b.node(
+            "Split",
+            "/cell/Split",
+            &["g"],
+            &["gi", "gf", "gg", "go"],
+            vec![attr::int("axis", 1), attr::int("num_outputs", 4)],
+        );
+        b.node("Sigmoid", "/cell/Sigmoid", &["gi"], &["i"], vec![]);
+        b.node("Sigmoid", "/cell/Sigmoid_1", &["gf"], &["f"], vec![]);
+        b.node("Tanh", "/cell/Tanh", &["gg"], &["gt"], vec![]);
+        b.node("Sigmoid", "/cell/Sigmoid_2", &["go"], &["o"], vec![]);
+        b.node("Mul", "/cell/Mul", &["f", "c"], &["fc"], vec![]);
+        b.node("Mul", "/cell/Mul_1", &["i", "gt"], &["ig"], vec![]);
+        b.node("Add", "/cell/Add_1", &["fc", "ig"], &["c_new"], vec![]);
+        b.node("Tanh", "/cell/Tanh_1", &["c_new"], &["ct"], vec![]);
+        b.node("Mul", "/cell/Mul_2", &["o", "ct"], &["h_new"], vec![]);
+        b.node("MatMul", "/head/MatMul", &["h_new", &wy], &["y"], vec![]);
+        b.output("y", DataType::Float, &[1, 2]);
+        b.output("h_new", DataType::Float, &[1, 3]);
+        b.output("c_new", DataType::Float, &[1, 3]);
+        let mut m = b.finish();
+        // Split's num_outputs is opset 18's.
+        m.opset_import[0].version = Some(18);
+        m
+    }
+
+    /// A QDQ model: each stage is DequantizeLinear, the op, QuantizeLinear (what ONNX Runtime
+    /// fuses into one int8 kernel), handing over uint8; the last DequantizeLinear stays with
+    /// its op.
+    #[test]
+    fn a_qdq_model_is_cut_between_quantize_and_dequantize() {
+        use crate::tensor::{f32_tensor, i8_tensor, u8_tensor};
+        let mut b = GraphBuilder::new("qdq");
+        b.input("x", DataType::Float, &[1, 4]);
+        b.initializer(f32_tensor("s", &[], &[0.05]));
+        b.initializer(u8_tensor("z", &[], &[128]));
+        b.initializer(i8_tensor("w_q", &[4, 4], &[1; 16]));
+        b.initializer(f32_tensor("w_s", &[], &[0.1]));
+        b.initializer(i8_tensor("w_z", &[], &[0]));
+        b.node("DequantizeLinear", "w_dq", &["w_q", "w_s", "w_z"], &["w"], vec![]);
+        b.node("QuantizeLinear", "x_q", &["x", "s", "z"], &["xq"], vec![]);
+        b.node("DequantizeLinear", "x_dq", &["xq", "s", "z"], &["xd"], vec![]);
+        b.node("MatMul", "mm1", &["xd", "w"], &["a"], vec![]);
+        b.node("QuantizeLinear", "a_q", &["a", "s", "z"], &["aq"], vec![]);
+        b.node("DequantizeLinear", "a_dq", &["aq", "s", "z"], &["ad"], vec![]);
+        b.node("MatMul", "mm2", &["ad", "w"], &["b"], vec![]);
+        b.node("QuantizeLinear", "b_q", &["b", "s", "z"], &["bq"], vec![]);
+        b.node("DequantizeLinear", "b_dq", &["bq", "s", "z"], &["y"], vec![]);
+        b.output("y", DataType::Float, &[1, 4]);
+        let p = partition(&b.finish()).unwrap();
+        let ops: Vec<usize> = p.stages.iter().map(|s| s.nodes.len()).collect();
+        assert_eq!(ops, [4, 4], "{:?}", p.stages);
+        assert_eq!(p.stages[0].outputs, ["aq"], "uint8 crosses the cut");
     }
 }

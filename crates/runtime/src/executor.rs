@@ -154,23 +154,16 @@ impl StageExecutor for BusyWait {
     }
 }
 
-/// The busy-wait output: a single input back as `output`, several under their own names (fp32;
-/// other datatypes as their values in fp32).
+/// The busy-wait output: a single input back as `output`, several under their own names, each
+/// in its own datatype.
 fn echo(input: &Input) -> Vec<HostTensor> {
-    let as_f32 = |t: &Tensor| -> Vec<f32> {
-        let b = t.bytes();
-        match t.dtype() {
-            DataType::Fp32 => t.f32().unwrap_or(&[]).to_vec(),
-            DataType::Int64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-            DataType::Int32 => b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-            DataType::Uint8 | DataType::Bool => b.iter().map(|&v| v as f32).collect(),
-        }
+    let echo = |name: &str, t: &Tensor| match t.dtype() {
+        DataType::Fp32 => HostTensor::f32(name, t.dims().to_vec(), t.f32().unwrap_or(&[]).to_vec()),
+        d => HostTensor::typed(name, t.dims().to_vec(), d, t.bytes().to_vec()),
     };
     match input.tensors() {
-        [only] => vec![HostTensor { name: "output".into(), dims: only.dims().to_vec(), data: as_f32(only) }],
-        all => {
-            all.iter().map(|t| HostTensor { name: t.name().into(), dims: t.dims().to_vec(), data: as_f32(t) }).collect()
-        }
+        [only] => vec![echo("output", only)],
+        all => all.iter().map(|t| echo(t.name(), t)).collect(),
     }
 }
 

@@ -43,7 +43,7 @@ fn sporadic_jobs_return_their_own_input_with_timing() {
     assert!(matches!(h.admission(), Admission::Released { .. }), "{:?}", h.admission());
     let r = h.wait().unwrap();
     assert_eq!((r.task.as_str(), r.task_index, r.job), ("req", 1, 0));
-    assert_eq!(r.outputs, vec![HostTensor { name: "output".into(), dims: vec![1, 3], data: vec![1.0, 2.0, 3.0] }]);
+    assert_eq!(r.outputs, vec![HostTensor::f32("output", vec![1, 3], vec![1.0, 2.0, 3.0])]);
     let t = r.timing;
     assert!(t.submitted <= t.release && t.release <= t.start && t.start < t.finish, "{t:?}");
     assert_eq!(t.response, t.finish - t.release);

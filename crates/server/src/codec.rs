@@ -59,6 +59,10 @@ pub struct OutputTensor {
     pub name: String,
     pub dims: Vec<usize>,
     pub data: Vec<f32>,
+    /// The output's own datatype; for any but FP32 its elements are `raw`
+    /// (`lalarand_runtime::serve::HostTensor::raw`).
+    pub dtype: DataType,
+    pub raw: Vec<u8>,
     /// Written into shared memory (name, offset, bytes written): no data in the response.
     pub shm: Option<(String, u64, u64)>,
     pub binary: Option<bool>,
@@ -67,12 +71,34 @@ pub struct OutputTensor {
 impl OutputTensor {
     /// The elements as little-endian bytes, without copying.
     pub fn bytes(&self) -> &[u8] {
-        f32_bytes(&self.data)
+        match self.dtype {
+            DataType::Fp32 => f32_bytes(&self.data),
+            _ => &self.raw,
+        }
     }
 
     /// The elements as little-endian bytes that own the values (no copy).
     pub fn into_bytes(self) -> Bytes {
-        Bytes::from_owner(F32Bytes(self.data))
+        match self.dtype {
+            DataType::Fp32 => Bytes::from_owner(F32Bytes(self.data)),
+            _ => Bytes::from(self.raw),
+        }
+    }
+
+    /// The elements as JSON numbers (bool as true/false), in the output's own datatype.
+    pub fn json_data(&self) -> serde_json::Value {
+        let le = |n: usize| self.raw.chunks_exact(n);
+        match self.dtype {
+            DataType::Fp32 => serde_json::json!(self.data),
+            DataType::Int64 => {
+                serde_json::json!(le(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect::<Vec<_>>())
+            }
+            DataType::Int32 => {
+                serde_json::json!(le(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes"))).collect::<Vec<_>>())
+            }
+            DataType::Uint8 => serde_json::json!(self.raw),
+            DataType::Bool => serde_json::json!(self.raw.iter().map(|&b| b != 0).collect::<Vec<_>>()),
+        }
     }
 }
 
@@ -388,7 +414,15 @@ pub fn encode_outputs(
     if requested.is_empty() {
         return Ok(all
             .into_iter()
-            .map(|t| OutputTensor { name: t.name, dims: t.dims, data: t.data, shm: None, binary: None })
+            .map(|t| OutputTensor {
+                name: t.name,
+                dims: t.dims,
+                data: t.data,
+                dtype: t.dtype,
+                raw: t.raw,
+                shm: None,
+                binary: None,
+            })
             .collect());
     }
     let mut all: Vec<Option<_>> = all.into_iter().map(Some).collect();
@@ -397,7 +431,15 @@ pub fn encode_outputs(
             all.iter_mut().find(|t| t.as_ref().is_some_and(|t| t.name == r.name)).and_then(Option::take).ok_or_else(
                 || ProtocolError::not_found(format!("model {:?}: the job returned no output {:?}", model.name, r.name)),
             )?;
-        let mut out = OutputTensor { name: t.name, dims: t.dims, data: t.data, shm: None, binary: r.binary };
+        let mut out = OutputTensor {
+            name: t.name,
+            dims: t.dims,
+            data: t.data,
+            dtype: t.dtype,
+            raw: t.raw,
+            shm: None,
+            binary: r.binary,
+        };
         if let Some((region, offset, size)) = &r.shm {
             let bytes = out.bytes();
             if bytes.len() as u64 > *size {
@@ -411,6 +453,7 @@ pub fn encode_outputs(
             shm.get(region)?.write(*offset, bytes)?;
             out.shm = Some((region.clone(), *offset, bytes.len() as u64));
             out.data = Vec::new();
+            out.raw = Vec::new();
         }
         outputs.push(out);
     }

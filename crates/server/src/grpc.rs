@@ -162,7 +162,7 @@ impl Service {
             }
             tensors.push(model_infer_response::InferOutputTensor {
                 name: o.name.clone(),
-                datatype: "FP32".into(),
+                datatype: o.dtype.protocol_name().into(),
                 shape: o.dims.iter().map(|&d| d as i64).collect(),
                 parameters: p,
                 contents: None,

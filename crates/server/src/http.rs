@@ -194,7 +194,7 @@ async fn infer_at(
     let mut binary = Vec::new();
     let mut outs = Vec::with_capacity(outputs.len());
     for o in outputs {
-        let mut j = json!({ "name": o.name, "datatype": "FP32", "shape": o.dims });
+        let mut j = json!({ "name": o.name, "datatype": o.dtype.protocol_name(), "shape": o.dims });
         if let Some((region, offset, size)) = &o.shm {
             j["parameters"] = json!({
                 "shared_memory_region": region, "shared_memory_offset": offset, "shared_memory_byte_size": size
@@ -203,7 +203,7 @@ async fn infer_at(
             j["parameters"] = json!({ "binary_data_size": o.bytes().len() });
             binary.push(o.into_bytes());
         } else {
-            j["data"] = json!(o.data);
+            j["data"] = o.json_data();
         }
         outs.push(j);
     }

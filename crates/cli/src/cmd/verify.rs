@@ -158,6 +158,20 @@ pub fn run(args: Args) -> Result<Verdict> {
     let verdicts =
         verify(&staged, &modes, &inputs, &calibration, CalibrationMethod::Percentile(99.99), &ExecConfig::default())
             .with_context(|| format!("verifying {}", args.model.display()))?;
+    // A cpu-int8 chain with no int8 stage is the fp32 chain again: it verified nothing about
+    // int8, so it is reported as not verified (with why), not as "ok".
+    let (verdicts, no_int8): (Vec<ModeVerdict>, Vec<ModeVerdict>) =
+        verdicts.into_iter().partition(|v| v.mode != Mode::CpuInt8 || v.stages_in_mode > 0);
+    for v in &no_int8 {
+        let why = v
+            .not_in_mode
+            .first()
+            .map_or("no stage was quantized".to_string(), |(stage, why)| format!("{stage}: {why}"));
+        skipped.push(format!("cpu-int8: no stage runs in int8 ({why})"));
+    }
+    if verdicts.is_empty() {
+        bail!("--modes: nothing verified ({}); fix: add cpu-fp32", skipped.join("; "));
+    }
     let passed = verdicts.iter().all(|v| v.passed);
     if args.json {
         print_json(&VerifyJson {

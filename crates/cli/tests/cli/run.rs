@@ -285,3 +285,41 @@ fn demo_profiles_proves_and_runs_the_zoo_models_and_the_digit_classifier() {
     let digits = std::fs::read_to_string(out_dir.join("profiles/mnist_resnet.json")).unwrap();
     assert!(digits.contains("int8_accuracy_cost"), "{digits}");
 }
+
+/// Each model family of issue 19 (a stateful LSTM, an If before an LSTM, an already-quantized
+/// QDQ model, an opset 9 export) is profiled with int8 asked for, allocated by the lalarand
+/// policy and run with the engine, every job finished.
+#[test]
+fn recurrent_quantized_and_old_models_profile_allocate_and_run() {
+    let dir = mnist_dir();
+    let d = dir.path();
+    for model in ["stateful_lstm", "if_lstm", "qdq_conv_matmul", "opset9_export"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../engine/testdata/{model}.onnx"));
+        let profile = format!("{model}.json");
+        lalarand()
+            .current_dir(d)
+            .arg("profile")
+            .arg(&path)
+            .args(["--runs", "2", "--warmup", "1", "--warm-cache", "--modes", "cpu-fp32,cpu-int8", "--out", &profile])
+            .assert()
+            .code(0);
+        let tasks = format!("[[task]]\nname = \"m\"\nprofile = \"{profile}\"\nperiod_ms = 500.0\n");
+        std::fs::write(d.join("family.toml"), tasks).unwrap();
+        let alloc = ["allocate", "--platform", "platform.toml", "--tasks", "family.toml", "--policy", "lalarand"];
+        let out = lalarand().current_dir(d).args(alloc).args(["--out", "family-alloc.toml"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{model}: {}", String::from_utf8_lossy(&out.stderr));
+        let _turn = turn();
+        let run = ["run", "--platform", "platform.toml", "--tasks", "family.toml", "--allocation", "family-alloc.toml"];
+        let models = format!("--models=m={}", path.display());
+        let out = lalarand()
+            .current_dir(d)
+            .args(run)
+            .arg(&models)
+            .args(["--jobs", "3", "--json", "--force"])
+            .output()
+            .unwrap();
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{model}: {}", String::from_utf8_lossy(&out.stderr));
+        let t = &stdout_json(&out)["report"]["tasks"][0];
+        assert_eq!((t["released"].as_u64(), t["failed"].as_u64()), (Some(3), Some(0)), "{model}: {t}");
+    }
+}

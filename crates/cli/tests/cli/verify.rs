@@ -154,3 +154,39 @@ fn verify_takes_the_users_own_inputs() {
         .code(2)
         .stderr(predicate::str::contains("digits.f32").and(predicate::str::contains("[1, 1, 28, 28]")));
 }
+
+/// An already-quantized model: its fp32 chain is verified; its cpu-int8 chain would run no
+/// int8 stage (lalarand does not quantize it again), so it is reported as not verified with
+/// why, not "ok".
+#[test]
+fn a_cpu_int8_chain_without_int8_stages_is_not_reported_ok() {
+    let out = lalarand()
+        .arg("verify")
+        .arg(testdata("qdq_conv_matmul.onnx"))
+        .args(["--json", "--modes", "cpu-fp32,cpu-int8"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json = stdout_json(&out);
+    let modes: Vec<&str> = json["modes"].as_array().unwrap().iter().map(|m| m["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["cpu-fp32"], "{json}");
+    let skipped = json["skipped"].to_string();
+    assert!(skipped.contains("cpu-int8: no stage runs in int8") && skipped.contains("already quantized"), "{json}");
+}
+
+/// A stateful LSTM (state inputs h0 and c0) and an old opset 9 export verify in both cpu modes.
+#[test]
+fn recurrent_and_old_exports_verify() {
+    for file in ["stateful_lstm.onnx", "opset9_export.onnx"] {
+        let out = lalarand()
+            .arg("verify")
+            .arg(testdata(file))
+            .args(["--json", "--modes", "cpu-fp32,cpu-int8"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        let json = stdout_json(&out);
+        assert_eq!(mode(&json, "cpu-fp32")["passed"], true, "{file}: {json}");
+        assert!(mode(&json, "cpu-int8")["stages_in_mode"].as_u64().unwrap() > 0, "{file}: {json}");
+    }
+}

@@ -188,6 +188,15 @@ impl<'a> Profiler<'a> {
         if self.no_gpu {
             modes.retain(|m| *m != Mode::Gpu);
         }
+        let prequantized: Vec<usize> =
+            (0..staged.stage_count()).filter(|&i| staged.prequantized_stage(i).is_some()).collect();
+        if let (Some(what), true) = (&staged.prequantized, modes.contains(&Mode::CpuInt8) && !prequantized.is_empty()) {
+            let layers = format!("{} of {} layers", prequantized.len(), staged.stage_count());
+            tracing::warn!(
+                "cpu-int8 left out of {layers}: the model is already quantized ({what}); its int8 ops run in the fp32 modes as they are (each layer's int8 note says so)"
+            );
+            self.skipped.push(format!("({layers}): cpu-int8: the model is already quantized ({what})"));
+        }
 
         // Every boundary tensor of one fp32 run: the inputs each stage is timed with.
         self.check_stop_before("the fp32 reference run")?;
@@ -270,7 +279,10 @@ impl<'a> Profiler<'a> {
             if note != lalarand_model::Int8Note::default() {
                 self.int8_notes.insert(i, note);
             }
-            for &mode in &modes {
+            // A layer that runs an already-quantized model's own int8 ops has no cpu-int8 mode:
+            // its note says why (above), and the mode is left out once, not per layer.
+            let quantized_already = prequantized.contains(&i);
+            for &mode in modes.iter().filter(|m| !(quantized_already && **m == Mode::CpuInt8)) {
                 self.check_stop()?;
                 bar.set_message(format!("{} {mode}", stage.name));
                 let timed = self.time_stage(i, mode, &int8, &tensors);

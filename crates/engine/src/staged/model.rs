@@ -43,6 +43,9 @@ pub struct StagedModel {
     /// How many layer stages each stage takes (all 1 at `layer` granularity; recorded in the
     /// profile as `stage_groups`, so that whatever loads the model gets the same stages).
     pub stage_groups: Vec<usize>,
+    /// What makes the model already quantized (`lalarand_onnx::quantize::prequantized`), if
+    /// it is: its fp32 modes run it as it is, and it has no cpu-int8 mode of lalarand's.
+    pub prequantized: Option<String>,
     stage_fp32: Vec<Vec<u8>>,
 }
 
@@ -121,6 +124,13 @@ impl StagedModel {
     fn build(name: &str, mut model: ModelProto, source: PathBuf, shapes: &[InputShape]) -> Result<Self> {
         prepare(&mut model, shapes, &source)?;
         let partition = partition::partition(&model).map_err(|e| onnx_err(&source, e))?;
+        let prequantized = lalarand_onnx::quantize::prequantized(&model);
+        if let Some(what) = &prequantized {
+            tracing::info!(
+                "{}: already quantized ({what}): every mode runs it as it is, and lalarand does not quantize it again (no cpu-int8 mode)",
+                source.display()
+            );
+        }
         for note in &partition.notes {
             tracing::warn!("{}: {note}", source.display());
         }
@@ -157,6 +167,7 @@ impl StagedModel {
             output_name,
             types,
             input_shapes: shapes.to_vec(),
+            prequantized,
             stage_fp32,
         })
     }
@@ -224,6 +235,22 @@ impl StagedModel {
     /// The fp32 ONNX model of stage `i`.
     pub fn stage_fp32(&self, i: usize) -> &[u8] {
         &self.stage_fp32[i]
+    }
+
+    /// Why stage `i` has no cpu-int8 mode of lalarand's because it computes with the model's
+    /// own quantized ops (`lalarand_onnx::quantize::quantized_stage_op`), if it has none; `None`
+    /// for a float model and a float stage of a quantized one.
+    pub fn prequantized_stage(&self, i: usize) -> Option<String> {
+        let what = self.prequantized.as_ref()?;
+        let graph = self.model.graph.as_ref()?;
+        let stage = &self.partition.stages[i];
+        let op =
+            lalarand_onnx::quantize::quantized_stage_op(stage.nodes.iter().map(|&n| &graph.node[n]), &stage.inputs)?;
+        Some(format!(
+            "the model is already quantized ({what}) and this stage runs its {} `{}`: its own int8 ops run in cpu-fp32 and gpu as they are, and lalarand does not quantize them again; fix: profile the model's fp32 export for lalarand's cpu-int8 mode",
+            op.op_type(),
+            op.name()
+        ))
     }
 
     /// The sample input's dims with the symbolic batch set to `batch`.
@@ -298,8 +325,24 @@ fn prepare(model: &mut ModelProto, shapes: &[InputShape], source: &Path) -> Resu
     if copies > 0 {
         tracing::debug!("{file}: {copies} Identity nodes removed (their readers read the source)");
     }
+    let opset = model.opset_import.iter().find(|o| o.domain().is_empty()).and_then(|o| o.version).unwrap_or(0);
     if fold::upgrade_to_opset13(model) {
-        tracing::debug!("{file}: opset 11/12 rewritten as opset 13 (per-channel int8 needs it)");
+        tracing::debug!("{file}: opset {opset} rewritten as opset 13 (per-channel int8 needs it)");
+    } else if let Some(why) =
+        model.graph.as_ref().filter(|_| (7..13).contains(&opset)).and_then(|g| fold::opset13_blocker(g, opset))
+    {
+        // Said once per model (its stages' int8 refusals name the opset).
+        tracing::info!("{file}: opset {opset} kept ({why}); it runs in fp32 modes, and gets no cpu-int8 mode");
+    }
+    // An input lalarand cannot feed at all is said before its shapes are asked for (a user
+    // would fix the shapes for nothing).
+    if let Some(graph) = model.graph.as_ref() {
+        let inits: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
+        for vi in graph.input.iter().filter(|i| !inits.contains(i.name())) {
+            if let Some(t) = lalarand_onnx::builder::elem_type_of(vi) {
+                check_input_type(vi.name(), t, source)?;
+            }
+        }
     }
     fold::fix_input_shapes(model, shapes).map_err(|e| onnx_err(source, e))?;
     let symbolic = fold::symbolic_dims(model);
@@ -430,6 +473,21 @@ fn tensor_proto_of(v: &ort::value::DynValue, name: &str) -> std::result::Result<
     })
 }
 
+/// An input of an element type lalarand does not feed is an error naming it and the fix.
+fn check_input_type(name: &str, elem_type: i32, source: &Path) -> Result<()> {
+    if INPUT_TYPES.contains(&elem_type) {
+        return Ok(());
+    }
+    Err(EngineError::tensor(
+        source.display().to_string(),
+        name,
+        format!(
+            "the graph input is of {}; lalarand feeds float, double, int64, int32, int8, uint8 and bool inputs; fix: export this input as one of those",
+            elem::name(elem_type)
+        ),
+    ))
+}
+
 /// Graph input `name`: its declared element type and dims. An input without a tensor shape,
 /// or of an element type lalarand does not feed, is an error naming it and the fix.
 fn model_input(graph: &lalarand_onnx::GraphProto, name: &str, source: &Path) -> Result<ModelInput> {
@@ -449,16 +507,7 @@ fn model_input(graph: &lalarand_onnx::GraphProto, name: &str, source: &Path) -> 
         ));
     };
     let elem_type = t.elem_type.unwrap_or(0);
-    if !INPUT_TYPES.contains(&elem_type) {
-        return Err(EngineError::tensor(
-            file,
-            name,
-            format!(
-                "the graph input is of {}; lalarand feeds float, double, int64, int32, int8, uint8 and bool inputs; fix: export this input as one of those",
-                elem::name(elem_type)
-            ),
-        ));
-    }
+    check_input_type(name, elem_type, source)?;
     let shape = t.shape.as_ref().ok_or_else(|| {
         EngineError::tensor(
             &file,

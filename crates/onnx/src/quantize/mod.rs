@@ -24,12 +24,14 @@
 
 mod calibrate;
 mod passes;
+mod prequantized;
 mod qdq;
 
 use std::collections::{HashMap, HashSet};
 
 pub use calibrate::{CalibrationMethod, Calibrator};
 pub use passes::fold_batch_norm;
+pub use prequantized::{prequantized, quantized_op, quantized_stage_op};
 pub use qdq::{int32_bias_limit, quantize};
 
 use crate::proto::ModelProto;

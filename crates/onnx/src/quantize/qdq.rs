@@ -149,13 +149,14 @@ pub fn quantize(
         return Err(fail(format!("tensor `{orphan}` of graph `{gname}` is neither a graph input nor a node output")));
     }
 
-    let mut w = Writer { qp: &qp, options, graph_outputs: &graph_outputs, nodes: Vec::new(), inits: Vec::new() };
+    let tag = &name_tag(&graph);
+    let mut w = Writer { qp: &qp, options, graph_outputs: &graph_outputs, tag, nodes: Vec::new(), inits: Vec::new() };
     // Where each reader finds a quantized tensor: the output of its DequantizeLinear.
     let reader_name = |t: &str| -> String {
         if graph_outputs.contains(t) && !options.uint8_outputs.contains(t) {
             t.to_string()
         } else {
-            format!("{t}_DequantizeLinear_Output")
+            format!("{t}{tag}_DequantizeLinear_Output")
         }
     };
     for input in &graph.input {
@@ -176,7 +177,7 @@ pub fn quantize(
             // Products summed per output value, and trailing dims of 1 that make a bias broadcast.
             let fan_in = (crate::tensor::element_count(w_dims) / w_scales.len().max(1) as u64).max(1);
             let spatial = if n.op_type() == "Conv" { w_dims.len() - 2 } else { 0 };
-            n.input[1] = format!("{}_DequantizeLinear_Output", n.input[1]);
+            n.input[1] = format!("{}{tag}_DequantizeLinear_Output", n.input[1]);
             if let Some(b) = n.input.get(2).filter(|b| !b.is_empty()).cloned() {
                 match w.bias(&inits, &b, &n, x_scale, &w_scales, fan_in, spatial)? {
                     Bias::Int32(name) => n.input[2] = name,
@@ -193,14 +194,14 @@ pub fn quantize(
         }
         let outputs = n.output.clone();
         for o in n.output.iter_mut().filter(|o| qp.contains_key(o.as_str()) && graph_outputs.contains(o.as_str())) {
-            *o = format!("{o}_QuantizeLinear_Input");
+            *o = format!("{o}{tag}_QuantizeLinear_Input");
         }
         match fp32_bias {
             None => w.nodes.push(n),
             Some(bias) => {
                 let out = n.output[0].clone();
-                n.output[0] = format!("{out}_without_bias");
-                let add = node("Add", &format!("{}_fp32_bias", n.name()), &[&n.output[0], &bias], &[&out], vec![]);
+                n.output[0] = format!("{out}{tag}_without_bias");
+                let add = node("Add", &format!("{}{tag}_fp32_bias", n.name()), &[&n.output[0], &bias], &[&out], vec![]);
                 w.nodes.push(n);
                 w.nodes.push(add);
             }
@@ -228,6 +229,40 @@ pub fn quantize(
     let output_qparams =
         graph.output.iter().filter_map(|o| qp.get(o.name()).map(|&q| (o.name().to_string(), q))).collect();
     Ok(QuantizedModel { model: ModelProto { graph: Some(graph), ..model.clone() }, output_qparams, kept_fp32 })
+}
+
+/// The suffixes of the names the rewrite makes (`{tensor}{tag}{suffix}`).
+const GENERATED: &[&str] = &[
+    "_DequantizeLinear_Output",
+    "_QuantizeLinear_Output",
+    "_QuantizeLinear_Input",
+    "_QuantizeLinear",
+    "_DequantizeLinear",
+    "_without_bias",
+    "_fp32_bias",
+    "_fp32",
+    "_scale",
+    "_zero_point",
+    "_quantized",
+];
+
+/// The tag that makes every generated name new: none, unless some name of `graph` (a tensor, a
+/// node) contains a generated suffix (`select_scale` in a model that already has scales), then
+/// the first of `_lq`, `_lq2`, ... that none contains. Every generated name contains
+/// `{tag}{suffix}`, so it can equal no name of the model.
+fn name_tag(graph: &GraphProto) -> String {
+    let mut names: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
+    names.extend(graph.input.iter().chain(&graph.output).chain(&graph.value_info).map(|v| v.name()));
+    for n in &graph.node {
+        names.insert(n.name());
+        names.extend(n.input.iter().chain(&n.output).map(String::as_str));
+    }
+    let free =
+        |tag: &str| !names.iter().any(|n| GENERATED.iter().any(|suffix| n.contains(&format!("{tag}{suffix}") as &str)));
+    std::iter::once(String::new())
+        .chain((1..).map(|k| if k == 1 { "_lq".to_string() } else { format!("_lq{k}") }))
+        .find(|t| free(t))
+        .expect("some tag is free")
 }
 
 /// The largest |value| of an int32 bias the rewrite writes for a node summing `fan_in`
@@ -272,6 +307,8 @@ struct Writer<'a> {
     qp: &'a HashMap<String, QParams>,
     options: &'a QuantizeOptions,
     graph_outputs: &'a HashSet<String>,
+    /// What every generated name carries before its suffix ([`name_tag`]).
+    tag: &'a str,
     nodes: Vec<NodeProto>,
     inits: Vec<TensorProto>,
 }
@@ -281,17 +318,17 @@ impl Writer<'_> {
     /// (the name its producer now writes, or the graph input).
     fn qdq(&mut self, t: &str, written: &str) {
         let q = self.qp[t];
-        let (scale, zp) = (format!("{t}_scale"), format!("{t}_zero_point"));
+        let (scale, zp) = (format!("{t}{}_scale", self.tag), format!("{t}{}_zero_point", self.tag));
         self.inits.push(f32_tensor(&scale, &[], &[q.scale]));
         self.inits.push(u8_tensor(&zp, &[], &[q.zero_point]));
-        let dq_out = format!("{t}_DequantizeLinear_Output");
+        let dq_out = format!("{t}{}_DequantizeLinear_Output", self.tag);
         if self.options.uint8_inputs.contains_key(t) {
             self.dq(t, &scale, &zp, &dq_out, None);
         } else if self.options.uint8_outputs.contains(t) {
             self.q(written, &scale, &zp, t);
             self.dq(t, &scale, &zp, &dq_out, None);
         } else {
-            let q_out = format!("{t}_QuantizeLinear_Output");
+            let q_out = format!("{t}{}_QuantizeLinear_Output", self.tag);
             self.q(written, &scale, &zp, &q_out);
             let dq_out = if self.graph_outputs.contains(t) { t.to_string() } else { dq_out };
             self.dq(&q_out, &scale, &zp, &dq_out, None);
@@ -299,12 +336,12 @@ impl Writer<'_> {
     }
 
     fn q(&mut self, x: &str, scale: &str, zp: &str, out: &str) {
-        let name = format!("{out}_QuantizeLinear");
+        let name = format!("{out}{}_QuantizeLinear", self.tag);
         self.nodes.push(node("QuantizeLinear", &name, &[x, scale, zp], &[out], vec![]));
     }
 
     fn dq(&mut self, x: &str, scale: &str, zp: &str, out: &str, axis: Option<usize>) {
-        let name = format!("{out}_DequantizeLinear");
+        let name = format!("{out}{}_DequantizeLinear", self.tag);
         let attrs = axis.map(|a| vec![attr::int("axis", a as i64)]).unwrap_or_default();
         self.nodes.push(node("DequantizeLinear", &name, &[x, scale, zp], &[out], attrs));
     }
@@ -324,16 +361,18 @@ impl Writer<'_> {
         let inner: usize = t.dims[axis + 1..].iter().product::<i64>() as usize;
         let channel = |i: usize| (i / inner) % channels;
         if done.insert(w.to_string()) {
+            let tag = self.tag;
             let q: Vec<i8> = values
                 .iter()
                 .enumerate()
                 .map(|(i, v)| (v / scales[channel(i)]).round_ties_even().clamp(-127.0, 127.0) as i8)
                 .collect();
-            let (qn, sn, zn) = (format!("{w}_quantized"), format!("{w}_scale"), format!("{w}_zero_point"));
+            let (qn, sn, zn) =
+                (format!("{w}{tag}_quantized"), format!("{w}{tag}_scale"), format!("{w}{tag}_zero_point"));
             self.inits.push(i8_tensor(&qn, &t.dims, &q));
             self.inits.push(f32_tensor(&sn, &[channels as i64], &scales));
             self.inits.push(i8_tensor(&zn, &[channels as i64], &vec![0; channels]));
-            self.dq(&qn, &sn, &zn, &format!("{w}_DequantizeLinear_Output"), Some(axis));
+            self.dq(&qn, &sn, &zn, &format!("{w}{tag}_DequantizeLinear_Output"), Some(axis));
         }
         Ok(scales)
     }
@@ -365,7 +404,7 @@ impl Writer<'_> {
         let exact: Vec<f64> = values.iter().zip(&scales).map(|(v, s)| *v as f64 / *s as f64).collect();
         let limit = int32_bias_limit(fan_in);
         let node = if n.name().is_empty() { n.output[0].as_str() } else { n.name() };
-        let prefix = format!("{node}_{b}");
+        let prefix = format!("{node}_{b}{}", self.tag);
         let worst = (0..exact.len()).max_by(|&i, &j| exact[i].abs().total_cmp(&exact[j].abs()));
         if let Some(c) = worst.filter(|&c| exact[c].is_nan() || exact[c].abs() > limit) {
             let name = format!("{prefix}_fp32");

@@ -321,3 +321,24 @@ fn a_bias_that_does_not_fit_int32_is_added_in_fp32() {
     let int32 = |t: &&TensorProto| t.data_type == Some(DataType::Int32 as i32);
     assert!(!g.initializer.iter().filter(int32).any(|t| t.name().contains("fc.bias")), "no int32 fc bias left");
 }
+
+/// A model that already has a tensor `conv.out_scale` (as a pre-quantized model has scales):
+/// the rewrite's own scale of `conv.out` takes another name, and every name stays defined once.
+#[test]
+fn generated_names_never_collide_with_the_models() {
+    let mut b = GraphBuilder::new("names");
+    b.input("input", DataType::Float, &[1, 2, 4, 4]);
+    let w = b.f32_initializer("conv.weight", &[3, 2, 1, 1], &[0.5, -0.25, 1.0, 0.75, -1.0, 0.25]);
+    let c = b.op("Conv", "conv", &["input", &w], vec![]);
+    let s = b.f32_initializer(&format!("{c}_scale"), &[1], &[2.0]);
+    b.node("Mul", "scaled", &[&c, &s], &["output"], vec![]);
+    b.output("output", DataType::Float, &[1, 3, 4, 4]);
+    let model = b.finish();
+    let q = quantize(&model, &fake_ranges(&model), &QuantizeOptions::default()).unwrap();
+    let g = q.model.graph.as_ref().unwrap();
+    let mut defined: Vec<&str> = g.initializer.iter().map(|t| t.name()).collect();
+    defined.extend(g.node.iter().flat_map(|n| n.output.iter().map(String::as_str)));
+    let unique: HashSet<&str> = defined.iter().copied().collect();
+    assert_eq!(unique.len(), defined.len(), "a name is defined twice: {defined:?}");
+    assert_eq!(to_f32(initializer(g, "conv.out_scale")).unwrap(), [2.0], "the model's own tensor is untouched");
+}

@@ -387,12 +387,58 @@ impl InputSpec {
     }
 }
 
-/// One output tensor of a job, fp32, on the host, named as in the model.
+/// One output tensor of a job, on the host, named as in the model: its values as fp32, and an
+/// integer or bool output's own elements in its own datatype.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HostTensor {
     pub name: String,
     pub dims: Vec<usize>,
+    /// The values as fp32 (an integer or bool output converted, exact up to 2^24).
     pub data: Vec<f32>,
+    /// The output's own datatype, as the model declares it.
+    pub dtype: DataType,
+    /// For any datatype but FP32, the elements exactly: little-endian, [`DataType::size`]
+    /// bytes each (bool: 0 or 1). Empty for FP32, whose elements are `data`.
+    #[serde(skip)]
+    pub raw: Vec<u8>,
+}
+
+impl HostTensor {
+    /// An FP32 output.
+    pub fn f32(name: impl Into<String>, dims: Vec<usize>, data: Vec<f32>) -> Self {
+        Self { name: name.into(), dims, data, dtype: DataType::Fp32, raw: Vec::new() }
+    }
+
+    /// An output of `dtype` from its little-endian elements `raw` (`data` is their fp32
+    /// values); FP32 elements go to `data`.
+    pub fn typed(name: impl Into<String>, dims: Vec<usize>, dtype: DataType, raw: Vec<u8>) -> Self {
+        let data: Vec<f32> = match dtype {
+            DataType::Fp32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
+            DataType::Int64 => {
+                raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect()
+            }
+            DataType::Int32 => {
+                raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as f32).collect()
+            }
+            DataType::Uint8 | DataType::Bool => raw.iter().map(|&v| v as f32).collect(),
+        };
+        let raw = if dtype == DataType::Fp32 { Vec::new() } else { raw };
+        Self { name: name.into(), dims, data, dtype, raw }
+    }
+
+    /// The elements in the output's own datatype, little-endian (what the protocol sends).
+    pub fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self.dtype {
+            DataType::Fp32 => self.data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>().into(),
+            _ => (&self.raw[..]).into(),
+        }
+    }
+
+    /// An INT64 output's elements (`None` for another datatype).
+    pub fn i64s(&self) -> Option<Vec<i64>> {
+        (self.dtype == DataType::Int64)
+            .then(|| self.raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+    }
 }
 
 /// When a job happened. Times are nanoseconds since the server's time 0 (see

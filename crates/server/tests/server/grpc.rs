@@ -131,3 +131,20 @@ fn methods_outside_the_protocol_subset_answer_unimplemented() {
         assert_eq!(e.code(), tonic::Code::Unimplemented, "{e:?}");
     });
 }
+
+/// An INT64 output comes back as INT64, its own 8-byte elements in `raw_output_contents`.
+#[test]
+fn grpc_outputs_keep_their_datatype() {
+    let _turn = serial();
+    let running = start_busy(EarlyPolicy::Wait);
+    rt().block_on(async {
+        let mut c = grpc(&running.grpc_url()).await;
+        let ids = [5i64, -2, 1 << 40];
+        let mut t = input("ids", vec![3]);
+        t.datatype = "INT64".into();
+        let raw: Vec<u8> = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let r = c.model_infer(request("fast", vec![t], vec![raw.clone()])).await.unwrap().into_inner();
+        assert_eq!((r.outputs[0].datatype.as_str(), r.outputs[0].shape.clone()), ("INT64", vec![3]));
+        assert_eq!(r.raw_output_contents[0].as_ref(), &raw[..], "exact beyond 2^24");
+    });
+}

@@ -81,11 +81,25 @@ fn several_named_inputs_and_datatypes_reach_the_executor() {
     let r = http_raw(&a, "POST", "/v2/models/fast/infer", &headers, &body, None);
     assert_eq!(r.status, 200, "{}", r.text());
     let outs = r.json()["outputs"].clone();
-    // The busy-wait executor echoes every input under its name (values as fp32).
-    let get = |n: &str| outs.as_array().unwrap().iter().find(|o| o["name"] == n).unwrap()["data"].clone();
-    assert_eq!(get("ids"), json!([5.0, -2.0]));
-    assert_eq!(get("mask"), json!([1.0, 0.0]));
-    assert_eq!(get("img"), json!([7.0, 255.0]));
+    // The busy-wait executor echoes every input under its name, each output in its own datatype.
+    let get = |n: &str| outs.as_array().unwrap().iter().find(|o| o["name"] == n).unwrap().clone();
+    let typed = |n: &str| (get(n)["datatype"].clone(), get(n)["data"].clone());
+    assert_eq!(typed("ids"), (json!("INT64"), json!([5, -2])));
+    assert_eq!(typed("mask"), (json!("BOOL"), json!([true, false])));
+    assert_eq!(typed("img"), (json!("UINT8"), json!([7, 255])));
+    // As binary data: the INT64 output's own 8-byte elements.
+    let (headers, body) = binary_body(
+        &json!({"inputs": [
+            {"name": "ids", "shape": [2], "datatype": "INT64", "parameters": {"binary_data_size": 16}},
+            {"name": "mask", "shape": [2], "datatype": "BOOL", "data": [true, false]},
+            {"name": "img", "shape": [1, 2], "datatype": "UINT8", "data": [7, 255]}
+        ], "outputs": [{"name": "ids", "parameters": {"binary_data": true}}]}),
+        &[&[5i64.to_le_bytes(), (-2i64).to_le_bytes()].concat()],
+    );
+    let r = http_raw(&a, "POST", "/v2/models/fast/infer", &headers, &body, None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let n: usize = r.header("inference-header-content-length").unwrap().parse().unwrap();
+    assert_eq!(r.body[n..], [5i64.to_le_bytes(), (-2i64).to_le_bytes()].concat());
 }
 
 #[test]
