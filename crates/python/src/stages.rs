@@ -17,6 +17,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::path::PathBuf;
 
+/// One sample's model output: its shape and its values.
+type Output = (Vec<usize>, Vec<f32>);
+
 /// Runs the stages of `model`, as `profile` cut them (its input shapes and granularity), with
 /// stage `i` in `modes[i]` (`"cpu-fp32"`, `"cpu-int8"` or `"gpu"`; one per profile layer, as
 /// an allocation's `layers[task]` gives them, `"mode@resource"` accepted), on every sample of
@@ -59,7 +62,7 @@ pub fn run_stages<'py>(
     }
     let samples = crate::tools::samples(inputs).map_err(|e| arg("inputs", e))?;
     let dnn = profile.inner.clone();
-    let outputs = py.detach(|| -> Result<Vec<(Vec<usize>, Vec<f32>)>, String> {
+    let outputs = py.detach(|| -> Result<Vec<Output>, String> {
         let engine = |e: lalarand_engine::EngineError| e.to_string();
         let staged = StagedModel::load_for_profile(&model, &dnn).map_err(engine)?;
         let int8 = if modes.contains(&Mode::CpuInt8) {
