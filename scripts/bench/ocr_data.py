@@ -163,3 +163,91 @@ def scores(predicted, truth):
     exact = 100.0 * sum(p == t for p, t in zip(predicted, truth)) / len(truth)
     cer = 100.0 * sum(edit_distance(p, t) for p, t in zip(predicted, truth)) / sum(len(t) for t in truth)
     return exact, cer
+
+
+# ---- the detector: pages of words with their boxes ---------------------------------------------
+
+DET_HEIGHT, DET_WIDTH = 320, 640  # strides of 32 divide both
+
+
+def render_page(rng, height=DET_HEIGHT, width=DET_WIDTH):
+    """A light page with one word or number per row band, each at a random place and size, blurred
+    and noisy: (RGB uint8 image, the words' boxes as (x0, y0, x1, y1) in pixels)."""
+    background = int(rng.integers(180, 256))
+    page = Image.new("L", (width, height), background)
+    draw = ImageDraw.Draw(page)
+    boxes = []
+    rows = int(rng.integers(3, 6))
+    band = height // rows
+    for r in range(rows):
+        text = random_text(rng)
+        font = _fonts(rng, int(rng.integers(18, min(40, band - 6) + 1)))
+        left, top, right, bottom = font.getbbox(text)
+        w, h = right - left, bottom - top
+        if w >= width - 8:
+            continue
+        x = int(rng.integers(4, width - w - 4))
+        y = r * band + int(rng.integers(2, max(3, band - h - 2)))
+        draw.text((x - left, y - top), text, font=font, fill=int(rng.integers(0, 90)))
+        boxes.append((x, y, x + w, y + h))
+    page = page.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.2))))
+    pixels = np.asarray(page, dtype=np.float32) + rng.normal(0, rng.uniform(3, 15), (height, width))
+    return np.repeat(np.clip(pixels, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2), boxes
+
+
+def det_input(image):
+    """RapidOCR's detector preprocessing (mean and std 0.5): float32 (3, H, W) in [-1, 1]."""
+    return ((np.asarray(image, dtype=np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1).copy()
+
+
+def render_pages(n, seed):
+    """``n`` (boxes, detector input) pairs from ``seed``."""
+    rng = np.random.default_rng(seed)
+    pages = []
+    for _ in range(n):
+        image, boxes = render_page(rng)
+        pages.append((boxes, det_input(image)))
+    return pages
+
+
+def det_boxes(prob, thresh=0.3, box_thresh=0.5, unclip=1.6, min_side=3):
+    """Text boxes from the detector's probability map, as RapidOCR's DB post-processing finds
+    them (its thresholds), with axis-aligned boxes: the connected regions above ``thresh`` whose
+    mean probability reaches ``box_thresh``, each grown by DB's unclip distance (area x
+    ``unclip`` / perimeter), since the map marks shrunk text kernels."""
+    from scipy import ndimage  # the bench's and the test's own dependency, not lalarand's
+
+    prob = np.asarray(prob).reshape(np.asarray(prob).shape[-2:])
+    labels, _ = ndimage.label(prob > thresh)
+    boxes = []
+    for i, region in enumerate(ndimage.find_objects(labels), start=1):
+        ys, xs = region
+        h, w = ys.stop - ys.start, xs.stop - xs.start
+        if min(h, w) < min_side or prob[region][labels[region] == i].mean() < box_thresh:
+            continue
+        d = w * h * unclip / (2 * (w + h))
+        boxes.append((xs.start - d, ys.start - d, xs.stop + d, ys.stop + d))
+    return boxes
+
+
+def iou(a, b):
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def box_recall(found, truth, min_iou=0.5):
+    """(recall %, precision %): truth boxes matched by a found box at IoU >= ``min_iou`` (each
+    found box matches at most one), over all pages; ``found`` and ``truth`` are per-page lists."""
+    matched = total_truth = total_found = 0
+    for f, t in zip(found, truth):
+        free = list(f)
+        for box in t:
+            best = max(free, key=lambda b: iou(b, box), default=None)
+            if best is not None and iou(best, box) >= min_iou:
+                matched += 1
+                free.remove(best)
+        total_truth += len(t)
+        total_found += len(f)
+    return 100.0 * matched / max(1, total_truth), 100.0 * matched / max(1, total_found)
