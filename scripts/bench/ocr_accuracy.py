@@ -2,7 +2,7 @@
 from PyPI's rapidocr-onnxruntime wheel), measured on rendered, labeled text: docs/evaluation.md,
 "Accuracy on pretrained models".
 
-    python scripts/bench/ocr_accuracy.py [--models rec,det] [--out result.json]
+    python scripts/bench/ocr_accuracy.py [--models rec,det] [--work DIR [--reuse-profiles]] [--out result.json]
 
 Needs the ``lalarand`` Python package (crates/python), numpy, Pillow, onnx (to read the
 dictionary once), scipy (the detector's connected regions) and pip (to download the wheel into
@@ -155,9 +155,15 @@ def measure(name, measured_class, model, calibration, test, extra, args, work):
     """Steps 2 to 5 for one model; prints as it goes, returns every number."""
     t = time.monotonic()
     shape, granularity = (REC_SHAPE, "layer") if measured_class is Recognizer else (DET_SHAPE, "block")
-    profile = lalarand.profile(model, work / f"{name}.json", input_shapes={"x": shape},
-                               modes=["cpu-fp32", "cpu-int8"], calibration=calibration, runs=args.runs,
-                               min_cold_runs=1, warmup=2, granularity=granularity)
+    saved = work / f"{name}.json"
+    if args.reuse_profiles and saved.is_file():
+        # Its timings (so its allocations) are the earlier run's; its int8 stages are rebuilt
+        # from its saved calibration, the same seeded samples.
+        profile = lalarand.Profile.load(saved)
+    else:
+        profile = lalarand.profile(model, saved, input_shapes={"x": shape}, modes=["cpu-fp32", "cpu-int8"],
+                                   calibration=calibration, runs=args.runs, min_cold_runs=1, warmup=2,
+                                   granularity=granularity)
     profile_s = time.monotonic() - t
     pj = json.loads(profile.to_json())
     layers = [layer["name"] for layer in pj["layers"]]
@@ -234,6 +240,9 @@ def main():
     parser.add_argument("--runs", type=int, default=10, help="timed runs per stage and mode of the profiles")
     parser.add_argument("--out", type=pathlib.Path, default=None, help="write every number as JSON here")
     parser.add_argument("--work", type=pathlib.Path, default=None, help="folder for the profiles (default: temporary)")
+    parser.add_argument("--reuse-profiles", action="store_true",
+                        help="load rec.json / det.json from --work where they exist instead of profiling again "
+                             "(reproduces that run's allocations, which depend on its timings)")
     args = parser.parse_args()
     started = time.monotonic()
     work = args.work or pathlib.Path(tempfile.mkdtemp(prefix="ocr-accuracy-"))
