@@ -190,7 +190,7 @@ def measure(name, measured_class, model, calibration, test, extra, args, work):
     rho = spearman([label_free[n] for n in names], [labeled[n]["drop_pp"] for n in names])
     rho_err = spearman([label_free[n] for n in names], [labeled[n]["error_rise_pp"] for n in names])
     drops = [labeled[n]["drop_pp"] for n in names]
-    print(f"per stage alone in int8 ({len(names)} stages, {args.stage_test} samples): {acc_name} drop "
+    print(f"per stage alone in int8 ({len(names)} stages, {min(args.stage_test, len(test))} samples): {acc_name} drop "
           f"{min(drops):.1f} to {max(drops):.1f} pp ({sum(d > 0 for d in drops)} stages above 0); label-free "
           f"{min(label_free[n] for n in names):.4f} to {max(label_free[n] for n in names):.4f}; Spearman "
           f"label-free vs {acc_name} drop {rho:.2f}, vs {err_name} rise {rho_err:.2f}")
