@@ -9,6 +9,7 @@ mod errors;
 mod logs;
 mod modes;
 mod serving;
+mod stages;
 mod system;
 mod tools;
 
@@ -54,6 +55,7 @@ fn _lalarand(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serving::serve, m)?)?;
     m.add_function(wrap_pyfunction!(serving::_bench_rust_infer, m)?)?;
     m.add_function(wrap_pyfunction!(tools::profile, m)?)?;
+    m.add_function(wrap_pyfunction!(stages::run_stages, m)?)?;
     m.add_function(wrap_pyfunction!(tools::zoo, m)?)?;
     m.add_function(wrap_pyfunction!(tools::zoo_architectures, m)?)?;
     m.add_function(wrap_pyfunction!(tools::_cli_main, m)?)?;

@@ -168,7 +168,7 @@ pub fn profile(
 
 /// Calibration samples given in Python: a list of float32 arrays, or one array whose first
 /// axis indexes the samples; each flattened (the engine checks the size against the model).
-fn samples(obj: &Bound<'_, PyAny>) -> Result<Vec<Vec<f32>>, String> {
+pub(crate) fn samples(obj: &Bound<'_, PyAny>) -> Result<Vec<Vec<f32>>, String> {
     let flat = |a: &Bound<'_, PyArrayDyn<f32>>| -> Result<Vec<f32>, String> {
         let ro = a.try_readonly().map_err(|e| e.to_string())?;
         Ok(ro.as_array().iter().copied().collect())

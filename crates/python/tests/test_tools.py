@@ -142,3 +142,36 @@ def test_ctrl_c_stops_profile_between_stages(tmp_path):
         child.kill()
     assert out.startswith("interrupted profile("), out + err
     assert "p.partial.json" in out and not (tmp_path / "p.json").exists()
+
+
+def test_run_stages_runs_the_profiled_stages_in_the_modes_given(tmp_path):
+    samples = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
+    profile = lalarand.profile(MNIST, tmp_path / "p.json", modes=["cpu-fp32", "cpu-int8"], calibration=samples, **QUICK)
+    layers = len(profile.layers)
+    fp32 = lalarand.run_stages(MNIST, profile, samples, ["cpu-fp32"] * layers)
+    assert len(fp32) == 4 and all(o.shape == (1, 10) and o.dtype == np.float32 for o in fp32)
+    # The same stages, one sample at a time, as a list: the same outputs.
+    again = lalarand.run_stages(MNIST, profile, [s[None] for s in samples], ["cpu-fp32@cpu0"] * layers)
+    assert all(np.array_equal(a, b) for a, b in zip(fp32, again))
+    # Every stage the profile offers in int8 (the build check may refuse some) runs int8.
+    offered = ["cpu-int8" if "cpu-int8" in layer["modes"] else "cpu-fp32"
+               for layer in json.loads(profile.to_json())["layers"]]
+    assert "cpu-int8" in offered
+    int8 = lalarand.run_stages(MNIST, profile, samples, offered)
+    a, b = np.concatenate(fp32).ravel(), np.concatenate(int8).ravel()
+    assert not np.array_equal(a, b), "int8 stages ran"
+    assert np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b) > 0.99
+
+
+def test_run_stages_names_its_bad_arguments(tmp_path):
+    samples = np.zeros((1, 1, 28, 28), dtype=np.float32)
+    profile = lalarand.profile(MNIST, tmp_path / "p.json", modes=["cpu-fp32"], **QUICK)
+    layers = len(profile.layers)
+    with pytest.raises(ValueError, match=rf"run_stages\(modes=...\): 1 modes for the {layers} layers"):
+        lalarand.run_stages(MNIST, profile, samples, ["cpu-fp32"])
+    with pytest.raises(ValueError, match=r"run_stages\(modes=...\)"):
+        lalarand.run_stages(MNIST, profile, samples, ["tpu"] * layers)
+    with pytest.raises(lalarand.LalarandError, match=r"sample 0 has 10 values; the shape \[1, 1, 28, 28\]"):
+        lalarand.run_stages(MNIST, profile, [np.zeros((1, 10), dtype=np.float32)], ["cpu-fp32"] * layers)
+    with pytest.raises(lalarand.LalarandError, match="no saved int8 calibration"):
+        lalarand.run_stages(MNIST, profile, samples, ["cpu-int8"] * layers)

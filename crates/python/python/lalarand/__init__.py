@@ -25,7 +25,9 @@ proven bound::
 
 Start from an ONNX model: ``lalarand.profile(model, modes=[...], dataset=...)`` returns its
 ``Profile``; ``lalarand.verify(model)`` and ``lalarand.accuracy(model, dataset)`` check it;
-``lalarand.zoo(architecture, out)`` writes a standard one. pip also installs the ``lalarand``
+``lalarand.zoo(architecture, out)`` writes a standard one;
+``lalarand.run_stages(model, profile, inputs, modes)`` runs its stages in the modes given
+(an allocation's) on numpy inputs, for accuracy measured with your own metric. pip also installs the ``lalarand``
 command. Waits are Python's: Ctrl-C interrupts them, ``submit`` returns a future you can
 ``await``, result streams are iterable.
 

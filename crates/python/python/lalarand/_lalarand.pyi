@@ -53,6 +53,23 @@ def profile(
     float32 samples of batch 1 (unlabeled inputs); ``dataset``: a labeled CSV that measures
     each stage's int8 accuracy cost."""
 
+def run_stages(
+    model: _Path,
+    profile: Profile,
+    inputs: Union[npt.NDArray[np.float32], Sequence[npt.NDArray[np.float32]]],
+    modes: Sequence[str],
+    *,
+    threads: int = 1,
+) -> list[npt.NDArray[np.float32]]:
+    """Runs ``model``'s stages as ``profile`` cut them, stage ``i`` in ``modes[i]`` ("cpu-fp32",
+    "cpu-int8", "gpu"; "mode@resource" as an allocation's ``layers[task]`` gives them), on every
+    sample of ``inputs`` (float32, batch 1); returns the model's output for each. int8 stages are
+    rebuilt from the profile's saved calibration. For measuring an allocation's accuracy with
+    your own metric::
+
+        outputs = lalarand.run_stages("rec.onnx", profile, samples, result.allocation.layers["ocr"])
+    """
+
 def zoo(architecture: str, out: _Path, *, seed: int = 0) -> _Path:
     """Writes a standard architecture with seeded random weights as ONNX (as ``lalarand zoo``)."""
 
