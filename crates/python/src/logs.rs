@@ -6,7 +6,7 @@
 //!
 //! An event may come from a real-time worker, which must never wait for the GIL: the layer
 //! formats it on the emitting thread and queues it (bounded, never blocking: when the queue is
-//! full the record is dropped and counted); a thread of its own, at normal priority, takes the
+//! full the record is dropped and counted, and the count said at most every 10 s); a thread of its own, at normal priority, takes the
 //! GIL and logs it. Installed by the library calls made from Python (`serve`, `profile`, the
 //! commands `verify` and `accuracy`: [`forward_to_python`]), not by the `lalarand` console
 //! script, whose command line writes its own logs to stderr as the cargo-built binary does.
@@ -97,10 +97,21 @@ impl<S: Subscriber> Layer<S> for ToPython {
     }
 }
 
+/// How often, at most, the forwarding thread says how many records were dropped: a burst of
+/// events overflows the queue again and again, and one line per overflow would flood stderr.
+const DROPPED_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The forwarding thread: logs each record under the GIL.
 fn forward(records: Receiver<Record>, dropped: Arc<AtomicU64>) {
+    let mut unreported = 0u64;
+    let mut last_report: Option<std::time::Instant> = None;
     for record in records {
-        let lost = dropped.swap(0, Ordering::Relaxed);
+        unreported += dropped.swap(0, Ordering::Relaxed);
+        let due = last_report.is_none_or(|t| t.elapsed() >= DROPPED_EVERY);
+        let lost = if unreported > 0 && due { std::mem::take(&mut unreported) } else { 0 };
+        if lost > 0 {
+            last_report = Some(std::time::Instant::now());
+        }
         Python::attach(|py| {
             let log = |logger: &str, level: i32, message: &str| -> PyResult<()> {
                 let logger = py.import("logging")?.call_method1("getLogger", (logger,))?;
@@ -108,7 +119,10 @@ fn forward(records: Receiver<Record>, dropped: Arc<AtomicU64>) {
                 Ok(())
             };
             if lost > 0 {
-                let text = format!("{lost} log records were dropped (more than {QUEUE} waited to be logged)");
+                let text = format!(
+                    "{lost} log records were dropped (more than {QUEUE} waited to be logged; said at most every {}s)",
+                    DROPPED_EVERY.as_secs()
+                );
                 let _ = log("lalarand", 30, &text);
             }
             if let Err(e) = log(&record.logger, record.level, &record.message) {
