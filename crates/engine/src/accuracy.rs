@@ -360,25 +360,15 @@ pub fn label_free_costs_until(
     cfg: &ExecConfig,
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<(Int8CostKind, Vec<Option<f64>>)> {
-    use crate::quant::Agreement;
     if inputs.is_empty() {
         return Err(EngineError::tensor("label-free int8 costs", &staged.input_name, "no inputs given"));
     }
     let n = staged.stage_count();
-    let outputs = |p: &Pipeline| -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
-        let mut all = Vec::with_capacity(inputs.len());
-        for (dims, x) in inputs {
-            let held = p.run_all(dims, x.clone())?;
-            for o in &staged.partition.graph_outputs {
-                let v = held.get(o).ok_or_else(|| EngineError::tensor("label-free int8 costs", o, "not produced"))?;
-                all.push(crate::tensor::f32_values(v, o)?);
-            }
-        }
-        Ok(all)
+    let run = |modes: &[Mode], int8: Option<&Int8Stages>| {
+        chained_outputs(staged, modes, int8, inputs, cfg, "label-free int8 costs")
     };
-    let reference = outputs(&Pipeline::new(staged, &vec![Mode::CpuFp32; n], None, cfg)?)?;
-    let classifier = staged.partition.graph_outputs.len() == 1
-        && reference.iter().all(|(shape, _)| shape.len() == 2 && shape[1] >= 2);
+    let reference = run(&vec![Mode::CpuFp32; n], None)?;
+    let classifier = crate::end_to_end::is_classifier(staged, &reference);
     let kind = if classifier { Int8CostKind::Top1Disagreement } else { Int8CostKind::Distortion };
     let mut costs = Vec::with_capacity(n);
     for i in 0..n {
@@ -391,25 +381,33 @@ pub fn label_free_costs_until(
         }
         let mut modes = vec![Mode::CpuFp32; n];
         modes[i] = Mode::CpuInt8;
-        let got = outputs(&Pipeline::new(staged, &modes, Some(int8), cfg)?)?;
-        let cost = if classifier {
-            let (mut differ, mut rows) = (0usize, 0usize);
-            for ((shape, want), (_, have)) in reference.iter().zip(&got) {
-                let (a, b) = (argmax_rows(want, shape[1]), argmax_rows(have, shape[1]));
-                differ += a.iter().zip(&b).filter(|(x, y)| x != y).count();
-                rows += a.len();
-            }
-            100.0 * differ as f64 / rows.max(1) as f64
-        } else {
-            let mut sum = Agreement::default();
-            for ((_, want), (_, have)) in reference.iter().zip(&got) {
-                sum.add(want, have);
-            }
-            100.0 * (1.0 - sum.cosine())
-        };
-        costs.push(Some(cost));
+        let got = run(&modes, Some(int8))?;
+        costs.push(Some(crate::end_to_end::output_cost(kind, classifier, &reference, &got)));
     }
     Ok((kind, costs))
+}
+
+/// The graph outputs of `staged`'s chain in `modes` on `inputs` (each `(dims, values)`): one
+/// `(shape, values)` per input and graph output, in that order. `context` names the caller in
+/// errors.
+pub fn chained_outputs(
+    staged: &StagedModel,
+    modes: &[Mode],
+    int8: Option<&Int8Stages>,
+    inputs: &[(Vec<usize>, Vec<f32>)],
+    cfg: &ExecConfig,
+    context: &str,
+) -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
+    let pipeline = Pipeline::new(staged, modes, int8, cfg)?;
+    let mut all = Vec::with_capacity(inputs.len());
+    for (dims, x) in inputs {
+        let held = pipeline.run_all(dims, x.clone())?;
+        for o in &staged.partition.graph_outputs {
+            let v = held.get(o).ok_or_else(|| EngineError::tensor(context, o, "not produced"))?;
+            all.push(crate::tensor::f32_values(v, o)?);
+        }
+    }
+    Ok(all)
 }
 
 #[cfg(test)]

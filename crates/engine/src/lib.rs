@@ -7,6 +7,7 @@
 pub mod accuracy;
 pub mod calibration;
 pub mod dataset;
+pub mod end_to_end;
 pub mod error;
 pub mod granularity;
 pub mod int8_stages;
