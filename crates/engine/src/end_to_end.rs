@@ -9,15 +9,18 @@
 //! the budget.
 
 use crate::accuracy::chained_outputs;
+use crate::calibration::profiled_int8_stages;
 use crate::error::{EngineError, Result};
 use crate::quant::{Agreement, Int8Stages};
+use crate::serving::{open_model, ModelProblem};
 use crate::stage::ExecConfig;
 use crate::staged::StagedModel;
 use crate::tensor::argmax_rows;
 use lalarand_alloc::{AllocOptions, Outcome, Policy};
-use lalarand_model::{Int8CostKind, Mode, System};
+use lalarand_model::{Int8CostKind, Mode, System, Task};
 use serde::Serialize;
 use std::collections::BTreeSet;
+use std::path::Path;
 
 /// Accuracy sums are compared with this slack, as the allocators compare theirs.
 const BUDGET_EPS: f64 = 1e-9;
@@ -29,6 +32,52 @@ pub struct TaskCheck {
     pub staged: StagedModel,
     pub int8: Int8Stages,
     pub inputs: Vec<(Vec<usize>, Vec<f32>)>,
+}
+
+impl TaskCheck {
+    /// Task `task`'s check: its model at `model` (the file its profile measured, with the
+    /// profile's stages, [`open_model`]), the int8 stages its profile saved the calibration of
+    /// (where it offers any layer in cpu-int8) and `inputs`, whole samples of the model's
+    /// input.
+    pub fn open(task: &Task, model: &Path, inputs: Vec<Vec<f32>>) -> Result<Self> {
+        let (staged, int8) = Self::model(task, model)?;
+        Self::with_inputs(task, staged, int8, inputs)
+    }
+
+    /// [`Self::open`] with the inputs read from `inputs` ([`crate::profile::load_inputs`]: raw
+    /// little-endian fp32 samples, or a CSV dataset's rows).
+    pub fn open_file(task: &Task, model: &Path, inputs: &Path) -> Result<Self> {
+        let (staged, int8) = Self::model(task, model)?;
+        let values = crate::profile::load_inputs(inputs, &staged)?;
+        Self::with_inputs(task, staged, int8, values)
+    }
+
+    fn model(task: &Task, model: &Path) -> Result<(StagedModel, Int8Stages)> {
+        let staged = open_model(task, model).map_err(|problem| match problem {
+            ModelProblem::Unreadable(e) => e,
+            other => EngineError::Serving {
+                task: task.name.clone(),
+                problem: other.to_string(),
+                fix: "give the model its profile measured (lalarand profile it again if it changed)".into(),
+            },
+        })?;
+        let offers_int8 = task.dnn.layers.iter().any(|l| l.mode(Mode::CpuInt8).is_some());
+        let int8 =
+            if offers_int8 { profiled_int8_stages(&staged, &task.dnn, &task.name)? } else { Int8Stages::default() };
+        Ok((staged, int8))
+    }
+
+    fn with_inputs(task: &Task, staged: StagedModel, int8: Int8Stages, inputs: Vec<Vec<f32>>) -> Result<Self> {
+        if inputs.is_empty() {
+            return Err(EngineError::tensor(
+                format!("task {:?}: end-to-end int8 check", task.name),
+                &staged.input_name,
+                "no inputs given",
+            ));
+        }
+        let dims = staged.input_shape(1);
+        Ok(Self { staged, int8, inputs: inputs.into_iter().map(|x| (dims.clone(), x)).collect() })
+    }
 }
 
 /// The graph outputs of `staged`'s chain in `modes` on `inputs`, one `(shape, values)` per
