@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use lalarand_engine::end_to_end::{EndToEnd, TaskCheck};
-use lalarand_model::System;
+use lalarand_model::{Int8CostKind, System};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -54,8 +54,13 @@ pub fn render(check: &EndToEnd) -> String {
     );
     for t in check.tasks.iter().filter(|t| t.int8_layers > 0) {
         out += &format!(
-            "  {}: {} int8 layers, measured {:.3} pp ({:?}, chained vs fp32 on {} inputs), estimated {:.3} pp\n",
-            t.task, t.int8_layers, t.measured_pp, t.kind, t.inputs, t.estimated_pp
+            "  {}: {} int8 layers, measured {:.3} pp ({}, chained vs fp32 on {} inputs), estimated {:.3} pp\n",
+            t.task,
+            t.int8_layers,
+            t.measured_pp,
+            measure_name(t.kind),
+            t.inputs,
+            t.estimated_pp
         );
     }
     for (k, r) in check.repairs.iter().enumerate() {
@@ -68,6 +73,14 @@ pub fn render(check: &EndToEnd) -> String {
         );
     }
     out
+}
+
+/// What a task's measured cost is, in words.
+fn measure_name(kind: Int8CostKind) -> &'static str {
+    match kind {
+        Int8CostKind::Top1Drop | Int8CostKind::Top1Disagreement => "top-1 disagreement",
+        Int8CostKind::Distortion => "distortion, 100 x (1 - cosine)",
+    }
 }
 
 /// What became of the layers of unknown int8 cost, where `system` has any.
