@@ -13,6 +13,7 @@ pub mod granularity;
 pub mod int8_stages;
 pub mod mode_change;
 pub mod onnxruntime;
+pub mod output_checks;
 pub mod profile;
 pub mod quant;
 pub mod serving;
