@@ -22,6 +22,9 @@ use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::Path;
 
+/// One `(shape, values)` per input (and graph output).
+type Samples = Vec<(Vec<usize>, Vec<f32>)>;
+
 /// Accuracy sums are compared with this slack, as the allocators compare theirs.
 const BUDGET_EPS: f64 = 1e-9;
 
@@ -195,7 +198,8 @@ pub fn allocate_checked(
         });
     }
     let offered = system.with_unknown_int8_costs(options.assume_int8_cost).into_owned();
-    let mut references: Vec<Option<(bool, Vec<(Vec<usize>, Vec<f32>)>)>> = vec![None; checks.len()];
+    // Per task, once: whether its output is a classifier's, and its fp32 chain's outputs.
+    let mut references: Vec<Option<(bool, Samples)>> = vec![None; checks.len()];
     let mut forbidden = BTreeSet::new();
     let mut repairs = Vec::new();
     loop {

@@ -176,6 +176,9 @@ class AllocationResult:
     analysis: Analysis
     evaluations: int
     complete: bool
+    # allocate(calibration=...): the end-to-end check (budget_pp, measured_pp, estimated_pp,
+    # within_budget, tasks, repairs), as `lalarand allocate --json` prints it.
+    end_to_end: Optional[dict[str, Any]]
     @property
     def schedulable(self) -> bool: ...
 
@@ -217,7 +220,16 @@ class System:
     def load_allocation(self, path: _Path) -> Allocation: ...
     def allocation(self, layers: dict[str, list[str]]) -> Allocation: ...
     def analyze(self, allocation: Allocation) -> Analysis: ...
-    def allocate(self, policy: str, *, budget: Optional[float] = None, node_limit: Optional[int] = None) -> AllocationResult: ...
+    def allocate(
+        self,
+        policy: str,
+        *,
+        budget: Optional[float] = None,
+        node_limit: Optional[int] = None,
+        assume_int8_cost: Optional[float] = None,
+        calibration: Optional[Mapping[str, Union[str, PathLike[str]]]] = None,
+        models: Optional[Mapping[str, Union[str, PathLike[str]]]] = None,
+    ) -> AllocationResult: ...
     def simulate(
         self,
         allocation: Allocation,
