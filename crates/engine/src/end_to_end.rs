@@ -17,7 +17,7 @@ use crate::stage::ExecConfig;
 use crate::staged::StagedModel;
 use crate::tensor::argmax_rows;
 use lalarand_alloc::{AllocOptions, Outcome, Policy};
-use lalarand_model::{Int8CostKind, Mode, System, Task};
+use lalarand_model::{Allocation, Int8CostKind, Mode, System, Task};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -190,16 +190,8 @@ pub fn allocate_checked(
     checks: &[Option<TaskCheck>],
     cfg: &ExecConfig,
 ) -> Result<Checked> {
-    if checks.len() != system.tasks.len() {
-        return Err(EngineError::Serving {
-            task: "(all)".into(),
-            problem: format!("{} models to check for {} tasks", checks.len(), system.tasks.len()),
-            fix: "give one model (or none) per task".into(),
-        });
-    }
     let offered = system.with_unknown_int8_costs(options.assume_int8_cost).into_owned();
-    // Per task, once: whether its output is a classifier's, and its fp32 chain's outputs.
-    let mut references: Vec<Option<(bool, Samples)>> = vec![None; checks.len()];
+    let mut measurer = Measurer::new(system, checks)?;
     let mut forbidden = BTreeSet::new();
     let mut repairs = Vec::new();
     loop {
@@ -207,25 +199,90 @@ pub fn allocate_checked(
         let outcome = policy
             .allocate(&system, options)
             .map_err(|e| EngineError::Graph { context: format!("policy {policy}"), message: e.to_string() })?;
+        let mut check = measurer.measure(&system, &outcome.allocation, options.accuracy_budget, cfg)?;
+        if check.within_budget {
+            check.repairs = repairs;
+            return Ok(Checked { outcome, system, check });
+        }
+        let excess = check.measured_pp - check.budget_pp;
+        let moved = layers_to_move(&system, &outcome, &check.tasks, excess);
+        if moved.is_empty() {
+            // Nothing left in int8 and still over: a budget below zero.
+            check.repairs = repairs;
+            return Ok(Checked { outcome, system, check });
+        }
+        repairs.push(Repair {
+            measured_pp: check.measured_pp,
+            moved_to_fp32: moved
+                .iter()
+                .map(|&(i, j)| {
+                    let dnn = &system.tasks[i].dnn;
+                    (system.tasks[i].name.clone(), dnn.layers[j].name.clone(), dnn.layers[j].budgeted_int8_cost())
+                })
+                .collect(),
+        });
+        tracing::info!(
+            measured = check.measured_pp,
+            excess,
+            moved = moved.len(),
+            "end-to-end int8 cost over the budget: repairing"
+        );
+        forbidden.extend(moved);
+    }
+}
+
+/// The end-to-end check of an allocation already chosen (`lalarand serve`): measured, compared
+/// with `budget`, not repaired. `system` is the one `allocation` was chosen on.
+pub fn check_allocation(
+    system: &System,
+    allocation: &Allocation,
+    budget: f64,
+    checks: &[Option<TaskCheck>],
+    cfg: &ExecConfig,
+) -> Result<EndToEnd> {
+    Measurer::new(system, checks)?.measure(system, allocation, budget, cfg)
+}
+
+/// Measures allocations of one system, each task's fp32 outputs computed once.
+struct Measurer<'a> {
+    checks: &'a [Option<TaskCheck>],
+    /// Per task: whether its output is a classifier's, and its fp32 chain's outputs.
+    references: Vec<Option<(bool, Samples)>>,
+}
+
+impl<'a> Measurer<'a> {
+    fn new(system: &System, checks: &'a [Option<TaskCheck>]) -> Result<Self> {
+        if checks.len() != system.tasks.len() {
+            return Err(EngineError::Serving {
+                task: "(all)".into(),
+                problem: format!("{} models to check for {} tasks", checks.len(), system.tasks.len()),
+                fix: "give one model (or none) per task".into(),
+            });
+        }
+        Ok(Self { checks, references: vec![None; checks.len()] })
+    }
+
+    /// Every task's chain in `allocation`'s modes against fp32, the sum against `budget`.
+    fn measure(&mut self, system: &System, allocation: &Allocation, budget: f64, cfg: &ExecConfig) -> Result<EndToEnd> {
         let mut tasks = Vec::with_capacity(system.tasks.len());
-        for (i, (task, places)) in system.tasks.iter().zip(&outcome.allocation.tasks).enumerate() {
+        for (i, (task, places)) in system.tasks.iter().zip(&allocation.tasks).enumerate() {
             let int8_layers = places.iter().filter(|p| p.mode.is_int8()).count();
             let estimated_pp = lalarand_model::placements_accuracy_cost(&task.dnn, places) + 0.0;
             let kind = task.dnn.int8_cost_kind;
             let mut cost =
                 TaskCost { task: task.name.clone(), int8_layers, estimated_pp, measured_pp: 0.0, kind, inputs: 0 };
             if int8_layers > 0 {
-                let check = checks[i].as_ref().ok_or_else(|| EngineError::Serving {
+                let check = self.checks[i].as_ref().ok_or_else(|| EngineError::Serving {
                     task: task.name.clone(),
                     problem: format!("the allocation runs {int8_layers} of its layers in cpu-int8, and without its model and inputs its end-to-end cost cannot be measured"),
                     fix: "give its ONNX model and its calibration inputs, or a budget of 0".into(),
                 })?;
-                if references[i].is_none() {
+                if self.references[i].is_none() {
                     let fp32 = vec![Mode::CpuFp32; check.staged.stage_count()];
                     let reference = outputs(&check.staged, &check.int8, &fp32, &check.inputs, cfg)?;
-                    references[i] = Some((is_classifier(&check.staged, &reference), reference));
+                    self.references[i] = Some((is_classifier(&check.staged, &reference), reference));
                 }
-                let (classifier, reference) = references[i].as_ref().expect("computed above");
+                let (classifier, reference) = self.references[i].as_ref().expect("computed above");
                 let modes: Vec<Mode> = places.iter().map(|p| p.mode).collect();
                 let got = outputs(&check.staged, &check.int8, &modes, &check.inputs, cfg)?;
                 cost.measured_pp = output_cost(kind, *classifier, reference, &got);
@@ -236,29 +293,8 @@ pub fn allocate_checked(
         let measured_pp: f64 = tasks.iter().map(|t| t.measured_pp).sum();
         // `+ 0.0`: a sum of no costs is -0.0, printed as such.
         let estimated_pp = tasks.iter().map(|t| t.estimated_pp).sum::<f64>() + 0.0;
-        let budget = options.accuracy_budget;
-        if measured_pp <= budget + BUDGET_EPS {
-            let check = EndToEnd { budget_pp: budget, estimated_pp, measured_pp, within_budget: true, tasks, repairs };
-            return Ok(Checked { outcome, system, check });
-        }
-        let moved = layers_to_move(&system, &outcome, &tasks, measured_pp - budget);
-        if moved.is_empty() {
-            // Nothing left in int8 and still over: a budget below zero.
-            let check = EndToEnd { budget_pp: budget, estimated_pp, measured_pp, within_budget: false, tasks, repairs };
-            return Ok(Checked { outcome, system, check });
-        }
-        repairs.push(Repair {
-            measured_pp,
-            moved_to_fp32: moved
-                .iter()
-                .map(|&(i, j)| {
-                    let dnn = &system.tasks[i].dnn;
-                    (system.tasks[i].name.clone(), dnn.layers[j].name.clone(), dnn.layers[j].budgeted_int8_cost())
-                })
-                .collect(),
-        });
-        tracing::info!(measured_pp, budget, moved = moved.len(), "end-to-end int8 cost over the budget: repairing");
-        forbidden.extend(moved);
+        let within_budget = measured_pp <= budget + BUDGET_EPS;
+        Ok(EndToEnd { budget_pp: budget, estimated_pp, measured_pp, within_budget, tasks, repairs: Vec::new() })
     }
 }
 

@@ -109,6 +109,32 @@ fn allocate_with_calibration_inputs_reports_the_measured_end_to_end_cost() {
     assert_eq!(e2e["tasks"][0]["kind"], "top1-disagreement");
     assert!(e2e["measured_pp"].as_f64().unwrap() >= 0.0);
 
+    // `serve --calibration`: the same allocation, measured as distortion (never exactly 0 in
+    // int8), against a budget of 0: refused before serving, naming the fix.
+    p.int8_cost_kind = lalarand_model::Int8CostKind::Distortion;
+    std::fs::write(dir.path().join("mnist_resnet.json"), p.to_json()).unwrap();
+    std::fs::write(
+        dir.path().join("platform.toml"),
+        "[[resource]]\nname = \"gpu\"\nkind = \"gpu\"\n\n[[resource]]\nname = \"cpu\"\nkind = \"cpu\"\ncores = [0]\n",
+    )
+    .unwrap();
+    let serve = |budget: &str| {
+        lalarand()
+            .current_dir(dir.path())
+            .args(["serve", "--platform", "platform.toml", "--tasks", "tasks.toml", "--allocation", "a.toml"])
+            .args(["--calibration", "digits=in.f32", "--budget", budget, "--seconds", "0.5", "--no-realtime", "--json"])
+            .output()
+            .unwrap()
+    };
+    let refused = serve("0");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(err.contains("measured end to end, over the budget of 0 pp") && err.contains("lalarand allocate"), "{err}");
+    let served = serve("100");
+    let err = String::from_utf8_lossy(&served.stderr);
+    assert!(matches!(served.status.code(), Some(0 | 1)), "{err}");
+    assert!(err.contains("end to end: measured") && err.contains("(within;"), "{err}");
+
     let bad = lalarand()
         .current_dir(dir.path())
         .args(["allocate", "--tasks", "tasks.toml", "--policy", "lalarand", "--out", "a.toml"])
