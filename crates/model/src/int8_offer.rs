@@ -119,6 +119,18 @@ mod tests {
         assert!(matches!(system.with_unknown_int8_costs(None), std::borrow::Cow::Borrowed(_)));
     }
 
+    /// The artifact's sweeps are not affected: their int8 costs are modelled, so known.
+    #[test]
+    fn the_artifact_profiles_have_no_unknown_int8_cost() {
+        use crate::library::{artifact_profiles, ArtifactSet, Int8Model};
+        for set in [ArtifactSet::A, ArtifactSet::B] {
+            for p in artifact_profiles(set, Some(Int8Model::default())) {
+                assert!(p.layers.iter().any(|l| l.mode(Mode::CpuInt8).is_some()), "{}", p.model);
+                assert!(matches!(p.with_unknown_int8_costs(None), std::borrow::Cow::Borrowed(_)), "{}", p.model);
+            }
+        }
+    }
+
     #[test]
     fn without_int8_takes_the_mode_from_the_named_layers_only() {
         let system = with_unknown_costs().with_unknown_int8_costs(Some(0.0)).into_owned();
