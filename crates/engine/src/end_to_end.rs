@@ -191,7 +191,7 @@ pub fn allocate_checked(
     cfg: &ExecConfig,
 ) -> Result<Checked> {
     let offered = system.with_unknown_int8_costs(options.assume_int8_cost).into_owned();
-    let mut measurer = Measurer::new(system, checks)?;
+    let mut measurer = Measurer::new(system, checks.iter().map(Option::as_ref).collect())?;
     let mut forbidden = BTreeSet::new();
     let mut repairs = Vec::new();
     loop {
@@ -237,21 +237,21 @@ pub fn check_allocation(
     system: &System,
     allocation: &Allocation,
     budget: f64,
-    checks: &[Option<TaskCheck>],
+    checks: &[Option<&TaskCheck>],
     cfg: &ExecConfig,
 ) -> Result<EndToEnd> {
-    Measurer::new(system, checks)?.measure(system, allocation, budget, cfg)
+    Measurer::new(system, checks.to_vec())?.measure(system, allocation, budget, cfg)
 }
 
 /// Measures allocations of one system, each task's fp32 outputs computed once.
 struct Measurer<'a> {
-    checks: &'a [Option<TaskCheck>],
+    checks: Vec<Option<&'a TaskCheck>>,
     /// Per task: whether its output is a classifier's, and its fp32 chain's outputs.
     references: Vec<Option<(bool, Samples)>>,
 }
 
 impl<'a> Measurer<'a> {
-    fn new(system: &System, checks: &'a [Option<TaskCheck>]) -> Result<Self> {
+    fn new(system: &System, checks: Vec<Option<&'a TaskCheck>>) -> Result<Self> {
         if checks.len() != system.tasks.len() {
             return Err(EngineError::Serving {
                 task: "(all)".into(),
@@ -259,7 +259,8 @@ impl<'a> Measurer<'a> {
                 fix: "give one model (or none) per task".into(),
             });
         }
-        Ok(Self { checks, references: vec![None; checks.len()] })
+        let references = vec![None; checks.len()];
+        Ok(Self { checks, references })
     }
 
     /// Every task's chain in `allocation`'s modes against fp32, the sum against `budget`.
@@ -272,7 +273,7 @@ impl<'a> Measurer<'a> {
             let mut cost =
                 TaskCost { task: task.name.clone(), int8_layers, estimated_pp, measured_pp: 0.0, kind, inputs: 0 };
             if int8_layers > 0 {
-                let check = self.checks[i].as_ref().ok_or_else(|| EngineError::Serving {
+                let check = self.checks[i].ok_or_else(|| EngineError::Serving {
                     task: task.name.clone(),
                     problem: format!("the allocation runs {int8_layers} of its layers in cpu-int8, and without its model and inputs its end-to-end cost cannot be measured"),
                     fix: "give its ONNX model and its calibration inputs, or a budget of 0".into(),

@@ -196,15 +196,21 @@ pub fn run(args: Args) -> Result<Verdict> {
             bail!("--models {name}=...: no task or profile model is called {name:?} (tasks: {})", names.join(", "));
         }
         let models = model_paths(&system, &args.tasks, &given)?;
-        if !args.calibration.is_empty() {
-            check_end_to_end(&args, &system, &alloc)?;
-        }
+        let checks = if args.calibration.is_empty() { None } else { Some(check_end_to_end(&args, &system, &alloc)?) };
         let exec = EngineExecutor::new(&system, &alloc, &models)?;
         if let Some(n) = &mut network {
             n.outputs = (0..system.tasks.len()).map(|i| exec.output_specs(i)).collect();
         }
         if let Some(n) = network.take_if(|_| args.allow_load) {
-            let repository = |server| Arc::new(crate::engine_repository::EngineRepository { server }) as _;
+            // With --calibration, every load's admitted mode is measured too, on the running
+            // tasks' inputs and the loaded one's `calibration_path`.
+            let int8_check = checks.map(|checks| crate::engine_repository::Int8Check {
+                budget: args.budget.unwrap_or(lalarand_alloc::AllocOptions::default().accuracy_budget),
+                tasks: std::sync::Mutex::new(
+                    system.tasks.iter().zip(checks).filter_map(|(t, c)| Some((t.name.clone(), c?))).collect(),
+                ),
+            });
+            let repository = |server| Arc::new(crate::engine_repository::EngineRepository { server, int8_check }) as _;
             return serve_loadable(&args, &system, &alloc, (exec, "engine"), config, &stop, n, repository);
         }
         serve(&args, &system, &alloc, exec, config, models, "engine", &stop, network)
@@ -212,15 +218,19 @@ pub fn run(args: Args) -> Result<Verdict> {
 }
 
 /// `--calibration`: the allocation's measured end-to-end int8 cost against `--budget`, said on
-/// stderr; over it, serving is refused.
-fn check_end_to_end(args: &Args, system: &System, alloc: &lalarand_model::Allocation) -> Result<()> {
+/// stderr; over it, serving is refused. Returns each task's check (for the loads to come).
+fn check_end_to_end(
+    args: &Args,
+    system: &System,
+    alloc: &lalarand_model::Allocation,
+) -> Result<Vec<Option<lalarand_engine::end_to_end::TaskCheck>>> {
     let checks = crate::end_to_end::task_checks(system, &args.tasks, &args.models, &args.calibration)?;
     let budget = args.budget.unwrap_or(lalarand_alloc::AllocOptions::default().accuracy_budget);
     let check = lalarand_engine::end_to_end::check_allocation(
         system,
         alloc,
         budget,
-        &checks,
+        &checks.iter().map(Option::as_ref).collect::<Vec<_>>(),
         &lalarand_engine::ExecConfig::default(),
     )
     .context("checking the allocation end to end")?;
@@ -232,7 +242,7 @@ fn check_end_to_end(args: &Args, system: &System, alloc: &lalarand_model::Alloca
             check.measured_pp
         );
     }
-    Ok(())
+    Ok(checks)
 }
 
 /// A seeded input of the task's input shape.
