@@ -626,3 +626,19 @@ fn no_policy_places_a_layer_of_unknown_int8_cost_in_int8_unless_a_cost_is_assume
     let tight = AllocOptions { accuracy_budget: 0.4, ..assumed };
     assert_eq!(lalarand_alloc::Policy::Lalarand.allocate(&sys, &tight).unwrap().allocation.int8_layers(), 0);
 }
+
+/// `lalarand init --cpu-only`'s system: on two cpus, all-fp32 work fills both, so every fp32
+/// policy fails and only an allocation with `cpu-int8` layers (within the budget) is proven.
+#[test]
+fn the_cpu_only_template_needs_int8_and_lalarand_proves_it() {
+    use lalarand_alloc::Policy;
+    let sys = lalarand_model::examples::demo_system_cpu_only();
+    assert!(sys.platform.of_kind(ResourceKind::Gpu).next().is_none());
+    let opts = AllocOptions::default();
+    for fp32_only in [Policy::GpuOnly, Policy::CpuOnly, Policy::LalarandFp32] {
+        assert!(!fp32_only.allocate(&sys, &opts).unwrap().schedulable(), "{fp32_only}");
+    }
+    let proven = checked(&sys, Policy::Lalarand.allocate(&sys, &opts).unwrap());
+    assert!(proven.schedulable());
+    assert!(proven.allocation.tasks.iter().flatten().any(|p| p.mode == Mode::CpuInt8));
+}

@@ -26,9 +26,17 @@ use std::time::Instant;
 /// the 1.10 it promises, so that measurement noise does not push a choice over).
 pub const AUTO_GOAL: f64 = 1.05;
 
-/// Timed rounds per measurement (each round runs every session once; the fastest is kept).
+/// Timed rounds per measurement (each round runs the whole model and every session once).
 const ROUNDS: usize = 15;
 const WARMUP_ROUNDS: usize = 2;
+
+/// Stages compute what the whole model computes, with the same kernels, so together they
+/// cannot take meaningfully less time than it does: a measured ratio below this is noise (the
+/// whole model's runs were interrupted more than the stages'), measured again, and never
+/// taken as a fit.
+pub const NOISE_FLOOR: f64 = 0.95;
+/// Measurements of one grouping at most, while its ratio is below [`NOISE_FLOOR`].
+const MEASUREMENTS: usize = 3;
 
 /// The grouping a granularity chose, with what `auto` measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,22 +49,20 @@ pub struct Choice {
     pub auto: Option<AutoReport>,
 }
 
-/// What `auto` measured (fastest of its rounds, ms, on the profiler's core and threads).
+/// What `auto` measured, on the profiler's core and threads. A ratio is the median over rounds
+/// of the stages' summed time over the whole model's time in the same round ([`Rounds::ratio`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AutoReport {
+    /// The whole model's fastest round (ms), in the chosen grouping's measurement.
     pub whole_ms: f64,
-    /// Summed layer stages.
-    pub layer_sum_ms: f64,
-    /// Summed chosen stages, measured in the same rounds as the last `whole_ms`.
-    pub chosen_sum_ms: f64,
+    /// The layer stages' ratio.
+    pub layer_ratio: f64,
+    /// The chosen stages' ratio.
+    pub chosen_ratio: f64,
     /// Groupings measured until the finest one within [`AUTO_GOAL`] was found.
     pub tries: usize,
-}
-
-impl AutoReport {
-    pub fn ratio(&self) -> f64 {
-        self.chosen_sum_ms / self.whole_ms
-    }
+    /// Measurements whose ratio was below [`NOISE_FLOOR`] and were taken again.
+    pub noisy: usize,
 }
 
 impl Choice {
@@ -67,10 +73,12 @@ impl Choice {
         if let Some(r) = &self.auto {
             line += &format!(
                 "; summed stage times {:.3}x the whole model ({:.2} ms), {:.3}x at layer granularity",
-                r.ratio(),
-                r.whole_ms,
-                r.layer_sum_ms / r.whole_ms
+                r.chosen_ratio, r.whole_ms, r.layer_ratio
             );
+            if r.noisy > 0 {
+                let (what, were) = if r.noisy == 1 { ("measurement", "was") } else { ("measurements", "were") };
+                line += &format!(" ({} {what} below {NOISE_FLOOR}x {were} noise, measured again)", r.noisy);
+            }
         }
         line
     }
@@ -140,11 +148,11 @@ impl<'a> Auto<'a> {
         StageRunner::new(&stage.name, Mode::CpuFp32, &encode_model(&model), self.cfg)
     }
 
-    /// Fastest times (ms) of the whole model and of every runner, timed in interleaved rounds
-    /// so that machine noise hits all alike.
-    fn time(&mut self, runners: &mut [StageRunner], stop: &dyn Fn() -> bool) -> Result<(f64, Vec<f64>)> {
-        let mut whole = Vec::with_capacity(ROUNDS);
-        let mut each = vec![Vec::with_capacity(ROUNDS); runners.len()];
+    /// Times (ms) of the whole model and of every runner, in interleaved rounds so that machine
+    /// noise hits all alike.
+    fn time(&mut self, runners: &mut [StageRunner], stop: &dyn Fn() -> bool) -> Result<Rounds> {
+        let mut rounds =
+            Rounds { whole: Vec::with_capacity(ROUNDS), each: vec![Vec::with_capacity(ROUNDS); runners.len()] };
         for round in 0..WARMUP_ROUNDS + ROUNDS {
             if stop() {
                 return Err(crate::error::EngineError::Interrupted("stop requested while choosing stages".into()));
@@ -154,9 +162,9 @@ impl<'a> Auto<'a> {
             let t = Instant::now();
             self.whole.run_with(|n| tensors.get(n))?;
             if timed {
-                whole.push(t.elapsed().as_secs_f64() * 1e3);
+                rounds.whole.push(t.elapsed().as_secs_f64() * 1e3);
             }
-            for (r, samples) in runners.iter_mut().zip(&mut each) {
+            for (r, samples) in runners.iter_mut().zip(&mut rounds.each) {
                 let t = Instant::now();
                 r.run_with(|n| tensors.get(n))?;
                 if timed {
@@ -164,31 +172,51 @@ impl<'a> Auto<'a> {
                 }
             }
         }
-        // Compared only with what ran in the same rounds: a minimum over more samples would be
-        // lower for the whole model than for the stages and bias every ratio upwards.
-        Ok((fastest(whole), each.into_iter().map(fastest).collect()))
+        Ok(rounds)
+    }
+
+    /// [`Self::time`] until the ratio is not noise ([`NOISE_FLOOR`]), [`MEASUREMENTS`] times at
+    /// most; the count of noisy measurements is added to `noisy`.
+    fn measure(&mut self, runners: &mut [StageRunner], noisy: &mut usize, stop: &dyn Fn() -> bool) -> Result<Rounds> {
+        let mut rounds = self.time(runners, stop)?;
+        for _ in 1..MEASUREMENTS {
+            if rounds.ratio() >= NOISE_FLOOR {
+                break;
+            }
+            *noisy += 1;
+            rounds = self.time(runners, stop)?;
+        }
+        if rounds.ratio() < NOISE_FLOOR {
+            *noisy += 1;
+        }
+        Ok(rounds)
     }
 
     fn choose(mut self, stop: &dyn Fn() -> bool) -> Result<Choice> {
         let layers = self.staged.layer_partition.clone();
         let n = layers.stages.len();
+        let mut noisy = 0;
         let mut runners = layers.stages.iter().map(|s| self.runner(s)).collect::<Result<Vec<_>>>()?;
-        let (whole_ms, layer_ms) = self.time(&mut runners, stop)?;
-        let layer_sum_ms: f64 = layer_ms.iter().sum();
-        let done = |groups: Vec<usize>, whole_ms: f64, chosen_sum_ms: f64, tries: usize, layer_ms: Vec<f64>| Choice {
-            granularity: Granularity::Auto,
-            groups,
-            layer_ms,
-            auto: Some(AutoReport { whole_ms, layer_sum_ms, chosen_sum_ms, tries }),
+        let first = self.measure(&mut runners, &mut noisy, stop)?;
+        drop(runners);
+        let layer_ms = first.fastest_each();
+        let layer_ratio = first.ratio();
+        let report = |whole_ms: f64, chosen_ratio: f64, tries: usize, noisy: usize| AutoReport {
+            whole_ms,
+            layer_ratio,
+            chosen_ratio,
+            tries,
+            noisy,
         };
-        if n == 1 || layer_sum_ms <= AUTO_GOAL * whole_ms {
-            return Ok(done(vec![1; n], whole_ms, layer_sum_ms, 0, layer_ms));
+        if n == 1 || fits(layer_ratio) {
+            let auto = report(first.fastest_whole(), layer_ratio, 0, noisy);
+            return Ok(Choice { granularity: Granularity::Auto, groups: vec![1; n], layer_ms, auto: Some(auto) });
         }
         // The cost of every cut, from its two stages timed alone and together.
         let mut pairs = (0..n - 1)
             .map(|i| self.runner(&granularity::merged_stage(&layers, i..i + 2)))
             .collect::<Result<Vec<_>>>()?;
-        let (_, pair_ms) = self.time(&mut pairs, stop)?;
+        let pair_ms = self.time(&mut pairs, stop)?.fastest_each();
         drop(pairs);
         let cut_cost: Vec<f64> = (0..n - 1).map(|i| (layer_ms[i] + layer_ms[i + 1] - pair_ms[i]).max(0.0)).collect();
         // How many of the costliest cuts to merge: the fewest whose stages measure within
@@ -196,40 +224,103 @@ impl<'a> Auto<'a> {
         // give the first guess, but they do not add up to the whole overhead (a stage also
         // loses optimisations across its edges), so the count is measured, not computed.
         let order = costliest_first(&cut_cost);
-        let excess = layer_sum_ms - AUTO_GOAL * whole_ms;
+        let excess = (layer_ratio - AUTO_GOAL).max(0.0) * first.fastest_whole();
         let guess = cuts_to_cover(&cut_cost, &order, excess);
-        let (mut fails, mut fits) = (0, n - 1);
-        let mut best: Option<(Vec<usize>, f64, f64)> = None;
-        let mut probe = guess.clamp(1, n - 1);
-        let mut tries = 0;
-        while fits - fails > 1 || best.is_none() {
-            tries += 1;
+        let name = self.staged.name.clone();
+        let mut measure = |probe: usize| -> Result<(Vec<usize>, Rounds)> {
             let groups = groups_merging(&order[..probe], n);
             let merged = granularity::merge(&layers, &groups, &layer_ms)
                 .map_err(|e| crate::error::EngineError::graph(self.staged.source.display().to_string(), e))?;
             let mut chosen = merged.stages.iter().map(|s| self.runner(s)).collect::<Result<Vec<_>>>()?;
-            let (whole_ms, chosen_ms) = self.time(&mut chosen, stop)?;
-            let chosen_sum: f64 = chosen_ms.iter().sum();
+            let rounds = self.measure(&mut chosen, &mut noisy, stop)?;
             tracing::debug!(
-                "{}: auto try {tries}: {probe} of {} cuts merged, {} stages, {:.3}x the whole model",
-                self.staged.name,
+                "{name}: auto: {probe} of {} cuts merged, {} stages, {:.3}x the whole model",
                 n - 1,
                 groups.len(),
-                chosen_sum / whole_ms
+                rounds.ratio()
             );
-            if chosen_sum <= AUTO_GOAL * whole_ms || probe == n - 1 {
-                fits = probe;
-                best = Some((groups, whole_ms, chosen_sum));
-            } else {
-                fails = probe;
-            }
-            probe = (fails + fits).div_ceil(2);
-            if probe == fits && best.is_none() {
-                probe = n - 1;
-            }
+            Ok((groups, rounds))
+        };
+        let (tries, (groups, rounds)) = fewest_cuts_that_fit(n - 1, guess, |probe| {
+            let (groups, rounds) = measure(probe)?;
+            Ok((rounds.ratio(), (groups, rounds)))
+        })?;
+        let auto = report(rounds.fastest_whole(), rounds.ratio(), tries, noisy);
+        Ok(Choice { granularity: Granularity::Auto, groups, layer_ms, auto: Some(auto) })
+    }
+}
+
+/// Whether a measured ratio is within [`AUTO_GOAL`]: noise below [`NOISE_FLOOR`] is not.
+fn fits(ratio: f64) -> bool {
+    (NOISE_FLOOR..=AUTO_GOAL).contains(&ratio)
+}
+
+/// The fewest of `cuts` (costliest first) to merge for `measure(count)`'s ratio to [`fits`],
+/// by bisection from `guess`; merging all of them is taken as it measures. Returns the number
+/// of measurements and what the chosen count's measurement carried.
+fn fewest_cuts_that_fit<T>(
+    cuts: usize,
+    guess: usize,
+    mut measure: impl FnMut(usize) -> Result<(f64, T)>,
+) -> Result<(usize, T)> {
+    let (mut fails, mut fit) = (0, cuts);
+    let mut best: Option<T> = None;
+    let mut probe = guess.clamp(1, cuts.max(1));
+    let mut tries = 0;
+    while fit - fails > 1 || best.is_none() {
+        tries += 1;
+        let (ratio, carried) = measure(probe)?;
+        if fits(ratio) || probe == cuts {
+            fit = probe;
+            best = Some(carried);
+        } else {
+            fails = probe;
         }
-        let (groups, whole_ms, chosen_sum) = best.expect("the loop ends with a fit");
-        Ok(done(groups, whole_ms, chosen_sum, tries, layer_ms))
+        probe = (fails + fit).div_ceil(2);
+        if probe == fit && best.is_none() {
+            probe = cuts;
+        }
+    }
+    Ok((tries, best.expect("the loop ends with a fit")))
+}
+
+/// One measurement's times (ms): the whole model's and every session's, per round.
+struct Rounds {
+    whole: Vec<f64>,
+    each: Vec<Vec<f64>>,
+}
+
+impl Rounds {
+    /// The median over rounds of the sessions' summed time over the whole model's in the same
+    /// round. Paired by round, so a slow phase of the machine hits both sides alike; a median,
+    /// so an interrupted round does not move it. (The fastest time of each session summed, over
+    /// the whole model's fastest, mixes rounds: a short session's fastest round is less often
+    /// interrupted than a long one's, and the ratio then falls below what is possible.)
+    fn ratio(&self) -> f64 {
+        let mut ratios: Vec<f64> = (0..self.whole.len())
+            .map(|r| self.each.iter().map(|s| s[r]).sum::<f64>() / self.whole[r])
+            .filter(|x| x.is_finite())
+            .collect();
+        if ratios.is_empty() {
+            return f64::NAN;
+        }
+        ratios.sort_by(f64::total_cmp);
+        let mid = ratios.len() / 2;
+        if ratios.len() % 2 == 1 {
+            ratios[mid]
+        } else {
+            (ratios[mid - 1] + ratios[mid]) / 2.0
+        }
+    }
+
+    /// Every session's fastest round: what it costs when nothing interferes, which is what a
+    /// cut adds (a median or mean would add the machine's noise to it).
+    fn fastest_each(&self) -> Vec<f64> {
+        self.each.iter().map(|s| fastest(s)).collect()
+    }
+
+    fn fastest_whole(&self) -> f64 {
+        fastest(&self.whole)
     }
 }
 
@@ -265,11 +356,8 @@ fn groups_merging(merged: &[usize], stages: usize) -> Vec<usize> {
     groups
 }
 
-/// The fastest of a session's rounds: what it costs when nothing else interferes, which is
-/// what a cut adds (a median or mean would add the machine's noise to it, and a busy machine
-/// would then merge everything).
-fn fastest(v: Vec<f64>) -> f64 {
-    v.into_iter().fold(f64::INFINITY, f64::min)
+fn fastest(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 #[cfg(test)]
@@ -291,6 +379,44 @@ mod tests {
         assert_eq!(merge_costliest_cuts(&[5.0, 1.0, 3.0, 0.0, 2.0], 0.0), [1, 1, 1, 1, 1, 1]);
         assert_eq!(merge_costliest_cuts(&[5.0, 1.0, 3.0, 0.0, 2.0], 100.0), [6], "everything when the cuts cannot pay");
         assert_eq!(merge_costliest_cuts(&[], 1.0), [1]);
+    }
+
+    /// Two stages interrupted in alternate rounds, and a whole model as long as their sum in
+    /// every round: summing each stage's fastest round gives 0.67x, which cannot be; the
+    /// rounds paired give 1.0x.
+    #[test]
+    fn a_ratio_pairs_rounds_and_takes_their_median() {
+        let rounds = Rounds {
+            whole: vec![15.0; 5],
+            each: vec![vec![5.0, 10.0, 5.0, 10.0, 5.0], vec![10.0, 5.0, 10.0, 5.0, 10.0]],
+        };
+        let mixed: f64 = rounds.fastest_each().iter().sum::<f64>() / rounds.fastest_whole();
+        assert!((mixed - 2.0 / 3.0).abs() < 1e-9 && !fits(mixed), "below the noise floor: not a fit");
+        assert_eq!(rounds.ratio(), 1.0);
+        // One interrupted round of the whole model does not move the median.
+        let stalled = Rounds { whole: vec![15.0, 15.0, 60.0], each: vec![vec![15.0, 15.0, 15.0]] };
+        assert_eq!(stalled.ratio(), 1.0);
+    }
+
+    /// The bisection on a grouping whose true ratio falls below the goal from 40 merged cuts of
+    /// 100, measured with noise: a sub-floor ratio (an interrupted whole model) is never a fit,
+    /// so the answer does not move to a count that does not fit.
+    #[test]
+    fn the_fewest_cuts_are_found_through_noise() {
+        let truth = |k: usize| if k >= 40 { 1.04 } else { 1.30 - k as f64 * 0.005 };
+        for noise_every in [0, 2, 3] {
+            let mut calls = 0;
+            let (_, chosen) = fewest_cuts_that_fit(100, 10, |k| {
+                calls += 1;
+                let noisy = noise_every > 0 && calls % noise_every == 0;
+                Ok((if noisy { 0.7 } else { truth(k) }, k))
+            })
+            .unwrap();
+            assert!(chosen >= 40 && fits(truth(chosen)), "noise every {noise_every}: {chosen}");
+            if noise_every == 0 {
+                assert_eq!(chosen, 40);
+            }
+        }
     }
 
     #[test]
@@ -318,7 +444,7 @@ mod tests {
                 assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{g}: {a} vs {b}");
             }
             if let Some(r) = choice.auto {
-                assert!(r.whole_ms > 0.0 && r.chosen_sum_ms > 0.0, "{r:?}");
+                assert!(r.whole_ms > 0.0 && r.chosen_ratio > 0.0 && r.layer_ratio > 0.0, "{r:?}");
             }
         }
     }

@@ -177,3 +177,45 @@ fn outputs_not_reachable_from_the_inputs_are_named() {
     eprintln!("{e}");
     assert!(e.contains("cut.onnx") && e.contains("`join`") && e.contains("ghost") && e.contains("fix:"), "{e}");
 }
+
+/// A detector-like graph: the input, pooled by 2 and upsampled back, is concatenated with
+/// itself. Any height the pooling does not divide gives a Concat of mismatched sizes.
+fn pooled_concat_model() -> ModelProto {
+    let mut b = GraphBuilder::new("strided");
+    let dim = |p: &str| lalarand_onnx::proto::tensor_shape_proto::Dimension {
+        value: Some(lalarand_onnx::proto::tensor_shape_proto::dimension::Value::DimParam(p.into())),
+        ..Default::default()
+    };
+    b.input("x", DataType::Float, &[1, 1, 8, 8]);
+    let pooled =
+        b.op("MaxPool", "down", &["x"], vec![attr::ints("kernel_shape", &[2, 2]), attr::ints("strides", &[2, 2])]);
+    let scales = b.f32_initializer("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
+    let up = b.op("Resize", "up", &[&pooled, "", &scales], vec![attr::string("mode", "nearest")]);
+    b.node("Concat", "join", &["x", &up], &["y"], vec![attr::int("axis", 1)]);
+    b.output("y", DataType::Float, &[1, 2, 8, 8]);
+    let mut m = b.finish();
+    let g = m.graph.as_mut().unwrap();
+    for info in g.input.iter_mut().chain(g.output.iter_mut()) {
+        let shape = info.r#type.as_mut().unwrap().value.as_mut().unwrap();
+        if let lalarand_onnx::proto::type_proto::Value::TensorType(t) = shape {
+            let dims = &mut t.shape.as_mut().unwrap().dim;
+            dims[2] = dim("height");
+            dims[3] = dim("width");
+        }
+    }
+    m
+}
+
+/// `--input-shape x=1,1,9,8` on that graph: the error names the stride and sizes that work, not
+/// "export it with standard ONNX ops".
+#[test]
+fn a_size_the_strides_do_not_divide_is_named_with_sizes_that_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("strided.onnx");
+    std::fs::write(&p, encode_model(&pooled_concat_model())).unwrap();
+    StagedModel::load_with(&p, &["x=1,1,8,8".parse().unwrap()]).unwrap();
+    let e = StagedModel::load_with(&p, &["x=1,1,9,8".parse().unwrap()]).unwrap_err().to_string();
+    eprintln!("{e}");
+    assert!(!e.contains("standard ONNX ops"), "{e}");
+    assert!(e.contains("x=1,1,9,8") && e.contains("stride 2") && e.contains("8 or 10"), "{e}");
+}

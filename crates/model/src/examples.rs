@@ -1,7 +1,7 @@
 //! Built-in example systems, for the demo, docs and tests.
 
 use crate::library::{artifact_profiles, ArtifactSet, Int8Model};
-use crate::platform::Platform;
+use crate::platform::{Platform, Resource, ResourceKind};
 use crate::profile::{DnnProfile, LayerProfile, OutputTransitions};
 use crate::task::{PriorityPolicy, System, Task, TaskSet};
 use crate::time::us_to_time;
@@ -49,6 +49,32 @@ pub fn demo_system() -> System {
     ];
     System::new(Platform::default_cpu_gpu(), TaskSet::new(tasks, PriorityPolicy::RateMonotonic))
 }
+
+/// [`demo_system`] for a machine without a GPU: the same four DNNs on two `cpu` resources, the
+/// second (`accel`, `accelerator = true`) standing in for the GPU as in the demo's stand-in
+/// platform. Each task's period is [`CPU_ONLY_PERIOD_PER_FP32_WCET`] times its model's whole
+/// `cpu-fp32` time (rounded up to 0.1 ms): all-fp32 work then needs both cpus in full, so the
+/// set is schedulable only with `cpu-int8` layers.
+pub fn demo_system_cpu_only() -> System {
+    let tasks = demo_system()
+        .tasks
+        .into_iter()
+        .map(|task| {
+            let fp32_us: f64 =
+                task.dnn.layers.iter().filter_map(|l| l.wcet(crate::Mode::CpuFp32)).map(crate::time::time_to_us).sum();
+            let period_us = (fp32_us * CPU_ONLY_PERIOD_PER_FP32_WCET / 100.0).ceil() * 100.0;
+            Task::new(task.name, us_to_time(period_us), task.dnn)
+        })
+        .collect();
+    let cpu = Resource::new("cpu", ResourceKind::Cpu);
+    let mut accel = Resource::new("accel", ResourceKind::Cpu);
+    accel.accelerator = true;
+    System::new(Platform { resources: vec![cpu, accel] }, TaskSet::new(tasks, PriorityPolicy::RateMonotonic))
+}
+
+/// [`demo_system_cpu_only`]'s period over each model's whole `cpu-fp32` time: with four tasks,
+/// their fp32 utilization sums to 2, the capacity of the two cpus.
+pub const CPU_ONLY_PERIOD_PER_FP32_WCET: f64 = 2.0;
 
 /// Periods of [`demo_system`]'s tasks, microseconds.
 pub const DEMO_PERIODS_US: [f64; 4] = [3_000.0, 4_000.0, 12_000.0, 5_000.0];

@@ -35,6 +35,7 @@ pub mod layout;
 pub mod partition;
 pub mod quantize;
 pub mod shape;
+pub mod stride;
 pub mod tensor;
 pub mod zoo;
 

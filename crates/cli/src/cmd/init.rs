@@ -5,7 +5,7 @@ use crate::report::print_json;
 use crate::Verdict;
 use anyhow::{bail, Context, Result};
 use lalarand_alloc::{AllocOptions, Policy};
-use lalarand_model::examples::demo_system;
+use lalarand_model::examples::{demo_system, demo_system_cpu_only};
 use std::path::PathBuf;
 
 /// Write the built-in example (platform, task set, profiles, allocation) into a folder.
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 /// `lalarand init --out examples --force` regenerates the repository's examples/.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  lalarand init --out my-system\n  lalarand analyze --platform my-system/platform.toml --tasks my-system/taskset.toml \\\n      --allocation my-system/allocation.toml"
+    after_help = "Example:\n  lalarand init --out my-system            (add --cpu-only on a machine without a GPU)\n  lalarand analyze --platform my-system/platform.toml --tasks my-system/taskset.toml \\\n      --allocation my-system/allocation.toml"
 )]
 pub struct Args {
     /// Folder to write into (created if missing).
@@ -23,6 +23,11 @@ pub struct Args {
     /// Policy that produces allocation.toml.
     #[arg(long, value_parser = super::policy_parser(), default_value = "lalarand")]
     pub policy: Policy,
+    /// A machine without a GPU: two `cpu` resources, `accel` standing in for the accelerator
+    /// (`accelerator = true`), and task periods chosen for the cpu times (twice each model's
+    /// whole `cpu-fp32` time, so only `cpu-int8` layers make the set schedulable).
+    #[arg(long)]
+    pub cpu_only: bool,
     /// Replace files that already exist.
     #[arg(long)]
     pub force: bool,
@@ -32,7 +37,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<Verdict> {
-    let system = demo_system();
+    let system = if args.cpu_only { demo_system_cpu_only() } else { demo_system() };
     let outcome =
         args.policy.allocate(&system, &AllocOptions::default()).with_context(|| format!("policy {}", args.policy))?;
     let files = example_files(&system, &outcome.allocation, args.policy.name());

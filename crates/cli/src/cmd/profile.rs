@@ -38,8 +38,9 @@ pub struct Args {
     /// constants. Recorded in the profile, so whatever runs the model for it uses the same.
     #[arg(long = "input-shape", value_name = "NAME=D1,D2,...")]
     pub input_shape: Vec<InputShape>,
-    /// Calibration inputs: raw little-endian fp32 (`.bin`, `.f32`, whole batch-1 samples) or a
-    /// labeled CSV (`.csv`, `.csv.gz`, label ignored). Default: the training rows of
+    /// Calibration inputs: a NumPy `.npy` array of shape [n, ...input shape], a folder of
+    /// images (png/jpg, resized to the input, scaled to [0, 1], channels first), a labeled CSV
+    /// (`.csv`, `.csv.gz`, label ignored), or raw little-endian fp32 (whole batch-1 samples). Default: the training rows of
     /// `--dataset` (20 per class), else 16 seeded uniform [0,1) samples (fine for timing only).
     /// With several model inputs, the samples fill the first float input; the others get zeros
     /// (all-true for bool; docs/engine.md, "Several inputs and outputs").

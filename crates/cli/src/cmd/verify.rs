@@ -39,9 +39,9 @@ pub struct Args {
     /// Labeled CSV dataset (`.csv`, `.csv.gz`) to take the inputs from instead of seeded ones.
     #[arg(long, value_name = "FILE", conflicts_with = "inputs")]
     pub dataset: Option<PathBuf>,
-    /// Your own inputs, unlabeled, as `lalarand profile --calibration` reads them: raw
-    /// little-endian fp32 samples of the model's input shape, back to back (or a CSV dataset's
-    /// rows). Every other sample calibrates int8, the rest are compared on (one sample: both).
+    /// Your own inputs, unlabeled, as `lalarand profile --calibration` reads them: a NumPy
+    /// `.npy` array, a folder of images, a CSV dataset's rows, or raw little-endian fp32
+    /// samples of the model's input shape, back to back. Every other sample calibrates int8, the rest are compared on (one sample: both).
     #[arg(long, value_name = "FILE")]
     pub inputs: Option<PathBuf>,
     /// With `--dataset`: rows of every class at the start that are training rows (calibration).

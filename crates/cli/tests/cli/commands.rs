@@ -215,6 +215,25 @@ fn init_writes_the_example_and_refuses_to_overwrite() {
     lalarand().args(["init", "--force", "--json", "--out"]).arg(&out).assert().success();
 }
 
+/// `init --cpu-only` writes a platform without a gpu whose written allocation is proven.
+#[test]
+fn init_for_a_machine_without_a_gpu_writes_a_proven_cpu_only_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cpu");
+    lalarand().args(["init", "--cpu-only", "--out"]).arg(&out).assert().success();
+    let platform = std::fs::read_to_string(out.join("platform.toml")).unwrap();
+    assert!(!platform.contains("\"gpu\"") && platform.contains("accelerator = true"), "{platform}");
+    lalarand()
+        .args(["analyze", "--platform"])
+        .arg(out.join("platform.toml"))
+        .arg("--tasks")
+        .arg(out.join("taskset.toml"))
+        .arg("--allocation")
+        .arg(out.join("allocation.toml"))
+        .assert()
+        .success();
+}
+
 #[test]
 fn completions_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {

@@ -1,18 +1,27 @@
 //! The inputs a model is profiled (and its int8 stages calibrated) with: loaded from a file,
 //! or generated.
 
+use super::raw_inputs::{load_image_folder, load_npy};
 use crate::dataset::Dataset;
 use crate::error::{EngineError, Result};
 use crate::staged::StagedModel;
 use lalarand_model::Mode;
 use std::path::Path;
 
-/// Reads profiling inputs: a raw little-endian fp32 file (`.bin`, `.f32`: whole samples of the
-/// model input, batch 1) or a labeled CSV dataset (`.csv`, `.csv.gz`, label column ignored).
+/// Reads a model's inputs (calibration, `verify --inputs`): a folder of images
+/// ([`load_image_folder`]), a NumPy `.npy` array ([`load_npy`]), a labeled CSV dataset
+/// (`.csv`, `.csv.gz`, label column ignored), or else a raw little-endian fp32 file (`.bin`,
+/// `.f32`: whole samples of the model input, batch 1).
 pub fn load_inputs(path: &Path, staged: &StagedModel) -> Result<Vec<Vec<f32>>> {
     let dims = staged.input_shape(1);
     let per: usize = dims.iter().product();
     let name = path.to_string_lossy();
+    if path.is_dir() {
+        return load_image_folder(path, &staged.input_name, &dims);
+    }
+    if name.ends_with(".npy") {
+        return load_npy(path, &staged.input_name, &dims);
+    }
     if name.ends_with(".csv") || name.ends_with(".csv.gz") {
         let d = Dataset::load_csv(path)?;
         let rows: Vec<usize> = (0..d.len()).collect();

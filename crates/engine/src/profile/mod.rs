@@ -24,6 +24,7 @@ mod measure;
 pub mod options;
 mod phases;
 mod profiler;
+pub mod raw_inputs;
 pub mod stats;
 pub mod to_file;
 pub mod working_set;

@@ -113,7 +113,12 @@ impl StagedModel {
     /// symbolic dimension other than the batch left without a shape is an error naming it and
     /// the flag; a symbolic batch stays symbolic unless the graph computes shapes, where it is
     /// fixed at 1.
-    pub fn from_model_with(name: &str, mut model: ModelProto, source: PathBuf, shapes: &[InputShape]) -> Result<Self> {
+    pub fn from_model_with(name: &str, model: ModelProto, source: PathBuf, shapes: &[InputShape]) -> Result<Self> {
+        let stride = model.graph.as_ref().map_or(1, lalarand_onnx::stride::deepest_stride);
+        Self::build(name, model, source, shapes).map_err(|e| explain_undivided_sizes(e, shapes, stride))
+    }
+
+    fn build(name: &str, mut model: ModelProto, source: PathBuf, shapes: &[InputShape]) -> Result<Self> {
         prepare(&mut model, shapes, &source)?;
         let partition = partition::partition(&model).map_err(|e| onnx_err(&source, e))?;
         for note in &partition.notes {
@@ -343,6 +348,40 @@ fn prepare(model: &mut ModelProto, shapes: &[InputShape], source: &Path) -> Resu
     tracing::debug!("{file}: folded {} shape computations to constants", values.len());
     fold::fold(model, values);
     Ok(())
+}
+
+/// ONNX Runtime's shape inference found sizes that differ inside the model: where the user
+/// fixed a spatial size (rank-4 input, axes 2 and 3) that the model's downsampling `stride` does
+/// not divide, that is the cause, and the fix is a size that it divides.
+fn explain_undivided_sizes(e: EngineError, shapes: &[InputShape], stride: u64) -> EngineError {
+    let EngineError::Unsupported { stage, mode, problem } = e else { return e };
+    let mismatch = problem.contains("ShapeInferenceError") || problem.contains("dimension");
+    let undivided: Vec<String> = shapes
+        .iter()
+        .filter(|s| s.dims.len() == 4)
+        .flat_map(|s| {
+            [(2, "height"), (3, "width")].into_iter().filter_map(move |(axis, what)| {
+                let size = u64::try_from(s.dims[axis]).ok().filter(|&d| d > 0)?;
+                (size % stride != 0).then(|| {
+                    let (below, above) = lalarand_onnx::stride::nearest_multiples(size, stride);
+                    let or = if below == above { below.to_string() } else { format!("{below} or {above}") };
+                    format!("`--input-shape {s}`: {what} {size} is not a multiple of {stride}, so use {or}")
+                })
+            })
+        })
+        .collect();
+    if !mismatch || stride < 2 || undivided.is_empty() {
+        return EngineError::Unsupported { stage, mode, problem };
+    }
+    let cause = problem.split("; fix:").next().unwrap_or(&problem);
+    EngineError::Unsupported {
+        stage,
+        mode,
+        problem: format!(
+            "{cause}; the cause: the model downsamples its input by stride {stride} (its strided convolutions and poolings), and a size it does not divide gives branches of different sizes where they meet; fix: {}",
+            undivided.join("; ")
+        ),
+    }
 }
 
 /// ONNX Runtime refused the whole model: the fix is on the model's side.
