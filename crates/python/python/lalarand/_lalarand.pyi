@@ -397,8 +397,12 @@ def serve(
     trace_window_ms: Optional[float] = None,
     drain_timeout_ms: float = 10000.0,
     warm_up: bool = True,
+    calibration: Optional[Mapping[str, _Path]] = None,
+    budget: Optional[float] = None,
 ) -> Server:
     """Starts a server for ``system`` under ``allocation`` (refused when not proven, unless
     ``force``). ``realtime=True`` warns (``RuntimeWarning``) where the OS refuses SCHED_FIFO,
     ``"required"`` refuses to start instead. A ``models`` key must name a task or a profile's
-    model (``ValueError`` otherwise)."""
+    model (``ValueError`` otherwise). ``calibration`` ({task: inputs file}) measures the
+    allocation's int8 end to end first and refuses (``ServerError``) over ``budget``
+    (percentage points, default 1)."""
