@@ -30,7 +30,7 @@ pub enum AllocError {
     NoAccelerator { policy: &'static str },
     #[error("task {task:?} layer {layer:?} has no {mode} mode, which policy {policy} needs; fix: profile that mode or pick another policy")]
     MissingMode { policy: &'static str, task: String, layer: String, mode: Mode },
-    #[error("task {task:?} layer {layer:?} cannot run on any resource of this platform; fix: profile a mode whose resource kind the platform has")]
+    #[error("task {task:?} layer {layer:?} cannot run on any resource of this platform; fix: profile a mode whose resource kind the platform has (a cpu-int8 mode whose accuracy cost is unknown is not offered: measure it with lalarand profile --calibration, or assume one with --assume-int8-cost)")]
     Unplaceable { task: String, layer: String },
 }
 

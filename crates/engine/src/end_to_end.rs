@@ -207,7 +207,8 @@ pub fn allocate_checked(
         let excess = check.measured_pp - check.budget_pp;
         let moved = layers_to_move(&system, &outcome, &check.tasks, excess);
         if moved.is_empty() {
-            // Nothing left in int8 and still over: a budget below zero.
+            // Still over with nothing that can move back to fp32 (int8 is those layers' only
+            // mode): reported over the budget.
             check.repairs = repairs;
             return Ok(Checked { outcome, system, check });
         }
@@ -299,9 +300,9 @@ impl<'a> Measurer<'a> {
     }
 }
 
-/// The int8 layers of the tasks whose measured cost is positive, largest per-stage cost first
-/// (ties: lowest build-check cosine), until their costs cover `excess`, at most half of them
-/// and at least one.
+/// The int8 layers of the tasks whose measured cost is positive (and that have an fp32 mode
+/// on this platform), largest per-stage cost first (ties: lowest build-check cosine), until
+/// their costs cover `excess`, at most half of them and at least one; none when none can move.
 fn layers_to_move(system: &System, outcome: &Outcome, tasks: &[TaskCost], excess: f64) -> Vec<(usize, usize)> {
     let mut candidates: Vec<(usize, usize, f64, f64)> = Vec::new();
     for (i, places) in outcome.allocation.tasks.iter().enumerate() {
@@ -310,7 +311,11 @@ fn layers_to_move(system: &System, outcome: &Outcome, tasks: &[TaskCost], excess
         }
         let dnn = &system.tasks[i].dnn;
         for (j, p) in places.iter().enumerate() {
-            if p.mode.is_int8() {
+            // A layer with no other mode on this platform cannot move back to fp32.
+            let has_fp32 = dnn.layers[j]
+                .available_modes()
+                .any(|m| !m.is_int8() && system.platform.of_kind(m.kind()).next().is_some());
+            if p.mode.is_int8() && has_fp32 {
                 let cosine = dnn.int8_notes.get(&j).and_then(|n| n.cosine).unwrap_or(1.0);
                 candidates.push((i, j, dnn.layers[j].budgeted_int8_cost(), cosine));
             }

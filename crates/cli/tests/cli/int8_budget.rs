@@ -134,6 +134,11 @@ fn allocate_with_calibration_inputs_reports_the_measured_end_to_end_cost() {
     let err = String::from_utf8_lossy(&served.stderr);
     assert!(matches!(served.status.code(), Some(0 | 1)), "{err}");
     assert!(err.contains("end to end: measured") && err.contains("(within;"), "{err}");
+    // `allocate` over the same budget: its int8 layers have no fp32 mode to move back to, so
+    // the check reports it over the budget (exit 1) instead of repairing.
+    let over = allocate(dir.path(), &["--budget", "0", "--calibration", "digits=in.f32"]);
+    assert_eq!(over["end_to_end"]["within_budget"], false, "{over}");
+    assert_eq!(over["end_to_end"]["repairs"], serde_json::json!([]), "{over}");
 
     let bad = lalarand()
         .current_dir(dir.path())
