@@ -219,8 +219,13 @@ pub fn admit_load(
     request: LoadRequest,
     options: &AdmissionOptions,
 ) -> Result<Admitted, AdmissionError> {
-    let LoadRequest { task, priority } = request;
+    let LoadRequest { mut task, priority } = request;
     check_request(running, &task, priority, options)?;
+    // The new task's layers of unknown int8 cost, as `Policy::allocate` offers them; the
+    // running tasks keep the modes they were admitted with.
+    if let std::borrow::Cow::Owned(dnn) = task.dnn.with_unknown_int8_costs(options.alloc.assume_int8_cost) {
+        task.dnn = std::sync::Arc::new(dnn);
+    }
     let name = task.name.clone();
     let system = with_task(&running.system, task, priority);
     let budget = options.alloc.accuracy_budget;
@@ -333,6 +338,9 @@ fn check_request(
     let budget = options.alloc.accuracy_budget;
     if !(budget.is_finite() && budget >= 0.0) {
         return invalid("accuracy_budget", format!("{budget}"), "give a budget >= 0 percentage points");
+    }
+    if let Some(pp) = options.alloc.assume_int8_cost.filter(|pp| !(pp.is_finite() && *pp >= 0.0)) {
+        return invalid("assume_int8_cost", format!("{pp}"), "give a cost >= 0 percentage points, or none");
     }
     Ok(())
 }

@@ -30,7 +30,7 @@ pub enum AllocError {
     NoAccelerator { policy: &'static str },
     #[error("task {task:?} layer {layer:?} has no {mode} mode, which policy {policy} needs; fix: profile that mode or pick another policy")]
     MissingMode { policy: &'static str, task: String, layer: String, mode: Mode },
-    #[error("task {task:?} layer {layer:?} cannot run on any resource of this platform; fix: profile a mode whose resource kind the platform has")]
+    #[error("task {task:?} layer {layer:?} cannot run on any resource of this platform; fix: profile a mode whose resource kind the platform has (a cpu-int8 mode whose accuracy cost is unknown is not offered: measure it with lalarand profile --calibration, or assume one with --assume-int8-cost)")]
     Unplaceable { task: String, layer: String },
 }
 
@@ -47,11 +47,15 @@ pub struct AllocOptions {
     pub allow_int8: bool,
     /// Search-node cap for [`Optimal`]; past it the search reports itself incomplete.
     pub node_limit: u64,
+    /// The int8 accuracy cost, percentage points, budgeted for a layer whose cost is not known
+    /// (its profile has `null`). `None`: such layers are not offered int8 at all
+    /// ([`System::with_unknown_int8_costs`]), so an unknown cost never counts as zero.
+    pub assume_int8_cost: Option<f64>,
 }
 
 impl Default for AllocOptions {
     fn default() -> Self {
-        Self { accuracy_budget: 1.0, allow_int8: true, node_limit: 2_000_000 }
+        Self { accuracy_budget: 1.0, allow_int8: true, node_limit: 2_000_000, assume_int8_cost: None }
     }
 }
 
@@ -151,8 +155,12 @@ impl Policy {
         }
     }
 
-    /// Runs the policy; `lalarand-fp32` is `lalarand` with int8 disallowed.
+    /// Runs the policy; `lalarand-fp32` is `lalarand` with int8 disallowed. Layers of unknown
+    /// int8 cost are offered int8 only at `options.assume_int8_cost`
+    /// ([`System::with_unknown_int8_costs`]).
     pub fn allocate(self, system: &System, options: &AllocOptions) -> Result<Outcome, AllocError> {
+        let offered = system.with_unknown_int8_costs(options.assume_int8_cost);
+        let system = offered.as_ref();
         match self {
             Policy::GpuOnly => GpuOnly.allocate(system, options),
             Policy::CpuOnly => CpuOnly.allocate(system, options),

@@ -605,6 +605,28 @@ fn preferable_puts_each_whole_dnn_on_its_fastest_resource_in_fp32() {
     assert_eq!(places(&o, 2), vec![(Mode::Gpu, 0)], "ties go to the gpu");
 }
 
+/// The task set of `task_level_uses_int8_only_when_allowed_and_within_budget`, with "q"'s int8
+/// cost unknown (`null` in its profile): no policy may count it as 0 against the budget; only
+/// an assumed cost lets int8 in, budgeted at that cost.
+#[test]
+fn no_policy_places_a_layer_of_unknown_int8_cost_in_int8_unless_a_cost_is_assumed() {
+    let g = task("g", 10.0, vec![layer("g0", Some(8.0), None, None)]);
+    let mut q = task("q", 10.0, vec![layer("q0", Some(9.0), Some(12.0), Some(5.0))]);
+    Arc::make_mut(&mut q.dnn).int8_accuracy_unknown.insert(0);
+    let sys = system(Platform::default_cpu_gpu(), vec![g, q]);
+    for policy in lalarand_alloc::Policy::ALL {
+        let Ok(o) = policy.allocate(&sys, &AllocOptions::default()) else { continue };
+        assert_eq!(o.allocation.int8_layers(), 0, "{policy}: an unknown cost is not a free one");
+    }
+    let assumed = AllocOptions { assume_int8_cost: Some(0.5), ..AllocOptions::default() };
+    let o = lalarand_alloc::Policy::Lalarand.allocate(&sys, &assumed).unwrap();
+    assert!(o.schedulable() && o.allocation.int8_layers() == 1, "{:?}", o.analysis);
+    let offered = sys.with_unknown_int8_costs(assumed.assume_int8_cost);
+    assert!((o.allocation.accuracy_cost(&offered) - 0.5).abs() < 1e-12, "budgeted at the assumed cost");
+    let tight = AllocOptions { accuracy_budget: 0.4, ..assumed };
+    assert_eq!(lalarand_alloc::Policy::Lalarand.allocate(&sys, &tight).unwrap().allocation.int8_layers(), 0);
+}
+
 /// `lalarand init --cpu-only`'s system: on two cpus, all-fp32 work fills both, so every fp32
 /// policy fails and only an allocation with `cpu-int8` layers (within the budget) is proven.
 #[test]

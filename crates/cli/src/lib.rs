@@ -23,6 +23,7 @@ macro_rules! outln {
 }
 
 mod cmd;
+mod end_to_end;
 mod engine_exec;
 mod engine_repository;
 mod files;

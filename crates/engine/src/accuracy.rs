@@ -4,6 +4,7 @@
 
 use crate::dataset::Dataset;
 use crate::error::{EngineError, Result};
+use crate::output_checks;
 use crate::quant::{build_int8, Int8Stages};
 use crate::stage::ExecConfig;
 use crate::staged::{Pipeline, StagedModel};
@@ -248,9 +249,18 @@ pub struct ModeVerdict {
     /// Cosine similarity of the chained outputs to the whole model's (all outputs, all samples).
     pub cosine: f64,
     pub relative_error: f64,
+    /// Classifier outputs (one graph output `[batch, classes]`): the percentage of samples
+    /// whose top-1 class is the whole model's.
+    pub top1_agreement: Option<f64>,
+    /// Where the whole model's output hardly depends on the input
+    /// ([`crate::output_checks::MIN_INPUT_DEPENDENCE`]): the cosine of the chain's deviations
+    /// from the fp32 mean to the whole model's, which cpu-int8 is judged by instead.
+    pub centered_cosine: Option<f64>,
     /// What the mode must meet, in words.
     pub threshold: String,
     pub passed: bool,
+    /// Why it failed beyond the numbers above, or what they cannot show, in words.
+    pub notes: Vec<String>,
 }
 
 /// Runs the whole model (cpu-fp32, one session) and the chain of its stages in every mode of
@@ -268,7 +278,7 @@ pub fn verify(
     method: CalibrationMethod,
     cfg: &ExecConfig,
 ) -> Result<Vec<ModeVerdict>> {
-    use crate::quant::{Agreement, MIN_STAGE_COSINE};
+    use crate::quant::Agreement;
     use crate::stage::StageRunner;
     if inputs.is_empty() {
         return Err(EngineError::tensor("verify", &staged.input_name, "no inputs to verify on"));
@@ -276,6 +286,7 @@ pub fn verify(
     let mut whole = StageRunner::new(&format!("{} (whole model)", staged.name), Mode::CpuFp32, &staged.bytes, cfg)?;
     let outputs = &staged.partition.graph_outputs;
     let mut reference = Vec::with_capacity(inputs.len());
+    let mut classes = None;
     for (dims, x) in inputs {
         staged.check_input(dims, "verify input")?;
         let mut t = staged.feed(dims, x.clone())?;
@@ -283,10 +294,14 @@ pub fn verify(
         let mut flat = Vec::new();
         for o in outputs {
             let v = t.get(o).ok_or_else(|| EngineError::tensor("verify", o, "the whole model did not produce it"))?;
-            flat.extend(crate::tensor::f32_values(v, o)?.1);
+            let (shape, values) = crate::tensor::f32_values(v, o)?;
+            classes = (outputs.len() == 1 && shape.len() == 2 && shape[1] >= 2).then_some(shape[1]);
+            flat.extend(values);
         }
         reference.push(flat);
     }
+    let dependence = output_checks::input_dependence(&reference);
+    let barely_varies = dependence.is_some_and(|d| d < output_checks::MIN_INPUT_DEPENDENCE);
     let n = staged.stage_count();
     let mut verdicts = Vec::new();
     for &mode in modes {
@@ -307,6 +322,7 @@ pub fn verify(
         let pipeline = Pipeline::new(staged, &chain, int8.as_ref(), cfg)?;
         let mut sum = Agreement::default();
         let mut scale = 0f64;
+        let mut chained = Vec::with_capacity(inputs.len());
         for ((dims, x), want) in inputs.iter().zip(&reference) {
             let held = pipeline.run_all(dims, x.clone())?;
             let mut got = Vec::with_capacity(want.len());
@@ -318,9 +334,13 @@ pub fn verify(
             }
             sum.add(want, &got);
             scale = want.iter().fold(scale, |m, v| m.max(v.abs() as f64));
+            chained.push(got);
         }
+        let top1_agreement = classes.map(|c| output_checks::top1_agreement(&reference, &chained, c));
+        let centered_cosine = barely_varies.then(|| output_checks::centered_cosine(&reference, &chained));
+        let mut notes = Vec::new();
         let (threshold, passed) = match mode {
-            Mode::CpuInt8 => (format!("cosine >= {MIN_STAGE_COSINE}"), sum.cosine() >= MIN_STAGE_COSINE),
+            Mode::CpuInt8 => int8_verdict(sum.cosine(), top1_agreement, centered_cosine, dependence, &mut notes),
             m => {
                 let tol = if m == Mode::Gpu { GPU_CHAIN_TOLERANCE } else { FP32_CHAIN_TOLERANCE };
                 let threshold = format!("max abs diff <= {tol:e} x max(output scale, {CHAIN_SCALE_FLOOR:e})");
@@ -336,11 +356,46 @@ pub fn verify(
             output_scale: scale,
             cosine: sum.cosine(),
             relative_error: sum.relative_error(),
+            top1_agreement,
+            centered_cosine,
             threshold,
             passed,
+            notes,
         });
     }
     Ok(verdicts)
+}
+
+/// The cpu-int8 chain's threshold in words and whether it is met: a cosine of at least
+/// [`crate::quant::MIN_STAGE_COSINE`] to the whole model, taken on the deviations from the fp32
+/// mean where the output hardly depends on the input ([`output_checks`]), and for a classifier
+/// at most [`output_checks::MAX_TOP1_DISAGREEMENT_PCT`] of the samples with another top-1 class.
+fn int8_verdict(
+    cosine: f64,
+    top1_agreement: Option<f64>,
+    centered_cosine: Option<f64>,
+    dependence: Option<f64>,
+    notes: &mut Vec<String>,
+) -> (String, bool) {
+    use crate::quant::MIN_STAGE_COSINE;
+    use output_checks::{MAX_TOP1_DISAGREEMENT_PCT, MIN_INPUT_DEPENDENCE};
+    let mut threshold = format!("cosine >= {MIN_STAGE_COSINE}");
+    let mut passed = cosine >= MIN_STAGE_COSINE;
+    if let (Some(centered), Some(d)) = (centered_cosine, dependence) {
+        threshold = format!("cosine of the deviations from the fp32 mean >= {MIN_STAGE_COSINE}");
+        passed = centered >= MIN_STAGE_COSINE;
+        notes.push(format!(
+            "the model's output hardly depends on its input (spread across inputs {d:.1e} of its mean, under {MIN_INPUT_DEPENDENCE:e}), so the cosine of {cosine:.6} mostly compares what every input shares; on what varies, the cosine is {centered:.6}"
+        ));
+    }
+    if let Some(agree) = top1_agreement {
+        threshold += &format!(", top-1 agreement >= {}%", 100.0 - MAX_TOP1_DISAGREEMENT_PCT);
+        if 100.0 - agree > MAX_TOP1_DISAGREEMENT_PCT {
+            passed = false;
+            notes.push(format!("top-1 class the whole model's on {agree:.1}% of the samples only"));
+        }
+    }
+    (threshold, passed)
 }
 
 /// What an `int8_accuracy_cost` measures (the profile's `int8_cost_kind`).
@@ -360,25 +415,15 @@ pub fn label_free_costs_until(
     cfg: &ExecConfig,
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<(Int8CostKind, Vec<Option<f64>>)> {
-    use crate::quant::Agreement;
     if inputs.is_empty() {
         return Err(EngineError::tensor("label-free int8 costs", &staged.input_name, "no inputs given"));
     }
     let n = staged.stage_count();
-    let outputs = |p: &Pipeline| -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
-        let mut all = Vec::with_capacity(inputs.len());
-        for (dims, x) in inputs {
-            let held = p.run_all(dims, x.clone())?;
-            for o in &staged.partition.graph_outputs {
-                let v = held.get(o).ok_or_else(|| EngineError::tensor("label-free int8 costs", o, "not produced"))?;
-                all.push(crate::tensor::f32_values(v, o)?);
-            }
-        }
-        Ok(all)
+    let run = |modes: &[Mode], int8: Option<&Int8Stages>| {
+        chained_outputs(staged, modes, int8, inputs, cfg, "label-free int8 costs")
     };
-    let reference = outputs(&Pipeline::new(staged, &vec![Mode::CpuFp32; n], None, cfg)?)?;
-    let classifier = staged.partition.graph_outputs.len() == 1
-        && reference.iter().all(|(shape, _)| shape.len() == 2 && shape[1] >= 2);
+    let reference = run(&vec![Mode::CpuFp32; n], None)?;
+    let classifier = crate::end_to_end::is_classifier(staged, &reference);
     let kind = if classifier { Int8CostKind::Top1Disagreement } else { Int8CostKind::Distortion };
     let mut costs = Vec::with_capacity(n);
     for i in 0..n {
@@ -391,25 +436,33 @@ pub fn label_free_costs_until(
         }
         let mut modes = vec![Mode::CpuFp32; n];
         modes[i] = Mode::CpuInt8;
-        let got = outputs(&Pipeline::new(staged, &modes, Some(int8), cfg)?)?;
-        let cost = if classifier {
-            let (mut differ, mut rows) = (0usize, 0usize);
-            for ((shape, want), (_, have)) in reference.iter().zip(&got) {
-                let (a, b) = (argmax_rows(want, shape[1]), argmax_rows(have, shape[1]));
-                differ += a.iter().zip(&b).filter(|(x, y)| x != y).count();
-                rows += a.len();
-            }
-            100.0 * differ as f64 / rows.max(1) as f64
-        } else {
-            let mut sum = Agreement::default();
-            for ((_, want), (_, have)) in reference.iter().zip(&got) {
-                sum.add(want, have);
-            }
-            100.0 * (1.0 - sum.cosine())
-        };
-        costs.push(Some(cost));
+        let got = run(&modes, Some(int8))?;
+        costs.push(Some(crate::end_to_end::output_cost(kind, classifier, &reference, &got)));
     }
     Ok((kind, costs))
+}
+
+/// The graph outputs of `staged`'s chain in `modes` on `inputs` (each `(dims, values)`): one
+/// `(shape, values)` per input and graph output, in that order. `context` names the caller in
+/// errors.
+pub fn chained_outputs(
+    staged: &StagedModel,
+    modes: &[Mode],
+    int8: Option<&Int8Stages>,
+    inputs: &[(Vec<usize>, Vec<f32>)],
+    cfg: &ExecConfig,
+    context: &str,
+) -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
+    let pipeline = Pipeline::new(staged, modes, int8, cfg)?;
+    let mut all = Vec::with_capacity(inputs.len());
+    for (dims, x) in inputs {
+        let held = pipeline.run_all(dims, x.clone())?;
+        for o in &staged.partition.graph_outputs {
+            let v = held.get(o).ok_or_else(|| EngineError::tensor(context, o, "not produced"))?;
+            all.push(crate::tensor::f32_values(v, o)?);
+        }
+    }
+    Ok(all)
 }
 
 #[cfg(test)]

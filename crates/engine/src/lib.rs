@@ -7,12 +7,14 @@
 pub mod accuracy;
 pub mod calibration;
 pub mod dataset;
+pub mod end_to_end;
 pub mod error;
 pub mod granularity;
 pub mod int8_stages;
 pub mod mode_change;
 pub mod onnxruntime;
 mod ort_log;
+pub mod output_checks;
 pub mod profile;
 pub mod quant;
 pub mod serving;

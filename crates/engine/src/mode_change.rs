@@ -120,9 +120,22 @@ pub fn load(
     request: LoadRequest,
     staged: StagedModel,
 ) -> std::result::Result<(ModeChange, Rebuilt), ModeChangeError> {
+    load_checked(server, request, staged, |_, _| Ok(()))
+}
+
+/// [`load`], with `check` asked about the admitted (system, allocation) before anything changes
+/// (the end-to-end int8 check, [`crate::end_to_end::check_allocation`]): an `Err` refuses the
+/// load with its words.
+pub fn load_checked(
+    server: &ModeServer<EngineExecutor>,
+    request: LoadRequest,
+    staged: StagedModel,
+    check: impl FnOnce(&lalarand_model::System, &lalarand_model::Allocation) -> std::result::Result<(), String>,
+) -> std::result::Result<(ModeChange, Rebuilt), ModeChangeError> {
     let name = request.task.name.clone();
     let mut rebuilt = Rebuilt::default();
     let change = server.load_task(request, |system, alloc, running| {
+        check(system, alloc)?;
         let (exec, r) = running.for_mode(system, alloc, HashMap::from([(name, staged)])).map_err(|e| e.to_string())?;
         rebuilt = r;
         Ok(exec)

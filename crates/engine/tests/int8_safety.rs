@@ -316,3 +316,33 @@ fn a_profile_without_labels_holds_label_free_costs_and_says_so() {
     }
     assert!(std::fs::read_to_string(&out).unwrap().contains("\"int8_cost_kind\": \"distortion\""));
 }
+
+/// `shrinking`'s output is its classifier's bias, whatever the input (activations of about
+/// 1e-14 reach the head): the all-int8 chain's cosine to fp32 is about 1 while it follows none
+/// of what varies between inputs. `verify` says so and fails it; the fp32 chain still passes.
+#[test]
+fn verify_flags_an_output_that_hardly_depends_on_the_input() {
+    let staged = shrinking(false);
+    let inputs = calibration(&staged, 8);
+    let cal = {
+        let dims = staged.input_shape(1);
+        seeded_inputs(8, dims.iter().product(), 99).into_iter().map(|x| (dims.clone(), x)).collect::<Vec<_>>()
+    };
+    let verdicts = lalarand_engine::accuracy::verify(
+        &staged,
+        &[Mode::CpuFp32, Mode::CpuInt8],
+        &inputs,
+        &cal,
+        CalibrationMethod::Percentile(99.99),
+        &ExecConfig::default(),
+    )
+    .unwrap();
+    let (fp32, int8) = (&verdicts[0], &verdicts[1]);
+    eprintln!("{fp32:?}\n{int8:?}");
+    assert!(fp32.passed, "{fp32:?}");
+    assert!(int8.cosine > MIN_STAGE_COSINE, "the plain cosine would pass it: {int8:?}");
+    assert!(!int8.passed, "{int8:?}");
+    assert!(int8.centered_cosine.is_some_and(|c| c < MIN_STAGE_COSINE), "{int8:?}");
+    assert!(int8.notes.iter().any(|n| n.contains("hardly depends on its input")), "{:?}", int8.notes);
+    assert!(int8.top1_agreement.is_some(), "a classifier's top-1 is judged too");
+}

@@ -16,6 +16,10 @@ pub struct SweepSettings {
     pub accuracy_budget: f64,
     pub allow_int8: bool,
     pub node_limit: u64,
+    /// The int8 cost layers of unknown cost were budgeted at (`--assume-int8-cost`); absent:
+    /// such layers were not offered int8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assume_int8_cost: Option<f64>,
     pub random_offsets: bool,
     pub library: LibraryInfo,
     /// `name (kind)` per resource, `name (cpu, accelerator)` for a cpu standing in for a gpu.

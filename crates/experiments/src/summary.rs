@@ -75,6 +75,9 @@ pub struct Summary {
     pub platform: Vec<String>,
     /// [`crate::LibraryInfo::int8_accuracy_unknown_layers`].
     pub int8_accuracy_unknown_layers: usize,
+    /// [`crate::SweepSettings::assume_int8_cost`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assume_int8_cost: Option<f64>,
     /// [`crate::LibraryInfo::cpu_speedup`].
     pub cpu_speedup: Option<f64>,
     pub tasks: usize,
@@ -152,6 +155,7 @@ impl SweepResult {
             library: self.settings.library.name.clone(),
             platform: self.settings.platform.clone(),
             int8_accuracy_unknown_layers: self.settings.library.int8_accuracy_unknown_layers,
+            assume_int8_cost: self.settings.assume_int8_cost,
             cpu_speedup: self.settings.library.cpu_speedup,
             tasks: self.settings.tasks,
             points: self.points.len(),
@@ -183,12 +187,16 @@ impl fmt::Display for Summary {
             writeln!(f, "cpu times divided by {s} (modelled data-parallel cpu node, not measured on it)")?;
         }
         writeln!(f, "Platform, the same for every policy: {}", self.platform.join("; "))?;
-        if self.int8_accuracy_unknown_layers > 0 {
-            writeln!(
+        match (self.int8_accuracy_unknown_layers, self.assume_int8_cost) {
+            (0, _) => {}
+            (n, None) => writeln!(
                 f,
-                "int8 accuracy cost not known for {} layers (counted as 0: the accuracy budget does not bind on them)",
-                self.int8_accuracy_unknown_layers
-            )?;
+                "int8 accuracy cost not known for {n} layers: not offered int8 (--assume-int8-cost PP would budget them)"
+            )?,
+            (n, Some(pp)) => writeln!(
+                f,
+                "int8 accuracy cost not known for {n} layers: budgeted at {pp} pp each (--assume-int8-cost, assumed, not measured)"
+            )?,
         }
         writeln!(
             f,

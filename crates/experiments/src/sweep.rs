@@ -139,6 +139,7 @@ fn settings(cfg: &SweepConfig, policies: Vec<Policy>) -> SweepSettings {
         accuracy_budget: cfg.options.accuracy_budget,
         allow_int8: cfg.options.allow_int8,
         node_limit: cfg.options.node_limit,
+        assume_int8_cost: cfg.options.assume_int8_cost,
         random_offsets: cfg.random_offsets,
         library: LibraryInfo { cpu_speedup: cfg.cpu_speedup, ..cfg.library.describe() },
         platform: describe_platform(&cfg.platform),

@@ -21,6 +21,7 @@
 pub mod allocation;
 pub mod error;
 pub mod examples;
+mod int8_offer;
 pub mod library;
 pub mod plan;
 pub mod platform;

@@ -5,6 +5,7 @@
 //! are the library's. Python-side documentation lives in the docstrings (from these doc
 //! comments) and in `python/lalarand/_lalarand.pyi`.
 
+mod checked;
 mod errors;
 mod logs;
 mod modes;

@@ -912,7 +912,7 @@ impl Slot {
 /// `busy=True` runs each stage as a busy wait of its planned time and echoes the input as the
 /// output "output" (no models needed: a stand-in with known times).
 #[pyfunction]
-#[pyo3(signature = (system, allocation, models=None, *, periodic=None, busy=false, stale="reuse", early="wait", late="continue", force=false, realtime=RealtimeArg::On, max_backlog=4, results_capacity=64, trace_window_ms=None, drain_timeout_ms=10_000.0, warm_up=true))]
+#[pyo3(signature = (system, allocation, models=None, *, periodic=None, busy=false, stale="reuse", early="wait", late="continue", force=false, realtime=RealtimeArg::On, max_backlog=4, results_capacity=64, trace_window_ms=None, drain_timeout_ms=10_000.0, warm_up=true, calibration=None, budget=None))]
 #[pyo3(
     text_signature = "(system, allocation, models=None, *, periodic=None, busy=False, stale='reuse', early='wait', late='continue', force=False, realtime=True, max_backlog=4, results_capacity=64, trace_window_ms=None, drain_timeout_ms=10000.0, warm_up=True)"
 )]
@@ -934,6 +934,8 @@ pub fn serve(
     trace_window_ms: Option<f64>,
     drain_timeout_ms: f64,
     warm_up: bool,
+    calibration: Option<HashMap<String, PathBuf>>,
+    budget: Option<f64>,
 ) -> PyResult<Server> {
     // Before any server thread starts: the real-time fallback's warning is logged by the first
     // thread refused SCHED_FIFO.
@@ -996,6 +998,11 @@ pub fn serve(
     }
     // Every task sporadic and the allocation proven: tasks can load and unload (`Server.load`).
     let loadable = if sources.is_empty() { Proven::new((*core_system).clone(), alloc.clone()).ok() } else { None };
+    if busy && calibration.is_some() {
+        return Err(PyValueError::new_err(
+            "serve(calibration=...): a busy server runs no models, so there is no int8 to check; fix: leave calibration out, or serve the models (busy=False)",
+        ));
+    }
     let server = if busy {
         let plan = lalarand_model::ExecutionPlan::new(&core_system, &alloc).map_err(crate::errors::format_error)?;
         let exec = BusyWait::from_plan(&plan, &core_system.platform, BusyTime::Wcet);
@@ -1014,6 +1021,9 @@ pub fn serve(
         check_model_keys(&core_system, &models)?;
         let tasks_file = system.tasks_file.clone().unwrap_or_default();
         let paths = model_paths(&core_system, &tasks_file, &models).map_err(engine_error)?;
+        if let Some(calibration) = &calibration {
+            check_end_to_end(py, &core_system, &alloc, system.tasks_file.as_deref(), calibration, &models, budget)?;
+        }
         // Loading and warming up the models takes a while: without the GIL.
         let exec = py.detach(|| EngineExecutor::new(&core_system, &alloc, &paths)).map_err(engine_error)?;
         match loadable {
@@ -1108,6 +1118,45 @@ fn check_model_keys(system: &lalarand_model::System, models: &HashMap<String, Pa
         model_names.join(", "),
         tasks.first().copied().unwrap_or_default(),
     )))
+}
+
+/// `serve(calibration=...)`: the allocation's int8 measured end to end against `budget` (the
+/// default accuracy budget where not given) before the server starts; over it, refused.
+fn check_end_to_end(
+    py: Python<'_>,
+    system: &lalarand_model::System,
+    alloc: &lalarand_model::Allocation,
+    tasks_file: Option<&std::path::Path>,
+    calibration: &HashMap<String, PathBuf>,
+    models: &HashMap<String, PathBuf>,
+    budget: Option<f64>,
+) -> PyResult<()> {
+    let budget = budget.unwrap_or(lalarand_alloc::AllocOptions::default().accuracy_budget);
+    if !(budget.is_finite() && budget >= 0.0) {
+        return Err(PyValueError::new_err(format!(
+            "budget {budget} is not a finite accuracy budget >= 0 (percentage points)"
+        )));
+    }
+    let checks = crate::checked::task_checks(py, system, tasks_file, calibration, Some(models.clone()))?;
+    let checks: Vec<_> = checks.iter().map(Option::as_ref).collect();
+    let check = py
+        .detach(|| {
+            lalarand_engine::end_to_end::check_allocation(
+                system,
+                alloc,
+                budget,
+                &checks,
+                &lalarand_engine::ExecConfig::default(),
+            )
+        })
+        .map_err(engine_error)?;
+    if !check.within_budget {
+        return Err(crate::errors::ServerError::new_err(format!(
+            "cannot start the server: the allocation's int8 layers cost {:.3} pp measured end to end (the per-stage sum estimated {:.3}), over the budget of {budget} pp; fix: allocate with System.allocate(..., budget={budget}, calibration=...), which moves int8 stages back to fp32 until the measured cost is within, or raise budget",
+            check.measured_pp, check.estimated_pp
+        )));
+    }
+    Ok(())
 }
 
 /// The engine's errors (a model missing, changed since profiling, not matching its profile)

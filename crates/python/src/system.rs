@@ -388,19 +388,30 @@ impl System {
 
     /// Runs one allocation policy (see `policies()`); `budget` is the largest allowed sum of
     /// the int8 layers' accuracy costs in percentage points, `node_limit` caps the exact search.
-    #[pyo3(signature = (policy, *, budget=None, node_limit=None))]
+    /// A layer whose int8 cost is unknown (`null` in its profile) is not placed in int8 unless
+    /// `assume_int8_cost` budgets it (percentage points). `calibration` ({task: inputs file},
+    /// raw fp32 samples or a CSV dataset, as `lalarand profile --calibration` reads them) checks
+    /// the allocation end to end, repairing it until its measured cost is within the budget;
+    /// `models` ({task or model name: ONNX path}) where a model is not beside its profile.
+    /// The check's report is `result.end_to_end` (a dict, as `lalarand allocate --json`).
+    #[pyo3(signature = (policy, *, budget=None, node_limit=None, assume_int8_cost=None, calibration=None, models=None))]
+    #[allow(clippy::too_many_arguments)]
     fn allocate(
         &self,
         py: Python<'_>,
         policy: &str,
         budget: Option<f64>,
         node_limit: Option<u64>,
+        assume_int8_cost: Option<f64>,
+        calibration: Option<std::collections::HashMap<String, PathBuf>>,
+        models: Option<std::collections::HashMap<String, PathBuf>>,
     ) -> PyResult<AllocationResult> {
         let policy: Policy = policy.parse().map_err(PyValueError::new_err)?;
         let defaults = AllocOptions::default();
         let options = AllocOptions {
             accuracy_budget: budget.unwrap_or(defaults.accuracy_budget),
             node_limit: node_limit.unwrap_or(defaults.node_limit),
+            assume_int8_cost,
             ..defaults
         };
         if !(options.accuracy_budget.is_finite() && options.accuracy_budget >= 0.0) {
@@ -409,10 +420,37 @@ impl System {
                 options.accuracy_budget
             )));
         }
+        if let Some(pp) = assume_int8_cost.filter(|pp| !(pp.is_finite() && *pp >= 0.0)) {
+            return Err(PyValueError::new_err(format!(
+                "assume_int8_cost {pp} is not a cost >= 0 (percentage points); fix: give one, or None to refuse int8 for layers of unknown cost"
+            )));
+        }
         let system = self.inner.clone();
-        let outcome: Outcome = py
-            .detach(|| policy.allocate(&system, &options))
-            .map_err(|e| AllocationError::new_err(format!("policy {policy}: {e}")))?;
+        let (outcome, end_to_end) = match calibration {
+            None => {
+                let outcome: Outcome = py
+                    .detach(|| policy.allocate(&system, &options))
+                    .map_err(|e| AllocationError::new_err(format!("policy {policy}: {e}")))?;
+                (outcome, None)
+            }
+            Some(calibration) => {
+                let checks =
+                    crate::checked::task_checks(py, &system, self.tasks_file.as_deref(), &calibration, models)?;
+                let checked = py
+                    .detach(|| {
+                        lalarand_engine::end_to_end::allocate_checked(
+                            &system,
+                            policy,
+                            &options,
+                            &checks,
+                            &lalarand_engine::ExecConfig::default(),
+                        )
+                    })
+                    .map_err(|e| AllocationError::new_err(format!("policy {policy}, checked end to end: {e}")))?;
+                let report = serde_json::to_value(&checked.check).map_err(|e| PyValueError::new_err(e.to_string()))?;
+                (checked.outcome, Some(crate::serving::json_to_py(py, &report)?.unbind()))
+            }
+        };
         let plan = ExecutionPlan::new(&system, &outcome.allocation).map_err(format_error)?;
         let analysis = Analysis::new(&system, &outcome.allocation, &plan, &outcome.analysis);
         Ok(AllocationResult {
@@ -421,6 +459,7 @@ impl System {
             analysis: Py::new(py, analysis)?,
             evaluations: outcome.evaluations,
             complete: outcome.complete,
+            end_to_end,
         })
     }
 
@@ -669,6 +708,9 @@ pub struct AllocationResult {
     pub evaluations: u64,
     /// False only when an exact search stopped at its node limit.
     pub complete: bool,
+    /// With `calibration`: the end-to-end check (measured cost, budget, repairs) as a dict;
+    /// None without.
+    pub end_to_end: Option<Py<PyAny>>,
 }
 
 #[pymethods]

@@ -138,3 +138,51 @@ def test_profiled_mixed_int8_allocation_classifies_as_lalarand_accuracy(cli, tmp
                       "--task", "digits")
     assert accuracy["samples"] == len(labels)
     assert 100.0 * correct / len(labels) == pytest.approx(accuracy["top1"], abs=1e-9), accuracy
+
+
+def test_allocate_checks_int8_end_to_end_on_calibration_inputs(cli, tmp_path):
+    """allocate(calibration=...) measures the chosen allocation's int8 against fp32 on the
+    given inputs (as `lalarand allocate --calibration`) and reports it next to the budget."""
+    images, _ = mnist_test_rows()
+    inputs = tmp_path / "in.f32"
+    images[:16].astype("<f4").tofile(inputs)
+    profile = tmp_path / "mnist_resnet.json"
+    cli("profile", MNIST, "--runs", "1", "--warmup", "0", "--modes", "cpu-fp32,cpu-int8",
+        "--calibration", inputs, "--out", profile)
+    (tmp_path / "tasks.toml").write_text('[[task]]\nname = "digits"\nprofile = "mnist_resnet.json"\nperiod_ms = 20\n')
+    system = lalarand.System.load(tmp_path / "tasks.toml")
+    result = system.allocate("lalarand", budget=100.0, calibration={"digits": inputs}, models={"digits": MNIST})
+    check = result.end_to_end
+    assert check["budget_pp"] == 100.0 and check["within_budget"] is True, check
+    task = check["tasks"][0]
+    assert task["task"] == "digits" and task["int8_layers"] == result.analysis.int8_layers, check
+    assert task["inputs"] == (16 if task["int8_layers"] else 0), check
+    assert check["measured_pp"] >= 0.0 and check["repairs"] == [], check
+    assert system.allocate("lalarand").end_to_end is None
+
+
+def test_serve_refuses_an_allocation_over_its_budget_measured_end_to_end(cli, tmp_path):
+    """serve(calibration=..., budget=...) measures the allocation's int8 chain before starting:
+    every int8-capable stage int8, measured as distortion (never exactly 0 in int8), is refused
+    over a budget of 0 and served within a budget of 100."""
+    images, _ = mnist_test_rows()
+    inputs = tmp_path / "in.f32"
+    images[:16].astype("<f4").tofile(inputs)
+    profile = tmp_path / "mnist_resnet.json"
+    cli("profile", MNIST, "--runs", "1", "--warmup", "0", "--modes", "cpu-fp32,cpu-int8",
+        "--calibration", inputs, "--out", profile)
+    data = json.loads(profile.read_text())
+    data["int8_cost_kind"] = "distortion"
+    profile.write_text(json.dumps(data))
+    platform = lalarand.Platform.load(E2E / "platform.toml")
+    system = lalarand.System(platform, [lalarand.Task("digits", lalarand.Profile.load(profile), 1000.0)])
+    modes = ["cpu-int8@cpu0" if "cpu-int8" in layer["modes"] else "cpu-fp32@cpu0" for layer in data["layers"]]
+    allocation = system.allocation({"digits": modes})
+    with pytest.raises(lalarand.ServerError, match=r"measured end to end .* over the budget of 0"):
+        lalarand.serve(system, allocation, {"digits": MNIST}, calibration={"digits": inputs}, budget=0.0,
+                       realtime=False)
+    with lalarand.serve(system, allocation, {"digits": MNIST}, calibration={"digits": inputs}, budget=100.0,
+                        realtime=False) as server:
+        assert server.infer("digits", images[:1], timeout=30).output.shape == (1, 10)
+    with pytest.raises(ValueError, match="busy"):
+        lalarand.serve(system, allocation, busy=True, calibration={"digits": inputs})

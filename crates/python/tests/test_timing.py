@@ -178,3 +178,26 @@ def test_help_is_useful():
     assert "allocation policy" in lalarand.__doc__
     assert "response-time analysis" in lalarand.System.analyze.__doc__
     assert lalarand.System.__init__.__doc__ or lalarand.System.__doc__
+
+
+# Two layers, int8 the only mode fast enough for a 5 ms period, int8 cost unknown (`null`).
+UNKNOWN_COSTS = """{"format":"lalarand-profile/1","model":"m","layers":[
+  {"name":"a","modes":{"gpu":{"wcet_us":9000},"cpu-fp32":{"wcet_us":9000},"cpu-int8":{"wcet_us":1000}},"int8_accuracy_cost":null},
+  {"name":"b","modes":{"gpu":{"wcet_us":9000},"cpu-fp32":{"wcet_us":9000},"cpu-int8":{"wcet_us":1000}},"int8_accuracy_cost":null}]}"""
+
+
+def test_unknown_int8_costs_get_int8_only_at_an_assumed_cost(tmp_path):
+    """An unknown int8 cost is not a free one: int8 only with assume_int8_cost, as the CLI's
+    --assume-int8-cost; calibration= names a task that does not exist."""
+    (tmp_path / "m.json").write_text(UNKNOWN_COSTS)
+    (tmp_path / "tasks.toml").write_text('[[task]]\nname = "t"\nprofile = "m.json"\nperiod_ms = 5.0\n')
+    system = lalarand.System.load(tmp_path / "tasks.toml")
+    refused = system.allocate("lalarand")
+    assert refused.analysis.int8_layers == 0 and not refused.schedulable
+    assert refused.end_to_end is None
+    assumed = system.allocate("lalarand", assume_int8_cost=0.25)
+    assert assumed.analysis.int8_layers == 2 and assumed.schedulable
+    with pytest.raises(ValueError, match="assume_int8_cost"):
+        system.allocate("lalarand", assume_int8_cost=-1.0)
+    with pytest.raises(ValueError, match=r"calibration=.*\"nosuch\" is no task"):
+        system.allocate("lalarand", calibration={"nosuch": tmp_path / "in.f32"})

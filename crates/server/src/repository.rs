@@ -30,6 +30,10 @@ pub struct LoadParameters {
     /// `model_path`: the ONNX model on the server's machine (a server running models needs it;
     /// a busy-wait one refuses it).
     pub model_path: Option<PathBuf>,
+    /// `calibration_path`: inputs of the model on the server's machine (raw fp32 samples or a
+    /// CSV dataset), which a server checking int8 end to end (`lalarand serve --calibration`)
+    /// measures the admitted mode's int8 on; a busy-wait one refuses it.
+    pub calibration_path: Option<PathBuf>,
     /// `period_ms` (the minimum inter-arrival time).
     pub period: Time,
     /// `deadline_ms` (default: the period).
@@ -111,6 +115,7 @@ impl LoadParameters {
         Ok(Self {
             profile,
             model_path: field_str(p, "model_path")?.map(PathBuf::from),
+            calibration_path: field_str(p, "calibration_path")?.map(PathBuf::from),
             period,
             deadline: field_ms(p, "deadline_ms")?,
             priority,
@@ -197,10 +202,15 @@ impl BusyRepository {
 
 impl Repository for BusyRepository {
     fn load(&self, name: &str, parameters: &LoadParameters) -> Result<Changed, ProtocolError> {
-        if parameters.model_path.is_some() {
-            return Err(ProtocolError::invalid(format!(
-                "model {name:?}: parameters.model_path: this server busy-waits its stages (no models run); leave it out"
-            )));
+        for (field, given) in [
+            ("model_path", parameters.model_path.is_some()),
+            ("calibration_path", parameters.calibration_path.is_some()),
+        ] {
+            if given {
+                return Err(ProtocolError::invalid(format!(
+                    "model {name:?}: parameters.{field}: this server busy-waits its stages (no models run); leave it out"
+                )));
+            }
         }
         let request = LoadRequest { task: parameters.task(name)?, priority: parameters.priority };
         let change = self.server.load_task(request, busy).map_err(|e| change_error(name, e))?;

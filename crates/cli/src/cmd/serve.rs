@@ -50,6 +50,15 @@ pub struct Args {
     /// `<profile folder>/<profile model>.onnx`).
     #[arg(long, value_delimiter = ',', value_name = "NAME=MODEL", value_parser = crate::cmd::run::parse_model, conflicts_with = "busy")]
     pub models: Vec<(String, PathBuf)>,
+    /// Check the allocation's int8 end to end before serving, on these inputs per task
+    /// (comma-separated TASK=FILE, as `lalarand allocate --calibration`): each such task's
+    /// stages chained in their allocated modes against fp32; over `--budget`, serving is refused.
+    #[arg(long, value_delimiter = ',', value_name = "TASK=FILE", value_parser = crate::cmd::run::parse_model, conflicts_with = "busy")]
+    pub calibration: Vec<(String, PathBuf)>,
+    /// With --calibration: the accuracy budget the measured cost must stay within, percentage
+    /// points.
+    #[arg(long, value_name = "PP", requires = "calibration", value_parser = super::parse_budget, allow_negative_numbers = true)]
+    pub budget: Option<f64>,
     /// Busy-wait each stage for its planned cost instead of running the models.
     #[arg(long)]
     pub busy: bool,
@@ -187,16 +196,53 @@ pub fn run(args: Args) -> Result<Verdict> {
             bail!("--models {name}=...: no task or profile model is called {name:?} (tasks: {})", names.join(", "));
         }
         let models = model_paths(&system, &args.tasks, &given)?;
+        let checks = if args.calibration.is_empty() { None } else { Some(check_end_to_end(&args, &system, &alloc)?) };
         let exec = EngineExecutor::new(&system, &alloc, &models)?;
         if let Some(n) = &mut network {
             n.outputs = (0..system.tasks.len()).map(|i| exec.output_specs(i)).collect();
         }
         if let Some(n) = network.take_if(|_| args.allow_load) {
-            let repository = |server| Arc::new(crate::engine_repository::EngineRepository { server }) as _;
+            // With --calibration, every load's admitted mode is measured too, on the running
+            // tasks' inputs and the loaded one's `calibration_path`.
+            let int8_check = checks.map(|checks| crate::engine_repository::Int8Check {
+                budget: args.budget.unwrap_or(lalarand_alloc::AllocOptions::default().accuracy_budget),
+                tasks: std::sync::Mutex::new(
+                    system.tasks.iter().zip(checks).filter_map(|(t, c)| Some((t.name.clone(), c?))).collect(),
+                ),
+            });
+            let repository = |server| Arc::new(crate::engine_repository::EngineRepository { server, int8_check }) as _;
             return serve_loadable(&args, &system, &alloc, (exec, "engine"), config, &stop, n, repository);
         }
         serve(&args, &system, &alloc, exec, config, models, "engine", &stop, network)
     }
+}
+
+/// `--calibration`: the allocation's measured end-to-end int8 cost against `--budget`, said on
+/// stderr; over it, serving is refused. Returns each task's check (for the loads to come).
+fn check_end_to_end(
+    args: &Args,
+    system: &System,
+    alloc: &lalarand_model::Allocation,
+) -> Result<Vec<Option<lalarand_engine::end_to_end::TaskCheck>>> {
+    let checks = crate::end_to_end::task_checks(system, &args.tasks, &args.models, &args.calibration)?;
+    let budget = args.budget.unwrap_or(lalarand_alloc::AllocOptions::default().accuracy_budget);
+    let check = lalarand_engine::end_to_end::check_allocation(
+        system,
+        alloc,
+        budget,
+        &checks.iter().map(Option::as_ref).collect::<Vec<_>>(),
+        &lalarand_engine::ExecConfig::default(),
+    )
+    .context("checking the allocation end to end")?;
+    eprint!("lalarand: {}", crate::end_to_end::render(&check));
+    if !check.within_budget {
+        bail!(
+            "{}: its int8 layers cost {:.3} pp measured end to end, over the budget of {budget} pp; fix: allocate with `lalarand allocate --budget {budget} --calibration ...`, which moves int8 stages back to fp32 until the measured cost is within, or raise --budget",
+            args.allocation.display(),
+            check.measured_pp
+        );
+    }
+    Ok(checks)
 }
 
 /// A seeded input of the task's input shape.

@@ -14,6 +14,15 @@ use lalarand_server::Repository;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Admission control's options: `--budget` as the accuracy budget where given.
+fn admission_options(args: &Args) -> AdmissionOptions {
+    let mut options = AdmissionOptions::default();
+    if let Some(budget) = args.budget {
+        options.alloc.accuracy_budget = budget;
+    }
+    options
+}
+
 /// Serves `exec` (and the executor's name, for the report) on a `ModeServer` until Ctrl-C or
 /// `--seconds`, its models loaded and unloaded by the repository `repository` makes; then
 /// prints the last mode's report (statistics are totals across the changes).
@@ -31,7 +40,7 @@ pub(super) fn serve_loadable<E: StageExecutor>(
     let proven = Proven::new(system.clone(), alloc.clone())
         .with_context(|| format!("--allow-load: {}", args.allocation.display()))?;
     let server = Arc::new(
-        ModeServer::start(proven, exec, config, AdmissionOptions::default())
+        ModeServer::start(proven, exec, config, admission_options(args))
             .with_context(|| args.allocation.display().to_string())?,
     );
     let front = start_front_end_with(

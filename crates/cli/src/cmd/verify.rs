@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 /// and prints per mode the max abs difference and the cosine similarity to the whole model.
 ///
 /// Thresholds (docs/engine.md, "int8 safety"): cpu-fp32 max abs diff <= 1e-4 x the output's
-/// largest magnitude (at least 1e-2), gpu 1e-3 x, cpu-int8 cosine >= 0.99. Inputs: seeded uniform [0, 1)
+/// largest magnitude (at least 1e-2), gpu 1e-3 x, cpu-int8 cosine >= 0.99 (of the deviations from
+/// the fp32 mean where the output hardly depends on the input, and for a classifier also at most
+/// 1% of the samples with another top-1 class). Inputs: seeded uniform [0, 1)
 /// samples (int8 calibrated on other seeded samples), or with `--dataset` test rows of a
 /// labeled CSV (int8 calibrated on 20 training rows of every class, as `lalarand accuracy`).
 #[derive(Debug, clap::Args)]
@@ -90,8 +92,15 @@ struct ModeJson {
     output_scale: f64,
     cosine: f64,
     relative_error: f64,
+    /// Classifier outputs: percent of samples whose top-1 class is the whole model's.
+    top1_agreement: Option<f64>,
+    /// Where the output hardly depends on the input: the cosine of the deviations from the
+    /// fp32 mean, which cpu-int8 is judged by instead.
+    centered_cosine: Option<f64>,
     threshold: String,
     passed: bool,
+    /// What the numbers cannot show, or why it failed beyond them.
+    notes: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -110,8 +119,11 @@ impl From<&ModeVerdict> for ModeJson {
             output_scale: v.output_scale,
             cosine: v.cosine,
             relative_error: v.relative_error,
+            top1_agreement: v.top1_agreement,
+            centered_cosine: v.centered_cosine,
             threshold: v.threshold.clone(),
             passed: v.passed,
+            notes: v.notes.clone(),
         }
     }
 }
@@ -213,6 +225,12 @@ pub fn run(args: Args) -> Result<Verdict> {
         for v in &verdicts {
             for (stage, why) in &v.not_in_mode {
                 outln!("{}: stage {stage} ran fp32: {why}", v.mode)?;
+            }
+            if let (Mode::CpuInt8, Some(agree)) = (v.mode, v.top1_agreement) {
+                outln!("{}: top-1 class the whole model's on {agree:.1}% of the samples", v.mode)?;
+            }
+            for note in &v.notes {
+                outln!("{}: {note}", v.mode)?;
             }
         }
         for s in &skipped {

@@ -6,6 +6,7 @@ mod docs;
 mod engine;
 mod examples;
 mod experiment;
+mod int8_budget;
 mod run;
 mod serve;
 mod serve_load;

@@ -166,3 +166,100 @@ fn an_onnx_model_loads_into_a_running_server_serves_and_unloads() {
         "totals across the changes: {j}"
     );
 }
+
+/// `serve --calibration ... --allow-load`: every load's admitted mode is measured end to end
+/// before anything changes. A load whose int8 stages are budgeted at 0 (per stage) but
+/// distort the output (measured `distortion`, never exactly 0 in int8) is refused over a
+/// budget of 0, and one without inputs to measure on is refused naming the field; an fp32
+/// load passes.
+#[test]
+fn a_load_over_its_budget_measured_end_to_end_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(examples_dir().join("mnist/platform.toml"), d.join("platform.toml")).unwrap();
+    std::fs::copy(examples_dir().join("../crates/engine/testdata/mnist_resnet.onnx"), d.join("mnist_resnet.onnx"))
+        .unwrap();
+    let inputs: Vec<u8> = (0..16 * 784).flat_map(|i| (((i * 7919) % 256) as f32 / 255.0).to_le_bytes()).collect();
+    std::fs::write(d.join("in.f32"), inputs).unwrap();
+    let profiled = std::process::Command::new(env!("CARGO_BIN_EXE_lalarand"))
+        .current_dir(d)
+        .args(["profile", "mnist_resnet.onnx", "--runs", "1", "--warmup", "0", "--modes", "cpu-fp32,cpu-int8"])
+        .args(["--calibration", "in.f32", "--out", "full.json"])
+        .output()
+        .unwrap();
+    assert!(profiled.status.success(), "{}", String::from_utf8_lossy(&profiled.stderr));
+    let full: Value = serde_json::from_str(&std::fs::read_to_string(d.join("full.json")).unwrap()).unwrap();
+    let write = |file: &str, edit: &dyn Fn(&mut Value)| {
+        let mut p = full.clone();
+        for layer in p["layers"].as_array_mut().unwrap() {
+            edit(layer);
+        }
+        p["int8_cost_kind"] = json!("distortion");
+        std::fs::write(d.join(file), p.to_string()).unwrap();
+        d.join(file).display().to_string()
+    };
+    let fp32 = write("fp32.json", &|l| {
+        l["modes"].as_object_mut().unwrap().remove("cpu-int8");
+    });
+    let int8 = write("int8.json", &|l| {
+        if l["modes"].get("cpu-int8").is_some() {
+            let m = l["modes"].as_object_mut().unwrap();
+            m.remove("cpu-fp32");
+            l["int8_accuracy_cost"] = json!(0.0);
+        }
+    });
+    std::fs::write(
+        d.join("taskset.toml"),
+        "[[task]]\nname = \"digits\"\nprofile = \"fp32.json\"\nperiod_ms = 1000.0\n",
+    )
+    .unwrap();
+    let layers = vec!["\"cpu-fp32@cpu0\""; 14].join(", ");
+    std::fs::write(d.join("allocation.toml"), format!("[[task]]\nname = \"digits\"\nlayers = [{layers}]\n")).unwrap();
+    let _turn = crate::serve::turn();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lalarand"))
+        .current_dir(d)
+        .args(["serve", "--platform", "platform.toml", "--tasks", "taskset.toml", "--allocation", "allocation.toml"])
+        .args(["--calibration", "digits=in.f32", "--budget", "0", "--no-realtime"])
+        .args(["--listen", "http://127.0.0.1:0", "--allow-load", "--stats-every", "0", "--json"])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let (mut line, mut said) = (String::new(), String::new());
+    let addr = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "serve ended before listening: {said}");
+        said.push_str(&line);
+        if let Some(url) = line.trim().strip_prefix("lalarand: listening on http://") {
+            break url.to_string();
+        }
+    };
+    assert!(said.contains("end to end: measured 0.000 pp against the budget of 0 pp (within;"), "{said}");
+    let model_path = d.join("mnist_resnet.onnx").display().to_string();
+    let load = |name: &str, parameters: Value| {
+        post(&addr, &format!("/v2/repository/models/{name}/load"), &json!({ "parameters": parameters }))
+    };
+    let (s, v) = load("quantized", json!({"model_path": model_path, "profile_path": int8, "period_ms": 1000}));
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("parameters.calibration_path"), "{v}");
+    let calibration = d.join("in.f32").display().to_string();
+    let (s, v) = load(
+        "quantized",
+        json!({"model_path": model_path, "profile_path": int8, "period_ms": 1000, "calibration_path": calibration}),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("measured end to end")
+            && v["error"].as_str().unwrap().contains("over the budget of 0 pp"),
+        "{v}"
+    );
+    let (s, v) = load("plain", json!({"model_path": model_path, "profile_path": fp32, "period_ms": 1000}));
+    assert_eq!(s, 200, "an fp32 load has nothing to measure: {v}");
+
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 1)));
+}

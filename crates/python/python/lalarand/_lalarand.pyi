@@ -193,6 +193,9 @@ class AllocationResult:
     analysis: Analysis
     evaluations: int
     complete: bool
+    # allocate(calibration=...): the end-to-end check (budget_pp, measured_pp, estimated_pp,
+    # within_budget, tasks, repairs), as `lalarand allocate --json` prints it.
+    end_to_end: Optional[dict[str, Any]]
     @property
     def schedulable(self) -> bool: ...
 
@@ -234,7 +237,16 @@ class System:
     def load_allocation(self, path: _Path) -> Allocation: ...
     def allocation(self, layers: dict[str, list[str]]) -> Allocation: ...
     def analyze(self, allocation: Allocation) -> Analysis: ...
-    def allocate(self, policy: str, *, budget: Optional[float] = None, node_limit: Optional[int] = None) -> AllocationResult: ...
+    def allocate(
+        self,
+        policy: str,
+        *,
+        budget: Optional[float] = None,
+        node_limit: Optional[int] = None,
+        assume_int8_cost: Optional[float] = None,
+        calibration: Optional[Mapping[str, Union[str, PathLike[str]]]] = None,
+        models: Optional[Mapping[str, Union[str, PathLike[str]]]] = None,
+    ) -> AllocationResult: ...
     def simulate(
         self,
         allocation: Allocation,
@@ -402,8 +414,12 @@ def serve(
     trace_window_ms: Optional[float] = None,
     drain_timeout_ms: float = 10000.0,
     warm_up: bool = True,
+    calibration: Optional[Mapping[str, _Path]] = None,
+    budget: Optional[float] = None,
 ) -> Server:
     """Starts a server for ``system`` under ``allocation`` (refused when not proven, unless
     ``force``). ``realtime=True`` warns (``RuntimeWarning``) where the OS refuses SCHED_FIFO,
     ``"required"`` refuses to start instead. A ``models`` key must name a task or a profile's
-    model (``ValueError`` otherwise)."""
+    model (``ValueError`` otherwise). ``calibration`` ({task: inputs file}) measures the
+    allocation's int8 end to end first and refuses (``ServerError``) over ``budget``
+    (percentage points, default 1)."""

@@ -51,6 +51,9 @@ const MARGIN: f64 = 1.5;
 pub(super) struct Profiled {
     pub models: Vec<PathBuf>,
     pub profiles: Vec<Arc<DnnProfile>>,
+    /// The inputs each model was calibrated on, which the allocation's end-to-end int8 check
+    /// runs on.
+    pub inputs: Vec<Vec<Vec<f32>>>,
 }
 
 /// Writes every model of [`TASKS`] into `models_dir`, profiles it on `here`'s cpu core (next to
@@ -59,6 +62,7 @@ pub(super) fn write_and_profile(models_dir: &Path, here: &Here) -> Result<Profil
     let (cores, modes) = (&here.cores, &here.modes);
     let mut models = Vec::new();
     let mut profiles = Vec::new();
+    let mut calibration = Vec::new();
     let mut test_rows = 0;
     for (k, &(_, source, _)) in TASKS.iter().enumerate() {
         let bar = ProgressBar::new(1)
@@ -125,6 +129,7 @@ pub(super) fn write_and_profile(models_dir: &Path, here: &Here) -> Result<Profil
         bar.finish_and_clear();
         profiles.push(Arc::new(outcome.profile));
         models.push(path);
+        calibration.push(inputs);
     }
     for ((p, path), &(_, source, _)) in profiles.iter().zip(&models).zip(&TASKS) {
         // The profile says which costs are known; the source says why.
@@ -149,7 +154,7 @@ pub(super) fn write_and_profile(models_dir: &Path, here: &Here) -> Result<Profil
             path.display()
         )?;
     }
-    Ok(Profiled { models, profiles })
+    Ok(Profiled { models, profiles, inputs: calibration })
 }
 
 fn names(modes: &[Mode]) -> String {

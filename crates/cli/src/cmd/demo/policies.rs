@@ -144,7 +144,7 @@ pub(super) fn accuracy_note(system: &System) -> String {
     }
     if !unknown.is_empty() {
         note += &format!(
-            "{}not measured for {} (random weights): their int8 layers count 0 pp and show as \"unknown cost\", and a cost that includes any reads \">=\"",
+            "{}not measured for {} (random weights): an unknown cost is not a free one, so their layers are not offered int8 (`lalarand allocate --assume-int8-cost PP` would budget them)",
             if measured.is_empty() { " " } else { "; " },
             unknown.join(", ")
         );

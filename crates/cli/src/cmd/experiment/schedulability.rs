@@ -46,6 +46,10 @@ pub struct Args {
     /// Accuracy budget handed to every policy, percentage points.
     #[arg(long, default_value_t = AllocOptions::default().accuracy_budget, value_parser = super::super::parse_budget, allow_negative_numbers = true)]
     pub budget: f64,
+    /// Budget each layer whose int8 accuracy cost is not known (`null` in its profile) at this
+    /// many percentage points; without it such layers are not offered int8.
+    #[arg(long, value_name = "PP", value_parser = super::super::parse_budget, allow_negative_numbers = true)]
+    pub assume_int8_cost: Option<f64>,
     /// Random release offsets instead of synchronous releases.
     #[arg(long)]
     pub offsets: bool,
@@ -97,7 +101,12 @@ pub fn run(args: Args) -> Result<Verdict> {
         utilizations: parse_utilizations(&args.utilizations)?,
         policies: if args.policies.is_empty() { defaults.policies } else { args.policies.clone() },
         optimal: args.optimal,
-        options: AllocOptions { accuracy_budget: args.budget, node_limit: args.node_limit, ..AllocOptions::default() },
+        options: AllocOptions {
+            accuracy_budget: args.budget,
+            node_limit: args.node_limit,
+            assume_int8_cost: args.assume_int8_cost,
+            ..AllocOptions::default()
+        },
         platform,
         library,
         random_offsets: args.offsets,
