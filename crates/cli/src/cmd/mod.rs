@@ -11,6 +11,7 @@ pub mod profile;
 pub mod run;
 pub mod serve;
 mod serve_loadable;
+mod serve_outputs;
 pub mod simulate;
 pub mod verify;
 pub mod zoo;

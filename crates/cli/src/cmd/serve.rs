@@ -1,5 +1,6 @@
 //! `lalarand serve`: start a server (`lalarand_runtime::serve`) on an allocated task set and
-//! feed it synthetic inputs until Ctrl-C or `--seconds`, printing live statistics; then stop
+//! feed it synthetic inputs (or the user's, `--inputs`; their outputs saved with `--outputs`)
+//! until Ctrl-C or `--seconds`, printing live statistics; then stop
 //! it (drain), and report every task's jobs and responses next to its bound, with the
 //! process' resident memory over time (the soak).
 
@@ -59,6 +60,17 @@ pub struct Args {
     /// points.
     #[arg(long, value_name = "PP", requires = "calibration", value_parser = super::parse_budget, allow_negative_numbers = true)]
     pub budget: Option<f64>,
+    /// Feed these tasks your own inputs (comma-separated TASK=FILE: a `.npy` array, a folder of
+    /// images, a CSV dataset or raw fp32, read as `lalarand profile --calibration` reads them):
+    /// such a task is served sporadically, a client submitting its inputs in turn as fast as its
+    /// period allows. Other tasks get a seeded synthetic input.
+    #[arg(long, value_delimiter = ',', value_name = "TASK=FILE", value_parser = super::serve_outputs::parse_task_file, conflicts_with_all = ["busy", "listen"])]
+    pub inputs: Vec<(String, PathBuf)>,
+    /// Save what the served jobs returned: the first 64 jobs of every task, one JSON line each
+    /// (task, job, which of its --inputs it ran, release and response in ns, every output's
+    /// name, dims, fp32 values and datatype).
+    #[arg(long, value_name = "FILE", conflicts_with = "listen")]
+    pub outputs: Option<PathBuf>,
     /// Busy-wait each stage for its planned cost instead of running the models.
     #[arg(long)]
     pub busy: bool,
@@ -188,7 +200,8 @@ pub fn run(args: Args) -> Result<Verdict> {
             let repository = |server| Arc::new(lalarand_server::BusyRepository { server }) as _;
             return serve_loadable(&args, &system, &alloc, (exec, "busy"), config, &stop, n, repository);
         }
-        serve(&args, &system, &alloc, exec, config, Vec::new(), "busy", &stop, network)
+        let user_inputs = vec![None; system.tasks.len()];
+        serve(&args, &system, &alloc, exec, config, Vec::new(), "busy", &stop, network, user_inputs)
     } else {
         let given: HashMap<String, PathBuf> = args.models.iter().cloned().collect();
         let known: Vec<&str> = system.tasks.iter().flat_map(|t| [t.name.as_str(), t.dnn.model.as_str()]).collect();
@@ -213,7 +226,8 @@ pub fn run(args: Args) -> Result<Verdict> {
             let repository = |server| Arc::new(crate::engine_repository::EngineRepository { server, int8_check }) as _;
             return serve_loadable(&args, &system, &alloc, (exec, "engine"), config, &stop, n, repository);
         }
-        serve(&args, &system, &alloc, exec, config, models, "engine", &stop, network)
+        let user_inputs = super::serve_outputs::load_task_inputs(&system, &exec, &args.inputs)?;
+        serve(&args, &system, &alloc, exec, config, models, "engine", &stop, network, user_inputs)
     }
 }
 
@@ -313,12 +327,23 @@ fn serve<E: StageExecutor>(
     executor: &str,
     stop: &StopHandle,
     network: Option<NetworkArgs>,
+    user_inputs: Vec<Option<Vec<Input>>>,
 ) -> Result<Verdict> {
-    let inputs: Vec<Input> = (0..system.tasks.len()).map(|i| synthetic(&exec, i, 7 + i as u64)).collect();
+    // Each task's inputs: the user's (`--inputs`), else one seeded synthetic input.
+    let inputs: Vec<Vec<Input>> = user_inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, given)| given.unwrap_or_else(|| vec![synthetic(&exec, i, 7 + i as u64)]))
+        .collect();
+    let given: Vec<bool> = system.tasks.iter().map(|t| args.inputs.iter().any(|(n, _)| n == &t.name)).collect();
+    let log = args.outputs.as_deref().map(super::serve_outputs::OutputLog::create).transpose()?.map(Arc::new);
     let mut builder = Server::builder(system, alloc, exec).config(config);
-    // With --listen every task is sporadic: its releases are the clients' requests.
+    // With --listen every task is sporadic: its releases are the clients' requests. A task fed
+    // --inputs is sporadic too: its client submits them in turn.
     let networked = network.is_some();
-    let sporadic = |name: &String| networked || args.sporadic.contains(name);
+    let sporadic_tasks: Vec<bool> =
+        system.tasks.iter().zip(&given).map(|(t, g)| networked || *g || args.sporadic.contains(&t.name)).collect();
+    let sporadic = |name: &String| system.tasks.iter().position(|t| &t.name == name).is_some_and(|i| sporadic_tasks[i]);
     for t in &system.tasks {
         builder = if sporadic(&t.name) {
             builder.sporadic(&t.name, if args.early == "reject" { EarlyPolicy::Reject } else { EarlyPolicy::Wait })
@@ -338,29 +363,48 @@ fn serve<E: StageExecutor>(
         Some(n) => Some(start_front_end(&server, system, n, args.allow_remote)?),
         None => None,
     };
-    for (t, input) in system.tasks.iter().zip(&inputs) {
+    let mut collectors = Vec::new();
+    for (t, task_inputs) in system.tasks.iter().zip(&inputs) {
         if !sporadic(&t.name) {
-            server.input_slot(&t.name)?.put(input.clone())?;
+            server.input_slot(&t.name)?.put(task_inputs[0].clone())?;
+            if let Some(log) = &log {
+                // The periodic task's results, saved until its stream ends with the server.
+                let (results, log) = (server.results(&t.name)?, log.clone());
+                collectors.push(std::thread::spawn(move || {
+                    while let Some(r) = results.recv() {
+                        if let Ok(r) = r {
+                            log.record(&r, 0);
+                        }
+                    }
+                }));
+            }
         }
     }
     // One client per sporadic task: submits, waits for the result, submits again (an early
-    // submission waits for, or is rejected until, its legal release).
+    // submission waits for, or is rejected until, its legal release), its inputs in turn.
     let done = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
-    for (t, input) in system.tasks.iter().zip(&inputs) {
-        if front.is_some() || !args.sporadic.contains(&t.name) {
+    for (t, task_inputs) in system.tasks.iter().zip(&inputs) {
+        if front.is_some() || !sporadic(&t.name) {
             continue;
         }
-        let (server, done, name, input) = (server.clone(), done.clone(), t.name.clone(), input.clone());
+        let (server, done, name) = (server.clone(), done.clone(), t.name.clone());
+        let (task_inputs, log) = (task_inputs.clone(), log.clone());
         let period = Duration::from_nanos(t.period);
         clients.push(std::thread::spawn(move || {
+            let mut next = 0;
             while !done.load(Ordering::SeqCst) {
-                match server.submit(&name, input.clone()) {
-                    Ok(h) => {
-                        if let Err(lalarand_runtime::serve::ServeError::TooEarly { .. }) = h.wait() {
-                            std::thread::sleep(period / 10);
+                match server.submit(&name, task_inputs[next].clone()) {
+                    Ok(h) => match h.wait() {
+                        Ok(r) => {
+                            if let Some(log) = &log {
+                                log.record(&r, next);
+                            }
+                            next = (next + 1) % task_inputs.len();
                         }
-                    }
+                        Err(lalarand_runtime::serve::ServeError::TooEarly { .. }) => std::thread::sleep(period / 10),
+                        Err(_) => {}
+                    },
                     Err(_) => break, // stopped
                 }
             }
@@ -405,7 +449,7 @@ fn serve<E: StageExecutor>(
         front.shutdown(Duration::from_secs(2));
     }
     let report = server.stop(StopPolicy::Drain)?;
-    for c in clients {
+    for c in clients.into_iter().chain(collectors) {
         let _ = c.join();
     }
     if let Some(at_minute) = memory.samples.iter().find(|(t, _)| *t >= 60.0).map(|&(_, k)| k as f64) {
@@ -431,6 +475,12 @@ fn serve<E: StageExecutor>(
         })?;
     } else {
         out!("{}", render_report(&report, executor, &memory))?;
+    }
+    if let (Some(log), Some(path)) = (&log, &args.outputs) {
+        match log.finish() {
+            Ok(saved) => eprintln!("lalarand: {saved} jobs' outputs saved to {}", path.display()),
+            Err(e) => problems.push(format!("{e:#}")),
+        }
     }
     let failed: u64 = report.stats.tasks.iter().map(|t| t.failed).sum();
     if failed > 0 {

@@ -193,3 +193,68 @@ fn listen_refuses_remote_addresses_and_bad_urls_by_name() {
         .code(2)
         .stderr(predicates::str::contains("grpc+unix:///PATH"));
 }
+
+/// `--inputs digits=FILE`: the MNIST classifier gets the user's three inputs in turn (served
+/// sporadically), and `--outputs` saves each job's logits with the input it ran: the same
+/// input gives the same logits, different inputs different ones.
+#[test]
+fn serve_feeds_the_users_inputs_and_saves_their_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(examples_dir().join("e2e/mnist_resnet.json"), d.join("mnist_resnet.json")).unwrap();
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/testdata/mnist_resnet.onnx");
+    std::fs::write(d.join("platform.toml"), "[[resource]]\nname = \"cpu\"\nkind = \"cpu\"\ncores = [0]\n").unwrap();
+    std::fs::write(
+        d.join("tasks.toml"),
+        "[[task]]\nname = \"digits\"\nprofile = \"mnist_resnet.json\"\nperiod_ms = 20.0\n",
+    )
+    .unwrap();
+    let inputs: Vec<u8> =
+        (0..3 * 784).flat_map(|i| if (i / 784) * 200 <= i % 784 { 1f32 } else { 0f32 }.to_le_bytes()).collect();
+    std::fs::write(d.join("in.f32"), inputs).unwrap();
+    let _turn = turn();
+    lalarand()
+        .current_dir(d)
+        .args(["allocate", "--platform", "platform.toml", "--tasks", "tasks.toml", "--policy", "cpu-only"])
+        .args(["--out", "a.toml"])
+        .assert()
+        .success();
+    let out = lalarand()
+        .current_dir(d)
+        .args(["serve", "--platform", "platform.toml", "--tasks", "tasks.toml", "--allocation", "a.toml"])
+        .arg("--models")
+        .arg(format!("digits={}", model.display()))
+        .args(["--inputs", "digits=in.f32", "--outputs", "out.jsonl", "--seconds", "1", "--no-realtime"])
+        .args(["--stats-every", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{err}");
+    assert!(err.contains("outputs saved to out.jsonl"), "{err}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(d.join("out.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 6, "{} jobs saved", lines.len());
+    let logits = |l: &serde_json::Value| l["outputs"][0]["data"].as_array().unwrap().clone();
+    for (k, l) in lines.iter().enumerate() {
+        assert_eq!((l["task"].as_str(), l["input"].as_u64()), (Some("digits"), Some(k as u64 % 3)), "{l}");
+        assert_eq!(l["outputs"][0]["dims"], serde_json::json!([1, 10]));
+        assert_eq!(logits(l), logits(&lines[k % 3]), "input {} gives the same logits", k % 3);
+    }
+    assert_ne!(logits(&lines[0]), logits(&lines[1]));
+    // A task that does not exist, and a file that does not fit, are named.
+    for (arg, says) in [("nosuch=in.f32", "no task is called \"nosuch\""), ("digits=tasks.toml", "tasks.toml")] {
+        let out = lalarand()
+            .current_dir(d)
+            .args(["serve", "--platform", "platform.toml", "--tasks", "tasks.toml", "--allocation", "a.toml"])
+            .arg("--models")
+            .arg(format!("digits={}", model.display()))
+            .args(["--inputs", arg, "--seconds", "1", "--no-realtime"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
