@@ -64,8 +64,11 @@ struct Line<'a> {
 /// `--outputs FILE`: the first [`OUTPUTS_PER_TASK`] jobs of every task, one JSON line each.
 pub(super) struct OutputLog {
     path: PathBuf,
-    state: Mutex<(BufWriter<std::fs::File>, HashMap<String, usize>, Option<String>)>,
+    state: Mutex<LogState>,
 }
+
+/// The open file, the jobs saved per task, and the first write error.
+type LogState = (BufWriter<std::fs::File>, HashMap<String, usize>, Option<String>);
 
 impl OutputLog {
     pub fn create(path: &Path) -> Result<Self> {
