@@ -50,7 +50,7 @@ pub struct Choice {
 }
 
 /// What `auto` measured, on the profiler's core and threads. A ratio is the median over rounds
-/// of the stages' summed time over the whole model's time in the same round ([`Rounds::ratio`]).
+/// of the stages' summed time over the whole model's time in the same round.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AutoReport {
     /// The whole model's fastest round (ms), in the chosen grouping's measurement.

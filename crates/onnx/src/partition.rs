@@ -126,7 +126,7 @@ const DATA_MOVEMENT: &[&str] = &[
 /// `c0`) and outputs (`Y_h`, `Y_c`), which a later stage or the application reads.
 const RECURRENT: &[&str] = &["LSTM", "GRU", "RNN", "DynamicQuantizeLSTM"];
 
-/// Whether `node` is one of the [`RECURRENT`] ops.
+/// Whether `node` is a recurrent op (LSTM, GRU, RNN, `com.microsoft` DynamicQuantizeLSTM).
 pub fn is_recurrent(node: &NodeProto) -> bool {
     RECURRENT.contains(&node.op_type())
 }
