@@ -29,7 +29,8 @@ dictionary once), scipy (the detector's connected regions) and pip (to download 
    from the test set): ``System.allocate(..., calibration=..., accuracy=...)`` with the model's
    accuracy as the metric, so the allocator repairs each until its measured accuracy drop on
    the check set is within the budget; each checked allocation then runs on the test set. And
-   all-int8's drop on the check set, which the check compares with each budget.
+   all-int8's drop on the check set, which the check compares with each budget. With
+   ``--check-on test`` the check set is the test set itself.
 """
 
 import argparse
@@ -246,7 +247,7 @@ def measure(name, measured_class, model, calibration, test, check, extra, args, 
     checker.inputs_file = work_inputs / f"{name}-check.f32"
     np.stack(checker.inputs).astype("<f4").tofile(checker.inputs_file)
     checker_fp32 = checker.read(fp32)[0]
-    print(f"fp32 on the {len(check)} held-out check samples (seed 3): {acc_name} {checker_fp32:.1f} %")
+    print(f"fp32 on the {len(check)} check samples ({args.check_on}): {acc_name} {checker_fp32:.1f} %")
 
     fp32_ms = fp32_chain_ms(pj)
     period = tight_period_ms(profile, fp32_ms)
@@ -269,7 +270,7 @@ def measure(name, measured_class, model, calibration, test, check, extra, args, 
               flush=True)
         if budget != "all-int8":
             row["checked"] = c = checked_row(measured, checker, layers, (accuracy, error), period, budget)
-            print(f"  checked on {acc_name} ({len(check)} held-out samples): {c['int8_stages']} int8 stages, "
+            print(f"  checked on {acc_name} ({len(check)} {args.check_on} samples): {c['int8_stages']} int8 stages, "
                   f"schedulable {c['schedulable']}; check-set drop {c['check_drop_pp']:.2f} pp, within budget "
                   f"{c['within_budget']}, {c['repairs']} repairs ({c['moved_to_fp32']} stages moved to fp32); test "
                   f"{acc_name} drop {c['drop_pp']:.1f} pp, {err_name} rise {c['error_rise_pp']:.2f} pp", flush=True)
@@ -299,6 +300,8 @@ def main():
     parser.add_argument("--test", type=int, default=200, help="recognizer test words (seed 2)")
     parser.add_argument("--det-calibration", type=int, default=8, help="detector calibration pages (seed 1)")
     parser.add_argument("--pages", type=int, default=40, help="detector test pages (seed 2)")
+    parser.add_argument("--check-on", choices=("held-out", "test"), default="held-out",
+                        help="step 6's labeled check set: held-out (seed 3) or the test set itself")
     parser.add_argument("--check", type=int, default=200, help="recognizer check words (seed 3), step 6")
     parser.add_argument("--det-check", type=int, default=40, help="detector check pages (seed 3), step 6")
     parser.add_argument("--stage-costs-from", type=pathlib.Path, default=None,
@@ -323,12 +326,12 @@ def main():
         if name == "rec":
             calibration = np.stack([x[None] for _, x in ocr_data.render_words(args.calibration, seed=1)])
             test = ocr_data.render_words(args.test, seed=2)
-            check = ocr_data.render_words(args.check, seed=3)
+            check = test if args.check_on == "test" else ocr_data.render_words(args.check, seed=3)
             results[name] = measure(name, Recognizer, rec, calibration, test, check, (chars,), args, work, earlier)
         elif name == "det":
             calibration = np.stack([x[None] for _, x in ocr_data.render_pages(args.det_calibration, seed=1)])
             test = ocr_data.render_pages(args.pages, seed=2)
-            check = ocr_data.render_pages(args.det_check, seed=3)
+            check = test if args.check_on == "test" else ocr_data.render_pages(args.det_check, seed=3)
             results[name] = measure(name, Detector, det, calibration, test, check, (), args, work, earlier)
         else:
             sys.exit(f"--models: unknown model {name!r}; give rec, det or both")
