@@ -2,7 +2,8 @@
 from PyPI's rapidocr-onnxruntime wheel), measured on rendered, labeled text: docs/evaluation.md,
 "Accuracy on pretrained models".
 
-    python scripts/bench/ocr_accuracy.py [--models rec,det] [--work DIR [--reuse-profiles]] [--out result.json]
+    python scripts/bench/ocr_accuracy.py [--models rec,det] [--work DIR [--reuse-profiles]]
+        [--stage-costs-from result.json] [--out result.json]
 
 Needs the ``lalarand`` Python package (crates/python), numpy, Pillow, onnx (to read the
 dictionary once), scipy (the detector's connected regions) and pip (to download the wheel into
@@ -23,7 +24,13 @@ dictionary once), scipy (the detector's connected regions) and pip (to download 
    cores, at budgets 0.1, 0.4, 1 and 2 pp and unbounded, its deadline the shortest (in 5 %
    steps of the all-fp32 chain's WCET) that int8 makes schedulable; each allocation's int8
    stages run on the test samples: the measured drop next to the budget and to the sums of the
-   per-stage costs (label-free, what the allocator counted; labeled); and all-int8.
+   per-stage costs (label-free, what the allocator counted; labeled); and all-int8;
+6. the same allocations checked end to end on a held-out labeled check set (seed 3, distinct
+   from the test set): ``System.allocate(..., calibration=..., accuracy=...)`` with the model's
+   accuracy as the metric, so the allocator repairs each until its measured accuracy drop on
+   the check set is within the budget; each checked allocation then runs on the test set. And
+   all-int8's drop on the check set, which the check compares with each budget. With
+   ``--check-on test`` the check set is the test set itself.
 """
 
 import argparse
@@ -64,7 +71,8 @@ def spearman(a, b):
 
 class Measured:
     """A profiled model's stages on labeled samples. ``read`` gives (accuracy %, error %,
-    predictions): higher accuracy and lower error are better."""
+    predictions): higher accuracy and lower error are better; ``score`` the same of outputs
+    given."""
 
     def __init__(self, model, profile, samples, threads=1):
         self.model, self.profile, self.threads = model, profile, threads
@@ -73,6 +81,14 @@ class Measured:
 
     def outputs(self, modes, n):
         return lalarand.run_stages(self.model, self.profile, self.inputs[:n], modes, threads=self.threads)
+
+    def read(self, modes, n=None):
+        return self.score(self.outputs(modes, n))
+
+    def accuracy(self, task, outputs):
+        """The metric of ``System.allocate(accuracy=...)``: accuracy % of all the samples."""
+        assert len(outputs) == len(self.truth), (task, len(outputs), len(self.truth))
+        return self.score(outputs)[0]
 
 
 class Recognizer(Measured):
@@ -84,8 +100,8 @@ class Recognizer(Measured):
         super().__init__(model, profile, samples, threads)
         self.chars = chars
 
-    def read(self, modes, n=None):
-        text = [ocr_data.ctc_greedy(o, self.chars) for o in self.outputs(modes, n)]
+    def score(self, outputs):
+        text = [ocr_data.ctc_greedy(o, self.chars) for o in outputs]
         exact, cer = ocr_data.scores(text, self.truth[: len(text)])
         return exact, cer, text
 
@@ -95,8 +111,8 @@ class Detector(Measured):
 
     ACCURACY, ERROR = "box recall", "100 - precision"
 
-    def read(self, modes, n=None):
-        found = [ocr_data.det_boxes(o) for o in self.outputs(modes, n)]
+    def score(self, outputs):
+        found = [ocr_data.det_boxes(o) for o in outputs]
         recall, precision = ocr_data.box_recall(found, self.truth[: len(found)])
         return recall, 100.0 - precision, found
 
@@ -109,9 +125,15 @@ def fp32_chain_ms(profile_json):
     return sum(layer["modes"]["cpu-fp32"]["wcet_us"] for layer in profile_json["layers"]) / 1000.0
 
 
-def allocate(profile, period_ms, budget):
+def allocate(profile, period_ms, budget, checker=None):
+    """The `lalarand` allocation at ``budget``; with ``checker`` (a Measured on the labeled
+    check set, its inputs saved in ``checker.inputs_file``), checked end to end on its accuracy."""
     system = lalarand.System(lalarand.Platform.load(PLATFORM), [lalarand.Task("model", profile, period_ms)])
-    result = system.allocate("lalarand", budget=budget)
+    if checker is None:
+        result = system.allocate("lalarand", budget=budget)
+    else:
+        result = system.allocate("lalarand", budget=budget, calibration={"model": checker.inputs_file},
+                                 models={"model": checker.model}, accuracy=checker.accuracy)
     modes = [entry.split("@")[0] for entry in result.allocation.layers["model"]]
     return result, modes
 
@@ -126,6 +148,22 @@ def tight_period_ms(profile, fp32_ms):
             break
         shortest = fp32_ms * percent / 100
     return shortest
+
+
+def checked_row(measured, checker, layers, baseline, period_ms, budget):
+    """The allocation at ``budget`` checked on ``checker``'s accuracy (step 6): what it chose,
+    the measured drop on the check set (what the check compared with the budget), its repairs,
+    and its drop on the test set."""
+    result, modes = allocate(measured.profile, period_ms, budget, checker)
+    check = result.end_to_end
+    int8 = [n for n, m in zip(layers, modes) if m == "cpu-int8"]
+    accuracy, error, _ = measured.read(modes_with(layers, set(int8)))
+    return {
+        "schedulable": result.schedulable, "int8_stages": len(int8), "int8": int8,
+        "check_drop_pp": check["measured_pp"], "within_budget": check["within_budget"],
+        "repairs": len(check["repairs"]), "moved_to_fp32": sum(len(r["moved_to_fp32"]) for r in check["repairs"]),
+        "drop_pp": baseline[0] - accuracy, "error_rise_pp": error - baseline[1],
+    }
 
 
 def allocation_row(measured, layers, label_free, labeled, baseline, period_ms, budget):
@@ -151,7 +189,7 @@ def allocation_row(measured, layers, label_free, labeled, baseline, period_ms, b
     }
 
 
-def measure(name, measured_class, model, calibration, test, extra, args, work):
+def measure(name, measured_class, model, calibration, test, check, extra, args, work, earlier):
     """Steps 2 to 5 for one model; prints as it goes, returns every number."""
     t = time.monotonic()
     shape, granularity = (REC_SHAPE, "layer") if measured_class is Recognizer else (DET_SHAPE, "block")
@@ -180,12 +218,17 @@ def measure(name, measured_class, model, calibration, test, extra, args, work):
         text = measured.read(fp32)[2]
         print("misread (read, truth):", [(p, t) for p, t in zip(text, measured.truth) if p != t][:10])
 
-    stage_acc, stage_err, _ = measured.read(fp32, args.stage_test)
-    labeled = {}
-    for n in layers:
-        if label_free[n] is not None:
-            a, e, _ = measured.read(modes_with(layers, {n}), args.stage_test)
-            labeled[n] = {"drop_pp": stage_acc - a, "error_rise_pp": e - stage_err}
+    if earlier is not None:
+        # The same seeded test samples and profile: the earlier run's per-stage costs.
+        labeled = earlier[name]["labeled"]
+        print(f"per-stage labeled costs from {args.stage_costs_from}")
+    else:
+        stage_acc, stage_err, _ = measured.read(fp32, args.stage_test)
+        labeled = {}
+        for n in layers:
+            if label_free[n] is not None:
+                a, e, _ = measured.read(modes_with(layers, {n}), args.stage_test)
+                labeled[n] = {"drop_pp": stage_acc - a, "error_rise_pp": e - stage_err}
     names = list(labeled)
     rho = spearman([label_free[n] for n in names], [labeled[n]["drop_pp"] for n in names])
     rho_err = spearman([label_free[n] for n in names], [labeled[n]["error_rise_pp"] for n in names])
@@ -197,6 +240,14 @@ def measure(name, measured_class, model, calibration, test, extra, args, work):
     for n in sorted(names, key=lambda n: -labeled[n]["drop_pp"])[:6]:
         print(f"  {n}: {acc_name} drop {labeled[n]['drop_pp']:.1f} pp, {err_name} rise "
               f"{labeled[n]['error_rise_pp']:.2f} pp, label-free {label_free[n]:.4f}")
+
+    # The check set's inputs, as the file System.allocate(calibration=...) reads (raw fp32).
+    work_inputs = pathlib.Path(tempfile.mkdtemp(prefix="ocr-check-"))
+    checker = measured_class(model, profile, *extra, check)
+    checker.inputs_file = work_inputs / f"{name}-check.f32"
+    np.stack(checker.inputs).astype("<f4").tofile(checker.inputs_file)
+    checker_fp32 = checker.read(fp32)[0]
+    print(f"fp32 on the {len(check)} check samples ({args.check_on}): {acc_name} {checker_fp32:.1f} %")
 
     fp32_ms = fp32_chain_ms(pj)
     period = tight_period_ms(profile, fp32_ms)
@@ -215,12 +266,26 @@ def measure(name, measured_class, model, calibration, test, extra, args, work):
         shown = "unbounded" if budget == UNBOUNDED else budget
         print(f"budget {shown}: {row['int8_stages']} int8 stages, schedulable {row['schedulable']}; sum of "
               f"label-free costs {row['label_free_sum']:.3f}; sum of labeled drops {row['labeled_sum_drop']:.1f} pp; "
-              f"measured {acc_name} drop {row['drop_pp']:.1f} pp, {err_name} rise {row['error_rise_pp']:.2f} pp")
+              f"measured {acc_name} drop {row['drop_pp']:.1f} pp, {err_name} rise {row['error_rise_pp']:.2f} pp",
+              flush=True)
+        if budget != "all-int8":
+            row["checked"] = c = checked_row(measured, checker, layers, (accuracy, error), period, budget)
+            print(f"  checked on {acc_name} ({len(check)} {args.check_on} samples): {c['int8_stages']} int8 stages, "
+                  f"schedulable {c['schedulable']}; check-set drop {c['check_drop_pp']:.2f} pp, within budget "
+                  f"{c['within_budget']}, {c['repairs']} repairs ({c['moved_to_fp32']} stages moved to fp32); test "
+                  f"{acc_name} drop {c['drop_pp']:.1f} pp, {err_name} rise {c['error_rise_pp']:.2f} pp", flush=True)
+        else:
+            a, _, _ = checker.read(modes_with(layers, set(row["int8"])))
+            row["check_drop_pp"] = checker_fp32 - a
+            over = [b for b in BUDGETS if row["check_drop_pp"] > b]
+            print(f"  on the check set: {acc_name} drop {row['check_drop_pp']:.2f} pp: over (the check refuses it "
+                  f"at) budgets {over}, within {[b for b in BUDGETS if b not in over]}", flush=True)
     return {
         "stages": len(layers), "granularity": granularity, "calibration": len(calibration), "test": len(test),
         "stage_test": args.stage_test, "fp32": {"accuracy": accuracy, "error": error}, "label_free": label_free,
         "labeled": labeled, "spearman": rho, "spearman_error": rho_err, "fp32_chain_ms": fp32_ms,
-        "period_ms": period, "allocations": rows, "profile_s": profile_s,
+        "period_ms": period, "allocations": rows, "profile_s": profile_s, "check": len(check),
+        "check_fp32": checker_fp32,
     }
 
 
@@ -235,6 +300,13 @@ def main():
     parser.add_argument("--test", type=int, default=200, help="recognizer test words (seed 2)")
     parser.add_argument("--det-calibration", type=int, default=8, help="detector calibration pages (seed 1)")
     parser.add_argument("--pages", type=int, default=40, help="detector test pages (seed 2)")
+    parser.add_argument("--check-on", choices=("held-out", "test"), default="held-out",
+                        help="step 6's labeled check set: held-out (seed 3) or the test set itself")
+    parser.add_argument("--check", type=int, default=200, help="recognizer check words (seed 3), step 6")
+    parser.add_argument("--det-check", type=int, default=40, help="detector check pages (seed 3), step 6")
+    parser.add_argument("--stage-costs-from", type=pathlib.Path, default=None,
+                        help="an earlier --out JSON of the same profiles and test set: its per-stage labeled costs "
+                             "instead of measuring them again (step 4)")
     parser.add_argument("--stage-test", type=int, default=200,
                         help="test samples per stage's labeled cost (at most the test set)")
     parser.add_argument("--runs", type=int, default=10, help="timed runs per stage and mode of the profiles")
@@ -248,16 +320,19 @@ def main():
     work = args.work or pathlib.Path(tempfile.mkdtemp(prefix="ocr-accuracy-"))
     work.mkdir(parents=True, exist_ok=True)
     rec, det, chars = ocr_data.fetch_models()
+    earlier = json.loads(args.stage_costs_from.read_text()) if args.stage_costs_from else None
     results = {}
     for name in args.models.split(","):
         if name == "rec":
             calibration = np.stack([x[None] for _, x in ocr_data.render_words(args.calibration, seed=1)])
             test = ocr_data.render_words(args.test, seed=2)
-            results[name] = measure(name, Recognizer, rec, calibration, test, (chars,), args, work)
+            check = test if args.check_on == "test" else ocr_data.render_words(args.check, seed=3)
+            results[name] = measure(name, Recognizer, rec, calibration, test, check, (chars,), args, work, earlier)
         elif name == "det":
             calibration = np.stack([x[None] for _, x in ocr_data.render_pages(args.det_calibration, seed=1)])
             test = ocr_data.render_pages(args.pages, seed=2)
-            results[name] = measure(name, Detector, det, calibration, test, (), args, work)
+            check = test if args.check_on == "test" else ocr_data.render_pages(args.det_check, seed=3)
+            results[name] = measure(name, Detector, det, calibration, test, check, (), args, work, earlier)
         else:
             sys.exit(f"--models: unknown model {name!r}; give rec, det or both")
         print(f"({time.monotonic() - started:.0f} s so far)", flush=True)

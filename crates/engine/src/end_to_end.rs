@@ -7,6 +7,12 @@
 //! stages with the largest per-stage cost move back to fp32 (their `cpu-int8` mode taken away,
 //! [`System::without_int8`]) and the policy allocates again, until the measured cost is within
 //! the budget.
+//!
+//! The measured cost is label-free by default ([`LabelFree`]: the profile's own kind, which is
+//! not the unit of a task's accuracy, docs/evaluation.md §15). Where the user has labels and a
+//! metric, a [`CostMeasure`] of theirs measures it instead (the Python binding's
+//! `allocate(accuracy=...)`: the accuracy drop of the allocation's chain from fp32's, in pp),
+//! and the same repair loop holds the budget on it.
 
 use crate::accuracy::chained_outputs;
 use crate::calibration::profiled_int8_stages;
@@ -129,6 +135,46 @@ pub fn output_cost(
     }
 }
 
+/// What a [`CostMeasure`] is given for one task's chain in an allocation's modes.
+pub struct Compared<'a> {
+    /// The task's index in the system, and its name.
+    pub task: usize,
+    pub name: &'a str,
+    /// The profile's int8 cost kind, and whether the output is a classifier's
+    /// ([`is_classifier`]): what the label-free cost goes by.
+    pub kind: Int8CostKind,
+    pub classifier: bool,
+    /// Graph outputs per input: `reference` and `got` hold, input after input, this many
+    /// `(shape, values)` each.
+    pub outputs_per_input: usize,
+    /// The fp32 chain's outputs on the task's inputs (the same for every allocation), and the
+    /// allocation's chain's.
+    pub reference: &'a [(Vec<usize>, Vec<f32>)],
+    pub got: &'a [(Vec<usize>, Vec<f32>)],
+}
+
+/// How the end-to-end check measures a task's cost, in percentage points: higher is worse, and
+/// the budget bounds the sum over tasks of the positive ones.
+pub trait CostMeasure {
+    /// What the cost measures, as the report names it (`"label-free"`, `"accuracy drop"`).
+    fn name(&self) -> &str;
+    /// The cost of `compared.got` against `compared.reference`.
+    fn cost(&mut self, compared: &Compared<'_>) -> Result<f64>;
+}
+
+/// The default measure: [`output_cost`] in the profile's kind, without labels.
+pub struct LabelFree;
+
+impl CostMeasure for LabelFree {
+    fn name(&self) -> &str {
+        "label-free"
+    }
+
+    fn cost(&mut self, c: &Compared<'_>) -> Result<f64> {
+        Ok(output_cost(c.kind, c.classifier, c.reference, c.got))
+    }
+}
+
 /// One task of the checked allocation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskCost {
@@ -136,10 +182,13 @@ pub struct TaskCost {
     pub int8_layers: usize,
     /// The sum of its int8 layers' per-stage costs (what the allocator budgeted).
     pub estimated_pp: f64,
-    /// Its chain in the allocation's modes against fp32, on its inputs (0 without int8 layers).
+    /// Its chain in the allocation's modes against fp32, on its inputs (0 without int8 layers;
+    /// a measured accuracy drop may be negative, and counts as 0 in the sum).
     pub measured_pp: f64,
-    /// What `measured_pp` measures: the profile's `int8_cost_kind`, measured without labels.
+    /// The profile's `int8_cost_kind` (what the label-free measure measures).
     pub kind: Int8CostKind,
+    /// What `measured_pp` measures: [`CostMeasure::name`].
+    pub measure: String,
     pub inputs: usize,
 }
 
@@ -157,7 +206,7 @@ pub struct EndToEnd {
     pub budget_pp: f64,
     /// Sum over tasks of [`TaskCost::estimated_pp`].
     pub estimated_pp: f64,
-    /// Sum over tasks of [`TaskCost::measured_pp`], compared with the budget.
+    /// Sum over tasks of the positive [`TaskCost::measured_pp`], compared with the budget.
     pub measured_pp: f64,
     pub within_budget: bool,
     pub tasks: Vec<TaskCost>,
@@ -190,8 +239,21 @@ pub fn allocate_checked(
     checks: &[Option<TaskCheck>],
     cfg: &ExecConfig,
 ) -> Result<Checked> {
+    allocate_checked_with(system, policy, options, checks, cfg, &mut LabelFree)
+}
+
+/// [`allocate_checked`] with the cost measured by `measure` (a user's metric on labeled
+/// inputs) instead of the label-free one.
+pub fn allocate_checked_with(
+    system: &System,
+    policy: Policy,
+    options: &AllocOptions,
+    checks: &[Option<TaskCheck>],
+    cfg: &ExecConfig,
+    measure: &mut dyn CostMeasure,
+) -> Result<Checked> {
     let offered = system.with_unknown_int8_costs(options.assume_int8_cost).into_owned();
-    let mut measurer = Measurer::new(system, checks.iter().map(Option::as_ref).collect())?;
+    let mut measurer = Measurer::new(system, checks.iter().map(Option::as_ref).collect(), measure)?;
     let mut forbidden = BTreeSet::new();
     let mut repairs = Vec::new();
     loop {
@@ -241,18 +303,19 @@ pub fn check_allocation(
     checks: &[Option<&TaskCheck>],
     cfg: &ExecConfig,
 ) -> Result<EndToEnd> {
-    Measurer::new(system, checks.to_vec())?.measure(system, allocation, budget, cfg)
+    Measurer::new(system, checks.to_vec(), &mut LabelFree)?.measure(system, allocation, budget, cfg)
 }
 
 /// Measures allocations of one system, each task's fp32 outputs computed once.
-struct Measurer<'a> {
+struct Measurer<'a, 'm> {
     checks: Vec<Option<&'a TaskCheck>>,
+    measure: &'m mut dyn CostMeasure,
     /// Per task: whether its output is a classifier's, and its fp32 chain's outputs.
     references: Vec<Option<(bool, Samples)>>,
 }
 
-impl<'a> Measurer<'a> {
-    fn new(system: &System, checks: Vec<Option<&'a TaskCheck>>) -> Result<Self> {
+impl<'a, 'm> Measurer<'a, 'm> {
+    fn new(system: &System, checks: Vec<Option<&'a TaskCheck>>, measure: &'m mut dyn CostMeasure) -> Result<Self> {
         if checks.len() != system.tasks.len() {
             return Err(EngineError::Serving {
                 task: "(all)".into(),
@@ -261,7 +324,7 @@ impl<'a> Measurer<'a> {
             });
         }
         let references = vec![None; checks.len()];
-        Ok(Self { checks, references })
+        Ok(Self { checks, measure, references })
     }
 
     /// Every task's chain in `allocation`'s modes against fp32, the sum against `budget`.
@@ -271,8 +334,15 @@ impl<'a> Measurer<'a> {
             let int8_layers = places.iter().filter(|p| p.mode.is_int8()).count();
             let estimated_pp = lalarand_model::placements_accuracy_cost(&task.dnn, places) + 0.0;
             let kind = task.dnn.int8_cost_kind;
-            let mut cost =
-                TaskCost { task: task.name.clone(), int8_layers, estimated_pp, measured_pp: 0.0, kind, inputs: 0 };
+            let mut cost = TaskCost {
+                task: task.name.clone(),
+                int8_layers,
+                estimated_pp,
+                measured_pp: 0.0,
+                kind,
+                measure: self.measure.name().to_string(),
+                inputs: 0,
+            };
             if int8_layers > 0 {
                 let check = self.checks[i].ok_or_else(|| EngineError::Serving {
                     task: task.name.clone(),
@@ -287,12 +357,28 @@ impl<'a> Measurer<'a> {
                 let (classifier, reference) = self.references[i].as_ref().expect("computed above");
                 let modes: Vec<Mode> = places.iter().map(|p| p.mode).collect();
                 let got = outputs(&check.staged, &check.int8, &modes, &check.inputs, cfg)?;
-                cost.measured_pp = output_cost(kind, *classifier, reference, &got);
+                cost.measured_pp = self.measure.cost(&Compared {
+                    task: i,
+                    name: &task.name,
+                    kind,
+                    classifier: *classifier,
+                    outputs_per_input: check.staged.partition.graph_outputs.len(),
+                    reference,
+                    got: &got,
+                })?;
+                if !cost.measured_pp.is_finite() {
+                    return Err(EngineError::Serving {
+                        task: task.name.clone(),
+                        problem: format!("its end-to-end cost ({}) measured {}", cost.measure, cost.measured_pp),
+                        fix: "make the cost measure return a finite number of percentage points".into(),
+                    });
+                }
                 cost.inputs = check.inputs.len();
             }
             tasks.push(cost);
         }
-        let measured_pp: f64 = tasks.iter().map(|t| t.measured_pp).sum();
+        // A task whose measured accuracy rose does not pay for another's drop.
+        let measured_pp = tasks.iter().map(|t| t.measured_pp.max(0.0)).sum::<f64>() + 0.0;
         // `+ 0.0`: a sum of no costs is -0.0, printed as such.
         let estimated_pp = tasks.iter().map(|t| t.estimated_pp).sum::<f64>() + 0.0;
         let within_budget = measured_pp <= budget + BUDGET_EPS;

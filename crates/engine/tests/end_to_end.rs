@@ -5,7 +5,9 @@
 
 use lalarand_alloc::{AllocOptions, Policy};
 use lalarand_engine::accuracy::chained_outputs;
-use lalarand_engine::end_to_end::{allocate_checked, output_cost, TaskCheck};
+use lalarand_engine::end_to_end::{
+    allocate_checked, allocate_checked_with, output_cost, Compared, CostMeasure, LabelFree, TaskCheck,
+};
 use lalarand_engine::profile::seeded_inputs;
 use lalarand_engine::quant::build_int8;
 use lalarand_engine::stage::ExecConfig;
@@ -115,6 +117,91 @@ fn an_allocation_over_its_budget_measured_end_to_end_is_repaired() {
         let was_moved = check.repairs.iter().flat_map(|r| &r.moved_to_fp32).any(|(_, name, _)| *name == l.name);
         assert_eq!(l.mode(Mode::CpuInt8).is_none(), was_moved, "layer {j}: int8 forbidden exactly where repaired");
     }
+}
+
+/// The conv chain's task, its int8 stages and 8 seeded inputs; the all-int8 chain's label-free
+/// cost.
+fn checked_chain() -> (System, Vec<Option<TaskCheck>>, f64) {
+    let staged = conv_chain();
+    let dims = staged.input_shape(1);
+    let inputs: Vec<(Vec<usize>, Vec<f32>)> =
+        seeded_inputs(8, dims.iter().product(), 3).into_iter().map(|x| (dims.clone(), x)).collect();
+    let int8 = build_int8(&staged, &inputs, CalibrationMethod::Percentile(99.99), &mut || false).unwrap();
+    let n = staged.stage_count();
+    let cfg = ExecConfig::default();
+    let fp32 = chained_outputs(&staged, &vec![Mode::CpuFp32; n], None, &inputs, &cfg, "test").unwrap();
+    let all_int8 = chained_outputs(&staged, &vec![Mode::CpuInt8; n], Some(&int8), &inputs, &cfg, "test").unwrap();
+    let cost = output_cost(Int8CostKind::Distortion, false, &fp32, &all_int8);
+    (system(&staged), vec![Some(TaskCheck { staged, int8, inputs })], cost)
+}
+
+/// A user's metric in a unit ten times the label-free one's (what a task's accuracy drop can
+/// be next to its output's distortion, docs/evaluation.md §15); records what it was given.
+struct TenfoldDistortion {
+    seen: Vec<(usize, String, usize, usize)>,
+}
+
+impl CostMeasure for TenfoldDistortion {
+    fn name(&self) -> &str {
+        "tenfold distortion"
+    }
+
+    fn cost(&mut self, c: &Compared<'_>) -> lalarand_engine::Result<f64> {
+        self.seen.push((c.task, c.name.to_string(), c.outputs_per_input, c.got.len()));
+        Ok(10.0 * LabelFree.cost(c)?)
+    }
+}
+
+#[test]
+fn the_budget_holds_on_the_measure_given_where_the_label_free_cost_sees_no_excess() {
+    let (system, checks, all_int8_cost) = checked_chain();
+    let n = system.tasks[0].dnn.layers.len();
+    // All-int8 is within twice its label-free cost, and ten times over it in the user's unit.
+    let options =
+        AllocOptions { accuracy_budget: 2.0 * all_int8_cost, assume_int8_cost: Some(0.0), ..AllocOptions::default() };
+    let cfg = ExecConfig::default();
+    let label_free = allocate_checked(&system, Policy::Lalarand, &options, &checks, &cfg).unwrap();
+    assert!(label_free.check.repairs.is_empty() && label_free.check.within_budget, "{:?}", label_free.check);
+    assert_eq!(label_free.outcome.allocation.int8_layers(), n);
+    assert_eq!(label_free.check.tasks[0].measure, "label-free");
+
+    let mut measure = TenfoldDistortion { seen: Vec::new() };
+    let checked = allocate_checked_with(&system, Policy::Lalarand, &options, &checks, &cfg, &mut measure).unwrap();
+    let check = &checked.check;
+    assert!(!check.repairs.is_empty(), "the measure saw the excess: {check:?}");
+    assert!((check.repairs[0].measured_pp - 10.0 * all_int8_cost).abs() < 1e-9, "{check:?}");
+    assert!(check.within_budget && check.measured_pp <= options.accuracy_budget + 1e-9, "{check:?}");
+    assert!(checked.outcome.allocation.int8_layers() < n);
+    assert_eq!(check.tasks[0].measure, "tenfold distortion");
+    assert_eq!(measure.seen[0], (0, "chain".to_string(), 1, 8), "task 0, one output for each of 8 inputs");
+}
+
+/// A measure that cannot say a number.
+struct Undefined;
+
+impl CostMeasure for Undefined {
+    fn name(&self) -> &str {
+        "undefined"
+    }
+
+    fn cost(&mut self, _: &Compared<'_>) -> lalarand_engine::Result<f64> {
+        Ok(f64::NAN)
+    }
+}
+
+#[test]
+fn a_measure_returning_no_number_is_an_error_naming_the_task_and_the_fix() {
+    let (system, checks, _) = checked_chain();
+    let options = AllocOptions { assume_int8_cost: Some(0.0), ..AllocOptions::default() };
+    let err =
+        allocate_checked_with(&system, Policy::Lalarand, &options, &checks, &ExecConfig::default(), &mut Undefined)
+            .err()
+            .expect("NaN is no cost")
+            .to_string();
+    assert!(
+        err.contains("\"chain\"") && err.contains("undefined") && err.contains("NaN") && err.contains("fix:"),
+        "{err}"
+    );
 }
 
 #[test]

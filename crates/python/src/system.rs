@@ -9,13 +9,14 @@
 use crate::errors::{argument_error, code_format_error, format_error, AllocationError, SimulationError};
 use lalarand_alloc::{AllocOptions, Outcome, Policy};
 use lalarand_analysis::{analyze, Analysis as CoreAnalysis};
+use lalarand_engine::end_to_end::{CostMeasure, LabelFree};
 use lalarand_model::examples::chain_profile;
 use lalarand_model::{
     ms_to_time, Allocation as CoreAllocation, DnnProfile, ExecutionPlan, LayerProfile, Platform as CorePlatform,
     System as CoreSystem, TaskSet, Time,
 };
 use lalarand_sim::{simulate, ExecutionTimeModel, Horizon, SimConfig, SimReport};
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::{Path, PathBuf};
@@ -394,7 +395,22 @@ impl System {
     /// the allocation end to end, repairing it until its measured cost is within the budget;
     /// `models` ({task or model name: ONNX path}) where a model is not beside its profile.
     /// The check's report is `result.end_to_end` (a dict, as `lalarand allocate --json`).
-    #[pyo3(signature = (policy, *, budget=None, node_limit=None, assume_int8_cost=None, calibration=None, models=None))]
+    ///
+    /// The check's cost is label-free by default (the profile's kind: top-1 disagreement or
+    /// 100 x (1 - cosine) to fp32), not in the unit of a task's accuracy. Where the inputs are
+    /// labeled, `accuracy` (`fn(task_name, outputs) -> percent`; `outputs`: the model's
+    /// output for each calibration input, in order, a numpy array, or a tuple of them for a
+    /// model of several outputs) scores them, and the cost is the task's accuracy drop, fp32's
+    /// chain's minus the allocation's, in percentage points (a rise counts as 0): the budget
+    /// then holds on measured accuracy. What `accuracy` raises propagates, noted with the task.
+    ///
+    ///     labels = np.loadtxt("digits.csv", delimiter=",", usecols=0)
+    ///     def top1(task, outputs):
+    ///         return 100.0 * np.mean([o.argmax() == y for o, y in zip(outputs, labels)])
+    ///     result = system.allocate("lalarand", budget=1.0,
+    ///                              calibration={"digits": "digits.csv"}, accuracy=top1)
+    ///     result.end_to_end["measured_pp"]  # the measured top-1 drop, <= 1.0 where within_budget
+    #[pyo3(signature = (policy, *, budget=None, node_limit=None, assume_int8_cost=None, calibration=None, models=None, accuracy=None))]
     #[allow(clippy::too_many_arguments)]
     fn allocate(
         &self,
@@ -405,6 +421,7 @@ impl System {
         assume_int8_cost: Option<f64>,
         calibration: Option<std::collections::HashMap<String, PathBuf>>,
         models: Option<std::collections::HashMap<String, PathBuf>>,
+        accuracy: Option<Py<PyAny>>,
     ) -> PyResult<AllocationResult> {
         let policy: Policy = policy.parse().map_err(PyValueError::new_err)?;
         let defaults = AllocOptions::default();
@@ -425,6 +442,18 @@ impl System {
                 "assume_int8_cost {pp} is not a cost >= 0 (percentage points); fix: give one, or None to refuse int8 for layers of unknown cost"
             )));
         }
+        if let Some(score) = &accuracy {
+            if calibration.is_none() {
+                return Err(PyValueError::new_err(
+                    "allocate(accuracy=...): needs the labeled inputs it scores; fix: give calibration={task: inputs file} too",
+                ));
+            }
+            if !score.bind(py).is_callable() {
+                return Err(PyTypeError::new_err(
+                    "allocate(accuracy=...): not callable; fix: give fn(task_name, outputs) -> accuracy in percent",
+                ));
+            }
+        }
         let system = self.inner.clone();
         let (outcome, end_to_end) = match calibration {
             None => {
@@ -436,16 +465,22 @@ impl System {
             Some(calibration) => {
                 let checks =
                     crate::checked::task_checks(py, &system, self.tasks_file.as_deref(), &calibration, models)?;
-                let checked = py
-                    .detach(|| {
-                        lalarand_engine::end_to_end::allocate_checked(
-                            &system,
-                            policy,
-                            &options,
-                            &checks,
-                            &lalarand_engine::ExecConfig::default(),
-                        )
-                    })
+                let mut labeled = accuracy.map(crate::checked::AccuracyDrop::new);
+                let mut label_free = LabelFree;
+                let checked = py.detach(|| {
+                    let cfg = lalarand_engine::ExecConfig::default();
+                    let measure: &mut dyn CostMeasure = match labeled.as_mut() {
+                        Some(m) => m,
+                        None => &mut label_free,
+                    };
+                    lalarand_engine::end_to_end::allocate_checked_with(
+                        &system, policy, &options, &checks, &cfg, measure,
+                    )
+                });
+                if let Some(raised) = labeled.and_then(|m| m.raised) {
+                    return Err(raised);
+                }
+                let checked = checked
                     .map_err(|e| AllocationError::new_err(format!("policy {policy}, checked end to end: {e}")))?;
                 let report = serde_json::to_value(&checked.check).map_err(|e| PyValueError::new_err(e.to_string()))?;
                 (checked.outcome, Some(crate::serving::json_to_py(py, &report)?.unbind()))

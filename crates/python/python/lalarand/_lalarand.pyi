@@ -246,7 +246,20 @@ class System:
         assume_int8_cost: Optional[float] = None,
         calibration: Optional[Mapping[str, Union[str, PathLike[str]]]] = None,
         models: Optional[Mapping[str, Union[str, PathLike[str]]]] = None,
-    ) -> AllocationResult: ...
+        accuracy: Optional[Callable[[str, list[Union[_Array, tuple[_Array, ...]]]], float]] = None,
+    ) -> AllocationResult:
+        """Runs one allocation policy. With ``calibration`` ({task: inputs file}) the chosen
+        allocation is checked end to end on those inputs and repaired until its measured cost is
+        within ``budget`` (``result.end_to_end``). The cost is label-free by default; with
+        ``accuracy`` (``fn(task_name, outputs) -> accuracy in percent``, ``outputs`` one numpy
+        array per input, in order, a tuple for a model of several outputs) it is the task's
+        accuracy drop from fp32's, in percentage points::
+
+            def top1(task, outputs):
+                return 100.0 * np.mean([o.argmax() == y for o, y in zip(outputs, labels)])
+            system.allocate("lalarand", budget=1.0, calibration={"digits": "in.f32"}, accuracy=top1)
+        """
+        ...
     def simulate(
         self,
         allocation: Allocation,
