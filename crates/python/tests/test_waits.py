@@ -4,6 +4,7 @@ async). Busy-waiting stages, no models needed."""
 
 import asyncio
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -69,20 +70,29 @@ CHILD = textwrap.dedent("""
 """)
 
 
+def line_within(child, seconds):
+    """The child's next line, or None if it writes none within ``seconds`` (a child that
+    ignores SIGINT must fail the test, not hang it)."""
+    ready, _, _ = select.select([child.stdout], [], [], seconds)
+    return child.stdout.readline().strip() if ready else None
+
+
 @pytest.mark.parametrize("wait", ["infer", "result", "exception", "results"])
 def test_ctrl_c_interrupts_a_blocking_wait_promptly(wait):
     child = subprocess.Popen([sys.executable, "-c", CHILD, wait], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert child.stdout.readline().strip() == "ready", child.stderr.read()
+        assert line_within(child, 60) == "ready"
         time.sleep(0.3)  # well inside the wait (the job is released ~2 s later)
         sent = time.monotonic()
         child.send_signal(signal.SIGINT)
-        line = child.stdout.readline().strip()
+        line = line_within(child, 10)
         latency = time.monotonic() - sent
+        if line is None:
+            child.kill()
         rest, err = child.communicate(timeout=30)
     finally:
         child.kill()
-    assert line == "interrupted", err
+    assert line == "interrupted", f"{line!r} {err}"
     # The issue's target is 100 ms; the wait checks every 20 ms. The margin is the loaded
     # machine's (a child's wake-up and pipe), still far below the 1.7 s the job had left.
     assert latency < 0.5, latency
