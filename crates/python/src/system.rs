@@ -404,12 +404,14 @@ impl System {
     /// chain's minus the allocation's, in percentage points (a rise counts as 0): the budget
     /// then holds on measured accuracy. What `accuracy` raises propagates, noted with the task.
     ///
-    ///     labels = np.loadtxt("digits.csv", delimiter=",", usecols=0)
-    ///     def top1(task, outputs):
-    ///         return 100.0 * np.mean([o.argmax() == y for o, y in zip(outputs, labels)])
-    ///     result = system.allocate("lalarand", budget=1.0,
-    ///                              calibration={"digits": "digits.csv"}, accuracy=top1)
-    ///     result.end_to_end["measured_pp"]  # the measured top-1 drop, <= 1.0 where within_budget
+    /// ```python
+    /// labels = np.loadtxt("digits.csv", delimiter=",", usecols=0)
+    /// def top1(task, outputs):
+    ///     return 100.0 * np.mean([o.argmax() == y for o, y in zip(outputs, labels)])
+    /// result = system.allocate("lalarand", budget=1.0,
+    ///                          calibration={"digits": "digits.csv"}, accuracy=top1)
+    /// result.end_to_end["measured_pp"]  # the measured top-1 drop, <= 1.0 where within_budget
+    /// ```
     #[pyo3(signature = (policy, *, budget=None, node_limit=None, assume_int8_cost=None, calibration=None, models=None, accuracy=None))]
     #[allow(clippy::too_many_arguments)]
     fn allocate(
