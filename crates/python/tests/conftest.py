@@ -3,12 +3,21 @@
 import json
 import os
 import pathlib
+import signal
 import subprocess
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"
+
+
+def sigint_as_in_a_terminal():
+    """``preexec_fn`` for a child that a test interrupts with SIGINT: the default disposition,
+    as a terminal gives it. A job started in the background by a non-interactive shell (``cmd
+    &``, nohup, some CI runners) inherits SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import lalarand
+from conftest import sigint_as_in_a_terminal
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 MNIST = ROOT / "crates" / "engine" / "testdata" / "mnist_resnet.onnx"
@@ -41,7 +42,8 @@ def test_the_installed_command_is_the_command_line(cli, examples):
 def test_ctrl_c_ends_the_installed_command(tmp_path):
     """SIGINT ends a running command at once, as it ends the native binary (which has no
     handler for it there), instead of waiting for the end to raise KeyboardInterrupt."""
-    child = subprocess.Popen([COMMAND, "demo", "--quick", "--out", tmp_path / "demo"], stdout=subprocess.DEVNULL)
+    child = subprocess.Popen([COMMAND, "demo", "--quick", "--out", tmp_path / "demo"], stdout=subprocess.DEVNULL,
+                             preexec_fn=sigint_as_in_a_terminal)
     time.sleep(1.0)
     assert child.poll() is None, "the demo ended before it could be interrupted"
     sent = time.monotonic()
@@ -132,7 +134,8 @@ except KeyboardInterrupt as e:
 
 def test_ctrl_c_stops_profile_between_stages(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", PROFILE_CHILD, str(MNIST), str(tmp_path / "p.json")],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=sigint_as_in_a_terminal)
     try:
         assert child.stdout.readline().strip() == "ready"
         time.sleep(3.0)  # loading the model and the runtime, then well into the first stages

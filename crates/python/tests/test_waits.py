@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import lalarand
+from conftest import sigint_as_in_a_terminal
 
 
 @pytest.fixture
@@ -79,7 +80,8 @@ def line_within(child, seconds):
 
 @pytest.mark.parametrize("wait", ["infer", "result", "exception", "results"])
 def test_ctrl_c_interrupts_a_blocking_wait_promptly(wait):
-    child = subprocess.Popen([sys.executable, "-c", CHILD, wait], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, wait], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, preexec_fn=sigint_as_in_a_terminal)
     try:
         assert line_within(child, 60) == "ready"
         time.sleep(0.3)  # well inside the wait (the job is released ~2 s later)
