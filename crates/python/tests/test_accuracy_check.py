@@ -24,9 +24,21 @@ def digits(tmp_path_factory):
     images, labels = images[:LABELED], labels[:LABELED]
     inputs = tmp / "labeled.f32"
     images.astype("<f4").tofile(inputs)
-    profile = lalarand.profile(MNIST, tmp / "mnist_resnet.json", modes=["cpu-fp32", "cpu-int8"],
-                               calibration=images[:16], runs=3, min_cold_runs=1, warmup=1)
-    layers = json.loads(profile.to_json())["layers"]
+    measured = lalarand.profile(MNIST, tmp / "mnist_resnet.json", modes=["cpu-fp32", "cpu-int8"],
+                                calibration=images[:16], runs=3, min_cold_runs=1, warmup=1)
+    # The check is what is tested, not this machine's int8 speed-up (MNIST's small layers may
+    # measure no faster in int8, and a loaded machine makes any timing noise): every int8 stage
+    # is given a third of its fp32 times, so that a period exists that only int8 makes
+    # schedulable. The model, its stages and the saved calibration stay as profiled.
+    doc = json.loads(measured.to_json())
+    for layer in doc["layers"]:
+        fp32, int8 = layer["modes"].get("cpu-fp32"), layer["modes"].get("cpu-int8")
+        if fp32 and int8:
+            for key, value in fp32.items():
+                if key in int8 and key.endswith("_us"):
+                    int8[key] = value / 3.0
+    profile = lalarand.Profile.from_json(json.dumps(doc))
+    layers = doc["layers"]
     fp32_ms = sum(layer["modes"]["cpu-fp32"]["wcet_us"] for layer in layers) / 1000.0
     period = None
     for percent in range(95, 0, -5):
