@@ -80,20 +80,11 @@ fn system(staged: &StagedModel) -> System {
 
 #[test]
 fn an_allocation_over_its_budget_measured_end_to_end_is_repaired() {
-    let staged = conv_chain();
-    let dims = staged.input_shape(1);
-    let inputs: Vec<(Vec<usize>, Vec<f32>)> =
-        seeded_inputs(8, dims.iter().product(), 3).into_iter().map(|x| (dims.clone(), x)).collect();
-    let int8 = build_int8(&staged, &inputs, CalibrationMethod::Percentile(99.99), &mut || false).unwrap();
-    let n = staged.stage_count();
-    assert!((0..n).all(|i| int8.get(i).is_some()), "every stage has an int8 model");
+    let (system, checks, all_int8_cost) = checked_chain();
+    let n = system.tasks[0].dnn.layers.len();
     let cfg = ExecConfig::default();
-    let fp32 = chained_outputs(&staged, &vec![Mode::CpuFp32; n], None, &inputs, &cfg, "test").unwrap();
-    let all_int8 = chained_outputs(&staged, &vec![Mode::CpuInt8; n], Some(&int8), &inputs, &cfg, "test").unwrap();
-    let all_int8_cost = output_cost(Int8CostKind::Distortion, false, &fp32, &all_int8);
     assert!(all_int8_cost > 0.0, "int8 changes the output");
 
-    let system = system(&staged);
     // Assumed free, every stage goes int8: within the budget on paper, a quarter of the
     // all-int8 distortion over it measured.
     let options =
@@ -101,7 +92,6 @@ fn an_allocation_over_its_budget_measured_end_to_end_is_repaired() {
     let plain = Policy::Lalarand.allocate(&system, &options).unwrap();
     assert_eq!(plain.allocation.int8_layers(), n, "the allocator alone runs every stage int8");
 
-    let checks = vec![Some(TaskCheck { staged, int8, inputs })];
     let checked = allocate_checked(&system, Policy::Lalarand, &options, &checks, &cfg).unwrap();
     let check = &checked.check;
     eprintln!("{check:#?}");
@@ -128,6 +118,7 @@ fn checked_chain() -> (System, Vec<Option<TaskCheck>>, f64) {
         seeded_inputs(8, dims.iter().product(), 3).into_iter().map(|x| (dims.clone(), x)).collect();
     let int8 = build_int8(&staged, &inputs, CalibrationMethod::Percentile(99.99), &mut || false).unwrap();
     let n = staged.stage_count();
+    assert!((0..n).all(|i| int8.get(i).is_some()), "every stage has an int8 model");
     let cfg = ExecConfig::default();
     let fp32 = chained_outputs(&staged, &vec![Mode::CpuFp32; n], None, &inputs, &cfg, "test").unwrap();
     let all_int8 = chained_outputs(&staged, &vec![Mode::CpuInt8; n], Some(&int8), &inputs, &cfg, "test").unwrap();
