@@ -50,7 +50,7 @@ pub struct Args {
     /// Check the allocation end to end on these inputs, per task (comma-separated TASK=FILE;
     /// raw little-endian fp32 samples or a CSV dataset, as `lalarand profile --calibration`
     /// reads them). Every task the allocation runs int8 layers of needs its inputs.
-    #[arg(long, value_delimiter = ',', value_name = "TASK=FILE", value_parser = crate::cmd::run::parse_model)]
+    #[arg(long, value_delimiter = ',', value_name = "TASK=FILE", value_parser = super::parse_task_file)]
     pub calibration: Vec<(String, PathBuf)>,
     /// With --calibration: the ONNX models by task name or profile `model` name, comma-separated
     /// NAME=PATH (default: `<profile folder>/<profile model>.onnx`).

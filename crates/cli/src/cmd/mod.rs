@@ -26,6 +26,14 @@ pub fn policy_parser() -> impl TypedValueParser<Value = Policy> {
 }
 
 /// `--budget`: a finite, non-negative number of percentage points.
+/// `TASK=FILE` values: a task's inputs (`--calibration`, `serve --inputs`).
+pub fn parse_task_file(s: &str) -> Result<(String, std::path::PathBuf), String> {
+    match s.split_once('=') {
+        Some((task, path)) if !task.is_empty() && !path.is_empty() => Ok((task.to_string(), path.into())),
+        _ => Err(format!("{s:?}: use TASK=FILE (a .npy array, a folder of images, a CSV or raw fp32)")),
+    }
+}
+
 pub fn parse_budget(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     if v.is_finite() && v >= 0.0 {

@@ -54,7 +54,7 @@ pub struct Args {
     /// Check the allocation's int8 end to end before serving, on these inputs per task
     /// (comma-separated TASK=FILE, as `lalarand allocate --calibration`): each such task's
     /// stages chained in their allocated modes against fp32; over `--budget`, serving is refused.
-    #[arg(long, value_delimiter = ',', value_name = "TASK=FILE", value_parser = crate::cmd::run::parse_model, conflicts_with = "busy")]
+    #[arg(long, value_delimiter = ',', value_name = "TASK=FILE", value_parser = super::parse_task_file, conflicts_with = "busy")]
     pub calibration: Vec<(String, PathBuf)>,
     /// With --calibration: the accuracy budget the measured cost must stay within, percentage
     /// points.
@@ -64,7 +64,7 @@ pub struct Args {
     /// images, a CSV dataset or raw fp32, read as `lalarand profile --calibration` reads them):
     /// such a task is served sporadically, a client submitting its inputs in turn as fast as its
     /// period allows. Other tasks get a seeded synthetic input.
-    #[arg(long, value_delimiter = ',', value_name = "TASK=FILE", value_parser = super::serve_outputs::parse_task_file, conflicts_with_all = ["busy", "listen"])]
+    #[arg(long, value_delimiter = ',', value_name = "TASK=FILE", value_parser = super::parse_task_file, conflicts_with_all = ["busy", "listen"])]
     pub inputs: Vec<(String, PathBuf)>,
     /// Save what the served jobs returned: the first 64 jobs of every task, one JSON line each
     /// (task, job, which of its --inputs it ran, release and response in ns, every output's

@@ -41,14 +41,6 @@ pub(super) fn load_task_inputs(
     Ok(inputs)
 }
 
-/// `--inputs` values: `TASK=FILE`.
-pub(super) fn parse_task_file(s: &str) -> Result<(String, PathBuf), String> {
-    match s.split_once('=') {
-        Some((task, path)) if !task.is_empty() && !path.is_empty() => Ok((task.to_string(), PathBuf::from(path))),
-        _ => Err(format!("{s:?}: use TASK=FILE (a .npy array, a folder of images, a CSV or raw fp32)")),
-    }
-}
-
 /// One saved job.
 #[derive(Serialize)]
 struct Line<'a> {
