@@ -53,8 +53,8 @@ impl TaskCheck {
         Self::with_inputs(task, staged, int8, inputs)
     }
 
-    /// [`Self::open`] with the inputs read from `inputs` ([`crate::profile::load_inputs`]: raw
-    /// little-endian fp32 samples, or a CSV dataset's rows).
+    /// [`Self::open`] with the inputs read from `inputs` ([`crate::profile::load_inputs`]: a
+    /// `.npy` array, a folder of images, a CSV dataset's rows or raw little-endian fp32).
     pub fn open_file(task: &Task, model: &Path, inputs: &Path) -> Result<Self> {
         let (staged, int8) = Self::model(task, model)?;
         let values = crate::profile::load_inputs(inputs, &staged)?;

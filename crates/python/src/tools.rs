@@ -58,8 +58,8 @@ pub fn zoo_architectures() -> Vec<&'static str> {
 /// where a server looks for the model) and returns it as a `Profile`.
 ///
 /// `input_shapes`: `{input name: [d1, d2, ...]}` for models with symbolic dimensions.
-/// `calibration`: the inputs int8 is calibrated (and the first one timed) with: a file (raw
-/// fp32 or a labeled CSV, label ignored), or numpy float32 samples of batch 1 (a list, or an
+/// `calibration`: the inputs int8 is calibrated (and the first one timed) with: a file (a `.npy`
+/// array, a folder of images, raw fp32 or a labeled CSV, label ignored), or numpy float32 samples of batch 1 (a list, or an
 /// array whose first axis indexes them); unlabeled inputs also measure each stage's int8 cost
 /// without labels. `dataset`: a labeled CSV whose test rows measure each stage's int8 accuracy
 /// cost (its first `train_per_class` rows of each class are training rows). With neither, the
