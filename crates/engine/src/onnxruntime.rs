@@ -17,6 +17,11 @@ use std::sync::{Mutex, OnceLock};
 
 pub const ORT_VERSION: &str = "1.31.1";
 
+/// The newest ONNX IR version that ONNX Runtime [`ORT_VERSION`] loads (its `model.cc` refuses
+/// newer ones): a newer model that needs nothing newer is lowered to it
+/// ([`lalarand_onnx::ir_version`]). Raise it with `ORT_VERSION`; a test loads a model at it.
+pub const ORT_MAX_IR_VERSION: i64 = 13;
+
 /// Which runtime build: the CPU wheel or the CUDA one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {

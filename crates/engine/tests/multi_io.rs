@@ -671,3 +671,38 @@ fn an_integer_output_is_served_in_its_own_datatype() {
     let specs: Vec<(String, DataType)> = exec.output_specs(0).into_iter().map(|s| (s.name, s.dtype)).collect();
     assert_eq!(specs, [("logits".to_string(), DataType::Fp32), ("label".to_string(), DataType::Int64)]);
 }
+
+/// A model saved by an `onnx` newer than ONNX Runtime (IR 14 from onnx 1.23) that uses no newer
+/// element type is read at the IR version ONNX Runtime loads, and served with the outputs of
+/// the same model at that version. ONNX Runtime itself refuses the version above that limit and
+/// loads the limit, so the constant is the runtime's own.
+#[test]
+fn a_newer_ir_version_is_read_as_the_one_onnx_runtime_loads() {
+    use lalarand_engine::onnxruntime::ORT_MAX_IR_VERSION;
+    let at_limit = fixtures::token_bag();
+    let at = |v| ModelProto { ir_version: Some(v), ..at_limit.clone() };
+    let cfg = ExecConfig::default();
+    StageRunner::new("at the limit", Mode::CpuFp32, &encode_model(&at(ORT_MAX_IR_VERSION)), &cfg).unwrap();
+    let Err(refused) = StageRunner::new("newer", Mode::CpuFp32, &encode_model(&at(ORT_MAX_IR_VERSION + 1)), &cfg)
+    else {
+        panic!("ONNX Runtime loads a newer IR version: raise ORT_MAX_IR_VERSION");
+    };
+    assert!(refused.to_string().contains("IR version"), "{refused}");
+
+    let m = staged("newer_ir", at(ORT_MAX_IR_VERSION + 1));
+    assert_eq!(m.model.ir_version, Some(ORT_MAX_IR_VERSION));
+    let server = fp32_server(&m);
+    let result = submit(&server, &token_inputs(3));
+    let want = whole(&at(ORT_MAX_IR_VERSION), &token_inputs(3));
+    let logits = result.output("logits").unwrap();
+    assert_close(&want, "logits", &logits.dims, &logits.data);
+    server.stop(StopPolicy::Drain).unwrap();
+
+    // One that uses a type of the newer version is refused, naming it.
+    let mut float6 = at(ORT_MAX_IR_VERSION + 1);
+    let to_float6 = vec![lalarand_onnx::builder::attr::int("to", 27)];
+    let cast = lalarand_onnx::builder::node("Cast", "to_float6", &["logits"], &["small"], to_float6);
+    float6.graph.as_mut().unwrap().node.push(cast);
+    let e = StagedModel::from_model("float6", float6, PathBuf::from("float6.onnx")).unwrap_err().to_string();
+    assert!(e.contains("FLOAT6E2M3") && e.contains("to_float6") && e.contains("fix"), "{e}");
+}

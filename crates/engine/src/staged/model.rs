@@ -315,6 +315,7 @@ impl StagedModel {
 /// Fixes the input shapes and folds what they determine (see [`StagedModel::from_model_with`]).
 fn prepare(model: &mut ModelProto, shapes: &[InputShape], source: &Path) -> Result<()> {
     let file = source.display().to_string();
+    lower_ir_version(model, &file)?;
     let weights = fold::weights_as_initializers(model);
     if weights > 0 {
         tracing::debug!("{file}: {weights} weights listed as graph inputs taken as initializers (an IR < 4 export)");
@@ -391,6 +392,29 @@ fn prepare(model: &mut ModelProto, shapes: &[InputShape], source: &Path) -> Resu
     tracing::debug!("{file}: folded {} shape computations to constants", values.len());
     fold::fold(model, values);
     Ok(())
+}
+
+/// A model written with a newer `onnx` than ONNX Runtime knows (IR 14 from onnx 1.23) that
+/// uses no element type the newer IR version added gets the version ONNX Runtime reads; one that
+/// does is refused, naming the type and what uses it.
+fn lower_ir_version(model: &mut ModelProto, file: &str) -> Result<()> {
+    use crate::onnxruntime::{ORT_MAX_IR_VERSION, ORT_VERSION};
+    match lalarand_onnx::ir_version::lower_ir_version(model, ORT_MAX_IR_VERSION) {
+        Ok(Some(written)) => {
+            tracing::debug!(
+                "{file}: IR version {written} read as {ORT_MAX_IR_VERSION} (ONNX Runtime {ORT_VERSION} reads IR {ORT_MAX_IR_VERSION} at most, and the model uses nothing newer)"
+            );
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(newest) => Err(EngineError::graph(
+            file,
+            format!(
+                "the model uses {}, an element type of ONNX IR version {}; ONNX Runtime {ORT_VERSION} reads IR {ORT_MAX_IR_VERSION} at most; fix: convert it to a type ONNX Runtime {ORT_VERSION} runs (float32, float16, int8, ...) before exporting",
+                newest.used_by, newest.ir_version
+            ),
+        )),
+    }
 }
 
 /// ONNX Runtime's shape inference found sizes that differ inside the model: where the user
