@@ -9,6 +9,7 @@ mod checked;
 mod errors;
 mod logs;
 mod modes;
+mod outputs;
 mod serving;
 mod stages;
 mod system;

@@ -172,7 +172,8 @@ pub struct JobResult {
     pub task: String,
     /// The job's index within its task (0, 1, ...).
     pub job: u64,
-    /// The last stage's tensors, fp32, by the model's output names (ordered as the model).
+    /// The last stage's tensors by the model's output names (ordered as the model), each a
+    /// numpy array of the dtype the model declares (float32, int64, int32, uint8 or bool).
     pub outputs: Py<PyDict>,
     /// When `submit` was called (sporadic), or the nominal release (periodic).
     pub submitted_ns: Time,
@@ -198,9 +199,8 @@ impl JobResult {
     fn new(py: Python<'_>, r: CoreResult) -> PyResult<Self> {
         let outputs = PyDict::new(py);
         for t in r.outputs {
-            // The vector becomes the array's memory: no copy.
-            let array = numpy::PyArray1::from_vec(py, t.data).reshape(t.dims)?;
-            outputs.set_item(t.name, array)?;
+            let name = t.name.clone();
+            outputs.set_item(name, crate::outputs::output_array(py, t)?)?;
         }
         let timing = r.timing;
         Ok(Self {

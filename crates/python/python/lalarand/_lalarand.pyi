@@ -304,8 +304,8 @@ SLOT: Slot
 """Marks a periodic task fed through ``Server.slot(task).put(array)``."""
 
 class JobResult:
-    """One job's outputs (the last stage's tensors, fp32, by the model's output names) and
-    timing, in nanoseconds since the server's time 0."""
+    """One job's outputs (the last stage's tensors by the model's output names, each of the
+    dtype the model declares) and timing, in nanoseconds since the server's time 0."""
 
     task: str
     job: int
