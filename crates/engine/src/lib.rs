@@ -6,6 +6,7 @@
 
 pub mod accuracy;
 pub mod calibration;
+pub mod checked_modes;
 pub mod dataset;
 pub mod end_to_end;
 pub mod error;

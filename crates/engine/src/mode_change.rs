@@ -124,8 +124,8 @@ pub fn load(
 }
 
 /// [`load`], with `check` asked about the admitted (system, allocation) before anything changes
-/// (the end-to-end int8 check, [`crate::end_to_end::check_allocation`]): an `Err` refuses the
-/// load with its words.
+/// (the end-to-end int8 check, [`crate::checked_modes`]): an `Err` refuses the load with its
+/// words ([`ModeChangeError::Refused`]).
 pub fn load_checked(
     server: &ModeServer<EngineExecutor>,
     request: LoadRequest,
@@ -134,8 +134,7 @@ pub fn load_checked(
 ) -> std::result::Result<(ModeChange, Rebuilt), ModeChangeError> {
     let name = request.task.name.clone();
     let mut rebuilt = Rebuilt::default();
-    let change = server.load_task(request, |system, alloc, running| {
-        check(system, alloc)?;
+    let change = server.load_task_checked(request, check, |system, alloc, running| {
         let (exec, r) = running.for_mode(system, alloc, HashMap::from([(name, staged)])).map_err(|e| e.to_string())?;
         rebuilt = r;
         Ok(exec)

@@ -7,6 +7,8 @@ use crate::errors::{AdmissionError, FormatError, ServerError, StoppedError};
 use crate::serving::AnyServer;
 use crate::system::Profile;
 use lalarand_alloc::admission::{AdmissionError as Refused, LoadPriority, LoadRequest};
+use lalarand_engine::checked_modes::CheckedModes;
+use lalarand_engine::end_to_end::TaskCheck;
 use lalarand_engine::mode_change::{self, Rebuilt};
 use lalarand_engine::serving::{open_model, ModelProblem};
 use lalarand_model::{ms_to_time, DnnProfile, ExecutionPlan, Task};
@@ -26,6 +28,8 @@ pub(crate) struct LoadArgs<'a, 'py> {
     pub model: Option<PathBuf>,
     pub deadline_ms: Option<f64>,
     pub priority: Option<&'a Bound<'py, PyAny>>,
+    /// The loaded task's inputs, for a server that checks int8 end to end.
+    pub calibration: Option<PathBuf>,
 }
 
 fn positive_ms(arg: &str, v: f64) -> PyResult<u64> {
@@ -89,7 +93,9 @@ fn change_refused(call: &str, e: ModeChangeError) -> PyErr {
             };
             PyValueError::new_err(format!("{call}({arg}=...): {problem}; fix: {fix}"))
         }
-        ModeChangeError::Admission(e) => AdmissionError::new_err(format!("{call}: {e}")),
+        e @ (ModeChangeError::Admission(_) | ModeChangeError::Refused { .. }) => {
+            AdmissionError::new_err(format!("{call}: {e}"))
+        }
         e @ (ModeChangeError::Stopped | ModeChangeError::Switch(_)) => StoppedError::new_err(format!("{call}: {e}")),
         e => ServerError::new_err(format!("{call}: {e}")),
     }
@@ -130,7 +136,20 @@ fn fixed(call: &str) -> PyErr {
     ))
 }
 
-pub(crate) fn load(py: Python<'_>, server: &AnyServer, args: LoadArgs<'_, '_>) -> PyResult<Value> {
+/// Without `serve(calibration=...)` there is no check for `Server.load(calibration=...)` to
+/// join: refused rather than ignored.
+fn unchecked_calibration() -> PyErr {
+    PyValueError::new_err(
+        "Server.load(calibration=...): this server does not check int8 end to end; fix: start it with serve(..., calibration={task: inputs}) to check every mode, or leave calibration out",
+    )
+}
+
+pub(crate) fn load(
+    py: Python<'_>,
+    server: &AnyServer,
+    checked: Option<&CheckedModes>,
+    args: LoadArgs<'_, '_>,
+) -> PyResult<Value> {
     let call = "Server.load";
     let (dnn, profile_path) = profile(args.profile)?;
     let period = positive_ms("period_ms", args.period_ms)?;
@@ -154,11 +173,34 @@ pub(crate) fn load(py: Python<'_>, server: &AnyServer, args: LoadArgs<'_, '_>) -
             };
             let task = &request.task;
             let staged = py.detach(|| open_model(task, &model)).map_err(model_refused)?;
-            let (change, rebuilt) =
-                py.detach(|| mode_change::load(modes, request, staged)).map_err(|e| change_refused(call, e))?;
+            let check = match (checked, &args.calibration) {
+                (Some(_), Some(inputs)) => {
+                    Some(py.detach(|| TaskCheck::open_file(task, &model, inputs)).map_err(|e| {
+                        PyValueError::new_err(format!(
+                            "Server.load(calibration={:?}): {e}",
+                            inputs.display().to_string()
+                        ))
+                    })?)
+                }
+                (None, Some(_)) => return Err(unchecked_calibration()),
+                (Some(checked), None) => match checked.missing_inputs(task) {
+                    Some(why) => return Err(PyValueError::new_err(format!("Server.load(calibration=...): {why}"))),
+                    None => None,
+                },
+                (None, None) => None,
+            };
+            let (change, rebuilt) = py
+                .detach(|| match checked {
+                    Some(checked) => checked.load(modes, request, staged, check),
+                    None => mode_change::load(modes, request, staged),
+                })
+                .map_err(|e| change_refused(call, e))?;
             Ok(report(&change, Some(rebuilt)))
         }
         AnyServer::BusyModes(modes) => {
+            if args.calibration.is_some() {
+                return Err(unchecked_calibration());
+            }
             if args.model.is_some() {
                 return Err(PyValueError::new_err(
                     "Server.load(model=...): this server busy-waits its stages (busy=True) and runs no model; fix: leave model out",
@@ -171,12 +213,21 @@ pub(crate) fn load(py: Python<'_>, server: &AnyServer, args: LoadArgs<'_, '_>) -
     }
 }
 
-pub(crate) fn unload(py: Python<'_>, server: &AnyServer, name: &str) -> PyResult<Value> {
+pub(crate) fn unload(
+    py: Python<'_>,
+    server: &AnyServer,
+    checked: Option<&CheckedModes>,
+    name: &str,
+) -> PyResult<Value> {
     let call = "Server.unload";
     match server {
         AnyServer::EngineModes(modes) => {
-            let (change, rebuilt) =
-                py.detach(|| mode_change::unload(modes, name)).map_err(|e| change_refused(call, e))?;
+            let (change, rebuilt) = py
+                .detach(|| match checked {
+                    Some(checked) => checked.unload(modes, name),
+                    None => mode_change::unload(modes, name),
+                })
+                .map_err(|e| change_refused(call, e))?;
             Ok(report(&change, Some(rebuilt)))
         }
         AnyServer::BusyModes(modes) => {

@@ -11,6 +11,8 @@
 use crate::errors::serve_error;
 use crate::system::{Allocation, System};
 use lalarand_alloc::admission::{AdmissionOptions, Proven};
+use lalarand_engine::checked_modes::{CheckWords, CheckedModes};
+use lalarand_engine::end_to_end::TaskCheck;
 use lalarand_engine::serving::{model_paths, EngineExecutor};
 use lalarand_model::Time;
 use lalarand_runtime::serve::modes::ModeServer;
@@ -663,6 +665,9 @@ pub struct Server {
     server: AnyServer,
     /// Whether every worker and the release thread run under SCHED_FIFO.
     realtime: bool,
+    /// `serve(calibration=...)` on a server whose tasks can change: every load's admitted mode
+    /// is measured end to end too.
+    checked: Option<CheckedModes>,
 }
 
 impl Drop for Server {
@@ -771,7 +776,12 @@ impl Server {
     /// budget), `ValueError` (an argument, named: a model that does not match its profile, a
     /// missing file), `ServerError` (a server whose task set cannot change); a refusal changes
     /// nothing.
-    #[pyo3(signature = (name, *, profile, period_ms, model=None, deadline_ms=None, priority=None))]
+    ///
+    /// On a server started with `serve(calibration=...)`, the admitted mode's int8 layers are
+    /// also measured end to end, on the running tasks' inputs and `calibration` (the path of
+    /// this task's inputs, as `serve` takes them), and over the budget the load is refused
+    /// (`AdmissionError`); a load that gives the new task int8 layers needs `calibration`.
+    #[pyo3(signature = (name, *, profile, period_ms, model=None, deadline_ms=None, priority=None, calibration=None))]
     #[allow(clippy::too_many_arguments)]
     fn load<'py>(
         &self,
@@ -782,9 +792,10 @@ impl Server {
         model: Option<PathBuf>,
         deadline_ms: Option<f64>,
         priority: Option<&Bound<'py, PyAny>>,
+        calibration: Option<PathBuf>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let request = crate::modes::LoadArgs { name, profile, period_ms, model, deadline_ms, priority };
-        let report = crate::modes::load(py, &self.server, request)?;
+        let request = crate::modes::LoadArgs { name, profile, period_ms, model, deadline_ms, priority, calibration };
+        let report = crate::modes::load(py, &self.server, self.checked.as_ref(), request)?;
         json_to_py(py, &report)
     }
 
@@ -792,7 +803,7 @@ impl Server {
     /// flight finish first. Returns the change's report; `AdmissionError` for a task that does
     /// not run.
     fn unload<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-        let report = crate::modes::unload(py, &self.server, name)?;
+        let report = crate::modes::unload(py, &self.server, self.checked.as_ref(), name)?;
         json_to_py(py, &report)
     }
 
@@ -911,10 +922,16 @@ impl Slot {
 ///
 /// `busy=True` runs each stage as a busy wait of its planned time and echoes the input as the
 /// output "output" (no models needed: a stand-in with known times).
+///
+/// `calibration` maps a task name to the path of its inputs (a `.npy` array, a folder of
+/// images, raw fp32 or a labeled CSV): the allocation's int8 layers are measured end to end on
+/// them against `budget` (percentage points; the default budget where not given) before the
+/// server starts, and over it the start is refused (`ServerError`). On a server whose tasks
+/// can change, every `Server.load` is measured the same way.
 #[pyfunction]
 #[pyo3(signature = (system, allocation, models=None, *, periodic=None, busy=false, stale="reuse", early="wait", late="continue", force=false, realtime=RealtimeArg::On, max_backlog=4, results_capacity=64, trace_window_ms=None, drain_timeout_ms=10_000.0, warm_up=true, calibration=None, budget=None))]
 #[pyo3(
-    text_signature = "(system, allocation, models=None, *, periodic=None, busy=False, stale='reuse', early='wait', late='continue', force=False, realtime=True, max_backlog=4, results_capacity=64, trace_window_ms=None, drain_timeout_ms=10000.0, warm_up=True)"
+    text_signature = "(system, allocation, models=None, *, periodic=None, busy=False, stale='reuse', early='wait', late='continue', force=False, realtime=True, max_backlog=4, results_capacity=64, trace_window_ms=None, drain_timeout_ms=10000.0, warm_up=True, calibration=None, budget=None)"
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn serve(
@@ -1003,6 +1020,7 @@ pub fn serve(
             "serve(calibration=...): a busy server runs no models, so there is no int8 to check; fix: leave calibration out, or serve the models (busy=False)",
         ));
     }
+    let mut checked = None;
     let server = if busy {
         let plan = lalarand_model::ExecutionPlan::new(&core_system, &alloc).map_err(crate::errors::format_error)?;
         let exec = BusyWait::from_plan(&plan, &core_system.platform, BusyTime::Wcet);
@@ -1022,7 +1040,12 @@ pub fn serve(
         let tasks_file = system.tasks_file.clone().unwrap_or_default();
         let paths = model_paths(&core_system, &tasks_file, &models).map_err(engine_error)?;
         if let Some(calibration) = &calibration {
-            check_end_to_end(py, &core_system, &alloc, system.tasks_file.as_deref(), calibration, &models, budget)?;
+            let (budget, checks) =
+                check_end_to_end(py, &core_system, &alloc, system.tasks_file.as_deref(), calibration, &models, budget)?;
+            if loadable.is_some() {
+                let tasks = core_system.tasks.iter().zip(checks).filter_map(|(t, c)| Some((t.name.clone(), c?)));
+                checked = Some(CheckedModes::new(budget, tasks, CHECK_WORDS));
+            }
         }
         // Loading and warming up the models takes a while: without the GIL.
         let exec = py.detach(|| EngineExecutor::new(&core_system, &alloc, &paths)).map_err(engine_error)?;
@@ -1043,7 +1066,7 @@ pub fn serve(
     // Every worker asked for SCHED_FIFO as it started (the warm-up ran on each); the release
     // thread as it started.
     let granted = realtime != RealtimeArg::Off && with_server!(&server, s => s.stats().realtime);
-    let server = Server { server, realtime: granted };
+    let server = Server { server, realtime: granted, checked };
     if realtime != RealtimeArg::Off && !granted {
         let refused = "the OS refused SCHED_FIFO (no CAP_SYS_NICE and RLIMIT_RTPRIO is 0, as in most containers), \
                        so the server runs at normal priority and a loaded machine can delay its jobs past their bounds";
@@ -1120,8 +1143,12 @@ fn check_model_keys(system: &lalarand_model::System, models: &HashMap<String, Pa
     )))
 }
 
+/// How this package's refusals name the loaded task's inputs and the budget.
+const CHECK_WORDS: CheckWords = CheckWords { inputs: "Server.load(calibration=...)", budget: "serve(budget=...)" };
+
 /// `serve(calibration=...)`: the allocation's int8 measured end to end against `budget` (the
-/// default accuracy budget where not given) before the server starts; over it, refused.
+/// default accuracy budget where not given) before the server starts; over it, refused. Returns
+/// the budget and each task's check, for the loads to come.
 fn check_end_to_end(
     py: Python<'_>,
     system: &lalarand_model::System,
@@ -1130,7 +1157,7 @@ fn check_end_to_end(
     calibration: &HashMap<String, PathBuf>,
     models: &HashMap<String, PathBuf>,
     budget: Option<f64>,
-) -> PyResult<()> {
+) -> PyResult<(f64, Vec<Option<TaskCheck>>)> {
     let budget = budget.unwrap_or(lalarand_alloc::AllocOptions::default().accuracy_budget);
     if !(budget.is_finite() && budget >= 0.0) {
         return Err(PyValueError::new_err(format!(
@@ -1138,14 +1165,13 @@ fn check_end_to_end(
         )));
     }
     let checks = crate::checked::task_checks(py, system, tasks_file, calibration, Some(models.clone()))?;
-    let checks: Vec<_> = checks.iter().map(Option::as_ref).collect();
     let check = py
         .detach(|| {
             lalarand_engine::end_to_end::check_allocation(
                 system,
                 alloc,
                 budget,
-                &checks,
+                &checks.iter().map(Option::as_ref).collect::<Vec<_>>(),
                 &lalarand_engine::ExecConfig::default(),
             )
         })
@@ -1156,7 +1182,7 @@ fn check_end_to_end(
             check.measured_pp, check.estimated_pp
         )));
     }
-    Ok(())
+    Ok((budget, checks))
 }
 
 /// The engine's errors (a model missing, changed since profiling, not matching its profile)

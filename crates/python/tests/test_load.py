@@ -122,3 +122,53 @@ def test_busy_servers_load_profiles_and_fixed_servers_refuse(fp32_profile):
     with lalarand.serve(system, allocation, busy=True, realtime=False, periodic={"a": lalarand.SLOT}) as s:
         with pytest.raises(lalarand.ServerError, match="cannot change"):
             s.load("b", profile=dnn, period_ms=30.0)
+
+
+def test_a_server_that_checks_int8_measures_every_load(server, tmp_path):
+    """serve(calibration=...) on a server whose tasks can change measures each load's admitted
+    mode end to end too (as `lalarand serve --calibration --allow-load`): a profile that offers
+    cpu-int8 needs the task's inputs, int8 measured over the budget is refused, an fp32 load
+    passes; a server started without calibration refuses the argument rather than ignore it."""
+    inputs = tmp_path / "in.f32"
+    np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32).astype("<f4").tofile(inputs)
+    measured = lalarand.profile(MNIST, tmp_path / "measured.json", modes=["cpu-fp32", "cpu-int8"],
+                                calibration=inputs, runs=1, warmup=0)
+    assert measured is not None
+    data = json.loads((tmp_path / "measured.json").read_text())
+    # Measured as distortion, which int8 never makes exactly 0 (a classifier's top-1 on 16
+    # random images may well agree).
+    data["int8_cost_kind"] = "distortion"
+
+    def variant(name, keep_int8):
+        layers = []
+        for layer in data["layers"]:
+            layer = json.loads(json.dumps(layer))
+            if keep_int8 and "cpu-int8" in layer["modes"]:
+                # Only int8 where offered, at an estimated cost of 0: admission takes it within
+                # any budget, so the measured cost is what decides.
+                layer["modes"].pop("cpu-fp32")
+                layer["int8_accuracy_cost"] = 0.0
+            elif not keep_int8:
+                layer["modes"].pop("cpu-int8", None)
+            layers.append(layer)
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({**data, "layers": layers}))
+        return path
+
+    int8, fp32 = variant("int8", True), variant("fp32", False)
+    system = lalarand.System(lalarand.Platform.load(PLATFORM),
+                             [lalarand.Task("digits", lalarand.Profile.load(fp32), 1000.0)])
+    allocation = system.allocation({"digits": ["cpu-fp32@cpu0"] * 14})
+    with lalarand.serve(system, allocation, {"digits": MNIST}, calibration={"digits": inputs}, budget=0.0,
+                        realtime=False) as checked:
+        with pytest.raises(ValueError, match=r"Server\.load\(calibration=\.\.\.\): missing, and this server checks"):
+            checked.load("quantized", profile=int8, model=MNIST, period_ms=1000.0)
+        with pytest.raises(lalarand.AdmissionError, match=r"measured end to end .* over the budget of 0 pp"):
+            checked.load("quantized", profile=int8, model=MNIST, period_ms=1000.0, calibration=inputs)
+        assert checked.tasks == ["digits"]
+        checked.load("plain", profile=fp32, model=MNIST, period_ms=1000.0)
+        assert checked.tasks == ["digits", "plain"]
+        assert checked.infer("plain", image()).output.shape == (1, 10)
+        checked.unload("plain")
+    with pytest.raises(ValueError, match=r"Server\.load\(calibration=\.\.\.\): this server does not check"):
+        server.load("third", profile=fp32, model=MNIST, period_ms=150.0, calibration=inputs)

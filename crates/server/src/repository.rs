@@ -171,9 +171,8 @@ pub fn change_error(name: &str, e: ModeChangeError) -> ProtocolError {
     let code = match &e {
         ModeChangeError::Admission(AdmissionError::NameTaken { .. }) => Code::AlreadyExists,
         ModeChangeError::Admission(AdmissionError::UnknownTask { .. }) => Code::NotFound,
-        ModeChangeError::Admission(AdmissionError::Rejected(_) | AdmissionError::AccuracyBudget { .. }) => {
-            Code::ResourceExhausted
-        }
+        ModeChangeError::Admission(AdmissionError::Rejected(_) | AdmissionError::AccuracyBudget { .. })
+        | ModeChangeError::Refused { .. } => Code::ResourceExhausted,
         ModeChangeError::Stopped | ModeChangeError::Switch(_) => Code::Unavailable,
         _ => Code::InvalidArgument,
     };

@@ -217,11 +217,12 @@ pub fn run(args: Args) -> Result<Verdict> {
         if let Some(n) = network.take_if(|_| args.allow_load) {
             // With --calibration, every load's admitted mode is measured too, on the running
             // tasks' inputs and the loaded one's `calibration_path`.
-            let int8_check = checks.map(|checks| crate::engine_repository::Int8Check {
-                budget: args.budget.unwrap_or(lalarand_alloc::AllocOptions::default().accuracy_budget),
-                tasks: std::sync::Mutex::new(
-                    system.tasks.iter().zip(checks).filter_map(|(t, c)| Some((t.name.clone(), c?))).collect(),
-                ),
+            let int8_check = checks.map(|checks| {
+                lalarand_engine::checked_modes::CheckedModes::new(
+                    args.budget.unwrap_or(lalarand_alloc::AllocOptions::default().accuracy_budget),
+                    system.tasks.iter().zip(checks).filter_map(|(t, c)| Some((t.name.clone(), c?))),
+                    crate::engine_repository::CHECK_WORDS,
+                )
             });
             let repository = |server| Arc::new(crate::engine_repository::EngineRepository { server, int8_check }) as _;
             return serve_loadable(&args, &system, &alloc, (exec, "engine"), config, &stop, n, repository);

@@ -249,7 +249,7 @@ fn a_load_over_its_budget_measured_end_to_end_is_refused() {
         "quantized",
         json!({"model_path": model_path, "profile_path": int8, "period_ms": 1000, "calibration_path": calibration}),
     );
-    assert_eq!(s, 400, "{v}");
+    assert_eq!(s, 429, "an admitted mode the check refuses is a refusal, as over the estimated budget: {v}");
     assert!(
         v["error"].as_str().unwrap().contains("measured end to end")
             && v["error"].as_str().unwrap().contains("over the budget of 0 pp"),

@@ -395,12 +395,16 @@ class Server:
         model: Optional[_Path] = None,
         deadline_ms: Optional[float] = None,
         priority: Union[int, Literal["rate-monotonic", "deadline-monotonic"], None] = None,
+        calibration: Optional[_Path] = None,
     ) -> dict[str, Any]:
         """Loads a task while serving (every task sporadic, the allocation proven): admitted
         only if the analysis proves the new task set, then drain-then-switch. Returns the
         change's report (``moved_layers``, ``moves``, ``decision_ns``, ``drain_ns``,
         ``to_first_release_ns``, ``bounds_ns``, ``pipelines``, ...). Raises ``AdmissionError``,
-        ``ValueError`` naming the argument, or ``ServerError``; a refusal changes nothing."""
+        ``ValueError`` naming the argument, or ``ServerError``; a refusal changes nothing. On a
+        server started with ``calibration``, the new mode's int8 is measured end to end too,
+        ``calibration`` being this task's inputs file (needed when its profile offers
+        cpu-int8); over the budget, ``AdmissionError``."""
     def unload(self, name: str) -> dict[str, Any]:
         """Unloads a task (always admitted); its jobs in flight finish first."""
     def input_shape(self, task: str) -> str: ...
@@ -435,4 +439,5 @@ def serve(
     ``"required"`` refuses to start instead. A ``models`` key must name a task or a profile's
     model (``ValueError`` otherwise). ``calibration`` ({task: inputs file}) measures the
     allocation's int8 end to end first and refuses (``ServerError``) over ``budget``
-    (percentage points, default 1)."""
+    (percentage points, default 1); on a server whose tasks can change, every
+    ``Server.load`` too."""

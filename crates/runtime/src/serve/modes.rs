@@ -58,6 +58,10 @@ pub enum ModeChangeError {
     /// would miss: [`AdmissionError::Rejected`] names which and by how much). Nothing changed.
     #[error(transparent)]
     Admission(#[from] AdmissionError),
+    /// The analysis admitted the new system, but the server's own check of it refused it (the
+    /// int8 layers measured end to end over the accuracy budget). Nothing changed.
+    #[error("the analysis admits the new system with task {task:?}, but this server's check refuses it: {problem}")]
+    Refused { task: String, problem: String },
     /// The executor could not be built for the new system. Nothing changed.
     #[error("cannot build the executor for the new system with task {task:?}: {problem}")]
     Executor { task: String, problem: String },
@@ -203,8 +207,19 @@ impl<E: StageExecutor> ModeServer<E> {
         request: LoadRequest,
         build: impl FnOnce(&System, &Allocation, &E) -> Result<E, String>,
     ) -> Result<ModeChange, ModeChangeError> {
+        self.load_task_checked(request, |_, _| Ok(()), build)
+    }
+
+    /// [`Self::load_task`], with `check` asked about the admitted system before the executor is
+    /// built: an `Err` refuses the load ([`ModeChangeError::Refused`], its words).
+    pub fn load_task_checked(
+        &self,
+        request: LoadRequest,
+        check: impl FnOnce(&System, &Allocation) -> Result<(), String>,
+        build: impl FnOnce(&System, &Allocation, &E) -> Result<E, String>,
+    ) -> Result<ModeChange, ModeChangeError> {
         let task = request.task.name.clone();
-        self.change(ChangeKind::Load, task, |p| admit_load(p, request, &self.options), build)
+        self.change(ChangeKind::Load, task, |p| admit_load(p, request, &self.options), check, build)
     }
 
     /// Unloads task `name` (always admitted if it runs); `build` as for a load.
@@ -213,7 +228,7 @@ impl<E: StageExecutor> ModeServer<E> {
         name: &str,
         build: impl FnOnce(&System, &Allocation, &E) -> Result<E, String>,
     ) -> Result<ModeChange, ModeChangeError> {
-        self.change(ChangeKind::Unload, name.to_string(), |p| admit_unload(p, name), build)
+        self.change(ChangeKind::Unload, name.to_string(), |p| admit_unload(p, name), |_, _| Ok(()), build)
     }
 
     fn change(
@@ -221,6 +236,7 @@ impl<E: StageExecutor> ModeServer<E> {
         kind: ChangeKind,
         task: String,
         decide: impl FnOnce(&Proven) -> Result<Admitted, AdmissionError>,
+        check: impl FnOnce(&System, &Allocation) -> Result<(), String>,
         build: impl FnOnce(&System, &Allocation, &E) -> Result<E, String>,
     ) -> Result<ModeChange, ModeChangeError> {
         let clock = self.current();
@@ -236,6 +252,7 @@ impl<E: StageExecutor> ModeServer<E> {
         let now = || os::monotonic_ns().saturating_sub(origin);
         let decided = now();
         let (system, alloc) = (admitted.proven.system(), admitted.proven.allocation());
+        check(system, alloc).map_err(|problem| ModeChangeError::Refused { task: task.clone(), problem })?;
         let run = RunConfig { force: self.config.force, ..RunConfig::default() };
         match &self.cores {
             Some(c) => Runtime::with_cores(system, alloc, run, c),
