@@ -173,6 +173,11 @@ fn bad_changes_are_refused_and_change_nothing() {
     assert!(e.to_string().contains("would miss"), "{e}");
     let e = server.load_task(load("c", 40 * MS, &[(0, MS)]), |_, _, _| Err("no model file".into())).unwrap_err();
     assert!(matches!(e, ModeChangeError::Executor { .. }) && e.to_string().contains("no model file"), "{e}");
+    // The server's own check of the admitted system (int8 measured end to end) refuses it.
+    let over = |_: &_, _: &_| Err("int8 measured over the budget".to_string());
+    let e = server.load_task_checked(load("c", 40 * MS, &[(0, MS)]), over, busy).unwrap_err();
+    assert!(matches!(e, ModeChangeError::Refused { ref task, .. } if task == "c"), "{e}");
+    assert!(e.to_string().contains("the analysis admits") && e.to_string().contains("over the budget"), "{e}");
 
     assert_eq!(server.proven(), before, "nothing changed");
     assert_eq!(server.current().task_names(), ["a", "b"]);
