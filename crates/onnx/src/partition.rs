@@ -170,9 +170,26 @@ fn recurrent_cells(graph: &GraphProto) -> HashSet<String> {
         .collect()
 }
 
+/// The modules holding a recurrent op: torch's `nn.LSTM`/`nn.GRU` exports as `/rnn/...` nodes
+/// around the op (the batch-first Transposes, a Slice of `h0`/`c0` per layer, the Transpose and
+/// Reshape between layers, a Concat of the layers' states). Like a cell, each such module's
+/// nodes make one stage, so that its state crosses stages only as the module's inputs and
+/// outputs.
+fn recurrent_modules(graph: &GraphProto) -> HashSet<String> {
+    graph.node.iter().filter(|n| is_recurrent(n)).filter_map(module_scope).collect()
+}
+
+/// ONNX Runtime's dynamic quantization (`quantize_dynamic`) writes a layer as
+/// DynamicQuantizeLinear of its input, an integer product, a Cast of the int32 result to float
+/// and a Mul by the scales: one stage, named after the product.
+const DYNAMIC_QUANTIZER: &str = "DynamicQuantizeLinear";
+const INTEGER_PRODUCTS: &[&str] = &["MatMulInteger", "ConvInteger"];
+
 /// Whether `node` continues the stage whose last node produced its input.
 fn joins(op: &str, prev_stage_ops: &[&str]) -> bool {
-    FOLLOWERS.contains(&op) || prev_stage_ops.iter().all(|o| DATA_MOVEMENT.contains(o))
+    FOLLOWERS.contains(&op)
+        || prev_stage_ops.iter().all(|o| DATA_MOVEMENT.contains(o))
+        || op == "Cast" && prev_stage_ops.last().is_some_and(|o| INTEGER_PRODUCTS.contains(o))
 }
 
 /// The stage an elementwise `node` joins when all its data inputs come from one stage `s` and
@@ -306,7 +323,9 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
     let mut stage_of_node: HashMap<usize, usize> = HashMap::new();
     let mut producer: HashMap<&str, usize> = HashMap::new();
     let cells = recurrent_cells(graph);
-    // The stage of each recurrent cell's nodes so far.
+    // Modules whose nodes make one stage: unrolled cells and modules holding a recurrent op.
+    let whole_modules: HashSet<String> = cells.iter().cloned().chain(recurrent_modules(graph)).collect();
+    // The latest stage of each such module's nodes.
     let mut cell_stage: HashMap<String, usize> = HashMap::new();
     for &i in &order {
         let node = &graph.node[i];
@@ -326,16 +345,43 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
         let sequence_from = data_inputs
             .iter()
             .find_map(|t| producer.get(t).filter(|&&p| makes_sequence(&graph.node[p])).map(|&p| stage_of_node[&p]));
-        let cell = module_scope(node).filter(|m| cells.contains(m));
+        let quantizer = node.op_type() == DYNAMIC_QUANTIZER;
+        // The quantizer of a layer's input goes with the layer, not with the module before it.
+        let cell = module_scope(node).filter(|m| whole_modules.contains(m) && !quantizer);
         // A cell's node joins the cell's stage while that stage is the last one (a module's
         // nodes come one after the other; anything else in between would make a cycle).
         let cell_target = cell.as_ref().and_then(|m| cell_stage.get(m)).copied().filter(|&s| s + 1 == stages.len());
+        // Its first node starts the module's stage: it joins only data movement before it.
+        let module_start = cell.as_ref().is_some_and(|m| !cell_stage.contains_key(m));
+        // The last stage that makes one of the node's inputs (graph inputs: none).
+        let latest_input = data_inputs.iter().filter_map(|t| producer.get(t).map(|p| stage_of_node[p])).max();
+        // The last stage, when it only moves data and makes `x` for this node alone (a
+        // batch-first Transpose in front of a recurrent op).
+        let data_movement_before = |x: &str| {
+            let s = producer.get(x).map(|p| stage_of_node[p])?;
+            let sole_use = consumers.get(x).is_some_and(|c| c.len() == 1) && !outputs_set.contains(x);
+            let moves_data = stages[s].iter().all(|&n| DATA_MOVEMENT.contains(&graph.node[n].op_type()));
+            (s + 1 == stages.len() && sole_use && moves_data).then_some(s)
+        };
+        // DynamicQuantizeLinear's outputs (uint8, scale, zero point) are one quantized tensor,
+        // never cut: its readers join its stage (which every other input of theirs precedes).
+        let quantized_from = data_inputs
+            .iter()
+            .find_map(|t| producer.get(t).filter(|&&p| graph.node[p].op_type() == DYNAMIC_QUANTIZER))
+            .map(|p| stage_of_node[p])
+            .filter(|&s| latest_input <= Some(s));
         let final_dequantize = node.op_type() == "DequantizeLinear"
             && node.output.iter().all(|o| outputs_set.contains(o.as_str()) && !consumers.contains_key(o.as_str()));
         if let Some(s) = sequence_from {
             target = Some(s);
+        } else if let Some(s) = quantized_from {
+            target = Some(s);
+        } else if quantizer {
+            // Starts the stage of the layer it quantizes the input of.
         } else if let Some(s) = cell_target {
             target = Some(s);
+        } else if module_start {
+            target = data_inputs.first().and_then(|&x| data_movement_before(x));
         } else if let Some(s) =
             closed_cluster(graph, node, &data_inputs, &producer, &stage_of_node, &consumers, &outputs_set)
         {
@@ -359,15 +405,7 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
         // A recurrent op also reads its state: it joins the data movement in front of its
         // sequence input (a batch-first Transpose) all the same.
         if target.is_none() && is_recurrent(node) {
-            let x = node.input.first().and_then(|x| producer.get(x.as_str()).map(|&p| (x, stage_of_node[&p])));
-            if let Some((x, s)) = x {
-                let sole_use =
-                    consumers.get(x.as_str()).is_some_and(|c| c.len() == 1) && !outputs_set.contains(x.as_str());
-                let moves_data = stages[s].iter().all(|&n| DATA_MOVEMENT.contains(&graph.node[n].op_type()));
-                if s + 1 == stages.len() && sole_use && moves_data {
-                    target = Some(s);
-                }
-            }
+            target = node.input.first().and_then(|x| data_movement_before(x));
         }
         let s = target.unwrap_or_else(|| {
             stages.push(Vec::new());
@@ -376,7 +414,11 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
         stages[s].push(i);
         stage_of_node.insert(i, s);
         if let Some(m) = cell {
-            cell_stage.entry(m).or_insert(s);
+            if s + 1 == stages.len() {
+                cell_stage.insert(m, s);
+            } else {
+                cell_stage.entry(m).or_insert(s);
+            }
         }
         for o in &node.output {
             producer.insert(o.as_str(), i);
@@ -385,6 +427,10 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
     if stages.is_empty() {
         return Err(OnnxError::graph(&gname, "no node computes anything from the graph input"));
     }
+    let graph_input_set: HashSet<&str> = graph_inputs.iter().map(String::as_str).collect();
+    let reads_inputs_only =
+        |n: usize| node_reads[n].iter().all(|t| is_const(t) || graph_input_set.contains(t.as_str()));
+    join_state_preparation(graph, &mut stages, &mut stage_of_node, &consumers, &outputs_set, reads_inputs_only);
 
     let mut result = Vec::with_capacity(stages.len());
     for (s, nodes) in stages.iter().enumerate() {
@@ -408,11 +454,19 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
                 }
             }
         }
+        // A dynamically quantized layer is named after its product, not its input's quantizer.
+        let first = &graph.node[nodes[0]];
+        let namesake = match first.op_type() {
+            DYNAMIC_QUANTIZER => {
+                nodes.iter().map(|&n| &graph.node[n]).find(|n| INTEGER_PRODUCTS.contains(&n.op_type())).unwrap_or(first)
+            }
+            _ => first,
+        };
         let name = match nodes.iter().map(|&n| &graph.node[n]).find(|n| is_recurrent(n)) {
             Some(rnn) => recurrent_name(rnn, s),
-            None => match module_scope(&graph.node[nodes[0]]).filter(|m| cells.contains(m)) {
+            None => match module_scope(namesake).filter(|m| cells.contains(m)) {
                 Some(m) => module_name(&m),
-                None => stage_name(&graph.node[nodes[0]], s),
+                None => stage_name(namesake, s),
             },
         };
         result.push(Stage { name, nodes: nodes.clone(), inputs, outputs });
@@ -446,6 +500,49 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
         made.extend(st.outputs.iter().map(String::as_str));
     }
     Ok(Partition { stages: result, graph_inputs, graph_outputs, notes })
+}
+
+/// A stage that only moves data read from the graph inputs (ONNX Runtime's quantizer writes the
+/// per-layer Slices of an LSTM's `h0` and `c0` at the front of the graph), all of whose outputs
+/// one later stage holding a recurrent op reads, joins that stage at its front: the state goes
+/// to the recurrent op as the graph input it is (so calibration knows it has no range), not as
+/// a stage of its own.
+fn join_state_preparation(
+    graph: &GraphProto,
+    stages: &mut Vec<Vec<usize>>,
+    stage_of_node: &mut HashMap<usize, usize>,
+    consumers: &HashMap<&str, Vec<usize>>,
+    graph_outputs: &HashSet<&str>,
+    reads_inputs_only: impl Fn(usize) -> bool,
+) {
+    let mut k = 0;
+    while k < stages.len() {
+        let nodes = &stages[k];
+        let prepares = nodes.iter().all(|&n| DATA_MOVEMENT.contains(&graph.node[n].op_type()) && reads_inputs_only(n));
+        let made: Vec<&str> = nodes.iter().flat_map(|&n| graph.node[n].output.iter().map(String::as_str)).collect();
+        let readers: BTreeSet<usize> = made
+            .iter()
+            .flat_map(|t| consumers.get(t).map_or(&[][..], Vec::as_slice))
+            .map(|c| stage_of_node[c])
+            .filter(|&s| s != k)
+            .collect();
+        let target = match readers.iter().collect::<Vec<_>>().as_slice() {
+            [&t] if t > k && stages[t].iter().any(|&n| is_recurrent(&graph.node[n])) => Some(t),
+            _ => None,
+        };
+        match target {
+            Some(t) if prepares && !made.iter().any(|t| graph_outputs.contains(t)) => {
+                let moved = stages.remove(k);
+                stages[t - 1].splice(0..0, moved);
+                for (s, nodes) in stages.iter().enumerate() {
+                    for &n in nodes {
+                        stage_of_node.insert(n, s);
+                    }
+                }
+            }
+            _ => k += 1,
+        }
+    }
 }
 
 /// Node indices in an order where producers precede consumers (the file order when it is one).
