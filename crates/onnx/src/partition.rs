@@ -351,8 +351,9 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
         // A cell's node joins the cell's stage while that stage is the last one (a module's
         // nodes come one after the other; anything else in between would make a cycle).
         let cell_target = cell.as_ref().and_then(|m| cell_stage.get(m)).copied().filter(|&s| s + 1 == stages.len());
-        // Its first node starts the module's stage: it joins only data movement before it.
-        let module_start = cell.as_ref().is_some_and(|m| !cell_stage.contains_key(m));
+        // Otherwise the node starts the module's stage (its first node, or the first after an
+        // interruption): it joins only data movement before it, never the layer before.
+        let module_start = cell.is_some() && cell_target.is_none();
         // The last stage that makes one of the node's inputs (graph inputs: none).
         let latest_input = data_inputs.iter().filter_map(|t| producer.get(t).map(|p| stage_of_node[p])).max();
         // The last stage, when it only moves data and makes `x` for this node alone (a
@@ -1027,6 +1028,73 @@ mod tests {
         q.domain = Some("com.microsoft".into());
         assert!(is_recurrent(&q));
         assert_eq!(recurrent_name(&q, 0), "dynamicquantizelstm");
+    }
+
+    /// torch's nn.GRU (`/gru/...`: the batch-first Transpose in, the GRU, Squeeze and Transpose
+    /// out) is one stage named after the module, between the layers around it; a Slice of the
+    /// state written at the front of the graph (as ONNX Runtime's quantizer orders them) joins
+    /// it, so the stage reads the state input itself.
+    #[test]
+    fn a_recurrent_module_is_one_stage() {
+        let mut b = GraphBuilder::new("r");
+        b.input("x", DataType::Float, &[1, 5, 4]);
+        b.input("h0", DataType::Float, &[2, 1, 3]);
+        let int = |n: &str, v: i64| crate::tensor::i64_tensor(n, &[1], &[v]);
+        let (starts, ends) = (b.initializer(int("s", 0)), b.initializer(int("e", 1)));
+        b.node("Slice", "/gru/Slice", &["h0", &starts, &ends], &["h0_layer"], vec![]);
+        let wf = b.f32_initializer("wf", &[4, 4], &[0.1; 16]);
+        b.node("MatMul", "/front/MatMul", &["x", &wf], &["f"], vec![]);
+        b.node("Relu", "/Relu", &["f"], &["fr"], vec![]);
+        let perm = crate::builder::attr::ints("perm", &[1, 0, 2]);
+        b.node("Transpose", "/gru/Transpose", &["fr"], &["xt"], vec![perm.clone()]);
+        let w = b.f32_initializer("w", &[1, 9, 4], &[0.1; 36]);
+        let r = b.f32_initializer("r", &[1, 9, 3], &[0.1; 27]);
+        let hidden = crate::builder::attr::int("hidden_size", 3);
+        b.node("GRU", "/gru/GRU", &["xt", &w, &r, "", "", "h0_layer"], &["y", "h_n"], vec![hidden]);
+        let axis = b.initializer(int("axis", 1));
+        b.node("Squeeze", "/gru/Squeeze", &["y", &axis], &["ys"], vec![]);
+        b.node("Transpose", "/gru/Transpose_1", &["ys"], &["yb"], vec![perm]);
+        let wh = b.f32_initializer("wh", &[3, 2], &[0.1; 6]);
+        b.node("MatMul", "/head/MatMul", &["yb", &wh], &["out"], vec![]);
+        b.output("out", DataType::Float, &[1, 5, 2]);
+        b.output("h_n", DataType::Float, &[1, 1, 3]);
+        let p = partition(&b.finish()).unwrap();
+        let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["front", "gru", "head"], "{:?}", p.stages);
+        assert_eq!(p.stages[1].nodes, [0, 3, 4, 5, 6], "Slice, Transpose, GRU, Squeeze, Transpose");
+        assert_eq!(p.stages[1].inputs, ["h0", "fr"]);
+    }
+
+    /// ONNX Runtime's dynamic quantization of two MatMuls: each layer (DynamicQuantizeLinear,
+    /// the Mul of the scales, MatMulInteger, Cast, Mul, Add) is one stage named after its
+    /// MatMulInteger; the uint8 tensor, its scale and zero point never cross a cut.
+    #[test]
+    fn a_dynamically_quantized_layer_is_one_stage() {
+        use crate::tensor::{f32_tensor, i8_tensor};
+        let mut b = GraphBuilder::new("dq");
+        b.input("x", DataType::Float, &[1, 4]);
+        b.initializer(i8_tensor("w_q", &[4, 4], &[1; 16]));
+        b.initializer(i8_tensor("w_z", &[], &[0]));
+        b.initializer(f32_tensor("w_s", &[], &[0.1]));
+        b.initializer(f32_tensor("bias", &[4], &[0.5; 4]));
+        for (k, x) in [(1, "x"), (2, "y1")] {
+            let t = |n: &str| format!("{x}_{n}");
+            let q = [t("quantized"), t("scale"), t("zero_point")];
+            let fc = format!("/fc{k}/MatMul_quant");
+            b.node("DynamicQuantizeLinear", &format!("{x}_QuantizeLinear"), &[x], &[&q[0], &q[1], &q[2]], vec![]);
+            b.node("Mul", &format!("{fc}_scales_mul"), &[&q[1], "w_s"], &[&t("s")], vec![]);
+            b.node("MatMulInteger", &fc, &[&q[0], "w_q", &q[2], "w_z"], &[&t("i32")], vec![]);
+            let to_float = crate::builder::attr::int("to", 1);
+            b.node("Cast", &format!("{fc}_cast"), &[&t("i32")], &[&t("f")], vec![to_float]);
+            b.node("Mul", &format!("{fc}_output_scale_mul"), &[&t("f"), &t("s")], &[&t("scaled")], vec![]);
+            b.node("Add", &format!("/fc{k}/Add"), &[&t("scaled"), "bias"], &[&format!("y{k}")], vec![]);
+        }
+        b.output("y2", DataType::Float, &[1, 4]);
+        let p = partition(&b.finish()).unwrap();
+        let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["fc1", "fc2"], "{:?}", p.stages);
+        assert_eq!(p.stages[0].nodes.len(), 6);
+        assert_eq!(p.stages[0].outputs, ["y1"], "only the float output crosses the cut");
     }
 
     /// An LSTM cell written out in ops (`/cell/...`: two Gemm, Split, three Sigmoid, two Tanh,
