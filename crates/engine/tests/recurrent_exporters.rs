@@ -33,7 +33,7 @@ fn fixture(file: &str) -> PathBuf {
 
 /// The exported file as it is, and staged as `lalarand profile` stages it.
 fn load(file: &str) -> (ModelProto, StagedModel) {
-    (load_model(&fixture(file)).unwrap(), StagedModel::load(&fixture(file)).unwrap())
+    (load_model(fixture(file)).unwrap(), StagedModel::load(&fixture(file)).unwrap())
 }
 
 /// A job's inputs: the sequence (seeded) and the state (`h0`, and `c0` for the LSTMs).
