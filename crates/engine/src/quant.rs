@@ -133,8 +133,13 @@ pub fn quantize_stages_until(
             staged.graph_input(t).is_some_and(|i| i.is_float()) && **t != staged.input_name && !ranges.contains_key(*t)
         });
         if let Some(t) = unranged {
+            let graph = staged.model.graph.as_ref().expect("a staged model has a graph");
+            let recurrent =
+                stage.nodes.iter().map(|&n| &graph.node[n]).find(|n| lalarand_onnx::partition::is_recurrent(n));
+            let state_of =
+                recurrent.map_or(String::new(), |n| format!(" (the state of its {} `{}`)", n.op_type(), n.name()));
             result = Err(format!(
-                "it reads the float graph input {t:?}, which calibration fed fixed zeros (the samples fill {:?} only), so it has no range to quantize with; this stage runs in fp32 only",
+                "it reads the float graph input {t:?}{state_of}, which calibration fed fixed zeros (the samples fill {:?} only), so it has no range to quantize with; this stage runs in fp32 only",
                 staged.input_name
             ));
         }

@@ -4,83 +4,29 @@
 
 #[path = "fixtures/multi_io.rs"]
 mod fixtures;
+#[path = "support/named_io.rs"]
+mod named_io;
+
+use named_io::{
+    assert_close, boolean, chain_equals_whole, float, fp32_server, int64, staged, submit, system_for, untimed, whole,
+    Fed,
+};
 
 use lalarand_engine::accuracy::{verify, Calibration};
 use lalarand_engine::profile::{profile_to_file, synthetic_inputs, ProfileOptions};
 use lalarand_engine::serving::{EngineExecutor, TaskModel};
 use lalarand_engine::stage::{ExecConfig, StageRunner};
-use lalarand_engine::tensor::{elem, f32_values, max_abs_diff, value_from_bytes};
-use lalarand_engine::{Pipeline, StageTensors, StagedModel, Tensors};
+use lalarand_engine::tensor::{elem, f32_values};
+use lalarand_engine::{Pipeline, StageTensors, StagedModel};
 use lalarand_model::examples::chain_profile;
-use lalarand_model::{
-    Allocation, DnnProfile, LayerProfile, Mode, ModeTiming, Placement, Platform, PriorityPolicy, Resource,
-    ResourceKind, System, Task, TaskSet, Time,
-};
+use lalarand_model::{DnnProfile, LayerProfile, Mode};
 use lalarand_onnx::{encode_model, ModelProto};
-use lalarand_runtime::os;
-use lalarand_runtime::serve::{DataType, Input, JobResult, ServeConfig, Server, StopPolicy, Tensor, TensorData};
+use lalarand_runtime::serve::{DataType, Input, Server, StopPolicy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 fn testdata(f: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(f)
-}
-
-fn staged(name: &str, model: ModelProto) -> StagedModel {
-    StagedModel::from_model(name, model, PathBuf::from(format!("{name}.onnx"))).unwrap()
-}
-
-/// One input of a job: its name, dims and data (fp32 values, or the little-endian bytes of
-/// `dtype`).
-#[derive(Clone)]
-struct Fed {
-    name: &'static str,
-    dims: Vec<usize>,
-    dtype: DataType,
-    f32: Vec<f32>,
-    bytes: Vec<u8>,
-}
-
-fn float(name: &'static str, dims: &[usize], seed: u64) -> Fed {
-    let n = dims.iter().product();
-    let f32 = lalarand_engine::profile::seeded_inputs(1, n, seed).remove(0).iter().map(|x| x * 2.0 - 1.0).collect();
-    Fed { name, dims: dims.to_vec(), dtype: DataType::Fp32, f32, bytes: Vec::new() }
-}
-
-fn int64(name: &'static str, dims: &[usize], values: &[i64]) -> Fed {
-    let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    Fed { name, dims: dims.to_vec(), dtype: DataType::Int64, f32: Vec::new(), bytes }
-}
-
-fn boolean(name: &'static str, dims: &[usize], f: impl Fn(usize) -> bool) -> Fed {
-    let bytes = (0..dims.iter().product()).map(|i| u8::from(f(i))).collect();
-    Fed { name, dims: dims.to_vec(), dtype: DataType::Bool, f32: Vec::new(), bytes }
-}
-
-impl Fed {
-    fn elem_type(&self) -> i32 {
-        match self.dtype {
-            DataType::Fp32 => elem::FLOAT,
-            DataType::Int64 => elem::INT64,
-            DataType::Bool => elem::BOOL,
-            other => panic!("{other}"),
-        }
-    }
-
-    fn value(&self) -> ort::value::DynValue {
-        match self.dtype {
-            DataType::Fp32 => lalarand_engine::tensor::f32_value(&self.dims, self.f32.clone()).unwrap(),
-            _ => value_from_bytes(self.elem_type(), &self.dims, &self.bytes).unwrap(),
-        }
-    }
-
-    fn tensor(&self) -> Tensor {
-        let data = match self.dtype {
-            DataType::Fp32 => TensorData::F32(Arc::new(self.f32.clone())),
-            d => TensorData::Bytes(d, Arc::new(self.bytes.clone())),
-        };
-        Tensor::new(self.name, self.dims.clone(), data).unwrap()
-    }
 }
 
 fn masked_gather_inputs(seed: u64) -> Vec<Fed> {
@@ -94,51 +40,6 @@ fn masked_gather_inputs(seed: u64) -> Vec<Fed> {
 fn token_inputs(seed: u64) -> Vec<Fed> {
     let ids: Vec<i64> = (0..6).map(|i| (i * 7 + seed as i64) % 10).collect();
     vec![int64("ids", &[1, 6], &ids), boolean("mask", &[1, 6], |i| i < 4)]
-}
-
-/// Every graph output of the whole model, in one ONNX Runtime session.
-fn whole(model: &ModelProto, inputs: &[Fed]) -> Tensors {
-    let mut runner = StageRunner::new("whole", Mode::CpuFp32, &encode_model(model), &ExecConfig::default()).unwrap();
-    let mut t = Tensors::new();
-    for f in inputs {
-        t.insert(f.name.into(), f.value());
-    }
-    runner.run(&mut t).unwrap();
-    t
-}
-
-/// `got` (name, dims, values) within 1e-5 of its range of the whole model's output.
-fn assert_close(want: &Tensors, name: &str, dims: &[usize], got: &[f32]) {
-    let (want_dims, want) = f32_values(&want[name], name).unwrap();
-    assert_eq!(dims, want_dims, "{name}");
-    let (lo, hi) = want.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
-    assert!(hi > lo, "output {name} is constant; the test would prove nothing");
-    let (diff, _) = max_abs_diff(&want, got);
-    assert!(diff <= 1e-5 * (hi - lo), "output {name}: max |diff| {diff} > 1e-5 x {}", hi - lo);
-}
-
-/// The chained fp32 stages, every input fed by name in its own type, equal the whole model.
-fn chain_equals_whole(model: ModelProto, name: &str, inputs: &[Fed]) -> StagedModel {
-    let staged = staged(name, model.clone());
-    let cfg = ExecConfig::default();
-    let p = Pipeline::new(&staged, &vec![Mode::CpuFp32; staged.stage_count()], None, &cfg).unwrap();
-    let mut held = StageTensors::default();
-    for f in inputs {
-        match f.dtype {
-            DataType::Fp32 => p.add_shared(&mut held, f.name, &f.dims, Arc::new(f.f32.clone())).unwrap(),
-            _ => p.add_bytes(&mut held, f.name, &f.dims, &f.bytes).unwrap(),
-        }
-    }
-    p.check_fed(&held).unwrap();
-    for i in 0..staged.stage_count() {
-        p.run_stage(i, &mut held).unwrap();
-    }
-    let want = whole(&model, inputs);
-    for out in &staged.partition.graph_outputs {
-        let (dims, got) = f32_values(&held.f32()[out], out).unwrap();
-        assert_close(&want, out, &dims, &got);
-    }
-    staged
 }
 
 #[test]
@@ -225,40 +126,6 @@ fn an_unfed_input_type_is_said_before_the_input_shapes() {
     }
     let e = StagedModel::from_model("strings", model, "strings.onnx".into()).unwrap_err().to_string();
     assert!(e.contains("\"mask\"") && e.contains("string") && !e.contains("symbolic"), "{e}");
-}
-
-/// Two cpu resources (one core each), the first half of the stages on the first; stage times
-/// `wcet` (ns), a long period.
-fn system_for(profile: DnnProfile, modes: &[Mode], wcet: Time) -> (System, Allocation) {
-    let cores = os::available_cores();
-    let resource = |name: &str, core: usize| Resource { cores: vec![core], ..Resource::new(name, ResourceKind::Cpu) };
-    let platform = Platform { resources: vec![resource("cpu0", cores[0]), resource("cpu1", *cores.last().unwrap())] };
-    let n = profile.layers.len();
-    let mut profile = profile;
-    for l in &mut profile.layers {
-        l.modes[Mode::CpuFp32.index()] = Some(ModeTiming::from_wcet(wcet));
-        l.modes[Mode::CpuInt8.index()] = Some(ModeTiming::from_wcet(wcet));
-    }
-    let task = Task::new("model", 100_000_000, Arc::new(profile));
-    let places = (0..n).map(|j| Placement { mode: modes[j], resource: usize::from(j >= n / 2) }).collect();
-    (System::new(platform, TaskSet::new(vec![task], PriorityPolicy::RateMonotonic)), Allocation { tasks: vec![places] })
-}
-
-fn untimed() -> ServeConfig {
-    ServeConfig { realtime: false, ..ServeConfig::default() }
-}
-
-fn fp32_server(m: &StagedModel) -> Server<EngineExecutor> {
-    let layers: Vec<LayerProfile> =
-        m.stage_names().iter().map(|n| LayerProfile::gpu_cpu(*n, 1_000_000, 1_000_000)).collect();
-    let (system, alloc) = system_for(chain_profile(&m.name, &layers), &vec![Mode::CpuFp32; m.stage_count()], 1_000_000);
-    let exec = EngineExecutor::from_models(&system, &alloc, vec![TaskModel { staged: m.clone(), int8: None }]).unwrap();
-    Server::builder(&system, &alloc, exec).config(untimed()).start().unwrap()
-}
-
-fn submit(server: &Server<EngineExecutor>, inputs: &[Fed]) -> JobResult {
-    let input = Input::named(inputs.iter().map(Fed::tensor).collect()).unwrap();
-    server.submit("model", input).unwrap().wait().unwrap()
 }
 
 #[test]

@@ -170,9 +170,26 @@ fn recurrent_cells(graph: &GraphProto) -> HashSet<String> {
         .collect()
 }
 
+/// The modules holding a recurrent op: torch's `nn.LSTM`/`nn.GRU` exports as `/rnn/...` nodes
+/// around the op (the batch-first Transposes, a Slice of `h0`/`c0` per layer, the Transpose and
+/// Reshape between layers, a Concat of the layers' states). Like a cell, each such module's
+/// nodes make one stage, so that its state crosses stages only as the module's inputs and
+/// outputs.
+fn recurrent_modules(graph: &GraphProto) -> HashSet<String> {
+    graph.node.iter().filter(|n| is_recurrent(n)).filter_map(module_scope).collect()
+}
+
+/// ONNX Runtime's dynamic quantization (`quantize_dynamic`) writes a layer as
+/// DynamicQuantizeLinear of its input, an integer product, a Cast of the int32 result to float
+/// and a Mul by the scales: one stage, named after the product.
+const DYNAMIC_QUANTIZER: &str = "DynamicQuantizeLinear";
+const INTEGER_PRODUCTS: &[&str] = &["MatMulInteger", "ConvInteger"];
+
 /// Whether `node` continues the stage whose last node produced its input.
 fn joins(op: &str, prev_stage_ops: &[&str]) -> bool {
-    FOLLOWERS.contains(&op) || prev_stage_ops.iter().all(|o| DATA_MOVEMENT.contains(o))
+    FOLLOWERS.contains(&op)
+        || prev_stage_ops.iter().all(|o| DATA_MOVEMENT.contains(o))
+        || op == "Cast" && prev_stage_ops.last().is_some_and(|o| INTEGER_PRODUCTS.contains(o))
 }
 
 /// The stage an elementwise `node` joins when all its data inputs come from one stage `s` and
@@ -306,7 +323,9 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
     let mut stage_of_node: HashMap<usize, usize> = HashMap::new();
     let mut producer: HashMap<&str, usize> = HashMap::new();
     let cells = recurrent_cells(graph);
-    // The stage of each recurrent cell's nodes so far.
+    // Modules whose nodes make one stage: unrolled cells and modules holding a recurrent op.
+    let whole_modules: HashSet<String> = cells.iter().cloned().chain(recurrent_modules(graph)).collect();
+    // The latest stage of each such module's nodes.
     let mut cell_stage: HashMap<String, usize> = HashMap::new();
     for &i in &order {
         let node = &graph.node[i];
@@ -326,16 +345,44 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
         let sequence_from = data_inputs
             .iter()
             .find_map(|t| producer.get(t).filter(|&&p| makes_sequence(&graph.node[p])).map(|&p| stage_of_node[&p]));
-        let cell = module_scope(node).filter(|m| cells.contains(m));
+        let quantizer = node.op_type() == DYNAMIC_QUANTIZER;
+        // The quantizer of a layer's input goes with the layer, not with the module before it.
+        let cell = module_scope(node).filter(|m| whole_modules.contains(m) && !quantizer);
         // A cell's node joins the cell's stage while that stage is the last one (a module's
         // nodes come one after the other; anything else in between would make a cycle).
         let cell_target = cell.as_ref().and_then(|m| cell_stage.get(m)).copied().filter(|&s| s + 1 == stages.len());
+        // Otherwise the node starts the module's stage (its first node, or the first after an
+        // interruption): it joins only data movement before it, never the layer before.
+        let module_start = cell.is_some() && cell_target.is_none();
+        // The last stage that makes one of the node's inputs (graph inputs: none).
+        let latest_input = data_inputs.iter().filter_map(|t| producer.get(t).map(|p| stage_of_node[p])).max();
+        // The last stage, when it only moves data and makes `x` for this node alone (a
+        // batch-first Transpose in front of a recurrent op).
+        let data_movement_before = |x: &str| {
+            let s = producer.get(x).map(|p| stage_of_node[p])?;
+            let sole_use = consumers.get(x).is_some_and(|c| c.len() == 1) && !outputs_set.contains(x);
+            let moves_data = stages[s].iter().all(|&n| DATA_MOVEMENT.contains(&graph.node[n].op_type()));
+            (s + 1 == stages.len() && sole_use && moves_data).then_some(s)
+        };
+        // DynamicQuantizeLinear's outputs (uint8, scale, zero point) are one quantized tensor,
+        // never cut: its readers join its stage (which every other input of theirs precedes).
+        let quantized_from = data_inputs
+            .iter()
+            .find_map(|t| producer.get(t).filter(|&&p| graph.node[p].op_type() == DYNAMIC_QUANTIZER))
+            .map(|p| stage_of_node[p])
+            .filter(|&s| latest_input <= Some(s));
         let final_dequantize = node.op_type() == "DequantizeLinear"
             && node.output.iter().all(|o| outputs_set.contains(o.as_str()) && !consumers.contains_key(o.as_str()));
         if let Some(s) = sequence_from {
             target = Some(s);
+        } else if let Some(s) = quantized_from {
+            target = Some(s);
+        } else if quantizer {
+            // Starts the stage of the layer it quantizes the input of.
         } else if let Some(s) = cell_target {
             target = Some(s);
+        } else if module_start {
+            target = data_inputs.first().and_then(|&x| data_movement_before(x));
         } else if let Some(s) =
             closed_cluster(graph, node, &data_inputs, &producer, &stage_of_node, &consumers, &outputs_set)
         {
@@ -359,15 +406,7 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
         // A recurrent op also reads its state: it joins the data movement in front of its
         // sequence input (a batch-first Transpose) all the same.
         if target.is_none() && is_recurrent(node) {
-            let x = node.input.first().and_then(|x| producer.get(x.as_str()).map(|&p| (x, stage_of_node[&p])));
-            if let Some((x, s)) = x {
-                let sole_use =
-                    consumers.get(x.as_str()).is_some_and(|c| c.len() == 1) && !outputs_set.contains(x.as_str());
-                let moves_data = stages[s].iter().all(|&n| DATA_MOVEMENT.contains(&graph.node[n].op_type()));
-                if s + 1 == stages.len() && sole_use && moves_data {
-                    target = Some(s);
-                }
-            }
+            target = node.input.first().and_then(|x| data_movement_before(x));
         }
         let s = target.unwrap_or_else(|| {
             stages.push(Vec::new());
@@ -376,7 +415,11 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
         stages[s].push(i);
         stage_of_node.insert(i, s);
         if let Some(m) = cell {
-            cell_stage.entry(m).or_insert(s);
+            if s + 1 == stages.len() {
+                cell_stage.insert(m, s);
+            } else {
+                cell_stage.entry(m).or_insert(s);
+            }
         }
         for o in &node.output {
             producer.insert(o.as_str(), i);
@@ -385,6 +428,10 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
     if stages.is_empty() {
         return Err(OnnxError::graph(&gname, "no node computes anything from the graph input"));
     }
+    let graph_input_set: HashSet<&str> = graph_inputs.iter().map(String::as_str).collect();
+    let reads_inputs_only =
+        |n: usize| node_reads[n].iter().all(|t| is_const(t) || graph_input_set.contains(t.as_str()));
+    join_state_preparation(graph, &mut stages, &mut stage_of_node, &consumers, &outputs_set, reads_inputs_only);
 
     let mut result = Vec::with_capacity(stages.len());
     for (s, nodes) in stages.iter().enumerate() {
@@ -408,11 +455,19 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
                 }
             }
         }
+        // A dynamically quantized layer is named after its product, not its input's quantizer.
+        let first = &graph.node[nodes[0]];
+        let namesake = match first.op_type() {
+            DYNAMIC_QUANTIZER => {
+                nodes.iter().map(|&n| &graph.node[n]).find(|n| INTEGER_PRODUCTS.contains(&n.op_type())).unwrap_or(first)
+            }
+            _ => first,
+        };
         let name = match nodes.iter().map(|&n| &graph.node[n]).find(|n| is_recurrent(n)) {
             Some(rnn) => recurrent_name(rnn, s),
-            None => match module_scope(&graph.node[nodes[0]]).filter(|m| cells.contains(m)) {
+            None => match module_scope(namesake).filter(|m| cells.contains(m)) {
                 Some(m) => module_name(&m),
-                None => stage_name(&graph.node[nodes[0]], s),
+                None => stage_name(namesake, s),
             },
         };
         result.push(Stage { name, nodes: nodes.clone(), inputs, outputs });
@@ -446,6 +501,49 @@ pub fn partition(model: &ModelProto) -> Result<Partition, OnnxError> {
         made.extend(st.outputs.iter().map(String::as_str));
     }
     Ok(Partition { stages: result, graph_inputs, graph_outputs, notes })
+}
+
+/// A stage that only moves data read from the graph inputs (ONNX Runtime's quantizer writes the
+/// per-layer Slices of an LSTM's `h0` and `c0` at the front of the graph), all of whose outputs
+/// one later stage holding a recurrent op reads, joins that stage at its front: the state goes
+/// to the recurrent op as the graph input it is (so calibration knows it has no range), not as
+/// a stage of its own.
+fn join_state_preparation(
+    graph: &GraphProto,
+    stages: &mut Vec<Vec<usize>>,
+    stage_of_node: &mut HashMap<usize, usize>,
+    consumers: &HashMap<&str, Vec<usize>>,
+    graph_outputs: &HashSet<&str>,
+    reads_inputs_only: impl Fn(usize) -> bool,
+) {
+    let mut k = 0;
+    while k < stages.len() {
+        let nodes = &stages[k];
+        let prepares = nodes.iter().all(|&n| DATA_MOVEMENT.contains(&graph.node[n].op_type()) && reads_inputs_only(n));
+        let made: Vec<&str> = nodes.iter().flat_map(|&n| graph.node[n].output.iter().map(String::as_str)).collect();
+        let readers: BTreeSet<usize> = made
+            .iter()
+            .flat_map(|t| consumers.get(t).map_or(&[][..], Vec::as_slice))
+            .map(|c| stage_of_node[c])
+            .filter(|&s| s != k)
+            .collect();
+        let target = match readers.iter().collect::<Vec<_>>().as_slice() {
+            [&t] if t > k && stages[t].iter().any(|&n| is_recurrent(&graph.node[n])) => Some(t),
+            _ => None,
+        };
+        match target {
+            Some(t) if prepares && !made.iter().any(|t| graph_outputs.contains(t)) => {
+                let moved = stages.remove(k);
+                stages[t - 1].splice(0..0, moved);
+                for (s, nodes) in stages.iter().enumerate() {
+                    for &n in nodes {
+                        stage_of_node.insert(n, s);
+                    }
+                }
+            }
+            _ => k += 1,
+        }
+    }
 }
 
 /// Node indices in an order where producers precede consumers (the file order when it is one).
@@ -930,6 +1028,73 @@ mod tests {
         q.domain = Some("com.microsoft".into());
         assert!(is_recurrent(&q));
         assert_eq!(recurrent_name(&q, 0), "dynamicquantizelstm");
+    }
+
+    /// torch's nn.GRU (`/gru/...`: the batch-first Transpose in, the GRU, Squeeze and Transpose
+    /// out) is one stage named after the module, between the layers around it; a Slice of the
+    /// state written at the front of the graph (as ONNX Runtime's quantizer orders them) joins
+    /// it, so the stage reads the state input itself.
+    #[test]
+    fn a_recurrent_module_is_one_stage() {
+        let mut b = GraphBuilder::new("r");
+        b.input("x", DataType::Float, &[1, 5, 4]);
+        b.input("h0", DataType::Float, &[2, 1, 3]);
+        let int = |n: &str, v: i64| crate::tensor::i64_tensor(n, &[1], &[v]);
+        let (starts, ends) = (b.initializer(int("s", 0)), b.initializer(int("e", 1)));
+        b.node("Slice", "/gru/Slice", &["h0", &starts, &ends], &["h0_layer"], vec![]);
+        let wf = b.f32_initializer("wf", &[4, 4], &[0.1; 16]);
+        b.node("MatMul", "/front/MatMul", &["x", &wf], &["f"], vec![]);
+        b.node("Relu", "/Relu", &["f"], &["fr"], vec![]);
+        let perm = crate::builder::attr::ints("perm", &[1, 0, 2]);
+        b.node("Transpose", "/gru/Transpose", &["fr"], &["xt"], vec![perm.clone()]);
+        let w = b.f32_initializer("w", &[1, 9, 4], &[0.1; 36]);
+        let r = b.f32_initializer("r", &[1, 9, 3], &[0.1; 27]);
+        let hidden = crate::builder::attr::int("hidden_size", 3);
+        b.node("GRU", "/gru/GRU", &["xt", &w, &r, "", "", "h0_layer"], &["y", "h_n"], vec![hidden]);
+        let axis = b.initializer(int("axis", 1));
+        b.node("Squeeze", "/gru/Squeeze", &["y", &axis], &["ys"], vec![]);
+        b.node("Transpose", "/gru/Transpose_1", &["ys"], &["yb"], vec![perm]);
+        let wh = b.f32_initializer("wh", &[3, 2], &[0.1; 6]);
+        b.node("MatMul", "/head/MatMul", &["yb", &wh], &["out"], vec![]);
+        b.output("out", DataType::Float, &[1, 5, 2]);
+        b.output("h_n", DataType::Float, &[1, 1, 3]);
+        let p = partition(&b.finish()).unwrap();
+        let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["front", "gru", "head"], "{:?}", p.stages);
+        assert_eq!(p.stages[1].nodes, [0, 3, 4, 5, 6], "Slice, Transpose, GRU, Squeeze, Transpose");
+        assert_eq!(p.stages[1].inputs, ["h0", "fr"]);
+    }
+
+    /// ONNX Runtime's dynamic quantization of two MatMuls: each layer (DynamicQuantizeLinear,
+    /// the Mul of the scales, MatMulInteger, Cast, Mul, Add) is one stage named after its
+    /// MatMulInteger; the uint8 tensor, its scale and zero point never cross a cut.
+    #[test]
+    fn a_dynamically_quantized_layer_is_one_stage() {
+        use crate::tensor::{f32_tensor, i8_tensor};
+        let mut b = GraphBuilder::new("dq");
+        b.input("x", DataType::Float, &[1, 4]);
+        b.initializer(i8_tensor("w_q", &[4, 4], &[1; 16]));
+        b.initializer(i8_tensor("w_z", &[], &[0]));
+        b.initializer(f32_tensor("w_s", &[], &[0.1]));
+        b.initializer(f32_tensor("bias", &[4], &[0.5; 4]));
+        for (k, x) in [(1, "x"), (2, "y1")] {
+            let t = |n: &str| format!("{x}_{n}");
+            let q = [t("quantized"), t("scale"), t("zero_point")];
+            let fc = format!("/fc{k}/MatMul_quant");
+            b.node("DynamicQuantizeLinear", &format!("{x}_QuantizeLinear"), &[x], &[&q[0], &q[1], &q[2]], vec![]);
+            b.node("Mul", &format!("{fc}_scales_mul"), &[&q[1], "w_s"], &[&t("s")], vec![]);
+            b.node("MatMulInteger", &fc, &[&q[0], "w_q", &q[2], "w_z"], &[&t("i32")], vec![]);
+            let to_float = crate::builder::attr::int("to", 1);
+            b.node("Cast", &format!("{fc}_cast"), &[&t("i32")], &[&t("f")], vec![to_float]);
+            b.node("Mul", &format!("{fc}_output_scale_mul"), &[&t("f"), &t("s")], &[&t("scaled")], vec![]);
+            b.node("Add", &format!("/fc{k}/Add"), &[&t("scaled"), "bias"], &[&format!("y{k}")], vec![]);
+        }
+        b.output("y2", DataType::Float, &[1, 4]);
+        let p = partition(&b.finish()).unwrap();
+        let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["fc1", "fc2"], "{:?}", p.stages);
+        assert_eq!(p.stages[0].nodes.len(), 6);
+        assert_eq!(p.stages[0].outputs, ["y1"], "only the float output crosses the cut");
     }
 
     /// An LSTM cell written out in ops (`/cell/...`: two Gemm, Split, three Sigmoid, two Tanh,

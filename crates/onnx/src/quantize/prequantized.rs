@@ -49,17 +49,22 @@ pub fn quantized_op(node: &NodeProto) -> bool {
 }
 
 /// Why a stage of an already-quantized model (its nodes `nodes`, reading `inputs`) cannot be
-/// quantized by lalarand, if it cannot: it computes with the model's own quantized ops. A
-/// stage whose only such op is a DequantizeLinear of one of its inputs (the uint8 a quantized
-/// stage before it handed over) computes in float after it, and lalarand can quantize it.
+/// quantized by lalarand, if it cannot: it computes with the model's own quantized ops (the
+/// first that computes, not a DynamicQuantizeLinear of its input, where it has one). A stage
+/// whose only such op is a DequantizeLinear of one of its inputs (the uint8 a quantized stage
+/// before it handed over) computes in float after it, and lalarand can quantize it.
 pub fn quantized_stage_op<'a>(
     nodes: impl IntoIterator<Item = &'a NodeProto>,
     inputs: &[String],
 ) -> Option<&'a NodeProto> {
-    nodes.into_iter().find(|n| {
-        let entry = n.op_type() == "DequantizeLinear" && n.input.first().is_some_and(|x| inputs.contains(x));
-        quantized_op(n) && !entry
-    })
+    let ops: Vec<&NodeProto> = nodes
+        .into_iter()
+        .filter(|n| {
+            let entry = n.op_type() == "DequantizeLinear" && n.input.first().is_some_and(|x| inputs.contains(x));
+            quantized_op(n) && !entry
+        })
+        .collect();
+    ops.iter().find(|n| n.op_type() != "DynamicQuantizeLinear").or(ops.first()).copied()
 }
 
 /// What makes `model` already quantized, in words (`"QDQ: 3 QuantizeLinear, 4
