@@ -22,6 +22,11 @@ pub const ORT_VERSION: &str = "1.31.1";
 /// ([`lalarand_onnx::ir_version`]). Raise it with `ORT_VERSION`; a test loads a model at it.
 pub const ORT_MAX_IR_VERSION: i64 = 13;
 
+/// The newest opset of ONNX's default domain that ONNX Runtime [`ORT_VERSION`] supports (it
+/// refuses newer stamps): a model stamped newer whose operators did not change since is read at
+/// it ([`lalarand_onnx::opset_version`]). Raise it with `ORT_VERSION`; a test loads a model at it.
+pub const ORT_MAX_OPSET: i64 = 26;
+
 /// Which runtime build: the CPU wheel or the CUDA one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {

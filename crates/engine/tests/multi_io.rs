@@ -573,3 +573,46 @@ fn a_newer_ir_version_is_read_as_the_one_onnx_runtime_loads() {
     let e = StagedModel::from_model("float6", float6, PathBuf::from("float6.onnx")).unwrap_err().to_string();
     assert!(e.contains("FLOAT6E2M3") && e.contains("to_float6") && e.contains("fix"), "{e}");
 }
+
+/// A model stamped with an opset newer than ONNX Runtime supports (28, what onnx 1.23's
+/// `make_model` writes) whose operators did not change since the newest it supports is read at
+/// that one and served with the outputs of the model stamped so. ONNX Runtime itself refuses
+/// the opset above the limit and loads the limit, so the constant is the runtime's own.
+#[test]
+fn a_newer_opset_is_read_as_the_one_onnx_runtime_supports() {
+    use lalarand_engine::onnxruntime::ORT_MAX_OPSET;
+    use lalarand_onnx::opset_changes::LATEST_OPSET;
+    use lalarand_onnx::opset_version::default_opset;
+    let stamped = |mut model: ModelProto, opset| {
+        model.opset_import[0].version = Some(opset);
+        model
+    };
+    let cell = fixtures::recurrent_cell();
+    let cfg = ExecConfig::default();
+    StageRunner::new("at the limit", Mode::CpuFp32, &encode_model(&stamped(cell.clone(), ORT_MAX_OPSET)), &cfg)
+        .unwrap();
+    let Err(refused) =
+        StageRunner::new("newer", Mode::CpuFp32, &encode_model(&stamped(cell.clone(), ORT_MAX_OPSET + 1)), &cfg)
+    else {
+        panic!("ONNX Runtime loads a newer opset: raise ORT_MAX_OPSET");
+    };
+    assert!(refused.to_string().contains("opset"), "{refused}");
+
+    let m = staged("newest_opset", stamped(cell.clone(), LATEST_OPSET));
+    assert_eq!(default_opset(&m.model), Some(ORT_MAX_OPSET));
+    let inputs = [float("x", &[1, 8], 4), float("h", &[1, 16], 5)];
+    let server = fp32_server(&m);
+    let result = submit(&server, &inputs);
+    let want = whole(&stamped(cell, ORT_MAX_OPSET), &inputs);
+    for out in ["y", "h_new"] {
+        let got = result.output(out).unwrap();
+        assert_close(&want, out, &got.dims, &got.data);
+    }
+    server.stop(StopPolicy::Drain).unwrap();
+
+    // The token model's Cast changed in opset 28 (onnx 1.23's table): refused, naming it.
+    let e = StagedModel::from_model("cast28", stamped(fixtures::token_bag(), 28), PathBuf::from("cast28.onnx"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Cast") && e.contains("changed in opset 28") && e.contains("opset_version="), "{e}");
+}

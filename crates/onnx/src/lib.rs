@@ -6,7 +6,8 @@
 //! - [`quantize`]: calibration and the int8 QDQ rewrite that ONNX Runtime turns into int8 kernels;
 //!   [`layout`]: the NHWC handover of uint8 tensors between int8 stages;
 //! - [`fold`]: fixing input shapes and folding the shape computations they determine;
-//!   [`ir_version`]: the IR version a model needs, for runtimes that refuse newer ones;
+//!   [`ir_version`] and [`opset_version`]: the IR version and opset a model needs, for runtimes
+//!   that refuse newer ones;
 //! - [`partition`]: cutting a model into stages; [`granularity`]: merging them; [`shape`]: static
 //!   shapes of the cut tensors.
 //!
@@ -34,6 +35,8 @@ pub mod granularity;
 pub mod io;
 pub mod ir_version;
 pub mod layout;
+pub mod opset_changes;
+pub mod opset_version;
 pub mod partition;
 pub mod quantize;
 pub mod shape;

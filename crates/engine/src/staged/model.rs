@@ -316,6 +316,7 @@ impl StagedModel {
 fn prepare(model: &mut ModelProto, shapes: &[InputShape], source: &Path) -> Result<()> {
     let file = source.display().to_string();
     lower_ir_version(model, &file)?;
+    lower_opset(model, &file)?;
     let weights = fold::weights_as_initializers(model);
     if weights > 0 {
         tracing::debug!("{file}: {weights} weights listed as graph inputs taken as initializers (an IR < 4 export)");
@@ -412,6 +413,45 @@ fn lower_ir_version(model: &mut ModelProto, file: &str) -> Result<()> {
             format!(
                 "the model uses {}, an element type of ONNX IR version {}; ONNX Runtime {ORT_VERSION} reads IR {ORT_MAX_IR_VERSION} at most; fix: convert it to a type ONNX Runtime {ORT_VERSION} runs (float32, float16, int8, ...) before exporting",
                 newest.used_by, newest.ir_version
+            ),
+        )),
+    }
+}
+
+/// A model stamped with an opset newer than ONNX Runtime supports (28 from onnx 1.23's
+/// `make_model`) is read at the newest one it does where none of its operators changed in
+/// between; otherwise refused naming the operator, with the export settings that fix it.
+fn lower_opset(model: &mut ModelProto, file: &str) -> Result<()> {
+    use crate::onnxruntime::{ORT_MAX_OPSET, ORT_VERSION};
+    use lalarand_onnx::opset_version::{lower_opset, NotLowered};
+    let max = ORT_MAX_OPSET;
+    let fix = format!(
+        "fix: export at opset {max} or older (torch.onnx.export(..., opset_version={max}), onnx.helper.make_model(..., opset_imports=[onnx.helper.make_opsetid(\"\", {max})]), or onnx.version_converter.convert_version(model, {max}))"
+    );
+    let stamped =
+        |opset| format!("the model is stamped opset {opset}, newer than ONNX Runtime {ORT_VERSION} supports ({max})");
+    match lower_opset(model, max) {
+        Ok(Some(opset)) => {
+            tracing::debug!("{file}: opset {opset} read as {max} (none of its operators changed in between)");
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(NotLowered::Changed(op)) => Err(EngineError::graph(
+            file,
+            format!(
+                "{}, and its {} node {:?} changed in opset {}; {fix}",
+                stamped(lalarand_onnx::opset_version::default_opset(model).unwrap_or_default()),
+                op.op_type,
+                op.node,
+                op.opset
+            ),
+        )),
+        Err(NotLowered::Unknown { opset }) => Err(EngineError::graph(
+            file,
+            format!(
+                "{}, and newer than lalarand knows ({}); {fix}",
+                stamped(opset),
+                lalarand_onnx::opset_changes::LATEST_OPSET
             ),
         )),
     }
