@@ -93,7 +93,7 @@ def test_help_shows_the_serve_defaults():
     assert defaults == {
         "models": None, "periodic": None, "busy": False, "stale": "reuse", "early": "wait", "late": "continue",
         "force": False, "realtime": True, "max_backlog": 4, "results_capacity": 64, "trace_window_ms": None,
-        "drain_timeout_ms": 10000.0, "warm_up": True,
+        "drain_timeout_ms": 10000.0, "warm_up": True, "calibration": None, "budget": None,
     }
     if sys.version_info >= (3, 10):
         assert inspect.signature(lalarand.Resource).parameters["cores"].default == ()
