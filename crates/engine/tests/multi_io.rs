@@ -8,12 +8,12 @@ mod fixtures;
 mod named_io;
 
 use named_io::{
-    assert_close, boolean, chain_equals_whole, float, fp32_server, int64, staged, submit, system_for, untimed, whole,
-    Fed,
+    assert_close, boolean, chain_equals_whole, float, fp32_server, int64, quick_int8_profile, staged, submit,
+    system_for, untimed, whole, Fed,
 };
 
 use lalarand_engine::accuracy::{verify, Calibration};
-use lalarand_engine::profile::{profile_to_file, synthetic_inputs, ProfileOptions};
+use lalarand_engine::profile::{profile_to_file, synthetic_inputs};
 use lalarand_engine::serving::{EngineExecutor, TaskModel};
 use lalarand_engine::stage::{ExecConfig, StageRunner};
 use lalarand_engine::tensor::{elem, f32_values};
@@ -200,14 +200,7 @@ fn a_multi_input_model_profiles_with_int8_and_is_served_from_its_profile() {
     let dir = tempfile::tempdir().unwrap();
     let path = testdata("masked_gather.onnx");
     let m = StagedModel::load(&path).unwrap();
-    let opts = ProfileOptions {
-        runs: 2,
-        warmup: 1,
-        modes: vec![Mode::CpuFp32, Mode::CpuInt8],
-        progress: false,
-        cold_cache: false,
-        ..ProfileOptions::default()
-    };
+    let opts = quick_int8_profile();
     let out = dir.path().join("masked_gather.json");
     let profile = profile_to_file(&path, &synthetic_inputs(&m, 8), &opts, &out).unwrap().profile;
     assert_eq!(DnnProfile::load(&out).unwrap().layers.len(), m.stage_count(), "the profile loads back");
@@ -424,14 +417,7 @@ fn an_already_quantized_model_runs_as_it_is() {
     // Profiled with cpu-int8 asked for: no layer has it, and every layer's note says why.
     let dir = tempfile::tempdir().unwrap();
     let path = testdata("qdq_conv_matmul.onnx");
-    let opts = ProfileOptions {
-        runs: 2,
-        warmup: 1,
-        modes: vec![Mode::CpuFp32, Mode::CpuInt8],
-        progress: false,
-        cold_cache: false,
-        ..ProfileOptions::default()
-    };
+    let opts = quick_int8_profile();
     let out = dir.path().join("qdq.json");
     profile_to_file(&path, &synthetic_inputs(&m, 4), &opts, &out).unwrap();
     let profile = DnnProfile::load(&out).unwrap();

@@ -10,14 +10,14 @@
 mod named_io;
 
 use lalarand_engine::accuracy::{verify, Calibration};
-use lalarand_engine::profile::{profile_to_file, synthetic_inputs, ProfileOptions};
+use lalarand_engine::profile::{profile_to_file, synthetic_inputs};
 use lalarand_engine::stage::ExecConfig;
 use lalarand_engine::StagedModel;
 use lalarand_model::{DnnProfile, Mode};
 use lalarand_onnx::partition::is_recurrent;
 use lalarand_onnx::{decode_model, load_model, ModelProto};
 use lalarand_runtime::serve::StopPolicy;
-use named_io::{assert_close, chain_equals_whole, float, fp32_server, submit, whole, Fed};
+use named_io::{assert_close, chain_equals_whole, float, fp32_server, quick_int8_profile, submit, whole, Fed};
 use std::path::PathBuf;
 
 /// Each fixture, its stages by name, and the recurrent module's stage.
@@ -97,14 +97,7 @@ fn the_chained_stages_equal_the_exported_model_in_every_output() {
 
 fn profile(file: &str, m: &StagedModel) -> DnnProfile {
     let dir = tempfile::tempdir().unwrap();
-    let opts = ProfileOptions {
-        runs: 2,
-        warmup: 1,
-        modes: vec![Mode::CpuFp32, Mode::CpuInt8],
-        progress: false,
-        cold_cache: false,
-        ..ProfileOptions::default()
-    };
+    let opts = quick_int8_profile();
     let out = dir.path().join("profile.json");
     profile_to_file(&fixture(file), &synthetic_inputs(m, 4), &opts, &out).unwrap();
     DnnProfile::load(&out).unwrap()

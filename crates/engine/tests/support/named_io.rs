@@ -4,6 +4,7 @@
 // Each test file uses part of this module.
 #![allow(dead_code)]
 
+use lalarand_engine::profile::ProfileOptions;
 use lalarand_engine::serving::{EngineExecutor, TaskModel};
 use lalarand_engine::stage::{ExecConfig, StageRunner};
 use lalarand_engine::tensor::{elem, f32_values, max_abs_diff, value_from_bytes};
@@ -151,4 +152,17 @@ pub fn fp32_server(m: &StagedModel) -> Server<EngineExecutor> {
 pub fn submit(server: &Server<EngineExecutor>, inputs: &[Fed]) -> JobResult {
     let input = Input::named(inputs.iter().map(Fed::tensor).collect()).unwrap();
     server.submit("model", input).unwrap().wait().unwrap()
+}
+
+/// Profiling in cpu-fp32 and cpu-int8 with two timed runs per stage, quietly: these tests check
+/// what is profiled (layers, modes, int8 notes), not the times.
+pub fn quick_int8_profile() -> ProfileOptions {
+    ProfileOptions {
+        runs: 2,
+        warmup: 1,
+        modes: vec![Mode::CpuFp32, Mode::CpuInt8],
+        progress: false,
+        cold_cache: false,
+        ..ProfileOptions::default()
+    }
 }
