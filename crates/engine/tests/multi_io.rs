@@ -6,6 +6,8 @@
 mod fixtures;
 #[path = "support/named_io.rs"]
 mod named_io;
+#[path = "support/two_cpus.rs"]
+mod two_cpus;
 
 use named_io::{
     assert_close, boolean, chain_equals_whole, float, fp32_server, int64, quick_int8_profile, staged, submit,

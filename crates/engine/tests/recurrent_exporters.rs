@@ -8,6 +8,8 @@
 
 #[path = "support/named_io.rs"]
 mod named_io;
+#[path = "support/two_cpus.rs"]
+mod two_cpus;
 
 use lalarand_engine::accuracy::{verify, Calibration};
 use lalarand_engine::profile::{profile_to_file, synthetic_inputs};

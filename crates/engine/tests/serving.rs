@@ -3,6 +3,9 @@
 //! classifier's top-1 through the server equals `lalarand accuracy`'s for a mixed int8
 //! allocation; the profiled int8 stages are rebuilt from the profile, or refused.
 
+#[path = "support/two_cpus.rs"]
+mod two_cpus;
+
 use lalarand_engine::accuracy::{evaluate, int8_stages, Calibration};
 use lalarand_engine::dataset::Dataset;
 use lalarand_engine::profile::{profile_to_file, ProfileOptions};
@@ -11,15 +14,11 @@ use lalarand_engine::stage::{ExecConfig, StageRunner};
 use lalarand_engine::tensor::{argmax_rows, f32_data, f32_value, max_abs_diff};
 use lalarand_engine::{StagedModel, Tensors};
 use lalarand_model::examples::chain_profile;
-use lalarand_model::{
-    Allocation, DnnProfile, LayerProfile, Mode, ModeTiming, Placement, Platform, PriorityPolicy, Resource,
-    ResourceKind, System, Task, TaskSet, Time,
-};
+use lalarand_model::{DnnProfile, LayerProfile, Mode};
 use lalarand_onnx::zoo::{self, Architecture};
-use lalarand_runtime::os;
 use lalarand_runtime::serve::{Input, ServeConfig, Server, StopPolicy};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use two_cpus::system_for;
 
 fn testdata(f: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(f)
@@ -33,24 +32,6 @@ fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
-}
-
-/// One task of `staged`'s stages, each on resource `resource[j]` in `modes[j]`, on two cpu
-/// resources (one core each), with stage times `wcet` (ns) and a long period.
-fn system_for(profile: DnnProfile, modes: &[Mode], wcet: Time, period: Time) -> (System, Allocation) {
-    let cores = os::available_cores();
-    let resource = |name: &str, core: usize| Resource { cores: vec![core], ..Resource::new(name, ResourceKind::Cpu) };
-    let platform = Platform { resources: vec![resource("cpu0", cores[0]), resource("cpu1", *cores.last().unwrap())] };
-    let n = profile.layers.len();
-    let mut profile = profile;
-    for l in &mut profile.layers {
-        l.modes[Mode::CpuFp32.index()] = Some(ModeTiming::from_wcet(wcet));
-        l.modes[Mode::CpuInt8.index()] = Some(ModeTiming::from_wcet(wcet));
-    }
-    let task = Task::new("model", period, Arc::new(profile));
-    // The first half on cpu0, the second on cpu1: every job crosses between the workers.
-    let places = (0..n).map(|j| Placement { mode: modes[j], resource: usize::from(j >= n / 2) }).collect();
-    (System::new(platform, TaskSet::new(vec![task], PriorityPolicy::RateMonotonic)), Allocation { tasks: vec![places] })
 }
 
 fn layers_of(staged: &StagedModel) -> Vec<LayerProfile> {

@@ -140,15 +140,22 @@ def test_profiled_mixed_int8_allocation_classifies_as_lalarand_accuracy(cli, tmp
     assert 100.0 * correct / len(labels) == pytest.approx(accuracy["top1"], abs=1e-9), accuracy
 
 
-def test_allocate_checks_int8_end_to_end_on_calibration_inputs(cli, tmp_path):
-    """allocate(calibration=...) measures the chosen allocation's int8 against fp32 on the
-    given inputs (as `lalarand allocate --calibration`) and reports it next to the budget."""
+def calibrated_mnist_profile(cli, tmp_path):
+    """16 MNIST test images as raw fp32 (`in.f32`) and the classifier profiled in cpu-fp32 and
+    cpu-int8 with them as calibration (`mnist_resnet.json`): (images, inputs, profile)."""
     images, _ = mnist_test_rows()
     inputs = tmp_path / "in.f32"
     images[:16].astype("<f4").tofile(inputs)
     profile = tmp_path / "mnist_resnet.json"
     cli("profile", MNIST, "--runs", "1", "--warmup", "0", "--modes", "cpu-fp32,cpu-int8",
         "--calibration", inputs, "--out", profile)
+    return images, inputs, profile
+
+
+def test_allocate_checks_int8_end_to_end_on_calibration_inputs(cli, tmp_path):
+    """allocate(calibration=...) measures the chosen allocation's int8 against fp32 on the
+    given inputs (as `lalarand allocate --calibration`) and reports it next to the budget."""
+    images, inputs, profile = calibrated_mnist_profile(cli, tmp_path)
     (tmp_path / "tasks.toml").write_text('[[task]]\nname = "digits"\nprofile = "mnist_resnet.json"\nperiod_ms = 20\n')
     system = lalarand.System.load(tmp_path / "tasks.toml")
     result = system.allocate("lalarand", budget=100.0, calibration={"digits": inputs}, models={"digits": MNIST})
@@ -165,12 +172,7 @@ def test_serve_refuses_an_allocation_over_its_budget_measured_end_to_end(cli, tm
     """serve(calibration=..., budget=...) measures the allocation's int8 chain before starting:
     every int8-capable stage int8, measured as distortion (never exactly 0 in int8), is refused
     over a budget of 0 and served within a budget of 100."""
-    images, _ = mnist_test_rows()
-    inputs = tmp_path / "in.f32"
-    images[:16].astype("<f4").tofile(inputs)
-    profile = tmp_path / "mnist_resnet.json"
-    cli("profile", MNIST, "--runs", "1", "--warmup", "0", "--modes", "cpu-fp32,cpu-int8",
-        "--calibration", inputs, "--out", profile)
+    images, inputs, profile = calibrated_mnist_profile(cli, tmp_path)
     data = json.loads(profile.read_text())
     data["int8_cost_kind"] = "distortion"
     profile.write_text(json.dumps(data))

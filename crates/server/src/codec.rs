@@ -69,6 +69,11 @@ pub struct OutputTensor {
 }
 
 impl OutputTensor {
+    /// A job's output `t` as the response sends it (not in shared memory), `binary` as asked.
+    fn from_host(t: lalarand_runtime::serve::HostTensor, binary: Option<bool>) -> Self {
+        Self { name: t.name, dims: t.dims, data: t.data, dtype: t.dtype, raw: t.raw, shm: None, binary }
+    }
+
     /// The elements as little-endian bytes, without copying.
     pub fn bytes(&self) -> &[u8] {
         match self.dtype {
@@ -412,18 +417,7 @@ pub fn encode_outputs(
     let mut outputs = Vec::new();
     let all = result.outputs;
     if requested.is_empty() {
-        return Ok(all
-            .into_iter()
-            .map(|t| OutputTensor {
-                name: t.name,
-                dims: t.dims,
-                data: t.data,
-                dtype: t.dtype,
-                raw: t.raw,
-                shm: None,
-                binary: None,
-            })
-            .collect());
+        return Ok(all.into_iter().map(|t| OutputTensor::from_host(t, None)).collect());
     }
     let mut all: Vec<Option<_>> = all.into_iter().map(Some).collect();
     for r in requested {
@@ -431,15 +425,7 @@ pub fn encode_outputs(
             all.iter_mut().find(|t| t.as_ref().is_some_and(|t| t.name == r.name)).and_then(Option::take).ok_or_else(
                 || ProtocolError::not_found(format!("model {:?}: the job returned no output {:?}", model.name, r.name)),
             )?;
-        let mut out = OutputTensor {
-            name: t.name,
-            dims: t.dims,
-            data: t.data,
-            dtype: t.dtype,
-            raw: t.raw,
-            shm: None,
-            binary: r.binary,
-        };
+        let mut out = OutputTensor::from_host(t, r.binary);
         if let Some((region, offset, size)) = &r.shm {
             let bytes = out.bytes();
             if bytes.len() as u64 > *size {

@@ -10,12 +10,8 @@ use lalarand_engine::stage::{ExecConfig, StageRunner};
 use lalarand_engine::tensor::{elem, f32_values, max_abs_diff, value_from_bytes};
 use lalarand_engine::{Pipeline, StageTensors, StagedModel, Tensors};
 use lalarand_model::examples::chain_profile;
-use lalarand_model::{
-    Allocation, DnnProfile, LayerProfile, Mode, ModeTiming, Placement, Platform, PriorityPolicy, Resource,
-    ResourceKind, System, Task, TaskSet, Time,
-};
+use lalarand_model::{Allocation, DnnProfile, LayerProfile, Mode, System, Time};
 use lalarand_onnx::{encode_model, ModelProto};
-use lalarand_runtime::os;
 use lalarand_runtime::serve::{DataType, Input, JobResult, ServeConfig, Server, Tensor, TensorData};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -120,21 +116,9 @@ pub fn chain_equals_whole(model: ModelProto, name: &str, inputs: &[Fed]) -> Stag
     }
     staged
 }
-/// Two cpu resources (one core each), the first half of the stages on the first; stage times
-/// `wcet` (ns), a long period.
+/// [`crate::two_cpus::system_for`] with a long period (100 ms).
 pub fn system_for(profile: DnnProfile, modes: &[Mode], wcet: Time) -> (System, Allocation) {
-    let cores = os::available_cores();
-    let resource = |name: &str, core: usize| Resource { cores: vec![core], ..Resource::new(name, ResourceKind::Cpu) };
-    let platform = Platform { resources: vec![resource("cpu0", cores[0]), resource("cpu1", *cores.last().unwrap())] };
-    let n = profile.layers.len();
-    let mut profile = profile;
-    for l in &mut profile.layers {
-        l.modes[Mode::CpuFp32.index()] = Some(ModeTiming::from_wcet(wcet));
-        l.modes[Mode::CpuInt8.index()] = Some(ModeTiming::from_wcet(wcet));
-    }
-    let task = Task::new("model", 100_000_000, Arc::new(profile));
-    let places = (0..n).map(|j| Placement { mode: modes[j], resource: usize::from(j >= n / 2) }).collect();
-    (System::new(platform, TaskSet::new(vec![task], PriorityPolicy::RateMonotonic)), Allocation { tasks: vec![places] })
+    crate::two_cpus::system_for(profile, modes, wcet, 100_000_000)
 }
 
 pub fn untimed() -> ServeConfig {
