@@ -51,6 +51,15 @@ fn infer(addr: &str, model: &str) -> (u16, Value) {
     post(addr, &format!("/v2/models/{model}/infer"), &body)
 }
 
+/// `taskset.toml` (task `digits` of profile `profile`, period `period_ms`) and
+/// `allocation.toml` (its 14 stages fp32 on cpu0) in `d`.
+fn write_digits_task(d: &Path, profile: &str, period_ms: f64) {
+    let task = format!("[[task]]\nname = \"digits\"\nprofile = \"{profile}\"\nperiod_ms = {period_ms:?}\n");
+    std::fs::write(d.join("taskset.toml"), task).unwrap();
+    let layers = vec!["\"cpu-fp32@cpu0\""; 14].join(", ");
+    std::fs::write(d.join("allocation.toml"), format!("[[task]]\nname = \"digits\"\nlayers = [{layers}]\n")).unwrap();
+}
+
 #[test]
 fn an_onnx_model_loads_into_a_running_server_serves_and_unloads() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,13 +68,7 @@ fn an_onnx_model_loads_into_a_running_server_serves_and_unloads() {
     let model = d.join("mnist_resnet.onnx");
     std::fs::copy(examples_dir().join("../crates/engine/testdata/mnist_resnet.onnx"), &model).unwrap();
     let profile = mnist_profile(d, "mnist_fp32.json", |_| {});
-    std::fs::write(
-        d.join("taskset.toml"),
-        "[[task]]\nname = \"digits\"\nprofile = \"mnist_fp32.json\"\nperiod_ms = 100.0\n",
-    )
-    .unwrap();
-    let layers = vec!["\"cpu-fp32@cpu0\""; 14].join(", ");
-    std::fs::write(d.join("allocation.toml"), format!("[[task]]\nname = \"digits\"\nlayers = [{layers}]\n")).unwrap();
+    write_digits_task(d, "mnist_fp32.json", 100.0);
     let _turn = crate::serve::turn();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lalarand"))
         .current_dir(d)
@@ -208,13 +211,7 @@ fn a_load_over_its_budget_measured_end_to_end_is_refused() {
             l["int8_accuracy_cost"] = json!(0.0);
         }
     });
-    std::fs::write(
-        d.join("taskset.toml"),
-        "[[task]]\nname = \"digits\"\nprofile = \"fp32.json\"\nperiod_ms = 1000.0\n",
-    )
-    .unwrap();
-    let layers = vec!["\"cpu-fp32@cpu0\""; 14].join(", ");
-    std::fs::write(d.join("allocation.toml"), format!("[[task]]\nname = \"digits\"\nlayers = [{layers}]\n")).unwrap();
+    write_digits_task(d, "fp32.json", 1000.0);
     let _turn = crate::serve::turn();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lalarand"))
         .current_dir(d)
